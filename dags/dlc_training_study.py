@@ -1,0 +1,139 @@
+"""
+### DeepLabCut training-parameter study
+
+How many labeled frames and how many training iterations does a DeepLabCut
+network need before its errors stop improving? (Johnson et al., frontal-plane
+drop landings: 175k iterations, 400 frames.)
+
+Frames are picked per video by k-means clustering and labeled; the labels are
+validated with Great Expectations. Nested frame sets of increasing size are
+split into train and test frames, and one ResNet network is trained per frame
+set, with a snapshot at every interval. Every snapshot is scored (Euclidean
+error to the labels, per frame and landmark). A repeated-measures ANOVA over
+iteration levels with Bonferroni post-hoc tests finds where errors plateau; the
+report shows error by iterations and by frame-set size per landmark.
+
+Outputs: `<data root>/runs/<cohort>/<run id>/`, report in `report/index.html`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from posesweep.config import param_specs
+from posesweep.layout import data_root_from_env
+
+DATA_ROOT = data_root_from_env(Path(__file__).resolve().parents[1] / "data")
+
+
+def _run_args(run: dict) -> list[str]:
+    return ["--data-root", run["data_root"], "--cohort", run["cohort"], "--run-name", run["run_name"]]
+
+
+@dag(
+    dag_id="dlc_training_study",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    params={name: Param(**spec) for name, spec in param_specs().items()},
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    tags=["posesweep", "deeplabcut"],
+    doc_md=__doc__,
+)
+def dlc_training_study():
+    @task
+    def prepare_run() -> dict:
+        """Check the parameters and the cohort; create the run folder."""
+        from posesweep import stages
+
+        context = get_current_context()
+        return stages.prepare_run(DATA_ROOT, dict(context["params"]), context["run_id"])
+
+    @task
+    def list_videos(run: dict) -> list[str]:
+        return run["videos"]
+
+    @task(map_index_template="{{ video_name }}")
+    def extract_frames(run: dict, video: str) -> dict:
+        """k-means frame selection, one video per mapped task."""
+        from posesweep import stages
+
+        get_current_context()["video_name"] = Path(video).name
+        return stages.extract_video_frames(run, video)
+
+    @task
+    def label_frames(run: dict, extracted: list[dict]) -> dict:
+        """Existing labels, or the simulated labeler for a synthetic cohort."""
+        from posesweep import stages
+
+        return stages.label_frames(run)
+
+    @task
+    def validate_labels(run: dict, labeled: dict) -> dict:
+        """Great Expectations suite over the tidy label table."""
+        from posesweep import stages
+
+        return stages.validate_label_table(run)
+
+    @task
+    def build_frame_sets(run: dict, validation: dict) -> list[int]:
+        """Nested frame sets, each split into train and test frames."""
+        from posesweep import stages
+
+        return [fs["frame_set_size"] for fs in stages.make_frame_sets(run)]
+
+    @task
+    def prepare_training(run: dict, frame_set_sizes: list[int]) -> list[int]:
+        """Initial weights and one DeepLabCut training dataset (shuffle) per frame set."""
+        from posesweep.runner import run_posesweep
+
+        run_posesweep(["prepare-training", *_run_args(run)])
+        return frame_set_sizes
+
+    @task(map_index_template="frame set {{ frame_set_size }}")
+    def train_network(run: dict, frame_set_size: int) -> int:
+        """One network per frame-set size (local backend: `posesweep train` in a watched child process)."""
+        from posesweep.runner import run_posesweep
+
+        get_current_context()["frame_set_size"] = frame_set_size
+        run_posesweep(["train", *_run_args(run), "--frame-set-size", str(frame_set_size)])
+        return frame_set_size
+
+    @task(map_index_template="frame set {{ frame_set_size }}")
+    def evaluate_snapshots(run: dict, frame_set_size: int) -> int:
+        """Train and test error of every snapshot, per frame and landmark."""
+        from posesweep.runner import run_posesweep
+
+        get_current_context()["frame_set_size"] = frame_set_size
+        run_posesweep(["evaluate", *_run_args(run), "--frame-set-size", str(frame_set_size)])
+        return frame_set_size
+
+    @task
+    def statistics_and_report(run: dict, evaluated: list[int]) -> str:
+        """Repeated-measures ANOVA over iteration levels, Bonferroni post-hoc, figures, summary.json."""
+        from posesweep import stages
+
+        return stages.analyse_and_report(run)
+
+    run = prepare_run()
+    extracted = extract_frames.partial(run=run).expand(video=list_videos(run))
+    validation = validate_labels(run, label_frames(run, extracted))
+    sizes = prepare_training(run, build_frame_sets(run, validation))
+    trained = train_network.partial(run=run).expand(frame_set_size=sizes)
+    evaluated = evaluate_snapshots.partial(run=run).expand(frame_set_size=trained)
+    statistics_and_report(run, evaluated)
+
+
+study_dag = dlc_training_study()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Run the study once in-process (dag.test).")
+    parser.add_argument("--conf", default="{}", help="JSON run configuration (parameter overrides)")
+    study_dag.test(run_conf=json.loads(parser.parse_args().conf))

@@ -1,0 +1,67 @@
+"""``posesweep``: the command behind the local backend and the trainer container's entrypoint."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _run_handle(args: argparse.Namespace) -> dict:
+    return {"data_root": args.data_root, "cohort": args.cohort, "run_name": args.run_name}
+
+
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", required=True, help="the data root (cohorts/ and runs/ below it)")
+    parser.add_argument("--cohort", required=True, help="cohort folder name under <data root>/cohorts")
+    parser.add_argument("--run-name", required=True, help="run folder name under <data root>/runs/<cohort>")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="posesweep", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    synth = sub.add_parser("synth", help="write a synthetic frontal-plane drop-landing cohort")
+    synth.add_argument("--out", required=True, type=Path, help="cohort folder to write")
+    synth.add_argument("--participants", type=int, default=6)
+    synth.add_argument("--width", type=int, default=160, help="frame width in px")
+    synth.add_argument("--height", type=int, default=120, help="frame height in px")
+    synth.add_argument("--fps", type=float, default=30.0)
+    synth.add_argument("--duration", type=float, default=3.0, help="video length in seconds")
+    synth.add_argument("--seed", type=int, default=0)
+
+    for name, text in (("prepare-training", "resolve initial weights, create DeepLabCut training datasets"),
+                       ("train", "train one frame set's network"),
+                       ("evaluate", "score every snapshot of one frame set's network")):
+        p = sub.add_parser(name, help=text)
+        _add_run_args(p)
+        if name != "prepare-training":
+            p.add_argument("--frame-set-size", type=int, required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    if args.command == "synth":
+        from .synthetic import SynthOptions, generate_cohort
+
+        options = SynthOptions(participants=args.participants, width_px=args.width, height_px=args.height,
+                               fps=args.fps, duration_s=args.duration, seed=args.seed)
+        print(generate_cohort(args.out, options))
+        return 0
+    from . import stages
+
+    run = _run_handle(args)
+    if args.command == "prepare-training":
+        stages.prepare_training(run)
+    elif args.command == "train":
+        stages.train(run, args.frame_set_size)
+    elif args.command == "evaluate":
+        stages.evaluate(run, args.frame_set_size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

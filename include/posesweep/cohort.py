@@ -1,0 +1,98 @@
+"""A cohort folder, and the DeepLabCut project a run builds from it.
+
+A cohort is ``<data root>/cohorts/<name>/`` with ``videos/*.mp4|avi|mov`` and,
+for the synthetic cohort, ``cohort.json`` plus per-video ground truth. The run
+gets its own DeepLabCut project (``config.yaml``, ``labeled-data/``) so the lab can
+open any run in DeepLabCut's GUI.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+from .config import FRONTAL_BODYPARTS
+from .layout import write_text_atomic
+from .synthetic import read_cohort_manifest
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
+HUMAN_SCORER = "labeler"
+
+
+class CohortError(ValueError):
+    """The cohort folder is unusable; the message says what is missing where."""
+
+
+@dataclass(frozen=True)
+class Cohort:
+    name: str
+    root: Path
+    videos: tuple[Path, ...]
+    bodyparts: tuple[str, ...]
+    scorer: str
+    synthetic: bool
+
+
+def load_cohort(cohort_dir: Path) -> Cohort:
+    cohort_dir = Path(cohort_dir)
+    if not cohort_dir.is_dir():
+        raise CohortError(f"cohort folder {cohort_dir} does not exist")
+    videos_dir = cohort_dir / "videos"
+    videos = tuple(sorted(p for p in videos_dir.glob("*") if p.suffix.lower() in VIDEO_SUFFIXES)) \
+        if videos_dir.is_dir() else ()
+    if not videos:
+        raise CohortError(f"cohort {cohort_dir}: no videos ({', '.join(VIDEO_SUFFIXES)}) in {videos_dir}")
+    stems = [v.stem for v in videos]
+    duplicates = sorted({s for s in stems if stems.count(s) > 1})
+    if duplicates:
+        raise CohortError(f"cohort {cohort_dir}: several videos share the name(s) {duplicates}")
+    manifest = read_cohort_manifest(cohort_dir)
+    synthetic = bool(manifest and manifest.get("kind") == "synthetic")
+    bodyparts = tuple(manifest["bodyparts"]) if manifest else FRONTAL_BODYPARTS
+    scorer = manifest["scorer"] if manifest else HUMAN_SCORER
+    return Cohort(cohort_dir.name, cohort_dir, videos, bodyparts, scorer, synthetic)
+
+
+def write_project_config(project_dir: Path, cohort: Cohort, video_sizes: dict[Path, tuple[int, int]],
+                         network: str, train_fractions: list[float]) -> Path:
+    """A DeepLabCut ``config.yaml`` for the run's project (single animal, TensorFlow engine)."""
+    config = {
+        "Task": cohort.name,
+        "scorer": cohort.scorer,
+        "date": date.today().strftime("%b%d"),
+        "multianimalproject": False,
+        "identity": None,
+        "project_path": str(Path(project_dir).resolve()),
+        "engine": "tensorflow",
+        "video_sets": {str(v.resolve()): {"crop": f"0, {w}, 0, {h}"} for v, (w, h) in video_sizes.items()},
+        "bodyparts": list(cohort.bodyparts),
+        "start": 0,
+        "stop": 1,
+        "numframes2pick": 20,
+        "skeleton": [],
+        "skeleton_color": "black",
+        "pcutoff": 0.6,
+        "dotsize": 4,
+        "alphavalue": 0.7,
+        "colormap": "rainbow",
+        "TrainingFraction": sorted(set(train_fractions)),
+        "iteration": 0,
+        "default_net_type": network,
+        "default_augmenter": "imgaug",
+        "snapshotindex": "all",
+        "detector_snapshotindex": -1,
+        "batch_size": 8,
+        "cropping": False,
+        "x1": 0, "x2": 640, "y1": 277, "y2": 624,
+        "corner2move2": [50, 50],
+        "move2corner": True,
+    }
+    target = Path(project_dir) / "config.yaml"
+    write_text_atomic(target, yaml.safe_dump(config, sort_keys=False))
+    return target

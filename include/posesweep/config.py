@@ -1,0 +1,201 @@
+"""The study's typed parameters.
+
+One dataclass holds every parameter of a study run; the DAG's Airflow Params are
+derived from its field metadata (``param_specs``), so the trigger form and the
+library cannot drift apart. Pure standard library: the DAG file imports this at
+parse time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# The paper's 10 frontal-plane landmarks. Participant's right is image left.
+FRONTAL_BODYPARTS: tuple[str, ...] = (
+    "right_hip",
+    "left_hip",
+    "right_knee",
+    "left_knee",
+    "right_ankle",
+    "left_ankle",
+    "right_medial_foot",
+    "right_lateral_foot",
+    "left_medial_foot",
+    "left_lateral_foot",
+)
+
+NETWORKS: tuple[str, ...] = ("resnet_50", "resnet_101")
+
+
+class StudyConfigError(ValueError):
+    """A study parameter is invalid; the message names the parameter."""
+
+
+def _param(default: Any, title: str, description: str, section: str, **schema: Any) -> Any:
+    metadata = {"title": title, "description": description, "section": section, "schema": schema}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Parameters of one run of the training-parameter study (defaults: the paper)."""
+
+    cohort: str = _param(
+        "demo", "Cohort",
+        "Cohort folder name under <data root>/cohorts (videos, or an existing DeepLabCut project).",
+        "Cohort", type="string", minLength=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    )
+    frames_per_video: int = _param(
+        20, "Frames per video", "Frames picked per video by k-means clustering (paper: 18-20).",
+        "Frames", type="integer", minimum=2, maximum=500,
+    )
+    frame_set_sizes: tuple[int, ...] = _param(
+        (200, 400, 600, 800), "Frame-set sizes",
+        "Nested training-frame set sizes, one network each (paper: 200, 400, 600, 800).",
+        "Frames", type="array", items={"type": "integer", "minimum": 4}, minItems=1,
+    )
+    train_fraction: float = _param(
+        0.9, "Train fraction", "Share of each frame set used for training; the rest is the test set.",
+        "Frames", type="number", exclusiveMinimum=0.0, exclusiveMaximum=1.0,
+    )
+    max_iterations: int = _param(
+        250_000, "Maximum iterations", "Training iterations per network (paper: 250k).",
+        "Training", type="integer", minimum=1,
+    )
+    snapshot_interval: int = _param(
+        25_000, "Snapshot interval (iterations)",
+        "A snapshot is saved and evaluated every this many iterations (paper: 25k). Must divide the maximum.",
+        "Training", type="integer", minimum=1,
+    )
+    network: str = _param(
+        "resnet_50", "Network", "DeepLabCut TensorFlow backbone (paper: ResNet-50).",
+        "Training", type="string", enum=list(NETWORKS),
+    )
+    batch_size: int = _param(
+        1, "Batch size", "Training batch size (DeepLabCut's TensorFlow default: 1).",
+        "Training", type="integer", minimum=1, maximum=64,
+    )
+    allow_random_init: bool = _param(
+        False, "Allow random initial weights",
+        "Without a pretrained ImageNet checkpoint, start from random (BatchNorm-calibrated) weights. "
+        "Errors are then far above the paper's; the report flags it.",
+        "Training", type="boolean",
+    )
+    max_missing_label_fraction: float = _param(
+        0.1, "Max missing-label fraction",
+        "Validation fails when more than this share of a landmark's labels is missing.",
+        "Labels", type="number", minimum=0.0, maximum=1.0,
+    )
+    seed: int = _param(
+        42, "Random seed", "Seeds frame selection, label simulation and the train/test split.",
+        "Reproducibility", type="integer", minimum=0,
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "frame_set_sizes", tuple(int(s) for s in self.frame_set_sizes))
+        problems = self.problems()
+        if problems:
+            raise StudyConfigError("invalid study parameters: " + "; ".join(problems))
+
+    def problems(self) -> list[str]:
+        found: list[str] = []
+        for f in dataclasses.fields(self):
+            schema = f.metadata["schema"]
+            value = getattr(self, f.name)
+            found += _schema_problems(f.name, value, schema)
+        if found:
+            return found
+        if self.max_iterations % self.snapshot_interval:
+            found.append(
+                f"snapshot_interval={self.snapshot_interval} does not divide max_iterations={self.max_iterations}"
+            )
+        if list(self.frame_set_sizes) != sorted(set(self.frame_set_sizes)):
+            found.append(f"frame_set_sizes={list(self.frame_set_sizes)} must be strictly increasing")
+        smallest = min(self.frame_set_sizes)
+        if round(smallest * (1 - self.train_fraction)) < 1 or round(smallest * self.train_fraction) < 1:
+            found.append(
+                f"train_fraction={self.train_fraction} leaves an empty train or test set for {smallest} frames"
+            )
+        return found
+
+    @property
+    def snapshot_iterations(self) -> list[int]:
+        return list(range(self.snapshot_interval, self.max_iterations + 1, self.snapshot_interval))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["frame_set_sizes"] = list(self.frame_set_sizes)
+        return d
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> "StudyConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise StudyConfigError(f"unknown study parameters: {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def from_json_file(cls, path: Path) -> "StudyConfig":
+        return cls.from_mapping(json.loads(Path(path).read_text()))
+
+
+def _schema_problems(name: str, value: Any, schema: dict[str, Any]) -> list[str]:
+    kind = schema.get("type")
+    checks = {
+        "string": lambda v: isinstance(v, str),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "array": lambda v: isinstance(v, (list, tuple)),
+    }
+    if kind and not checks[kind](value):
+        return [f"{name}={value!r} is not of type {kind}"]
+    out = []
+    if "minimum" in schema and value < schema["minimum"]:
+        out.append(f"{name}={value!r} is below the minimum {schema['minimum']}")
+    if "maximum" in schema and value > schema["maximum"]:
+        out.append(f"{name}={value!r} is above the maximum {schema['maximum']}")
+    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+        out.append(f"{name}={value!r} must be greater than {schema['exclusiveMinimum']}")
+    if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
+        out.append(f"{name}={value!r} must be less than {schema['exclusiveMaximum']}")
+    if "enum" in schema and value not in schema["enum"]:
+        out.append(f"{name}={value!r} is not one of {schema['enum']}")
+    if "minLength" in schema and len(value) < schema["minLength"]:
+        out.append(f"{name} must not be empty")
+    if "pattern" in schema:
+        import re
+
+        if not re.match(schema["pattern"], value):
+            out.append(f"{name}={value!r} must match {schema['pattern']} (a folder name, no path separators)")
+    if kind == "array":
+        if len(value) < schema.get("minItems", 0):
+            out.append(f"{name} needs at least {schema['minItems']} entries")
+        for item in value:
+            out += _schema_problems(f"{name}[]", item, schema.get("items", {}))
+    return out
+
+
+def param_specs(defaults: StudyConfig | None = None) -> dict[str, dict[str, Any]]:
+    """Keyword arguments for one ``airflow.sdk.Param`` per study parameter."""
+    defaults = defaults or StudyConfig()
+    specs = {}
+    for f in dataclasses.fields(StudyConfig):
+        value = getattr(defaults, f.name)
+        if isinstance(value, tuple):
+            value = list(value)
+        specs[f.name] = {
+            "default": value,
+            "title": f.metadata["title"],
+            "description": f.metadata["description"],
+            "section": f.metadata["section"],
+            **f.metadata["schema"],
+        }
+    return specs

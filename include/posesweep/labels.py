@@ -1,0 +1,109 @@
+"""Labels: DeepLabCut's annotation files in, one tidy label table out.
+
+DeepLabCut keeps one ``labeled-data/<video stem>/CollectedData_<scorer>.h5`` (and
+``.csv``) per video: rows indexed by ("labeled-data", video stem, image name),
+columns by (scorer, bodyparts, coords). Those files are the interface to a lab's
+own tools, so they are written exactly in that format. Every later stage reads
+the tidy table instead: one row per frame and landmark.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .layout import atomic_path
+
+log = logging.getLogger(__name__)
+
+TIDY_COLUMNS = ["video", "participant", "image", "frame_index", "landmark", "x_px", "y_px",
+                "image_width_px", "image_height_px"]
+
+
+def collected_data_file(labeled_data_dir: Path, video_stem: str, scorer: str) -> Path:
+    return Path(labeled_data_dir) / video_stem / f"CollectedData_{scorer}.h5"
+
+
+def to_dlc_frame(wide: pd.DataFrame, video_stem: str, image_names: list[str], bodyparts: list[str],
+                 scorer: str) -> pd.DataFrame:
+    """DeepLabCut's annotation frame from ``<landmark>_x``/``_y`` columns, one row per image."""
+    columns = pd.MultiIndex.from_product([[scorer], bodyparts, ["x", "y"]], names=["scorer", "bodyparts", "coords"])
+    index = pd.MultiIndex.from_tuples([("labeled-data", video_stem, name) for name in image_names])
+    values = np.column_stack([wide[f"{bp}_{c}"].to_numpy(float) for bp in bodyparts for c in ("x", "y")])
+    return pd.DataFrame(values, index=index, columns=columns)
+
+
+def write_collected_data(frame: pd.DataFrame, labeled_data_dir: Path, video_stem: str, scorer: str) -> Path:
+    target = collected_data_file(labeled_data_dir, video_stem, scorer)
+    with atomic_path(target.with_suffix(".csv")) as tmp:
+        frame.to_csv(tmp)
+    with atomic_path(target) as tmp:
+        frame.to_hdf(tmp, key="df_with_missing", mode="w")
+    return target
+
+
+def read_collected_data(path: Path) -> pd.DataFrame:
+    """Read a CollectedData file (.h5, or .csv when no .h5 exists) with a 3-level row index."""
+    path = Path(path)
+    if path.suffix == ".h5" and path.exists():
+        frame = pd.read_hdf(path)
+    else:
+        csv = path.with_suffix(".csv")
+        if not csv.exists():
+            raise FileNotFoundError(f"no labels at {path} or {csv}")
+        frame = pd.read_csv(csv, header=[0, 1, 2], index_col=[0, 1, 2])
+    if not isinstance(frame.index, pd.MultiIndex):  # older projects: "labeled-data/<stem>/<img>"
+        parts = [tuple(str(p).replace("\\", "/").split("/")) for p in frame.index]
+        frame.index = pd.MultiIndex.from_tuples(parts)
+    return frame
+
+
+def tidy_from_collected(frame: pd.DataFrame, images_root: Path) -> pd.DataFrame:
+    """One row per (image, landmark); missing labels stay as NaN rows."""
+    import cv2
+
+    scorer = frame.columns.get_level_values(0)[0]
+    rows = []
+    sizes: dict[Path, tuple[int, int]] = {}
+    for (_, stem, image), values in frame.iterrows():
+        image_path = Path(images_root) / stem / image
+        if image_path not in sizes:
+            img = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
+            sizes[image_path] = (img.shape[1], img.shape[0]) if img is not None else (np.nan, np.nan)
+        width, height = sizes[image_path]
+        digits = "".join(ch for ch in Path(image).stem if ch.isdigit())
+        for bodypart in frame.columns.get_level_values("bodyparts").unique():
+            rows.append({
+                "video": stem,
+                "participant": stem,
+                "image": image,
+                "frame_index": int(digits) if digits else -1,
+                "landmark": bodypart,
+                "x_px": values[(scorer, bodypart, "x")],
+                "y_px": values[(scorer, bodypart, "y")],
+                "image_width_px": width,
+                "image_height_px": height,
+            })
+    return pd.DataFrame(rows, columns=TIDY_COLUMNS)
+
+
+def build_label_table(labeled_data_dir: Path, video_stems: list[str], scorer: str) -> pd.DataFrame:
+    tables = []
+    for stem in video_stems:
+        path = collected_data_file(labeled_data_dir, stem, scorer)
+        tables.append(tidy_from_collected(read_collected_data(path), labeled_data_dir))
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=TIDY_COLUMNS)
+    return table.sort_values(["video", "image", "landmark"], kind="stable").reset_index(drop=True)
+
+
+def write_label_table(table: pd.DataFrame, target: Path) -> Path:
+    with atomic_path(target) as tmp:
+        table.to_csv(tmp, index=False)
+    return target
+
+
+def read_label_table(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path)

@@ -1,0 +1,170 @@
+"""Where every artifact of a study run lives, and how it is written.
+
+``<data root>/cohorts/<cohort>/``            input (read only): videos or a DLC project
+``<data root>/runs/<cohort>/<run name>/``    everything a run produces:
+
+    study_config.json           the validated parameters
+    project/                    the DeepLabCut project (config.yaml, labeled-data/, dlc-models/...)
+    frames/<video stem>.json    frame indices picked per video
+    labels/labels.csv           tidy label table (one row per frame x landmark)
+    validation/                 Great Expectations result
+    splits/frame_sets.json      nested frame sets with their train/test split
+    training/frame_set_<n>/     training log and completion record per network
+    evaluation/                 tidy error tables
+    stats/                      ANOVA and post-hoc tables
+    report/                     index.html, figures, summary.json
+
+Every file is written to a temporary name in the same folder and renamed, so a
+reader (or a retried task) sees either nothing or the complete file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+DATA_ROOT_ENV = "POSESWEEP_DATA_ROOT"
+
+
+class OutsideDataRootError(ValueError):
+    """A path resolves outside the configured data root."""
+
+
+def data_root_from_env(default: str | Path = "data") -> Path:
+    return Path(os.environ.get(DATA_ROOT_ENV, default)).resolve()
+
+
+def resolve_inside(root: Path, relative: str | Path) -> Path:
+    """``root / relative``, refusing anything that escapes ``root`` (.., absolute, symlinks)."""
+    root = Path(root).resolve()
+    candidate = (root / relative).resolve()
+    if candidate != root and root not in candidate.parents:
+        raise OutsideDataRootError(f"{relative!s} resolves to {candidate}, outside the data root {root}")
+    return candidate
+
+
+def safe_name(text: str) -> str:
+    """A folder-safe version of an Airflow run id (which contains ':' and '+')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "run"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    data_root: Path
+    cohort: str
+    run_name: str
+
+    @classmethod
+    def create(cls, data_root: str | Path, cohort: str, run_name: str) -> "RunLayout":
+        root = Path(data_root).resolve()
+        resolve_inside(root / "cohorts", cohort)
+        layout = cls(root, cohort, safe_name(run_name))
+        resolve_inside(root / "runs", Path(cohort) / layout.run_name)
+        return layout
+
+    @property
+    def cohort_dir(self) -> Path:
+        return resolve_inside(self.data_root / "cohorts", self.cohort)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_root / "runs" / self.cohort / self.run_name
+
+    @property
+    def config_file(self) -> Path:
+        return self.run_dir / "study_config.json"
+
+    @property
+    def project_dir(self) -> Path:
+        return self.run_dir / "project"
+
+    @property
+    def frames_dir(self) -> Path:
+        return self.run_dir / "frames"
+
+    def frame_record(self, video_stem: str) -> Path:
+        return self.frames_dir / f"{video_stem}.json"
+
+    @property
+    def labels_file(self) -> Path:
+        return self.run_dir / "labels" / "labels.csv"
+
+    @property
+    def validation_dir(self) -> Path:
+        return self.run_dir / "validation"
+
+    @property
+    def splits_file(self) -> Path:
+        return self.run_dir / "splits" / "frame_sets.json"
+
+    def training_dir(self, frame_set_size: int) -> Path:
+        return self.run_dir / "training" / f"frame_set_{frame_set_size}"
+
+    @property
+    def evaluation_dir(self) -> Path:
+        return self.run_dir / "evaluation"
+
+    def evaluation_file(self, frame_set_size: int) -> Path:
+        return self.evaluation_dir / f"errors_frame_set_{frame_set_size}.csv"
+
+    @property
+    def errors_file(self) -> Path:
+        return self.evaluation_dir / "errors.csv"
+
+    @property
+    def stats_dir(self) -> Path:
+        return self.run_dir / "stats"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.run_dir / "report"
+
+    @property
+    def summary_file(self) -> Path:
+        return self.report_dir / "summary.json"
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial" + target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(target: Path, text: str) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+    return target
+
+
+def write_json_atomic(target: Path, payload: Any) -> Path:
+    return write_text_atomic(target, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

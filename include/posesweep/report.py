@@ -1,0 +1,165 @@
+"""The study report: self-contained HTML, figures (PNG and SVG), tables (CSV) and summary.json."""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from .layout import RunLayout, atomic_path, write_json_atomic, write_text_atomic
+from .stats import errors_by_iteration
+
+log = logging.getLogger(__name__)
+
+PAPER = {"iterations": 175_000, "frames": 400, "train_error_px": 2.8, "test_error_px": 3.7,
+         "knee_test_error_px": 7.1, "ankle_test_error_px": 5.4, "anova_F_train": 57.4, "anova_F_test": 24.4}
+
+
+def _save_figure(fig, target_png: Path) -> None:
+    for path in (target_png, target_png.with_suffix(".svg")):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix[1:], dpi=120, bbox_inches="tight")
+
+
+def figure_error_vs_iterations(by_iteration: pd.DataFrame, target: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for split, colour in (("train", "tab:blue"), ("test", "tab:orange")):
+        part = by_iteration[by_iteration["split"] == split]
+        ax.errorbar(part["snapshot_iteration"], part["mean_error_px"], yerr=part["sd_error_px"], marker="o",
+                    capsize=3, color=colour, label=f"{split} error")
+    ax.set_xlabel("training iterations")
+    ax.set_ylabel("mean error (px, ± SD over networks x landmarks)")
+    ax.set_title("Error by training iterations")
+    ax.legend()
+    _save_figure(fig, target)
+    plt.close(fig)
+    return target
+
+
+def figure_error_vs_frames(by_frame_set: pd.DataFrame, iteration: int, target: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, split in zip(axes, ("train", "test")):
+        part = by_frame_set[by_frame_set["split"] == split]
+        for landmark, rows in part.groupby("landmark"):
+            ax.plot(rows["frame_set_size"], rows["error_px"], marker="o", label=landmark)
+        ax.set_title(f"{split} error at {iteration:,} iterations")
+        ax.set_xlabel("frames in the frame set")
+    axes[0].set_ylabel("mean error (px)")
+    axes[1].legend(fontsize=7, loc="upper right")
+    _save_figure(fig, target)
+    plt.close(fig)
+    return target
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t")
+
+
+def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, context: dict) -> Path:
+    """Write figures, CSV tables, summary.json and index.html under the run's report folder."""
+    out = layout.report_dir
+    out.mkdir(parents=True, exist_ok=True)
+    means = analysis["subject_means"]
+    by_iteration = errors_by_iteration(means)
+    chosen = analysis["chosen_iteration"]
+    by_frame_set = analysis["by_frame_set"]
+    fig2 = figure_error_vs_iterations(by_iteration, out / "figure_error_vs_iterations.png")
+    fig3 = figure_error_vs_frames(by_frame_set, chosen, out / "figure_error_vs_frame_set_size.png")
+
+    per_network = (errors.groupby(["frame_set_size", "snapshot_iteration", "split"])["error_px"].mean()
+                   .unstack("split").rename(columns=lambda s: f"{s}_error_px").reset_index())
+    per_landmark = (by_frame_set.groupby(["landmark", "split"])["error_px"].mean().unstack("split")
+                    .rename(columns=lambda s: f"{s}_error_px").reset_index())
+    anova_rows, pairwise_tables = [], {}
+    for split, result in analysis["per_split"].items():
+        if result["anova"]:
+            anova_rows.append({"split": split, **result["anova"], "plateau_iteration": result["plateau_iteration"]})
+        pairwise_tables[split] = result["pairwise"]
+    anova = pd.DataFrame(anova_rows)
+    for name, table in {"errors_by_network_and_snapshot": per_network, "errors_by_iteration": by_iteration,
+                        "errors_by_landmark": per_landmark, "anova": anova,
+                        **{f"posthoc_{s}": t for s, t in pairwise_tables.items()}}.items():
+        with atomic_path(out / f"{name}.csv") as tmp:
+            table.to_csv(tmp, index=False)
+
+    at_chosen = per_network[per_network["snapshot_iteration"] == chosen]
+    random_init = context["initial_weights"]["kind"] == "random_init"
+    recommendation = (
+        f"Errors stop improving significantly at {chosen:,} iterations"
+        if analysis["chosen_iteration_is_plateau"] else
+        f"Errors were still improving significantly at the last snapshot ({chosen:,} iterations): train longer")
+    summary = {
+        "cohort": layout.cohort,
+        "run": layout.run_name,
+        "study_config": context["study_config"],
+        "initial_weights": context["initial_weights"],
+        "random_init_warning": random_init,
+        "training": context["training"],
+        "labels": context["labels"],
+        "errors": per_network.to_dict(orient="records"),
+        "anova": {row["split"]: row for row in anova_rows},
+        "posthoc": {s: t.to_dict(orient="records") for s, t in pairwise_tables.items()},
+        "chosen_iteration": chosen,
+        "chosen_iteration_is_plateau": analysis["chosen_iteration_is_plateau"],
+        "errors_at_chosen_iteration": at_chosen.to_dict(orient="records"),
+        "errors_by_landmark_at_chosen_iteration": per_landmark.to_dict(orient="records"),
+        "recommendation": recommendation,
+        "paper": PAPER,
+    }
+    write_json_atomic(layout.summary_file, summary)
+
+    warning = ("<div class='warn'><b>Random initial weights.</b> No ImageNet-pretrained checkpoint was available, "
+               "so every network started from random (BatchNorm-calibrated) weights. Errors are far above what "
+               "pretrained networks reach and must not be compared with the paper's.</div>") if random_init else ""
+    anova_html = _table(anova) if len(anova) else "<p>Not enough snapshots or networks for the ANOVA.</p>"
+    posthoc_html = "".join(f"<h3>{html.escape(s)} error</h3>{_table(t)}" for s, t in pairwise_tables.items()
+                           if len(t))
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>posesweep report: {html.escape(layout.cohort)} / {html.escape(layout.run_name)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+.warn{{background:#fde2e1;border:2px solid #c0392b;padding:1em;margin:1em 0}}
+table.t{{border-collapse:collapse;font-size:13px;margin:0.5em 0}}
+table.t td,table.t th{{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right}}
+img{{max-width:100%}}</style></head><body>
+<h1>DeepLabCut training-parameter study</h1>
+<p>Cohort <b>{html.escape(layout.cohort)}</b>, run <b>{html.escape(layout.run_name)}</b>.
+Network {html.escape(context['study_config']['network'])}, frame sets {context['study_config']['frame_set_sizes']},
+{context['study_config']['max_iterations']:,} iterations, snapshot every {context['study_config']['snapshot_interval']:,}.</p>
+{warning}
+<p><b>Recommendation:</b> {html.escape(recommendation)}.</p>
+<h2>Labels</h2><p>{context['labels']['labeled_frames']} labeled frames from {context['labels']['videos']} videos,
+validated with Great Expectations (all expectations met): <a href="../validation/validation_result.json">result</a>.</p>
+<h2>Training</h2>{_table(pd.DataFrame(context['training']))}
+<h2>Error by training iterations</h2>{_img(fig2)}
+<h2>Error by frame-set size per landmark</h2>{_img(fig3)}
+<h2>Repeated-measures ANOVA</h2>
+<p>Subjects: (network, landmark) pairs; within factor: iteration level; dependent variable: mean error over frames;
+train and test separately. Post-hoc: paired t-tests, Bonferroni-adjusted.</p>{anova_html}
+<h2>Post-hoc pairwise comparisons</h2>{posthoc_html}
+<h2>Errors per network and snapshot</h2>{_table(per_network)}
+<h2>Errors per landmark at {chosen:,} iterations</h2>{_table(per_landmark)}
+<h2>The paper's published values</h2><p>175k iterations and 400 frames; train/test error 2.8/3.7 px;
+knee 7.1 px, ankle 5.4 px (test); ANOVA F = 57.4 (train), 24.4 (test).</p>
+<p>Machine-readable: <a href="summary.json">summary.json</a>.</p>
+</body></html>"""
+    write_text_atomic(out / "index.html", page)
+    log.info("report written: %s", out / "index.html")
+    return out / "index.html"

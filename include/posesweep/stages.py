@@ -1,0 +1,178 @@
+"""The study's stages as plain functions of a run folder: what each DAG task calls.
+
+Each stage reads the files the previous one wrote under the run folder and
+writes its own atomically; a stage whose output is already complete is skipped.
+Nothing here imports Airflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from .cohort import CohortError, load_cohort, write_project_config
+from .config import StudyConfig, StudyConfigError
+from .frames import extract_frames
+from .labels import build_label_table, read_label_table, to_dlc_frame, write_collected_data, write_label_table
+from .layout import RunLayout, read_json, write_json_atomic
+from .splits import FrameSet, build_frame_sets, labeled_frames
+
+log = logging.getLogger(__name__)
+
+
+def layout_of(run: dict) -> RunLayout:
+    return RunLayout.create(run["data_root"], run["cohort"], run["run_name"])
+
+
+def study_of(run: dict) -> StudyConfig:
+    return StudyConfig.from_json_file(layout_of(run).config_file)
+
+
+def prepare_run(data_root: str | Path, params: dict, run_name: str) -> dict:
+    """Validate the parameters and the cohort, create the run folder; returns the run handle."""
+    study = StudyConfig.from_mapping(params)
+    layout = RunLayout.create(data_root, study.cohort, run_name)
+    cohort = load_cohort(layout.cohort_dir)
+    if layout.config_file.exists():
+        previous = read_json(layout.config_file)
+        if previous != study.to_json_dict():
+            raise StudyConfigError(f"run folder {layout.run_dir} already holds a run with other parameters "
+                                   f"({layout.config_file}); use a new run name")
+    else:
+        write_json_atomic(layout.config_file, study.to_json_dict())
+    log.info("cohort %s: %d videos (%s), run folder %s", cohort.name, len(cohort.videos),
+             "synthetic" if cohort.synthetic else "recorded", layout.run_dir)
+    return {"data_root": str(layout.data_root), "cohort": study.cohort, "run_name": layout.run_name,
+            "videos": [str(v) for v in cohort.videos]}
+
+
+def extract_video_frames(run: dict, video: str) -> dict:
+    layout, study = layout_of(run), study_of(run)
+    record = extract_frames(Path(video), layout.project_dir / "labeled-data", layout.frame_record(Path(video).stem),
+                            study.frames_per_video, study.seed)
+    return {"video_stem": record["video_stem"], "frames": len(record["frame_indices"])}
+
+
+def label_frames(run: dict) -> dict:
+    """Labels for every extracted frame: simulated for a synthetic cohort, else the cohort's own."""
+    from .synthetic import simulate_labels, truth_file
+
+    layout, study = layout_of(run), study_of(run)
+    cohort = load_cohort(layout.cohort_dir)
+    labeled_data = layout.project_dir / "labeled-data"
+    sizes = {}
+    for video in cohort.videos:
+        record = read_json(layout.frame_record(video.stem))
+        sizes[video] = (record["width_px"], record["height_px"])
+        if cohort.synthetic:
+            wide = simulate_labels(truth_file(video), record["frame_indices"], record["height_px"], study.seed)
+            frame = to_dlc_frame(wide, video.stem, record["image_names"], list(cohort.bodyparts), cohort.scorer)
+            write_collected_data(frame, labeled_data, video.stem, cohort.scorer)
+        else:
+            source = cohort.root / "labeled-data" / video.stem / f"CollectedData_{cohort.scorer}.h5"
+            if not source.exists():
+                raise CohortError(f"video {video.name}: no labels at {source}; label the extracted frames in "
+                                  f"{labeled_data / video.stem} with DeepLabCut and save them there")
+            for suffix in (".h5", ".csv"):
+                if source.with_suffix(suffix).exists():
+                    shutil.copyfile(source.with_suffix(suffix), labeled_data / video.stem / source.with_suffix(suffix).name)
+    write_project_config(layout.project_dir, cohort, sizes, study.network, [study.train_fraction])
+    table = build_label_table(labeled_data, [v.stem for v in cohort.videos], cohort.scorer)
+    write_label_table(table, layout.labels_file)
+    frames = table[["video", "image"]].drop_duplicates()
+    log.info("labels: %d frames from %d videos, %d landmarks (%s labeler)", len(frames), len(cohort.videos),
+             table["landmark"].nunique(), "simulated" if cohort.synthetic else "human")
+    return {"labeled_frames": int(len(frames)), "videos": len(cohort.videos)}
+
+
+def validate_label_table(run: dict) -> dict:
+    from .validation import validate_labels
+
+    layout, study = layout_of(run), study_of(run)
+    cohort = load_cohort(layout.cohort_dir)
+    table = read_label_table(layout.labels_file)
+    summary = validate_labels(table, list(cohort.bodyparts), study.max_missing_label_fraction,
+                              layout.validation_dir / "validation_result.json", str(layout.labels_file))
+    return {"labeled_frames": summary["labeled_frames"], "success": summary["success"]}
+
+
+def make_frame_sets(run: dict) -> list[dict]:
+    layout, study = layout_of(run), study_of(run)
+    table = read_label_table(layout.labels_file)
+    frame_sets = build_frame_sets(labeled_frames(table), list(study.frame_set_sizes), study.train_fraction,
+                                  study.seed)
+    write_json_atomic(layout.splits_file, {"frame_sets": [fs.to_json_dict() for fs in frame_sets]})
+    for fs in frame_sets:
+        log.info("frame set %d: %d train, %d test frames (DeepLabCut shuffle %d)", fs.frame_set_size,
+                 len(fs.train), len(fs.test), fs.shuffle)
+    return [{"frame_set_size": fs.frame_set_size, "shuffle": fs.shuffle} for fs in frame_sets]
+
+
+def load_frame_sets(layout: RunLayout) -> list[FrameSet]:
+    return [FrameSet.from_json_dict(d) for d in read_json(layout.splits_file)["frame_sets"]]
+
+
+def frame_set_of(layout: RunLayout, frame_set_size: int) -> FrameSet:
+    for fs in load_frame_sets(layout):
+        if fs.frame_set_size == frame_set_size:
+            return fs
+    raise KeyError(f"no frame set of size {frame_set_size} in {layout.splits_file}")
+
+
+def prepare_training(run: dict) -> dict:
+    """Initial weights and one DeepLabCut training dataset per frame set (TensorFlow: run in the CLI)."""
+    from .training import create_training_datasets, resolve_initial_weights
+
+    layout, study = layout_of(run), study_of(run)
+    frame_sets = load_frame_sets(layout)
+    largest = frame_sets[-1]
+    calibration = [layout.project_dir / "labeled-data" / stem / image for stem, image in largest.train[:16]]
+    weights = resolve_initial_weights(study.network, study.allow_random_init, layout.run_dir / "weights",
+                                      calibration, study.seed)
+    write_json_atomic(layout.run_dir / "weights" / "initial_weights.json", weights.to_json_dict())
+    create_training_datasets(layout.project_dir / "config.yaml", frame_sets, weights, study)
+    return weights.to_json_dict()
+
+
+def train(run: dict, frame_set_size: int) -> dict:
+    from .training import train_frame_set
+
+    layout = layout_of(run)
+    return train_frame_set(layout, frame_set_of(layout, frame_set_size), study_of(run))
+
+
+def evaluate(run: dict, frame_set_size: int) -> str:
+    from .evaluation import evaluate_frame_set
+
+    layout = layout_of(run)
+    return str(evaluate_frame_set(layout, frame_set_of(layout, frame_set_size), read_label_table(layout.labels_file)))
+
+
+def analyse_and_report(run: dict) -> str:
+    from .evaluation import combine_error_tables
+    from .report import write_report
+    from .stats import analyse
+
+    layout, study = layout_of(run), study_of(run)
+    errors = combine_error_tables(layout, list(study.frame_set_sizes))
+    analysis = analyse(errors)
+    for split, result in analysis["per_split"].items():
+        if result["anova"]:
+            a = result["anova"]
+            log.info("%s error: F(%.0f, %.0f) = %.2f, p = %.3g; plateau at %s iterations", split, a["df_num"],
+                     a["df_den"], a["F"], a["p_value"], result["plateau_iteration"])
+    table = read_label_table(layout.labels_file)
+    context = {
+        "study_config": study.to_json_dict(),
+        "initial_weights": read_json(layout.run_dir / "weights" / "initial_weights.json"),
+        "training": [read_json(layout.training_dir(size) / "training.json") for size in study.frame_set_sizes],
+        "labels": {"labeled_frames": int(len(table[["video", "image"]].drop_duplicates())),
+                   "videos": int(table["video"].nunique())},
+    }
+    for entry in context["training"]:
+        entry.pop("train_dir", None)
+        entry["initial_weights"] = entry["initial_weights"]["kind"]
+    path = write_report(layout, analysis, errors, context)
+    return str(path)
+

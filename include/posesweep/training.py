@@ -1,0 +1,324 @@
+"""DeepLabCut TensorFlow training: initial weights, training datasets, one network per frame set.
+
+Runs inside the ``posesweep`` CLI (a child process locally, a pod on a cluster),
+never inside the Airflow worker, so TensorFlow stays out of the scheduler.
+
+Initial weights: DeepLabCut's TF engine downloads ImageNet ResNet weights on
+first use, which cannot work offline. posesweep resolves weights itself:
+``POSESWEEP_PRETRAINED_CHECKPOINT`` (a TF checkpoint prefix), else a checkpoint
+baked into DeepLabCut's ``models/pretrained`` folder (the trainer image does this),
+else -- only if the run allows it -- a randomly initialised ResNet whose
+BatchNorm statistics are calibrated on the cohort's own frames (uncalibrated,
+the loss turns NaN within 20 iterations). Random weights are logged as a
+warning and flagged in the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .config import StudyConfig
+from .layout import RunLayout, read_json, write_json_atomic
+from .splits import FrameSet
+
+log = logging.getLogger(__name__)
+
+PRETRAINED_ENV = "POSESWEEP_PRETRAINED_CHECKPOINT"
+IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)  # DeepLabCut's mean_pixel
+RESNET_SCOPES = {"resnet_50": "resnet_v1_50", "resnet_101": "resnet_v1_101"}
+MIN_INPUT_SIZE_PX = 32  # DeepLabCut's default 64 rejects small frames after 0.5x scale jitter
+
+
+class WeightsUnavailableError(RuntimeError):
+    """No pretrained checkpoint and random initialisation not allowed."""
+
+
+class TrainingFailedError(RuntimeError):
+    """Training diverged or produced no snapshots."""
+
+
+@dataclass(frozen=True)
+class InitialWeights:
+    path: str  # TF checkpoint prefix
+    kind: str  # "imagenet" | "random_init"
+
+    def to_json_dict(self) -> dict:
+        return {"path": self.path, "kind": self.kind}
+
+
+def _checkpoint_exists(prefix: str | Path) -> bool:
+    return Path(f"{prefix}.index").exists()
+
+
+def find_pretrained_checkpoint(network: str) -> str | None:
+    explicit = os.environ.get(PRETRAINED_ENV)
+    if explicit:
+        if not _checkpoint_exists(explicit):
+            raise WeightsUnavailableError(f"{PRETRAINED_ENV}={explicit}: no checkpoint ({explicit}.index missing)")
+        return explicit
+    import deeplabcut.utils.auxfun_models as models
+    from deeplabcut.utils.auxiliaryfunctions import get_deeplabcut_path
+
+    baked = get_deeplabcut_path() / models.MODELTYPE_FILEPATH_MAP[network]
+    return str(baked) if _checkpoint_exists(baked) else None
+
+
+def resolve_initial_weights(network: str, allow_random_init: bool, weights_dir: Path,
+                            calibration_images: list[Path], seed: int) -> InitialWeights:
+    pretrained = find_pretrained_checkpoint(network)
+    if pretrained:
+        log.info("initial weights: ImageNet-pretrained %s from %s", network, pretrained)
+        return InitialWeights(pretrained, "imagenet")
+    if not allow_random_init:
+        raise WeightsUnavailableError(
+            f"no ImageNet-pretrained {network} checkpoint: set {PRETRAINED_ENV} to a TF checkpoint prefix "
+            f"(e.g. .../resnet_v1_50.ckpt), bake it into the trainer image, or set allow_random_init=true "
+            f"to train from random weights (errors will be far above the paper's)")
+    prefix = Path(weights_dir) / f"{RESNET_SCOPES[network]}_random_init.ckpt"
+    if not _checkpoint_exists(prefix):
+        make_random_init_checkpoint(prefix, network, calibration_images, seed)
+    log.warning("INITIAL WEIGHTS ARE RANDOM (no ImageNet checkpoint available): %s. Errors will be far higher "
+                "than with pretrained weights; the report says so.", prefix)
+    return InitialWeights(str(prefix), "random_init")
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def make_random_init_checkpoint(prefix: Path, network: str, calibration_images: list[Path], seed: int) -> None:
+    """A seeded random ResNet checkpoint whose BatchNorm moving statistics match the cohort's frames.
+
+    DeepLabCut runs the backbone with ``is_training=False``, i.e. normalises with the
+    moving statistics. Freshly initialised (mean 0, variance 1) they let activations
+    explode through 50 layers. One forward pass in training mode with momentum 0
+    sets every layer's moving statistics to the batch statistics of its actual input.
+    """
+    # DeepLabCut's shim: tf-slim's batch_norm needs tf_keras.legacy_tf_layers, which tf-keras keeps under src/
+    import deeplabcut.pose_estimation_tensorflow._tf_legacy  # noqa: F401
+    import tensorflow as tf
+    import tf_slim as slim
+    from tf_slim.nets import resnet_v1
+
+    images = [_read_rgb(p) for p in calibration_images]
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:  # calibrate on the most common size
+        common = max(shapes, key=lambda s: sum(im.shape == s for im in images))
+        images = [im for im in images if im.shape == common]
+    batch = np.stack(images[:16]).astype(np.float32)
+    net_fn = {"resnet_50": resnet_v1.resnet_v1_50, "resnet_101": resnet_v1.resnet_v1_101}[network]
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.set_random_seed(seed)
+        inputs = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3])
+        centred = inputs - tf.constant(IMAGENET_MEAN_RGB, tf.float32, [1, 1, 1, 3])
+        with slim.arg_scope(resnet_v1.resnet_arg_scope(batch_norm_decay=0.0)):
+            net_fn(centred, global_pool=False, output_stride=16, is_training=True)
+        updates = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)
+        variables = slim.get_variables_to_restore(include=["resnet_v1"])
+        with tf.compat.v1.Session(graph=graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            sess.run(updates, feed_dict={inputs: batch})
+            prefix.parent.mkdir(parents=True, exist_ok=True)
+            tmp = prefix.with_name(prefix.name + ".partial")
+            tf.compat.v1.train.Saver(variables).save(sess, str(tmp), write_meta_graph=False)
+    # checkpoint prefix files: <prefix>.index is written last, so it marks completeness
+    for suffix in (".data-00000-of-00001", ".index"):
+        os.replace(f"{tmp}{suffix}", f"{prefix}{suffix}")
+    log.info("random-init %s checkpoint with BatchNorm calibrated on %d frames: %s", network, len(batch), prefix)
+
+
+@contextlib.contextmanager
+def _weights_resolved_by_posesweep(weights: InitialWeights):
+    """Stop DeepLabCut from downloading weights while it creates a training dataset.
+
+    ``create_training_dataset`` looks up (and downloads) ImageNet weights for the
+    ``init_weights`` entry of pose_cfg.yaml; posesweep has already resolved them.
+    """
+    import deeplabcut.utils.auxfun_models as models
+
+    original = models.check_for_weights
+    models.check_for_weights = lambda modeltype, parent_path: weights.path
+    try:
+        yield
+    finally:
+        models.check_for_weights = original
+
+
+def train_fraction_of(frame_set: FrameSet) -> float:
+    """DeepLabCut's name for the split: the rounded train share."""
+    return round(len(frame_set.train) / (len(frame_set.train) + len(frame_set.test)), 2)
+
+
+def pose_cfg_paths(project_config: Path, frame_set: FrameSet) -> tuple[Path, Path, Path]:
+    """(train pose_cfg.yaml, test pose_cfg.yaml, model folder) of a frame set's shuffle."""
+    from deeplabcut.utils import auxiliaryfunctions
+
+    cfg = auxiliaryfunctions.read_config(str(project_config))
+    folder = Path(cfg["project_path"]) / auxiliaryfunctions.get_model_folder(
+        train_fraction_of(frame_set), frame_set.shuffle, cfg, engine=_tf_engine())
+    return folder / "train" / "pose_cfg.yaml", folder / "test" / "pose_cfg.yaml", folder
+
+
+def _tf_engine():
+    from deeplabcut.core.engine import Engine
+
+    return Engine.TF
+
+
+def create_training_datasets(project_config: Path, frame_sets: list[FrameSet], weights: InitialWeights,
+                             study: StudyConfig) -> None:
+    """One DeepLabCut shuffle per frame set, with exactly our train/test frames."""
+    import deeplabcut
+    from deeplabcut.generate_training_dataset.trainingsetmanipulation import merge_annotateddatasets
+    from deeplabcut.utils import auxiliaryfunctions
+
+    cfg = auxiliaryfunctions.read_config(str(project_config))
+    cfg["TrainingFraction"] = sorted({train_fraction_of(fs) for fs in frame_sets})
+    auxiliaryfunctions.write_config(str(project_config), cfg)
+    folder = Path(cfg["project_path"]) / auxiliaryfunctions.get_training_set_folder(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = merge_annotateddatasets(cfg, folder)
+    if data is None:
+        raise TrainingFailedError(f"DeepLabCut found no labels under {Path(cfg['project_path']) / 'labeled-data'}")
+    position = {(stem, image): i for i, (_, stem, image) in enumerate(data.index)}
+    for fs in frame_sets:
+        train_cfg_path, _, _ = pose_cfg_paths(project_config, fs)
+        if train_cfg_path.exists():
+            log.info("frame set %d: DeepLabCut training dataset (shuffle %d) already exists, skipped",
+                     fs.frame_set_size, fs.shuffle)
+            continue
+        missing = [f for f in fs.train + fs.test if f not in position]
+        if missing:
+            raise TrainingFailedError(f"frames not in DeepLabCut's label table: {missing[:5]}")
+        with _weights_resolved_by_posesweep(weights):
+            deeplabcut.create_training_dataset(
+                str(project_config), Shuffles=[fs.shuffle],
+                trainIndices=[[position[f] for f in fs.train]], testIndices=[[position[f] for f in fs.test]],
+                net_type=study.network, augmenter_type="imgaug", engine=_tf_engine(), userfeedback=False)
+        _edit_yaml(train_cfg_path, {"init_weights": weights.path, "min_input_size": MIN_INPUT_SIZE_PX,
+                                    "batch_size": study.batch_size})
+        log.info("frame set %d: shuffle %d with %d train / %d test frames", fs.frame_set_size, fs.shuffle,
+                 len(fs.train), len(fs.test))
+
+
+def _edit_yaml(path: Path, changes: dict) -> None:
+    from .layout import write_text_atomic
+
+    data = yaml.safe_load(Path(path).read_text())
+    data.update(changes)
+    write_text_atomic(Path(path), yaml.safe_dump(data, sort_keys=False))
+
+
+def snapshot_iterations_in(train_dir: Path) -> list[int]:
+    """Iterations of complete snapshots (their .index file is written last)."""
+    found = []
+    for index in Path(train_dir).glob("snapshot-*.index"):
+        match = re.fullmatch(r"snapshot-(\d+)\.index", index.name)
+        if match and Path(train_dir, f"snapshot-{match.group(1)}.data-00000-of-00001").exists():
+            found.append(int(match.group(1)))
+    return sorted(found)
+
+
+class ProgressLog(logging.Handler):
+    """Turns DeepLabCut's "iteration: N loss: L lr: R" lines into progress with speed and ETA; stops on NaN."""
+
+    pattern = re.compile(r"iteration: (\d+) loss: ([-+\w.]+) lr: ([-+\w.]+)")
+
+    def __init__(self, frame_set_size: int, max_iterations: int):
+        super().__init__(logging.INFO)
+        self.frame_set_size, self.max_iterations = frame_set_size, max_iterations
+        self.started = time.monotonic()
+        self.last: tuple[float, int] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = self.pattern.search(record.getMessage())
+        if not match:
+            return
+        iteration, loss, lr = int(match.group(1)), float(match.group(2)), float(match.group(3))
+        now = time.monotonic()
+        prev_t, prev_it = self.last or (self.started, 0)
+        s_per_it = (now - prev_t) / max(1, iteration - prev_it)
+        self.last = (now, iteration)
+        eta = s_per_it * (self.max_iterations - iteration)
+        print(f"[frame set {self.frame_set_size}] iteration {iteration}/{self.max_iterations} "
+              f"loss {loss:.4f} lr {lr:g} {s_per_it:.3f} s/iteration ETA {eta / 60:.1f} min", flush=True)
+        if not math.isfinite(loss):
+            print(f"[frame set {self.frame_set_size}] loss is {loss} at iteration {iteration}: training diverged, "
+                  f"stopping", flush=True)
+            os._exit(3)
+
+
+def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) -> dict:
+    """Train the frame set's network to ``max_iterations``, keeping every snapshot; skip if done."""
+    record_file = layout.training_dir(frame_set.frame_set_size) / "training.json"
+    expected = study.snapshot_iterations
+    if record_file.exists():
+        record = read_json(record_file)
+        if record.get("snapshot_iterations") == expected:
+            log.info("frame set %d: already trained (%d snapshots), skipped", frame_set.frame_set_size,
+                     len(expected))
+            return record
+    import tensorflow as tf
+    from deeplabcut.pose_estimation_tensorflow.core.train import train as dlc_train
+
+    train_cfg, _, _ = pose_cfg_paths(layout.project_dir / "config.yaml", frame_set)
+    weights = read_json(layout.run_dir / "weights" / "initial_weights.json")
+    display_iters = max(1, min(100, study.snapshot_interval // 5))
+    # DeepLabCut's own train_network reloads the logging module, which would drop this progress handler;
+    # its single-animal trainer is called directly with the shuffle's pose_cfg.yaml instead.
+    root = logging.getLogger()
+    handler = ProgressLog(frame_set.frame_set_size, study.max_iterations)
+    root.addHandler(handler)
+    started = time.perf_counter()
+    print(f"[frame set {frame_set.frame_set_size}] training {study.network} on {len(frame_set.train)} frames "
+          f"to {study.max_iterations} iterations, snapshot every {study.snapshot_interval} "
+          f"(initial weights: {weights['kind']})", flush=True)
+    try:
+        tf.compat.v1.reset_default_graph()
+        dlc_train(str(train_cfg), display_iters, study.snapshot_interval, study.max_iterations, max_to_keep=None,
+                  keepdeconvweights=True, allow_growth=True)
+    finally:
+        root.removeHandler(handler)
+    seconds = time.perf_counter() - started
+    snapshots = snapshot_iterations_in(train_cfg.parent)
+    if snapshots != expected:
+        raise TrainingFailedError(f"frame set {frame_set.frame_set_size}: expected snapshots {expected}, "
+                                  f"found {snapshots} in {train_cfg.parent}")
+    record = {
+        "frame_set_size": frame_set.frame_set_size,
+        "shuffle": frame_set.shuffle,
+        "network": study.network,
+        "snapshot_iterations": snapshots,
+        "train_dir": str(train_cfg.parent),
+        "seconds": round(seconds, 1),
+        "iterations_per_second": round(study.max_iterations / seconds, 3),
+        "initial_weights": weights,
+        "device": _device_name(),
+    }
+    write_json_atomic(record_file, record)
+    print(f"[frame set {frame_set.frame_set_size}] done: {len(snapshots)} snapshots in {seconds / 60:.1f} min",
+          flush=True)
+    return record
+
+
+def _device_name() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"GPU ({gpus[0].name})" if gpus else "CPU"
