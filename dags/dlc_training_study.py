@@ -134,6 +134,14 @@ study_dag = dlc_training_study()
 
 
 if __name__ == "__main__":
+    from posesweep.layout import RunLayout
+
     parser = argparse.ArgumentParser(description="Run the study once in-process (dag.test).")
     parser.add_argument("--conf", default="{}", help="JSON run configuration (parameter overrides)")
-    study_dag.test(run_conf=json.loads(parser.parse_args().conf))
+    conf = json.loads(parser.parse_args().conf)
+    dag_run = study_dag.test(run_conf=conf)
+    report = RunLayout.create(DATA_ROOT, conf.get("cohort", "demo"), dag_run.run_id).report_dir / "index.html"
+    print(f"\nstudy run {dag_run.run_id}: {dag_run.state}")
+    if str(dag_run.state) != "success" or not report.exists():
+        raise SystemExit("the study run failed: see the task logs above")
+    print(f"report: {report}")

@@ -87,7 +87,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
     per_network = (errors.groupby(["frame_set_size", "snapshot_iteration", "split"])["error_px"].mean()
                    .unstack("split").rename(columns=lambda s: f"{s}_error_px").reset_index())
     per_landmark = (by_frame_set.groupby(["landmark", "split"])["error_px"].mean().unstack("split")
-                    .rename(columns=lambda s: f"{s}_error_px").reset_index())
+                    .rename(columns=lambda s: f"{s}_error_px").rename_axis(columns=None).reset_index())
     anova_rows, pairwise_tables = [], {}
     for split, result in analysis["per_split"].items():
         if result["anova"]:

@@ -25,16 +25,15 @@ class TrainerCommandError(RuntimeError):
     """The child command failed, stalled or was killed."""
 
 
-def posesweep_command(*args: str) -> list[str]:
-    """The command both backends run: ``posesweep <args>`` (the trainer image's entrypoint)."""
-    return ["posesweep", *args]
-
-
 def run_posesweep(args: list[str], stall_timeout_s: float | None = None, logger: logging.Logger = log) -> None:
+    """Run ``posesweep <args>`` with this interpreter, streaming its output into ``logger``."""
+    run_watched([sys.executable, "-m", "posesweep.cli", *args], stall_timeout_s, logger)
+
+
+def run_watched(command: list[str], stall_timeout_s: float | None = None, logger: logging.Logger = log) -> None:
     stall_timeout_s = stall_timeout_s or float(os.environ.get(STALL_TIMEOUT_ENV, 900))
-    command = [sys.executable, "-m", "posesweep.cli", *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GX_ANALYTICS_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    logger.info("running: posesweep %s", " ".join(args))
+    logger.info("running: %s", " ".join(command))
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                              bufsize=1, start_new_session=True)
     tail: collections.deque[str] = collections.deque(maxlen=30)
@@ -67,4 +66,4 @@ def run_posesweep(args: list[str], stall_timeout_s: float | None = None, logger:
     reader.join(timeout=5)
     if stalled or child.returncode != 0:
         reason = f"stalled (no output for {stall_timeout_s:.0f} s)" if stalled else f"exit code {child.returncode}"
-        raise TrainerCommandError(f"posesweep {' '.join(args)} failed: {reason}. Last output:\n" + "\n".join(tail))
+        raise TrainerCommandError(f"{' '.join(command)} failed: {reason}. Last output:\n" + "\n".join(tail))

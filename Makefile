@@ -1,0 +1,44 @@
+# posesweep: the two commands of the README, and their helpers.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+DATA_ROOT ?= $(CURDIR)/data
+DEMO_COHORT ?= demo
+# Demo sizes fit a 2-core CPU in minutes: 8 participants x 10 frames, two frame sets, 6 snapshots each.
+DEMO_CONF ?= {"cohort": "$(DEMO_COHORT)", "frames_per_video": 10, "frame_set_sizes": [40, 80], \
+  "train_fraction": 0.9, "max_iterations": 1200, "snapshot_interval": 200, "allow_random_init": true}
+
+export POSESWEEP_DATA_ROOT := $(DATA_ROOT)
+export GX_ANALYTICS_ENABLED := false
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install demo test test-fast clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"posesweep needs Python 3.11, {sys.executable} is {sys.version.split()[0]}"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==24.3.1
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
+	touch $@
+
+demo: install
+	test -f $(DATA_ROOT)/cohorts/$(DEMO_COHORT)/cohort.json || \
+	  $(BIN)/posesweep synth --out $(DATA_ROOT)/cohorts/$(DEMO_COHORT) --participants 8 --duration 3 --seed 1
+	AIRFLOW_HOME=$(CURDIR)/.airflow $(BIN)/airflow db migrate > /dev/null
+	AIRFLOW_HOME=$(CURDIR)/.airflow $(BIN)/python dags/dlc_training_study.py --conf '$(DEMO_CONF)'
+
+test: install
+	$(BIN)/python -m pytest -v -rs tests
+
+test-fast: install
+	$(BIN)/python -m pytest -v -m "not slow" tests
+
+clean:
+	rm -rf $(VENV) .airflow .pytest_cache

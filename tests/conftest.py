@@ -1,0 +1,49 @@
+"""Shared fixtures. Airflow reads its settings at import, so they are set here, before any test imports it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures"
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="posesweep-airflow-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated SQLite metadata database in a temporary AIRFLOW_HOME (dag.test needs one)."""
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True,
+                   capture_output=True)
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory) -> Path:
+    """A data root holding a small synthetic cohort: 3 participants, 2 s at 30 fps, 160x120."""
+    from posesweep.synthetic import SynthOptions, generate_cohort
+
+    root = tmp_path_factory.mktemp("data")
+    generate_cohort(root / "cohorts" / "tiny", SynthOptions(participants=3, duration_s=2.0, seed=7))
+    return root
+
+
+@pytest.fixture
+def reaching_project(tmp_path) -> Path:
+    """A copy of the real, human-labeled DeepLabCut Reaching project (the fixture is read-only)."""
+    import shutil
+
+    source = FIXTURES / "dlc-reaching"
+    assert source.is_dir(), f"shared fixture missing: {source}"
+    return Path(shutil.copytree(source, tmp_path / "dlc-reaching"))

@@ -1,0 +1,50 @@
+"""DAG integrity: it imports fast without heavy libraries, has no cycles, and its params are the study's."""
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+HEAVY = ("tensorflow", "deeplabcut", "great_expectations", "matplotlib", "torch", "cv2")
+
+
+def test_parsing_the_dag_file_imports_no_heavy_library():
+    probe = (
+        "import importlib.util, json, sys, time\n"
+        f"spec = importlib.util.spec_from_file_location('d', {str(REPO / 'dags' / 'dlc_training_study.py')!r})\n"
+        "module = importlib.util.module_from_spec(spec); started = time.perf_counter()\n"
+        "spec.loader.exec_module(module)\n"
+        f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))\n"
+        "print(json.dumps({'heavy': heavy, 'seconds': time.perf_counter() - started}))\n"
+    )
+    result = json.loads(subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                                       text=True).stdout.strip().splitlines()[-1])
+    assert result["heavy"] == []
+
+
+def test_dagbag_has_the_study_dag_without_import_errors(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    dag = bag.get_dag("dlc_training_study")
+    assert dag is not None
+    ids = set(dag.task_ids)
+    assert {"extract_frames", "label_frames", "validate_labels", "build_frame_sets", "prepare_training",
+            "train_network", "evaluate_snapshots", "statistics_and_report"} <= ids
+    order = [t.task_id for t in dag.topological_sort()]  # raises on a cycle
+    assert order.index("validate_labels") < order.index("train_network") < order.index("statistics_and_report")
+
+
+def test_dag_params_are_derived_from_the_study_config():
+    from posesweep.config import StudyConfig, param_specs
+
+    sys.path.insert(0, str(REPO / "dags"))
+    import dlc_training_study
+
+    params = dlc_training_study.study_dag.params
+    assert set(params.keys()) == set(param_specs())
+    resolved = params.validate()
+    StudyConfig.from_mapping(resolved)  # the defaults form a valid study
+    assert params.get_param("max_iterations").schema["minimum"] == 1

@@ -1,0 +1,73 @@
+"""The whole study DAG, for real, on a tiny synthetic cohort: dag.test() from videos to report."""
+
+import importlib.util
+import json
+import math
+import shutil
+
+import pytest
+
+from conftest import REPO
+
+TINY_CONF = {"cohort": "tiny", "frames_per_video": 8, "frame_set_sizes": [10, 20], "train_fraction": 0.8,
+             "max_iterations": 200, "snapshot_interval": 50, "allow_random_init": True}
+
+
+def _load_dag(monkeypatch, data_root):
+    monkeypatch.setenv("POSESWEEP_DATA_ROOT", str(data_root))
+    spec = importlib.util.spec_from_file_location("dlc_training_study_e2e", REPO / "dags" / "dlc_training_study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_study_runs_end_to_end_and_reports(airflow_db, tiny_cohort, tmp_path, monkeypatch):
+    data_root = tmp_path / "data"
+    shutil.copytree(tiny_cohort, data_root)
+    module = _load_dag(monkeypatch, data_root)
+    dag_run = module.study_dag.test(run_conf=TINY_CONF)
+    assert str(dag_run.state) == "success"
+
+    from posesweep import stages
+    from posesweep.layout import RunLayout
+
+    layout = RunLayout.create(data_root, "tiny", dag_run.run_id)
+    summary = json.loads(layout.summary_file.read_text())
+    rows = summary["errors"]
+    assert sorted((r["frame_set_size"], r["snapshot_iteration"]) for r in rows) == \
+        [(size, it) for size in (10, 20) for it in (50, 100, 150, 200)]
+    for row in rows:
+        for key in ("train_error_px", "test_error_px"):
+            assert math.isfinite(row[key]) and row[key] > 0
+    for split in ("train", "test"):
+        anova = summary["anova"][split]
+        assert anova["n_subjects"] == 20 and anova["n_levels"] == 4 and math.isfinite(anova["F"])
+        assert len(summary["posthoc"][split]) == 6
+    assert summary["initial_weights"]["kind"] == "random_init" and summary["random_init_warning"] is True
+    html = (layout.report_dir / "index.html").read_text()
+    assert "Random initial weights" in html and html.count("data:image/png;base64,") == 2
+    for figure in ("figure_error_vs_iterations", "figure_error_vs_frame_set_size"):
+        assert (layout.report_dir / f"{figure}.png").stat().st_size > 10_000
+        assert (layout.report_dir / f"{figure}.svg").exists()
+    train_dir = layout.training_dir(10)
+    assert json.loads((train_dir / "training.json").read_text())["snapshot_iterations"] == [50, 100, 150, 200]
+
+    # a rerun of finished stages skips them instead of redoing the work
+    run = {"data_root": str(data_root), "cohort": "tiny", "run_name": layout.run_name}
+    errors_file = layout.evaluation_file(20)
+    stamp = errors_file.stat().st_mtime_ns
+    assert stages.train(run, 20)["snapshot_iterations"] == [50, 100, 150, 200]
+    stages.evaluate(run, 20)
+    assert errors_file.stat().st_mtime_ns == stamp
+
+
+def test_training_refuses_to_start_without_weights_unless_allowed(tmp_path, monkeypatch):
+    from posesweep.training import PRETRAINED_ENV, WeightsUnavailableError, resolve_initial_weights
+
+    monkeypatch.delenv(PRETRAINED_ENV, raising=False)
+    with pytest.raises(WeightsUnavailableError, match="allow_random_init"):
+        resolve_initial_weights("resnet_50", False, tmp_path, [], seed=0)
+    monkeypatch.setenv(PRETRAINED_ENV, str(tmp_path / "nowhere.ckpt"))
+    with pytest.raises(WeightsUnavailableError, match="nowhere.ckpt"):
+        resolve_initial_weights("resnet_50", True, tmp_path, [], seed=0)

@@ -1,0 +1,79 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from posesweep import stages
+from posesweep.labels import TIDY_COLUMNS, read_collected_data, tidy_from_collected
+from posesweep.validation import LabelValidationError, validate_labels
+
+SMALL = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6, 12], "train_fraction": 0.8,
+         "max_iterations": 20, "snapshot_interval": 10, "allow_random_init": True}
+
+
+@pytest.fixture
+def labeled_run(tiny_cohort, tmp_path):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_cohort, root)
+    run = stages.prepare_run(root, SMALL, "manual__labels")
+    for video in run["videos"]:
+        stages.extract_video_frames(run, video)
+    stages.label_frames(run)
+    return run
+
+
+def test_labels_are_written_in_deeplabcut_format_and_deeplabcut_reads_them(labeled_run):
+    from deeplabcut.generate_training_dataset.trainingsetmanipulation import merge_annotateddatasets
+    from deeplabcut.utils import auxiliaryfunctions
+
+    layout = stages.layout_of(labeled_run)
+    cfg = auxiliaryfunctions.read_config(str(layout.project_dir / "config.yaml"))
+    (layout.run_dir / "dlc-check").mkdir()
+    merged = merge_annotateddatasets(cfg, layout.run_dir / "dlc-check")
+    assert merged.shape == (18, 20)  # 3 videos x 6 frames; 10 landmarks x (x, y)
+    assert list(merged.columns.get_level_values("bodyparts").unique()) == cfg["bodyparts"]
+    table = pd.read_csv(layout.labels_file)
+    assert list(table.columns) == TIDY_COLUMNS and len(table) == 18 * 10
+    assert set(table["image_width_px"]) == {160} and table[["x_px", "y_px"]].notna().all().all()
+
+
+def test_the_real_reaching_project_imports_and_passes_the_generic_suite(reaching_project, tmp_path):
+    labeled = reaching_project / "labeled-data"
+    frame = read_collected_data(labeled / "reachingvideo1" / "CollectedData_Mackenzie.h5")
+    table = tidy_from_collected(frame, labeled)
+    assert len(table) == 55 * 5  # 57 images, 55 of them labeled
+    assert set(table["landmark"]) == {"Hand", "Finger1", "Tongue", "Joystick1", "Joystick2"}
+    import cv2
+
+    for image, sizes in table.groupby("image")[["image_width_px", "image_height_px"]].first().iterrows():
+        height, width = cv2.imread(str(labeled / "reachingvideo1" / image)).shape[:2]
+        assert (sizes["image_width_px"], sizes["image_height_px"]) == (width, height), image
+    assert table["x_px"].isna().any()  # real projects have missing labels
+    summary = validate_labels(table, ["Hand", "Finger1", "Tongue", "Joystick1", "Joystick2"], 0.9,
+                              tmp_path / "result.json", "reaching")
+    assert summary["success"] and summary["labeled_frames"] == 55
+
+
+def test_a_label_outside_the_image_and_a_half_labeled_landmark_fail_with_the_frames_named(labeled_run, tmp_path):
+    layout = stages.layout_of(labeled_run)
+    table = pd.read_csv(layout.labels_file)
+    out_of_frame = table.index[(table["video"] == "P002") & (table["landmark"] == "left_knee")][0]
+    table.loc[out_of_frame, "x_px"] = 400.0
+    knee = table.index[(table["landmark"] == "right_knee")][:9]
+    table.loc[knee, ["x_px", "y_px"]] = np.nan
+    with pytest.raises(LabelValidationError) as failure:
+        validate_labels(table, list(table["landmark"].unique()), 0.1, tmp_path / "result.json", "planted")
+    message = str(failure.value)
+    image = table.loc[out_of_frame, "image"]
+    assert f"video=P002, image={image}, landmark=left_knee" in message
+    assert "expect_column_values_to_not_be_null(right_knee): 9 offending" in message
+    assert (tmp_path / "result.json").exists()
+
+
+def test_wrong_landmark_set_fails(labeled_run, tmp_path):
+    table = pd.read_csv(stages.layout_of(labeled_run).labels_file)
+    table["landmark"] = table["landmark"].replace({"left_hip": "L_hip"})
+    with pytest.raises(LabelValidationError, match="expect_column_distinct_values_to_equal_set"):
+        validate_labels(table, sorted(set(table["landmark"]) - {"L_hip"} | {"left_hip"}), 0.1,
+                        tmp_path / "r.json", "renamed")

@@ -1,0 +1,84 @@
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from posesweep.stats import analyse, pairwise_bonferroni, plateau_iteration, rm_anova
+
+
+def _long(matrix, levels):
+    rows = [{"subject": f"s{i}", "snapshot_iteration": level, "error_px": value}
+            for i, row in enumerate(matrix) for level, value in zip(levels, row)]
+    return pd.DataFrame(rows)
+
+
+def _anova_by_hand(y):
+    n, k = y.shape
+    grand = y.mean()
+    ss_levels = n * ((y.mean(axis=0) - grand) ** 2).sum()
+    ss_subjects = k * ((y.mean(axis=1) - grand) ** 2).sum()
+    ss_error = ((y - grand) ** 2).sum() - ss_levels - ss_subjects
+    f = (ss_levels / (k - 1)) / (ss_error / ((n - 1) * (k - 1)))
+    return f, sps.f.sf(f, k - 1, (n - 1) * (k - 1))
+
+
+def test_textbook_example_has_the_known_f():
+    # 4 subjects x 3 levels, worked by hand: grand mean 4, level means 2, 17/4, 23/4;
+    # SS_levels = 57/2, SS_subjects = 6, SS_total = 36, SS_error = 3/2; F = (57/4) / (3/12) = 57
+    y = np.array([[1, 3, 5], [2, 4, 6], [3, 5, 7], [2, 5, 5.0]])
+    f_hand, p_hand = _anova_by_hand(y)
+    result = rm_anova(_long(y, [25, 50, 75]))
+    assert result["F"] == pytest.approx(f_hand) and result["p_value"] == pytest.approx(p_hand)
+    assert (result["df_num"], result["df_den"]) == (2, 6)
+    assert result["F"] == pytest.approx(57.0)
+
+
+def test_anova_matches_the_formula_on_random_data():
+    y = np.random.default_rng(0).normal(10, 2, (12, 5)) + np.linspace(3, 0, 5)
+    f_hand, p_hand = _anova_by_hand(y)
+    result = rm_anova(_long(y, [1, 2, 3, 4, 5]))
+    assert result["F"] == pytest.approx(f_hand) and result["p_value"] == pytest.approx(p_hand)
+    eta = result["partial_eta_squared"]
+    assert 0 < eta < 1 and eta == pytest.approx(f_hand * 4 / (f_hand * 4 + 44))
+
+
+def test_bonferroni_multiplies_each_paired_t_test_by_the_number_of_pairs():
+    y = np.random.default_rng(1).normal(5, 1, (10, 4)) + np.array([2, 1, 0, 0])
+    table = pairwise_bonferroni(_long(y, [10, 20, 30, 40]))
+    assert len(table) == 6
+    row = table[(table["iteration_a"] == 10) & (table["iteration_b"] == 30)].iloc[0]
+    d = y[:, 0] - y[:, 2]
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))
+    p = 2 * sps.t.sf(abs(t), len(d) - 1)
+    assert row["t"] == pytest.approx(t) and row["p_value"] == pytest.approx(p)
+    assert row["p_bonferroni"] == pytest.approx(min(1.0, 6 * p))
+
+
+def test_plateau_is_found_where_it_was_built_and_none_when_still_improving():
+    rng = np.random.default_rng(2)
+    levels = [25, 50, 75, 100, 125, 150]
+    curve = np.array([20, 12, 8, 8, 8, 8.0])
+    plateau = _long(curve + rng.normal(0, 0.3, (20, 6)), levels)
+    assert plateau_iteration(pairwise_bonferroni(plateau), levels) == 75
+    steady = _long(np.array([30, 25, 20, 15, 10, 5.0]) + rng.normal(0, 0.3, (20, 6)), levels)
+    assert plateau_iteration(pairwise_bonferroni(steady), levels) is None
+    flat = _long(np.full(6, 8.0) + rng.normal(0, 0.3, (20, 6)), levels)
+    assert plateau_iteration(pairwise_bonferroni(flat), levels) == 25
+
+
+def test_analyse_runs_the_design_per_split_with_network_landmark_subjects():
+    rng = np.random.default_rng(4)  # with 6 subjects, 1 seed in ~30 makes 300 vs 400 all one sign by chance
+    rows = []
+    for size in (40, 80):
+        for landmark in ("knee", "ankle", "hip"):
+            for it, base in zip((100, 200, 300, 400), (30, 15, 10, 10)):
+                for frame in range(20):
+                    for split in ("train", "test"):
+                        rows.append({"frame_set_size": size, "landmark": landmark, "snapshot_iteration": it,
+                                     "split": split, "image": f"{frame}", "error_px": base + rng.normal(0, 1)})
+    result = analyse(pd.DataFrame(rows))
+    for split in ("train", "test"):
+        anova = result["per_split"][split]["anova"]
+        assert anova["n_subjects"] == 6 and anova["n_levels"] == 4 and anova["p_value"] < 0.01
+    assert result["chosen_iteration"] == 300 and result["chosen_iteration_is_plateau"]
+    assert set(result["by_frame_set"]["frame_set_size"]) == {40, 80}
