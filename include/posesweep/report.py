@@ -85,7 +85,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
     fig3 = figure_error_vs_frames(by_frame_set, chosen, out / "figure_error_vs_frame_set_size.png")
 
     per_network = (errors.groupby(["frame_set_size", "snapshot_iteration", "split"])["error_px"].mean()
-                   .unstack("split").rename(columns=lambda s: f"{s}_error_px").reset_index())
+                   .unstack("split").rename(columns=lambda s: f"{s}_error_px").rename_axis(columns=None).reset_index())
     per_landmark = (by_frame_set.groupby(["landmark", "split"])["error_px"].mean().unstack("split")
                     .rename(columns=lambda s: f"{s}_error_px").rename_axis(columns=None).reset_index())
     anova_rows, pairwise_tables = [], {}
