@@ -25,14 +25,40 @@ from pathlib import Path
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from posesweep.cli import stage_args
 from posesweep.config import param_specs
+from posesweep.kubernetes import training_backend
 from posesweep.layout import data_root_from_env
 
 DATA_ROOT = data_root_from_env(Path(__file__).resolve().parents[1] / "data")
+BACKEND = training_backend()
 
 
-def _run_args(run: dict) -> list[str]:
-    return ["--data-root", run["data_root"], "--cohort", run["cohort"], "--run-name", run["run_name"]]
+def posesweep_stage(task_id: str, doc: str):
+    """One network per frame-set size, as a GPU pod or as a watched local child process."""
+    if BACKEND == "kubernetes":
+        from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+        from posesweep.kubernetes import PodSettings, pod_operator_kwargs
+
+        pod = pod_operator_kwargs(PodSettings.from_env(str(DATA_ROOT)))
+        return lambda commands: KubernetesPodOperator.partial(
+            task_id=task_id, name=f"posesweep-{task_id.replace('_', '-')}", doc=doc,
+            map_index_template="frame set {{ task.arguments[-1] }}", **pod).expand(arguments=commands)
+
+    @task(task_id=task_id, doc=doc, map_index_template="frame set {{ frame_set_size }}")
+    def local(arguments: list[str]) -> None:
+        from posesweep.runner import run_posesweep
+
+        get_current_context()["frame_set_size"] = arguments[-1]
+        run_posesweep(arguments)
+
+    return lambda commands: local.expand(arguments=commands)
+
+
+train_network = posesweep_stage("train_network", "Train one network per frame-set size (DeepLabCut, TensorFlow).")
+evaluate_snapshots = posesweep_stage("evaluate_snapshots",
+                                     "Train and test error of every snapshot, per frame and landmark.")
 
 
 @dag(
@@ -93,29 +119,16 @@ def dlc_training_study():
         """Initial weights and one DeepLabCut training dataset (shuffle) per frame set."""
         from posesweep.runner import run_posesweep
 
-        run_posesweep(["prepare-training", *_run_args(run)])
+        run_posesweep(stage_args("prepare-training", run))
         return frame_set_sizes
 
-    @task(map_index_template="frame set {{ frame_set_size }}")
-    def train_network(run: dict, frame_set_size: int) -> int:
-        """One network per frame-set size (local backend: `posesweep train` in a watched child process)."""
-        from posesweep.runner import run_posesweep
-
-        get_current_context()["frame_set_size"] = frame_set_size
-        run_posesweep(["train", *_run_args(run), "--frame-set-size", str(frame_set_size)])
-        return frame_set_size
-
-    @task(map_index_template="frame set {{ frame_set_size }}")
-    def evaluate_snapshots(run: dict, frame_set_size: int) -> int:
-        """Train and test error of every snapshot, per frame and landmark."""
-        from posesweep.runner import run_posesweep
-
-        get_current_context()["frame_set_size"] = frame_set_size
-        run_posesweep(["evaluate", *_run_args(run), "--frame-set-size", str(frame_set_size)])
-        return frame_set_size
+    @task
+    def stage_commands(run: dict, frame_set_sizes: list[int], command: str) -> list[list[str]]:
+        """`posesweep <command>` arguments per frame set: the same for both training backends."""
+        return [stage_args(command, run, size) for size in frame_set_sizes]
 
     @task
-    def statistics_and_report(run: dict, evaluated: list[int]) -> str:
+    def statistics_and_report(run: dict) -> str:
         """Repeated-measures ANOVA over iteration levels, Bonferroni post-hoc, figures, summary.json."""
         from posesweep import stages
 
@@ -125,9 +138,12 @@ def dlc_training_study():
     extracted = extract_frames.partial(run=run).expand(video=list_videos(run))
     validation = validate_labels(run, label_frames(run, extracted))
     sizes = prepare_training(run, build_frame_sets(run, validation))
-    trained = train_network.partial(run=run).expand(frame_set_size=sizes)
-    evaluated = evaluate_snapshots.partial(run=run).expand(frame_set_size=trained)
-    statistics_and_report(run, evaluated)
+    train_commands = stage_commands.override(task_id="training_commands")(run, sizes, "train")
+    evaluation_commands = stage_commands.override(task_id="evaluation_commands")(run, sizes, "evaluate")
+    trained = train_network(train_commands)
+    evaluated = evaluate_snapshots(evaluation_commands)
+    trained >> evaluation_commands
+    evaluated >> statistics_and_report(run)
 
 
 study_dag = dlc_training_study()

@@ -20,3 +20,27 @@ def test_frame_sets_are_nested_and_split_by_the_train_fraction():
 def test_asking_for_more_frames_than_labeled_is_refused():
     with pytest.raises(FrameSetError, match="only 80 frames are labeled"):
         build_frame_sets(FRAMES, [40, 100], 0.9, seed=1)
+
+
+def test_fixed_test_gives_every_size_the_same_test_frames():
+    sets = build_frame_sets(FRAMES, [20, 40, 80], 0.9, seed=3, split_mode="fixed_test")
+    assert len({s.test for s in sets}) == 1 and len(sets[0].test) == 2
+    assert set(sets[0].train) < set(sets[1].train) < set(sets[2].train)
+    for s in sets:
+        assert len(s.train) + len(s.test) == s.frame_set_size and not set(s.train) & set(s.test)
+
+
+def test_by_participant_never_shares_a_participant_between_train_and_test():
+    sets = build_frame_sets(FRAMES, [20, 40, 60], 0.8, seed=5, split_mode="by_participant")
+    for s in sets:
+        train_people = {video for video, _ in s.train}
+        test_people = {video for video, _ in s.test}
+        assert test_people and not train_people & test_people
+        assert len(s.train) + len(s.test) == s.frame_set_size
+    assert len({s.test for s in sets}) == 1
+    assert set(sets[0].train) < set(sets[1].train) < set(sets[2].train)
+
+
+def test_unknown_split_mode_is_refused():
+    with pytest.raises(FrameSetError, match="split_mode"):
+        build_frame_sets(FRAMES, [20], 0.9, seed=1, split_mode="random")

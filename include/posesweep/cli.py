@@ -8,14 +8,18 @@ import sys
 from pathlib import Path
 
 
-def _run_handle(args: argparse.Namespace) -> dict:
-    return {"data_root": args.data_root, "cohort": args.cohort, "run_name": args.run_name}
-
-
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", required=True, help="the data root (cohorts/ and runs/ below it)")
     parser.add_argument("--cohort", required=True, help="cohort folder name under <data root>/cohorts")
     parser.add_argument("--run-name", required=True, help="run folder name under <data root>/runs/<cohort>")
+
+
+def stage_args(command: str, run: dict, frame_set_size: int | None = None) -> list[str]:
+    """Arguments of ``posesweep <command>`` for a run: identical for the local and the Kubernetes backend."""
+    args = [command, "--data-root", str(run["data_root"]), "--cohort", run["cohort"], "--run-name", run["run_name"]]
+    if frame_set_size is not None:
+        args += ["--frame-set-size", str(frame_set_size)]
+    return args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from . import stages
 
-    run = _run_handle(args)
+    run = {"data_root": args.data_root, "cohort": args.cohort, "run_name": args.run_name}
     if args.command == "prepare-training":
         stages.prepare_training(run)
     elif args.command == "train":
@@ -65,3 +69,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

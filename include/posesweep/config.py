@@ -64,6 +64,12 @@ class StudyConfig:
         0.9, "Train fraction", "Share of each frame set used for training; the rest is the test set.",
         "Frames", type="number", exclusiveMinimum=0.0, exclusiveMaximum=1.0,
     )
+    split_mode: str = _param(
+        "paper", "Train/test split",
+        "paper: a random split inside each frame set (the study's design); fixed_test: one test set shared by "
+        "all sizes; by_participant: test frames only from participants never seen in training.",
+        "Frames", type="string", enum=["paper", "fixed_test", "by_participant"],
+    )
     max_iterations: int = _param(
         250_000, "Maximum iterations", "Training iterations per network (paper: 250k).",
         "Training", type="integer", minimum=1,

@@ -1,10 +1,19 @@
-"""Nested frame sets with a train/test split each, as in the study.
+"""Nested frame sets with a train/test split each.
 
-The labeled frames are shuffled once (seeded); the frame set of size n is the
-first n frames of that order, so every smaller set lies inside the larger ones.
-Inside each set a seeded random split keeps ``train_fraction`` for training
-(the paper's 90/10). The result is saved with the run and reused by training
-and evaluation.
+The labeled frames are shuffled once (seeded); every smaller frame set lies
+inside the larger ones. Split modes:
+
+* ``paper``: the frame set of size n is the first n frames of that order, split
+  at random (seeded) inside the set, ``train_fraction`` for training: the study's
+  design, where every size has its own test frames.
+* ``fixed_test``: one test set, ``round(smallest size x (1 - train_fraction))``
+  frames, shared by all sizes; a set of size n adds the first n - |test| training
+  frames. Sizes are then compared on the same frames.
+* ``by_participant``: the test set is every frame of held-out participants
+  (videos), about ``1 - train_fraction`` of the smallest set; training frames come
+  from the other participants only: generalisation to people never seen.
+
+The result is saved with the run and reused by training and evaluation.
 """
 
 from __future__ import annotations
@@ -43,14 +52,60 @@ def labeled_frames(label_table: pd.DataFrame) -> list[FrameId]:
     return [tuple(row) for row in frames.itertuples(index=False, name=None)]
 
 
-def build_frame_sets(frames: list[FrameId], sizes: list[int], train_fraction: float, seed: int) -> list[FrameSet]:
+SPLIT_MODES = ("paper", "fixed_test", "by_participant")
+
+
+def build_frame_sets(frames: list[FrameId], sizes: list[int], train_fraction: float, seed: int,
+                     split_mode: str = "paper") -> list[FrameSet]:
     frames = sorted(frames)
     if max(sizes) > len(frames):
         raise FrameSetError(f"frame_set_sizes {list(sizes)} ask for up to {max(sizes)} frames, "
                             f"but only {len(frames)} frames are labeled")
+    if split_mode == "paper":
+        return _paper_splits(frames, sorted(sizes), train_fraction, seed)
+    if split_mode == "fixed_test":
+        order = [frames[i] for i in np.random.default_rng(seed).permutation(len(frames))]
+        n_test = int(round(min(sizes) * (1 - train_fraction)))
+        return _shared_test_splits(order[:n_test], order[n_test:], sorted(sizes))
+    if split_mode == "by_participant":
+        return _by_participant_splits(frames, sorted(sizes), train_fraction, seed)
+    raise FrameSetError(f"split_mode {split_mode!r}: choose one of {SPLIT_MODES}")
+
+
+def _shared_test_splits(test: list[FrameId], train_order: list[FrameId], sizes: list[int]) -> list[FrameSet]:
+    out = []
+    for shuffle, size in enumerate(sizes, start=1):
+        n_train = size - len(test)
+        if n_train < 1 or n_train > len(train_order):
+            raise FrameSetError(f"frame set {size}: {len(test)} shared test frames leave {n_train} training "
+                                f"frames (of {len(train_order)} available)")
+        out.append(FrameSet(size, shuffle, tuple(sorted(train_order[:n_train])), tuple(sorted(test))))
+    return out
+
+
+def _by_participant_splits(frames: list[FrameId], sizes: list[int], train_fraction: float,
+                           seed: int) -> list[FrameSet]:
+    participants = sorted({video for video, _ in frames})
+    if len(participants) < 2:
+        raise FrameSetError("split_mode by_participant needs frames from at least 2 participants")
+    rng = np.random.default_rng(seed)
+    wanted = max(1, int(round(min(sizes) * (1 - train_fraction))))
+    test: list[FrameId] = []
+    held_out = []
+    for index in rng.permutation(len(participants)):
+        if len(test) >= wanted or len(held_out) == len(participants) - 1:
+            break
+        held_out.append(participants[index])
+        test += [f for f in frames if f[0] == participants[index]]
+    rest = [f for f in frames if f[0] not in held_out]
+    train_order = [rest[i] for i in rng.permutation(len(rest))]
+    return _shared_test_splits(test, train_order, sizes)
+
+
+def _paper_splits(frames: list[FrameId], sizes: list[int], train_fraction: float, seed: int) -> list[FrameSet]:
     order = np.random.default_rng(seed).permutation(len(frames))
     out = []
-    for shuffle, size in enumerate(sorted(sizes), start=1):
+    for shuffle, size in enumerate(sizes, start=1):
         members = [frames[i] for i in order[:size]]
         n_test = int(round(size * (1 - train_fraction)))
         if n_test < 1 or n_test >= size:

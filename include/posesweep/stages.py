@@ -101,7 +101,7 @@ def make_frame_sets(run: dict) -> list[dict]:
     layout, study = layout_of(run), study_of(run)
     table = read_label_table(layout.labels_file)
     frame_sets = build_frame_sets(labeled_frames(table), list(study.frame_set_sizes), study.train_fraction,
-                                  study.seed)
+                                  study.seed, study.split_mode)
     write_json_atomic(layout.splits_file, {"frame_sets": [fs.to_json_dict() for fs in frame_sets]})
     for fs in frame_sets:
         log.info("frame set %d: %d train, %d test frames (DeepLabCut shuffle %d)", fs.frame_set_size,

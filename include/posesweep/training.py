@@ -211,10 +211,20 @@ def create_training_datasets(project_config: Path, frame_sets: list[FrameSet], w
                 str(project_config), Shuffles=[fs.shuffle],
                 trainIndices=[[position[f] for f in fs.train]], testIndices=[[position[f] for f in fs.test]],
                 net_type=study.network, augmenter_type="imgaug", engine=_tf_engine(), userfeedback=False)
+        pose_cfg = yaml.safe_load(train_cfg_path.read_text())
         _edit_yaml(train_cfg_path, {"init_weights": weights.path, "min_input_size": MIN_INPUT_SIZE_PX,
-                                    "batch_size": study.batch_size})
+                                    "batch_size": study.batch_size,
+                                    "multi_step": schedule_reaching(pose_cfg["multi_step"], study.max_iterations)})
         log.info("frame set %d: shuffle %d with %d train / %d test frames", fs.frame_set_size, fs.shuffle,
                  len(fs.train), len(fs.test))
+
+
+def schedule_reaching(multi_step: list[list[float]], max_iterations: int) -> list[list[float]]:
+    """DeepLabCut stops at the last ``multi_step`` boundary: extend it so training reaches the requested max."""
+    steps = [list(step) for step in multi_step]
+    if steps[-1][1] < max_iterations:
+        steps[-1][1] = max_iterations
+    return steps
 
 
 def _edit_yaml(path: Path, changes: dict) -> None:
@@ -264,8 +274,31 @@ class ProgressLog(logging.Handler):
             os._exit(3)
 
 
+def shifted_schedule(multi_step: list[list[float]], start_iteration: int) -> list[list[float]]:
+    """DeepLabCut's ``multi_step`` as seen from ``start_iteration``.
+
+    On resume DeepLabCut counts the schedule from the restored snapshot; shifting
+    the boundaries makes the learning rate continue where the killed run was.
+    """
+    return [[lr, int(boundary) - start_iteration] for lr, boundary in multi_step if boundary > start_iteration]
+
+
+def _merge_learning_stats(before: Path, after: Path, start_iteration: int) -> None:
+    """Keep the killed run's rows up to the resumed snapshot, then the resumed run's rows."""
+    old = [line for line in before.read_text().splitlines() if line and int(line.split(",")[0]) <= start_iteration]
+    new = [line for line in after.read_text().splitlines() if line] if after.exists() else []
+    from .layout import write_text_atomic
+
+    write_text_atomic(after, "\n".join(old + new) + "\n")
+
+
 def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) -> dict:
-    """Train the frame set's network to ``max_iterations``, keeping every snapshot; skip if done."""
+    """Train the frame set's network to ``max_iterations``, keeping every snapshot.
+
+    Skips a finished network; a killed one resumes from its newest complete
+    snapshot with the learning-rate schedule continued and the learning-stats
+    history kept.
+    """
     record_file = layout.training_dir(frame_set.frame_set_size) / "training.json"
     expected = study.snapshot_iterations
     if record_file.exists():
@@ -278,7 +311,26 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
     from deeplabcut.pose_estimation_tensorflow.core.train import train as dlc_train
 
     train_cfg, _, _ = pose_cfg_paths(layout.project_dir / "config.yaml", frame_set)
+    original_cfg = train_cfg.with_name("pose_cfg.original.yaml")
+    if not original_cfg.exists():
+        _copy_atomic(train_cfg, original_cfg)
+    stats = train_cfg.with_name("learning_stats.csv")
     weights = read_json(layout.run_dir / "weights" / "initial_weights.json")
+    done = [it for it in snapshot_iterations_in(train_cfg.parent) if it in expected]
+    start_iteration = max(done, default=0)
+    prefix = f"[frame set {frame_set.frame_set_size}]"
+    cfg = yaml.safe_load(original_cfg.read_text())
+    if start_iteration:
+        # DeepLabCut's snapshot prefix is derived from the config's own path, so the resume settings must live
+        # in train/pose_cfg.yaml itself; the original is restored when training ends.
+        cfg.update(init_weights=str(train_cfg.parent / f"snapshot-{start_iteration}"),
+                   multi_step=shifted_schedule(cfg["multi_step"], start_iteration))
+        _copy_atomic(stats, stats.with_name(f"learning_stats.before-{start_iteration}.csv"))
+        print(f"{prefix} resuming from snapshot {start_iteration} ({len(done)} of {len(expected)} snapshots "
+              f"complete); learning-rate schedule continued", flush=True)
+    from .layout import write_text_atomic
+
+    write_text_atomic(train_cfg, yaml.safe_dump(cfg, sort_keys=False))
     display_iters = max(1, min(100, study.snapshot_interval // 5))
     # DeepLabCut's own train_network reloads the logging module, which would drop this progress handler;
     # its single-animal trainer is called directly with the shuffle's pose_cfg.yaml instead.
@@ -286,35 +338,47 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
     handler = ProgressLog(frame_set.frame_set_size, study.max_iterations)
     root.addHandler(handler)
     started = time.perf_counter()
-    print(f"[frame set {frame_set.frame_set_size}] training {study.network} on {len(frame_set.train)} frames "
-          f"to {study.max_iterations} iterations, snapshot every {study.snapshot_interval} "
-          f"(initial weights: {weights['kind']})", flush=True)
+    print(f"{prefix} training {study.network} on {len(frame_set.train)} frames to {study.max_iterations} "
+          f"iterations, snapshot every {study.snapshot_interval} (initial weights: {weights['kind']})", flush=True)
     try:
-        tf.compat.v1.reset_default_graph()
-        dlc_train(str(train_cfg), display_iters, study.snapshot_interval, study.max_iterations, max_to_keep=None,
-                  keepdeconvweights=True, allow_growth=True)
+        if start_iteration < study.max_iterations:
+            tf.compat.v1.reset_default_graph()
+            dlc_train(str(train_cfg), display_iters, study.snapshot_interval, study.max_iterations - start_iteration,
+                      max_to_keep=None, keepdeconvweights=True, allow_growth=True)
     finally:
         root.removeHandler(handler)
+    if start_iteration:
+        _merge_learning_stats(stats.with_name(f"learning_stats.before-{start_iteration}.csv"), stats,
+                              start_iteration)
+    _copy_atomic(original_cfg, train_cfg)
     seconds = time.perf_counter() - started
     snapshots = snapshot_iterations_in(train_cfg.parent)
     if snapshots != expected:
         raise TrainingFailedError(f"frame set {frame_set.frame_set_size}: expected snapshots {expected}, "
                                   f"found {snapshots} in {train_cfg.parent}")
+    trained_here = study.max_iterations - start_iteration
     record = {
         "frame_set_size": frame_set.frame_set_size,
         "shuffle": frame_set.shuffle,
         "network": study.network,
         "snapshot_iterations": snapshots,
         "train_dir": str(train_cfg.parent),
+        "resumed_from_iteration": start_iteration,
         "seconds": round(seconds, 1),
-        "iterations_per_second": round(study.max_iterations / seconds, 3),
+        "iterations_per_second": round(trained_here / seconds, 3) if trained_here else None,
         "initial_weights": weights,
         "device": _device_name(),
     }
     write_json_atomic(record_file, record)
-    print(f"[frame set {frame_set.frame_set_size}] done: {len(snapshots)} snapshots in {seconds / 60:.1f} min",
-          flush=True)
+    print(f"{prefix} done: {len(snapshots)} snapshots in {seconds / 60:.1f} min", flush=True)
     return record
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    from .layout import atomic_path
+
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(Path(source).read_bytes())
 
 
 def _device_name() -> str:

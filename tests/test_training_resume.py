@@ -1,0 +1,55 @@
+"""A training child killed after its second snapshot resumes on retry and ends like an uninterrupted run."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from posesweep import stages
+from posesweep.cli import stage_args
+from posesweep.runner import run_posesweep
+
+CONF = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12], "train_fraction": 0.8,
+        "max_iterations": 200, "snapshot_interval": 50, "allow_random_init": True}
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path):
+    data_root = tmp_path / "data"
+    shutil.copytree(tiny_cohort, data_root)
+    run = stages.prepare_run(data_root, CONF, "manual__resume")
+    for video in run["videos"]:
+        stages.extract_video_frames(run, video)
+    stages.label_frames(run)
+    stages.make_frame_sets(run)
+    run_posesweep(stage_args("prepare-training", run))
+    layout = stages.layout_of(run)
+    train_dir = next((layout.project_dir / "dlc-models").rglob("train"))
+    original_cfg = (train_dir / "pose_cfg.yaml").read_text()
+
+    child = subprocess.Popen([sys.executable, "-m", "posesweep.cli", *stage_args("train", run, 12)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not (train_dir / "snapshot-100.index").exists():
+        assert child.poll() is None and time.monotonic() < deadline, "training ended before its second snapshot"
+        time.sleep(0.2)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    assert not (layout.training_dir(12) / "training.json").exists()
+    assert not (train_dir / "snapshot-200.index").exists()
+
+    run_posesweep(stage_args("train", run, 12))  # the task's retry
+
+    record = stages.train(run, 12)
+    assert record["snapshot_iterations"] == [50, 100, 150, 200]
+    assert record["resumed_from_iteration"] in (100, 150)
+    rows = [line.split(",") for line in (train_dir / "learning_stats.csv").read_text().splitlines()]
+    assert [int(r[0]) for r in rows] == list(range(10, 201, 10))  # unbroken history, no iteration twice
+    assert {float(r[2]) for r in rows} == {0.005}  # schedule continued (DLC's first step lasts to 10k)
+    assert (train_dir / "pose_cfg.yaml").read_text() == original_cfg
+    assert yaml.safe_load(original_cfg)["init_weights"].endswith("random_init.ckpt")
