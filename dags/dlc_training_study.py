@@ -94,7 +94,14 @@ def dlc_training_study():
         return stages.extract_video_frames(run, video)
 
     @task
-    def label_frames(run: dict, extracted: list[dict]) -> dict:
+    def check_extraction(run: dict, extracted: list[dict]) -> dict:
+        """Every bad video named at once; fail the run or exclude them (bad_video_policy)."""
+        from posesweep import stages
+
+        return stages.check_extraction(run, list(extracted))
+
+    @task
+    def label_frames(run: dict, extraction: dict) -> dict:
         """Existing labels, or the simulated labeler for a synthetic cohort."""
         from posesweep import stages
 
@@ -136,7 +143,7 @@ def dlc_training_study():
 
     run = prepare_run()
     extracted = extract_frames.partial(run=run).expand(video=list_videos(run))
-    validation = validate_labels(run, label_frames(run, extracted))
+    validation = validate_labels(run, label_frames(run, check_extraction(run, extracted)))
     sizes = prepare_training(run, build_frame_sets(run, validation))
     train_commands = stage_commands.override(task_id="training_commands")(run, sizes, "train")
     evaluation_commands = stage_commands.override(task_id="evaluation_commands")(run, sizes, "evaluate")

@@ -42,3 +42,46 @@ def test_broken_videos_are_named_in_the_error(tiny_cohort, tmp_path):
         _extract(good, tmp_path, n=100)
     with pytest.raises(VideoError, match="does not exist"):
         _extract(tmp_path / "missing.mp4", tmp_path)
+
+
+def _ffmpeg(*args):
+    import subprocess
+
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def test_variable_frame_rate_video_is_refused(tiny_cohort, tmp_path):
+    source = tiny_cohort / "cohorts" / "tiny" / "videos" / "P001.mp4"
+    vfr = tmp_path / "vfr.mp4"
+    # alternate frame intervals of 1.6/30 s and 0.4/30 s: a real variable-frame-rate file
+    _ffmpeg("-i", source, "-vf", "setpts=(N+0.6*mod(N\\,2))/30/TB", "-fps_mode", "vfr", "-c:v", "libx264", vfr)
+    with pytest.raises(VideoError, match="vfr.mp4: variable frame rate"):
+        _extract(vfr, tmp_path)
+
+
+def test_all_bad_videos_are_reported_together_or_excluded(tiny_cohort, tmp_path):
+    import shutil
+
+    from posesweep import stages
+    from posesweep.layout import read_json
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_cohort, root)
+    videos = root / "cohorts" / "tiny" / "videos"
+    (videos / "P002.mp4").write_bytes(b"not a video at all")
+    (videos / "P003.mp4").write_bytes((videos / "P001.mp4").read_bytes()[:5000])
+    conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "train_fraction": 0.5}
+    run = stages.prepare_run(root, conf, "fail")
+    results = [stages.extract_video_frames(run, v) for v in run["videos"]]
+    with pytest.raises(VideoError) as failure:
+        stages.check_extraction(run, results)
+    assert "2 of 3 videos cannot be used" in str(failure.value)
+    assert "P002.mp4" in str(failure.value) and "P003.mp4" in str(failure.value)
+
+    run = stages.prepare_run(root, {**conf, "bad_video_policy": "exclude"}, "exclude")
+    summary = stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run["videos"]])
+    assert summary["frames_per_video"] == {"P001": 6} and set(summary["bad_videos"]) == {"P002", "P003"}
+    assert stages.label_frames(run)["videos"] == 1
+    assert read_json(stages.layout_of(run).frames_dir / "summary.json")["total_frames"] == 6

@@ -17,8 +17,7 @@ def labeled_run(tiny_cohort, tmp_path):
     root = tmp_path / "data"
     shutil.copytree(tiny_cohort, root)
     run = stages.prepare_run(root, SMALL, "manual__labels")
-    for video in run["videos"]:
-        stages.extract_video_frames(run, video)
+    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run["videos"]])
     stages.label_frames(run)
     return run
 

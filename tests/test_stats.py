@@ -82,3 +82,40 @@ def test_analyse_runs_the_design_per_split_with_network_landmark_subjects():
         assert anova["n_subjects"] == 6 and anova["n_levels"] == 4 and anova["p_value"] < 0.01
     assert result["chosen_iteration"] == 300 and result["chosen_iteration_is_plateau"]
     assert set(result["by_frame_set"]["frame_set_size"]) == {40, 80}
+
+
+def test_sphericity_and_greenhouse_geisser_agree_with_pingouin():
+    import pingouin
+
+    rng = np.random.default_rng(11)
+    # unequal variances across levels: sphericity is violated
+    y = rng.normal(10, 1, (15, 4)) * np.array([1, 2, 4, 8]) + np.array([6, 4, 2, 1])
+    long = _long(y, [25, 50, 75, 100])
+    ours = rm_anova(long)
+    theirs = pingouin.rm_anova(data=long, dv="error_px", within="snapshot_iteration", subject="subject",
+                               correction=True, detailed=True).iloc[0]
+    mauchly = pingouin.sphericity(long, dv="error_px", within="snapshot_iteration", subject="subject")
+    assert ours["F"] == pytest.approx(theirs["F"])
+    assert ours["gg_epsilon"] == pytest.approx(theirs["eps"])
+    assert ours["p_value_gg"] == pytest.approx(theirs["p-GG-corr"])
+    assert ours["mauchly_W"] == pytest.approx(mauchly.W) and ours["mauchly_p"] == pytest.approx(mauchly.pval)
+    assert ours["mauchly_p"] < 0.05 and ours["gg_epsilon"] < 1
+
+
+def test_minimum_frames_is_the_smallest_size_not_worse_than_any_larger_one():
+    from posesweep.stats import compare_frame_sets, minimum_frames
+
+    rng = np.random.default_rng(5)
+    landmarks = [f"lm{i}" for i in range(10)]
+    base = rng.normal(5, 1, 10)
+    rows = []
+    for size, penalty in ((200, 3.0), (400, 0.0), (600, 0.05), (800, -0.02)):
+        for landmark, b in zip(landmarks, base):
+            rows.append({"split": "test", "frame_set_size": size, "landmark": landmark,
+                         "error_px": b + penalty + rng.normal(0, 0.1)})
+    comparisons = compare_frame_sets(pd.DataFrame(rows))
+    assert len(comparisons) == 6
+    assert minimum_frames(comparisons, [200, 400, 600, 800]) == 400
+    improving = pd.DataFrame([{"split": "test", "frame_set_size": s, "landmark": lm, "error_px": b + 10 - s / 100
+                               + rng.normal(0, 0.05)} for s in (200, 400, 600, 800) for lm, b in zip(landmarks, base)])
+    assert minimum_frames(compare_frame_sets(improving), [200, 400, 600, 800]) == 800

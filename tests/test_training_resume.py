@@ -23,8 +23,7 @@ def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path)
     data_root = tmp_path / "data"
     shutil.copytree(tiny_cohort, data_root)
     run = stages.prepare_run(data_root, CONF, "manual__resume")
-    for video in run["videos"]:
-        stages.extract_video_frames(run, video)
+    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run["videos"]])
     stages.label_frames(run)
     stages.make_frame_sets(run)
     run_posesweep(stage_args("prepare-training", run))

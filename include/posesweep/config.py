@@ -55,6 +55,12 @@ class StudyConfig:
         20, "Frames per video", "Frames picked per video by k-means clustering (paper: 18-20).",
         "Frames", type="integer", minimum=2, maximum=500,
     )
+    bad_video_policy: str = _param(
+        "fail", "Bad videos",
+        "fail: any unreadable, truncated, too short or variable-frame-rate video fails the run (all are listed); "
+        "exclude: such videos are left out and listed in the log and the report.",
+        "Frames", type="string", enum=["fail", "exclude"],
+    )
     frame_set_sizes: tuple[int, ...] = _param(
         (200, 400, 600, 800), "Frame-set sizes",
         "Nested training-frame set sizes, one network each (paper: 200, 400, 600, 800).",
@@ -97,6 +103,16 @@ class StudyConfig:
         0.1, "Max missing-label fraction",
         "Validation fails when more than this share of a landmark's labels is missing.",
         "Labels", type="number", minimum=0.0, maximum=1.0,
+    )
+    px_per_mm: float = _param(
+        0.0, "Scale (px per mm)",
+        "Image scale for reporting errors in mm (0: unknown, errors in px only). The paper's 61 cm landing "
+        "square measured in the image gives it.",
+        "Report", type="number", minimum=0.0,
+    )
+    pcutoff: float = _param(
+        0.6, "Likelihood cutoff", "Errors are also reported for predictions with at least this likelihood "
+        "(DeepLabCut's p-cutoff).", "Report", type="number", minimum=0.0, maximum=1.0,
     )
     seed: int = _param(
         42, "Random seed", "Seeds frame selection, label simulation and the train/test split.",

@@ -1,10 +1,11 @@
 """Score every snapshot of a frame set's network: Euclidean error per frame, landmark and split.
 
 The test graph is built once and each snapshot's weights are restored into it
-(DeepLabCut's ``evaluate_network`` rebuilds the graph per snapshot). Prediction
-is DeepLabCut's own: score-map argmax plus location refinement. Error is the
-Euclidean distance in px between prediction and the human (or simulated) label,
-as in the paper.
+(DeepLabCut's ``evaluate_network`` rebuilds the graph per snapshot and predicts
+one image at a time); images of equal size are predicted in batches. Decoding
+is DeepLabCut's (``predict.argmax_pose_predict``: score-map argmax plus location
+refinement), vectorised over the batch. Error is the Euclidean distance in px
+between prediction and the human (or simulated) label, as in the paper.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ def evaluate_frame_set(layout: RunLayout, frame_set: FrameSet, label_table: pd.D
             return target
     import tensorflow as tf
     from deeplabcut.pose_estimation_tensorflow.config import load_config
-    from deeplabcut.pose_estimation_tensorflow.core import predict
     from deeplabcut.pose_estimation_tensorflow.nnets.factory import PoseNetFactory
 
     _, test_cfg_path, _ = pose_cfg_paths(layout.project_dir / "config.yaml", frame_set)
@@ -49,7 +49,7 @@ def evaluate_frame_set(layout: RunLayout, frame_set: FrameSet, label_table: pd.D
     labels = label_table.set_index(["video", "image", "landmark"])[["x_px", "y_px"]]
 
     tf.compat.v1.reset_default_graph()
-    inputs = tf.compat.v1.placeholder(tf.float32, shape=[1, None, None, 3])
+    inputs = tf.compat.v1.placeholder(tf.float32, shape=[None, None, None, 3])
     heads = PoseNetFactory.create(cfg).test(inputs)
     outputs = [heads["part_prob"], heads["locref"]] if cfg["location_refinement"] else [heads["part_prob"]]
     saver = tf.compat.v1.train.Saver()
@@ -59,15 +59,15 @@ def evaluate_frame_set(layout: RunLayout, frame_set: FrameSet, label_table: pd.D
         for n, iteration in enumerate(snapshots, start=1):
             started = time.perf_counter()
             saver.restore(sess, str(train_dir / f"snapshot-{iteration}"))
-            for (split, (stem, image)), pixels in zip(frames, images):
-                out = sess.run(outputs, feed_dict={inputs: pixels[None].astype(np.float32)})
-                scmap, locref = predict.extract_cnn_output(out, cfg)
-                pose = predict.argmax_pose_predict(scmap, locref, cfg["stride"])
-                for landmark, (x_pred, y_pred, likelihood) in zip(landmarks, pose):
-                    x_label, y_label = labels.loc[(stem, image, landmark)]
-                    rows.append((frame_set.frame_set_size, iteration, split, stem, image, landmark,
-                                 x_label, y_label, x_pred, y_pred, likelihood,
-                                 float(np.hypot(x_pred - x_label, y_pred - y_label))))
+            for batch in _batches(images, BATCH_SIZE):
+                poses = predict_batch(sess, inputs, outputs, np.stack([images[i] for i in batch]), cfg)
+                for i, pose in zip(batch, poses):
+                    split, (stem, image) = frames[i]
+                    for landmark, (x_pred, y_pred, likelihood) in zip(landmarks, pose):
+                        x_label, y_label = labels.loc[(stem, image, landmark)]
+                        rows.append((frame_set.frame_set_size, iteration, split, stem, image, landmark,
+                                     x_label, y_label, x_pred, y_pred, likelihood,
+                                     float(np.hypot(x_pred - x_label, y_pred - y_label))))
             seconds = time.perf_counter() - started
             print(f"[frame set {frame_set.frame_set_size}] scored snapshot {iteration} ({n}/{len(snapshots)}): "
                   f"{len(frames)} images in {seconds:.1f} s ({len(frames) / seconds:.1f} images/s)", flush=True)
@@ -77,6 +77,44 @@ def evaluate_frame_set(layout: RunLayout, frame_set: FrameSet, label_table: pd.D
     summary = table.groupby(["snapshot_iteration", "split"])["error_px"].mean().unstack()
     print(f"[frame set {frame_set.frame_set_size}] mean error (px) by snapshot:\n{summary.round(2)}", flush=True)
     return target
+
+
+BATCH_SIZE = 8
+
+
+def _batches(images: list[np.ndarray], size: int) -> list[list[int]]:
+    """Indices grouped into batches of images of equal shape."""
+    by_shape: dict[tuple, list[int]] = {}
+    for i, image in enumerate(images):
+        by_shape.setdefault(image.shape, []).append(i)
+    return [group[k:k + size] for group in by_shape.values() for k in range(0, len(group), size)]
+
+
+def decode_poses(scmap: np.ndarray, locref: np.ndarray | None, stride: float) -> np.ndarray:
+    """(batch, joints, [x, y, likelihood]) from score maps (b, h, w, j) and refinements (b, h, w, j, 2).
+
+    Same arithmetic as DeepLabCut's ``argmax_pose_predict``, for a whole batch.
+    """
+    b, h, w, j = scmap.shape
+    flat = scmap.reshape(b, h * w, j)
+    best = flat.argmax(axis=1)  # (b, j)
+    ys, xs = np.unravel_index(best, (h, w))
+    bi, ji = np.meshgrid(np.arange(b), np.arange(j), indexing="ij")
+    likelihood = scmap[bi, ys, xs, ji]
+    offset = locref[bi, ys, xs, ji] if locref is not None else np.zeros((b, j, 2))
+    x = xs.astype(float) * stride + 0.5 * stride + offset[..., 0]
+    y = ys.astype(float) * stride + 0.5 * stride + offset[..., 1]
+    return np.stack([x, y, likelihood], axis=-1)
+
+
+def predict_batch(sess, inputs, outputs, batch: np.ndarray, cfg: dict) -> np.ndarray:
+    out = sess.run(outputs, feed_dict={inputs: batch.astype(np.float32)})
+    scmap = out[0]
+    locref = None
+    if cfg["location_refinement"]:
+        shape = out[1].shape
+        locref = out[1].reshape(shape[0], shape[1], shape[2], -1, 2) * cfg["locref_stdev"]
+    return decode_poses(scmap, locref, cfg["stride"])
 
 
 def combine_error_tables(layout: RunLayout, frame_set_sizes: list[int]) -> pd.DataFrame:

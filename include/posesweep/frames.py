@@ -1,16 +1,23 @@
 """k-means frame selection per video, written where DeepLabCut's GUI expects it.
 
-One sequential decode pass downsamples every frame (grayscale, 30 px wide, as
-DeepLabCut does) into a float32 matrix bounded by the downsampled size; a seeded
-MiniBatchKMeans clusters it and the member nearest each centroid is picked, so
-the same seed gives the same frames. A second sequential pass writes the picked
-frames as ``labeled-data/<video stem>/img<index>.png``.
+One sequential, multi-threaded ffmpeg decode pass downsamples every frame in
+native code (grayscale, 30 px wide, as DeepLabCut does) and streams it into a
+float32 matrix bounded by the downsampled size, not by the video's length; a
+seeded MiniBatchKMeans clusters it and the member nearest each centroid is
+picked, so the same seed gives the same frames. A second pass decodes only up
+to the last picked frame and writes the picks as
+``labeled-data/<video stem>/img<index>.png``. No per-frame seeking.
+
+ffmpeg is the one shipped inside the imageio-ffmpeg wheel.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
+import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,33 +69,83 @@ def image_name(frame_index: int, frame_count: int) -> str:
     return f"img{str(frame_index).zfill(width)}.png"
 
 
-def _downsampled_features(video: Path, info: VideoInfo, indices: np.ndarray) -> np.ndarray:
-    import cv2
+def _ffmpeg() -> str:
+    import imageio_ffmpeg
 
-    height = max(1, int(round(info.height_px * DOWNSAMPLED_WIDTH_PX / info.width_px)))
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+class FfmpegFrames:
+    """Raw frames from one ffmpeg decode pass; ``pts_s`` holds each frame's timestamp once iterated."""
+
+    _pts = re.compile(r"pts_time:\s*([-0-9.e]+)")
+
+    def __init__(self, video: Path, filters: str, frame_bytes: int, max_frames: int | None = None):
+        self.video, self.frame_bytes = video, frame_bytes
+        self.command = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "info", "-threads", "0",
+                        "-i", str(video), "-map", "0:v:0", "-an", "-vf", filters, "-fps_mode", "passthrough"]
+        if max_frames is not None:
+            self.command += ["-frames:v", str(max_frames)]
+        self.command += ["-f", "rawvideo", "-"]
+        self.pts_s: list[float] = []
+
+    def __iter__(self):
+        process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   bufsize=self.frame_bytes * 8)
+        messages: list[str] = []
+
+        def read_stderr() -> None:  # showinfo prints one line per frame, with its pts
+            for raw in process.stderr:
+                line = raw.decode(errors="replace")
+                match = self._pts.search(line)
+                if match:
+                    self.pts_s.append(float(match.group(1)))
+                elif line.strip():
+                    messages.append(line.strip())
+
+        reader = threading.Thread(target=read_stderr, daemon=True)
+        reader.start()
+        try:
+            while len(chunk := process.stdout.read(self.frame_bytes)) == self.frame_bytes:
+                yield chunk
+        finally:
+            process.stdout.close()
+            process.wait()
+            reader.join(timeout=10)
+        if process.returncode != 0:
+            raise VideoError(f"{self.video}: ffmpeg could not decode it ({messages[-1] if messages else 'no message'})")
+
+
+def _check_constant_rate(video: Path, pts: list[float], fps: float) -> None:
+    if len(pts) < 3:
+        return
+    deltas = np.diff(np.asarray(pts))
+    nominal = 1.0 / fps if fps > 0 else float(np.median(deltas))
+    irregular = np.abs(deltas - nominal) > 0.5 * nominal
+    if irregular.mean() > 0.01:
+        raise VideoError(f"{video}: variable frame rate ({int(irregular.sum())} of {len(deltas)} frame intervals "
+                         f"differ from 1/{fps:g} s by more than half); frame indices would not match DeepLabCut's. "
+                         f"Re-encode at a constant rate (e.g. ffmpeg -i in.mp4 -fps_mode cfr out.mp4)")
+
+
+def _downsampled_features(video: Path, info: VideoInfo, indices: np.ndarray) -> np.ndarray:
+    height = max(2, int(round(info.height_px * DOWNSAMPLED_WIDTH_PX / info.width_px / 2)) * 2)
+    frame_bytes = DOWNSAMPLED_WIDTH_PX * height
     wanted = np.zeros(info.frame_count + 1, bool)
-    wanted[indices] = True
-    features = np.empty((len(indices), height * DOWNSAMPLED_WIDTH_PX), np.float32)
-    cap = cv2.VideoCapture(str(video))
-    row, frame_index = 0, 0
-    try:
-        last = int(indices[-1])
-        while frame_index <= last:
-            if wanted[frame_index]:
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                small = cv2.resize(frame, (DOWNSAMPLED_WIDTH_PX, height), interpolation=cv2.INTER_AREA)
-                features[row] = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).ravel()
-                row += 1
-            elif not cap.grab():
-                break
-            frame_index += 1
-    finally:
-        cap.release()
-    if row < len(indices):
-        raise VideoError(f"{video}: decoding stopped at frame {frame_index} of {info.frame_count} "
+    wanted[indices[indices <= info.frame_count]] = True
+    features = np.empty((len(indices), frame_bytes), np.float32)
+    filters = f"scale={DOWNSAMPLED_WIDTH_PX}:{height}:flags=area,format=gray,showinfo"
+    row = decoded = 0
+    stream = FfmpegFrames(video, filters, frame_bytes)
+    for frame_index, chunk in enumerate(stream):
+        decoded += 1
+        if frame_index < len(wanted) and wanted[frame_index]:
+            features[row] = np.frombuffer(chunk, np.uint8)
+            row += 1
+    if decoded < 0.98 * info.frame_count or row < len(indices):
+        raise VideoError(f"{video}: decoded {decoded} of the {info.frame_count} frames its header announces "
                          f"(truncated or corrupt file)")
+    _check_constant_rate(video, stream.pts_s, info.fps)
     return features
 
 
@@ -113,29 +170,25 @@ def select_frames_kmeans(features: np.ndarray, n_frames: int, seed: int) -> np.n
     return np.sort(np.asarray(picked, int))
 
 
-def _write_picked(video: Path, frame_indices: list[int], out_dir: Path, frame_count: int) -> None:
+def _write_picked(video: Path, frame_indices: list[int], out_dir: Path, info: VideoInfo) -> None:
+    """Decode up to the last picked frame, keep only the picked ones (ffmpeg's select filter), write PNGs."""
     import cv2
 
-    todo = set(frame_indices)
-    cap = cv2.VideoCapture(str(video))
-    frame_index = 0
-    try:
-        while todo and frame_index <= max(frame_indices):
-            if frame_index in todo:
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                ok, png = cv2.imencode(".png", frame)
-                with atomic_path(out_dir / image_name(frame_index, frame_count)) as tmp:
-                    tmp.write_bytes(png.tobytes())
-                todo.discard(frame_index)
-            elif not cap.grab():
-                break
-            frame_index += 1
-    finally:
-        cap.release()
-    if todo:
-        raise VideoError(f"{video}: frames {sorted(todo)[:5]} could not be decoded for writing")
+    todo = [i for i in frame_indices if not (out_dir / image_name(i, info.frame_count)).exists()]
+    if not todo:
+        return
+    select = "+".join(f"eq(n\\,{i})" for i in todo)
+    frame_bytes = info.width_px * info.height_px * 3
+    shape = (info.height_px, info.width_px, 3)
+    written = 0
+    for frame_index, chunk in zip(todo, FfmpegFrames(video, f"select={select},format=bgr24", frame_bytes,
+                                                     max_frames=len(todo))):
+        ok, png = cv2.imencode(".png", np.frombuffer(chunk, np.uint8).reshape(shape))
+        with atomic_path(out_dir / image_name(frame_index, info.frame_count)) as tmp:
+            tmp.write_bytes(png.tobytes())
+        written += 1
+    if written < len(todo):
+        raise VideoError(f"{video}: frames {todo[written:][:5]} could not be decoded for writing")
 
 
 def extract_frames(video: Path, labeled_data_dir: Path, record_file: Path, n_frames: int, seed: int,
@@ -160,7 +213,7 @@ def extract_frames(video: Path, labeled_data_dir: Path, record_file: Path, n_fra
     rows = select_frames_kmeans(features, n_frames, seed)
     frame_indices = [int(candidates[r]) for r in rows]
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_picked(video, frame_indices, out_dir, info.frame_count)
+    _write_picked(video, frame_indices, out_dir, info)
     record = {
         "video": str(video),
         "video_stem": video.stem,

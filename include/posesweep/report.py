@@ -14,6 +14,7 @@ from .stats import errors_by_iteration
 
 log = logging.getLogger(__name__)
 
+PCK_RADII_PX = (2, 5, 10)
 PAPER = {"iterations": 175_000, "frames": 400, "train_error_px": 2.8, "test_error_px": 3.7,
          "knee_test_error_px": 7.1, "ankle_test_error_px": 5.4, "anova_F_train": 57.4, "anova_F_test": 24.4}
 
@@ -64,6 +65,49 @@ def figure_error_vs_frames(by_frame_set: pd.DataFrame, iteration: int, target: P
     return target
 
 
+def figure_posthoc_heatmap(pairwise_tables: dict[str, pd.DataFrame], target: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    splits = [s for s in ("train", "test") if s in pairwise_tables and len(pairwise_tables[s])]
+    fig, axes = plt.subplots(1, max(1, len(splits)), figsize=(5 * max(1, len(splits)), 4.2), squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        table = pairwise_tables[split]
+        levels = sorted(set(table["iteration_a"]) | set(table["iteration_b"]))
+        grid = np.full((len(levels), len(levels)), np.nan)
+        for row in table.itertuples():
+            i, j = levels.index(row.iteration_a), levels.index(row.iteration_b)
+            grid[i, j] = grid[j, i] = row.p_bonferroni
+        image = ax.imshow(grid, vmin=0, vmax=0.1, cmap="viridis_r")
+        ax.set_xticks(range(len(levels)), [f"{v:,}" for v in levels], rotation=90, fontsize=7)
+        ax.set_yticks(range(len(levels)), [f"{v:,}" for v in levels], fontsize=7)
+        ax.set_title(f"{split}: Bonferroni-adjusted p")
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    _save_figure(fig, target)
+    plt.close(fig)
+    return target
+
+
+def accuracy_table(errors: pd.DataFrame, iteration: int, pcutoff: float, px_per_mm: float) -> pd.DataFrame:
+    """Per landmark and split at one iteration: error in px (and mm), error above the p-cutoff, PCK."""
+    part = errors[errors["snapshot_iteration"] == iteration]
+    rows = []
+    for (landmark, split), group in part.groupby(["landmark", "split"]):
+        confident = group[group["likelihood"] >= pcutoff]
+        row = {"landmark": landmark, "split": split, "error_px": group["error_px"].mean(),
+               "error_pcutoff_px": confident["error_px"].mean() if len(confident) else float("nan"),
+               "share_above_pcutoff": len(confident) / len(group)}
+        for radius in PCK_RADII_PX:
+            row[f"pck_{radius}px"] = float((group["error_px"] <= radius).mean())
+        if px_per_mm > 0:
+            row["error_mm"] = row["error_px"] / px_per_mm
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _img(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
@@ -83,6 +127,9 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
     by_frame_set = analysis["by_frame_set"]
     fig2 = figure_error_vs_iterations(by_iteration, out / "figure_error_vs_iterations.png")
     fig3 = figure_error_vs_frames(by_frame_set, chosen, out / "figure_error_vs_frame_set_size.png")
+    study = context["study_config"]
+    accuracy = accuracy_table(errors, chosen, study["pcutoff"], study["px_per_mm"])
+    comparisons = analysis["frame_set_comparisons"]
 
     per_network = (errors.groupby(["frame_set_size", "snapshot_iteration", "split"])["error_px"].mean()
                    .unstack("split").rename(columns=lambda s: f"{s}_error_px").rename_axis(columns=None).reset_index())
@@ -94,18 +141,24 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
             anova_rows.append({"split": split, **result["anova"], "plateau_iteration": result["plateau_iteration"]})
         pairwise_tables[split] = result["pairwise"]
     anova = pd.DataFrame(anova_rows)
+    heatmap = figure_posthoc_heatmap(pairwise_tables, out / "figure_posthoc_p_values.png")
     for name, table in {"errors_by_network_and_snapshot": per_network, "errors_by_iteration": by_iteration,
-                        "errors_by_landmark": per_landmark, "anova": anova,
+                        "errors_by_landmark": per_landmark, "anova": anova, "accuracy_by_landmark": accuracy,
+                        "frame_set_comparisons": comparisons,
                         **{f"posthoc_{s}": t for s, t in pairwise_tables.items()}}.items():
         with atomic_path(out / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False)
 
     at_chosen = per_network[per_network["snapshot_iteration"] == chosen]
     random_init = context["initial_weights"]["kind"] == "random_init"
+    minimum = analysis["minimum_frames"].get("test")
     recommendation = (
         f"Errors stop improving significantly at {chosen:,} iterations"
         if analysis["chosen_iteration_is_plateau"] else
         f"Errors were still improving significantly at the last snapshot ({chosen:,} iterations): train longer")
+    if minimum is not None:
+        recommendation += (f"; at that point {minimum} frames give a test error not significantly worse than any "
+                           f"larger frame set")
     summary = {
         "cohort": layout.cohort,
         "run": layout.run_name,
@@ -114,6 +167,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         "random_init_warning": random_init,
         "training": context["training"],
         "labels": context["labels"],
+        "extraction": context["extraction"],
         "errors": per_network.to_dict(orient="records"),
         "anova": {row["split"]: row for row in anova_rows},
         "posthoc": {s: t.to_dict(orient="records") for s, t in pairwise_tables.items()},
@@ -121,14 +175,40 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         "chosen_iteration_is_plateau": analysis["chosen_iteration_is_plateau"],
         "errors_at_chosen_iteration": at_chosen.to_dict(orient="records"),
         "errors_by_landmark_at_chosen_iteration": per_landmark.to_dict(orient="records"),
+        "accuracy_at_chosen_iteration": accuracy.to_dict(orient="records"),
+        "frame_set_comparisons": comparisons.to_dict(orient="records"),
+        "minimum_frames": analysis["minimum_frames"],
         "recommendation": recommendation,
         "paper": PAPER,
     }
     write_json_atomic(layout.summary_file, summary)
+    ours_at = at_chosen.mean(numeric_only=True)
+    test_by_landmark = per_landmark.set_index("landmark")["test_error_px"] if "test_error_px" in per_landmark else None
+
+    def side(word: str) -> float:
+        if test_by_landmark is None:
+            return float("nan")
+        return float(test_by_landmark[[i for i in test_by_landmark.index if word in i]].mean())
+
+    paper_vs_ours = pd.DataFrame([
+        {"quantity": "iterations where errors plateau", "paper": "175,000", "this run": f"{chosen:,}"},
+        {"quantity": "frames needed", "paper": "400", "this run": str(minimum)},
+        {"quantity": "train error at that point (px)", "paper": "2.8",
+         "this run": f"{ours_at.get('train_error_px', float('nan')):.2f}"},
+        {"quantity": "test error at that point (px)", "paper": "3.7",
+         "this run": f"{ours_at.get('test_error_px', float('nan')):.2f}"},
+        {"quantity": "knee test error (px)", "paper": "7.1", "this run": f"{side('knee'):.2f}"},
+        {"quantity": "ankle test error (px)", "paper": "5.4", "this run": f"{side('ankle'):.2f}"},
+        {"quantity": "ANOVA F (train / test)", "paper": "57.4 / 24.4",
+         "this run": " / ".join(f"{summary['anova'][s]['F']:.1f}" for s in ("train", "test") if s in summary["anova"])},
+    ])
 
     warning = ("<div class='warn'><b>Random initial weights.</b> No ImageNet-pretrained checkpoint was available, "
                "so every network started from random (BatchNorm-calibrated) weights. Errors are far above what "
                "pretrained networks reach and must not be compared with the paper's.</div>") if random_init else ""
+    bad = context["extraction"]["bad_videos"]
+    bad_videos_html = ("<div class='warn'><b>Excluded videos:</b><ul>" + "".join(
+        f"<li>{html.escape(message)}</li>" for message in bad.values()) + "</ul></div>") if bad else ""
     anova_html = _table(anova) if len(anova) else "<p>Not enough snapshots or networks for the ANOVA.</p>"
     posthoc_html = "".join(f"<h3>{html.escape(s)} error</h3>{_table(t)}" for s, t in pairwise_tables.items()
                            if len(t))
@@ -145,6 +225,8 @@ Network {html.escape(context['study_config']['network'])}, frame sets {context['
 {context['study_config']['max_iterations']:,} iterations, snapshot every {context['study_config']['snapshot_interval']:,}.</p>
 {warning}
 <p><b>Recommendation:</b> {html.escape(recommendation)}.</p>
+<h2>Frames</h2><p>{context['extraction']['total_frames']} frames picked by k-means from
+{len(context['extraction']['frames_per_video'])} videos.</p>{bad_videos_html}
 <h2>Labels</h2><p>{context['labels']['labeled_frames']} labeled frames from {context['labels']['videos']} videos,
 validated with Great Expectations (all expectations met): <a href="../validation/validation_result.json">result</a>.</p>
 <h2>Training</h2>{_table(pd.DataFrame(context['training']))}
@@ -153,11 +235,20 @@ validated with Great Expectations (all expectations met): <a href="../validation
 <h2>Repeated-measures ANOVA</h2>
 <p>Subjects: (network, landmark) pairs; within factor: iteration level; dependent variable: mean error over frames;
 train and test separately. Post-hoc: paired t-tests, Bonferroni-adjusted.</p>{anova_html}
-<h2>Post-hoc pairwise comparisons</h2>{posthoc_html}
+<p>Sphericity: Mauchly's W with its p-value; where it is violated read the Greenhouse-Geisser corrected
+p-value (<code>p_value_gg</code>, degrees of freedom scaled by <code>gg_epsilon</code>).</p>
+<h2>Post-hoc pairwise comparisons</h2>{_img(heatmap)}{posthoc_html}
+<h2>Frame-set sizes at {chosen:,} iterations</h2>
+<p>Each size against every larger one (paired t-tests over landmarks, Bonferroni-adjusted). The minimum is the
+smallest size whose error is not significantly higher than any larger size's: {html.escape(str(analysis['minimum_frames']))}.</p>
+{_table(comparisons)}
+<h2>Accuracy per landmark at {chosen:,} iterations</h2>
+<p>Error above the p-cutoff ({study['pcutoff']}) counts only predictions at least that confident; PCK is the share
+within {', '.join(str(r) for r in PCK_RADII_PX)} px{'; mm at ' + str(study['px_per_mm']) + ' px/mm' if study['px_per_mm'] else
+'; no scale given (px_per_mm), so no mm'}.</p>{_table(accuracy)}
 <h2>Errors per network and snapshot</h2>{_table(per_network)}
 <h2>Errors per landmark at {chosen:,} iterations</h2>{_table(per_landmark)}
-<h2>The paper's published values</h2><p>175k iterations and 400 frames; train/test error 2.8/3.7 px;
-knee 7.1 px, ankle 5.4 px (test); ANOVA F = 57.4 (train), 24.4 (test).</p>
+<h2>The paper's published values beside this run's</h2>{_table(paper_vs_ours)}
 <p>Machine-readable: <a href="summary.json">summary.json</a>.</p>
 </body></html>"""
     write_text_atomic(out / "index.html", page)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .cohort import CohortError, load_cohort, write_project_config
 from .config import StudyConfig, StudyConfigError
-from .frames import extract_frames
+from .frames import VideoError, extract_frames
 from .labels import build_label_table, read_label_table, to_dlc_frame, write_collected_data, write_label_table
 from .layout import RunLayout, read_json, write_json_atomic
 from .splits import FrameSet, build_frame_sets, labeled_frames
@@ -48,10 +48,39 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> dict:
 
 
 def extract_video_frames(run: dict, video: str) -> dict:
+    """k-means frames of one video; a bad video is returned as an error, so all are reported together."""
     layout, study = layout_of(run), study_of(run)
-    record = extract_frames(Path(video), layout.project_dir / "labeled-data", layout.frame_record(Path(video).stem),
-                            study.frames_per_video, study.seed)
+    try:
+        record = extract_frames(Path(video), layout.project_dir / "labeled-data",
+                                layout.frame_record(Path(video).stem), study.frames_per_video, study.seed)
+    except VideoError as error:
+        log.error("%s", error)
+        return {"video_stem": Path(video).stem, "frames": 0, "error": str(error)}
     return {"video_stem": record["video_stem"], "frames": len(record["frame_indices"])}
+
+
+def check_extraction(run: dict, results: list[dict]) -> dict:
+    """All bad videos at once: fail the run, or exclude them (``bad_video_policy``); writes frames/summary.json."""
+    layout, study = layout_of(run), study_of(run)
+    bad = {r["video_stem"]: r["error"] for r in results if r.get("error")}
+    good = {r["video_stem"]: r["frames"] for r in results if not r.get("error")}
+    summary = {"frames_per_video": good, "total_frames": sum(good.values()), "bad_videos": bad,
+               "bad_video_policy": study.bad_video_policy}
+    write_json_atomic(layout.frames_dir / "summary.json", summary)
+    for stem, frames in sorted(good.items()):
+        log.info("%s: %d frames", stem, frames)
+    log.info("frames extracted: %d from %d videos", summary["total_frames"], len(good))
+    if bad and (study.bad_video_policy == "fail" or not good):
+        raise VideoError(f"{len(bad)} of {len(results)} videos cannot be used (bad_video_policy="
+                         f"{study.bad_video_policy}):\n" + "\n".join(f"- {e}" for e in bad.values()))
+    if bad:
+        log.warning("excluded %d bad videos: %s", len(bad), ", ".join(sorted(bad)))
+    return summary
+
+
+def _usable_videos(layout: RunLayout, cohort) -> list[Path]:
+    summary = read_json(layout.frames_dir / "summary.json")
+    return [v for v in cohort.videos if v.stem not in summary["bad_videos"]]
 
 
 def label_frames(run: dict) -> dict:
@@ -61,8 +90,9 @@ def label_frames(run: dict) -> dict:
     layout, study = layout_of(run), study_of(run)
     cohort = load_cohort(layout.cohort_dir)
     labeled_data = layout.project_dir / "labeled-data"
+    videos = _usable_videos(layout, cohort)
     sizes = {}
-    for video in cohort.videos:
+    for video in videos:
         record = read_json(layout.frame_record(video.stem))
         sizes[video] = (record["width_px"], record["height_px"])
         if cohort.synthetic:
@@ -78,12 +108,12 @@ def label_frames(run: dict) -> dict:
                 if source.with_suffix(suffix).exists():
                     shutil.copyfile(source.with_suffix(suffix), labeled_data / video.stem / source.with_suffix(suffix).name)
     write_project_config(layout.project_dir, cohort, sizes, study.network, [study.train_fraction])
-    table = build_label_table(labeled_data, [v.stem for v in cohort.videos], cohort.scorer)
+    table = build_label_table(labeled_data, [v.stem for v in videos], cohort.scorer)
     write_label_table(table, layout.labels_file)
     frames = table[["video", "image"]].drop_duplicates()
-    log.info("labels: %d frames from %d videos, %d landmarks (%s labeler)", len(frames), len(cohort.videos),
+    log.info("labels: %d frames from %d videos, %d landmarks (%s labeler)", len(frames), len(videos),
              table["landmark"].nunique(), "simulated" if cohort.synthetic else "human")
-    return {"labeled_frames": int(len(frames)), "videos": len(cohort.videos)}
+    return {"labeled_frames": int(len(frames)), "videos": len(videos)}
 
 
 def validate_label_table(run: dict) -> dict:
@@ -169,6 +199,7 @@ def analyse_and_report(run: dict) -> str:
         "training": [read_json(layout.training_dir(size) / "training.json") for size in study.frame_set_sizes],
         "labels": {"labeled_frames": int(len(table[["video", "image"]].drop_duplicates())),
                    "videos": int(table["video"].nunique())},
+        "extraction": read_json(layout.frames_dir / "summary.json"),
     }
     for entry in context["training"]:
         entry.pop("train_dir", None)

@@ -26,13 +26,52 @@ def subject_means(errors: pd.DataFrame) -> pd.DataFrame:
     return means
 
 
+def _orthonormal_contrasts(k: int) -> np.ndarray:
+    """k x (k-1) orthonormal contrasts (normalised Helmert)."""
+    helmert = np.zeros((k, k - 1))
+    for j in range(1, k):
+        helmert[:j, j - 1] = 1.0
+        helmert[j, j - 1] = -j
+    return helmert / np.linalg.norm(helmert, axis=0)
+
+
+def sphericity(wide: np.ndarray) -> dict:
+    """Mauchly's test of sphericity and the Greenhouse-Geisser epsilon for an (n subjects x k levels) matrix."""
+    from scipy.stats import chi2
+
+    n, k = wide.shape
+    p = k - 1
+    contrasts = _orthonormal_contrasts(k)
+    m = contrasts.T @ np.cov(wide, rowvar=False, ddof=1) @ contrasts
+    trace = float(np.trace(m))
+    epsilon = trace ** 2 / (p * float(np.trace(m @ m))) if trace > 0 else 1.0
+    if p == 1:  # two levels: sphericity holds trivially
+        return {"mauchly_W": 1.0, "mauchly_chi2": 0.0, "mauchly_df": 0, "mauchly_p": 1.0, "gg_epsilon": 1.0}
+    w = float(np.linalg.det(m) / (trace / p) ** p) if trace > 0 else float("nan")
+    df = p * (p + 1) / 2 - 1
+    if n - 1 <= p or not w > 0:  # too few subjects to estimate the covariance, or a singular one
+        return {"mauchly_W": w, "mauchly_chi2": float("nan"), "mauchly_df": df, "mauchly_p": float("nan"),
+                "gg_epsilon": max(1.0 / p, min(1.0, epsilon))}
+    # chi-square approximation with its second-order term, as R's stats::mauchly.test
+    rho = 1 - (2 * p ** 2 + p + 2) / (6 * p * (n - 1))
+    statistic = -(n - 1) * rho * np.log(w)
+    w2 = (p + 2) * (p - 1) * (p - 2) * (2 * p ** 3 + 6 * p ** 2 + 3 * k + 2) / (288 * ((n - 1) * p * rho) ** 2)
+    p1, p2 = chi2.sf(statistic, df), chi2.sf(statistic, df + 4)
+    return {"mauchly_W": w, "mauchly_chi2": float(statistic), "mauchly_df": df,
+            "mauchly_p": float(p1 + w2 * (p2 - p1)), "gg_epsilon": max(1.0 / p, min(1.0, epsilon))}
+
+
 def rm_anova(means: pd.DataFrame) -> dict:
-    """One split's repeated-measures ANOVA (statsmodels AnovaRM) with partial eta squared."""
+    """One split's repeated-measures ANOVA (statsmodels AnovaRM), partial eta squared, Mauchly, Greenhouse-Geisser."""
+    from scipy.stats import f as f_dist
     from statsmodels.stats.anova import AnovaRM
 
     result = AnovaRM(means, depvar="error_px", subject="subject", within=["snapshot_iteration"]).fit()
     row = result.anova_table.iloc[0]
     f_value, df_num, df_den = float(row["F Value"]), float(row["Num DF"]), float(row["Den DF"])
+    wide = means.pivot(index="subject", columns="snapshot_iteration", values="error_px").to_numpy(float)
+    spher = sphericity(wide)
+    eps = spher["gg_epsilon"]
     return {
         "test": "repeated-measures ANOVA",
         "factor": "snapshot_iteration",
@@ -44,6 +83,8 @@ def rm_anova(means: pd.DataFrame) -> dict:
         "df_den": df_den,
         "p_value": float(row["Pr > F"]),
         "partial_eta_squared": f_value * df_num / (f_value * df_num + df_den),
+        **spher,
+        "p_value_gg": float(f_dist.sf(f_value, df_num * eps, df_den * eps)),
     }
 
 
@@ -99,7 +140,42 @@ def analyse(errors: pd.DataFrame) -> dict:
     at_chosen = means[means["snapshot_iteration"] == out["chosen_iteration"]]
     out["by_frame_set"] = (at_chosen.groupby(["split", "frame_set_size", "landmark"], as_index=False)
                            ["error_px"].mean())
+    out["frame_set_comparisons"] = compare_frame_sets(out["by_frame_set"])
+    out["minimum_frames"] = {split: minimum_frames(table, sizes)
+                             for split, table in out["frame_set_comparisons"].groupby("split")
+                             for sizes in [sorted(out["by_frame_set"]["frame_set_size"].unique())]}
     return out
+
+
+def compare_frame_sets(by_frame_set: pd.DataFrame) -> pd.DataFrame:
+    """Each frame-set size against every larger one: paired t-tests over landmarks, Bonferroni per split."""
+    from scipy.stats import ttest_rel
+
+    rows = []
+    for split, part in by_frame_set.groupby("split"):
+        wide = part.pivot(index="landmark", columns="frame_set_size", values="error_px").dropna()
+        pairs = list(combinations(sorted(wide.columns), 2))
+        for a, b in pairs:
+            difference = wide[a] - wide[b]
+            if len(wide) > 1 and difference.std(ddof=1) > 0:
+                t_stat, p_value = ttest_rel(wide[a], wide[b])
+            else:
+                t_stat, p_value = float("nan"), 1.0
+            rows.append({"split": split, "frame_set_size": int(a), "larger_frame_set_size": int(b),
+                         "mean_difference_px": float(difference.mean()), "t": float(t_stat),
+                         "p_value": float(p_value), "p_bonferroni": float(min(1.0, p_value * len(pairs)))})
+    return pd.DataFrame(rows, columns=["split", "frame_set_size", "larger_frame_set_size", "mean_difference_px",
+                                       "t", "p_value", "p_bonferroni"])
+
+
+def minimum_frames(comparisons: pd.DataFrame, sizes: list[int], alpha: float = ALPHA) -> int:
+    """Smallest frame-set size whose error is not significantly higher than that of any larger size."""
+    for size in sorted(sizes):
+        against = comparisons[comparisons["frame_set_size"] == size]
+        worse = (against["p_bonferroni"] < alpha) & (against["mean_difference_px"] > 0)
+        if not worse.any():
+            return int(size)
+    return int(max(sizes))
 
 
 def errors_by_iteration(means: pd.DataFrame) -> pd.DataFrame:

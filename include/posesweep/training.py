@@ -245,21 +245,25 @@ def snapshot_iterations_in(train_dir: Path) -> list[int]:
     return sorted(found)
 
 
-class ProgressLog(logging.Handler):
-    """Turns DeepLabCut's "iteration: N loss: L lr: R" lines into progress with speed and ETA; stops on NaN."""
+class ProgressLog(logging.Filter):
+    """Replaces DeepLabCut's "iteration: N loss: L lr: R" log lines by progress with speed and ETA; stops on NaN.
+
+    Installed as a filter on the root logger (DeepLabCut logs there), so the raw line is dropped
+    and one enriched line is printed instead.
+    """
 
     pattern = re.compile(r"iteration: (\d+) loss: ([-+\w.]+) lr: ([-+\w.]+)")
 
     def __init__(self, frame_set_size: int, max_iterations: int):
-        super().__init__(logging.INFO)
+        super().__init__()
         self.frame_set_size, self.max_iterations = frame_set_size, max_iterations
         self.started = time.monotonic()
         self.last: tuple[float, int] | None = None
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def filter(self, record: logging.LogRecord) -> bool:
         match = self.pattern.search(record.getMessage())
         if not match:
-            return
+            return True
         iteration, loss, lr = int(match.group(1)), float(match.group(2)), float(match.group(3))
         now = time.monotonic()
         prev_t, prev_it = self.last or (self.started, 0)
@@ -272,6 +276,7 @@ class ProgressLog(logging.Handler):
             print(f"[frame set {self.frame_set_size}] loss is {loss} at iteration {iteration}: training diverged, "
                   f"stopping", flush=True)
             os._exit(3)
+        return False
 
 
 def shifted_schedule(multi_step: list[list[float]], start_iteration: int) -> list[list[float]]:
@@ -332,11 +337,11 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
 
     write_text_atomic(train_cfg, yaml.safe_dump(cfg, sort_keys=False))
     display_iters = max(1, min(100, study.snapshot_interval // 5))
-    # DeepLabCut's own train_network reloads the logging module, which would drop this progress handler;
+    # DeepLabCut's own train_network reloads the logging module, which would drop this progress filter;
     # its single-animal trainer is called directly with the shuffle's pose_cfg.yaml instead.
     root = logging.getLogger()
-    handler = ProgressLog(frame_set.frame_set_size, study.max_iterations)
-    root.addHandler(handler)
+    progress = ProgressLog(frame_set.frame_set_size, study.max_iterations)
+    root.addFilter(progress)
     started = time.perf_counter()
     print(f"{prefix} training {study.network} on {len(frame_set.train)} frames to {study.max_iterations} "
           f"iterations, snapshot every {study.snapshot_interval} (initial weights: {weights['kind']})", flush=True)
@@ -346,7 +351,7 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
             dlc_train(str(train_cfg), display_iters, study.snapshot_interval, study.max_iterations - start_iteration,
                       max_to_keep=None, keepdeconvweights=True, allow_growth=True)
     finally:
-        root.removeHandler(handler)
+        root.removeFilter(progress)
     if start_iteration:
         _merge_learning_stats(stats.with_name(f"learning_stats.before-{start_iteration}.csv"), stats,
                               start_iteration)

@@ -1,0 +1,95 @@
+"""Scoring every snapshot: posesweep's evaluation against ``deeplabcut.evaluate_network``.
+
+Builds a small real run (synthetic cohort, one network trained from random
+weights with N snapshots), then scores all snapshots twice, each method in its
+own process: ``posesweep evaluate`` and DeepLabCut's own
+``evaluate_network(..., per_keypoint_evaluation=True)`` over every snapshot.
+Prints wall time, peak memory, the speed ratio, and the largest difference of
+the per-landmark train/test errors between the two.
+
+    .venv/bin/python benchmarks/evaluation.py [--snapshots 10] [--frames-per-video 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from posesweep import stages
+from posesweep.cli import stage_args
+from posesweep.runner import run_posesweep
+from posesweep.synthetic import SynthOptions, generate_cohort
+
+
+def timed_child(code_or_args: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one child process."""
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, *code_or_args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{code_or_args[:3]} failed:\n{child.stderr.read()[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--snapshots", type=int, default=10)
+    parser.add_argument("--frames-per-video", type=int, default=10)
+    parser.add_argument("--participants", type=int, default=3)
+    args = parser.parse_args()
+
+    data_root = Path(tempfile.mkdtemp(prefix="posesweep-bench-eval-"))
+    generate_cohort(data_root / "cohorts" / "bench", SynthOptions(participants=args.participants, duration_s=2.0,
+                                                                  seed=11))
+    n_frames = args.participants * args.frames_per_video
+    interval = 10
+    conf = {"cohort": "bench", "frames_per_video": args.frames_per_video, "frame_set_sizes": [n_frames],
+            "train_fraction": 0.8, "max_iterations": interval * args.snapshots, "snapshot_interval": interval,
+            "allow_random_init": True}
+    run = stages.prepare_run(data_root, conf, "bench")
+    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run["videos"]])
+    stages.label_frames(run)
+    stages.make_frame_sets(run)
+    print(f"training one network ({n_frames} frames, {args.snapshots} snapshots) in {data_root} ...", flush=True)
+    run_posesweep(stage_args("prepare-training", run))
+    run_posesweep(stage_args("train", run, n_frames))
+    layout = stages.layout_of(run)
+
+    ours_s, ours_mb = timed_child(["-m", "posesweep.cli", *stage_args("evaluate", run, n_frames)])
+    dlc_code = ("import deeplabcut; deeplabcut.evaluate_network("
+                f"{str(layout.project_dir / 'config.yaml')!r}, Shuffles=[1], trainingsetindex=0, "
+                "per_keypoint_evaluation=True)")
+    dlc_s, dlc_mb = timed_child(["-c", dlc_code])
+
+    ours = pd.read_csv(layout.evaluation_file(n_frames))
+    ours = ours.groupby(["snapshot_iteration", "split", "landmark"])["error_px"].mean()
+    differences = []
+    results = list((layout.project_dir / "evaluation-results").rglob("*-keypoint-results.csv"))
+    for path in results:
+        iteration = int(re.search(r"_(\d+)-keypoint-results", path.name).group(1))
+        theirs = pd.read_csv(path, index_col=0)
+        for split, row in (("train", "Train error (px)"), ("test", "Test error (px)")):
+            for landmark, value in theirs.loc[row].items():
+                differences.append(abs(ours[(iteration, split, landmark)] - float(value)))
+    images = n_frames * args.snapshots
+    print()
+    print(f"{'method':<40}{'wall s':>10}{'peak MB':>10}{'images/s':>10}")
+    print(f"{'posesweep evaluate':<40}{ours_s:>10.1f}{ours_mb:>10.0f}{images / ours_s:>10.1f}")
+    print(f"{'deeplabcut.evaluate_network':<40}{dlc_s:>10.1f}{dlc_mb:>10.0f}{images / dlc_s:>10.1f}")
+    print(f"\nspeed-up over DeepLabCut: {dlc_s / ours_s:.2f}x for {args.snapshots} snapshots x {n_frames} images")
+    print(f"per-landmark errors compared: {len(differences)} (snapshots x splits x landmarks from "
+          f"{len(results)} DeepLabCut result files); largest difference {max(differences):.2e} px")
+
+
+if __name__ == "__main__":
+    main()
