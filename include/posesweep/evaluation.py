@@ -46,7 +46,8 @@ def evaluate_frame_set(layout: RunLayout, frame_set: FrameSet, label_table: pd.D
     landmarks = list(cfg["all_joints_names"])
     frames = [("train", f) for f in frame_set.train] + [("test", f) for f in frame_set.test]
     images = [_read_rgb(layout.project_dir / "labeled-data" / stem / image) for _, (stem, image) in frames]
-    labels = label_table.set_index(["video", "image", "landmark"])[["x_px", "y_px"]]
+    labels = {(row.video, row.image, row.landmark): (row.x_px, row.y_px)
+              for row in label_table[["video", "image", "landmark", "x_px", "y_px"]].itertuples(index=False)}
 
     tf.compat.v1.reset_default_graph()
     inputs = tf.compat.v1.placeholder(tf.float32, shape=[None, None, None, 3])
@@ -64,7 +65,7 @@ def evaluate_frame_set(layout: RunLayout, frame_set: FrameSet, label_table: pd.D
                 for i, pose in zip(batch, poses):
                     split, (stem, image) = frames[i]
                     for landmark, (x_pred, y_pred, likelihood) in zip(landmarks, pose):
-                        x_label, y_label = labels.loc[(stem, image, landmark)]
+                        x_label, y_label = labels[(stem, image, landmark)]
                         rows.append((frame_set.frame_set_size, iteration, split, stem, image, landmark,
                                      x_label, y_label, x_pred, y_pred, likelihood,
                                      float(np.hypot(x_pred - x_label, y_pred - y_label))))
@@ -79,7 +80,7 @@ def evaluate_frame_set(layout: RunLayout, frame_set: FrameSet, label_table: pd.D
     return target
 
 
-BATCH_SIZE = 8
+BATCH_SIZE = 32
 
 
 def _batches(images: list[np.ndarray], size: int) -> list[list[int]]:
