@@ -15,7 +15,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast clean screenshot-report
 
 install: $(INSTALLED)
 
@@ -42,3 +42,16 @@ test-fast: install
 
 clean:
 	rm -rf $(VENV) .airflow .pytest_cache
+
+# A screenshot of the newest demo report in headless Chromium, for a person to look at.
+CHROMIUM ?= chromium
+screenshot-report:
+	command -v $(CHROMIUM) >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	@report=$$(ls -td $(DATA_ROOT)/runs/$(DEMO_COHORT)/*/report/index.html | head -1); \
+	test -n "$$report" || { echo "no report yet: run make demo"; exit 1; }; \
+	mkdir -p $(DATA_ROOT)/screenshots; \
+	$(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+	  --disable-background-networking --disable-component-update --disable-sync \
+	  --user-data-dir=$$(mktemp -d) --window-size=1200,6000 \
+	  --screenshot=$(DATA_ROOT)/screenshots/report.png "file://$$report" 2>/dev/null; \
+	echo "screenshot of $$report: $(DATA_ROOT)/screenshots/report.png"

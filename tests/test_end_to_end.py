@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+import re
 import shutil
 
 import pytest
@@ -46,7 +47,12 @@ def test_study_runs_end_to_end_and_reports(airflow_db, tiny_cohort, tmp_path, mo
         assert len(summary["posthoc"][split]) == 6
     assert summary["initial_weights"]["kind"] == "random_init" and summary["random_init_warning"] is True
     html = (layout.report_dir / "index.html").read_text()
-    assert "Random initial weights" in html and html.count("data:image/png;base64,") == 2
+    assert "Random initial weights" in html and html.count("data:image/png;base64,") == 3
+    links = re.findall(r'(?:href|src)="([^"#]+)"', html)
+    local = [link for link in links if not link.startswith("data:")]
+    assert "../validation/data_docs/index.html" in local
+    for link in local:  # no broken links
+        assert (layout.report_dir / link).resolve().exists(), link
     for figure in ("figure_error_vs_iterations", "figure_error_vs_frame_set_size"):
         assert (layout.report_dir / f"{figure}.png").stat().st_size > 10_000
         assert (layout.report_dir / f"{figure}.svg").exists()

@@ -85,3 +85,10 @@ def test_all_bad_videos_are_reported_together_or_excluded(tiny_cohort, tmp_path)
     assert summary["frames_per_video"] == {"P001": 6} and set(summary["bad_videos"]) == {"P002", "P003"}
     assert stages.label_frames(run)["videos"] == 1
     assert read_json(stages.layout_of(run).frames_dir / "summary.json")["total_frames"] == 6
+
+
+def test_a_file_without_video_frames_is_refused(tmp_path):
+    audio_only = tmp_path / "silence.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "0.5", "-c:a", "aac", audio_only)
+    with pytest.raises(VideoError, match="silence.mp4"):
+        _extract(audio_only, tmp_path)

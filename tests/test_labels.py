@@ -50,8 +50,9 @@ def test_the_real_reaching_project_imports_and_passes_the_generic_suite(reaching
         assert (sizes["image_width_px"], sizes["image_height_px"]) == (width, height), image
     assert table["x_px"].isna().any()  # real projects have missing labels
     summary = validate_labels(table, ["Hand", "Finger1", "Tongue", "Joystick1", "Joystick2"], 0.9,
-                              tmp_path / "result.json", "reaching")
+                              tmp_path / "validation", "reaching", images_root=labeled)
     assert summary["success"] and summary["labeled_frames"] == 55
+    assert (tmp_path / "validation" / "data_docs" / "index.html").exists()
 
 
 def test_a_label_outside_the_image_and_a_half_labeled_landmark_fail_with_the_frames_named(labeled_run, tmp_path):
@@ -62,12 +63,13 @@ def test_a_label_outside_the_image_and_a_half_labeled_landmark_fail_with_the_fra
     knee = table.index[(table["landmark"] == "right_knee")][:9]
     table.loc[knee, ["x_px", "y_px"]] = np.nan
     with pytest.raises(LabelValidationError) as failure:
-        validate_labels(table, list(table["landmark"].unique()), 0.1, tmp_path / "result.json", "planted")
+        validate_labels(table, list(table["landmark"].unique()), 0.1, tmp_path / "v", "planted")
     message = str(failure.value)
     image = table.loc[out_of_frame, "image"]
     assert f"video=P002, image={image}, landmark=left_knee" in message
     assert "expect_column_values_to_not_be_null(right_knee): 9 offending" in message
-    assert (tmp_path / "result.json").exists()
+    assert (tmp_path / "v" / "validation_result.json").exists()
+    assert (tmp_path / "v" / "data_docs" / "index.html").exists()  # written before the failure
 
 
 def test_wrong_landmark_set_fails(labeled_run, tmp_path):
@@ -75,4 +77,63 @@ def test_wrong_landmark_set_fails(labeled_run, tmp_path):
     table["landmark"] = table["landmark"].replace({"left_hip": "L_hip"})
     with pytest.raises(LabelValidationError, match="expect_column_distinct_values_to_equal_set"):
         validate_labels(table, sorted(set(table["landmark"]) - {"L_hip"} | {"left_hip"}), 0.1,
-                        tmp_path / "r.json", "renamed")
+                        tmp_path / "r", "renamed")
+
+
+def _frontal_defect(labeled_run, tmp_path, plant):
+    """Plant one defect in one frame of a copy of a valid label table; return the error and the frame."""
+    layout = stages.layout_of(labeled_run)
+    table = pd.read_csv(layout.labels_file)
+    landmarks = sorted(table["landmark"].unique())
+    images = layout.project_dir / "labeled-data"
+    assert validate_labels(table, landmarks, 0.1, tmp_path / "ok", "valid", images_root=images, frontal=True)["success"]
+    frame = table[["video", "image"]].drop_duplicates().iloc[4]
+    in_frame = (table["video"] == frame["video"]) & (table["image"] == frame["image"])
+    plant(table, lambda landmark: in_frame & (table["landmark"] == landmark))
+    with pytest.raises(LabelValidationError) as failure:
+        validate_labels(table, landmarks, 0.1, tmp_path / "bad", "planted", images_root=images, frontal=True)
+    return str(failure.value), f"video={frame['video']}, image={frame['image']}"
+
+
+def swap(a, b):
+    def plant(table, row):
+        xy_a, xy_b = table.loc[row(a), ["x_px", "y_px"]].to_numpy(), table.loc[row(b), ["x_px", "y_px"]].to_numpy()
+        table.loc[row(a), ["x_px", "y_px"]], table.loc[row(b), ["x_px", "y_px"]] = xy_b, xy_a
+    return plant
+
+
+def move_onto(landmark, target, dy_px=0.0):
+    def plant(table, row):
+        table.loc[row(landmark), ["x_px", "y_px"]] = table.loc[row(target), ["x_px", "y_px"]].to_numpy() + [0, dy_px]
+    return plant
+
+
+@pytest.mark.parametrize("plant, expectation", [
+    (swap("left_knee", "right_knee"), "knee_sides_not_swapped"),
+    (swap("right_knee", "right_ankle"), "right_knee_above_ankle"),
+    (swap("left_hip", "left_knee"), "left_hip_above_knee"),
+    (move_onto("right_lateral_foot", "right_medial_foot"), "right_foot_markers_distinct"),
+    (move_onto("left_knee", "left_hip", dy_px=2.0), "left_thigh_length_ratio"),  # a mis-click near the hip
+])
+def test_frontal_plane_defects_name_the_expectation_and_the_frame(labeled_run, tmp_path, plant, expectation):
+    message, frame = _frontal_defect(labeled_run, tmp_path, plant)
+    assert expectation in message and frame in message
+
+
+def test_a_missing_image_fails_and_excluding_offending_frames_keeps_the_rest(labeled_run, tmp_path):
+    layout = stages.layout_of(labeled_run)
+    table = pd.read_csv(layout.labels_file)
+    victim = table.iloc[0]
+    (layout.project_dir / "labeled-data" / victim["video"] / victim["image"]).unlink()
+    with pytest.raises(LabelValidationError, match=f"image_file_matches(.|\n)*image={victim['image']}"):
+        stages.validate_label_table(labeled_run)
+
+    run = stages.prepare_run(layout.data_root, {**SMALL, "invalid_labels": "exclude_frames"}, "manual__exclude")
+    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run["videos"]])
+    stages.label_frames(run)
+    new_layout = stages.layout_of(run)
+    (new_layout.project_dir / "labeled-data" / victim["video"] / victim["image"]).unlink()
+    result = stages.validate_label_table(run)
+    assert result["excluded_frames"] == 1 and result["labeled_frames"] == 17
+    remaining = pd.read_csv(new_layout.labels_file)
+    assert victim["image"] not in set(remaining.loc[remaining["video"] == victim["video"], "image"])

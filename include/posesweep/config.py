@@ -114,6 +114,12 @@ class StudyConfig:
         0.6, "Likelihood cutoff", "Errors are also reported for predictions with at least this likelihood "
         "(DeepLabCut's p-cutoff).", "Report", type="number", minimum=0.0, maximum=1.0,
     )
+    invalid_labels: str = _param(
+        "fail", "Invalid labels",
+        "fail: any failing label expectation stops the run before training (the message lists the frames); "
+        "exclude_frames: frames named by a failing expectation are left out and listed in the report.",
+        "Labels", type="string", enum=["fail", "exclude_frames"],
+    )
     seed: int = _param(
         42, "Random seed", "Seeds frame selection, label simulation and the train/test split.",
         "Reproducibility", type="integer", minimum=0,

@@ -168,6 +168,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         "training": context["training"],
         "labels": context["labels"],
         "extraction": context["extraction"],
+        "excluded_frames": context.get("excluded_frames", []),
         "errors": per_network.to_dict(orient="records"),
         "anova": {row["split"]: row for row in anova_rows},
         "posthoc": {s: t.to_dict(orient="records") for s, t in pairwise_tables.items()},
@@ -206,6 +207,9 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
     warning = ("<div class='warn'><b>Random initial weights.</b> No ImageNet-pretrained checkpoint was available, "
                "so every network started from random (BatchNorm-calibrated) weights. Errors are far above what "
                "pretrained networks reach and must not be compared with the paper's.</div>") if random_init else ""
+    excluded = context.get("excluded_frames", [])
+    excluded_note = (f" after excluding {len(excluded)} frames: " + ", ".join(html.escape(f"{v}/{i}")
+                                                                              for v, i in excluded)) if excluded else ""
     bad = context["extraction"]["bad_videos"]
     bad_videos_html = ("<div class='warn'><b>Excluded videos:</b><ul>" + "".join(
         f"<li>{html.escape(message)}</li>" for message in bad.values()) + "</ul></div>") if bad else ""
@@ -228,7 +232,8 @@ Network {html.escape(context['study_config']['network'])}, frame sets {context['
 <h2>Frames</h2><p>{context['extraction']['total_frames']} frames picked by k-means from
 {len(context['extraction']['frames_per_video'])} videos.</p>{bad_videos_html}
 <h2>Labels</h2><p>{context['labels']['labeled_frames']} labeled frames from {context['labels']['videos']} videos,
-validated with Great Expectations (all expectations met): <a href="../validation/validation_result.json">result</a>.</p>
+validated with Great Expectations (all expectations met{excluded_note}):
+<a href="../validation/data_docs/index.html">Data Docs</a>, <a href="../validation/validation_result.json">result</a>.</p>
 <h2>Training</h2>{_table(pd.DataFrame(context['training']))}
 <h2>Error by training iterations</h2>{_img(fig2)}
 <h2>Error by frame-set size per landmark</h2>{_img(fig3)}

@@ -117,14 +117,33 @@ def label_frames(run: dict) -> dict:
 
 
 def validate_label_table(run: dict) -> dict:
-    from .validation import validate_labels
+    """Great Expectations suites over the labels; fail, or exclude the offending frames (``invalid_labels``)."""
+    from .config import FRONTAL_BODYPARTS
+    from .validation import LabelValidationError, offending_frames, validate_labels
 
     layout, study = layout_of(run), study_of(run)
     cohort = load_cohort(layout.cohort_dir)
     table = read_label_table(layout.labels_file)
-    summary = validate_labels(table, list(cohort.bodyparts), study.max_missing_label_fraction,
-                              layout.validation_dir / "validation_result.json", str(layout.labels_file))
-    return {"labeled_frames": summary["labeled_frames"], "success": summary["success"]}
+    check = dict(bodyparts=list(cohort.bodyparts), max_missing_fraction=study.max_missing_label_fraction,
+                 result_dir=layout.validation_dir, source=str(layout.labels_file),
+                 images_root=layout.project_dir / "labeled-data",
+                 frontal=set(cohort.bodyparts) == set(FRONTAL_BODYPARTS))
+    excluded: list[tuple[str, str]] = []
+    try:
+        summary = validate_labels(table, **check)
+    except LabelValidationError:
+        if study.invalid_labels != "exclude_frames":
+            raise
+        excluded = offending_frames(read_json(layout.validation_dir / "validation_result.json"))
+        keep = ~table.set_index(["video", "image"]).index.isin(excluded)
+        log.warning("excluding %d frames named by failing expectations: %s", len(excluded),
+                    ", ".join(f"{v}/{i}" for v, i in excluded))
+        write_label_table(table, layout.labels_file.with_name("labels_before_exclusion.csv"))
+        write_label_table(table[keep].reset_index(drop=True), layout.labels_file)
+        summary = validate_labels(table[keep].reset_index(drop=True), **check)  # what is left must pass
+    write_json_atomic(layout.validation_dir / "excluded_frames.json", [list(f) for f in excluded])
+    return {"labeled_frames": summary["labeled_frames"], "success": summary["success"],
+            "excluded_frames": len(excluded)}
 
 
 def make_frame_sets(run: dict) -> list[dict]:
@@ -200,6 +219,7 @@ def analyse_and_report(run: dict) -> str:
         "labels": {"labeled_frames": int(len(table[["video", "image"]].drop_duplicates())),
                    "videos": int(table["video"].nunique())},
         "extraction": read_json(layout.frames_dir / "summary.json"),
+        "excluded_frames": read_json(layout.validation_dir / "excluded_frames.json"),
     }
     for entry in context["training"]:
         entry.pop("train_dir", None)

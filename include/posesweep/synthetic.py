@@ -19,6 +19,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -207,8 +208,8 @@ def _render_frame(p: Participant, points: dict[str, tuple[float, float]], width:
     for name in ("right_hip", "left_hip", "right_medial_foot", "right_lateral_foot",
                  "left_medial_foot", "left_lateral_foot"):
         cv2.circle(img, pt(points[name]), radius, MARKER_BGR, -1, cv2.LINE_AA, shift)
-    img = img.astype(np.float32) * p.brightness + rng.normal(0, 3.0, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    noise = rng.normal(0, 3.0, img.shape).astype(np.float32)
+    return np.clip(img.astype(np.float32) * p.brightness + noise, 0, 255).astype(np.uint8)
 
 
 def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
@@ -236,11 +237,10 @@ def truth_file(video: Path) -> Path:
     return video.with_name(f"{video.stem}.truth.csv")
 
 
-def write_video_h264(path: Path, frames_bgr: list[np.ndarray], fps: float) -> str:
-    """Write an H.264 mp4 with the ffmpeg shipped by imageio-ffmpeg; returns the codec used."""
+def write_video_h264(path: Path, frames_bgr: Iterable[np.ndarray], width: int, height: int, fps: float) -> str:
+    """Stream frames into an H.264 mp4 with the ffmpeg shipped by imageio-ffmpeg; returns the codec used."""
     import imageio_ffmpeg
 
-    height, width = frames_bgr[0].shape[:2]
     with atomic_path(path) as tmp:
         writer = imageio_ffmpeg.write_frames(
             str(tmp), (width, height), fps=fps, codec="libx264", pix_fmt_in="bgr24",
@@ -270,17 +270,14 @@ def generate_cohort(out_dir: Path, options: SynthOptions) -> Path:
             continue
         p_rng = np.random.default_rng([options.seed, int(p.participant_id[1:])])
         background = _background(options.width_px, options.height_px, p_rng)
-        rows, frames = [], []
-        for i in range(n):
-            points = landmark_positions(p, i / (n - 1), options.width_px, options.height_px)
-            frames.append(_render_frame(p, points, options.width_px, options.height_px, p_rng, background))
-            row = {"frame_index": i}
-            for name in FRONTAL_BODYPARTS:
-                row[f"{name}_x"], row[f"{name}_y"] = points[name]
-            rows.append(row)
-        with atomic_path(truth) as tmp:
+        positions = [landmark_positions(p, i / (n - 1), options.width_px, options.height_px) for i in range(n)]
+        frames = (_render_frame(p, points, options.width_px, options.height_px, p_rng, background)
+                  for points in positions)
+        write_video_h264(video, frames, options.width_px, options.height_px, options.fps)
+        rows = [{"frame_index": i, **{f"{name}_{axis}": points[name][k] for name in FRONTAL_BODYPARTS
+                                      for k, axis in enumerate("xy")}} for i, points in enumerate(positions)]
+        with atomic_path(truth) as tmp:  # written last: a video with its truth file is complete
             pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.3f")
-        write_video_h264(video, frames, options.fps)
         log.info("participant %s: %d frames at %dx%d, %.0f fps -> %s", p.participant_id, n,
                  options.width_px, options.height_px, options.fps, video)
     write_json_atomic(out_dir / COHORT_FILE, {

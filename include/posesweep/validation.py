@@ -1,15 +1,20 @@
-"""Label validation with a Great Expectations 1.x suite, run before a GPU is spent.
+"""Label validation with Great Expectations 1.x suites, run before a GPU is spent.
 
-The suite is built from the study config and the cohort's landmark set and run on
-the tidy label table inside a task (never at DAG-parse time). Two batches:
+The suites are built from the study config and the cohort's landmark set and run
+on the tidy label table inside a task (never at DAG-parse time):
 
-* the tidy table (one row per frame x landmark): columns, landmark set, one row
+* ``label_table`` (one row per frame x landmark): columns, landmark set, one row
   per frame and landmark, coordinates inside the image;
-* a per-frame table (one row per labeled frame, one column per landmark):
-  the share of missing labels per landmark.
+* ``labels_per_frame`` (one row per labeled frame): the share of missing labels
+  per landmark; every labeled frame's image exists with the size recorded;
+* ``frontal_anatomy`` (frontal-plane preset only; one row per labeled frame):
+  hip above knee above ankle on each side, left and right not swapped across the
+  body's midline, medial and lateral foot markers distinct, thigh and shank
+  lengths within a tolerance of the participant's median (mis-clicks).
 
-The full result is written as JSON; a failure raises ``LabelValidationError``
-naming every failing expectation and the frames and landmarks involved.
+Results are written as JSON and rendered as GX Data Docs HTML. A failure raises
+``LabelValidationError`` naming every failing expectation and the offending
+frames and landmarks -- after the Data Docs are written.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .labels import TIDY_COLUMNS
@@ -27,6 +33,9 @@ from .layout import write_json_atomic
 log = logging.getLogger(__name__)
 
 ROW_ID_COLUMNS = ["video", "image", "landmark"]
+FRAME_ID_COLUMNS = ["video", "image"]
+SEGMENT_TOLERANCE = 0.35  # a segment may differ this much (relative) from the participant's median length
+MIN_FOOT_MARKER_DISTANCE_PX = 0.5
 
 
 class LabelValidationError(RuntimeError):
@@ -40,69 +49,120 @@ def _gx():
     return gx
 
 
-def presence_table(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per labeled frame, one boolean-ish column per landmark (x value or NaN)."""
+def frame_table(table: pd.DataFrame, images_root: Path | None = None) -> pd.DataFrame:
+    """One row per labeled frame: each landmark's x (NaN where missing) and whether the image file matches."""
     labeled = table.assign(position=table["x_px"].where(table["y_px"].notna()))
     # duplicates are reported by the tidy suite; here only the first row of each counts
     labeled = labeled.drop_duplicates(ROW_ID_COLUMNS)
     wide = labeled.set_index(ROW_ID_COLUMNS)["position"].unstack("landmark")
-    return wide.reindex(columns=sorted(table["landmark"].unique())).reset_index()
+    wide = wide.reindex(columns=sorted(table["landmark"].unique())).reset_index()
+    if images_root is not None:
+        import cv2
+
+        sizes = labeled.drop_duplicates(FRAME_ID_COLUMNS).set_index(FRAME_ID_COLUMNS)[
+            ["image_width_px", "image_height_px"]]
+        matches = []
+        for video, image in wide[FRAME_ID_COLUMNS].itertuples(index=False):
+            path = Path(images_root) / video / image
+            found = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.exists() else None
+            recorded = tuple(sizes.loc[(video, image)])
+            matches.append(found is not None and (found.shape[1], found.shape[0]) == recorded)
+        wide["image_file_matches"] = matches
+    return wide
+
+
+def anatomy_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Frontal-plane checks per frame (participant's right is image left), as booleans and length ratios."""
+    xy = table.drop_duplicates(ROW_ID_COLUMNS).pivot(index=FRAME_ID_COLUMNS, columns="landmark",
+                                                     values=["x_px", "y_px"])
+    x, y = xy["x_px"], xy["y_px"]
+    out = pd.DataFrame(index=xy.index)
+    for side in ("right", "left"):
+        out[f"{side}_hip_above_knee"] = y[f"{side}_hip"] < y[f"{side}_knee"]
+        out[f"{side}_knee_above_ankle"] = y[f"{side}_knee"] < y[f"{side}_ankle"]
+        feet = np.hypot(x[f"{side}_medial_foot"] - x[f"{side}_lateral_foot"],
+                        y[f"{side}_medial_foot"] - y[f"{side}_lateral_foot"])
+        out[f"{side}_foot_markers_distinct"] = feet > MIN_FOOT_MARKER_DISTANCE_PX
+        for segment, (a, b) in {"thigh": ("hip", "knee"), "shank": ("knee", "ankle")}.items():
+            length = np.hypot(x[f"{side}_{a}"] - x[f"{side}_{b}"], y[f"{side}_{a}"] - y[f"{side}_{b}"])
+            median = length.groupby(level="video").transform("median")
+            out[f"{side}_{segment}_length_ratio"] = length / median
+    for joint in ("hip", "knee", "ankle"):  # no left/right swap: the right landmark is on the image's left
+        out[f"{joint}_sides_not_swapped"] = x[f"right_{joint}"] < x[f"left_{joint}"]
+    complete = x.notna().all(axis=1) & y.notna().all(axis=1)  # missing labels are the missing-rate check's job
+    return out[complete].reset_index()
 
 
 def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fraction: float,
-                    result_file: Path) -> dict[str, Any]:
+                    result_dir: Path, images_root: Path | None = None, frontal: bool = False) -> dict[str, Any]:
     gx = _gx()
+    from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    docs_dir = Path(result_dir) / "data_docs"
+    context.add_data_docs_site(site_name="posesweep", site_config={
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    })
     source = context.data_sources.add_pandas("labels")
-    tidy_batch = source.add_dataframe_asset("label_table").add_batch_definition_whole_dataframe("all")
-    frame_batch = source.add_dataframe_asset("frame_table").add_batch_definition_whole_dataframe("all")
-
     E = gx.expectations
-    tidy_suite = context.suites.add(gx.ExpectationSuite(name="label_table"))
-    for expectation in (
-        E.ExpectTableColumnsToMatchSet(column_set=TIDY_COLUMNS, exact_match=True),
-        E.ExpectColumnDistinctValuesToEqualSet(column="landmark", value_set=list(bodyparts)),
-        E.ExpectCompoundColumnsToBeUnique(column_list=ROW_ID_COLUMNS),
-        E.ExpectColumnValuesToBeBetween(column="x_px", min_value=0),
-        E.ExpectColumnValuesToBeBetween(column="y_px", min_value=0),
-        E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="image_width_px", column_B="x_px",
-                                                  ignore_row_if="either_value_is_missing"),
-        E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="image_height_px", column_B="y_px",
-                                                  ignore_row_if="either_value_is_missing"),
-        E.ExpectColumnValuesToNotBeNull(column="image_width_px"),
-    ):
-        tidy_suite.add_expectation(expectation)
-    frame_suite = context.suites.add(gx.ExpectationSuite(name="labels_per_frame"))
-    for bodypart in bodyparts:
-        frame_suite.add_expectation(
-            E.ExpectColumnValuesToNotBeNull(column=bodypart, mostly=1.0 - max_missing_fraction)
-        )
 
-    result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": ROW_ID_COLUMNS[:2]}
-    frames = presence_table(table)
+    frames = frame_table(table, images_root)
     for bodypart in bodyparts:  # a landmark absent altogether is all-missing, not a crash
         if bodypart not in frames:
             frames[bodypart] = float("nan")
+    batches: list[tuple[str, pd.DataFrame, list, list[str]]] = [
+        ("label_table", table, [
+            E.ExpectTableColumnsToMatchSet(column_set=TIDY_COLUMNS, exact_match=True),
+            E.ExpectColumnDistinctValuesToEqualSet(column="landmark", value_set=list(bodyparts)),
+            E.ExpectCompoundColumnsToBeUnique(column_list=ROW_ID_COLUMNS),
+            E.ExpectColumnValuesToBeBetween(column="x_px", min_value=0),
+            E.ExpectColumnValuesToBeBetween(column="y_px", min_value=0),
+            E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="image_width_px", column_B="x_px",
+                                                      ignore_row_if="either_value_is_missing"),
+            E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="image_height_px", column_B="y_px",
+                                                      ignore_row_if="either_value_is_missing"),
+            E.ExpectColumnValuesToNotBeNull(column="image_width_px"),
+        ], ROW_ID_COLUMNS),
+        ("labels_per_frame", frames, [
+            *(E.ExpectColumnValuesToNotBeNull(column=bp, mostly=1.0 - max_missing_fraction) for bp in bodyparts),
+            *([E.ExpectColumnValuesToBeInSet(column="image_file_matches", value_set=[True])]
+              if images_root is not None else []),
+        ], FRAME_ID_COLUMNS),
+    ]
+    if frontal:
+        anatomy = anatomy_table(table)
+        checks = [c for c in anatomy.columns if c not in FRAME_ID_COLUMNS]
+        batches.append(("frontal_anatomy", anatomy, [
+            E.ExpectColumnValuesToBeInSet(column=c, value_set=[True]) if not c.endswith("_ratio") else
+            E.ExpectColumnValuesToBeBetween(column=c, min_value=1 - SEGMENT_TOLERANCE, max_value=1 + SEGMENT_TOLERANCE)
+            for c in checks], FRAME_ID_COLUMNS))
+
     results = {}
-    for name, batch, suite, data in (("label_table", tidy_batch, tidy_suite, table),
-                                     ("labels_per_frame", frame_batch, frame_suite, frames)):
+    for name, data, expectations, id_columns in batches:
+        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=list(expectations)))
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-        fmt = dict(result_format)
-        if name == "label_table":
-            fmt["unexpected_index_column_names"] = ROW_ID_COLUMNS
-        results[name] = definition.run(batch_parameters={"dataframe": data}, result_format=fmt)
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name=f"{name}_checkpoint", validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="data_docs", site_names=["posesweep"])],
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": id_columns}))
+        run = checkpoint.run(batch_parameters={"dataframe": data})
+        results[name] = next(iter(run.run_results.values()))
 
     summary = {
         "success": all(r.success for r in results.values()),
         "failures": [f for r in results.values() for f in _failures(r)],
         "suites": {name: r.to_json_dict() for name, r in results.items()},
+        "data_docs": str(docs_dir / "index.html"),
         "labeled_frames": int(len(frames)),
         "label_rows": int(len(table)),
         "missing_fraction_by_landmark": {bp: float(frames[bp].isna().mean()) for bp in bodyparts},
     }
-    write_json_atomic(result_file, summary)
+    write_json_atomic(Path(result_dir) / "validation_result.json", summary)
     return summary
 
 
@@ -120,7 +180,7 @@ def _failures(result: Any) -> list[dict[str, Any]]:
             "unexpected_count": details.get("unexpected_count"),
             "unexpected_percent": details.get("unexpected_percent"),
             "observed_value": details.get("observed_value"),
-            "offending": offending[:50],
+            "offending": offending[:200],
         })
     return out
 
@@ -140,12 +200,21 @@ def describe_failures(summary: dict[str, Any], source: str) -> str:
     return "\n".join(lines)
 
 
+def offending_frames(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(video, image) of every frame named by a failing expectation."""
+    return sorted({(row["video"], row["image"]) for failure in summary["failures"]
+                   for row in failure["offending"] if "video" in row and "image" in row})
+
+
 def validate_labels(table: pd.DataFrame, bodyparts: list[str], max_missing_fraction: float,
-                    result_file: Path, source: str) -> dict[str, Any]:
-    """Run the suite, write its result, raise with the full list of problems if it fails."""
-    summary = run_label_suite(table, bodyparts, max_missing_fraction, result_file)
+                    result_dir: Path, source: str, images_root: Path | None = None,
+                    frontal: bool = False) -> dict[str, Any]:
+    """Run the suites, write results and Data Docs, raise with the full list of problems if any fails."""
+    summary = run_label_suite(table, bodyparts, max_missing_fraction, result_dir, images_root, frontal)
     if not summary["success"]:
-        raise LabelValidationError(describe_failures(summary, source) + f"\nfull result: {result_file}")
+        raise LabelValidationError(describe_failures(summary, source) +
+                                   f"\nfull result: {Path(result_dir) / 'validation_result.json'}"
+                                   f"\nData Docs: {summary['data_docs']}")
     log.info("labels valid: %d frames, %d label rows, all expectations met", summary["labeled_frames"],
              summary["label_rows"])
     return summary
