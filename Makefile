@@ -15,7 +15,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-fast clean screenshot-report
+.PHONY: install demo test test-fast clean screenshot-report airflow
 
 install: $(INSTALLED)
 
@@ -55,3 +55,14 @@ screenshot-report:
 	  --user-data-dir=$$(mktemp -d) --window-size=1200,6000 \
 	  --screenshot=$(DATA_ROOT)/screenshots/report.png "file://$$report" 2>/dev/null; \
 	echo "screenshot of $$report: $(DATA_ROOT)/screenshots/report.png"
+
+# A real Airflow (API server, scheduler, DAG processor, triggerer; LocalExecutor on SQLite) with the
+# project's DAGs and plugin, no example DAGs. Ctrl-C stops it and everything it started.
+AIRFLOW_PORT ?= 8080
+airflow: install
+	@echo "Airflow: http://localhost:$(AIRFLOW_PORT)  user admin, password in $(CURDIR)/.airflow/simple_auth_manager_passwords.json.generated"
+	@echo "Reports: http://localhost:$(AIRFLOW_PORT)/posesweep/"
+	AIRFLOW_HOME=$(CURDIR)/.airflow AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__CORE__PARALLELISM=4 \
+	  AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://localhost:$(AIRFLOW_PORT)/execution/ \
+	  AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
+	  exec $(BIN)/airflow standalone

@@ -23,15 +23,17 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from posesweep.cli import stage_args
 from posesweep.config import param_specs
 from posesweep.kubernetes import training_backend
+from posesweep.intake import COHORTS_ASSET_NAME, cohorts_asset_uri
 from posesweep.layout import data_root_from_env
 
 DATA_ROOT = data_root_from_env(Path(__file__).resolve().parents[1] / "data")
 BACKEND = training_backend()
+COHORTS = Asset(name=COHORTS_ASSET_NAME, uri=cohorts_asset_uri(DATA_ROOT))  # announced by cohort_intake
 
 
 def posesweep_stage(task_id: str, doc: str):
@@ -63,7 +65,7 @@ evaluate_snapshots = posesweep_stage("evaluate_snapshots",
 
 @dag(
     dag_id="dlc_training_study",
-    schedule=None,
+    schedule=COHORTS,  # new cohort versions (cohort_intake); manual triggers work as well
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -79,7 +81,11 @@ def dlc_training_study():
         from posesweep import stages
 
         context = get_current_context()
-        return stages.prepare_run(DATA_ROOT, dict(context["params"]), context["run_id"])
+        params = dict(context["params"])
+        events = context["triggering_asset_events"].get(COHORTS, [])
+        if events:  # started by cohort_intake: the newest announced cohort version
+            params["cohort"] = events[-1].extra["cohort"]
+        return stages.prepare_run(DATA_ROOT, params, context["run_id"])
 
     @task
     def list_videos(run: dict) -> list[str]:

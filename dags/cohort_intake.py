@@ -1,0 +1,55 @@
+"""
+### Cohort intake
+
+Looks under `<data root>/cohorts/` every few minutes. A cohort that is new or has
+changed (and has been quiet for a minute, so half-copied folders wait) is
+announced as an event on the `posesweep_cohorts` asset, which starts
+`dlc_training_study` for that cohort. Each cohort version is announced once.
+
+To add a cohort: copy `<name>/videos/*.mp4` (and, for human labels,
+`<name>/labeled-data/<video>/CollectedData_labeler.h5`) into the cohorts folder.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.sdk import Asset, dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from posesweep.intake import COHORTS_ASSET_NAME, cohorts_asset_uri
+from posesweep.layout import data_root_from_env
+
+DATA_ROOT = data_root_from_env(Path(__file__).resolve().parents[1] / "data")
+COHORTS = Asset(name=COHORTS_ASSET_NAME, uri=cohorts_asset_uri(DATA_ROOT))
+INTAKE_INTERVAL_S = int(os.environ.get("POSESWEEP_INTAKE_INTERVAL_S", 300))
+QUIET_S = float(os.environ.get("POSESWEEP_INTAKE_QUIET_S", 60))
+
+
+@dag(
+    dag_id="cohort_intake",
+    schedule=timedelta(seconds=INTAKE_INTERVAL_S),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["posesweep"],
+    doc_md=__doc__,
+)
+def cohort_intake():
+    @task(outlets=[COHORTS])
+    def announce_new_cohort(*, outlet_events=None) -> dict:
+        """One new or changed cohort per run becomes one asset event (so each starts its own study)."""
+        from posesweep.intake import register_next_cohort
+
+        found = register_next_cohort(DATA_ROOT, QUIET_S)
+        if found is None:
+            raise AirflowSkipException("no new or changed cohort")
+        outlet_events[COHORTS].extra = found
+        return found
+
+    announce_new_cohort()
+
+
+cohort_intake()

@@ -1,0 +1,64 @@
+"""Which cohorts under the data root are new or changed, once each.
+
+A cohort's version is a fingerprint of its files (relative path, size, mtime of
+everything under ``videos/``, ``labeled-data/`` and ``cohort.json``). The intake
+registry (``<data root>/runs/intake_registry.json``) remembers the version each
+cohort was last announced at, so every version starts exactly one study. A
+cohort still being copied in (a file changed in the last ``quiet_s`` seconds)
+waits for the next look.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+from .layout import read_json, write_json_atomic
+
+REGISTRY = "intake_registry.json"
+COHORTS_ASSET_NAME = "posesweep_cohorts"
+
+
+def cohorts_asset_uri(data_root: Path) -> str:
+    """URI of the asset whose events announce cohort versions (one per data root)."""
+    return f"file://{Path(data_root).resolve()}/cohorts"
+
+
+def cohort_fingerprint(cohort_dir: Path) -> tuple[str, float]:
+    """(version fingerprint, newest mtime) of a cohort folder."""
+    digest = hashlib.sha256()
+    newest = 0.0
+    files = [p for part in ("videos", "labeled-data") for p in sorted((cohort_dir / part).rglob("*")) if p.is_file()]
+    if (cohort_dir / "cohort.json").exists():
+        files.append(cohort_dir / "cohort.json")
+    for path in files:
+        stat = path.stat()
+        newest = max(newest, stat.st_mtime)
+        digest.update(f"{path.relative_to(cohort_dir)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16], newest
+
+
+def registry_file(data_root: Path) -> Path:
+    return Path(data_root) / "runs" / REGISTRY
+
+
+def register_next_cohort(data_root: Path, quiet_s: float = 60.0) -> dict | None:
+    """Record and return the first new or changed, complete cohort ({"cohort", "version"}), or None."""
+    from .cohort import CohortError, load_cohort  # not at import: DAG files import this module
+
+    registry_path = registry_file(data_root)
+    registry = read_json(registry_path) if registry_path.exists() else {}
+    cohorts_dir = Path(data_root) / "cohorts"
+    for cohort_dir in sorted(p for p in cohorts_dir.iterdir() if p.is_dir()) if cohorts_dir.is_dir() else []:
+        try:
+            load_cohort(cohort_dir)
+        except CohortError:
+            continue  # no videos (yet)
+        version, newest = cohort_fingerprint(cohort_dir)
+        if registry.get(cohort_dir.name) == version or time.time() - newest < quiet_s:
+            continue
+        registry[cohort_dir.name] = version
+        write_json_atomic(registry_path, registry)
+        return {"cohort": cohort_dir.name, "version": version}
+    return None

@@ -1,0 +1,63 @@
+"""Study reports and Great Expectations Data Docs, served by the Airflow API server.
+
+Mounted at ``/posesweep``: ``/posesweep/`` lists every run with a report,
+``/posesweep/runs/<cohort>/<run>/report/index.html`` serves a report and
+``.../validation/data_docs/index.html`` its Data Docs. Only authenticated Airflow
+users (bearer token or the UI's session cookie) get an answer, and only files
+inside a run's ``report/`` and ``validation/`` folders under the data root are
+ever served.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from airflow.api_fastapi.core_api.security import get_user
+from airflow.plugins_manager import AirflowPlugin
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.responses import FileResponse, HTMLResponse
+
+from posesweep.layout import OutsideDataRootError, data_root_from_env, resolve_inside
+
+SERVED_FOLDERS = ("report", "validation")
+URL_PREFIX = "/posesweep"
+
+app = FastAPI(title="posesweep reports", dependencies=[Depends(get_user)])
+
+
+def _runs_root() -> Path:
+    return data_root_from_env(Path(__file__).resolve().parents[1] / "data") / "runs"
+
+
+@app.get("/", response_class=HTMLResponse)
+def list_reports() -> str:
+    runs_root = _runs_root()
+    reports = sorted(runs_root.glob("*/*/report/index.html"), key=lambda p: p.stat().st_mtime, reverse=True)
+    items = "".join(
+        f'<li><a href="{URL_PREFIX}/runs/{html.escape(p.parts[-4])}/{html.escape(p.parts[-3])}/report/index.html">'
+        f"{html.escape(p.parts[-4])} / {html.escape(p.parts[-3])}</a></li>" for p in reports)
+    return (f"<!doctype html><title>posesweep reports</title><h1>Study reports</h1>"
+            f"<ul>{items or '<li>No report yet.</li>'}</ul>")
+
+
+@app.get("/runs/{cohort}/{run_name}/{path:path}")
+def run_file(cohort: str, run_name: str, path: str) -> FileResponse:
+    runs_root = _runs_root()
+    try:
+        run_dir = resolve_inside(runs_root, Path(cohort) / run_name)
+        target = resolve_inside(run_dir, path)
+    except OutsideDataRootError:
+        raise HTTPException(status_code=404, detail="not found") from None
+    relative = target.relative_to(run_dir).parts
+    if run_dir.parent.parent != runs_root.resolve() or not relative or relative[0] not in SERVED_FOLDERS \
+            or not target.is_file():
+        raise HTTPException(status_code=404, detail="not found")
+    return FileResponse(target)
+
+
+class PosesweepReportsPlugin(AirflowPlugin):
+    name = "posesweep_reports"
+    fastapi_apps = [{"app": app, "name": "posesweep reports", "url_prefix": URL_PREFIX}]
+    external_views = [{"name": "Study reports", "href": f"{URL_PREFIX}/", "destination": "nav",
+                       "category": "browse", "url_route": "posesweep-reports"}]

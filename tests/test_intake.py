@@ -1,0 +1,23 @@
+import os
+import shutil
+import time
+
+from posesweep.intake import register_next_cohort
+
+
+def test_each_cohort_version_is_announced_once_and_only_when_quiet(tiny_cohort, tmp_path):
+    root = tmp_path / "data"
+    (root / "cohorts").mkdir(parents=True)
+    (root / "cohorts" / "empty").mkdir()  # no videos yet: not a cohort
+    shutil.copytree(tiny_cohort / "cohorts" / "tiny", root / "cohorts" / "a")
+    shutil.copytree(tiny_cohort / "cohorts" / "tiny", root / "cohorts" / "b")
+    assert register_next_cohort(root, quiet_s=3600) is None  # just copied: wait until it is quiet
+    first = register_next_cohort(root, quiet_s=0)
+    second = register_next_cohort(root, quiet_s=0)
+    assert [first["cohort"], second["cohort"]] == ["a", "b"]
+    assert register_next_cohort(root, quiet_s=0) is None  # nothing new: no second run
+    video = root / "cohorts" / "a" / "videos" / "P001.mp4"
+    os.utime(video, (time.time() - 100, time.time() - 100))  # a changed file is a new version
+    changed = register_next_cohort(root, quiet_s=0)
+    assert changed["cohort"] == "a" and changed["version"] != first["version"]
+    assert register_next_cohort(root, quiet_s=0) is None
