@@ -106,6 +106,16 @@ def dlc_training_study():
 
         return stages.check_extraction(run, list(extracted))
 
+    @task.sensor(poke_interval=300, timeout=14 * 24 * 3600, mode="reschedule")
+    def wait_for_labels(run: dict, extraction: dict) -> bool:
+        """Human labels for every extracted frame; between looks the task holds no worker slot."""
+        from posesweep import stages
+
+        missing = stages.unlabeled_frames(run)
+        for video, count in sorted(missing.items()):
+            print(f"{video}: {count} frames still unlabeled")
+        return not missing
+
     @task
     def label_frames(run: dict, extraction: dict) -> dict:
         """Existing labels, or the simulated labeler for a synthetic cohort."""
@@ -149,7 +159,10 @@ def dlc_training_study():
 
     run = prepare_run()
     extracted = extract_frames.partial(run=run).expand(video=list_videos(run))
-    validation = validate_labels(run, label_frames(run, check_extraction(run, extracted)))
+    extraction = check_extraction(run, extracted)
+    labeled = label_frames(run, extraction)
+    wait_for_labels(run, extraction) >> labeled
+    validation = validate_labels(run, labeled)
     sizes = prepare_training(run, build_frame_sets(run, validation))
     train_commands = stage_commands.override(task_id="training_commands")(run, sizes, "train")
     evaluation_commands = stage_commands.override(task_id="evaluation_commands")(run, sizes, "evaluate")

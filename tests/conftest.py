@@ -47,3 +47,16 @@ def reaching_project(tmp_path) -> Path:
     source = FIXTURES / "dlc-reaching"
     assert source.is_dir(), f"shared fixture missing: {source}"
     return Path(shutil.copytree(source, tmp_path / "dlc-reaching"))
+
+
+def labeled_run(cohort_root: Path, data_root: Path, conf: dict, run_name: str) -> dict:
+    """A copy of a cohort's data root taken through frame extraction and labeling: the input of training."""
+    import shutil
+
+    from posesweep import stages
+
+    shutil.copytree(cohort_root, data_root)
+    run = stages.prepare_run(data_root, conf, run_name)
+    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run["videos"]])
+    stages.label_frames(run)
+    return run

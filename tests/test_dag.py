@@ -35,6 +35,10 @@ def test_dagbag_has_the_study_dag_without_import_errors(airflow_db):
             "train_network", "evaluate_snapshots", "statistics_and_report"} <= ids
     order = [t.task_id for t in dag.topological_sort()]  # raises on a cycle
     assert order.index("validate_labels") < order.index("train_network") < order.index("statistics_and_report")
+    sensor = dag.get_task("wait_for_labels")
+    assert sensor.mode == "reschedule" and sensor.timeout > 0  # waits for labels without holding a slot
+    assert order.index("check_extraction") < order.index("wait_for_labels") < order.index("label_frames")
+    assert dag.timetable.asset_condition is not None  # scheduled on new cohort versions
 
 
 def test_dag_params_are_derived_from_the_study_config():

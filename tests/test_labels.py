@@ -2,7 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import conftest
 from posesweep import stages
+from posesweep.cohort import CohortError
 from posesweep.labels import TIDY_COLUMNS, read_collected_data, tidy_from_collected
 from posesweep.validation import LabelValidationError, validate_labels
 
@@ -12,14 +14,7 @@ SMALL = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6, 12], "t
 
 @pytest.fixture
 def labeled_run(tiny_cohort, tmp_path):
-    import shutil
-
-    root = tmp_path / "data"
-    shutil.copytree(tiny_cohort, root)
-    run = stages.prepare_run(root, SMALL, "manual__labels")
-    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run["videos"]])
-    stages.label_frames(run)
-    return run
+    return conftest.labeled_run(tiny_cohort, tmp_path / "data", SMALL, "manual__labels")
 
 
 def test_labels_are_written_in_deeplabcut_format_and_deeplabcut_reads_them(labeled_run):
@@ -137,3 +132,40 @@ def test_a_missing_image_fails_and_excluding_offending_frames_keeps_the_rest(lab
     assert result["excluded_frames"] == 1 and result["labeled_frames"] == 17
     remaining = pd.read_csv(new_layout.labels_file)
     assert victim["image"] not in set(remaining.loc[remaining["video"] == victim["video"], "image"])
+
+
+def test_human_labels_are_awaited_per_video_and_taken_from_the_project(tiny_cohort, tmp_path):
+    import shutil
+
+    from posesweep.synthetic import simulate_labels, truth_file
+    from posesweep.labels import to_dlc_frame, write_collected_data
+    from posesweep.layout import read_json
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_cohort, root)
+    (root / "cohorts" / "tiny" / "cohort.json").unlink()  # a recorded cohort: humans label it
+    run = stages.prepare_run(root, SMALL, "manual__human")
+    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run["videos"]])
+    layout = stages.layout_of(run)
+    assert (layout.project_dir / "config.yaml").exists()  # the lab can open the project to label
+    assert stages.unlabeled_frames(run) == {"P001": 6, "P002": 6, "P003": 6}
+    bodyparts = [bp for bp in pd.read_csv(truth_file(root / "cohorts" / "tiny" / "videos" / "P001.mp4"))
+                 .columns[1::2].str[:-2]]
+
+    def label(stem, images_to_label):  # what DeepLabCut's GUI would save into the project
+        record = read_json(layout.frame_record(stem))
+        wide = simulate_labels(truth_file(root / "cohorts" / "tiny" / "videos" / f"{stem}.mp4"),
+                               record["frame_indices"][:images_to_label], 120, seed=0)
+        frame = to_dlc_frame(wide, stem, record["image_names"][:images_to_label], bodyparts, "labeler")
+        write_collected_data(frame, layout.project_dir / "labeled-data", stem, "labeler")
+
+    label("P001", 6)
+    label("P002", 4)
+    assert stages.unlabeled_frames(run) == {"P002": 2, "P003": 6}
+    with pytest.raises(CohortError, match="P003"):
+        stages.label_frames(run)
+    label("P002", 6)
+    label("P003", 6)
+    assert stages.unlabeled_frames(run) == {}
+    assert stages.label_frames(run) == {"labeled_frames": 18, "videos": 3}
+    assert stages.validate_label_table(run)["success"]

@@ -1,7 +1,6 @@
 """A training child killed after its second snapshot resumes on retry and ends like an uninterrupted run."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import time
 import pytest
 import yaml
 
+from conftest import labeled_run
 from posesweep import stages
 from posesweep.cli import stage_args
 from posesweep.runner import run_posesweep
@@ -20,11 +20,7 @@ CONF = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12], "train
 
 @pytest.mark.slow
 def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path):
-    data_root = tmp_path / "data"
-    shutil.copytree(tiny_cohort, data_root)
-    run = stages.prepare_run(data_root, CONF, "manual__resume")
-    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run["videos"]])
-    stages.label_frames(run)
+    run = labeled_run(tiny_cohort, tmp_path / "data", CONF, "manual__resume")
     stages.make_frame_sets(run)
     run_posesweep(stage_args("prepare-training", run))
     layout = stages.layout_of(run)

@@ -8,13 +8,13 @@ Nothing here imports Airflow.
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
-from .cohort import CohortError, load_cohort, write_project_config
+from .cohort import Cohort, CohortError, load_cohort, write_project_config
 from .config import StudyConfig, StudyConfigError
 from .frames import VideoError, extract_frames
-from .labels import build_label_table, read_label_table, to_dlc_frame, write_collected_data, write_label_table
+from .labels import (build_label_table, read_collected_data, read_label_table, to_dlc_frame, write_collected_data,
+                     write_label_table)
 from .layout import RunLayout, read_json, write_json_atomic
 from .splits import FrameSet, build_frame_sets, labeled_frames
 
@@ -75,6 +75,12 @@ def check_extraction(run: dict, results: list[dict]) -> dict:
                          f"{study.bad_video_policy}):\n" + "\n".join(f"- {e}" for e in bad.values()))
     if bad:
         log.warning("excluded %d bad videos: %s", len(bad), ", ".join(sorted(bad)))
+    cohort = load_cohort(layout.cohort_dir)
+    sizes = {}
+    for video in _usable_videos(layout, cohort):
+        record = read_json(layout.frame_record(video.stem))
+        sizes[video] = (record["width_px"], record["height_px"])
+    write_project_config(layout.project_dir, cohort, sizes, study.network, [study.train_fraction])
     return summary
 
 
@@ -83,31 +89,52 @@ def _usable_videos(layout: RunLayout, cohort) -> list[Path]:
     return [v for v in cohort.videos if v.stem not in summary["bad_videos"]]
 
 
+def _human_labels(layout: RunLayout, cohort: Cohort, stem: str) -> Path | None:
+    """A video's human labels: in the run's project (where DeepLabCut's GUI saves them), else in the cohort."""
+    for labeled_data in (layout.project_dir / "labeled-data", cohort.root / "labeled-data"):
+        path = labeled_data / stem / f"CollectedData_{cohort.scorer}.h5"
+        if path.exists():
+            return path
+    return None
+
+
+def unlabeled_frames(run: dict) -> dict[str, int]:
+    """Extracted frames still without a human label row, per video (empty: everything is labeled)."""
+    layout = layout_of(run)
+    cohort = load_cohort(layout.cohort_dir)
+    if cohort.synthetic:
+        return {}
+    missing = {}
+    for video in _usable_videos(layout, cohort):
+        images = set(read_json(layout.frame_record(video.stem))["image_names"])
+        source = _human_labels(layout, cohort, video.stem)
+        labeled = set(read_collected_data(source).index.get_level_values(-1)) if source else set()
+        if images - labeled:
+            missing[video.stem] = len(images - labeled)
+    return missing
+
+
 def label_frames(run: dict) -> dict:
-    """Labels for every extracted frame: simulated for a synthetic cohort, else the cohort's own."""
+    """Labels for every extracted frame: simulated for a synthetic cohort, else the lab's own."""
     from .synthetic import simulate_labels, truth_file
 
     layout, study = layout_of(run), study_of(run)
     cohort = load_cohort(layout.cohort_dir)
     labeled_data = layout.project_dir / "labeled-data"
     videos = _usable_videos(layout, cohort)
-    sizes = {}
     for video in videos:
         record = read_json(layout.frame_record(video.stem))
-        sizes[video] = (record["width_px"], record["height_px"])
         if cohort.synthetic:
             wide = simulate_labels(truth_file(video), record["frame_indices"], record["height_px"], study.seed)
             frame = to_dlc_frame(wide, video.stem, record["image_names"], list(cohort.bodyparts), cohort.scorer)
             write_collected_data(frame, labeled_data, video.stem, cohort.scorer)
-        else:
-            source = cohort.root / "labeled-data" / video.stem / f"CollectedData_{cohort.scorer}.h5"
-            if not source.exists():
-                raise CohortError(f"video {video.name}: no labels at {source}; label the extracted frames in "
-                                  f"{labeled_data / video.stem} with DeepLabCut and save them there")
-            for suffix in (".h5", ".csv"):
-                if source.with_suffix(suffix).exists():
-                    shutil.copyfile(source.with_suffix(suffix), labeled_data / video.stem / source.with_suffix(suffix).name)
-    write_project_config(layout.project_dir, cohort, sizes, study.network, [study.train_fraction])
+            continue
+        source = _human_labels(layout, cohort, video.stem)
+        if source is None:
+            raise CohortError(f"video {video.name}: no labels; label the frames in {labeled_data / video.stem} "
+                              f"with DeepLabCut (scorer {cohort.scorer}) and save them")
+        if source.parent != labeled_data / video.stem:  # labels kept with the cohort: copy into the project
+            write_collected_data(read_collected_data(source), labeled_data, video.stem, cohort.scorer)
     table = build_label_table(labeled_data, [v.stem for v in videos], cohort.scorer)
     write_label_table(table, layout.labels_file)
     frames = table[["video", "image"]].drop_duplicates()
