@@ -77,3 +77,30 @@ def test_training_refuses_to_start_without_weights_unless_allowed(tmp_path, monk
     monkeypatch.setenv(PRETRAINED_ENV, str(tmp_path / "nowhere.ckpt"))
     with pytest.raises(WeightsUnavailableError, match="nowhere.ckpt"):
         resolve_initial_weights("resnet_50", True, tmp_path, [], seed=0)
+
+
+@pytest.mark.slow
+def test_an_existing_deeplabcut_project_runs_through_the_study(airflow_db, reaching_project, tmp_path, monkeypatch):
+    """The real, human-labeled Reaching project (other bodyparts, other scorer) imports, validates, splits,
+    trains and is scored like the synthetic cohort."""
+    data_root = tmp_path / "data"
+    shutil.copytree(reaching_project, data_root / "cohorts" / "reaching")
+    module = _load_dag(monkeypatch, data_root)
+    conf = {"cohort": "reaching", "frame_set_sizes": [20, 40], "train_fraction": 0.8, "max_iterations": 20,
+            "snapshot_interval": 10, "allow_random_init": True,
+            "max_missing_label_fraction": 0.8}  # the tongue is out in only 15 of 55 frames
+    dag_run = module.study_dag.test(run_conf=conf)
+    assert str(dag_run.state) == "success"
+
+    from posesweep.layout import RunLayout
+
+    layout = RunLayout.create(data_root, "reaching", dag_run.run_id)
+    summary = json.loads(layout.summary_file.read_text())
+    assert summary["labels"] == {"labeled_frames": 55, "videos": 1}
+    assert sorted((r["frame_set_size"], r["snapshot_iteration"]) for r in summary["errors"]) == \
+        [(20, 10), (20, 20), (40, 10), (40, 20)]
+    landmarks = {row["landmark"] for row in summary["errors_by_landmark_at_chosen_iteration"]}
+    assert landmarks == {"Hand", "Finger1", "Tongue", "Joystick1", "Joystick2"}
+    assert summary["anova"]["test"]["n_subjects"] == 10
+    validation = json.loads((layout.validation_dir / "validation_result.json").read_text())
+    assert "frontal_anatomy" not in validation["suites"]  # generic checks only for another species' landmarks

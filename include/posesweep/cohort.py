@@ -1,9 +1,18 @@
 """A cohort folder, and the DeepLabCut project a run builds from it.
 
-A cohort is ``<data root>/cohorts/<name>/`` with ``videos/*.mp4|avi|mov`` and,
-for the synthetic cohort, ``cohort.json`` plus per-video ground truth. The run
-gets its own DeepLabCut project (``config.yaml``, ``labeled-data/``) so the lab can
-open any run in DeepLabCut's GUI.
+A cohort is ``<data root>/cohorts/<name>/`` in one of three kinds:
+
+* ``videos``: ``videos/*.mp4|avi|mov``, labeled by the lab (scorer ``labeler``)
+  in the run's project or in ``labeled-data/<video stem>/``;
+* ``synthetic``: the same plus ``cohort.json`` and per-video ground truth
+  (``posesweep synth``), labeled by the simulated labeler;
+* ``dlc_project``: an existing DeepLabCut project (``config.yaml`` and
+  ``labeled-data/<video>/CollectedData_<scorer>.h5|csv``, any bodyparts and
+  scorer, ``project_path`` as DeepLabCut ships it); its frames are already
+  extracted, so each labeled-data folder stands for its video.
+
+The run gets its own DeepLabCut project (``config.yaml``, ``labeled-data/``) so
+the lab can open any run in DeepLabCut's GUI.
 """
 
 from __future__ import annotations
@@ -33,16 +42,41 @@ class CohortError(ValueError):
 class Cohort:
     name: str
     root: Path
-    videos: tuple[Path, ...]
+    videos: tuple[Path, ...]  # video files; for an imported project, its labeled-data folders
     bodyparts: tuple[str, ...]
     scorer: str
-    synthetic: bool
+    kind: str  # "videos" | "synthetic" | "dlc_project"
+
+    @property
+    def synthetic(self) -> bool:
+        return self.kind == "synthetic"
+
+    @property
+    def frames_extracted(self) -> bool:
+        return self.kind == "dlc_project"
+
+
+def _load_dlc_project(cohort_dir: Path) -> Cohort:
+    config = yaml.safe_load((cohort_dir / "config.yaml").read_text())
+    for key in ("bodyparts", "scorer"):
+        if not config.get(key):
+            raise CohortError(f"{cohort_dir / 'config.yaml'}: no {key!r} entry")
+    if config.get("multianimalproject"):
+        raise CohortError(f"{cohort_dir}: multi-animal DeepLabCut projects are not supported")
+    folders = tuple(sorted(p for p in (cohort_dir / "labeled-data").iterdir()
+                           if p.is_dir() and any(p.glob(f"CollectedData_{config['scorer']}.*"))))
+    if not folders:
+        raise CohortError(f"{cohort_dir}: no labeled-data/<video>/CollectedData_{config['scorer']}.h5 or .csv")
+    return Cohort(cohort_dir.name, cohort_dir, folders, tuple(config["bodyparts"]), str(config["scorer"]),
+                  "dlc_project")
 
 
 def load_cohort(cohort_dir: Path) -> Cohort:
     cohort_dir = Path(cohort_dir)
     if not cohort_dir.is_dir():
         raise CohortError(f"cohort folder {cohort_dir} does not exist")
+    if (cohort_dir / "config.yaml").is_file() and (cohort_dir / "labeled-data").is_dir():
+        return _load_dlc_project(cohort_dir)
     videos_dir = cohort_dir / "videos"
     videos = tuple(sorted(p for p in videos_dir.glob("*") if p.suffix.lower() in VIDEO_SUFFIXES)) \
         if videos_dir.is_dir() else ()
@@ -56,7 +90,7 @@ def load_cohort(cohort_dir: Path) -> Cohort:
     synthetic = bool(manifest and manifest.get("kind") == "synthetic")
     bodyparts = tuple(manifest["bodyparts"]) if manifest else FRONTAL_BODYPARTS
     scorer = manifest["scorer"] if manifest else HUMAN_SCORER
-    return Cohort(cohort_dir.name, cohort_dir, videos, bodyparts, scorer, synthetic)
+    return Cohort(cohort_dir.name, cohort_dir, videos, bodyparts, scorer, "synthetic" if synthetic else "videos")
 
 
 def write_project_config(project_dir: Path, cohort: Cohort, video_sizes: dict[Path, tuple[int, int]],

@@ -230,3 +230,39 @@ def extract_frames(video: Path, labeled_data_dir: Path, record_file: Path, n_fra
     log.info("%s: picked %d of %d frames by k-means in %.1f s", video.name, n_frames, info.frame_count,
              record["seconds"])
     return record
+
+
+def import_extracted_frames(folder: Path, labeled_data_dir: Path, record_file: Path) -> dict:
+    """Frames a DeepLabCut project already extracted: copied into the run's project, recorded like ours."""
+    import cv2
+
+    folder = Path(folder)
+    out_dir = Path(labeled_data_dir) / folder.name
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not images:
+        raise VideoError(f"{folder}: no extracted frames (png/jpg)")
+    first = cv2.imread(str(images[0]), cv2.IMREAD_UNCHANGED)
+    if first is None:
+        raise VideoError(f"{images[0]}: not a readable image")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for image in images:
+        target = out_dir / image.name
+        if not target.exists():
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(image.read_bytes())
+    digits = ["".join(c for c in p.stem if c.isdigit()) for p in images]
+    record = {
+        "video": str(folder),
+        "video_stem": folder.name,
+        "frame_count": None,
+        "fps": None,
+        "width_px": int(first.shape[1]),
+        "height_px": int(first.shape[0]),
+        "frame_indices": [int(d) if d else -1 for d in digits],
+        "image_names": [p.name for p in images],
+        "seed": None,
+        "imported_from": str(folder),
+    }
+    write_json_atomic(record_file, record)
+    log.info("%s: %d frames imported from an existing DeepLabCut project", folder.name, len(images))
+    return record

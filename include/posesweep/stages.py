@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .cohort import Cohort, CohortError, load_cohort, write_project_config
 from .config import StudyConfig, StudyConfigError
-from .frames import VideoError, extract_frames
+from .frames import VideoError, extract_frames, import_extracted_frames
 from .labels import (build_label_table, read_collected_data, read_label_table, to_dlc_frame, write_collected_data,
                      write_label_table)
 from .layout import RunLayout, read_json, write_json_atomic
@@ -41,8 +41,8 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> dict:
                                    f"({layout.config_file}); use a new run name")
     else:
         write_json_atomic(layout.config_file, study.to_json_dict())
-    log.info("cohort %s: %d videos (%s), run folder %s", cohort.name, len(cohort.videos),
-             "synthetic" if cohort.synthetic else "recorded", layout.run_dir)
+    log.info("cohort %s: %d videos (%s), run folder %s", cohort.name, len(cohort.videos), cohort.kind,
+             layout.run_dir)
     return {"data_root": str(layout.data_root), "cohort": study.cohort, "run_name": layout.run_name,
             "videos": [str(v) for v in cohort.videos]}
 
@@ -51,8 +51,12 @@ def extract_video_frames(run: dict, video: str) -> dict:
     """k-means frames of one video; a bad video is returned as an error, so all are reported together."""
     layout, study = layout_of(run), study_of(run)
     try:
-        record = extract_frames(Path(video), layout.project_dir / "labeled-data",
-                                layout.frame_record(Path(video).stem), study.frames_per_video, study.seed)
+        if Path(video).is_dir():  # an imported DeepLabCut project: its frames are already extracted
+            record = import_extracted_frames(Path(video), layout.project_dir / "labeled-data",
+                                             layout.frame_record(Path(video).name))
+        else:
+            record = extract_frames(Path(video), layout.project_dir / "labeled-data",
+                                    layout.frame_record(Path(video).stem), study.frames_per_video, study.seed)
     except VideoError as error:
         log.error("%s", error)
         return {"video_stem": Path(video).stem, "frames": 0, "error": str(error)}
@@ -93,7 +97,7 @@ def _human_labels(layout: RunLayout, cohort: Cohort, stem: str) -> Path | None:
     """A video's human labels: in the run's project (where DeepLabCut's GUI saves them), else in the cohort."""
     for labeled_data in (layout.project_dir / "labeled-data", cohort.root / "labeled-data"):
         path = labeled_data / stem / f"CollectedData_{cohort.scorer}.h5"
-        if path.exists():
+        if path.exists() or path.with_suffix(".csv").exists():
             return path
     return None
 
@@ -102,7 +106,7 @@ def unlabeled_frames(run: dict) -> dict[str, int]:
     """Extracted frames still without a human label row, per video (empty: everything is labeled)."""
     layout = layout_of(run)
     cohort = load_cohort(layout.cohort_dir)
-    if cohort.synthetic:
+    if cohort.synthetic or cohort.frames_extracted:  # an imported project's unlabeled frames are left out
         return {}
     missing = {}
     for video in _usable_videos(layout, cohort):
