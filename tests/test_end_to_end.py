@@ -104,3 +104,44 @@ def test_an_existing_deeplabcut_project_runs_through_the_study(airflow_db, reach
     assert summary["anova"]["test"]["n_subjects"] == 10
     validation = json.loads((layout.validation_dir / "validation_result.json").read_text())
     assert "frontal_anatomy" not in validation["suites"]  # generic checks only for another species' landmarks
+
+
+@pytest.mark.slow
+def test_invalid_labels_stop_the_run_before_any_training(airflow_db, tiny_cohort, tmp_path, monkeypatch):
+    """A lab's labels with one swapped knee pair: the run fails at validation and nothing downstream runs."""
+    import pandas as pd
+
+    from posesweep.frames import extract_frames
+    from posesweep.labels import to_dlc_frame, write_collected_data
+    from posesweep.synthetic import simulate_labels, truth_file
+
+    data_root = tmp_path / "data"
+    shutil.copytree(tiny_cohort, data_root)
+    cohort = data_root / "cohorts" / "tiny"
+    (cohort / "cohort.json").unlink()  # a recorded cohort whose labels come from the lab
+    conf = {**TINY_CONF, "frames_per_video": 6, "frame_set_sizes": [6, 12]}
+    landmarks = list(pd.read_csv(truth_file(cohort / "videos" / "P001.mp4")).columns[1::2].str[:-2])
+    for video in sorted((cohort / "videos").glob("*.mp4")):  # the lab labels the frames the study will pick
+        record = extract_frames(video, tmp_path / "scratch", tmp_path / "scratch" / f"{video.stem}.json", 6, 42)
+        wide = simulate_labels(truth_file(video), record["frame_indices"], 120, seed=0)
+        if video.stem == "P002":  # one mis-labeled frame: knees swapped
+            first = wide.index[0]
+            for axis in ("x", "y"):
+                wide.loc[first, [f"left_knee_{axis}", f"right_knee_{axis}"]] = \
+                    wide.loc[first, [f"right_knee_{axis}", f"left_knee_{axis}"]].to_numpy()
+        write_collected_data(to_dlc_frame(wide, video.stem, record["image_names"], landmarks, "labeler"),
+                             cohort / "labeled-data", video.stem, "labeler")
+
+    dag_run = _load_dag(monkeypatch, data_root).study_dag.test(run_conf=conf)
+    assert str(dag_run.state) == "failed"
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    assert states["validate_labels"] == "failed"
+    for downstream in ("build_frame_sets", "prepare_training", "train_network", "statistics_and_report"):
+        assert states[downstream] == "upstream_failed", (downstream, states[downstream])
+    from posesweep.layout import RunLayout
+
+    layout = RunLayout.create(data_root, "tiny", dag_run.run_id)
+    result = json.loads((layout.validation_dir / "validation_result.json").read_text())
+    failing = {f["expectation"] + ":" + f["kwargs"].get("column", "") for f in result["failures"]}
+    assert "expect_column_values_to_be_in_set:knee_sides_not_swapped" in failing
+    assert not (layout.run_dir / "training").exists() and not (layout.run_dir / "weights").exists()
