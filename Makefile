@@ -15,7 +15,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-fast clean screenshot-report airflow
+.PHONY: install demo test test-fast clean screenshot-report screenshots airflow
 
 install: $(INSTALLED)
 
@@ -55,6 +55,12 @@ screenshot-report:
 	  --user-data-dir=$$(mktemp -d) --window-size=1200,6000 \
 	  --screenshot=$(DATA_ROOT)/screenshots/report.png "file://$$report" 2>/dev/null; \
 	echo "screenshot of $$report: $(DATA_ROOT)/screenshots/report.png"
+
+# Screenshots of the Airflow trigger form and of a report inside the Airflow UI (a real standalone Airflow
+# runs a short study first; about 5 minutes).
+screenshots: install
+	command -v $(CHROMIUM) >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	$(BIN)/python -m posesweep.screenshots --out $(DATA_ROOT)/screenshots --chromium $$(command -v $(CHROMIUM))
 
 # A real Airflow (API server, scheduler, DAG processor, triggerer; LocalExecutor on SQLite) with the
 # project's DAGs and plugin, no example DAGs. Ctrl-C stops it and everything it started.

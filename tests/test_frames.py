@@ -92,3 +92,31 @@ def test_a_file_without_video_frames_is_refused(tmp_path):
     _ffmpeg("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "0.5", "-c:a", "aac", audio_only)
     with pytest.raises(VideoError, match="silence.mp4"):
         _extract(audio_only, tmp_path)
+
+
+def test_runs_of_a_cohort_share_extracted_frames_and_a_new_video_extracts_only_itself(tiny_cohort, tmp_path, caplog):
+    import logging
+    import shutil
+
+    from posesweep import stages
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_cohort, root)
+    conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "train_fraction": 0.5}
+    first = stages.prepare_run(root, conf, "first")
+    for video in first["videos"]:
+        stages.extract_video_frames(first, video)
+    videos = root / "cohorts" / "tiny" / "videos"
+    shutil.copy(videos / "P001.mp4", videos / "P004.mp4")  # a participant arrives
+    shutil.copy(videos / "P001.truth.csv", videos / "P004.truth.csv")
+    second = stages.prepare_run(root, conf, "second")
+    with caplog.at_level(logging.INFO, logger="posesweep.frames"):
+        for video in second["videos"]:
+            stages.extract_video_frames(second, video)
+    skipped = [r.getMessage() for r in caplog.records if "already extracted" in r.getMessage()]
+    picked = [r.getMessage() for r in caplog.records if "picked 6 of" in r.getMessage()]
+    assert len(skipped) == 3 and picked == [m for m in picked if m.startswith("P004.mp4")] and len(picked) == 1
+    a = stages.layout_of(first).project_dir / "labeled-data" / "P002"
+    b = stages.layout_of(second).project_dir / "labeled-data" / "P002"
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    assert all((a / p.name).samefile(b / p.name) for p in a.iterdir())  # linked, not extracted again

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import subprocess
 import threading
@@ -61,6 +62,29 @@ def probe_video(video: Path) -> VideoInfo:
     if info.frame_count <= 0 or info.width_px <= 0:
         raise VideoError(f"{video}: reports {info.frame_count} frames of {info.width_px}x{info.height_px} px")
     return info
+
+
+def video_fingerprint(video: Path) -> str:
+    """Size and modification time: a replaced or re-encoded video is extracted again."""
+    stat = Path(video).stat()
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
+
+
+def link_frames(record: dict, source_labeled_data: Path, target_labeled_data: Path, target_record: Path) -> dict:
+    """Put already extracted frames into another project (hard links where possible, else copies)."""
+    source = Path(source_labeled_data) / record["video_stem"]
+    target = Path(target_labeled_data) / record["video_stem"]
+    target.mkdir(parents=True, exist_ok=True)
+    for name in record["image_names"]:
+        if (target / name).exists():
+            continue
+        try:
+            os.link(source / name, target / name)
+        except OSError:
+            with atomic_path(target / name) as tmp:
+                tmp.write_bytes((source / name).read_bytes())
+    write_json_atomic(target_record, record)
+    return record
 
 
 def image_name(frame_index: int, frame_count: int) -> str:
@@ -196,11 +220,15 @@ def extract_frames(video: Path, labeled_data_dir: Path, record_file: Path, n_fra
     """Pick ``n_frames`` frames of ``video`` by k-means and write them; skip if already complete."""
     video = Path(video)
     out_dir = Path(labeled_data_dir) / video.stem
+    fingerprint = video_fingerprint(video) if video.exists() else None
     if record_file.exists():
         record = read_json(record_file)
-        if all((out_dir / name).exists() for name in record["image_names"]):
+        if record.get("video_fingerprint") == fingerprint and all(
+                (out_dir / name).exists() for name in record["image_names"]):
             log.info("%s: %d frames already extracted, skipped", video.name, len(record["frame_indices"]))
             return record
+        for name in record["image_names"]:  # the video changed: its old frames must not mix with the new
+            (out_dir / name).unlink(missing_ok=True)
     if not 0.0 <= start_fraction < stop_fraction <= 1.0 or step < 1:
         raise ValueError(f"invalid range start={start_fraction} stop={stop_fraction} step={step}")
     started = time.perf_counter()
@@ -224,6 +252,7 @@ def extract_frames(video: Path, labeled_data_dir: Path, record_file: Path, n_fra
         "frame_indices": frame_indices,
         "image_names": [image_name(i, info.frame_count) for i in frame_indices],
         "seed": seed,
+        "video_fingerprint": fingerprint,
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_json_atomic(record_file, record)

@@ -91,6 +91,10 @@ class RunLayout:
     def frame_record(self, video_stem: str) -> Path:
         return self.frames_dir / f"{video_stem}.json"
 
+    def frames_cache(self, frames_per_video: int, seed: int) -> Path:
+        """Frames extracted from this cohort's videos, shared by its runs (run names never start with '.')."""
+        return self.data_root / "runs" / self.cohort / ".frames" / f"n{frames_per_video}-seed{seed}"
+
     @property
     def labels_file(self) -> Path:
         return self.run_dir / "labels" / "labels.csv"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .cohort import Cohort, CohortError, load_cohort, write_project_config
 from .config import StudyConfig, StudyConfigError
-from .frames import VideoError, extract_frames, import_extracted_frames
+from .frames import VideoError, extract_frames, import_extracted_frames, link_frames
 from .labels import (build_label_table, read_collected_data, read_label_table, to_dlc_frame, write_collected_data,
                      write_label_table)
 from .layout import RunLayout, read_json, write_json_atomic
@@ -54,9 +54,12 @@ def extract_video_frames(run: dict, video: str) -> dict:
         if Path(video).is_dir():  # an imported DeepLabCut project: its frames are already extracted
             record = import_extracted_frames(Path(video), layout.project_dir / "labeled-data",
                                              layout.frame_record(Path(video).name))
-        else:
-            record = extract_frames(Path(video), layout.project_dir / "labeled-data",
-                                    layout.frame_record(Path(video).stem), study.frames_per_video, study.seed)
+        else:  # extracted once per cohort, video version and settings; every run links the same frames
+            cache = layout.frames_cache(study.frames_per_video, study.seed)
+            record = extract_frames(Path(video), cache / "labeled-data", cache / "records" / f"{Path(video).stem}.json",
+                                    study.frames_per_video, study.seed)
+            link_frames(record, cache / "labeled-data", layout.project_dir / "labeled-data",
+                        layout.frame_record(Path(video).stem))
     except VideoError as error:
         log.error("%s", error)
         return {"video_stem": Path(video).stem, "frames": 0, "error": str(error)}
