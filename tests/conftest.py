@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = Path(os.environ.get("POSESWEEP_SHARED_DIR", REPO.parent / "shared")) / "fixtures"
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="posesweep-airflow-"))
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
