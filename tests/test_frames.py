@@ -110,6 +110,7 @@ def test_runs_of_a_cohort_share_extracted_frames_and_a_new_video_extracts_only_i
     shutil.copy(videos / "P001.mp4", videos / "P004.mp4")  # a participant arrives
     shutil.copy(videos / "P001.truth.csv", videos / "P004.truth.csv")
     second = stages.prepare_run(root, conf, "second")
+    caplog.clear()  # only the second run's records
     with caplog.at_level(logging.INFO, logger="posesweep.frames"):
         for video in second["videos"]:
             stages.extract_video_frames(second, video)
