@@ -5,14 +5,17 @@
 
     study_config.json           the validated parameters
     project/                    the DeepLabCut project (config.yaml, labeled-data/, dlc-models/...)
-    frames/<video stem>.json    frame indices picked per video
+    frames/<video stem>.json    frame indices picked per video; frames/summary.json
     labels/labels.csv           tidy label table (one row per frame x landmark)
-    validation/                 Great Expectations result
+    validation/                 Great Expectations results and Data Docs
     splits/frame_sets.json      nested frame sets with their train/test split
-    training/frame_set_<n>/     training log and completion record per network
+    weights/                    the initial weights used
+    training/frame_set_<n>/     completion record per network
     evaluation/                 tidy error tables
-    stats/                      ANOVA and post-hoc tables
-    report/                     index.html, figures, summary.json
+    report/                     index.html, figures, statistics tables (CSV), summary.json
+
+Frames are extracted once per cohort video into ``<data root>/runs/<cohort>/.frames/``
+and linked into each run's project.
 
 Every file is written to a temporary name in the same folder and renamed, so a
 reader (or a retried task) sees either nothing or the complete file.
@@ -120,10 +123,6 @@ class RunLayout:
     @property
     def errors_file(self) -> Path:
         return self.evaluation_dir / "errors.csv"
-
-    @property
-    def stats_dir(self) -> Path:
-        return self.run_dir / "stats"
 
     @property
     def report_dir(self) -> Path:
