@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -348,8 +349,10 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
     try:
         if start_iteration < study.max_iterations:
             tf.compat.v1.reset_default_graph()
-            dlc_train(str(train_cfg), display_iters, study.snapshot_interval, study.max_iterations - start_iteration,
-                      max_to_keep=None, keepdeconvweights=True, allow_growth=True)
+            with _quiet_loader_shutdown(prefix, tf.errors.CancelledError):
+                dlc_train(str(train_cfg), display_iters, study.snapshot_interval,
+                          study.max_iterations - start_iteration, max_to_keep=None, keepdeconvweights=True,
+                          allow_growth=True)
     finally:
         root.removeFilter(progress)
     if start_iteration:
@@ -377,6 +380,25 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
     write_json_atomic(record_file, record)
     print(f"{prefix} done: {len(snapshots)} snapshots in {seconds / 60:.1f} min", flush=True)
     return record
+
+
+@contextlib.contextmanager
+def _quiet_loader_shutdown(prefix: str, cancelled: type[BaseException]):
+    """DeepLabCut's loader thread dies with CancelledError when training closes its queue: expected, so one line
+    instead of a traceback that reads like a failure. Any other thread exception is reported as usual."""
+    previous = threading.excepthook
+
+    def hook(args) -> None:
+        if args.exc_type is not None and issubclass(args.exc_type, cancelled):
+            print(f"{prefix} data loader stopped: its queue was closed at the end of training", flush=True)
+        else:
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 def _copy_atomic(source: Path, target: Path) -> None:
