@@ -19,11 +19,11 @@ from pathlib import Path
 from airflow.sdk import Asset, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from posesweep.intake import COHORTS_ASSET_NAME, cohorts_asset_uri
+from posesweep.intake import COHORTS_ASSET_NAME, COHORTS_ASSET_URI
 from posesweep.layout import data_root_from_env
 
 DATA_ROOT = data_root_from_env(Path(__file__).resolve().parents[1] / "data")
-COHORTS = Asset(name=COHORTS_ASSET_NAME, uri=cohorts_asset_uri(DATA_ROOT))
+COHORTS = Asset(name=COHORTS_ASSET_NAME, uri=COHORTS_ASSET_URI)
 INTAKE_INTERVAL_S = int(os.environ.get("POSESWEEP_INTAKE_INTERVAL_S", 300))
 QUIET_S = float(os.environ.get("POSESWEEP_INTAKE_QUIET_S", 60))
 

@@ -8,8 +8,8 @@ drop landings: 175k iterations, 400 frames.)
 Frames are picked per video by k-means clustering and labeled; the labels are
 validated with Great Expectations. Nested frame sets of increasing size are
 split into train and test frames, and one ResNet network is trained per frame
-set, with a snapshot at every interval. Every snapshot is scored (Euclidean
-error to the labels, per frame and landmark). A repeated-measures ANOVA over
+set, with a snapshot at every interval. Every snapshot is scored as it is
+written (Euclidean error to the labels, per frame and landmark). A repeated-measures ANOVA over
 iteration levels with Bonferroni post-hoc tests finds where errors plateau; the
 report shows error by iterations and by frame-set size per landmark.
 
@@ -28,12 +28,12 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task
 from posesweep.cli import stage_args
 from posesweep.config import param_specs
 from posesweep.kubernetes import training_backend
-from posesweep.intake import COHORTS_ASSET_NAME, cohorts_asset_uri
+from posesweep.intake import COHORTS_ASSET_NAME, COHORTS_ASSET_URI, cohorts_waiting
 from posesweep.layout import data_root_from_env
 
 DATA_ROOT = data_root_from_env(Path(__file__).resolve().parents[1] / "data")
 BACKEND = training_backend()
-COHORTS = Asset(name=COHORTS_ASSET_NAME, uri=cohorts_asset_uri(DATA_ROOT))  # announced by cohort_intake
+COHORTS = Asset(name=COHORTS_ASSET_NAME, uri=COHORTS_ASSET_URI)  # announced by cohort_intake
 
 
 def posesweep_stage(task_id: str, doc: str):
@@ -58,9 +58,10 @@ def posesweep_stage(task_id: str, doc: str):
     return lambda commands: local.expand(arguments=commands)
 
 
-train_network = posesweep_stage("train_network", "Train one network per frame-set size (DeepLabCut, TensorFlow).")
+train_network = posesweep_stage("train_network", "Train one network per frame-set size (DeepLabCut, TensorFlow); "
+                                "each snapshot is scored as soon as it is written.")
 evaluate_snapshots = posesweep_stage("evaluate_snapshots",
-                                     "Train and test error of every snapshot, per frame and landmark.")
+                                     "Score the snapshots training did not score; assemble the network's error table.")
 
 
 @dag(
@@ -82,10 +83,23 @@ def dlc_training_study():
 
         context = get_current_context()
         params = dict(context["params"])
-        events = context["triggering_asset_events"].get(COHORTS, [])
-        if events:  # started by cohort_intake: the newest announced cohort version
-            params["cohort"] = events[-1].extra["cohort"]
+        waiting = cohorts_waiting([event.extra for event in context["triggering_asset_events"].get(COHORTS, [])])
+        if waiting:  # started by a cohort announcement: the first cohort in line
+            params["cohort"] = waiting[0]["cohort"]
         return stages.prepare_run(DATA_ROOT, params, context["run_id"])
+
+    @task(outlets=[COHORTS])
+    def pass_on_waiting_cohorts(*, outlet_events=None) -> list[dict]:
+        """Cohorts announced while another run was active arrive together; this run studies the first, and the
+        others are announced again so that each gets a run of its own (after this one)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        events = get_current_context()["triggering_asset_events"].get(COHORTS, [])
+        pending = cohorts_waiting([event.extra for event in events])[1:]
+        if not pending:
+            raise AirflowSkipException("one cohort or none announced: nothing to pass on")
+        outlet_events[COHORTS].extra = {"pending": pending}
+        return pending
 
     @task
     def list_videos(run: dict) -> list[str]:
@@ -158,6 +172,7 @@ def dlc_training_study():
         return stages.analyse_and_report(run)
 
     run = prepare_run()
+    pass_on_waiting_cohorts()
     extracted = extract_frames.partial(run=run).expand(video=list_videos(run))
     extraction = check_extraction(run, extracted)
     labeled = label_frames(run, extraction)

@@ -21,3 +21,20 @@ def test_each_cohort_version_is_announced_once_and_only_when_quiet(tiny_cohort, 
     changed = register_next_cohort(root, quiet_s=0)
     assert changed["cohort"] == "a" and changed["version"] != first["version"]
     assert register_next_cohort(root, quiet_s=0) is None
+
+
+def test_cohorts_announced_together_are_studied_one_after_another():
+    from posesweep.intake import cohorts_waiting
+
+    # three announcements batched into one run, then what that run passes on, merged with a newer announcement
+    batched = [{"cohort": "a", "version": "1"}, {"cohort": "b", "version": "1"}, {"cohort": "a", "version": "2"},
+               {"cohort": "c", "version": "1"}]
+    waiting = cohorts_waiting(batched)
+    assert waiting == [{"cohort": "a", "version": "2"}, {"cohort": "b", "version": "1"},
+                       {"cohort": "c", "version": "1"}]
+    studied, passed_on = waiting[0], waiting[1:]
+    assert studied["cohort"] == "a"
+    next_run = cohorts_waiting([{"pending": passed_on}, {"cohort": "d", "version": "1"}])
+    assert [w["cohort"] for w in next_run] == ["b", "c", "d"]
+    assert cohorts_waiting([]) == [] and cohorts_waiting([{"cohort": "x", "version": "9"}]) == \
+        [{"cohort": "x", "version": "9"}]

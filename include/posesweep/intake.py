@@ -17,12 +17,10 @@ from pathlib import Path
 from .layout import read_json, write_json_atomic
 
 REGISTRY = "intake_registry.json"
+# The asset whose events announce cohort versions. Not tied to the data root's path: Airflow keeps one active
+# asset per name, and a deployment has one data root (POSESWEEP_DATA_ROOT) anyway.
 COHORTS_ASSET_NAME = "posesweep_cohorts"
-
-
-def cohorts_asset_uri(data_root: Path) -> str:
-    """URI of the asset whose events announce cohort versions (one per data root)."""
-    return f"file://{Path(data_root).resolve()}/cohorts"
+COHORTS_ASSET_URI = "posesweep://cohorts"
 
 
 def cohort_fingerprint(cohort_dir: Path) -> tuple[str, float]:
@@ -62,3 +60,24 @@ def register_next_cohort(data_root: Path, quiet_s: float = 60.0) -> dict | None:
         write_json_atomic(registry_path, registry)
         return {"cohort": cohort_dir.name, "version": version}
     return None
+
+
+def cohorts_waiting(event_extras: list[dict]) -> list[dict]:
+    """Cohort versions announced in a study run's triggering events, oldest first, one entry per cohort.
+
+    Airflow may hand one queued run several events (cohorts announced while a run
+    was active). An event's extra is ``{"cohort", "version"}`` from the intake, or
+    ``{"pending": [...]}`` from a study run passing on cohorts it did not study.
+    A cohort named twice keeps its newest version, at its first place in line.
+    """
+    order: list[str] = []
+    newest: dict[str, dict] = {}
+    for extra in event_extras:
+        items = list(extra.get("pending", []))
+        if "cohort" in extra:
+            items.append({"cohort": extra["cohort"], "version": extra.get("version")})
+        for item in items:
+            if item["cohort"] not in newest:
+                order.append(item["cohort"])
+            newest[item["cohort"]] = {"cohort": item["cohort"], "version": item.get("version")}
+    return [newest[name] for name in order]
