@@ -3,7 +3,9 @@
 A cohort is ``<data root>/cohorts/<name>/`` in one of three kinds:
 
 * ``videos``: ``videos/*.mp4|avi|mov``, labeled by the lab (scorer ``labeler``)
-  in the run's project or in ``labeled-data/<video stem>/``;
+  in the run's project or in ``labeled-data/<video stem>/``; an optional
+  ``cohort.json`` may name other ``bodyparts``/``scorer`` and where the landing
+  square is in the image (``posesweep.scale``);
 * ``synthetic``: the same plus ``cohort.json`` and per-video ground truth
   (``posesweep synth``), labeled by the simulated labeler;
 * ``dlc_project``: an existing DeepLabCut project (``config.yaml`` and
@@ -88,8 +90,9 @@ def load_cohort(cohort_dir: Path) -> Cohort:
         raise CohortError(f"cohort {cohort_dir}: several videos share the name(s) {duplicates}")
     manifest = read_cohort_manifest(cohort_dir)
     synthetic = bool(manifest and manifest.get("kind") == "synthetic")
-    bodyparts = tuple(manifest["bodyparts"]) if manifest else FRONTAL_BODYPARTS
-    scorer = manifest["scorer"] if manifest else HUMAN_SCORER
+    manifest = manifest or {}  # a lab's cohort.json may only say where the landing square is
+    bodyparts = tuple(manifest.get("bodyparts", FRONTAL_BODYPARTS))
+    scorer = manifest.get("scorer", HUMAN_SCORER)
     return Cohort(cohort_dir.name, cohort_dir, videos, bodyparts, scorer, "synthetic" if synthetic else "videos")
 
 

@@ -106,8 +106,8 @@ class StudyConfig:
     )
     px_per_mm: float = _param(
         0.0, "Scale (px per mm)",
-        "Image scale for reporting errors in mm (0: unknown, errors in px only). The paper's 61 cm landing "
-        "square measured in the image gives it.",
+        "Image scale for reporting errors in mm. 0: measured from the 61 cm landing square if the cohort's "
+        "cohort.json gives its corners in the image, else errors in px only.",
         "Report", type="number", minimum=0.0,
     )
     pcutoff: float = _param(

@@ -224,13 +224,17 @@ def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray
     bw, top = 0.32 * width, 0.47 * height
     cv2.rectangle(img, (int(width / 2 - bw / 2), int(top)), (int(width / 2 + bw / 2), int(0.64 * height)),
                   (60, 90, 120), -1)
-    # 61x61 cm landing square, taped, in perspective
-    near_y, far_y = 0.98 * height, 0.70 * height
-    near_half, far_half = 0.33 * width, 0.25 * width
-    square = np.array([(width / 2 - far_half, far_y), (width / 2 + far_half, far_y),
-                       (width / 2 + near_half, near_y), (width / 2 - near_half, near_y)], np.int32)
+    square = np.array(landing_square_corners_px(width, height), np.int32)
     cv2.polylines(img, [square], True, (230, 230, 230), max(1, height // 120), cv2.LINE_AA)
     return img
+
+
+def landing_square_corners_px(width: int, height: int) -> list[list[float]]:
+    """The taped 61x61 cm landing square in perspective: far-left, far-right, near-right, near-left."""
+    near_y, far_y = 0.98 * height, 0.70 * height
+    near_half, far_half = 0.33 * width, 0.25 * width
+    return [[width / 2 - far_half, far_y], [width / 2 + far_half, far_y],
+            [width / 2 + near_half, near_y], [width / 2 - near_half, near_y]]
 
 
 def truth_file(video: Path) -> Path:
@@ -286,6 +290,10 @@ def generate_cohort(out_dir: Path, options: SynthOptions) -> Path:
         "scorer": SCORER,
         "options": asdict(options),
         "label_noise_sd_px": label_noise_sd_px(options.height_px),
+        # where the tape is in the image (integer pixels, as drawn): gives errors in mm (posesweep.scale)
+        "landing_square": {"corners_px": [[int(x), int(y)] for x, y in
+                                          landing_square_corners_px(options.width_px, options.height_px)],
+                           "side_mm": 610},
         "participants": [asdict(p) for p in participants],
     })
     return out_dir
