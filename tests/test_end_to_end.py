@@ -6,6 +6,7 @@ import math
 import re
 import shutil
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -29,6 +30,8 @@ def test_study_runs_end_to_end_and_reports(airflow_db, tiny_cohort, tmp_path, mo
     module = _load_dag(monkeypatch, data_root)
     dag_run = module.study_dag.test(run_conf=TINY_CONF)
     assert str(dag_run.state) == "success"
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    assert states["pass_on_waiting_cohorts"] == "skipped"  # a manual run: no announced cohorts to pass on
 
     from posesweep import stages
     from posesweep.layout import RunLayout
@@ -66,6 +69,33 @@ def test_study_runs_end_to_end_and_reports(airflow_db, tiny_cohort, tmp_path, mo
     assert stages.train(run, 20)["snapshot_iterations"] == [50, 100, 150, 200]
     stages.evaluate(run, 20)
     assert errors_file.stat().st_mtime_ns == stamp
+
+    # snapshots were scored by the training process as they appeared, before training finished
+    parts = {it: layout.snapshot_errors_file(20, it) for it in (50, 100, 150, 200)}
+    assert parts[50].stat().st_mtime_ns < (layout.training_dir(20) / "training.json").stat().st_mtime_ns
+
+    # a rerun scores only the snapshots not scored yet, and scores them as before
+    import pandas as pd
+
+    before = pd.read_csv(errors_file)
+    parts[100].unlink()
+    errors_file.unlink()
+    stamps = {it: path.stat().st_mtime_ns for it, path in parts.items() if it != 100}
+    stages.evaluate(run, 20)
+    assert parts[100].exists() and {it: parts[it].stat().st_mtime_ns for it in stamps} == stamps
+    after = pd.read_csv(errors_file)
+    assert after[["snapshot_iteration", "split", "video", "image", "landmark"]].equals(
+        before[["snapshot_iteration", "split", "video", "image", "landmark"]])
+    assert (after["error_px"] - before["error_px"]).abs().max() < 1e-6
+
+    # errors in mm from the synthetic cohort's landing square, in the run's one tidy table and the report
+    errors = pd.read_csv(layout.errors_file)
+    assert summary["scale"]["source"] == "landing square"
+    scale = summary["scale"]["px_per_mm"]
+    assert set(scale) == set(errors["video"]) and all(0.1 < v < 1.0 for v in scale.values())
+    np.testing.assert_allclose(errors["error_mm"], errors["error_px"] / errors["video"].map(scale), rtol=1e-12)
+    assert "measured from the 61 x 61 cm landing square" in html
+    assert all(math.isfinite(row["error_mm"]) for row in summary["accuracy_at_chosen_iteration"])
 
 
 def test_training_refuses_to_start_without_weights_unless_allowed(tmp_path, monkeypatch):

@@ -48,3 +48,10 @@ def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path)
     assert {float(r[2]) for r in rows} == {0.005}  # schedule continued (DLC's first step lasts to 10k)
     assert (train_dir / "pose_cfg.yaml").read_text() == original_cfg
     assert yaml.safe_load(original_cfg)["init_weights"].endswith("random_init.ckpt")
+    # every snapshot, from before and after the kill, was scored by the training processes
+    parts = [layout.snapshot_errors_file(12, it) for it in (50, 100, 150, 200)]
+    assert all(part.exists() for part in parts)
+    stamps = [part.stat().st_mtime_ns for part in parts]
+    stages.evaluate(run, 12)
+    assert [part.stat().st_mtime_ns for part in parts] == stamps  # nothing scored twice
+    assert layout.evaluation_file(12).exists()

@@ -37,11 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in (("prepare-training", "resolve initial weights, create DeepLabCut training datasets"),
                        ("train", "train one frame set's network"),
-                       ("evaluate", "score every snapshot of one frame set's network")):
+                       ("evaluate", "score every snapshot of one frame set's network (all networks if no "
+                                    "--frame-set-size)")):
         p = sub.add_parser(name, help=text)
         _add_run_args(p)
         if name != "prepare-training":
-            p.add_argument("--frame-set-size", type=int, required=True)
+            p.add_argument("--frame-set-size", type=int, required=name == "train")
     return parser
 
 

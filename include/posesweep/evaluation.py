@@ -1,17 +1,27 @@
 """Score every snapshot of a frame set's network: Euclidean error per frame, landmark and split.
 
-The test graph is built once and each snapshot's weights are restored into it
-(DeepLabCut's ``evaluate_network`` rebuilds the graph per snapshot and predicts
-one image at a time); images of equal size are predicted in batches. Decoding
-is DeepLabCut's (``predict.argmax_pose_predict``: score-map argmax plus location
-refinement), vectorised over the batch. Error is the Euclidean distance in px
-between prediction and the human (or simulated) label, as in the paper.
+The test graph is built once per process (with AutoGraph off: same graph, half
+the build time) and each snapshot's weights are restored into it; networks of
+the same architecture share it. DeepLabCut's ``evaluate_network`` rebuilds the
+graph per snapshot and predicts one image at a time; here images of equal size
+are predicted in batches. Decoding is DeepLabCut's (``argmax_pose_predict``:
+score-map argmax plus location refinement), vectorised over the batch. Error is
+the Euclidean distance in px between prediction and the human (or simulated)
+label, as in the paper.
+
+Snapshots are scored as they appear: the training process runs a
+:class:`ScoringWhileTraining` thread, and each scored snapshot is its own file
+(``evaluation/frame_set_<n>/snapshot-<it>.csv``), so the evaluation task only
+scores what is missing and then assembles the network's table.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,68 +29,17 @@ import pandas as pd
 
 from .layout import RunLayout, atomic_path, read_json
 from .splits import FrameSet
-from .training import _read_rgb, pose_cfg_paths
+from .training import _read_rgb, pose_cfg_paths, snapshot_iterations_in
 
 log = logging.getLogger(__name__)
 
 ERROR_COLUMNS = ["frame_set_size", "snapshot_iteration", "split", "video", "image", "landmark",
                  "x_label_px", "y_label_px", "x_pred_px", "y_pred_px", "likelihood", "error_px"]
-
-
-def evaluate_frame_set(layout: RunLayout, frame_set: FrameSet, label_table: pd.DataFrame) -> Path:
-    target = layout.evaluation_file(frame_set.frame_set_size)
-    training = read_json(layout.training_dir(frame_set.frame_set_size) / "training.json")
-    snapshots = training["snapshot_iterations"]
-    if target.exists():
-        done = pd.read_csv(target, usecols=["snapshot_iteration"])["snapshot_iteration"].unique()
-        if sorted(done) == sorted(snapshots):
-            log.info("frame set %d: all %d snapshots already scored, skipped", frame_set.frame_set_size,
-                     len(snapshots))
-            return target
-    import tensorflow as tf
-    from deeplabcut.pose_estimation_tensorflow.config import load_config
-    from deeplabcut.pose_estimation_tensorflow.nnets.factory import PoseNetFactory
-
-    _, test_cfg_path, _ = pose_cfg_paths(layout.project_dir / "config.yaml", frame_set)
-    cfg = load_config(str(test_cfg_path))
-    landmarks = list(cfg["all_joints_names"])
-    frames = [("train", f) for f in frame_set.train] + [("test", f) for f in frame_set.test]
-    images = [_read_rgb(layout.project_dir / "labeled-data" / stem / image) for _, (stem, image) in frames]
-    labels = {(row.video, row.image, row.landmark): (row.x_px, row.y_px)
-              for row in label_table[["video", "image", "landmark", "x_px", "y_px"]].itertuples(index=False)}
-
-    tf.compat.v1.reset_default_graph()
-    inputs = tf.compat.v1.placeholder(tf.float32, shape=[None, None, None, 3])
-    heads = PoseNetFactory.create(cfg).test(inputs)
-    outputs = [heads["part_prob"], heads["locref"]] if cfg["location_refinement"] else [heads["part_prob"]]
-    saver = tf.compat.v1.train.Saver()
-    rows = []
-    train_dir = Path(training["train_dir"])
-    with tf.compat.v1.Session() as sess:
-        for n, iteration in enumerate(snapshots, start=1):
-            started = time.perf_counter()
-            saver.restore(sess, str(train_dir / f"snapshot-{iteration}"))
-            for batch in _batches(images, BATCH_SIZE):
-                poses = predict_batch(sess, inputs, outputs, np.stack([images[i] for i in batch]), cfg)
-                for i, pose in zip(batch, poses):
-                    split, (stem, image) = frames[i]
-                    for landmark, (x_pred, y_pred, likelihood) in zip(landmarks, pose):
-                        x_label, y_label = labels[(stem, image, landmark)]
-                        rows.append((frame_set.frame_set_size, iteration, split, stem, image, landmark,
-                                     x_label, y_label, x_pred, y_pred, likelihood,
-                                     float(np.hypot(x_pred - x_label, y_pred - y_label))))
-            seconds = time.perf_counter() - started
-            print(f"[frame set {frame_set.frame_set_size}] scored snapshot {iteration} ({n}/{len(snapshots)}): "
-                  f"{len(frames)} images in {seconds:.1f} s ({len(frames) / seconds:.1f} images/s)", flush=True)
-    table = pd.DataFrame(rows, columns=ERROR_COLUMNS)
-    with atomic_path(target) as tmp:
-        table.to_csv(tmp, index=False)
-    summary = table.groupby(["snapshot_iteration", "split"])["error_px"].mean().unstack()
-    print(f"[frame set {frame_set.frame_set_size}] mean error (px) by snapshot:\n{summary.round(2)}", flush=True)
-    return target
-
-
 BATCH_SIZE = 32
+# Test-config entries that name files; every other entry shapes the graph.
+GRAPH_INDEPENDENT_KEYS = frozenset({"dataset", "init_weights", "snapshot_prefix", "project_path", "scoremap_dir",
+                                    "log_dir", "metadataset"})
+POLL_SECONDS = 2.0
 
 
 def _batches(images: list[np.ndarray], size: int) -> list[list[int]]:
@@ -108,19 +67,244 @@ def decode_poses(scmap: np.ndarray, locref: np.ndarray | None, stride: float) ->
     return np.stack([x, y, likelihood], axis=-1)
 
 
-def predict_batch(sess, inputs, outputs, batch: np.ndarray, cfg: dict) -> np.ndarray:
-    out = sess.run(outputs, feed_dict={inputs: batch.astype(np.float32)})
-    scmap = out[0]
-    locref = None
-    if cfg["location_refinement"]:
-        shape = out[1].shape
-        locref = out[1].reshape(shape[0], shape[1], shape[2], -1, 2) * cfg["locref_stdev"]
-    return decode_poses(scmap, locref, cfg["stride"])
+def graph_key(cfg: dict) -> str:
+    """Networks whose test configs agree on this key have the same graph and can share one scorer."""
+    return json.dumps({k: v for k, v in cfg.items() if k not in GRAPH_INDEPENDENT_KEYS}, sort_keys=True, default=str)
 
 
-def combine_error_tables(layout: RunLayout, frame_set_sizes: list[int]) -> pd.DataFrame:
+class SnapshotScorer:
+    """DeepLabCut's test graph for one architecture, built once; any snapshot's weights restored into it."""
+
+    def __init__(self, cfg: dict):
+        import tensorflow as tf
+        from deeplabcut.pose_estimation_tensorflow.nnets.factory import PoseNetFactory
+        from tensorflow.python.autograph.core import ag_ctx
+
+        started = time.perf_counter()
+        self.cfg = cfg
+        self.graph = tf.Graph()
+        # AutoGraph would transpile every BatchNorm call's source (~2 s for a ResNet-50) to build the very same
+        # ops: the test graph has no tensor-dependent Python control flow (is_training is the constant False).
+        with self.graph.as_default(), ag_ctx.ControlStatusCtx(status=ag_ctx.Status.DISABLED):
+            self.inputs = tf.compat.v1.placeholder(tf.float32, shape=[None, None, None, 3])
+            heads = PoseNetFactory.create(cfg).test(self.inputs)
+            self.outputs = [heads["part_prob"]] + ([heads["locref"]] if cfg["location_refinement"] else [])
+            self.saver = tf.compat.v1.train.Saver()
+        config = tf.compat.v1.ConfigProto()
+        config.gpu_options.allow_growth = True
+        self.session = tf.compat.v1.Session(graph=self.graph, config=config)
+        self.build_seconds = time.perf_counter() - started
+
+    def predict(self, snapshot_prefix: Path, images: list[np.ndarray]) -> np.ndarray:
+        """(images, joints, [x, y, likelihood]) with the snapshot's weights."""
+        self.saver.restore(self.session, str(snapshot_prefix))
+        poses = np.empty((len(images), self.cfg["num_joints"], 3))
+        for batch in _batches(images, BATCH_SIZE):
+            out = self.session.run(self.outputs, feed_dict={self.inputs: np.stack([images[i] for i in batch])
+                                                            .astype(np.float32)})
+            locref = None
+            if self.cfg["location_refinement"]:
+                b, h, w, _ = out[1].shape
+                locref = out[1].reshape(b, h, w, -1, 2) * self.cfg["locref_stdev"]
+            poses[batch] = decode_poses(out[0], locref, self.cfg["stride"])
+        return poses
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class ScorerCache:
+    """One scorer per graph architecture, for all networks scored in this process."""
+
+    def __init__(self):
+        self._scorers: dict[str, SnapshotScorer] = {}
+
+    def for_config(self, cfg: dict) -> SnapshotScorer:
+        key = graph_key(cfg)
+        if key not in self._scorers:
+            self._scorers[key] = SnapshotScorer(cfg)
+            log.info("test graph of %s built in %.1f s", cfg["net_type"], self._scorers[key].build_seconds)
+        return self._scorers[key]
+
+    def close(self) -> None:
+        for scorer in self._scorers.values():
+            scorer.close()
+        self._scorers.clear()
+
+
+@dataclass
+class ScoringInput:
+    """A frame set's labeled images, read once, and what scoring needs to know about its network."""
+
+    frame_set_size: int
+    test_cfg: dict
+    train_dir: Path
+    frames: list[tuple[str, str, str]]  # (split, video, image)
+    images: list[np.ndarray]
+    labels: dict[tuple[str, str, str], tuple[float, float]]
+
+    @classmethod
+    def load(cls, layout: RunLayout, frame_set: FrameSet, label_table: pd.DataFrame) -> ScoringInput:
+        from deeplabcut.pose_estimation_tensorflow.config import load_config
+
+        train_cfg_path, test_cfg_path, _ = pose_cfg_paths(layout.project_dir / "config.yaml", frame_set)
+        frames = [("train", *f) for f in frame_set.train] + [("test", *f) for f in frame_set.test]
+        images = [_read_rgb(layout.project_dir / "labeled-data" / stem / image) for _, stem, image in frames]
+        labels = {(row.video, row.image, row.landmark): (row.x_px, row.y_px)
+                  for row in label_table[["video", "image", "landmark", "x_px", "y_px"]].itertuples(index=False)}
+        return cls(frame_set.frame_set_size, load_config(str(test_cfg_path)), train_cfg_path.parent, frames, images,
+                   labels)
+
+
+def unscored(layout: RunLayout, frame_set_size: int, iterations: list[int]) -> list[int]:
+    return [it for it in iterations if not layout.snapshot_errors_file(frame_set_size, it).exists()]
+
+
+def score_snapshot(layout: RunLayout, data: ScoringInput, scorer: SnapshotScorer, iteration: int,
+                   position: str = "") -> pd.DataFrame:
+    """Score one snapshot on the frame set's train and test images; written atomically as its own table."""
+    started = time.perf_counter()
+    poses = scorer.predict(data.train_dir / f"snapshot-{iteration}", data.images)
+    landmarks = list(data.test_cfg["all_joints_names"])
+    rows = []
+    for (split, stem, image), pose in zip(data.frames, poses):
+        for landmark, (x_pred, y_pred, likelihood) in zip(landmarks, pose):
+            x_label, y_label = data.labels[(stem, image, landmark)]
+            rows.append((data.frame_set_size, iteration, split, stem, image, landmark, x_label, y_label,
+                         x_pred, y_pred, likelihood, float(np.hypot(x_pred - x_label, y_pred - y_label))))
+    table = pd.DataFrame(rows, columns=ERROR_COLUMNS)
+    target = layout.snapshot_errors_file(data.frame_set_size, iteration)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        table.to_csv(tmp, index=False)
+    seconds = time.perf_counter() - started
+    means = table.groupby("split")["error_px"].mean()
+    print(f"[frame set {data.frame_set_size}] scored snapshot {iteration}{position}: "
+          + ", ".join(f"{split} error {means[split]:.2f} px" for split in ("train", "test") if split in means)
+          + f" ({len(data.images)} images in {seconds:.1f} s, {len(data.images) / seconds:.1f} images/s)", flush=True)
+    return table
+
+
+def assemble_network_table(layout: RunLayout, frame_set_size: int, iterations: list[int]) -> Path:
+    table = pd.concat([pd.read_csv(layout.snapshot_errors_file(frame_set_size, it)) for it in iterations],
+                      ignore_index=True)
+    target = layout.evaluation_file(frame_set_size)
+    with atomic_path(target) as tmp:
+        table.to_csv(tmp, index=False)
+    summary = table.groupby(["snapshot_iteration", "split"])["error_px"].mean().unstack()
+    print(f"[frame set {frame_set_size}] mean error (px) by snapshot:\n{summary.round(2)}", flush=True)
+    return target
+
+
+def evaluate_frame_set(layout: RunLayout, frame_set: FrameSet, label_table: pd.DataFrame,
+                       scorers: ScorerCache | None = None) -> Path:
+    """Score the snapshots not scored yet (during training, or by an earlier attempt), then assemble the table."""
+    size = frame_set.frame_set_size
+    target = layout.evaluation_file(size)
+    snapshots = read_json(layout.training_dir(size) / "training.json")["snapshot_iterations"]
+    if target.exists():
+        done = pd.read_csv(target, usecols=["snapshot_iteration"])["snapshot_iteration"].unique()
+        if sorted(done) == sorted(snapshots):
+            log.info("frame set %d: all %d snapshots already scored, skipped", size, len(snapshots))
+            return target
+    todo = unscored(layout, size, snapshots)
+    print(f"[frame set {size}] {len(snapshots) - len(todo)} of {len(snapshots)} snapshots already scored "
+          f"(during training or an earlier attempt); scoring {len(todo)}", flush=True)
+    if todo:
+        own_cache = scorers is None
+        scorers = scorers or ScorerCache()
+        try:
+            data = ScoringInput.load(layout, frame_set, label_table)
+            scorer = scorers.for_config(data.test_cfg)
+            for n, iteration in enumerate(todo, start=1):
+                score_snapshot(layout, data, scorer, iteration, f" ({n}/{len(todo)})")
+        finally:
+            if own_cache:
+                scorers.close()
+    return assemble_network_table(layout, size, snapshots)
+
+
+def evaluate_frame_sets(layout: RunLayout, frame_sets: list[FrameSet], label_table: pd.DataFrame) -> list[Path]:
+    """Every network of the run in one process: one test graph shared by all networks of one architecture."""
+    scorers = ScorerCache()
+    try:
+        return [evaluate_frame_set(layout, fs, label_table, scorers) for fs in frame_sets]
+    finally:
+        scorers.close()
+
+
+class ScoringWhileTraining:
+    """Scores each snapshot as soon as DeepLabCut has written it, in a thread of the training process.
+
+    The thread starts scoring once training has written its first new snapshot (the
+    training graph is complete by then), scores older snapshots of a resumed run too,
+    and on a clean exit finishes whatever is left. It never fails the training: if
+    scoring breaks, the evaluation task scores the rest.
+    """
+
+    def __init__(self, layout: RunLayout, frame_set: FrameSet, label_table: pd.DataFrame, iterations: list[int]):
+        self.layout, self.frame_set, self.label_table = layout, frame_set, label_table
+        self.iterations = list(iterations)
+        self.train_dir = pose_cfg_paths(layout.project_dir / "config.yaml", frame_set)[0].parent
+        self._stop = threading.Event()
+        self._abandon = False
+        self._thread = threading.Thread(target=self._run, name=f"score-frame-set-{frame_set.frame_set_size}",
+                                        daemon=True)
+        self.scored: list[int] = []
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> ScoringWhileTraining:
+        self._existing = set(snapshot_iterations_in(self.train_dir))
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._abandon = exc_type is not None
+        self._stop.set()
+        self._thread.join()
+        if self.error is not None:
+            print(f"[frame set {self.frame_set.frame_set_size}] scoring during training stopped "
+                  f"({type(self.error).__name__}: {self.error}); the evaluation task scores the rest", flush=True)
+
+    def _pending(self) -> list[int]:
+        present = set(snapshot_iterations_in(self.train_dir))
+        return unscored(self.layout, self.frame_set.frame_set_size, [it for it in self.iterations if it in present])
+
+    def _run(self) -> None:
+        size = self.frame_set.frame_set_size
+        scorers, data = ScorerCache(), None
+        try:
+            while True:
+                finishing = self._stop.is_set()
+                if self._abandon:
+                    return
+                training_wrote = set(snapshot_iterations_in(self.train_dir)) - self._existing
+                if finishing or training_wrote:
+                    for iteration in self._pending():
+                        if self._abandon:
+                            return
+                        if data is None:
+                            data = ScoringInput.load(self.layout, self.frame_set, self.label_table)
+                        score_snapshot(self.layout, data, scorers.for_config(data.test_cfg), iteration,
+                                       " (while training)")
+                        self.scored.append(iteration)
+                if finishing:
+                    return
+                self._stop.wait(POLL_SECONDS)
+        except Exception as error:  # noqa: BLE001 -- reported on exit; the evaluation task retries
+            log.exception("frame set %d: scoring during training failed", size)
+            self.error = error
+        finally:
+            scorers.close()
+
+
+def combine_error_tables(layout: RunLayout, frame_set_sizes: list[int],
+                         px_per_mm_by_video: dict[str, float] | None = None) -> pd.DataFrame:
+    """The run's one tidy table (``evaluation/errors.csv``), with errors in mm where the video's scale is known."""
     tables = [pd.read_csv(layout.evaluation_file(size)) for size in frame_set_sizes]
     table = pd.concat(tables, ignore_index=True)
+    table["px_per_mm"] = table["video"].astype(str).map(px_per_mm_by_video or {}).astype(float)
+    table["error_mm"] = table["error_px"] / table["px_per_mm"]
     with atomic_path(layout.errors_file) as tmp:
         table.to_csv(tmp, index=False)
     return table

@@ -11,7 +11,8 @@
     splits/frame_sets.json      nested frame sets with their train/test split
     weights/                    the initial weights used
     training/frame_set_<n>/     completion record per network
-    evaluation/                 tidy error tables
+    evaluation/                 tidy error tables: frame_set_<n>/snapshot-<it>.csv as each snapshot is scored,
+                                errors_frame_set_<n>.csv per network, errors.csv for the run
     report/                     index.html, figures, statistics tables (CSV), summary.json
 
 Frames are extracted once per cohort video into ``<data root>/runs/<cohort>/.frames/``
@@ -119,6 +120,10 @@ class RunLayout:
 
     def evaluation_file(self, frame_set_size: int) -> Path:
         return self.evaluation_dir / f"errors_frame_set_{frame_set_size}.csv"
+
+    def snapshot_errors_file(self, frame_set_size: int, iteration: int) -> Path:
+        """One scored snapshot; the network's table is assembled from these once all are scored."""
+        return self.evaluation_dir / f"frame_set_{frame_set_size}" / f"snapshot-{iteration}.csv"
 
     @property
     def errors_file(self) -> Path:

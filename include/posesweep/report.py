@@ -91,8 +91,9 @@ def figure_posthoc_heatmap(pairwise_tables: dict[str, pd.DataFrame], target: Pat
     return target
 
 
-def accuracy_table(errors: pd.DataFrame, iteration: int, pcutoff: float, px_per_mm: float) -> pd.DataFrame:
-    """Per landmark and split at one iteration: error in px (and mm), error above the p-cutoff, PCK."""
+def accuracy_table(errors: pd.DataFrame, iteration: int, pcutoff: float) -> pd.DataFrame:
+    """Per landmark and split at one iteration: error in px (and mm where the scale is known), error above the
+    p-cutoff, PCK."""
     part = errors[errors["snapshot_iteration"] == iteration]
     rows = []
     for (landmark, split), group in part.groupby(["landmark", "split"]):
@@ -102,10 +103,40 @@ def accuracy_table(errors: pd.DataFrame, iteration: int, pcutoff: float, px_per_
                "share_above_pcutoff": len(confident) / len(group)}
         for radius in PCK_RADII_PX:
             row[f"pck_{radius}px"] = float((group["error_px"] <= radius).mean())
-        if px_per_mm > 0:
-            row["error_mm"] = row["error_px"] / px_per_mm
+        if "error_mm" in group and group["error_mm"].notna().all():
+            row["error_mm"] = group["error_mm"].mean()
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def accuracy_by_snapshot(errors: pd.DataFrame, pcutoff: float) -> pd.DataFrame:
+    """Per network, snapshot and split: mean error in px (and mm), error above the p-cutoff, PCK at each radius."""
+    rows = []
+    for (size, iteration, split), group in errors.groupby(["frame_set_size", "snapshot_iteration", "split"]):
+        confident = group[group["likelihood"] >= pcutoff]
+        row = {"frame_set_size": size, "snapshot_iteration": iteration, "split": split,
+               "error_px": group["error_px"].mean()}
+        if "error_mm" in group and group["error_mm"].notna().all():
+            row["error_mm"] = group["error_mm"].mean()
+        row["error_pcutoff_px"] = confident["error_px"].mean() if len(confident) else float("nan")
+        row["share_above_pcutoff"] = len(confident) / len(group)
+        for radius in PCK_RADII_PX:
+            row[f"pck_{radius}px"] = float((group["error_px"] <= radius).mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _scale_sentence(scale: dict) -> str:
+    values = sorted(scale["px_per_mm"].values())
+    if scale["source"] == "none" or not values:
+        return ("No image scale: set the px_per_mm parameter, or the landing square's corners in cohort.json, "
+                "for errors in mm.")
+    spread = f"{values[0]:.3f} px/mm" if values[0] == values[-1] else \
+        f"{values[0]:.3f} to {values[-1]:.3f} px/mm over {len(values)} videos"
+    if scale["source"] == "parameter":
+        return f"Errors in mm at {spread} (the px_per_mm parameter)."
+    return (f"Errors in mm at {spread}, measured from the 61 x 61 cm landing square in the image (harmonic mean of "
+            f"its near and far edge widths: the scale in the frontal plane through the square's centre).")
 
 
 def _img(path: Path) -> str:
@@ -128,7 +159,8 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
     fig2 = figure_error_vs_iterations(by_iteration, out / "figure_error_vs_iterations.png")
     fig3 = figure_error_vs_frames(by_frame_set, chosen, out / "figure_error_vs_frame_set_size.png")
     study = context["study_config"]
-    accuracy = accuracy_table(errors, chosen, study["pcutoff"], study["px_per_mm"])
+    accuracy = accuracy_table(errors, chosen, study["pcutoff"])
+    scale = context.get("scale", {"source": "none", "px_per_mm": {}})
     comparisons = analysis["frame_set_comparisons"]
 
     per_network = (errors.groupby(["frame_set_size", "snapshot_iteration", "split"])["error_px"].mean()
@@ -142,7 +174,9 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         pairwise_tables[split] = result["pairwise"]
     anova = pd.DataFrame(anova_rows)
     heatmap = figure_posthoc_heatmap(pairwise_tables, out / "figure_posthoc_p_values.png")
+    snapshot_accuracy = accuracy_by_snapshot(errors, study["pcutoff"])
     for name, table in {"errors_by_network_and_snapshot": per_network, "errors_by_iteration": by_iteration,
+                        "accuracy_by_network_and_snapshot": snapshot_accuracy,
                         "errors_by_landmark": per_landmark, "anova": anova, "accuracy_by_landmark": accuracy,
                         "frame_set_comparisons": comparisons,
                         **{f"posthoc_{s}": t for s, t in pairwise_tables.items()}}.items():
@@ -169,6 +203,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         "labels": context["labels"],
         "extraction": context["extraction"],
         "excluded_frames": context.get("excluded_frames", []),
+        "scale": scale,
         "errors": per_network.to_dict(orient="records"),
         "anova": {row["split"]: row for row in anova_rows},
         "posthoc": {s: t.to_dict(orient="records") for s, t in pairwise_tables.items()},
@@ -191,6 +226,11 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
             return float("nan")
         return float(test_by_landmark[[i for i in test_by_landmark.index if word in i]].mean())
 
+    mm_at_chosen = "no scale"
+    chosen_rows = errors[errors["snapshot_iteration"] == chosen]
+    if "error_mm" in chosen_rows and len(chosen_rows) and chosen_rows["error_mm"].notna().all():
+        mm = chosen_rows.groupby(["frame_set_size", "split"])["error_mm"].mean().groupby("split").mean()
+        mm_at_chosen = " / ".join(f"{mm.get(split, float('nan')):.2f}" for split in ("train", "test"))
     paper_vs_ours = pd.DataFrame([
         {"quantity": "iterations where errors plateau", "paper": "175,000", "this run": f"{chosen:,}"},
         {"quantity": "frames needed", "paper": "400", "this run": str(minimum)},
@@ -198,6 +238,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
          "this run": f"{ours_at.get('train_error_px', float('nan')):.2f}"},
         {"quantity": "test error at that point (px)", "paper": "3.7",
          "this run": f"{ours_at.get('test_error_px', float('nan')):.2f}"},
+        {"quantity": "train / test error at that point (mm)", "paper": "≈3.6 / 4.8", "this run": mm_at_chosen},
         {"quantity": "knee test error (px)", "paper": "7.1", "this run": f"{side('knee'):.2f}"},
         {"quantity": "ankle test error (px)", "paper": "5.4", "this run": f"{side('ankle'):.2f}"},
         {"quantity": "ANOVA F (train / test)", "paper": "57.4 / 24.4",
@@ -249,9 +290,10 @@ smallest size whose error is not significantly higher than any larger size's: {h
 {_table(comparisons)}
 <h2>Accuracy per landmark at {chosen:,} iterations</h2>
 <p>Error above the p-cutoff ({study['pcutoff']}) counts only predictions at least that confident; PCK is the share
-within {', '.join(str(r) for r in PCK_RADII_PX)} px{'; mm at ' + str(study['px_per_mm']) + ' px/mm' if study['px_per_mm'] else
-'; no scale given (px_per_mm), so no mm'}.</p>{_table(accuracy)}
+within {', '.join(str(r) for r in PCK_RADII_PX)} px. {html.escape(_scale_sentence(scale))}</p>{_table(accuracy)}
 <h2>Errors per network and snapshot</h2>{_table(per_network)}
+<details><summary>Accuracy per network, snapshot and split (error in px{' and mm' if 'error_mm' in snapshot_accuracy
+else ''}, above the p-cutoff, PCK)</summary>{_table(snapshot_accuracy)}</details>
 <h2>Errors per landmark at {chosen:,} iterations</h2>{_table(per_landmark)}
 <h2>The paper's published values beside this run's</h2>{_table(paper_vs_ours)}
 <p>Machine-readable: <a href="summary.json">summary.json</a>.</p>

@@ -16,7 +16,9 @@ from .frames import VideoError, extract_frames, import_extracted_frames, link_fr
 from .labels import (build_label_table, read_collected_data, read_label_table, to_dlc_frame, write_collected_data,
                      write_label_table)
 from .layout import RunLayout, read_json, write_json_atomic
+from .scale import VideoScales, video_scales
 from .splits import FrameSet, build_frame_sets, labeled_frames
+from .synthetic import read_cohort_manifest
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> dict:
     study = StudyConfig.from_mapping(params)
     layout = RunLayout.create(data_root, study.cohort, run_name)
     cohort = load_cohort(layout.cohort_dir)
+    scales = scales_of(cohort, study)  # a broken landing-square entry fails here, not after training
     if layout.config_file.exists():
         previous = read_json(layout.config_file)
         if previous != study.to_json_dict():
@@ -41,10 +44,20 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> dict:
                                    f"({layout.config_file}); use a new run name")
     else:
         write_json_atomic(layout.config_file, study.to_json_dict())
-    log.info("cohort %s: %d videos (%s), run folder %s", cohort.name, len(cohort.videos), cohort.kind,
-             layout.run_dir)
+    log.info("cohort %s: %d videos (%s), run folder %s; image scale: %s", cohort.name, len(cohort.videos),
+             cohort.kind, layout.run_dir, scales.source)
     return {"data_root": str(layout.data_root), "cohort": study.cohort, "run_name": layout.run_name,
             "videos": [str(v) for v in cohort.videos]}
+
+
+def video_stem(video: str | Path) -> str:
+    """A cohort video's name in the run: the file's stem, or an imported project's labeled-data folder name."""
+    return Path(video).name if Path(video).is_dir() else Path(video).stem
+
+
+def scales_of(cohort: Cohort, study: StudyConfig) -> VideoScales:
+    return video_scales([video_stem(v) for v in cohort.videos], study.px_per_mm, read_cohort_manifest(cohort.root),
+                        str(cohort.root / "cohort.json"))
 
 
 def extract_video_frames(run: dict, video: str) -> dict:
@@ -219,17 +232,23 @@ def prepare_training(run: dict) -> dict:
 
 
 def train(run: dict, frame_set_size: int) -> dict:
+    """Train one network; its snapshots are scored in the same process as they are written."""
+    from .evaluation import ScoringWhileTraining
     from .training import train_frame_set
 
+    layout, study = layout_of(run), study_of(run)
+    frame_set = frame_set_of(layout, frame_set_size)
+    with ScoringWhileTraining(layout, frame_set, read_label_table(layout.labels_file), study.snapshot_iterations):
+        return train_frame_set(layout, frame_set, study)
+
+
+def evaluate(run: dict, frame_set_size: int | None = None) -> list[str]:
+    """Score what training has not scored yet and assemble the tables: one network, or all in one process."""
+    from .evaluation import evaluate_frame_sets
+
     layout = layout_of(run)
-    return train_frame_set(layout, frame_set_of(layout, frame_set_size), study_of(run))
-
-
-def evaluate(run: dict, frame_set_size: int) -> str:
-    from .evaluation import evaluate_frame_set
-
-    layout = layout_of(run)
-    return str(evaluate_frame_set(layout, frame_set_of(layout, frame_set_size), read_label_table(layout.labels_file)))
+    frame_sets = load_frame_sets(layout) if frame_set_size is None else [frame_set_of(layout, frame_set_size)]
+    return [str(path) for path in evaluate_frame_sets(layout, frame_sets, read_label_table(layout.labels_file))]
 
 
 def analyse_and_report(run: dict) -> str:
@@ -238,7 +257,9 @@ def analyse_and_report(run: dict) -> str:
     from .stats import analyse
 
     layout, study = layout_of(run), study_of(run)
-    errors = combine_error_tables(layout, list(study.frame_set_sizes))
+    scales = scales_of(load_cohort(layout.cohort_dir), study)
+    write_json_atomic(layout.evaluation_dir / "scale.json", scales.to_json_dict())
+    errors = combine_error_tables(layout, list(study.frame_set_sizes), scales.px_per_mm)
     analysis = analyse(errors)
     for split, result in analysis["per_split"].items():
         if result["anova"]:
@@ -254,6 +275,7 @@ def analyse_and_report(run: dict) -> str:
                    "videos": int(table["video"].nunique())},
         "extraction": read_json(layout.frames_dir / "summary.json"),
         "excluded_frames": read_json(layout.validation_dir / "excluded_frames.json"),
+        "scale": scales.to_json_dict(),
     }
     for entry in context["training"]:
         entry.pop("train_dir", None)

@@ -1,0 +1,49 @@
+"""Report tables: accuracy per landmark and per snapshot, computed by hand on a constructed error table."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from posesweep.report import accuracy_by_snapshot, accuracy_table
+
+
+def _errors(with_mm: bool) -> pd.DataFrame:
+    rows = []
+    # one network, two snapshots; per snapshot 4 train rows of one landmark and 2 test rows
+    for iteration, scale in ((100, 1.0), (200, 0.5)):
+        for split, errors, likelihoods in (("train", [1.0, 3.0, 6.0, 12.0], [0.9, 0.7, 0.5, 0.2]),
+                                           ("test", [4.0, 8.0], [0.95, 0.1])):
+            for error, likelihood in zip(errors, likelihoods):
+                rows.append({"frame_set_size": 10, "snapshot_iteration": iteration, "split": split, "video": "P001",
+                             "landmark": "right_knee", "error_px": error * scale, "likelihood": likelihood})
+    table = pd.DataFrame(rows)
+    if with_mm:
+        table["px_per_mm"] = 2.0
+        table["error_mm"] = table["error_px"] / 2.0
+    return table
+
+
+def test_accuracy_by_snapshot_by_hand():
+    table = accuracy_by_snapshot(_errors(with_mm=True), pcutoff=0.6).set_index(["snapshot_iteration", "split"])
+    train = table.loc[(100, "train")]
+    assert train["error_px"] == pytest.approx(5.5)  # (1 + 3 + 6 + 12) / 4
+    assert train["error_mm"] == pytest.approx(2.75)
+    assert train["error_pcutoff_px"] == pytest.approx(2.0)  # likelihood >= 0.6: errors 1 and 3
+    assert train["share_above_pcutoff"] == pytest.approx(0.5)
+    assert (train["pck_2px"], train["pck_5px"], train["pck_10px"]) == (0.25, 0.5, 0.75)
+    test = table.loc[(200, "test")]
+    assert test["error_px"] == pytest.approx(3.0)  # (2 + 4) / 2
+    assert test["error_pcutoff_px"] == pytest.approx(2.0)
+    assert (test["pck_2px"], test["pck_5px"]) == (0.5, 1.0)
+
+
+def test_no_mm_column_without_a_scale_and_nan_when_nothing_is_confident():
+    errors = _errors(with_mm=False)
+    table = accuracy_by_snapshot(errors, pcutoff=0.99)
+    assert "error_mm" not in table and table["error_pcutoff_px"].map(math.isnan).all()
+    per_landmark = accuracy_table(errors, 100, pcutoff=0.6)
+    assert "error_mm" not in per_landmark
+    assert per_landmark.set_index("split").loc["test", "error_pcutoff_px"] == pytest.approx(4.0)
+    with_mm = accuracy_table(_errors(with_mm=True), 200, pcutoff=0.6).set_index("split")
+    assert with_mm.loc["train", "error_mm"] == pytest.approx(5.5 * 0.5 / 2)
