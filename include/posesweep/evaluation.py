@@ -132,6 +132,10 @@ class ScorerCache:
         self._scorers.clear()
 
 
+def _drop_config_dump(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Config:")
+
+
 @dataclass
 class ScoringInput:
     """A frame set's labeled images, read once, and what scoring needs to know about its network."""
@@ -148,12 +152,17 @@ class ScoringInput:
         from deeplabcut.pose_estimation_tensorflow.config import load_config
 
         train_cfg_path, test_cfg_path, _ = pose_cfg_paths(layout.project_dir / "config.yaml", frame_set)
+        root = logging.getLogger()
+        root.addFilter(_drop_config_dump)  # DeepLabCut logs the whole config; the training log already has it
+        try:
+            test_cfg = load_config(str(test_cfg_path))
+        finally:
+            root.removeFilter(_drop_config_dump)
         frames = [("train", *f) for f in frame_set.train] + [("test", *f) for f in frame_set.test]
         images = [_read_rgb(layout.project_dir / "labeled-data" / stem / image) for _, stem, image in frames]
         labels = {(row.video, row.image, row.landmark): (row.x_px, row.y_px)
                   for row in label_table[["video", "image", "landmark", "x_px", "y_px"]].itertuples(index=False)}
-        return cls(frame_set.frame_set_size, load_config(str(test_cfg_path)), train_cfg_path.parent, frames, images,
-                   labels)
+        return cls(frame_set.frame_set_size, test_cfg, train_cfg_path.parent, frames, images, labels)
 
 
 def unscored(layout: RunLayout, frame_set_size: int, iterations: list[int]) -> list[int]:
