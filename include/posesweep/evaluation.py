@@ -259,7 +259,6 @@ class ScoringWhileTraining:
         self._abandon = False
         self._thread = threading.Thread(target=self._run, name=f"score-frame-set-{frame_set.frame_set_size}",
                                         daemon=True)
-        self.scored: list[int] = []
         self.error: BaseException | None = None
 
     def __enter__(self) -> ScoringWhileTraining:
@@ -296,7 +295,6 @@ class ScoringWhileTraining:
                             data = ScoringInput.load(self.layout, self.frame_set, self.label_table)
                         score_snapshot(self.layout, data, scorers.for_config(data.test_cfg), iteration,
                                        " (while training)")
-                        self.scored.append(iteration)
                 if finishing:
                     return
                 self._stop.wait(POLL_SECONDS)
