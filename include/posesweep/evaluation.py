@@ -294,7 +294,7 @@ class ScoringWhileTraining:
                         if data is None:
                             data = ScoringInput.load(self.layout, self.frame_set, self.label_table)
                         score_snapshot(self.layout, data, scorers.for_config(data.test_cfg), iteration,
-                                       " (while training)")
+                                       " (after training)" if finishing else " (while training)")
                 if finishing:
                     return
                 self._stop.wait(POLL_SECONDS)
