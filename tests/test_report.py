@@ -47,3 +47,14 @@ def test_no_mm_column_without_a_scale_and_nan_when_nothing_is_confident():
     assert per_landmark.set_index("split").loc["test", "error_pcutoff_px"] == pytest.approx(4.0)
     with_mm = accuracy_table(_errors(with_mm=True), 200, pcutoff=0.6).set_index("split")
     assert with_mm.loc["train", "error_mm"] == pytest.approx(5.5 * 0.5 / 2)
+
+
+def test_anova_table_reads_one_quantity_per_row_with_a_column_per_split():
+    from posesweep.report import _by_split_columns
+
+    anova = pd.DataFrame([{"split": "train", "F": 57.41234, "df_num": 9, "plateau_iteration": 175000},
+                          {"split": "test", "F": 24.4, "df_num": 9, "plateau_iteration": None}])
+    table = _by_split_columns(anova)
+    assert list(table.columns) == ["quantity", "train", "test"]
+    assert table.set_index("quantity").loc["F"].tolist() == ["57.41", "24.4"]
+    assert table.set_index("quantity").loc["plateau_iteration"].tolist() == ["175000", "none"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import logging
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -144,8 +145,22 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
+def _by_split_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per quantity, one column per split (as statsmodels prints its tables): readable at any width."""
+    def cell(value) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "none"
+        if isinstance(value, float):
+            return str(int(value)) if value.is_integer() else f"{value:.4g}"
+        return str(value)
+
+    wide = table.set_index("split")
+    return pd.DataFrame({"quantity": wide.columns, **{split: [cell(v) for v in wide.loc[split]] for split in wide.index}})
+
+
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t")
+    html_table = frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t")
+    return f'<div class="wide">{html_table}</div>'  # a wide table scrolls by itself, the page does not
 
 
 def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, context: dict) -> Path:
@@ -254,7 +269,8 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
     bad = context["extraction"]["bad_videos"]
     bad_videos_html = ("<div class='warn'><b>Excluded videos:</b><ul>" + "".join(
         f"<li>{html.escape(message)}</li>" for message in bad.values()) + "</ul></div>") if bad else ""
-    anova_html = _table(anova) if len(anova) else "<p>Not enough snapshots or networks for the ANOVA.</p>"
+    anova_html = _table(_by_split_columns(anova)) if len(anova) else \
+        "<p>Not enough snapshots or networks for the ANOVA.</p>"
     posthoc_html = "".join(f"<h3>{html.escape(s)} error</h3>{_table(t)}" for s, t in pairwise_tables.items()
                            if len(t))
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -263,7 +279,8 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
 .warn{{background:#fde2e1;border:2px solid #c0392b;padding:1em;margin:1em 0}}
 table.t{{border-collapse:collapse;font-size:13px;margin:0.5em 0}}
 table.t td,table.t th{{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right}}
-img{{max-width:100%}}</style></head><body>
+img{{max-width:100%}}
+.wide{{overflow-x:auto}}</style></head><body>
 <h1>DeepLabCut training-parameter study</h1>
 <p>Cohort <b>{html.escape(layout.cohort)}</b>, run <b>{html.escape(layout.run_name)}</b>.
 Network {html.escape(context['study_config']['network'])}, frame sets {context['study_config']['frame_set_sizes']},
