@@ -1,4 +1,7 @@
+import time
+
 import numpy as np
+import pytest
 
 from posesweep.evaluation import _batches, decode_poses
 
@@ -17,3 +20,36 @@ def test_batched_decoding_equals_deeplabcuts_argmax_pose_predict():
 def test_batches_group_images_of_equal_shape():
     images = [np.zeros((4, 6, 3)), np.zeros((5, 6, 3)), np.zeros((4, 6, 3)), np.zeros((4, 6, 3))]
     assert _batches(images, 2) == [[0, 2], [3], [1]]
+
+
+@pytest.mark.slow
+def test_scoring_that_breaks_during_training_never_fails_the_training(tiny_cohort, tmp_path, capsys):
+    """A snapshot appears, scoring it fails (an image went missing): the error is kept and reported, nothing is
+    written, and the training goes on; the evaluation task scores the rest later."""
+    from conftest import labeled_run
+    from posesweep import stages
+    from posesweep.cli import stage_args
+    from posesweep.evaluation import ScoringWhileTraining
+    from posesweep.labels import read_label_table
+    from posesweep.runner import run_posesweep
+
+    conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12], "train_fraction": 0.8,
+            "max_iterations": 100, "snapshot_interval": 50, "allow_random_init": True}
+    run = labeled_run(tiny_cohort, tmp_path / "data", conf, "manual__scoring")
+    stages.make_frame_sets(run)
+    run_posesweep(stage_args("prepare-training", run))
+    layout = stages.layout_of(run)
+    frame_set = stages.frame_set_of(layout, 12)
+    stem, image = frame_set.test[0]
+    (layout.project_dir / "labeled-data" / stem / image).unlink()
+
+    with ScoringWhileTraining(layout, frame_set, read_label_table(layout.labels_file), [50, 100]) as scoring:
+        for suffix in (".index", ".data-00000-of-00001"):  # what DeepLabCut's saver leaves for a snapshot
+            (scoring.train_dir / f"snapshot-50{suffix}").write_bytes(b"")
+        deadline = time.monotonic() + 120
+        while scoring.error is None:
+            assert time.monotonic() < deadline, "the scoring thread never tried the new snapshot"
+            time.sleep(0.2)
+    assert isinstance(scoring.error, FileNotFoundError) and image in str(scoring.error)
+    assert not layout.snapshot_errors_file(12, 50).exists()
+    assert "scoring during training stopped (FileNotFoundError" in capsys.readouterr().out
