@@ -20,6 +20,11 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+# Standalone's SQLite lets one writer in at a time; at start-up the scheduler, DAG processor, task workers and
+# API server all write, and SQLite's default 5 s wait turned an API request into a 500 ("database is locked").
+# Airflow imports this dict for every process (AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS).
+SQLITE_CONNECT_ARGS = {"timeout": 60}
+SQLITE_CONNECT_ARGS_SETTING = "posesweep.standalone.SQLITE_CONNECT_ARGS"
 
 
 def free_port() -> int:
@@ -40,6 +45,7 @@ class Standalone:
                     "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
                     "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
                     "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__PARALLELISM": "4",
+                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": SQLITE_CONNECT_ARGS_SETTING,
                     "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False", "POSESWEEP_DATA_ROOT": str(self.data_root),
                     "GX_ANALYTICS_ENABLED": "false", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
                     **(extra_env or {})}
