@@ -68,6 +68,8 @@ AIRFLOW_PORT ?= 8080
 airflow: install
 	@echo "Airflow: http://localhost:$(AIRFLOW_PORT)  user admin, password in $(CURDIR)/.airflow/simple_auth_manager_passwords.json.generated"
 	@echo "Reports: http://localhost:$(AIRFLOW_PORT)/posesweep/"
+	AIRFLOW_HOME=$(CURDIR)/.airflow $(BIN)/airflow db migrate > /dev/null
+	$(BIN)/python -c 'import sqlite3; sqlite3.connect("$(CURDIR)/.airflow/airflow.db").execute("PRAGMA journal_mode=WAL")'
 	AIRFLOW_HOME=$(CURDIR)/.airflow AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__CORE__PARALLELISM=4 \
 	  AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS=posesweep.standalone.SQLITE_CONNECT_ARGS \
 	  AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://localhost:$(AIRFLOW_PORT)/execution/ \

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,10 +21,10 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-# Standalone's SQLite lets one writer in at a time; at start-up the scheduler, DAG processor, task workers and
-# API server all write, and SQLite's default 5 s wait turned an API request into a 500 ("database is locked").
-# Airflow imports this dict for every process (AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS).
-SQLITE_CONNECT_ARGS = {"timeout": 60}
+# Standalone's SQLite: in its default rollback journal a reader blocks a writer's commit, and at start-up two API
+# requests deadlocked that way until SQLite's busy timeout failed one with a 500. The database is created in WAL
+# mode (readers never block the writer); writers still wait their turn, up to 15 s.
+SQLITE_CONNECT_ARGS = {"timeout": 15}
 SQLITE_CONNECT_ARGS_SETTING = "posesweep.standalone.SQLITE_CONNECT_ARGS"
 
 
@@ -56,6 +57,10 @@ class Standalone:
     def __enter__(self) -> "Standalone":
         self.home.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_file, "w")
+        subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=self.env, check=True,
+                       stdout=self._log, stderr=subprocess.STDOUT)
+        with sqlite3.connect(self.home / "airflow.db") as db:  # persistent: standalone's own migrate keeps it
+            db.execute("PRAGMA journal_mode=WAL")
         self.process = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "standalone"], env=self.env,
                                         stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
