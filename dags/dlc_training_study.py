@@ -19,49 +19,89 @@ Outputs: `<data root>/runs/<cohort>/<run id>/`, report in `report/index.html`.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from posesweep.cli import stage_args
 from posesweep.config import param_specs
-from posesweep.kubernetes import training_backend
+from posesweep.errors import PosesweepError
 from posesweep.intake import COHORTS_ASSET_NAME, COHORTS_ASSET_URI, cohorts_waiting
+from posesweep.kubernetes import training_backend
 from posesweep.layout import data_root_from_env
 
 DATA_ROOT = data_root_from_env(Path(__file__).resolve().parents[1] / "data")
 BACKEND = training_backend()
 COHORTS = Asset(name=COHORTS_ASSET_NAME, uri=COHORTS_ASSET_URI)  # announced by cohort_intake
+FAILURES: list[str] = []  # this process's failed tasks, explained; `python dags/dlc_training_study.py` prints them
 
 
-def posesweep_stage(task_id: str, doc: str):
-    """One network per frame-set size, as a GPU pod or as a watched local child process."""
+def explained(body):
+    """A task body whose posesweep error ends the task with its paragraph: at once when no retry can help."""
+
+    @functools.wraps(body)
+    def call(*args, **kwargs):
+        try:
+            return body(*args, **kwargs)
+        except PosesweepError as error:
+            if error.retryable:
+                raise
+            raise AirflowFailException(error.explain()) from None
+
+    return call
+
+
+def remember_failure(context) -> None:
+    ti, error = context["ti"], context.get("exception")
+    where = ti.task_id + (f" [{ti.map_index}]" if ti.map_index >= 0 else "")
+    text = str(error) if isinstance(error, (PosesweepError, AirflowFailException)) else \
+        f"{type(error).__name__}: {error}"
+    FAILURES.append(f"task {where} failed (try {ti.try_number}):\n{text}")
+    print(f"\n{FAILURES[-1]}\n", flush=True)  # the failed task's log ends with what to fix
+
+
+def network_stage(task_id: str, command: str, doc: str):
+    """``posesweep <command>`` for one frame-set size: a watched local child process, or a GPU pod.
+
+    Either way the DAG reads ``stage.partial(run=run).expand(frame_set_size=sizes)``.
+    """
     if BACKEND == "kubernetes":
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
         from posesweep.kubernetes import PodSettings, pod_operator_kwargs
 
+        class FrameSetPod(KubernetesPodOperator):
+            """The pod's arguments are built from the run and the frame-set size, as for a local child."""
+
+            template_fields = (*KubernetesPodOperator.template_fields, "run", "frame_set_size")
+
+            def __init__(self, *, run: dict, frame_set_size: int, **kwargs):
+                super().__init__(**kwargs)
+                self.run, self.frame_set_size = run, frame_set_size
+
+            def execute(self, context):
+                self.arguments = stage_args(command, self.run, self.frame_set_size)
+                return super().execute(context)
+
         pod = pod_operator_kwargs(PodSettings.from_env(str(DATA_ROOT)))
-        return lambda commands: KubernetesPodOperator.partial(
-            task_id=task_id, name=f"posesweep-{task_id.replace('_', '-')}", doc=doc,
-            map_index_template="frame set {{ task.arguments[-1] }}", **pod).expand(arguments=commands)
+        return SimpleNamespace(partial=functools.partial(
+            FrameSetPod.partial, task_id=task_id, name=f"posesweep-{command}", doc=doc,
+            map_index_template="frame set {{ task.frame_set_size }}", **pod))
 
     @task(task_id=task_id, doc=doc, map_index_template="frame set {{ frame_set_size }}")
-    def local(arguments: list[str]) -> None:
+    @explained
+    def local(run: dict, frame_set_size: int) -> None:
         from posesweep.runner import run_posesweep
 
-        get_current_context()["frame_set_size"] = arguments[-1]
-        run_posesweep(arguments)
+        get_current_context()["frame_set_size"] = frame_set_size
+        run_posesweep(stage_args(command, run, frame_set_size))
 
-    return lambda commands: local.expand(arguments=commands)
-
-
-train_network = posesweep_stage("train_network", "Train one network per frame-set size (DeepLabCut, TensorFlow); "
-                                "each snapshot is scored as soon as it is written.")
-evaluate_snapshots = posesweep_stage("evaluate_snapshots",
-                                     "Score the snapshots training did not score; assemble the network's error table.")
+    return local
 
 
 @dag(
@@ -71,12 +111,14 @@ evaluate_snapshots = posesweep_stage("evaluate_snapshots",
     catchup=False,
     max_active_runs=1,
     params={name: Param(**spec) for name, spec in param_specs().items()},
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    # failures a retry can fix (a killed worker or child, an evicted pod) are retried; input errors fail at once
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=30), "on_failure_callback": remember_failure},
     tags=["posesweep", "deeplabcut"],
     doc_md=__doc__,
 )
 def dlc_training_study():
     @task
+    @explained
     def prepare_run() -> dict:
         """Check the parameters and the cohort; create the run folder."""
         from posesweep import stages
@@ -103,9 +145,11 @@ def dlc_training_study():
 
     @task
     def list_videos(run: dict) -> list[str]:
+        """The cohort's videos (an imported project: its labelled folders), one mapped extraction each."""
         return run["videos"]
 
     @task(map_index_template="{{ video_name }}")
+    @explained
     def extract_frames(run: dict, video: str) -> dict:
         """k-means frame selection, one video per mapped task."""
         from posesweep import stages
@@ -114,13 +158,15 @@ def dlc_training_study():
         return stages.extract_video_frames(run, video)
 
     @task
+    @explained
     def check_extraction(run: dict, extracted: list[dict]) -> dict:
         """Every bad video named at once; fail the run or exclude them (bad_video_policy)."""
         from posesweep import stages
 
-        return stages.check_extraction(run, list(extracted))
+        return stages.check_extraction(run, [extracted[i] for i in range(len(extracted))])
 
     @task.sensor(poke_interval=300, timeout=14 * 24 * 3600, mode="reschedule")
+    @explained
     def wait_for_labels(run: dict, extraction: dict) -> bool:
         """Human labels for every extracted frame; between looks the task holds no worker slot."""
         from posesweep import stages
@@ -131,6 +177,7 @@ def dlc_training_study():
         return not missing
 
     @task
+    @explained
     def label_frames(run: dict, extraction: dict) -> dict:
         """Existing labels, or the simulated labeler for a synthetic cohort."""
         from posesweep import stages
@@ -138,6 +185,7 @@ def dlc_training_study():
         return stages.label_frames(run)
 
     @task
+    @explained
     def validate_labels(run: dict, labeled: dict) -> dict:
         """Great Expectations suite over the tidy label table."""
         from posesweep import stages
@@ -145,26 +193,28 @@ def dlc_training_study():
         return stages.validate_label_table(run)
 
     @task
+    @explained
     def build_frame_sets(run: dict, validation: dict) -> list[int]:
-        """Nested frame sets, each split into train and test frames."""
+        """Nested frame sets, each split into train and test frames; their sizes, one network each."""
         from posesweep import stages
 
-        return [fs["frame_set_size"] for fs in stages.make_frame_sets(run)]
+        return [frame_set["frame_set_size"] for frame_set in stages.make_frame_sets(run)]
 
     @task
-    def prepare_training(run: dict, frame_set_sizes: list[int]) -> list[int]:
+    @explained
+    def prepare_training(run: dict) -> None:
         """Initial weights and one DeepLabCut training dataset (shuffle) per frame set."""
         from posesweep.runner import run_posesweep
 
         run_posesweep(stage_args("prepare-training", run))
-        return frame_set_sizes
+
+    train_network = network_stage("train_network", "train", "Train one network per frame-set size (DeepLabCut, TensorFlow); "
+                                           "each snapshot is scored as soon as it is written.")
+    evaluate_snapshots = network_stage("evaluate_snapshots", "evaluate", "Score the snapshots training did not score; assemble the "
+                                                   "network's error table.")
 
     @task
-    def stage_commands(run: dict, frame_set_sizes: list[int], command: str) -> list[list[str]]:
-        """`posesweep <command>` arguments per frame set: the same for both training backends."""
-        return [stage_args(command, run, size) for size in frame_set_sizes]
-
-    @task
+    @explained
     def statistics_and_report(run: dict) -> str:
         """Repeated-measures ANOVA over iteration levels, Bonferroni post-hoc, figures, summary.json."""
         from posesweep import stages
@@ -177,17 +227,35 @@ def dlc_training_study():
     extraction = check_extraction(run, extracted)
     labeled = label_frames(run, extraction)
     wait_for_labels(run, extraction) >> labeled
-    validation = validate_labels(run, labeled)
-    sizes = prepare_training(run, build_frame_sets(run, validation))
-    train_commands = stage_commands.override(task_id="training_commands")(run, sizes, "train")
-    evaluation_commands = stage_commands.override(task_id="evaluation_commands")(run, sizes, "evaluate")
-    trained = train_network(train_commands)
-    evaluated = evaluate_snapshots(evaluation_commands)
-    trained >> evaluation_commands
-    evaluated >> statistics_and_report(run)
+    sizes = build_frame_sets(run, validate_labels(run, labeled))
+    trained = train_network.partial(run=run).expand(frame_set_size=sizes)
+    sizes >> prepare_training(run) >> trained
+    evaluated = evaluate_snapshots.partial(run=run).expand(frame_set_size=sizes)
+    trained >> evaluated >> statistics_and_report(run)
 
 
 study_dag = dlc_training_study()
+
+
+def _tee_output(log_file: Path):
+    """Everything this process and its children print goes to the terminal and to ``log_file``; returns a closer."""
+    import os
+    import subprocess
+    import sys
+
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    tee = subprocess.Popen(["tee", str(log_file)], stdin=subprocess.PIPE)
+    saved = os.dup(1)
+    sys.stdout.flush(), sys.stderr.flush()
+    os.dup2(tee.stdin.fileno(), 1), os.dup2(tee.stdin.fileno(), 2)
+
+    def close() -> None:
+        sys.stdout.flush(), sys.stderr.flush()
+        os.dup2(saved, 1), os.dup2(saved, 2)
+        tee.stdin.close()
+        tee.wait()
+
+    return close
 
 
 if __name__ == "__main__":
@@ -196,9 +264,15 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Run the study once in-process (dag.test).")
     parser.add_argument("--conf", default="{}", help="JSON run configuration (parameter overrides)")
     conf = json.loads(parser.parse_args().conf)
-    dag_run = study_dag.test(run_conf=conf)
+    log_file = DATA_ROOT / "logs" / f"study-{datetime.now():%Y%m%dT%H%M%S}.log"
+    close_log = _tee_output(log_file)
+    try:
+        dag_run = study_dag.test(run_conf=conf)
+    finally:
+        close_log()
     report = RunLayout.create(DATA_ROOT, conf.get("cohort", "demo"), dag_run.run_id).report_dir / "index.html"
     print(f"\nstudy run {dag_run.run_id}: {dag_run.state}")
     if str(dag_run.state) != "success" or not report.exists():
-        raise SystemExit("the study run failed: see the task logs above")
-    print(f"report: {report}")
+        print("\n\n".join(FAILURES) or "no task reported a failure", f"\nfull log: {log_file}", sep="\n")
+        raise SystemExit(1)
+    print(f"report: {report}\nfull log: {log_file}")

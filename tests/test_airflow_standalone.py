@@ -1,4 +1,4 @@
-"""A real Airflow: `airflow standalone` on a free port, the study triggered through the REST API."""
+"""A real Airflow: `airflow standalone` on PostgreSQL on a free port, the study triggered through the REST API."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import pytest
 
 from posesweep.layout import safe_name
-from posesweep.standalone import Standalone
+from support.airflow_local import LocalAirflow
 
 TINY_CONF = {"cohort": "tiny", "frames_per_video": 8, "frame_set_sizes": [10, 20], "train_fraction": 0.8,
              "max_iterations": 100, "snapshot_interval": 25, "allow_random_init": True}
@@ -22,7 +22,7 @@ def airflow(tiny_cohort, tmp_path_factory):
     from posesweep.intake import register_next_cohort
 
     assert register_next_cohort(data_root, quiet_s=0)["cohort"] == "tiny"  # known before Airflow starts
-    with Standalone(tmp_path_factory.mktemp("airflow-home"), data_root,
+    with LocalAirflow(tmp_path_factory.mktemp("airflow-home"), data_root,
                     {"POSESWEEP_INTAKE_INTERVAL_S": "15", "POSESWEEP_INTAKE_QUIET_S": "2"}) as airflow:
         yield airflow
 

@@ -41,6 +41,23 @@ def test_dagbag_has_the_study_dag_without_import_errors(airflow_db):
     assert dag.timetable.asset_condition is not None  # scheduled on new cohort versions
 
 
+def test_the_task_list_reads_like_the_methods_and_networks_are_mapped_over_frame_set_sizes():
+    sys.path.insert(0, str(REPO / "dags"))
+    import dlc_training_study
+
+    dag = dlc_training_study.study_dag
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "prepare_run", "pass_on_waiting_cohorts", "list_videos", "extract_frames", "check_extraction",
+        "wait_for_labels", "label_frames", "validate_labels", "build_frame_sets", "prepare_training",
+        "train_network", "evaluate_snapshots", "statistics_and_report"]
+    for task_id in ("train_network", "evaluate_snapshots"):  # the local backend's mapped tasks
+        mapped = dag.get_task(task_id)
+        expanded = mapped._get_specified_expand_input().value
+        assert sorted(expanded) == ["frame_set_size"]
+        assert expanded["frame_set_size"].operator.task_id == "build_frame_sets"
+        assert mapped.partial_kwargs["op_kwargs"]["run"].operator.task_id == "prepare_run"
+
+
 def test_dag_params_are_derived_from_the_study_config():
     from posesweep.config import StudyConfig, param_specs
 

@@ -76,10 +76,13 @@ def test_dag_uses_pod_operators_when_the_kubernetes_backend_is_configured(tmp_pa
         f"spec = importlib.util.spec_from_file_location('d', {str(REPO / 'dags' / 'dlc_training_study.py')!r})\n"
         "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
         "t = m.study_dag.get_task('train_network'); e = m.study_dag.get_task('evaluate_snapshots')\n"
-        "print(t.operator_name, e.operator_name, t.partial_kwargs['image'], t.partial_kwargs['cmds'])\n"
+        "from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator as K\n"
+        "print(issubclass(t.operator_class, K), issubclass(e.operator_class, K), t.partial_kwargs['image'],\n"
+        "      t.partial_kwargs['cmds'], sorted(t.expand_input.value), sorted(e.expand_input.value))\n"
     )
     env = {"POSESWEEP_TRAINING_BACKEND": "kubernetes", "POSESWEEP_K8S_IMAGE": "trainer:1",
            "POSESWEEP_DATA_ROOT": str(tmp_path), "PATH": str(Path(sys.executable).parent),
            "AIRFLOW_HOME": str(tmp_path / "airflow")}
     out = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True)
-    assert "KubernetesPodOperator KubernetesPodOperator trainer:1 ['posesweep']" in out.stdout
+    # pods are mapped over the frame-set sizes themselves, as the local tasks are
+    assert "True True trainer:1 ['posesweep'] ['frame_set_size'] ['frame_set_size']" in out.stdout

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import warnings
 from pathlib import Path
+
+from .errors import PosesweepError
 
 
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +51,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a ``PosesweepError`` is printed as one line for the runner and sets the exit status.
+
+    The process ends with ``os._exit`` after such an error: DeepLabCut's loader thread would otherwise keep a
+    diverged training alive.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    # tf-slim calls Keras' deprecated layer.apply once per layer: noise, not progress
+    warnings.filterwarnings("ignore", message=r".*`layer\.apply` is deprecated")
+    try:
+        return _run(args)
+    except PosesweepError as error:
+        print(error.to_line(), flush=True)
+        sys.stderr.flush()
+        os._exit(error.exit_code)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "synth":
         from .synthetic import SynthOptions, generate_cohort
 

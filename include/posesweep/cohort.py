@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from .config import FRONTAL_BODYPARTS
+from .errors import InputError
 from .layout import write_text_atomic
 from .synthetic import read_cohort_manifest
 
@@ -36,8 +37,10 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 HUMAN_SCORER = "labeler"
 
 
-class CohortError(ValueError):
+class CohortError(InputError, ValueError):
     """The cohort folder is unusable; the message says what is missing where."""
+
+    title = "the cohort folder cannot be used"
 
 
 @dataclass(frozen=True)

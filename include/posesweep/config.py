@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
+
 # The paper's 10 frontal-plane landmarks. Participant's right is image left.
 FRONTAL_BODYPARTS: tuple[str, ...] = (
     "right_hip",
@@ -31,8 +33,10 @@ FRONTAL_BODYPARTS: tuple[str, ...] = (
 NETWORKS: tuple[str, ...] = ("resnet_50", "resnet_101")
 
 
-class StudyConfigError(ValueError):
-    """A study parameter is invalid; the message names the parameter."""
+class StudyConfigError(InputError, ValueError):
+    """A study parameter is invalid; the message names the parameter, the value found and the value allowed."""
+
+    title = "invalid study parameters"
 
 
 def _param(default: Any, title: str, description: str, section: str, **schema: Any) -> Any:
@@ -129,7 +133,9 @@ class StudyConfig:
         object.__setattr__(self, "frame_set_sizes", tuple(int(s) for s in self.frame_set_sizes))
         problems = self.problems()
         if problems:
-            raise StudyConfigError("invalid study parameters: " + "; ".join(problems))
+            raise StudyConfigError(f"{len(problems)} parameter(s) out of range", details=problems,
+                                   fix="change these values in the trigger form (or the run's conf) and trigger "
+                                       "a new run")
 
     def problems(self) -> list[str]:
         found: list[str] = []
@@ -166,7 +172,8 @@ class StudyConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise StudyConfigError(f"unknown study parameters: {unknown}; known: {sorted(known)}")
+            raise StudyConfigError(f"unknown study parameters {unknown}", found=", ".join(unknown),
+                                   allowed=", ".join(sorted(known)), fix="remove or correct the misspelt names")
         return cls(**values)
 
     @classmethod

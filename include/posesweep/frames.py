@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
 from .layout import atomic_path, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,10 @@ log = logging.getLogger(__name__)
 DOWNSAMPLED_WIDTH_PX = 30
 
 
-class VideoError(RuntimeError):
+class VideoError(InputError, RuntimeError):
     """A video cannot be used; the message names the file and the reason."""
+
+    title = "a video cannot be used"
 
 
 @dataclass(frozen=True)

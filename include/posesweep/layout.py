@@ -33,10 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import InputError
+
 DATA_ROOT_ENV = "POSESWEEP_DATA_ROOT"
 
 
-class OutsideDataRootError(ValueError):
+class OutsideDataRootError(InputError, ValueError):
     """A path resolves outside the configured data root."""
 
 

@@ -1,9 +1,13 @@
 """The local training backend: a ``posesweep`` CLI command in a child process, with a watchdog.
 
 DeepLabCut training hangs instead of exiting when its data-loader thread dies;
-the watchdog kills the child when it prints nothing for ``stall_timeout_s`` and
-fails with the last lines it printed. Every line the child prints goes to the
-caller's logger (the Airflow task log).
+the watchdog kills the child when it prints nothing for ``stall_timeout_s``.
+Every line the child prints goes to the caller's logger (the Airflow task log),
+except TensorFlow's start-up noise. How the child ended decides what is raised:
+an error it reported (``POSESWEEP_ERROR`` line) comes back as the same kind of
+error, so a diverged training or missing weights fail at once; a child killed
+from outside (SIGKILL: the OOM killer, a lost worker) or stalled is a
+``TransientError``, and the task's retry resumes from the newest snapshot.
 """
 
 from __future__ import annotations
@@ -11,18 +15,26 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import re
+import signal
 import subprocess
 import sys
 import threading
 import time
 
+from .errors import PosesweepError, TransientError, error_from_line
+
 log = logging.getLogger(__name__)
 
 STALL_TIMEOUT_ENV = "POSESWEEP_STALL_TIMEOUT_S"
+# TensorFlow's C++ start-up lines on a machine without CUDA libraries: not errors, and nothing a lab can act on
+NOISE = re.compile(r"Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning|oneDNN custom operations|"
+                   r"cpu_feature_guard|rebuild TensorFlow with the appropriate compiler flags|"
+                   r"AVX2 AVX512F|To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS")
 
 
-class TrainerCommandError(RuntimeError):
-    """The child command failed, stalled or was killed."""
+class TrainerCommandError(TransientError):
+    """The child stalled, was killed or crashed without saying why: worth a retry."""
 
 
 def run_posesweep(args: list[str], stall_timeout_s: float | None = None, logger: logging.Logger = log) -> None:
@@ -37,6 +49,7 @@ def run_watched(command: list[str], stall_timeout_s: float | None = None, logger
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                              bufsize=1, start_new_session=True)
     tail: collections.deque[str] = collections.deque(maxlen=30)
+    reported: list[PosesweepError] = []
     last_output = [time.monotonic()]
 
     def pump() -> None:
@@ -44,7 +57,10 @@ def run_watched(command: list[str], stall_timeout_s: float | None = None, logger
         for line in child.stdout:
             line = line.rstrip()
             last_output[0] = time.monotonic()
-            if line:
+            error = error_from_line(line)
+            if error is not None:
+                reported.append(error)
+            elif line and not NOISE.search(line):
                 tail.append(line)
                 logger.info("%s", line)
 
@@ -55,15 +71,27 @@ def run_watched(command: list[str], stall_timeout_s: float | None = None, logger
         while child.poll() is None:
             if time.monotonic() - last_output[0] > stall_timeout_s:
                 stalled = True
-                logger.error("no output for %.0f s: killing the stalled child (pid %d)", stall_timeout_s, child.pid)
-                os.killpg(child.pid, 9)
+                logger.warning("no output for %.0f s: killing the stalled child (pid %d)", stall_timeout_s,
+                               child.pid)
+                os.killpg(child.pid, signal.SIGKILL)
                 break
             time.sleep(0.5)
     except BaseException:  # task killed or interrupted: never leave an orphan training process
-        os.killpg(child.pid, 9)
+        os.killpg(child.pid, signal.SIGKILL)
         raise
     child.wait()
     reader.join(timeout=5)
+    if reported:
+        raise reported[-1]
     if stalled or child.returncode != 0:
-        reason = f"stalled (no output for {stall_timeout_s:.0f} s)" if stalled else f"exit code {child.returncode}"
-        raise TrainerCommandError(f"{' '.join(command)} failed: {reason}. Last output:\n" + "\n".join(tail))
+        raise TrainerCommandError(f"the child process {_how_it_ended(child.returncode, stalled, stall_timeout_s)}",
+                                  details=[f"command: {' '.join(command)}", "its last output:", *tail])
+
+
+def _how_it_ended(returncode: int, stalled: bool, stall_timeout_s: float) -> str:
+    if stalled:
+        return f"stalled (no output for {stall_timeout_s:.0f} s) and was killed"
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        return f"was killed by {name}" + (" (out of memory, or its worker was lost)" if name == "SIGKILL" else "")
+    return f"exited with status {returncode}"

@@ -24,11 +24,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InputError
+
 LANDING_SQUARE_SIDE_MM = 610.0
 
 
-class ScaleError(ValueError):
+class ScaleError(InputError, ValueError):
     """The landing-square description is unusable; the message says where and why."""
+
+    title = "the landing square in cohort.json cannot be used"
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .errors import InputError
+
 FrameId = tuple[str, str]  # (video stem, image name)
 
 
-class FrameSetError(ValueError):
+class FrameSetError(InputError, ValueError):
     """Frame sets cannot be built from the labeled frames; the message says why."""
 
 

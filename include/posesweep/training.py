@@ -29,6 +29,7 @@ import numpy as np
 import yaml
 
 from .config import StudyConfig
+from .errors import InputError, PosesweepError
 from .layout import RunLayout, read_json, write_json_atomic
 from .splits import FrameSet
 
@@ -40,12 +41,20 @@ RESNET_SCOPES = {"resnet_50": "resnet_v1_50", "resnet_101": "resnet_v1_101"}
 MIN_INPUT_SIZE_PX = 32  # DeepLabCut's default 64 rejects small frames after 0.5x scale jitter
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(InputError, RuntimeError):
     """No pretrained checkpoint and random initialisation not allowed."""
 
+    title = "no initial weights"
 
-class TrainingFailedError(RuntimeError):
-    """Training diverged or produced no snapshots."""
+
+class TrainingDivergedError(InputError):
+    """The loss became NaN or infinite: the same data and settings diverge again."""
+
+    title = "training diverged"
+
+
+class TrainingFailedError(PosesweepError, RuntimeError):
+    """Training ended without the snapshots it should have written."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,11 @@ def find_pretrained_checkpoint(network: str) -> str | None:
     explicit = os.environ.get(PRETRAINED_ENV)
     if explicit:
         if not _checkpoint_exists(explicit):
-            raise WeightsUnavailableError(f"{PRETRAINED_ENV}={explicit}: no checkpoint ({explicit}.index missing)")
+            raise WeightsUnavailableError(f"{PRETRAINED_ENV} names no checkpoint", file=f"{explicit}.index",
+                                          found="the file does not exist",
+                                          allowed="a TensorFlow checkpoint prefix (<prefix>.index and "
+                                                  "<prefix>.data-00000-of-00001 beside it)",
+                                          fix=f"point {PRETRAINED_ENV} at e.g. /weights/resnet_v1_50.ckpt")
         return explicit
     import deeplabcut.utils.auxfun_models as models
     from deeplabcut.utils.auxiliaryfunctions import get_deeplabcut_path
@@ -82,9 +95,11 @@ def resolve_initial_weights(network: str, allow_random_init: bool, weights_dir: 
         return InitialWeights(pretrained, "imagenet")
     if not allow_random_init:
         raise WeightsUnavailableError(
-            f"no ImageNet-pretrained {network} checkpoint: set {PRETRAINED_ENV} to a TF checkpoint prefix "
-            f"(e.g. .../resnet_v1_50.ckpt), bake it into the trainer image, or set allow_random_init=true "
-            f"to train from random weights (errors will be far above the paper's)")
+            f"no ImageNet-pretrained {network} checkpoint on this machine", found=f"{PRETRAINED_ENV} unset and "
+            f"no checkpoint in DeepLabCut's models/pretrained folder", allowed="a TensorFlow checkpoint prefix",
+            fix=f"set {PRETRAINED_ENV} to a TF checkpoint prefix (e.g. /weights/resnet_v1_50.ckpt), bake it into "
+                f"the trainer image, or trigger with allow_random_init=true to train from random weights "
+                f"(errors will be far above the paper's)")
     prefix = Path(weights_dir) / f"{RESNET_SCOPES[network]}_random_init.ckpt"
     if not _checkpoint_exists(prefix):
         make_random_init_checkpoint(prefix, network, calibration_images, seed)
@@ -273,10 +288,12 @@ class ProgressLog(logging.Filter):
         eta = s_per_it * (self.max_iterations - iteration)
         print(f"[frame set {self.frame_set_size}] iteration {iteration}/{self.max_iterations} "
               f"loss {loss:.4f} lr {lr:g} {s_per_it:.3f} s/iteration ETA {eta / 60:.1f} min", flush=True)
-        if not math.isfinite(loss):
-            print(f"[frame set {self.frame_set_size}] loss is {loss} at iteration {iteration}: training diverged, "
-                  f"stopping", flush=True)
-            os._exit(3)
+        if not math.isfinite(loss):  # raised through DeepLabCut's training loop; the CLI exits with its code
+            raise TrainingDivergedError(
+                f"frame set {self.frame_set_size}: the loss became {loss} at iteration {iteration}",
+                found=f"loss {loss} at iteration {iteration}, learning rate {lr:g}", allowed="a finite loss",
+                fix="check the labels (a landmark far outside the body can blow up the loss), start from "
+                    "pretrained weights, or lower the learning rate in the network's pose_cfg.yaml")
         return False
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .errors import InputError
 from .labels import TIDY_COLUMNS
 from .layout import write_json_atomic
 
@@ -38,8 +39,10 @@ SEGMENT_TOLERANCE = 0.35  # a segment may differ this much (relative) from the p
 MIN_FOOT_MARKER_DISTANCE_PX = 0.5
 
 
-class LabelValidationError(RuntimeError):
+class LabelValidationError(InputError, RuntimeError):
     """Labels failed validation; the message lists expectations and offending frames."""
+
+    title = "the labels failed validation"
 
 
 def _gx():

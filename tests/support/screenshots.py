@@ -1,12 +1,12 @@
 """Screenshots of the Airflow trigger form and of a study report in the Airflow UI, for a person to look at.
 
-Starts a real ``airflow standalone`` on a tiny synthetic cohort, runs a short
+Starts a real ``airflow standalone`` on PostgreSQL on a tiny synthetic cohort, runs a short
 study through the REST API, then drives headless Chromium (Playwright with the
 system's ``/usr/bin/chromium``; nothing is downloaded) logged in with the
 admin's JWT cookie. Writes ``trigger_form.png``, ``report_in_ui.png`` and
 ``report.png`` to ``--out``.
 
-    .venv/bin/python -m posesweep.screenshots --out data/screenshots
+    .venv/bin/python tests/support/screenshots.py --out data/screenshots
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from .layout import safe_name
-from .standalone import Standalone
-from .synthetic import SynthOptions, generate_cohort
+from airflow_local import LocalAirflow  # run as a script: this folder is on sys.path
+
+from posesweep.layout import safe_name
+from posesweep.synthetic import SynthOptions, generate_cohort
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="posesweep-screenshots-"))
     generate_cohort(work / "data" / "cohorts" / "screenshots", SynthOptions(participants=3, duration_s=2.0, seed=5))
     args.out.mkdir(parents=True, exist_ok=True)
-    with Standalone(work / "airflow", work / "data") as airflow:
+    with LocalAirflow(work / "airflow", work / "data") as airflow:
         status, body = airflow.request("/api/v2/dags/dlc_training_study/dagRuns", "POST",
                                        {"logical_date": None, "conf": CONF})
         run_id = json.loads(body)["dag_run_id"]

@@ -1,0 +1,98 @@
+"""What can go wrong in a study run, and whether trying again can help.
+
+Every failure posesweep raises on purpose is a ``PosesweepError``. Its class says
+whether a retry can help (``retryable``); its fields make one paragraph a lab can
+act on (``explain()``): what failed, the lab's own file, where in it (frames,
+landmarks, parameter), the value found, the value allowed, and what to do.
+
+``InputError``: the cohort, its labels or the parameters must change; retrying
+the same task gives the same failure, so the DAG fails the task at once.
+``TransientError``: the machine, not the input (a killed worker or child, an
+evicted pod); the task keeps its retries.
+
+The ``posesweep`` command exits with ``exit_code`` and prints the error as one
+line, ``POSESWEEP_ERROR {json}``, which the runner turns back into the same kind
+of error in the Airflow worker. Nothing here imports Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ERROR_LINE_PREFIX = "POSESWEEP_ERROR "
+
+
+class PosesweepError(Exception):
+    """A failure posesweep can explain. Subclasses set ``retryable`` and ``exit_code``."""
+
+    retryable = True
+    exit_code = 75  # EX_TEMPFAIL
+    title = "posesweep failed"
+
+    def __init__(self, what: str, *, file: str | Path | None = None, where: str | None = None,
+                 found: str | None = None, allowed: str | None = None, fix: str | None = None,
+                 details: list[str] | tuple[str, ...] = ()):
+        super().__init__(what)
+        self.what, self.file, self.where = what, str(file) if file else None, where
+        self.found, self.allowed, self.fix, self.details = found, allowed, fix, list(details)
+
+    def explain(self) -> str:
+        """One paragraph: what failed, in which of the lab's files, what was found and allowed, what to do."""
+        lines = [f"{self.title}: {self.what}"]
+        for label, value in (("File", self.file), ("Where", self.where), ("Found", self.found),
+                             ("Allowed", self.allowed)):
+            if value:
+                lines.append(f"  {label}: {value}")
+        lines += [f"  - {line}" for line in self.details]
+        if self.fix:
+            lines.append(f"  What to do: {self.fix}")
+        lines.append("  A retry cannot help: change the input, then trigger a new run." if not self.retryable
+                     else "  The task is retried: this failure is not caused by the input.")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.explain()
+
+    def to_line(self) -> str:
+        """The error as the one line the ``posesweep`` command prints before it exits."""
+        fields = {k: getattr(self, k) for k in ("what", "file", "where", "found", "allowed", "fix", "details")}
+        return ERROR_LINE_PREFIX + json.dumps({"kind": type(self).__name__, "retryable": self.retryable,
+                                               "title": self.title, **fields})
+
+
+class InputError(PosesweepError):
+    """The input (parameters, cohort folder, videos, labels, weights) must change: no retry can help."""
+
+    retryable = False
+    exit_code = 3
+    title = "the study cannot run on this input"
+
+
+class TransientError(PosesweepError):
+    """A failure of the machine rather than the input (a killed process, an evicted pod): retry."""
+
+    retryable = True
+    exit_code = 75
+
+
+class ChildReportedError(PosesweepError):
+    """An error a ``posesweep`` child process reported, rebuilt in the parent with the child's kind."""
+
+    def __init__(self, payload: dict[str, Any]):
+        super().__init__(payload["what"], **{k: payload.get(k) for k in ("file", "where", "found", "allowed",
+                                                                        "fix")},
+                         details=payload.get("details") or ())
+        self.kind, self.retryable, self.title = payload.get("kind", "PosesweepError"), payload["retryable"], \
+            payload.get("title", PosesweepError.title)
+
+
+def error_from_line(line: str) -> PosesweepError | None:
+    """The error a child printed with ``to_line``; None for any other line."""
+    if not line.startswith(ERROR_LINE_PREFIX):
+        return None
+    try:
+        return ChildReportedError(json.loads(line[len(ERROR_LINE_PREFIX):]))
+    except (ValueError, KeyError):
+        return None
