@@ -43,7 +43,7 @@ def test_scoring_that_breaks_during_training_never_fails_the_training(tiny_cohor
     stem, image = frame_set.test[0]
     (layout.project_dir / "labeled-data" / stem / image).unlink()
 
-    with ScoringWhileTraining(layout, frame_set, read_label_table(layout.labels_file), [50, 100]) as scoring:
+    with ScoringWhileTraining(layout, frame_set, read_label_table(layout.validated_labels_file), [50, 100]) as scoring:
         for suffix in (".index", ".data-00000-of-00001"):  # what DeepLabCut's saver leaves for a snapshot
             (scoring.train_dir / f"snapshot-50{suffix}").write_bytes(b"")
         deadline = time.monotonic() + 120

@@ -45,7 +45,7 @@ def test_the_real_reaching_project_imports_and_passes_the_generic_suite(reaching
         assert (sizes["image_width_px"], sizes["image_height_px"]) == (width, height), image
     assert table["x_px"].isna().any()  # real projects have missing labels
     summary = validate_labels(table, ["Hand", "Finger1", "Tongue", "Joystick1", "Joystick2"], 0.9,
-                              tmp_path / "validation", "reaching", images_root=labeled)
+                              tmp_path / "validation", images_root=labeled)
     assert summary["success"] and summary["labeled_frames"] == 55
     assert (tmp_path / "validation" / "data_docs" / "index.html").exists()
 
@@ -57,12 +57,17 @@ def test_a_label_outside_the_image_and_a_half_labeled_landmark_fail_with_the_fra
     table.loc[out_of_frame, "x_px"] = 400.0
     knee = table.index[(table["landmark"] == "right_knee")][:9]
     table.loc[knee, ["x_px", "y_px"]] = np.nan
+    lab_file = "/lab/cohort/labeled-data/P002/CollectedData_labeler.h5"
     with pytest.raises(LabelValidationError) as failure:
-        validate_labels(table, list(table["landmark"].unique()), 0.1, tmp_path / "v", "planted")
-    message = str(failure.value)
+        validate_labels(table, list(table["landmark"].unique()), 0.1, tmp_path / "v", {"P002": lab_file})
+    message = failure.value.explain()
     image = table.loc[out_of_frame, "image"]
-    assert f"video=P002, image={image}, landmark=left_knee" in message
-    assert "expect_column_values_to_not_be_null(right_knee): 9 offending" in message
+    # the lab's own file, the frame and landmark, the value found and the value allowed, and what to do
+    assert f"{lab_file}, {image}, left_knee: found x = 400 px, allowed x < 160 px (the image width)" in message
+    assert f"File: {lab_file}" in message
+    assert "landmark right_knee missing in 50% of the labeled frames, at most 10% allowed" in message
+    assert "What to do: correct these labels in DeepLabCut's labeling GUI" in message
+    assert "invalid_labels=exclude_frames" in message and not failure.value.retryable
     assert (tmp_path / "v" / "validation_result.json").exists()
     assert (tmp_path / "v" / "data_docs" / "index.html").exists()  # written before the failure
 
@@ -70,9 +75,9 @@ def test_a_label_outside_the_image_and_a_half_labeled_landmark_fail_with_the_fra
 def test_wrong_landmark_set_fails(labeled_run, tmp_path):
     table = pd.read_csv(stages.layout_of(labeled_run).labels_file)
     table["landmark"] = table["landmark"].replace({"left_hip": "L_hip"})
-    with pytest.raises(LabelValidationError, match="expect_column_distinct_values_to_equal_set"):
-        validate_labels(table, sorted(set(table["landmark"]) - {"L_hip"} | {"left_hip"}), 0.1,
-                        tmp_path / "r", "renamed")
+    with pytest.raises(LabelValidationError, match="landmark names differ from the cohort's bodyparts(.|\n)*"
+                                                   "found landmarks L_hip not among the bodyparts, allowed .*left_hip"):
+        validate_labels(table, sorted(set(table["landmark"]) - {"L_hip"} | {"left_hip"}), 0.1, tmp_path / "r")
 
 
 def _frontal_defect(labeled_run, tmp_path, plant):
@@ -81,13 +86,13 @@ def _frontal_defect(labeled_run, tmp_path, plant):
     table = pd.read_csv(layout.labels_file)
     landmarks = sorted(table["landmark"].unique())
     images = layout.project_dir / "labeled-data"
-    assert validate_labels(table, landmarks, 0.1, tmp_path / "ok", "valid", images_root=images, frontal=True)["success"]
+    assert validate_labels(table, landmarks, 0.1, tmp_path / "ok", images_root=images, frontal=True)["success"]
     frame = table[["video", "image"]].drop_duplicates().iloc[4]
     in_frame = (table["video"] == frame["video"]) & (table["image"] == frame["image"])
     plant(table, lambda landmark: in_frame & (table["landmark"] == landmark))
     with pytest.raises(LabelValidationError) as failure:
-        validate_labels(table, landmarks, 0.1, tmp_path / "bad", "planted", images_root=images, frontal=True)
-    return str(failure.value), f"video={frame['video']}, image={frame['image']}"
+        validate_labels(table, landmarks, 0.1, tmp_path / "bad", images_root=images, frontal=True)
+    return str(failure.value), f"{frame['video']}, {frame['image']}"
 
 
 def swap(a, b):
@@ -104,11 +109,11 @@ def move_onto(landmark, target, dy_px=0.0):
 
 
 @pytest.mark.parametrize("plant, expectation", [
-    (swap("left_knee", "right_knee"), "knee_sides_not_swapped"),
-    (swap("right_knee", "right_ankle"), "right_knee_above_ankle"),
-    (swap("left_hip", "left_knee"), "left_hip_above_knee"),
-    (move_onto("right_lateral_foot", "right_medial_foot"), "right_foot_markers_distinct"),
-    (move_onto("left_knee", "left_hip", dy_px=2.0), "left_thigh_length_ratio"),  # a mis-click near the hip
+    (swap("left_knee", "right_knee"), "frontal-plane check failed: knee sides not swapped"),
+    (swap("right_knee", "right_ankle"), "frontal-plane check failed: right knee above ankle"),
+    (swap("left_hip", "left_knee"), "frontal-plane check failed: left hip above knee"),
+    (move_onto("right_lateral_foot", "right_medial_foot"), "frontal-plane check failed: right foot markers distinct"),
+    (move_onto("left_knee", "left_hip", dy_px=2.0), "left thigh length unlike"),  # a mis-click near the hip
 ])
 def test_frontal_plane_defects_name_the_expectation_and_the_frame(labeled_run, tmp_path, plant, expectation):
     message, frame = _frontal_defect(labeled_run, tmp_path, plant)
@@ -120,7 +125,8 @@ def test_a_missing_image_fails_and_excluding_offending_frames_keeps_the_rest(lab
     table = pd.read_csv(layout.labels_file)
     victim = table.iloc[0]
     (layout.project_dir / "labeled-data" / victim["video"] / victim["image"]).unlink()
-    with pytest.raises(LabelValidationError, match=f"image_file_matches(.|\n)*image={victim['image']}"):
+    with pytest.raises(LabelValidationError, match=f"labeled image missing(.|\n)*{victim['video']}/"
+                                                   f"CollectedData_simulated.h5, {victim['image']}: found no readable"):
         stages.validate_label_table(labeled_run)
 
     run = stages.prepare_run(layout.data_root, {**SMALL, "invalid_labels": "exclude_frames"}, "manual__exclude")
@@ -130,8 +136,12 @@ def test_a_missing_image_fails_and_excluding_offending_frames_keeps_the_rest(lab
     (new_layout.project_dir / "labeled-data" / victim["video"] / victim["image"]).unlink()
     result = stages.validate_label_table(run)
     assert result["excluded_frames"] == 1 and result["labeled_frames"] == 17
-    remaining = pd.read_csv(new_layout.labels_file)
+    remaining = pd.read_csv(new_layout.validated_labels_file)
     assert victim["image"] not in set(remaining.loc[remaining["video"] == victim["video"], "image"])
+    # the stage never rewrites its input: a retry excludes the same frame from the same table
+    assert victim["image"] in set(pd.read_csv(new_layout.labels_file)["image"])
+    again = stages.validate_label_table(run)
+    assert again == result and pd.read_csv(new_layout.validated_labels_file).equals(remaining)
 
 
 def test_human_labels_are_awaited_per_video_and_taken_from_the_project(tiny_cohort, tmp_path):

@@ -45,7 +45,7 @@ class PosesweepError(Exception):
                              ("Allowed", self.allowed)):
             if value:
                 lines.append(f"  {label}: {value}")
-        lines += [f"  - {line}" for line in self.details]
+        lines += [f"      {line.strip()}" if line[:1].isspace() else f"  - {line}" for line in self.details]
         if self.fix:
             lines.append(f"  What to do: {self.fix}")
         lines.append("  A retry cannot help: change the input, then trigger a new run." if not self.retryable

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import InputError
 from .layout import atomic_path
 
 log = logging.getLogger(__name__)
@@ -45,16 +46,55 @@ def write_collected_data(frame: pd.DataFrame, labeled_data_dir: Path, video_stem
     return target
 
 
+class LabelFileError(InputError):
+    """A lab's CollectedData file is missing or unreadable (and so is DeepLabCut's copy beside it)."""
+
+    title = "the labels cannot be read"
+
+
 def read_collected_data(path: Path) -> pd.DataFrame:
-    """Read a CollectedData file (.h5, or .csv when no .h5 exists) with a 3-level row index."""
-    path = Path(path)
-    if path.suffix == ".h5" and path.exists():
-        frame = pd.read_hdf(path)
-    else:
-        csv = path.with_suffix(".csv")
-        if not csv.exists():
-            raise FileNotFoundError(f"no labels at {path} or {csv}")
-        frame = pd.read_csv(csv, header=[0, 1, 2], index_col=[0, 1, 2])
+    """Read a CollectedData file with a 3-level row index: the .h5, else DeepLabCut's .csv copy beside it.
+
+    DeepLabCut writes both. A truncated or corrupt .h5 is read from an intact .csv with a warning; when both are
+    unreadable the error names both files and why.
+    """
+    h5, csv = Path(path).with_suffix(".h5"), Path(path).with_suffix(".csv")
+    problems = []
+    for source, read in ((h5, _read_h5), (csv, _read_csv)):
+        if not source.exists():
+            continue
+        try:
+            frame = read(source)
+        except Exception as error:  # a lab's file: any failure to parse it is reported with the file's name
+            problems.append(f"{source}: {type(error).__name__}: {str(error).strip().splitlines()[0][:200]}")
+            continue
+        if problems:
+            log.warning("%s cannot be read (%s); using DeepLabCut's copy %s instead", h5, problems[0], source)
+        return _with_three_level_index(frame)
+    if not problems:
+        raise LabelFileError(f"no labels for {h5.parent.name}", file=h5, found="neither the .h5 nor the .csv exists",
+                             allowed=f"{h5.name} or {csv.name} (DeepLabCut writes both)",
+                             fix="label the frames in DeepLabCut and save, or copy the lab's label files there")
+    raise LabelFileError(f"neither copy of the labels of {h5.parent.name} can be read", file=f"{h5} and {csv}",
+                         details=problems, allowed="a CollectedData file as DeepLabCut writes it",
+                         fix="save the labels again from DeepLabCut's labeling GUI (it writes both files), or "
+                             "restore them from a backup")
+
+
+def _read_h5(path: Path) -> pd.DataFrame:
+    return pd.read_hdf(path)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, header=[0, 1, 2], index_col=[0, 1, 2])
+    if frame.empty or not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
+        frame = pd.read_csv(path, header=[0, 1, 2], index_col=0)  # older projects: one "labeled-data/..." column
+    if not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
+        raise ValueError("label columns are not numeric: not a DeepLabCut CollectedData table")
+    return frame
+
+
+def _with_three_level_index(frame: pd.DataFrame) -> pd.DataFrame:
     if not isinstance(frame.index, pd.MultiIndex):  # older projects: "labeled-data/<stem>/<img>"
         parts = [tuple(str(p).replace("\\", "/").split("/")) for p in frame.index]
         frame.index = pd.MultiIndex.from_tuples(parts)

@@ -6,7 +6,8 @@
     study_config.json           the validated parameters
     project/                    the DeepLabCut project (config.yaml, labeled-data/, dlc-models/...)
     frames/<video stem>.json    frame indices picked per video; frames/summary.json
-    labels/labels.csv           tidy label table (one row per frame x landmark)
+    labels/labels.csv           tidy label table (one row per frame x landmark); labels_validated.csv: what
+                                passed validation (less excluded frames); sources.json: the lab's label files
     validation/                 Great Expectations results and Data Docs
     splits/frame_sets.json      nested frame sets with their train/test split
     weights/                    the initial weights used
@@ -104,6 +105,16 @@ class RunLayout:
     @property
     def labels_file(self) -> Path:
         return self.run_dir / "labels" / "labels.csv"
+
+    @property
+    def label_sources_file(self) -> Path:
+        """Which of the lab's CollectedData files each video's labels came from (named in error messages)."""
+        return self.run_dir / "labels" / "sources.json"
+
+    @property
+    def validated_labels_file(self) -> Path:
+        """The label table that passed validation (labels.csv less any excluded frames): what training reads."""
+        return self.run_dir / "labels" / "labels_validated.csv"
 
     @property
     def validation_dir(self) -> Path:

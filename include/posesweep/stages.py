@@ -142,19 +142,24 @@ def label_frames(run: dict) -> dict:
     cohort = load_cohort(layout.cohort_dir)
     labeled_data = layout.project_dir / "labeled-data"
     videos = _usable_videos(layout, cohort)
+    sources = {}
     for video in videos:
         record = read_json(layout.frame_record(video.stem))
         if cohort.synthetic:
             wide = simulate_labels(truth_file(video), record["frame_indices"], record["height_px"], study.seed)
             frame = to_dlc_frame(wide, video.stem, record["image_names"], list(cohort.bodyparts), cohort.scorer)
-            write_collected_data(frame, labeled_data, video.stem, cohort.scorer)
+            sources[video.stem] = str(write_collected_data(frame, labeled_data, video.stem, cohort.scorer))
             continue
         source = _human_labels(layout, cohort, video.stem)
         if source is None:
-            raise CohortError(f"video {video.name}: no labels; label the frames in {labeled_data / video.stem} "
-                              f"with DeepLabCut (scorer {cohort.scorer}) and save them")
+            raise CohortError(f"no labels for video {video.name}", file=labeled_data / video.stem /
+                              f"CollectedData_{cohort.scorer}.h5", found="no label file",
+                              fix=f"label the frames in {labeled_data / video.stem} with DeepLabCut (scorer "
+                                  f"{cohort.scorer}) and save them")
+        sources[video.stem] = str(source)
         if source.parent != labeled_data / video.stem:  # labels kept with the cohort: copy into the project
             write_collected_data(read_collected_data(source), labeled_data, video.stem, cohort.scorer)
+    write_json_atomic(layout.label_sources_file, sources)
     table = build_label_table(labeled_data, [v.stem for v in videos], cohort.scorer)
     write_label_table(table, layout.labels_file)
     frames = table[["video", "image"]].drop_duplicates()
@@ -170,9 +175,9 @@ def validate_label_table(run: dict) -> dict:
 
     layout, study = layout_of(run), study_of(run)
     cohort = load_cohort(layout.cohort_dir)
-    table = read_label_table(layout.labels_file)
+    table = read_label_table(layout.labels_file)  # never rewritten here: a retry validates the same input
     check = dict(bodyparts=list(cohort.bodyparts), max_missing_fraction=study.max_missing_label_fraction,
-                 result_dir=layout.validation_dir, source=str(layout.labels_file),
+                 result_dir=layout.validation_dir, label_files=read_json(layout.label_sources_file),
                  images_root=layout.project_dir / "labeled-data",
                  frontal=set(cohort.bodyparts) == set(FRONTAL_BODYPARTS))
     excluded: list[tuple[str, str]] = []
@@ -185,17 +190,17 @@ def validate_label_table(run: dict) -> dict:
         keep = ~table.set_index(["video", "image"]).index.isin(excluded)
         log.warning("excluding %d frames named by failing expectations: %s", len(excluded),
                     ", ".join(f"{v}/{i}" for v, i in excluded))
-        write_label_table(table, layout.labels_file.with_name("labels_before_exclusion.csv"))
-        write_label_table(table[keep].reset_index(drop=True), layout.labels_file)
-        summary = validate_labels(table[keep].reset_index(drop=True), **check)  # what is left must pass
+        table = table[keep].reset_index(drop=True)
+        summary = validate_labels(table, **check)  # what is left must pass
     write_json_atomic(layout.validation_dir / "excluded_frames.json", [list(f) for f in excluded])
+    write_label_table(table, layout.validated_labels_file)
     return {"labeled_frames": summary["labeled_frames"], "success": summary["success"],
             "excluded_frames": len(excluded)}
 
 
 def make_frame_sets(run: dict) -> list[dict]:
     layout, study = layout_of(run), study_of(run)
-    table = read_label_table(layout.labels_file)
+    table = read_label_table(layout.validated_labels_file)
     frame_sets = build_frame_sets(labeled_frames(table), list(study.frame_set_sizes), study.train_fraction,
                                   study.seed, study.split_mode)
     write_json_atomic(layout.splits_file, {"frame_sets": [fs.to_json_dict() for fs in frame_sets]})
@@ -238,7 +243,8 @@ def train(run: dict, frame_set_size: int) -> dict:
 
     layout, study = layout_of(run), study_of(run)
     frame_set = frame_set_of(layout, frame_set_size)
-    with ScoringWhileTraining(layout, frame_set, read_label_table(layout.labels_file), study.snapshot_iterations):
+    labels = read_label_table(layout.validated_labels_file)
+    with ScoringWhileTraining(layout, frame_set, labels, study.snapshot_iterations):
         return train_frame_set(layout, frame_set, study)
 
 
@@ -248,7 +254,8 @@ def evaluate(run: dict, frame_set_size: int | None = None) -> list[str]:
 
     layout = layout_of(run)
     frame_sets = load_frame_sets(layout) if frame_set_size is None else [frame_set_of(layout, frame_set_size)]
-    return [str(path) for path in evaluate_frame_sets(layout, frame_sets, read_label_table(layout.labels_file))]
+    labels = read_label_table(layout.validated_labels_file)
+    return [str(path) for path in evaluate_frame_sets(layout, frame_sets, labels)]
 
 
 def analyse_and_report(run: dict) -> str:
@@ -266,7 +273,7 @@ def analyse_and_report(run: dict) -> str:
             a = result["anova"]
             log.info("%s error: F(%.0f, %.0f) = %.2f, p = %.3g; plateau at %s iterations", split, a["df_num"],
                      a["df_den"], a["F"], a["p_value"], result["plateau_iteration"])
-    table = read_label_table(layout.labels_file)
+    table = read_label_table(layout.validated_labels_file)
     context = {
         "study_config": study.to_json_dict(),
         "initial_weights": read_json(layout.run_dir / "weights" / "initial_weights.json"),

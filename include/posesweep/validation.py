@@ -183,24 +183,82 @@ def _failures(result: Any) -> list[dict[str, Any]]:
             "unexpected_count": details.get("unexpected_count"),
             "unexpected_percent": details.get("unexpected_percent"),
             "observed_value": details.get("observed_value"),
+            "missing_values": details.get("partial_missing_list") or [],
+            "unexpected_values": details.get("partial_unexpected_list") or [],
             "offending": offending[:200],
         })
     return out
 
 
-def describe_failures(summary: dict[str, Any], source: str) -> str:
-    lines = [f"label validation failed for {source}: {len(summary['failures'])} expectation(s) not met"]
+def _number(value: Any) -> str:
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _rule(failure: dict[str, Any], max_missing_fraction: float) -> tuple[str, Any, Any]:
+    """(what the expectation means, found(row) -> str, allowed(row) -> str) in a lab's words."""
+    kind, kwargs = failure["expectation"], failure["kwargs"]
+    column = kwargs.get("column") or kwargs.get("column_B") or ""
+    axis = "x" if column == "x_px" else "y"
+    if kind == "expect_column_pair_values_a_to_be_greater_than_b":
+        extent = "width" if axis == "x" else "height"
+        return (f"label outside the image ({axis})", lambda r: f"{axis} = {_number(r.get(column))} px",
+                lambda r: f"{axis} < {_number(r.get(kwargs['column_A']))} px (the image {extent})")
+    if kind == "expect_column_values_to_be_between" and column in ("x_px", "y_px"):
+        return f"negative label coordinate ({axis})", lambda r: f"{axis} = {_number(r.get(column))} px", \
+            lambda r: f"{axis} >= 0 px"
+    if kind == "expect_column_values_to_be_between":  # a segment length against the participant's median
+        segment = column.replace("_length_ratio", "").replace("_", " ")
+        return (f"{segment} length unlike the participant's other frames",
+                lambda r: f"{_number(r.get(column))} x the participant's median {segment} length",
+                lambda r: f"{kwargs['min_value']:g} to {kwargs['max_value']:g} x the median")
+    if kind == "expect_column_values_to_not_be_null":
+        share = (failure.get("unexpected_percent") or 0) / 100
+        return (f"landmark {column} missing in {share:.0%} of the labeled frames, at most "
+                f"{max_missing_fraction:.0%} allowed (max_missing_label_fraction)",
+                lambda r: f"no {column} label", lambda r: f"a {column} label")
+    if kind == "expect_column_values_to_be_in_set" and column == "image_file_matches":
+        return ("labeled image missing, unreadable or not the size it was labeled at",
+                lambda r: "no readable image of the recorded size", lambda r: "the image the labels were made on")
+    if kind == "expect_column_values_to_be_in_set":
+        return (f"frontal-plane check failed: {column.replace('_', ' ')}", lambda r: "false", lambda r: "true")
+    if kind == "expect_column_distinct_values_to_equal_set":
+        unexpected, missing = failure.get("unexpected_values") or [], failure.get("missing_values") or []
+        return ("landmark names differ from the cohort's bodyparts (config.yaml or cohort.json)",
+                lambda r: "landmarks " + ", ".join(map(str, unexpected)) + " not among the bodyparts" if unexpected
+                else "no labels for " + ", ".join(map(str, missing)),
+                lambda r: ", ".join(map(str, kwargs.get("value_set") or [])))
+    if kind == "expect_compound_columns_to_be_unique":
+        return "the same frame and landmark labeled twice", lambda r: "two rows", lambda r: "one row"
+    return kind, lambda r: str(failure.get("observed_value")), lambda r: str(kwargs)
+
+
+def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_missing_fraction: float,
+                  result_dir: Path) -> "LabelValidationError":
+    """One paragraph for every failing expectation: the lab's file, frame and landmark, value found and allowed."""
+    details, files = [], []
     for failure in summary["failures"]:
-        column = failure["kwargs"].get("column") or failure["kwargs"].get("column_B") or ""
-        what = f"{failure['expectation']}({column})" if column else failure["expectation"]
-        count = failure.get("unexpected_count")
-        head = f"- {what}: {count} offending row(s)" if count is not None else f"- {what}"
-        if failure.get("observed_value") is not None:
-            head += f", observed {failure['observed_value']}"
-        lines.append(head)
-        for row in failure["offending"][:10]:
-            lines.append("    " + ", ".join(f"{k}={v}" for k, v in row.items() if k in ROW_ID_COLUMNS))
-    return "\n".join(lines)
+        what, found, allowed = _rule(failure, max_missing_fraction)
+        rows = failure["offending"] or [{}]
+        count = failure.get("unexpected_count") or len(failure["offending"])
+        details.append(f"{what}" + (f" ({count} rows)" if count and count > 1 else "") + ":")
+        for row in rows[:10]:
+            file = label_files.get(row.get("video"), row.get("video"))
+            if file and file not in files:
+                files.append(file)
+            where = ", ".join(str(row[k]) for k in ("image", "landmark") if k in row)
+            place = f"{file}, {where}: " if file and where else (f"{where}: " if where else "")
+            details.append(f"  {place}found {found(row)}, allowed {allowed(row)}")
+        if len(rows) > 10:
+            details.append(f"  ... and {len(rows) - 10} more (all of them in {result_dir / 'validation_result.json'})")
+    return LabelValidationError(
+        f"{len(summary['failures'])} expectation(s) not met", details=details,
+        file=", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "") if files else None,
+        fix="correct these labels in DeepLabCut's labeling GUI and save (it rewrites the files named), put back "
+            "any missing image, or trigger the run with invalid_labels=exclude_frames to leave the named frames "
+            f"out. Every check, with its results: {summary['data_docs']}")
 
 
 def offending_frames(summary: dict[str, Any]) -> list[tuple[str, str]]:
@@ -210,14 +268,15 @@ def offending_frames(summary: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def validate_labels(table: pd.DataFrame, bodyparts: list[str], max_missing_fraction: float,
-                    result_dir: Path, source: str, images_root: Path | None = None,
+                    result_dir: Path, label_files: dict[str, str] | None = None, images_root: Path | None = None,
                     frontal: bool = False) -> dict[str, Any]:
-    """Run the suites, write results and Data Docs, raise with the full list of problems if any fails."""
+    """Run the suites, write results and Data Docs, raise with the full list of problems if any fails.
+
+    ``label_files`` maps each video to the lab's own CollectedData file, which the error names.
+    """
     summary = run_label_suite(table, bodyparts, max_missing_fraction, result_dir, images_root, frontal)
     if not summary["success"]:
-        raise LabelValidationError(describe_failures(summary, source) +
-                                   f"\nfull result: {Path(result_dir) / 'validation_result.json'}"
-                                   f"\nData Docs: {summary['data_docs']}")
+        raise failure_error(summary, label_files or {}, max_missing_fraction, Path(result_dir))
     log.info("labels valid: %d frames, %d label rows, all expectations met", summary["labeled_frames"],
              summary["label_rows"])
     return summary
