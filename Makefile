@@ -15,7 +15,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-fast clean screenshot-report screenshots airflow
+.PHONY: install demo test test-fast clean screenshot-report screenshots airflow stress-airflow
 
 install: $(INSTALLED)
 
@@ -39,6 +39,11 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -v -m "not slow" tests
+
+# The real-Airflow tests RUNS times in a row while one busy process per core keeps the machine loaded.
+RUNS ?= 10
+stress-airflow: install
+	$(BIN)/python tests/support/repeat_under_load.py --runs $(RUNS) tests/test_airflow_standalone.py
 
 clean:
 	rm -rf $(VENV) .airflow .pytest_cache

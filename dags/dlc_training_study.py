@@ -56,12 +56,12 @@ def explained(body):
     return call
 
 
-def remember_failure(context) -> None:
+def remember_failure(context, retried: bool = False) -> None:
     ti, error = context["ti"], context.get("exception")
     where = ti.task_id + (f" [{ti.map_index}]" if ti.map_index >= 0 else "")
     text = str(error) if isinstance(error, (PosesweepError, AirflowFailException)) else \
         f"{type(error).__name__}: {error}"
-    FAILURES.append(f"task {where} failed (try {ti.try_number}):\n{text}")
+    FAILURES.append(f"task {where} failed (try {ti.try_number}){', retried' if retried else ''}:\n{text}")
     print(f"\n{FAILURES[-1]}\n", flush=True)  # the failed task's log ends with what to fix
 
 
@@ -112,7 +112,8 @@ def network_stage(task_id: str, command: str, doc: str):
     max_active_runs=1,
     params={name: Param(**spec) for name, spec in param_specs().items()},
     # failures a retry can fix (a killed worker or child, an evicted pod) are retried; input errors fail at once
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30), "on_failure_callback": remember_failure},
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=30), "on_failure_callback": remember_failure,
+                  "on_retry_callback": functools.partial(remember_failure, retried=True)},
     tags=["posesweep", "deeplabcut"],
     doc_md=__doc__,
 )

@@ -41,12 +41,29 @@ def test_study_triggered_through_the_api_succeeds_and_its_report_is_served(airfl
     status, summary = airflow.request(report.replace("index.html", "summary.json"))
     assert status == 200 and json.loads(summary)["anova"]["test"]["n_levels"] == 4
     assert airflow.request(report.replace("report/index.html", "validation/data_docs/index.html"))[0] == 200
+    assert error_lines(airflow, run_id) == []  # a successful run's task logs hold progress, not errors
     status, listing = airflow.request("/posesweep/")
     assert status == 200 and safe_name(run_id).encode() in listing
     # only authenticated users, and nothing outside a run's report and validation folders
     assert airflow.request(report, authenticated=False)[0] == 401
     for outside in ("study_config.json", "report/../study_config.json", "%2e%2e/%2e%2e/%2e%2e/etc/passwd"):
         assert airflow.request(report.replace("report/index.html", outside))[0] == 404
+
+
+def error_lines(airflow, run_id: str) -> list[str]:
+    """Lines at ERROR level or above in the task logs of one run (Airflow writes them as JSON lines)."""
+    logs = [path for path in airflow.task_logs() if f"run_id={run_id}" in str(path)]
+    assert len(logs) >= 10, logs  # every task of the run wrote its log
+    found = []
+    for path in logs:
+        for line in path.read_text().splitlines():
+            try:
+                level = str(json.loads(line).get("level", "")).lower()
+            except ValueError:
+                level = "error" if " ERROR " in line or "[error" in line else ""
+            if level in ("error", "critical", "fatal"):
+                found.append(f"{path.name}: {line[:300]}")
+    return found
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import pytest
 import conftest
 from posesweep import stages
 from posesweep.cohort import CohortError
-from posesweep.labels import TIDY_COLUMNS, read_collected_data, tidy_from_collected
+from posesweep.labels import TIDY_COLUMNS, LabelFileError, read_collected_data, tidy_from_collected
 from posesweep.validation import LabelValidationError, validate_labels
 
 SMALL = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6, 12], "train_fraction": 0.8,
@@ -63,7 +63,7 @@ def test_a_label_outside_the_image_and_a_half_labeled_landmark_fail_with_the_fra
     message = failure.value.explain()
     image = table.loc[out_of_frame, "image"]
     # the lab's own file, the frame and landmark, the value found and the value allowed, and what to do
-    assert f"{lab_file}, {image}, left_knee: found x = 400 px, allowed x < 160 px (the image width)" in message
+    assert f"{image}, left_knee: found x = 400 px, allowed x < 160 px (the image width)" in message
     assert f"File: {lab_file}" in message
     assert "landmark right_knee missing in 50% of the labeled frames, at most 10% allowed" in message
     assert "What to do: correct these labels in DeepLabCut's labeling GUI" in message
@@ -92,7 +92,7 @@ def _frontal_defect(labeled_run, tmp_path, plant):
     plant(table, lambda landmark: in_frame & (table["landmark"] == landmark))
     with pytest.raises(LabelValidationError) as failure:
         validate_labels(table, landmarks, 0.1, tmp_path / "bad", images_root=images, frontal=True)
-    return str(failure.value), f"{frame['video']}, {frame['image']}"
+    return str(failure.value), f"File: {frame['video']}"
 
 
 def swap(a, b):
@@ -125,8 +125,8 @@ def test_a_missing_image_fails_and_excluding_offending_frames_keeps_the_rest(lab
     table = pd.read_csv(layout.labels_file)
     victim = table.iloc[0]
     (layout.project_dir / "labeled-data" / victim["video"] / victim["image"]).unlink()
-    with pytest.raises(LabelValidationError, match=f"labeled image missing(.|\n)*{victim['video']}/"
-                                                   f"CollectedData_simulated.h5, {victim['image']}: found no readable"):
+    with pytest.raises(LabelValidationError, match=f"File: .*{victim['video']}/CollectedData_simulated.h5(.|\n)*"
+                                                   f"labeled image missing(.|\n)*{victim['image']}: found no readable"):
         stages.validate_label_table(labeled_run)
 
     run = stages.prepare_run(layout.data_root, {**SMALL, "invalid_labels": "exclude_frames"}, "manual__exclude")
@@ -179,3 +179,17 @@ def test_human_labels_are_awaited_per_video_and_taken_from_the_project(tiny_coho
     assert stages.unlabeled_frames(run) == {}
     assert stages.label_frames(run) == {"labeled_frames": 18, "videos": 3}
     assert stages.validate_label_table(run)["success"]
+
+
+def test_a_corrupt_h5_is_read_from_the_csv_deeplabcut_writes_beside_it(labeled_run, caplog):
+    layout = stages.layout_of(labeled_run)
+    h5 = layout.project_dir / "labeled-data" / "P001" / "CollectedData_simulated.h5"
+    intact = read_collected_data(h5)
+    h5.write_bytes(h5.read_bytes()[: h5.stat().st_size // 3])
+    recovered = read_collected_data(h5)
+    pd.testing.assert_frame_equal(recovered, intact, check_names=False)
+    assert f"{h5} cannot be read" in caplog.text and "CollectedData_simulated.csv instead" in caplog.text
+    h5.with_suffix(".csv").write_text("scorer,simulated\n")
+    with pytest.raises(LabelFileError) as failure:
+        read_collected_data(h5)
+    assert f"File: {h5} and {h5.with_suffix('.csv')}" in str(failure.value) and not failure.value.retryable

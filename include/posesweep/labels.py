@@ -86,9 +86,9 @@ def _read_h5(path: Path) -> pd.DataFrame:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, header=[0, 1, 2], index_col=[0, 1, 2])
-    if frame.empty or not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
-        frame = pd.read_csv(path, header=[0, 1, 2], index_col=0)  # older projects: one "labeled-data/..." column
+    frame = pd.read_csv(path, header=[0, 1, 2], index_col=0)
+    if not frame.index.astype(str).str.contains("/").all():  # DeepLabCut 2.2+: three index columns
+        frame = pd.read_csv(path, header=[0, 1, 2], index_col=[0, 1, 2])
     if not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
         raise ValueError("label columns are not numeric: not a DeepLabCut CollectedData table")
     return frame

@@ -73,9 +73,9 @@ def extract_video_frames(run: dict, video: str) -> dict:
                                     study.frames_per_video, study.seed)
             link_frames(record, cache / "labeled-data", layout.project_dir / "labeled-data",
                         layout.frame_record(Path(video).stem))
-    except VideoError as error:
-        log.error("%s", error)
-        return {"video_stem": Path(video).stem, "frames": 0, "error": str(error)}
+    except VideoError as error:  # reported with all other bad videos by check_extraction
+        log.warning("%s", error.what)
+        return {"video_stem": Path(video).stem, "frames": 0, "error": error.what}
     return {"video_stem": record["video_stem"], "frames": len(record["frame_indices"])}
 
 
@@ -91,8 +91,10 @@ def check_extraction(run: dict, results: list[dict]) -> dict:
         log.info("%s: %d frames", stem, frames)
     log.info("frames extracted: %d from %d videos", summary["total_frames"], len(good))
     if bad and (study.bad_video_policy == "fail" or not good):
-        raise VideoError(f"{len(bad)} of {len(results)} videos cannot be used (bad_video_policy="
-                         f"{study.bad_video_policy}):\n" + "\n".join(f"- {e}" for e in bad.values()))
+        raise VideoError(f"{len(bad)} of {len(results)} videos cannot be used", details=list(bad.values()),
+                         found=f"bad_video_policy={study.bad_video_policy}" + (", no usable video" if not good else ""),
+                         fix="re-export or replace the videos named (a constant frame rate, every frame decodable), "
+                             "or trigger the run with bad_video_policy=exclude to leave them out")
     if bad:
         log.warning("excluded %d bad videos: %s", len(bad), ", ".join(sorted(bad)))
     cohort = load_cohort(layout.cohort_dir)

@@ -236,26 +236,26 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float) -> tuple[str, An
 
 
 def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_missing_fraction: float,
-                  result_dir: Path) -> "LabelValidationError":
+                  result_dir: Path, rows_shown: int = 5) -> "LabelValidationError":
     """One paragraph for every failing expectation: the lab's file, frame and landmark, value found and allowed."""
-    details, files = [], []
-    for failure in summary["failures"]:
+    failures = summary["failures"]
+    files = list(dict.fromkeys(label_files.get(row.get("video"), row.get("video")) for failure in failures
+                               for row in failure["offending"][:rows_shown] if row.get("video")))
+    details = []
+    for failure in failures:
         what, found, allowed = _rule(failure, max_missing_fraction)
         rows = failure["offending"] or [{}]
         count = failure.get("unexpected_count") or len(failure["offending"])
         details.append(f"{what}" + (f" ({count} rows)" if count and count > 1 else "") + ":")
-        for row in rows[:10]:
-            file = label_files.get(row.get("video"), row.get("video"))
-            if file and file not in files:
-                files.append(file)
-            where = ", ".join(str(row[k]) for k in ("image", "landmark") if k in row)
-            place = f"{file}, {where}: " if file and where else (f"{where}: " if where else "")
-            details.append(f"  {place}found {found(row)}, allowed {allowed(row)}")
-        if len(rows) > 10:
-            details.append(f"  ... and {len(rows) - 10} more (all of them in {result_dir / 'validation_result.json'})")
+        for row in rows[:rows_shown]:
+            where = [label_files.get(row["video"], row["video"])] if len(files) > 1 and "video" in row else []
+            where += [str(row[k]) for k in ("image", "landmark") if k in row]
+            details.append(f"  {', '.join(where) + ': ' if where else ''}found {found(row)}, allowed {allowed(row)}")
+        if len(rows) > rows_shown:
+            details.append(f"  ... and {len(rows) - rows_shown} more (all in {result_dir / 'validation_result.json'})")
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     return LabelValidationError(
-        f"{len(summary['failures'])} expectation(s) not met", details=details,
-        file=", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "") if files else None,
+        f"{len(failures)} expectation(s) not met", details=details, file=shown or None,
         fix="correct these labels in DeepLabCut's labeling GUI and save (it rewrites the files named), put back "
             "any missing image, or trigger the run with invalid_labels=exclude_frames to leave the named frames "
             f"out. Every check, with its results: {summary['data_docs']}")
