@@ -1,0 +1,35 @@
+"""The report's content is pinned: tables and summary.json from a fixed input equal those the report wrote before
+it was split into table functions, figures and a template (tests/data/report_golden.json, written by that code)."""
+
+import json
+import math
+
+from report_input import context, error_table, html_tables
+
+from conftest import REPO
+from posesweep.layout import RunLayout
+from posesweep.report import write_report
+from posesweep.stats import analyse
+
+GOLDEN = json.loads((REPO / "tests" / "data" / "report_golden.json").read_text())
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_report_tables_and_summary_are_unchanged(tmp_path):
+    layout = RunLayout.create(tmp_path, "tiny", "golden")
+    errors = error_table()
+    page = write_report(layout, analyse(errors), errors, context()).read_text()
+    assert html_tables(page) == GOLDEN["html_tables"]
+    summary = json.loads(json.dumps(json.loads(layout.summary_file.read_text()), sort_keys=True, default=str))
+    summary["run"] = GOLDEN["summary"]["run"]
+    for key in GOLDEN["summary"]:
+        assert _same(summary[key], GOLDEN["summary"][key]), key
