@@ -42,7 +42,6 @@ from pathlib import Path
 import pandas as pd
 
 from posesweep import stages
-from posesweep.cli import stage_args
 from posesweep.runner import run_posesweep
 from posesweep.synthetic import SynthOptions, generate_cohort
 
@@ -76,24 +75,24 @@ def main() -> None:
             "train_fraction": 0.8, "max_iterations": interval * args.snapshots, "snapshot_interval": interval,
             "allow_random_init": True}
     run = stages.prepare_run(data_root, conf, "bench")
-    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run["videos"]])
+    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run.videos])
     stages.label_frames(run)
     stages.make_frame_sets(run)
     print(f"training two networks ({sizes} frames, {args.snapshots} snapshots each) in {data_root} ...",
           flush=True)
-    run_posesweep(stage_args("prepare-training", run))
+    run_posesweep(run.command("prepare-training"))
     for size in sizes:
-        run_posesweep(stage_args("train", run, size))
-    layout = stages.layout_of(run)
+        run_posesweep(run.command("train", size))
+    layout = run.layout
     shutil.rmtree(layout.evaluation_dir)  # scored while training; the benchmark scores from scratch
 
     per_network_s, per_network_mb = 0.0, 0.0
     for size in sizes:
-        seconds, peak_mb = timed_child(["-m", "posesweep.cli", *stage_args("evaluate", run, size)])
+        seconds, peak_mb = timed_child(["-m", "posesweep.cli", *run.command("evaluate", size)])
         per_network_s, per_network_mb = per_network_s + seconds, max(per_network_mb, peak_mb)
     per_network = {size: pd.read_csv(layout.evaluation_file(size)) for size in sizes}
     shutil.rmtree(layout.evaluation_dir)
-    one_s, one_mb = timed_child(["-m", "posesweep.cli", *stage_args("evaluate", run)])
+    one_s, one_mb = timed_child(["-m", "posesweep.cli", *run.command("evaluate")])
     for size in sizes:  # the same scores either way
         same = pd.read_csv(layout.evaluation_file(size))
         assert (same["error_px"] - per_network[size]["error_px"]).abs().max() < 1e-6, size

@@ -12,25 +12,21 @@ To add a cohort: copy `<name>/videos/*.mp4` (and, for human labels,
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from airflow.sdk import Asset, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from posesweep.intake import COHORTS_ASSET_NAME, COHORTS_ASSET_URI
-from posesweep.layout import data_root_from_env
+from posesweep.settings import Settings
 
-DATA_ROOT = data_root_from_env(Path(__file__).resolve().parents[1] / "data")
+SETTINGS = Settings.from_env()
 COHORTS = Asset(name=COHORTS_ASSET_NAME, uri=COHORTS_ASSET_URI)
-INTAKE_INTERVAL_S = int(os.environ.get("POSESWEEP_INTAKE_INTERVAL_S", 300))
-QUIET_S = float(os.environ.get("POSESWEEP_INTAKE_QUIET_S", 60))
 
 
 @dag(
     dag_id="cohort_intake",
-    schedule=timedelta(seconds=INTAKE_INTERVAL_S),
+    schedule=timedelta(seconds=SETTINGS.intake_interval_s),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -43,7 +39,7 @@ def cohort_intake():
         """One new or changed cohort per run becomes one asset event (so each starts its own study)."""
         from posesweep.intake import register_next_cohort
 
-        found = register_next_cohort(DATA_ROOT, QUIET_S)
+        found = register_next_cohort(SETTINGS.data_root, SETTINGS.intake_quiet_s)
         if found is None:
             raise AirflowSkipException("no new or changed cohort")
         outlet_events[COHORTS].extra = found

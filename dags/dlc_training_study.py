@@ -28,15 +28,14 @@ from types import SimpleNamespace
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from posesweep.cli import stage_args
 from posesweep.config import param_specs
 from posesweep.errors import PosesweepError
 from posesweep.intake import COHORTS_ASSET_NAME, COHORTS_ASSET_URI, cohorts_waiting
-from posesweep.kubernetes import training_backend
-from posesweep.layout import data_root_from_env
+from posesweep.run import Run, stage_args
+from posesweep.settings import Settings
 
-DATA_ROOT = data_root_from_env(Path(__file__).resolve().parents[1] / "data")
-BACKEND = training_backend()
+SETTINGS = Settings.from_env()
+DATA_ROOT = SETTINGS.data_root
 COHORTS = Asset(name=COHORTS_ASSET_NAME, uri=COHORTS_ASSET_URI)  # announced by cohort_intake
 FAILURES: list[str] = []  # this process's failed tasks, explained; `python dags/dlc_training_study.py` prints them
 
@@ -70,10 +69,10 @@ def network_stage(task_id: str, command: str, doc: str):
 
     Either way the DAG reads ``stage.partial(run=run).expand(frame_set_size=sizes)``.
     """
-    if BACKEND == "kubernetes":
+    if SETTINGS.training_backend == "kubernetes":
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-        from posesweep.kubernetes import PodSettings, pod_operator_kwargs
+        from posesweep.kubernetes import pod_operator_kwargs
 
         class FrameSetPod(KubernetesPodOperator):
             """The pod's arguments are built from the run and the frame-set size, as for a local child."""
@@ -88,7 +87,7 @@ def network_stage(task_id: str, command: str, doc: str):
                 self.arguments = stage_args(command, self.run, self.frame_set_size)
                 return super().execute(context)
 
-        pod = pod_operator_kwargs(PodSettings.from_env(str(DATA_ROOT)))
+        pod = pod_operator_kwargs(SETTINGS.pod, str(DATA_ROOT))
         return SimpleNamespace(partial=functools.partial(
             FrameSetPod.partial, task_id=task_id, name=f"posesweep-{command}", doc=doc,
             map_index_template="frame set {{ task.frame_set_size }}", **pod))
@@ -129,7 +128,7 @@ def dlc_training_study():
         waiting = cohorts_waiting([event.extra for event in context["triggering_asset_events"].get(COHORTS, [])])
         if waiting:  # started by a cohort announcement: the first cohort in line
             params["cohort"] = waiting[0]["cohort"]
-        return stages.prepare_run(DATA_ROOT, params, context["run_id"])
+        return stages.prepare_run(DATA_ROOT, params, context["run_id"]).handle
 
     @task(outlets=[COHORTS])
     def pass_on_waiting_cohorts(*, outlet_events=None) -> list[dict]:
@@ -147,7 +146,7 @@ def dlc_training_study():
     @task
     def list_videos(run: dict) -> list[str]:
         """The cohort's videos (an imported project: its labelled folders), one mapped extraction each."""
-        return run["videos"]
+        return Run.open(run).videos
 
     @task(map_index_template="{{ video_name }}")
     @explained
@@ -156,7 +155,7 @@ def dlc_training_study():
         from posesweep import stages
 
         get_current_context()["video_name"] = Path(video).name
-        return stages.extract_video_frames(run, video)
+        return stages.extract_video_frames(Run.open(run), video)
 
     @task
     @explained
@@ -164,7 +163,7 @@ def dlc_training_study():
         """Every bad video named at once; fail the run or exclude them (bad_video_policy)."""
         from posesweep import stages
 
-        return stages.check_extraction(run, [extracted[i] for i in range(len(extracted))])
+        return stages.check_extraction(Run.open(run), [extracted[i] for i in range(len(extracted))])
 
     @task.sensor(poke_interval=300, timeout=14 * 24 * 3600, mode="reschedule")
     @explained
@@ -172,7 +171,7 @@ def dlc_training_study():
         """Human labels for every extracted frame; between looks the task holds no worker slot."""
         from posesweep import stages
 
-        missing = stages.unlabeled_frames(run)
+        missing = stages.unlabeled_frames(Run.open(run))
         for video, count in sorted(missing.items()):
             print(f"{video}: {count} frames still unlabeled")
         return not missing
@@ -183,7 +182,7 @@ def dlc_training_study():
         """Existing labels, or the simulated labeler for a synthetic cohort."""
         from posesweep import stages
 
-        return stages.label_frames(run)
+        return stages.label_frames(Run.open(run))
 
     @task
     @explained
@@ -191,7 +190,7 @@ def dlc_training_study():
         """Great Expectations suite over the tidy label table."""
         from posesweep import stages
 
-        return stages.validate_label_table(run)
+        return stages.validate_label_table(Run.open(run))
 
     @task
     @explained
@@ -199,7 +198,7 @@ def dlc_training_study():
         """Nested frame sets, each split into train and test frames; their sizes, one network each."""
         from posesweep import stages
 
-        return [frame_set["frame_set_size"] for frame_set in stages.make_frame_sets(run)]
+        return [frame_set["frame_set_size"] for frame_set in stages.make_frame_sets(Run.open(run))]
 
     @task
     @explained
@@ -220,7 +219,7 @@ def dlc_training_study():
         """Repeated-measures ANOVA over iteration levels, Bonferroni post-hoc, figures, summary.json."""
         from posesweep import stages
 
-        return stages.analyse_and_report(run)
+        return stages.analyse_and_report(Run.open(run))
 
     run = prepare_run()
     pass_on_waiting_cohorts()

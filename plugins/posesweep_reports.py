@@ -18,7 +18,8 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse
 
-from posesweep.layout import OutsideDataRootError, data_root_from_env, resolve_inside
+from posesweep.layout import OutsideDataRootError, resolve_inside
+from posesweep.settings import Settings
 
 SERVED_FOLDERS = ("report", "validation")
 URL_PREFIX = "/posesweep"
@@ -27,7 +28,7 @@ app = FastAPI(title="posesweep reports", dependencies=[Depends(get_user)])
 
 
 def _runs_root() -> Path:
-    return data_root_from_env(Path(__file__).resolve().parents[1] / "data") / "runs"
+    return Settings.from_env().data_root / "runs"
 
 
 @app.get("/", response_class=HTMLResponse)

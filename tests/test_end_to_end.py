@@ -35,6 +35,7 @@ def test_study_runs_end_to_end_and_reports(airflow_db, tiny_cohort, tmp_path, mo
 
     from posesweep import stages
     from posesweep.layout import RunLayout
+    from posesweep.run import Run
 
     layout = RunLayout.create(data_root, "tiny", dag_run.run_id)
     summary = json.loads(layout.summary_file.read_text())
@@ -63,7 +64,7 @@ def test_study_runs_end_to_end_and_reports(airflow_db, tiny_cohort, tmp_path, mo
     assert json.loads((train_dir / "training.json").read_text())["snapshot_iterations"] == [50, 100, 150, 200]
 
     # a rerun of finished stages skips them instead of redoing the work
-    run = {"data_root": str(data_root), "cohort": "tiny", "run_name": layout.run_name}
+    run = Run.open({"data_root": str(data_root), "cohort": "tiny", "run_name": layout.run_name})
     errors_file = layout.evaluation_file(20)
     stamp = errors_file.stat().st_mtime_ns
     assert stages.train(run, 20)["snapshot_iterations"] == [50, 100, 150, 200]

@@ -28,7 +28,6 @@ def test_scoring_that_breaks_during_training_never_fails_the_training(tiny_cohor
     written, and the training goes on; the evaluation task scores the rest later."""
     from conftest import labeled_run
     from posesweep import stages
-    from posesweep.cli import stage_args
     from posesweep.evaluation import ScoringWhileTraining
     from posesweep.labels import read_label_table
     from posesweep.runner import run_posesweep
@@ -37,8 +36,8 @@ def test_scoring_that_breaks_during_training_never_fails_the_training(tiny_cohor
             "max_iterations": 100, "snapshot_interval": 50, "allow_random_init": True}
     run = labeled_run(tiny_cohort, tmp_path / "data", conf, "manual__scoring")
     stages.make_frame_sets(run)
-    run_posesweep(stage_args("prepare-training", run))
-    layout = stages.layout_of(run)
+    run_posesweep(run.command("prepare-training"))
+    layout = run.layout
     frame_set = stages.frame_set_of(layout, 12)
     stem, image = frame_set.test[0]
     (layout.project_dir / "labeled-data" / stem / image).unlink()

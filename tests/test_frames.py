@@ -1,5 +1,9 @@
+import shutil
+from pathlib import Path
+
 import pytest
 
+from posesweep import stages
 from posesweep.frames import VideoError, extract_frames, image_name
 
 
@@ -64,7 +68,6 @@ def test_variable_frame_rate_video_is_refused(tiny_cohort, tmp_path):
 def test_all_bad_videos_are_reported_together_or_excluded(tiny_cohort, tmp_path):
     import shutil
 
-    from posesweep import stages
     from posesweep.layout import read_json
 
     root = tmp_path / "data"
@@ -74,17 +77,17 @@ def test_all_bad_videos_are_reported_together_or_excluded(tiny_cohort, tmp_path)
     (videos / "P003.mp4").write_bytes((videos / "P001.mp4").read_bytes()[:5000])
     conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "train_fraction": 0.5}
     run = stages.prepare_run(root, conf, "fail")
-    results = [stages.extract_video_frames(run, v) for v in run["videos"]]
+    results = [stages.extract_video_frames(run, v) for v in run.videos]
     with pytest.raises(VideoError) as failure:
         stages.check_extraction(run, results)
     assert "2 of 3 videos cannot be used" in str(failure.value)
     assert "P002.mp4" in str(failure.value) and "P003.mp4" in str(failure.value)
 
     run = stages.prepare_run(root, {**conf, "bad_video_policy": "exclude"}, "exclude")
-    summary = stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run["videos"]])
+    summary = stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run.videos])
     assert summary["frames_per_video"] == {"P001": 6} and set(summary["bad_videos"]) == {"P002", "P003"}
     assert stages.label_frames(run)["videos"] == 1
-    assert read_json(stages.layout_of(run).frames_dir / "summary.json")["total_frames"] == 6
+    assert read_json(run.layout.frames_dir / "summary.json")["total_frames"] == 6
 
 
 def test_a_file_without_video_frames_is_refused(tmp_path):
@@ -98,13 +101,12 @@ def test_runs_of_a_cohort_share_extracted_frames_and_a_new_video_extracts_only_i
     import logging
     import shutil
 
-    from posesweep import stages
 
     root = tmp_path / "data"
     shutil.copytree(tiny_cohort, root)
     conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "train_fraction": 0.5}
     first = stages.prepare_run(root, conf, "first")
-    for video in first["videos"]:
+    for video in first.videos:
         stages.extract_video_frames(first, video)
     videos = root / "cohorts" / "tiny" / "videos"
     shutil.copy(videos / "P001.mp4", videos / "P004.mp4")  # a participant arrives
@@ -112,12 +114,25 @@ def test_runs_of_a_cohort_share_extracted_frames_and_a_new_video_extracts_only_i
     second = stages.prepare_run(root, conf, "second")
     caplog.clear()  # only the second run's records
     with caplog.at_level(logging.INFO, logger="posesweep.frames"):
-        for video in second["videos"]:
+        for video in second.videos:
             stages.extract_video_frames(second, video)
     skipped = [r.getMessage() for r in caplog.records if "already extracted" in r.getMessage()]
     picked = [r.getMessage() for r in caplog.records if "picked 6 of" in r.getMessage()]
     assert len(skipped) == 3 and picked == [m for m in picked if m.startswith("P004.mp4")] and len(picked) == 1
-    a = stages.layout_of(first).project_dir / "labeled-data" / "P002"
-    b = stages.layout_of(second).project_dir / "labeled-data" / "P002"
+    a = first.layout.project_dir / "labeled-data" / "P002"
+    b = second.layout.project_dir / "labeled-data" / "P002"
     assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
     assert all((a / p.name).samefile(b / p.name) for p in a.iterdir())  # linked, not extracted again
+
+
+def test_a_frame_set_larger_than_the_cohort_can_label_stops_at_prepare_run(tiny_cohort, tmp_path):
+    """Found before anyone labels: 3 videos x 6 frames cannot fill a frame set of 20."""
+    from posesweep.config import StudyConfigError
+
+    root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
+    with pytest.raises(StudyConfigError) as refused:
+        stages.prepare_run(root, {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [10, 20]}, "big")
+    paragraph = refused.value.explain()
+    assert "Found: frame_set_sizes=[10, 20]" in paragraph
+    assert "Allowed: at most 18 frames (3 videos x frames_per_video=6)" in paragraph
+    assert not (root / "runs" / "tiny" / "big" / "study_config.json").exists()

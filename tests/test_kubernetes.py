@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from conftest import REPO
-from posesweep.cli import stage_args
-from posesweep.kubernetes import PodSettings, pod_operator_kwargs
+from posesweep.run import stage_args
+from posesweep.kubernetes import pod_operator_kwargs
+from posesweep.settings import Settings
 
 K8S_VERSION = "1.30.0"
 RUN = {"data_root": "/data", "cohort": "cohort-a", "run_name": "manual__2026-11-24T05_34_13"}
@@ -28,7 +29,7 @@ def _pod_dict(arguments):
     from kubernetes.client import ApiClient
 
     operator = KubernetesPodOperator(task_id="train_network", name="posesweep-train-network", arguments=arguments,
-                                     **pod_operator_kwargs(PodSettings.from_env("/data")))
+                                     **pod_operator_kwargs(Settings.from_env().pod, "/data"))
     pod = operator.build_pod_request_obj(dry_run=True)
     return ApiClient().sanitize_for_serialization(pod)
 

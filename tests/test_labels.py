@@ -21,7 +21,7 @@ def test_labels_are_written_in_deeplabcut_format_and_deeplabcut_reads_them(label
     from deeplabcut.generate_training_dataset.trainingsetmanipulation import merge_annotateddatasets
     from deeplabcut.utils import auxiliaryfunctions
 
-    layout = stages.layout_of(labeled_run)
+    layout = labeled_run.layout
     cfg = auxiliaryfunctions.read_config(str(layout.project_dir / "config.yaml"))
     (layout.run_dir / "dlc-check").mkdir()
     merged = merge_annotateddatasets(cfg, layout.run_dir / "dlc-check")
@@ -51,7 +51,7 @@ def test_the_real_reaching_project_imports_and_passes_the_generic_suite(reaching
 
 
 def test_a_label_outside_the_image_and_a_half_labeled_landmark_fail_with_the_frames_named(labeled_run, tmp_path):
-    layout = stages.layout_of(labeled_run)
+    layout = labeled_run.layout
     table = pd.read_csv(layout.labels_file)
     out_of_frame = table.index[(table["video"] == "P002") & (table["landmark"] == "left_knee")][0]
     table.loc[out_of_frame, "x_px"] = 400.0
@@ -73,7 +73,7 @@ def test_a_label_outside_the_image_and_a_half_labeled_landmark_fail_with_the_fra
 
 
 def test_wrong_landmark_set_fails(labeled_run, tmp_path):
-    table = pd.read_csv(stages.layout_of(labeled_run).labels_file)
+    table = pd.read_csv(labeled_run.layout.labels_file)
     table["landmark"] = table["landmark"].replace({"left_hip": "L_hip"})
     with pytest.raises(LabelValidationError, match="landmark names differ from the cohort's bodyparts(.|\n)*"
                                                    "found landmarks L_hip not among the bodyparts, allowed .*left_hip"):
@@ -82,7 +82,7 @@ def test_wrong_landmark_set_fails(labeled_run, tmp_path):
 
 def _frontal_defect(labeled_run, tmp_path, plant):
     """Plant one defect in one frame of a copy of a valid label table; return the error and the frame."""
-    layout = stages.layout_of(labeled_run)
+    layout = labeled_run.layout
     table = pd.read_csv(layout.labels_file)
     landmarks = sorted(table["landmark"].unique())
     images = layout.project_dir / "labeled-data"
@@ -121,7 +121,7 @@ def test_frontal_plane_defects_name_the_expectation_and_the_frame(labeled_run, t
 
 
 def test_a_missing_image_fails_and_excluding_offending_frames_keeps_the_rest(labeled_run, tmp_path):
-    layout = stages.layout_of(labeled_run)
+    layout = labeled_run.layout
     table = pd.read_csv(layout.labels_file)
     victim = table.iloc[0]
     (layout.project_dir / "labeled-data" / victim["video"] / victim["image"]).unlink()
@@ -130,9 +130,9 @@ def test_a_missing_image_fails_and_excluding_offending_frames_keeps_the_rest(lab
         stages.validate_label_table(labeled_run)
 
     run = stages.prepare_run(layout.data_root, {**SMALL, "invalid_labels": "exclude_frames"}, "manual__exclude")
-    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run["videos"]])
+    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run.videos])
     stages.label_frames(run)
-    new_layout = stages.layout_of(run)
+    new_layout = run.layout
     (new_layout.project_dir / "labeled-data" / victim["video"] / victim["image"]).unlink()
     result = stages.validate_label_table(run)
     assert result["excluded_frames"] == 1 and result["labeled_frames"] == 17
@@ -155,8 +155,8 @@ def test_human_labels_are_awaited_per_video_and_taken_from_the_project(tiny_coho
     shutil.copytree(tiny_cohort, root)
     (root / "cohorts" / "tiny" / "cohort.json").unlink()  # a recorded cohort: humans label it
     run = stages.prepare_run(root, SMALL, "manual__human")
-    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run["videos"]])
-    layout = stages.layout_of(run)
+    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run.videos])
+    layout = run.layout
     assert (layout.project_dir / "config.yaml").exists()  # the lab can open the project to label
     assert stages.unlabeled_frames(run) == {"P001": 6, "P002": 6, "P003": 6}
     bodyparts = [bp for bp in pd.read_csv(truth_file(root / "cohorts" / "tiny" / "videos" / "P001.mp4"))
@@ -182,7 +182,7 @@ def test_human_labels_are_awaited_per_video_and_taken_from_the_project(tiny_coho
 
 
 def test_a_corrupt_h5_is_read_from_the_csv_deeplabcut_writes_beside_it(labeled_run, caplog):
-    layout = stages.layout_of(labeled_run)
+    layout = labeled_run.layout
     h5 = layout.project_dir / "labeled-data" / "P001" / "CollectedData_simulated.h5"
     intact = read_collected_data(h5)
     h5.write_bytes(h5.read_bytes()[: h5.stat().st_size // 3])

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from posesweep.report import accuracy_by_snapshot, accuracy_table
+from posesweep.report.tables import accuracy_by_landmark as accuracy_table, accuracy_by_snapshot, by_split_columns
 
 
 def _errors(with_mm: bool) -> pd.DataFrame:
@@ -50,11 +50,37 @@ def test_no_mm_column_without_a_scale_and_nan_when_nothing_is_confident():
 
 
 def test_anova_table_reads_one_quantity_per_row_with_a_column_per_split():
-    from posesweep.report import _by_split_columns
-
     anova = pd.DataFrame([{"split": "train", "F": 57.41234, "df_num": 9, "plateau_iteration": 175000},
                           {"split": "test", "F": 24.4, "df_num": 9, "plateau_iteration": None}])
-    table = _by_split_columns(anova)
+    table = by_split_columns(anova)
     assert list(table.columns) == ["quantity", "train", "test"]
     assert table.set_index("quantity").loc["F"].tolist() == ["57.41", "24.4"]
     assert table.set_index("quantity").loc["plateau_iteration"].tolist() == ["175000", "none"]
+
+
+def test_errors_by_network_and_by_landmark_by_hand():
+    from posesweep.report.tables import errors_by_landmark, errors_by_network, mean_mm_at
+
+    errors = _errors(with_mm=True)
+    by_network = errors_by_network(errors).set_index("snapshot_iteration")
+    assert list(by_network.columns) == ["frame_set_size", "test_error_px", "train_error_px"]
+    assert by_network.loc[100, "train_error_px"] == pytest.approx(5.5)
+    assert by_network.loc[200, "test_error_px"] == pytest.approx(3.0)
+    by_frame_set = pd.DataFrame({"landmark": ["knee", "knee", "ankle", "knee"], "split": ["test", "test", "test", "train"],
+                                 "frame_set_size": [10, 20, 10, 10], "error_px": [4.0, 6.0, 1.0, 2.0]})
+    per_landmark = errors_by_landmark(by_frame_set).set_index("landmark")
+    assert per_landmark.loc["knee", "test_error_px"] == pytest.approx(5.0)
+    assert math.isnan(per_landmark.loc["ankle", "train_error_px"])
+    assert mean_mm_at(errors, 100) == f"{5.5 / 2:.2f} / {6.0 / 2:.2f}"
+    assert mean_mm_at(_errors(with_mm=False), 100) == "no scale"
+
+
+def test_recommendation_says_whether_errors_plateaued():
+    from posesweep.report.tables import recommendation
+
+    plateau = {"chosen_iteration": 175_000, "chosen_iteration_is_plateau": True, "minimum_frames": {"test": 400}}
+    assert recommendation(plateau) == ("Errors stop improving significantly at 175,000 iterations; at that point 400 "
+                                       "frames give a test error not significantly worse than any larger frame set")
+    still = {**plateau, "chosen_iteration_is_plateau": False, "minimum_frames": {}}
+    assert recommendation(still).startswith("Errors were still improving significantly at the last snapshot "
+                                            "(175,000 iterations): train longer")

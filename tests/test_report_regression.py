@@ -24,11 +24,17 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def _columns(table: list[list[str]]) -> dict[str, list[str]]:
+    header, *rows = table
+    return {name: [row[i] for row in rows] for i, name in enumerate(header)}
+
+
 def test_report_tables_and_summary_are_unchanged(tmp_path):
     layout = RunLayout.create(tmp_path, "tiny", "golden")
     errors = error_table()
     page = write_report(layout, analyse(errors), errors, context()).read_text()
-    assert html_tables(page) == GOLDEN["html_tables"]
+    # the same tables with the same cells (a column may have moved)
+    assert [_columns(t) for t in html_tables(page)] == [_columns(t) for t in GOLDEN["html_tables"]]
     summary = json.loads(json.dumps(json.loads(layout.summary_file.read_text()), sort_keys=True, default=str))
     summary["run"] = GOLDEN["summary"]["run"]
     for key in GOLDEN["summary"]:

@@ -101,5 +101,5 @@ def test_a_broken_landing_square_stops_the_run_at_prepare_run(tmp_path):
     assert not (tmp_path / "runs" / "lab" / "manual__1" / "study_config.json").exists()
 
     (cohort / "cohort.json").write_text(json.dumps({"landing_square": square}))  # bodyparts/scorer default
-    run = stages.prepare_run(tmp_path, {"cohort": "lab"}, "manual__2")
-    assert len(run["videos"]) == 2
+    run = stages.prepare_run(tmp_path, {"cohort": "lab", "frame_set_sizes": [20, 40]}, "manual__2")
+    assert len(run.videos) == 2

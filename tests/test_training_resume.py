@@ -11,7 +11,6 @@ import yaml
 
 from conftest import labeled_run
 from posesweep import stages
-from posesweep.cli import stage_args
 from posesweep.runner import run_posesweep
 
 CONF = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12], "train_fraction": 0.8,
@@ -22,12 +21,12 @@ CONF = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12], "train
 def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path):
     run = labeled_run(tiny_cohort, tmp_path / "data", CONF, "manual__resume")
     stages.make_frame_sets(run)
-    run_posesweep(stage_args("prepare-training", run))
-    layout = stages.layout_of(run)
+    run_posesweep(run.command("prepare-training"))
+    layout = run.layout
     train_dir = next((layout.project_dir / "dlc-models").rglob("train"))
     original_cfg = (train_dir / "pose_cfg.yaml").read_text()
 
-    child = subprocess.Popen([sys.executable, "-m", "posesweep.cli", *stage_args("train", run, 12)],
+    child = subprocess.Popen([sys.executable, "-m", "posesweep.cli", *run.command("train", 12)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 600
     while not (train_dir / "snapshot-100.index").exists():
@@ -38,7 +37,7 @@ def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path)
     assert not (layout.training_dir(12) / "training.json").exists()
     assert not (train_dir / "snapshot-200.index").exists()
 
-    run_posesweep(stage_args("train", run, 12))  # the task's retry
+    run_posesweep(run.command("train", 12))  # the task's retry
 
     record = stages.train(run, 12)
     assert record["snapshot_iterations"] == [50, 100, 150, 200]

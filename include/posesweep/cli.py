@@ -10,20 +10,13 @@ import warnings
 from pathlib import Path
 
 from .errors import PosesweepError
+from .run import Run, stage_args  # noqa: F401  (stage_args: the arguments this parser reads)
 
 
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", required=True, help="the data root (cohorts/ and runs/ below it)")
     parser.add_argument("--cohort", required=True, help="cohort folder name under <data root>/cohorts")
     parser.add_argument("--run-name", required=True, help="run folder name under <data root>/runs/<cohort>")
-
-
-def stage_args(command: str, run: dict, frame_set_size: int | None = None) -> list[str]:
-    """Arguments of ``posesweep <command>`` for a run: identical for the local and the Kubernetes backend."""
-    args = [command, "--data-root", str(run["data_root"]), "--cohort", run["cohort"], "--run-name", run["run_name"]]
-    if frame_set_size is not None:
-        args += ["--frame-set-size", str(frame_set_size)]
-    return args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from . import stages
 
-    run = {"data_root": args.data_root, "cohort": args.cohort, "run_name": args.run_name}
+    run = Run.open({"data_root": args.data_root, "cohort": args.cohort, "run_name": args.run_name})
     if args.command == "prepare-training":
         stages.prepare_training(run)
     elif args.command == "train":

@@ -19,6 +19,7 @@ the lab can open any run in DeepLabCut's GUI.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import date
@@ -26,21 +27,15 @@ from pathlib import Path
 
 import yaml
 
-from .config import FRONTAL_BODYPARTS
-from .errors import InputError
+from .config import FRONTAL_BODYPARTS, StudyConfig
+from .errors import CohortError
 from .layout import write_text_atomic
-from .synthetic import read_cohort_manifest
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
+COHORT_FILE = "cohort.json"
 HUMAN_SCORER = "labeler"
-
-
-class CohortError(InputError, ValueError):
-    """The cohort folder is unusable; the message says what is missing where."""
-
-    title = "the cohort folder cannot be used"
 
 
 @dataclass(frozen=True)
@@ -76,6 +71,23 @@ def _load_dlc_project(cohort_dir: Path) -> Cohort:
                   "dlc_project")
 
 
+def read_cohort_manifest(cohort_dir: Path) -> dict | None:
+    """The cohort's ``cohort.json`` (bodyparts, scorer, landing square; ``posesweep synth`` writes one), if any."""
+    path = Path(cohort_dir) / COHORT_FILE
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as error:
+        raise CohortError("cohort.json is not valid JSON", file=path, found=str(error),
+                          fix="correct the file (or remove it: it is optional)") from None
+    if not isinstance(manifest, dict):
+        raise CohortError("cohort.json must hold a JSON object", file=path, found=type(manifest).__name__,
+                          allowed='{"landing_square": ..., "bodyparts": [...], "scorer": "..."}',
+                          fix="correct the file (or remove it: it is optional)")
+    return manifest
+
+
 def load_cohort(cohort_dir: Path) -> Cohort:
     cohort_dir = Path(cohort_dir)
     if not cohort_dir.is_dir():
@@ -100,7 +112,7 @@ def load_cohort(cohort_dir: Path) -> Cohort:
 
 
 def write_project_config(project_dir: Path, cohort: Cohort, video_sizes: dict[Path, tuple[int, int]],
-                         network: str, train_fractions: list[float]) -> Path:
+                         study: StudyConfig) -> Path:
     """A DeepLabCut ``config.yaml`` for the run's project (single animal, TensorFlow engine)."""
     config = {
         "Task": cohort.name,
@@ -114,16 +126,16 @@ def write_project_config(project_dir: Path, cohort: Cohort, video_sizes: dict[Pa
         "bodyparts": list(cohort.bodyparts),
         "start": 0,
         "stop": 1,
-        "numframes2pick": 20,
+        "numframes2pick": study.frames_per_video,
         "skeleton": [],
         "skeleton_color": "black",
-        "pcutoff": 0.6,
+        "pcutoff": study.pcutoff,
         "dotsize": 4,
         "alphavalue": 0.7,
         "colormap": "rainbow",
-        "TrainingFraction": sorted(set(train_fractions)),
+        "TrainingFraction": [study.train_fraction],
         "iteration": 0,
-        "default_net_type": network,
+        "default_net_type": study.network,
         "default_augmenter": "imgaug",
         "snapshotindex": "all",
         "detector_snapshotindex": -1,

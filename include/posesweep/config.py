@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import StudyConfigError
 
 # The paper's 10 frontal-plane landmarks. Participant's right is image left.
 FRONTAL_BODYPARTS: tuple[str, ...] = (
@@ -31,12 +31,6 @@ FRONTAL_BODYPARTS: tuple[str, ...] = (
 )
 
 NETWORKS: tuple[str, ...] = ("resnet_50", "resnet_101")
-
-
-class StudyConfigError(InputError, ValueError):
-    """A study parameter is invalid; the message names the parameter, the value found and the value allowed."""
-
-    title = "invalid study parameters"
 
 
 def _param(default: Any, title: str, description: str, section: str, **schema: Any) -> Any:

@@ -77,6 +77,78 @@ class TransientError(PosesweepError):
     exit_code = 75
 
 
+# What the lab or the operator must change: every one fails its task at once.
+
+class StudyConfigError(InputError, ValueError):
+    """A study parameter is invalid; the message names the parameter, the value found and the value allowed."""
+
+    title = "invalid study parameters"
+
+
+class CohortError(InputError, ValueError):
+    """The cohort folder is unusable; the message says what is missing where."""
+
+    title = "the cohort folder cannot be used"
+
+
+class OutsideDataRootError(InputError, ValueError):
+    """A path resolves outside the configured data root."""
+
+    title = "a path leaves the data root"
+
+
+class ScaleError(InputError, ValueError):
+    """The landing-square description is unusable; the message says where and why."""
+
+    title = "the landing square in cohort.json cannot be used"
+
+
+class VideoError(InputError, RuntimeError):
+    """A video cannot be used; the message names the file and the reason."""
+
+    title = "a video cannot be used"
+
+
+class LabelFileError(InputError):
+    """A lab's CollectedData file is missing or unreadable (and so is DeepLabCut's copy beside it)."""
+
+    title = "the labels cannot be read"
+
+
+class LabelValidationError(InputError, RuntimeError):
+    """Labels failed validation; the message lists expectations and offending frames."""
+
+    title = "the labels failed validation"
+
+
+class FrameSetError(InputError, ValueError):
+    """Frame sets cannot be built from the labeled frames; the message says why."""
+
+    title = "the frame sets cannot be built"
+
+
+class WeightsUnavailableError(InputError, RuntimeError):
+    """No pretrained checkpoint and random initialisation not allowed."""
+
+    title = "no initial weights"
+
+
+class TrainingDivergedError(InputError):
+    """The loss became NaN or infinite: the same data and settings diverge again."""
+
+    title = "training diverged"
+
+
+# What the machine did: the task keeps its retries.
+
+class TrainingFailedError(TransientError, RuntimeError):
+    """Training ended without the snapshots it should have written."""
+
+
+class TrainerCommandError(TransientError):
+    """The child stalled, was killed or crashed without saying why: worth a retry."""
+
+
 class ChildReportedError(PosesweepError):
     """An error a ``posesweep`` child process reported, rebuilt in the parent with the child's kind."""
 

@@ -29,7 +29,8 @@ import pandas as pd
 
 from .layout import RunLayout, atomic_path, read_json
 from .splits import FrameSet
-from .training import _read_rgb, pose_cfg_paths, snapshot_iterations_in
+from .images import read_rgb
+from .training import pose_cfg_paths, snapshot_iterations_in
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class ScoringInput:
         finally:
             root.removeFilter(_drop_config_dump)
         frames = [("train", *f) for f in frame_set.train] + [("test", *f) for f in frame_set.test]
-        images = [_read_rgb(layout.project_dir / "labeled-data" / stem / image) for _, stem, image in frames]
+        images = [read_rgb(layout.project_dir / "labeled-data" / stem / image) for _, stem, image in frames]
         labels = {(row.video, row.image, row.landmark): (row.x_px, row.y_px)
                   for row in label_table[["video", "image", "landmark", "x_px", "y_px"]].itertuples(index=False)}
         return cls(frame_set.frame_set_size, test_cfg, train_cfg_path.parent, frames, images, labels)

@@ -25,18 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import VideoError
 from .layout import atomic_path, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 DOWNSAMPLED_WIDTH_PX = 30
-
-
-class VideoError(InputError, RuntimeError):
-    """A video cannot be used; the message names the file and the reason."""
-
-    title = "a video cannot be used"
 
 
 @dataclass(frozen=True)
@@ -218,8 +212,7 @@ def _write_picked(video: Path, frame_indices: list[int], out_dir: Path, info: Vi
         raise VideoError(f"{video}: frames {todo[written:][:5]} could not be decoded for writing")
 
 
-def extract_frames(video: Path, labeled_data_dir: Path, record_file: Path, n_frames: int, seed: int,
-                   start_fraction: float = 0.0, stop_fraction: float = 1.0, step: int = 1) -> dict:
+def extract_frames(video: Path, labeled_data_dir: Path, record_file: Path, n_frames: int, seed: int) -> dict:
     """Pick ``n_frames`` frames of ``video`` by k-means and write them; skip if already complete."""
     video = Path(video)
     out_dir = Path(labeled_data_dir) / video.stem
@@ -232,12 +225,9 @@ def extract_frames(video: Path, labeled_data_dir: Path, record_file: Path, n_fra
             return record
         for name in record["image_names"]:  # the video changed: its old frames must not mix with the new
             (out_dir / name).unlink(missing_ok=True)
-    if not 0.0 <= start_fraction < stop_fraction <= 1.0 or step < 1:
-        raise ValueError(f"invalid range start={start_fraction} stop={stop_fraction} step={step}")
     started = time.perf_counter()
     info = probe_video(video)
-    candidates = np.arange(int(start_fraction * info.frame_count),
-                           max(1, int(math.ceil(stop_fraction * info.frame_count))), step)
+    candidates = np.arange(info.frame_count)
     if len(candidates) < n_frames:
         raise VideoError(f"{video}: {len(candidates)} candidate frames, fewer than the {n_frames} asked for")
     features = _downsampled_features(video, info, candidates)

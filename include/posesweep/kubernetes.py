@@ -1,9 +1,7 @@
 """The Kubernetes training backend: how a GPU pod for ``posesweep train|evaluate`` is specified.
 
-Deployment configuration comes from the environment of the Airflow deployment
-(never from a run's params, so a lab cannot point pods at arbitrary images):
+The pod's settings are deployment settings (``settings.PodSettings``, from ``POSESWEEP_K8S_*``):
 
-    POSESWEEP_TRAINING_BACKEND   local (default) | kubernetes
     POSESWEEP_K8S_IMAGE          trainer image (docker/trainer), e.g. registry/posesweep-trainer:0.1.0
     POSESWEEP_K8S_NAMESPACE      default "posesweep"
     POSESWEEP_K8S_DATA_PVC       PersistentVolumeClaim holding the data root, default "posesweep-data"
@@ -20,60 +18,12 @@ mounted at the same data root path the Airflow workers use.
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
 from typing import Any
 
-BACKEND_ENV = "POSESWEEP_TRAINING_BACKEND"
-BACKENDS = ("local", "kubernetes")
-GPU_RESOURCE = "nvidia.com/gpu"
-DEFAULT_TOLERATIONS = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+from .settings import GPU_RESOURCE, PodSettings
 
 
-def training_backend() -> str:
-    backend = os.environ.get(BACKEND_ENV, "local")
-    if backend not in BACKENDS:
-        raise ValueError(f"{BACKEND_ENV}={backend!r}: choose one of {BACKENDS}")
-    return backend
-
-
-@dataclass(frozen=True)
-class PodSettings:
-    image: str
-    data_root: str
-    namespace: str = "posesweep"
-    data_pvc: str = "posesweep-data"
-    gpus: int = 1
-    cpu: str = "4"
-    memory: str = "16Gi"
-    node_selector: dict[str, str] = field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = field(default_factory=lambda: list(DEFAULT_TOLERATIONS))
-    service_account: str = "posesweep-trainer"
-    # a GPU node may have to be provisioned first: wait long before calling the pod stuck
-    startup_timeout_s: int = 1800
-
-    @classmethod
-    def from_env(cls, data_root: str) -> "PodSettings":
-        env = os.environ
-        image = env.get("POSESWEEP_K8S_IMAGE")
-        if not image:
-            raise ValueError("POSESWEEP_K8S_IMAGE must name the trainer image when the kubernetes backend is used")
-        return cls(
-            image=image,
-            data_root=data_root,
-            namespace=env.get("POSESWEEP_K8S_NAMESPACE", "posesweep"),
-            data_pvc=env.get("POSESWEEP_K8S_DATA_PVC", "posesweep-data"),
-            gpus=int(env.get("POSESWEEP_K8S_GPUS", "1")),
-            cpu=env.get("POSESWEEP_K8S_CPU", "4"),
-            memory=env.get("POSESWEEP_K8S_MEMORY", "16Gi"),
-            node_selector=json.loads(env.get("POSESWEEP_K8S_NODE_SELECTOR", "{}")),
-            tolerations=json.loads(env.get("POSESWEEP_K8S_TOLERATIONS", json.dumps(DEFAULT_TOLERATIONS))),
-            service_account=env.get("POSESWEEP_K8S_SERVICE_ACCOUNT", "posesweep-trainer"),
-        )
-
-
-def pod_operator_kwargs(settings: PodSettings) -> dict[str, Any]:
+def pod_operator_kwargs(settings: PodSettings, data_root: str) -> dict[str, Any]:
     """Keyword arguments for ``KubernetesPodOperator.partial(...)`` (everything but the arguments)."""
     from kubernetes.client import models as k8s
 
@@ -91,7 +41,7 @@ def pod_operator_kwargs(settings: PodSettings) -> dict[str, Any]:
         "container_resources": k8s.V1ResourceRequirements(requests=requests, limits=limits),
         "volumes": [k8s.V1Volume(name="data", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
             claim_name=settings.data_pvc))],
-        "volume_mounts": [k8s.V1VolumeMount(name="data", mount_path=settings.data_root)],
+        "volume_mounts": [k8s.V1VolumeMount(name="data", mount_path=data_root)],
         "node_selector": dict(settings.node_selector),
         "tolerations": [k8s.V1Toleration(**t) for t in settings.tolerations],
         "service_account_name": settings.service_account,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from .errors import LabelFileError
 from .layout import atomic_path
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,6 @@ def write_collected_data(frame: pd.DataFrame, labeled_data_dir: Path, video_stem
     with atomic_path(target) as tmp:
         frame.to_hdf(tmp, key="df_with_missing", mode="w")
     return target
-
-
-class LabelFileError(InputError):
-    """A lab's CollectedData file is missing or unreadable (and so is DeepLabCut's copy beside it)."""
-
-    title = "the labels cannot be read"
 
 
 def read_collected_data(path: Path) -> pd.DataFrame:

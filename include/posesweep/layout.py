@@ -34,17 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import InputError
-
-DATA_ROOT_ENV = "POSESWEEP_DATA_ROOT"
-
-
-class OutsideDataRootError(InputError, ValueError):
-    """A path resolves outside the configured data root."""
-
-
-def data_root_from_env(default: str | Path = "data") -> Path:
-    return Path(os.environ.get(DATA_ROOT_ENV, default)).resolve()
+from .errors import OutsideDataRootError
 
 
 def resolve_inside(root: Path, relative: str | Path) -> Path:

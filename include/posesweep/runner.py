@@ -22,19 +22,15 @@ import sys
 import threading
 import time
 
-from .errors import PosesweepError, TransientError, error_from_line
+from .errors import PosesweepError, TrainerCommandError, TransientError, error_from_line
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-STALL_TIMEOUT_ENV = "POSESWEEP_STALL_TIMEOUT_S"
 # TensorFlow's C++ start-up lines on a machine without CUDA libraries: not errors, and nothing a lab can act on
 NOISE = re.compile(r"Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning|oneDNN custom operations|"
                    r"cpu_feature_guard|rebuild TensorFlow with the appropriate compiler flags|"
                    r"AVX2 AVX512F|To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS")
-
-
-class TrainerCommandError(TransientError):
-    """The child stalled, was killed or crashed without saying why: worth a retry."""
 
 
 def run_posesweep(args: list[str], stall_timeout_s: float | None = None, logger: logging.Logger = log) -> None:
@@ -43,7 +39,7 @@ def run_posesweep(args: list[str], stall_timeout_s: float | None = None, logger:
 
 
 def run_watched(command: list[str], stall_timeout_s: float | None = None, logger: logging.Logger = log) -> None:
-    stall_timeout_s = stall_timeout_s or float(os.environ.get(STALL_TIMEOUT_ENV, 900))
+    stall_timeout_s = stall_timeout_s or Settings.from_env().stall_timeout_s
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GX_ANALYTICS_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}
     logger.info("running: %s", " ".join(command))
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,

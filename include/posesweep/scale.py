@@ -24,15 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from .errors import ScaleError
 
 LANDING_SQUARE_SIDE_MM = 610.0
-
-
-class ScaleError(InputError, ValueError):
-    """The landing-square description is unusable; the message says where and why."""
-
-    title = "the landing square in cohort.json cannot be used"
 
 
 @dataclass(frozen=True)

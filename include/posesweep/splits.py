@@ -23,13 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from .errors import FrameSetError
 
 FrameId = tuple[str, str]  # (video stem, image name)
-
-
-class FrameSetError(InputError, ValueError):
-    """Frame sets cannot be built from the labeled frames; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
-"""The study's stages as plain functions of a run folder: what each DAG task calls.
+"""The study's stages as plain functions of a run: what each DAG task calls.
 
-Each stage reads the files the previous one wrote under the run folder and
-writes its own atomically; a stage whose output is already complete is skipped.
-Nothing here imports Airflow.
+Each stage takes a ``Run`` (its layout, parameters and cohort), reads the files the previous stage wrote under
+the run folder and writes its own atomically (DeepLabCut's own writers and the Great Expectations Data Docs
+excepted); a stage whose output is already complete is skipped. Nothing here imports Airflow.
 """
 
 from __future__ import annotations
@@ -10,49 +10,54 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .cohort import Cohort, CohortError, load_cohort, write_project_config
-from .config import StudyConfig, StudyConfigError
+from .cohort import Cohort, CohortError, load_cohort, read_cohort_manifest, write_project_config
+from .config import FRONTAL_BODYPARTS, StudyConfig, StudyConfigError
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames
 from .labels import (build_label_table, read_collected_data, read_label_table, to_dlc_frame, write_collected_data,
                      write_label_table)
 from .layout import RunLayout, read_json, write_json_atomic
+from .run import Run, video_stem
 from .scale import VideoScales, video_scales
 from .splits import FrameSet, build_frame_sets, labeled_frames
-from .synthetic import read_cohort_manifest
 
 log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def layout_of(run: dict) -> RunLayout:
-    return RunLayout.create(run["data_root"], run["cohort"], run["run_name"])
-
-
-def study_of(run: dict) -> StudyConfig:
-    return StudyConfig.from_json_file(layout_of(run).config_file)
-
-
-def prepare_run(data_root: str | Path, params: dict, run_name: str) -> dict:
-    """Validate the parameters and the cohort, create the run folder; returns the run handle."""
+def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
+    """Validate the parameters against the cohort and create the run folder."""
     study = StudyConfig.from_mapping(params)
     layout = RunLayout.create(data_root, study.cohort, run_name)
     cohort = load_cohort(layout.cohort_dir)
     scales = scales_of(cohort, study)  # a broken landing-square entry fails here, not after training
+    frames_available = available_frames(cohort, study)
+    if max(study.frame_set_sizes) > frames_available:
+        raise StudyConfigError(
+            "the largest frame set asks for more frames than the cohort can give",
+            found=f"frame_set_sizes={list(study.frame_set_sizes)}",
+            allowed=f"at most {frames_available} frames (" + (
+                f"{len(cohort.videos)} videos x frames_per_video={study.frames_per_video})"
+                if not cohort.frames_extracted else "the images in the project's labeled-data folders)"),
+            fix="lower frame_set_sizes" + ("" if cohort.frames_extracted else ", raise frames_per_video")
+                + " or add participants to the cohort")
     if layout.config_file.exists():
         previous = read_json(layout.config_file)
         if previous != study.to_json_dict():
-            raise StudyConfigError(f"run folder {layout.run_dir} already holds a run with other parameters "
-                                   f"({layout.config_file}); use a new run name")
+            raise StudyConfigError("the run folder already holds a run with other parameters",
+                                   file=layout.config_file, fix="use a new run name")
     else:
         write_json_atomic(layout.config_file, study.to_json_dict())
     log.info("cohort %s: %d videos (%s), run folder %s; image scale: %s", cohort.name, len(cohort.videos),
              cohort.kind, layout.run_dir, scales.source)
-    return {"data_root": str(layout.data_root), "cohort": study.cohort, "run_name": layout.run_name,
-            "videos": [str(v) for v in cohort.videos]}
+    return Run(layout, study, cohort)
 
 
-def video_stem(video: str | Path) -> str:
-    """A cohort video's name in the run: the file's stem, or an imported project's labeled-data folder name."""
-    return Path(video).name if Path(video).is_dir() else Path(video).stem
+def available_frames(cohort: Cohort, study: StudyConfig) -> int:
+    """How many frames a study of this cohort can label at most."""
+    if cohort.frames_extracted:
+        return sum(1 for folder in cohort.videos for image in folder.iterdir()
+                   if image.suffix.lower() in IMAGE_SUFFIXES)
+    return len(cohort.videos) * study.frames_per_video
 
 
 def scales_of(cohort: Cohort, study: StudyConfig) -> VideoScales:
@@ -60,9 +65,9 @@ def scales_of(cohort: Cohort, study: StudyConfig) -> VideoScales:
                         str(cohort.root / "cohort.json"))
 
 
-def extract_video_frames(run: dict, video: str) -> dict:
+def extract_video_frames(run: Run, video: str) -> dict:
     """k-means frames of one video; a bad video is returned as an error, so all are reported together."""
-    layout, study = layout_of(run), study_of(run)
+    layout, study = run.layout, run.study
     try:
         if Path(video).is_dir():  # an imported DeepLabCut project: its frames are already extracted
             record = import_extracted_frames(Path(video), layout.project_dir / "labeled-data",
@@ -79,9 +84,9 @@ def extract_video_frames(run: dict, video: str) -> dict:
     return {"video_stem": record["video_stem"], "frames": len(record["frame_indices"])}
 
 
-def check_extraction(run: dict, results: list[dict]) -> dict:
+def check_extraction(run: Run, results: list[dict]) -> dict:
     """All bad videos at once: fail the run, or exclude them (``bad_video_policy``); writes frames/summary.json."""
-    layout, study = layout_of(run), study_of(run)
+    layout, study = run.layout, run.study
     bad = {r["video_stem"]: r["error"] for r in results if r.get("error")}
     good = {r["video_stem"]: r["frames"] for r in results if not r.get("error")}
     summary = {"frames_per_video": good, "total_frames": sum(good.values()), "bad_videos": bad,
@@ -97,12 +102,12 @@ def check_extraction(run: dict, results: list[dict]) -> dict:
                              "or trigger the run with bad_video_policy=exclude to leave them out")
     if bad:
         log.warning("excluded %d bad videos: %s", len(bad), ", ".join(sorted(bad)))
-    cohort = load_cohort(layout.cohort_dir)
+    cohort = run.cohort
     sizes = {}
     for video in _usable_videos(layout, cohort):
         record = read_json(layout.frame_record(video.stem))
         sizes[video] = (record["width_px"], record["height_px"])
-    write_project_config(layout.project_dir, cohort, sizes, study.network, [study.train_fraction])
+    write_project_config(layout.project_dir, cohort, sizes, study)
     return summary
 
 
@@ -120,10 +125,10 @@ def _human_labels(layout: RunLayout, cohort: Cohort, stem: str) -> Path | None:
     return None
 
 
-def unlabeled_frames(run: dict) -> dict[str, int]:
+def unlabeled_frames(run: Run) -> dict[str, int]:
     """Extracted frames still without a human label row, per video (empty: everything is labeled)."""
-    layout = layout_of(run)
-    cohort = load_cohort(layout.cohort_dir)
+    layout = run.layout
+    cohort = run.cohort
     if cohort.synthetic or cohort.frames_extracted:  # an imported project's unlabeled frames are left out
         return {}
     missing = {}
@@ -136,12 +141,12 @@ def unlabeled_frames(run: dict) -> dict[str, int]:
     return missing
 
 
-def label_frames(run: dict) -> dict:
+def label_frames(run: Run) -> dict:
     """Labels for every extracted frame: simulated for a synthetic cohort, else the lab's own."""
     from .synthetic import simulate_labels, truth_file
 
-    layout, study = layout_of(run), study_of(run)
-    cohort = load_cohort(layout.cohort_dir)
+    layout, study = run.layout, run.study
+    cohort = run.cohort
     labeled_data = layout.project_dir / "labeled-data"
     videos = _usable_videos(layout, cohort)
     sources = {}
@@ -170,13 +175,12 @@ def label_frames(run: dict) -> dict:
     return {"labeled_frames": int(len(frames)), "videos": len(videos)}
 
 
-def validate_label_table(run: dict) -> dict:
+def validate_label_table(run: Run) -> dict:
     """Great Expectations suites over the labels; fail, or exclude the offending frames (``invalid_labels``)."""
-    from .config import FRONTAL_BODYPARTS
     from .validation import LabelValidationError, offending_frames, validate_labels
 
-    layout, study = layout_of(run), study_of(run)
-    cohort = load_cohort(layout.cohort_dir)
+    layout, study = run.layout, run.study
+    cohort = run.cohort
     table = read_label_table(layout.labels_file)  # never rewritten here: a retry validates the same input
     check = dict(bodyparts=list(cohort.bodyparts), max_missing_fraction=study.max_missing_label_fraction,
                  result_dir=layout.validation_dir, label_files=read_json(layout.label_sources_file),
@@ -200,8 +204,8 @@ def validate_label_table(run: dict) -> dict:
             "excluded_frames": len(excluded)}
 
 
-def make_frame_sets(run: dict) -> list[dict]:
-    layout, study = layout_of(run), study_of(run)
+def make_frame_sets(run: Run) -> list[dict]:
+    layout, study = run.layout, run.study
     table = read_label_table(layout.validated_labels_file)
     frame_sets = build_frame_sets(labeled_frames(table), list(study.frame_set_sizes), study.train_fraction,
                                   study.seed, study.split_mode)
@@ -223,11 +227,11 @@ def frame_set_of(layout: RunLayout, frame_set_size: int) -> FrameSet:
     raise KeyError(f"no frame set of size {frame_set_size} in {layout.splits_file}")
 
 
-def prepare_training(run: dict) -> dict:
+def prepare_training(run: Run) -> dict:
     """Initial weights and one DeepLabCut training dataset per frame set (TensorFlow: run in the CLI)."""
     from .training import create_training_datasets, resolve_initial_weights
 
-    layout, study = layout_of(run), study_of(run)
+    layout, study = run.layout, run.study
     frame_sets = load_frame_sets(layout)
     largest = frame_sets[-1]
     calibration = [layout.project_dir / "labeled-data" / stem / image for stem, image in largest.train[:16]]
@@ -238,35 +242,35 @@ def prepare_training(run: dict) -> dict:
     return weights.to_json_dict()
 
 
-def train(run: dict, frame_set_size: int) -> dict:
+def train(run: Run, frame_set_size: int) -> dict:
     """Train one network; its snapshots are scored in the same process as they are written."""
     from .evaluation import ScoringWhileTraining
     from .training import train_frame_set
 
-    layout, study = layout_of(run), study_of(run)
+    layout, study = run.layout, run.study
     frame_set = frame_set_of(layout, frame_set_size)
     labels = read_label_table(layout.validated_labels_file)
     with ScoringWhileTraining(layout, frame_set, labels, study.snapshot_iterations):
         return train_frame_set(layout, frame_set, study)
 
 
-def evaluate(run: dict, frame_set_size: int | None = None) -> list[str]:
+def evaluate(run: Run, frame_set_size: int | None = None) -> list[str]:
     """Score what training has not scored yet and assemble the tables: one network, or all in one process."""
     from .evaluation import evaluate_frame_sets
 
-    layout = layout_of(run)
+    layout = run.layout
     frame_sets = load_frame_sets(layout) if frame_set_size is None else [frame_set_of(layout, frame_set_size)]
     labels = read_label_table(layout.validated_labels_file)
     return [str(path) for path in evaluate_frame_sets(layout, frame_sets, labels)]
 
 
-def analyse_and_report(run: dict) -> str:
+def analyse_and_report(run: Run) -> str:
     from .evaluation import combine_error_tables
     from .report import write_report
     from .stats import analyse
 
-    layout, study = layout_of(run), study_of(run)
-    scales = scales_of(load_cohort(layout.cohort_dir), study)
+    layout, study = run.layout, run.study
+    scales = scales_of(run.cohort, study)
     write_json_atomic(layout.evaluation_dir / "scale.json", scales.to_json_dict())
     errors = combine_error_tables(layout, list(study.frame_set_sizes), scales.px_per_mm)
     analysis = analyse(errors)

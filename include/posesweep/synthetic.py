@@ -14,7 +14,6 @@ Everything is deterministic per seed.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -24,13 +23,13 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from .cohort import COHORT_FILE
 from .config import FRONTAL_BODYPARTS
 from .layout import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 SCORER = "simulated"
-COHORT_FILE = "cohort.json"
 
 # Labeler noise (SD, px) at 1080 px image height; scaled with resolution.
 # Joint centres without a marker are harder to click consistently than markers.
@@ -328,7 +327,3 @@ def simulate_labels(truth_csv: Path, frame_indices: list[int], image_height_px: 
             picked.loc[frame_index, f"{name}_y"] += dy
     return picked
 
-
-def read_cohort_manifest(cohort_dir: Path) -> dict | None:
-    path = Path(cohort_dir) / COHORT_FILE
-    return json.loads(path.read_text()) if path.exists() else None

@@ -29,32 +29,18 @@ import numpy as np
 import yaml
 
 from .config import StudyConfig
-from .errors import InputError, PosesweepError
-from .layout import RunLayout, read_json, write_json_atomic
+from .errors import TrainingDivergedError, TrainingFailedError, WeightsUnavailableError
+from .images import read_rgb
+from .settings import Settings
+from .layout import RunLayout, atomic_path, read_json, write_json_atomic, write_text_atomic
 from .splits import FrameSet
 
 log = logging.getLogger(__name__)
 
-PRETRAINED_ENV = "POSESWEEP_PRETRAINED_CHECKPOINT"
+PRETRAINED_ENV = "POSESWEEP_PRETRAINED_CHECKPOINT"  # named in messages; read through settings
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)  # DeepLabCut's mean_pixel
 RESNET_SCOPES = {"resnet_50": "resnet_v1_50", "resnet_101": "resnet_v1_101"}
 MIN_INPUT_SIZE_PX = 32  # DeepLabCut's default 64 rejects small frames after 0.5x scale jitter
-
-
-class WeightsUnavailableError(InputError, RuntimeError):
-    """No pretrained checkpoint and random initialisation not allowed."""
-
-    title = "no initial weights"
-
-
-class TrainingDivergedError(InputError):
-    """The loss became NaN or infinite: the same data and settings diverge again."""
-
-    title = "training diverged"
-
-
-class TrainingFailedError(PosesweepError, RuntimeError):
-    """Training ended without the snapshots it should have written."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +57,7 @@ def _checkpoint_exists(prefix: str | Path) -> bool:
 
 
 def find_pretrained_checkpoint(network: str) -> str | None:
-    explicit = os.environ.get(PRETRAINED_ENV)
+    explicit = Settings.from_env().pretrained_checkpoint
     if explicit:
         if not _checkpoint_exists(explicit):
             raise WeightsUnavailableError(f"{PRETRAINED_ENV} names no checkpoint", file=f"{explicit}.index",
@@ -108,15 +94,6 @@ def resolve_initial_weights(network: str, allow_random_init: bool, weights_dir: 
     return InitialWeights(str(prefix), "random_init")
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def make_random_init_checkpoint(prefix: Path, network: str, calibration_images: list[Path], seed: int) -> None:
     """A seeded random ResNet checkpoint whose BatchNorm moving statistics match the cohort's frames.
 
@@ -131,7 +108,7 @@ def make_random_init_checkpoint(prefix: Path, network: str, calibration_images: 
     import tf_slim as slim
     from tf_slim.nets import resnet_v1
 
-    images = [_read_rgb(p) for p in calibration_images]
+    images = [read_rgb(p) for p in calibration_images]
     shapes = {im.shape for im in images}
     if len(shapes) > 1:  # calibrate on the most common size
         common = max(shapes, key=lambda s: sum(im.shape == s for im in images))
@@ -244,8 +221,6 @@ def schedule_reaching(multi_step: list[list[float]], max_iterations: int) -> lis
 
 
 def _edit_yaml(path: Path, changes: dict) -> None:
-    from .layout import write_text_atomic
-
     data = yaml.safe_load(Path(path).read_text())
     data.update(changes)
     write_text_atomic(Path(path), yaml.safe_dump(data, sort_keys=False))
@@ -310,8 +285,6 @@ def _merge_learning_stats(before: Path, after: Path, start_iteration: int) -> No
     """Keep the killed run's rows up to the resumed snapshot, then the resumed run's rows."""
     old = [line for line in before.read_text().splitlines() if line and int(line.split(",")[0]) <= start_iteration]
     new = [line for line in after.read_text().splitlines() if line] if after.exists() else []
-    from .layout import write_text_atomic
-
     write_text_atomic(after, "\n".join(old + new) + "\n")
 
 
@@ -351,8 +324,6 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
         _copy_atomic(stats, stats.with_name(f"learning_stats.before-{start_iteration}.csv"))
         print(f"{prefix} resuming from snapshot {start_iteration} ({len(done)} of {len(expected)} snapshots "
               f"complete); learning-rate schedule continued", flush=True)
-    from .layout import write_text_atomic
-
     write_text_atomic(train_cfg, yaml.safe_dump(cfg, sort_keys=False))
     display_iters = max(1, min(100, study.snapshot_interval // 5))
     # DeepLabCut's own train_network reloads the logging module, which would drop this progress filter;
@@ -419,8 +390,6 @@ def _quiet_loader_shutdown(prefix: str, cancelled: type[BaseException]):
 
 
 def _copy_atomic(source: Path, target: Path) -> None:
-    from .layout import atomic_path
-
     with atomic_path(target) as tmp:
         tmp.write_bytes(Path(source).read_bytes())
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from .errors import LabelValidationError
 from .labels import TIDY_COLUMNS
 from .layout import write_json_atomic
 
@@ -37,12 +37,6 @@ ROW_ID_COLUMNS = ["video", "image", "landmark"]
 FRAME_ID_COLUMNS = ["video", "image"]
 SEGMENT_TOLERANCE = 0.35  # a segment may differ this much (relative) from the participant's median length
 MIN_FOOT_MARKER_DISTANCE_PX = 0.5
-
-
-class LabelValidationError(InputError, RuntimeError):
-    """Labels failed validation; the message lists expectations and offending frames."""
-
-    title = "the labels failed validation"
 
 
 def _gx():

@@ -1,0 +1,71 @@
+"""The report's figures, each saved as PNG and SVG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..layout import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, target_png: Path) -> Path:
+    for path in (target_png, target_png.with_suffix(".svg")):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix[1:], dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+    return target_png
+
+
+def error_vs_iterations(by_iteration: pd.DataFrame, target: Path) -> Path:
+    fig, ax = _pyplot().subplots(figsize=(6, 4))
+    for split, colour in (("train", "tab:blue"), ("test", "tab:orange")):
+        part = by_iteration[by_iteration["split"] == split]
+        ax.errorbar(part["snapshot_iteration"], part["mean_error_px"], yerr=part["sd_error_px"], marker="o",
+                    capsize=3, color=colour, label=f"{split} error")
+    ax.set_xlabel("training iterations")
+    ax.set_ylabel("mean error (px, ± SD over networks x landmarks)")
+    ax.set_title("Error by training iterations")
+    ax.legend()
+    return _save(fig, target)
+
+
+def error_vs_frame_set_size(by_frame_set: pd.DataFrame, iteration: int, target: Path) -> Path:
+    fig, axes = _pyplot().subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, split in zip(axes, ("train", "test")):
+        part = by_frame_set[by_frame_set["split"] == split]
+        for landmark, rows in part.groupby("landmark"):
+            ax.plot(rows["frame_set_size"], rows["error_px"], marker="o", label=landmark)
+        ax.set_title(f"{split} error at {iteration:,} iterations")
+        ax.set_xlabel("frames in the frame set")
+    axes[0].set_ylabel("mean error (px)")
+    axes[1].legend(fontsize=7, loc="upper right")
+    return _save(fig, target)
+
+
+def posthoc_p_values(pairwise_tables: dict[str, pd.DataFrame], target: Path) -> Path:
+    splits = [s for s in ("train", "test") if s in pairwise_tables and len(pairwise_tables[s])]
+    fig, axes = _pyplot().subplots(1, max(1, len(splits)), figsize=(5 * max(1, len(splits)), 4.2), squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        table = pairwise_tables[split]
+        levels = sorted(set(table["iteration_a"]) | set(table["iteration_b"]))
+        grid = np.full((len(levels), len(levels)), np.nan)
+        for row in table.itertuples():
+            i, j = levels.index(row.iteration_a), levels.index(row.iteration_b)
+            grid[i, j] = grid[j, i] = row.p_bonferroni
+        image = ax.imshow(grid, vmin=0, vmax=0.1, cmap="viridis_r")
+        ax.set_xticks(range(len(levels)), [f"{v:,}" for v in levels], rotation=90, fontsize=7)
+        ax.set_yticks(range(len(levels)), [f"{v:,}" for v in levels], fontsize=7)
+        ax.set_title(f"{split}: Bonferroni-adjusted p")
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    return _save(fig, target)

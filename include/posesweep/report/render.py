@@ -1,0 +1,100 @@
+"""Write the report: figures, CSV tables, summary.json, and index.html from ``templates/report.html.j2``."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from ..layout import RunLayout, atomic_path, write_json_atomic, write_text_atomic
+from ..stats import errors_by_iteration
+from . import figures, tables
+
+log = logging.getLogger(__name__)
+
+
+def html_table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t")
+
+
+def inline_png(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _template():
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    environment = Environment(loader=PackageLoader("posesweep.report", "templates"),
+                              autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
+    environment.filters["table"] = lambda frame: __import__("markupsafe").Markup(html_table(frame))
+    return environment.get_template("report.html.j2")
+
+
+def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, context: dict) -> Path:
+    """Write figures, CSV tables, summary.json and index.html under the run's report folder."""
+    out = layout.report_dir
+    out.mkdir(parents=True, exist_ok=True)
+    study, chosen = context["study_config"], analysis["chosen_iteration"]
+    by_frame_set = analysis["by_frame_set"]
+    by_iteration = errors_by_iteration(analysis["subject_means"])
+    by_network = tables.errors_by_network(errors)
+    by_landmark = tables.errors_by_landmark(by_frame_set)
+    accuracy = tables.accuracy_by_landmark(errors, chosen, study["pcutoff"])
+    snapshot_accuracy = tables.accuracy_by_snapshot(errors, study["pcutoff"])
+    anova_by_split, pairwise = tables.anova_rows(analysis), tables.posthoc_tables(analysis)
+    anova = pd.DataFrame(list(anova_by_split.values()))
+    comparisons = analysis["frame_set_comparisons"]
+    csv_tables = {"errors_by_network_and_snapshot": by_network, "errors_by_iteration": by_iteration,
+                  "accuracy_by_network_and_snapshot": snapshot_accuracy, "errors_by_landmark": by_landmark,
+                  "anova": anova, "accuracy_by_landmark": accuracy, "frame_set_comparisons": comparisons,
+                  **{f"posthoc_{split}": table for split, table in pairwise.items()}}
+    for name, table in csv_tables.items():
+        with atomic_path(out / f"{name}.csv") as tmp:
+            table.to_csv(tmp, index=False)
+    figure_files = {
+        "error_vs_iterations": figures.error_vs_iterations(by_iteration, out / "figure_error_vs_iterations.png"),
+        "error_vs_frame_set_size": figures.error_vs_frame_set_size(by_frame_set, chosen,
+                                                                   out / "figure_error_vs_frame_set_size.png"),
+        "posthoc_p_values": figures.posthoc_p_values(pairwise, out / "figure_posthoc_p_values.png"),
+    }
+
+    scale = context.get("scale", {"source": "none", "px_per_mm": {}})
+    summary = {
+        "cohort": layout.cohort,
+        "run": layout.run_name,
+        "study_config": study,
+        "initial_weights": context["initial_weights"],
+        "random_init_warning": context["initial_weights"]["kind"] == "random_init",
+        "training": context["training"],
+        "labels": context["labels"],
+        "extraction": context["extraction"],
+        "excluded_frames": context.get("excluded_frames", []),
+        "scale": scale,
+        "errors": by_network.to_dict(orient="records"),
+        "anova": anova_by_split,
+        "posthoc": {split: table.to_dict(orient="records") for split, table in pairwise.items()},
+        "chosen_iteration": chosen,
+        "chosen_iteration_is_plateau": analysis["chosen_iteration_is_plateau"],
+        "errors_at_chosen_iteration": by_network[by_network["snapshot_iteration"] == chosen].to_dict(orient="records"),
+        "errors_by_landmark_at_chosen_iteration": by_landmark.to_dict(orient="records"),
+        "accuracy_at_chosen_iteration": accuracy.to_dict(orient="records"),
+        "frame_set_comparisons": comparisons.to_dict(orient="records"),
+        "minimum_frames": analysis["minimum_frames"],
+        "recommendation": tables.recommendation(analysis),
+        "paper": tables.PAPER,
+    }
+    write_json_atomic(layout.summary_file, summary)
+    page = _template().render(
+        layout=layout, study=study, summary=summary, chosen=chosen, context=context,
+        figures={name: inline_png(path) for name, path in figure_files.items()},
+        anova=tables.by_split_columns(anova) if len(anova) else None,
+        pairwise={split: table for split, table in pairwise.items() if len(table)},
+        comparisons=comparisons, accuracy=accuracy, by_network=by_network, snapshot_accuracy=snapshot_accuracy,
+        by_landmark=by_landmark, training=pd.DataFrame(context["training"]),
+        paper=tables.paper_comparison(errors, analysis, by_network, by_landmark, anova_by_split),
+        pck_radii=", ".join(str(r) for r in tables.PCK_RADII_PX), scale_sentence=tables.scale_sentence(scale))
+    write_text_atomic(out / "index.html", page)
+    log.info("report written: %s", out / "index.html")
+    return out / "index.html"

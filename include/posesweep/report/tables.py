@@ -1,0 +1,136 @@
+"""The report's tables: pure functions of the tidy error table and the statistical analysis."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+PCK_RADII_PX = (2, 5, 10)
+PAPER = {"iterations": 175_000, "frames": 400, "train_error_px": 2.8, "test_error_px": 3.7,
+         "knee_test_error_px": 7.1, "ankle_test_error_px": 5.4, "anova_F_train": 57.4, "anova_F_test": 24.4}
+
+
+def accuracy(errors: pd.DataFrame, by: list[str], pcutoff: float) -> pd.DataFrame:
+    """Per group: mean error in px (and mm where every row has a scale), error of the predictions at least
+    ``pcutoff`` likely, their share, and PCK (share within each of ``PCK_RADII_PX``)."""
+    rows = []
+    for keys, group in errors.groupby(by):
+        confident = group[group["likelihood"] >= pcutoff]
+        row = {**dict(zip(by, keys)), "error_px": group["error_px"].mean()}
+        if "error_mm" in group and group["error_mm"].notna().all():
+            row["error_mm"] = group["error_mm"].mean()
+        row["error_pcutoff_px"] = confident["error_px"].mean() if len(confident) else float("nan")
+        row["share_above_pcutoff"] = len(confident) / len(group)
+        for radius in PCK_RADII_PX:
+            row[f"pck_{radius}px"] = float((group["error_px"] <= radius).mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def accuracy_by_landmark(errors: pd.DataFrame, iteration: int, pcutoff: float) -> pd.DataFrame:
+    return accuracy(errors[errors["snapshot_iteration"] == iteration], ["landmark", "split"], pcutoff)
+
+
+def accuracy_by_snapshot(errors: pd.DataFrame, pcutoff: float) -> pd.DataFrame:
+    return accuracy(errors, ["frame_set_size", "snapshot_iteration", "split"], pcutoff)
+
+
+def _error_columns(series: pd.Series, index: list[str]) -> pd.DataFrame:
+    """Mean error per ``index`` with one ``<split>_error_px`` column per split."""
+    return (series.unstack("split").rename(columns=lambda s: f"{s}_error_px").rename_axis(columns=None)
+            .reset_index())
+
+
+def errors_by_network(errors: pd.DataFrame) -> pd.DataFrame:
+    """Mean train and test error per network (frame-set size) and snapshot."""
+    keys = ["frame_set_size", "snapshot_iteration"]
+    return _error_columns(errors.groupby([*keys, "split"])["error_px"].mean(), keys)
+
+
+def errors_by_landmark(by_frame_set: pd.DataFrame) -> pd.DataFrame:
+    """Mean train and test error per landmark over the networks (at the chosen iteration)."""
+    return _error_columns(by_frame_set.groupby(["landmark", "split"])["error_px"].mean(), ["landmark"])
+
+
+def anova_rows(analysis: dict) -> dict[str, dict]:
+    """Per split: the repeated-measures ANOVA over iteration levels and where errors plateau."""
+    return {split: {"split": split, **result["anova"], "plateau_iteration": result["plateau_iteration"]}
+            for split, result in analysis["per_split"].items() if result["anova"]}
+
+
+def posthoc_tables(analysis: dict) -> dict[str, pd.DataFrame]:
+    """Per split: the Bonferroni-adjusted pairwise comparisons of iteration levels."""
+    return {split: result["pairwise"] for split, result in analysis["per_split"].items()}
+
+
+def by_split_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per quantity, one column per split (as statsmodels prints its tables): readable at any width."""
+    def cell(value) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "none"
+        if isinstance(value, float):
+            return str(int(value)) if value.is_integer() else f"{value:.4g}"
+        return str(value)
+
+    wide = table.set_index("split")
+    return pd.DataFrame({"quantity": wide.columns, **{split: [cell(v) for v in wide.loc[split]] for split in wide.index}})
+
+
+def recommendation(analysis: dict) -> str:
+    chosen, minimum = analysis["chosen_iteration"], analysis["minimum_frames"].get("test")
+    sentence = (f"Errors stop improving significantly at {chosen:,} iterations"
+                if analysis["chosen_iteration_is_plateau"] else
+                f"Errors were still improving significantly at the last snapshot ({chosen:,} iterations): train "
+                f"longer")
+    if minimum is not None:
+        sentence += f"; at that point {minimum} frames give a test error not significantly worse than any larger frame set"
+    return sentence
+
+
+def mean_mm_at(errors: pd.DataFrame, iteration: int) -> str:
+    """Train / test error in mm at one iteration (mean over networks), or "no scale"."""
+    rows = errors[errors["snapshot_iteration"] == iteration]
+    if "error_mm" not in rows or not len(rows) or not rows["error_mm"].notna().all():
+        return "no scale"
+    mm = rows.groupby(["frame_set_size", "split"])["error_mm"].mean().groupby("split").mean()
+    return " / ".join(f"{mm.get(split, float('nan')):.2f}" for split in ("train", "test"))
+
+
+def paper_comparison(errors: pd.DataFrame, analysis: dict, by_network: pd.DataFrame, by_landmark: pd.DataFrame,
+                     anova: dict[str, dict]) -> pd.DataFrame:
+    """The paper's published values beside this run's."""
+    chosen = analysis["chosen_iteration"]
+    ours = by_network[by_network["snapshot_iteration"] == chosen].mean(numeric_only=True)
+    test = by_landmark.set_index("landmark")["test_error_px"] if "test_error_px" in by_landmark else None
+
+    def landmarks(word: str) -> float:
+        return float("nan") if test is None else float(test[[i for i in test.index if word in i]].mean())
+
+    return pd.DataFrame([
+        {"quantity": "iterations where errors plateau", "paper": "175,000", "this run": f"{chosen:,}"},
+        {"quantity": "frames needed", "paper": "400", "this run": str(analysis["minimum_frames"].get("test"))},
+        {"quantity": "train error at that point (px)", "paper": "2.8",
+         "this run": f"{ours.get('train_error_px', float('nan')):.2f}"},
+        {"quantity": "test error at that point (px)", "paper": "3.7",
+         "this run": f"{ours.get('test_error_px', float('nan')):.2f}"},
+        {"quantity": "train / test error at that point (mm)", "paper": "≈3.6 / 4.8",
+         "this run": mean_mm_at(errors, chosen)},
+        {"quantity": "knee test error (px)", "paper": "7.1", "this run": f"{landmarks('knee'):.2f}"},
+        {"quantity": "ankle test error (px)", "paper": "5.4", "this run": f"{landmarks('ankle'):.2f}"},
+        {"quantity": "ANOVA F (train / test)", "paper": "57.4 / 24.4",
+         "this run": " / ".join(f"{anova[s]['F']:.1f}" for s in ("train", "test") if s in anova)},
+    ])
+
+
+def scale_sentence(scale: dict) -> str:
+    values = sorted(scale["px_per_mm"].values())
+    if scale["source"] == "none" or not values:
+        return ("No image scale: set the px_per_mm parameter, or the landing square's corners in cohort.json, "
+                "for errors in mm.")
+    spread = f"{values[0]:.3f} px/mm" if values[0] == values[-1] else \
+        f"{values[0]:.3f} to {values[-1]:.3f} px/mm over {len(values)} videos"
+    if scale["source"] == "parameter":
+        return f"Errors in mm at {spread} (the px_per_mm parameter)."
+    return (f"Errors in mm at {spread}, measured from the 61 x 61 cm landing square in the image (harmonic mean of "
+            f"its near and far edge widths: the scale in the frontal plane through the square's centre).")

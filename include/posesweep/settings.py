@@ -1,0 +1,102 @@
+"""Deployment settings: how this installation of posesweep is run, read from the environment in one place.
+
+Study parameters (what a lab chooses per run) are ``config.StudyConfig``; these are the operator's, set once for
+the Airflow deployment, never by a run's parameters (so a run cannot point pods at another image):
+
+    POSESWEEP_DATA_ROOT              cohorts/ and runs/ below it (default: data/ in the repository)
+    POSESWEEP_TRAINING_BACKEND       local (a watched child process, default) | kubernetes (a GPU pod)
+    POSESWEEP_STALL_TIMEOUT_S        a training child silent this long is killed (default 900)
+    POSESWEEP_INTAKE_INTERVAL_S      how often cohort_intake looks for new cohorts (default 300)
+    POSESWEEP_INTAKE_QUIET_S         a cohort changed more recently is still being copied in (default 60)
+    POSESWEEP_PRETRAINED_CHECKPOINT  a TensorFlow checkpoint prefix of the ImageNet-pretrained backbone
+    POSESWEEP_K8S_*                  the training pod (kubernetes.py lists them)
+
+Pure standard library: the DAG files read it at parse time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[2] / "data"
+BACKENDS = ("local", "kubernetes")
+GPU_RESOURCE = "nvidia.com/gpu"
+DEFAULT_TOLERATIONS = ({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},)
+
+
+class SettingsError(ValueError):
+    """A deployment setting is malformed: the operator must fix the environment, no run can."""
+
+
+@dataclass(frozen=True)
+class PodSettings:
+    """The GPU pod ``posesweep train|evaluate`` runs in on the kubernetes backend."""
+
+    image: str | None = None
+    namespace: str = "posesweep"
+    data_pvc: str = "posesweep-data"
+    gpus: int = 1
+    cpu: str = "4"
+    memory: str = "16Gi"
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=lambda: [dict(t) for t in DEFAULT_TOLERATIONS])
+    service_account: str = "posesweep-trainer"
+    # a GPU node may have to be provisioned first: wait long before calling the pod stuck
+    startup_timeout_s: int = 1800
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_root: Path = DEFAULT_DATA_ROOT
+    training_backend: str = "local"
+    stall_timeout_s: float = 900.0
+    intake_interval_s: int = 300
+    intake_quiet_s: float = 60.0
+    pretrained_checkpoint: str | None = None
+    pod: PodSettings = field(default_factory=PodSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+
+        def number(name: str, default: float, kind=float):
+            try:
+                return kind(env.get(name, default))
+            except ValueError:
+                raise SettingsError(f"{name}={env[name]!r} is not a {kind.__name__}") from None
+
+        def json_value(name: str, default: Any) -> Any:
+            try:
+                return json.loads(env[name]) if name in env else default
+            except ValueError as error:
+                raise SettingsError(f"{name} is not valid JSON: {error}") from None
+
+        backend = env.get("POSESWEEP_TRAINING_BACKEND", "local")
+        if backend not in BACKENDS:
+            raise SettingsError(f"POSESWEEP_TRAINING_BACKEND={backend!r}: choose one of {BACKENDS}")
+        pod = PodSettings(
+            image=env.get("POSESWEEP_K8S_IMAGE") or None,
+            namespace=env.get("POSESWEEP_K8S_NAMESPACE", "posesweep"),
+            data_pvc=env.get("POSESWEEP_K8S_DATA_PVC", "posesweep-data"),
+            gpus=number("POSESWEEP_K8S_GPUS", 1, int),
+            cpu=env.get("POSESWEEP_K8S_CPU", "4"),
+            memory=env.get("POSESWEEP_K8S_MEMORY", "16Gi"),
+            node_selector=json_value("POSESWEEP_K8S_NODE_SELECTOR", {}),
+            tolerations=json_value("POSESWEEP_K8S_TOLERATIONS", [dict(t) for t in DEFAULT_TOLERATIONS]),
+            service_account=env.get("POSESWEEP_K8S_SERVICE_ACCOUNT", "posesweep-trainer"),
+        )
+        if backend == "kubernetes" and not pod.image:
+            raise SettingsError("POSESWEEP_K8S_IMAGE must name the trainer image when the kubernetes backend is used")
+        return cls(
+            data_root=Path(env.get("POSESWEEP_DATA_ROOT") or DEFAULT_DATA_ROOT).resolve(),
+            training_backend=backend,
+            stall_timeout_s=number("POSESWEEP_STALL_TIMEOUT_S", 900.0),
+            intake_interval_s=number("POSESWEEP_INTAKE_INTERVAL_S", 300, int),
+            intake_quiet_s=number("POSESWEEP_INTAKE_QUIET_S", 60.0),
+            pretrained_checkpoint=env.get("POSESWEEP_PRETRAINED_CHECKPOINT") or None,
+            pod=pod,
+        )
