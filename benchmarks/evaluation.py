@@ -77,6 +77,7 @@ def main() -> None:
     run = stages.prepare_run(data_root, conf, "bench")
     stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run.videos])
     stages.label_frames(run)
+    stages.validate_label_table(run)
     stages.make_frame_sets(run)
     print(f"training two networks ({sizes} frames, {args.snapshots} snapshots each) in {data_root} ...",
           flush=True)

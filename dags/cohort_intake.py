@@ -37,15 +37,22 @@ def cohort_intake():
     @task(outlets=[COHORTS])
     def announce_new_cohort(*, outlet_events=None) -> dict:
         """One new or changed cohort per run becomes one asset event (so each starts its own study)."""
-        from posesweep.intake import register_next_cohort
+        from posesweep.intake import next_new_cohort
 
-        found = register_next_cohort(SETTINGS.data_root, SETTINGS.intake_quiet_s)
+        found = next_new_cohort(SETTINGS.data_root, SETTINGS.intake_quiet_s)
         if found is None:
             raise AirflowSkipException("no new or changed cohort")
         outlet_events[COHORTS].extra = found
         return found
 
-    announce_new_cohort()
+    @task
+    def record_announced(announced: dict) -> None:
+        """Only now, with the event emitted, is the version remembered: a failure before this re-announces it."""
+        from posesweep.intake import record_announced
+
+        record_announced(SETTINGS.data_root, announced)
+
+    record_announced(announce_new_cohort())
 
 
 cohort_intake()

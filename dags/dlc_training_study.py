@@ -72,7 +72,7 @@ def network_stage(task_id: str, command: str, doc: str):
     if SETTINGS.training_backend == "kubernetes":
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-        from posesweep.kubernetes import pod_operator_kwargs
+        from posesweep.kubernetes import deadline_s, pod_operator_kwargs
 
         class FrameSetPod(KubernetesPodOperator):
             """The pod's arguments are built from the run and the frame-set size, as for a local child."""
@@ -85,14 +85,16 @@ def network_stage(task_id: str, command: str, doc: str):
 
             def execute(self, context):
                 self.arguments = stage_args(command, self.run, self.frame_set_size)
+                self.active_deadline_seconds = deadline_s(command, Run.open(self.run).study.max_iterations,
+                                                          SETTINGS.pod)
                 return super().execute(context)
 
-        pod = pod_operator_kwargs(SETTINGS.pod, str(DATA_ROOT))
+        pod = pod_operator_kwargs(SETTINGS.pod, str(DATA_ROOT), SETTINGS.stall_timeout_s)
         return SimpleNamespace(partial=functools.partial(
-            FrameSetPod.partial, task_id=task_id, name=f"posesweep-{command}", doc=doc,
+            FrameSetPod.partial, task_id=task_id, name=f"posesweep-{command}", doc=doc, pool=SETTINGS.gpu_pool,
             map_index_template="frame set {{ task.frame_set_size }}", **pod))
 
-    @task(task_id=task_id, doc=doc, map_index_template="frame set {{ frame_set_size }}")
+    @task(task_id=task_id, doc=doc, pool=SETTINGS.gpu_pool, map_index_template="frame set {{ frame_set_size }}")
     @explained
     def local(run: dict, frame_set_size: int) -> None:
         from posesweep.runner import run_posesweep
@@ -108,7 +110,7 @@ def network_stage(task_id: str, command: str, doc: str):
     schedule=COHORTS,  # new cohort versions (cohort_intake); manual triggers work as well
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=SETTINGS.max_active_runs,  # a cohort waiting for labels does not block the others
     params={name: Param(**spec) for name, spec in param_specs().items()},
     # failures a retry can fix (a killed worker or child, an evicted pod) are retried; input errors fail at once
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30), "on_failure_callback": remember_failure,

@@ -19,6 +19,8 @@ def test_defaults_are_the_papers_design():
     ({"train_fraction": 1.5}, "train_fraction"),
     ({"network": "vgg"}, "network"),
     ({"cohort": "../outside"}, "cohort"),
+    ({"cohort": "demo\n"}, "cohort"),  # a trailing newline is not a folder name
+    ({"cohort": "-demo"}, "cohort"),
     ({"frames_per_video": "ten"}, "frames_per_video"),
 ])
 def test_invalid_parameters_are_refused_with_their_name(bad, named):

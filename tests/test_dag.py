@@ -56,6 +56,8 @@ def test_the_task_list_reads_like_the_methods_and_networks_are_mapped_over_frame
         assert sorted(expanded) == ["frame_set_size"]
         assert expanded["frame_set_size"].operator.task_id == "build_frame_sets"
         assert mapped.partial_kwargs["op_kwargs"]["run"].operator.task_id == "prepare_run"
+        assert mapped.partial_kwargs["pool"] == "posesweep_gpu"  # concurrent training bounded by a pool
+    assert dag.max_active_runs > 1  # a cohort waiting for labels does not block another cohort's study
 
 
 def test_dag_params_are_derived_from_the_study_config():

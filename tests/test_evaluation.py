@@ -35,6 +35,7 @@ def test_scoring_that_breaks_during_training_never_fails_the_training(tiny_cohor
     conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12], "train_fraction": 0.8,
             "max_iterations": 100, "snapshot_interval": 50, "allow_random_init": True}
     run = labeled_run(tiny_cohort, tmp_path / "data", conf, "manual__scoring")
+    stages.validate_label_table(run)
     stages.make_frame_sets(run)
     run_posesweep(run.command("prepare-training"))
     layout = run.layout

@@ -38,3 +38,16 @@ def test_cohorts_announced_together_are_studied_one_after_another():
     assert [w["cohort"] for w in next_run] == ["b", "c", "d"]
     assert cohorts_waiting([]) == [] and cohorts_waiting([{"cohort": "x", "version": "9"}]) == \
         [{"cohort": "x", "version": "9"}]
+
+
+def test_a_cohort_is_remembered_only_once_its_announcement_exists(tiny_cohort, tmp_path):
+    """The intake fails between finding a cohort and announcing it: the next look finds it again."""
+    from posesweep.intake import next_new_cohort, record_announced
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_cohort / "cohorts" / "tiny", root / "cohorts" / "a")
+    found = next_new_cohort(root, quiet_s=0)
+    assert found["cohort"] == "a"
+    assert next_new_cohort(root, quiet_s=0) == found  # not announced yet: still new
+    record_announced(root, found)
+    assert next_new_cohort(root, quiet_s=0) is None

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import REPO
 from posesweep.run import stage_args
-from posesweep.kubernetes import pod_operator_kwargs
+from posesweep.kubernetes import deadline_s, pod_operator_kwargs
 from posesweep.settings import Settings
 
 K8S_VERSION = "1.30.0"
@@ -24,12 +24,14 @@ def pod_env(monkeypatch):
     monkeypatch.setenv("POSESWEEP_K8S_GPUS", "1")
 
 
-def _pod_dict(arguments):
+def _pod_dict(arguments, max_iterations=250_000):
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import ApiClient
 
+    settings = Settings.from_env()
     operator = KubernetesPodOperator(task_id="train_network", name="posesweep-train-network", arguments=arguments,
-                                     **pod_operator_kwargs(Settings.from_env().pod, "/data"))
+                                     active_deadline_seconds=deadline_s(arguments[0], max_iterations, settings.pod),
+                                     **pod_operator_kwargs(settings.pod, "/data", settings.stall_timeout_s))
     pod = operator.build_pod_request_obj(dry_run=True)
     return ApiClient().sanitize_for_serialization(pod)
 
@@ -39,7 +41,9 @@ def test_training_pod_has_gpu_volume_env_and_the_local_backends_command(pod_env)
     pod = _pod_dict(arguments)
     container = pod["spec"]["containers"][0]
     assert container["image"] == "registry.example/posesweep-trainer:0.1.0"
-    assert container["command"] == ["posesweep"] and container["args"] == arguments
+    # the pod runs the local backend's command under the same stall watchdog
+    assert container["command"] == ["posesweep", "watch"] and container["args"] == arguments
+    assert {"name": "POSESWEEP_STALL_TIMEOUT_S", "value": "900.0"} in container["env"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert container["resources"]["requests"]["memory"] == "16Gi"
     assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
@@ -54,6 +58,33 @@ def test_training_pod_has_gpu_volume_env_and_the_local_backends_command(pod_env)
 
     parsed = build_parser().parse_args(arguments)
     assert (parsed.command, parsed.frame_set_size, parsed.cohort) == ("train", 400, "cohort-a")
+    watched = build_parser().parse_args(["watch", *arguments])
+    assert watched.command == "watch" and watched.arguments == arguments
+
+
+def test_pods_are_bounded_and_follow_the_restricted_security_profile(pod_env, monkeypatch):
+    monkeypatch.setenv("POSESWEEP_K8S_SECONDS_PER_ITERATION", "0.2")
+    pod = _pod_dict(stage_args("train", RUN, 400), max_iterations=250_000)
+    # twice the expected 250k x 0.2 s, plus an hour: a hung trainer releases the GPU
+    assert pod["spec"]["activeDeadlineSeconds"] == 2 * 50_000 + 3600
+    assert _pod_dict(stage_args("evaluate", RUN, 400))["spec"]["activeDeadlineSeconds"] == 3600
+    context = pod["spec"]["securityContext"]
+    assert context["runAsNonRoot"] is True and context["runAsUser"] == 50000
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = pod["spec"]["containers"][0]
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
+    assert security["runAsNonRoot"] is True and security["seccompProfile"] == {"type": "RuntimeDefault"}
+    resources = container["resources"]
+    assert resources["requests"]["ephemeral-storage"] == resources["limits"]["ephemeral-storage"] == "20Gi"
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+
+
+def test_the_pod_launcher_role_cannot_exec_into_pods():
+    documents = list(yaml.safe_load_all((REPO / "docker" / "kubernetes" / "rbac.yaml").read_text()))
+    role = next(d for d in documents if d["kind"] == "Role")
+    resources = {r for rule in role["rules"] for r in rule["resources"]}
+    assert "pods/exec" not in resources and {"pods", "pods/log"} <= resources
 
 
 def test_pod_requests_validate_against_the_kubernetes_schema(pod_env):
@@ -86,4 +117,4 @@ def test_dag_uses_pod_operators_when_the_kubernetes_backend_is_configured(tmp_pa
            "AIRFLOW_HOME": str(tmp_path / "airflow")}
     out = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True)
     # pods are mapped over the frame-set sizes themselves, as the local tasks are
-    assert "True True trainer:1 ['posesweep'] ['frame_set_size'] ['frame_set_size']" in out.stdout
+    assert "True True trainer:1 ['posesweep', 'watch'] ['frame_set_size'] ['frame_set_size']" in out.stdout

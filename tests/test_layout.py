@@ -16,8 +16,18 @@ def test_paths_outside_the_data_root_are_refused(tmp_path):
 
 def test_run_names_from_airflow_run_ids_become_folder_names(tmp_path):
     layout = RunLayout.create(tmp_path, "demo", "manual__2026-11-24T05:34:13+00:00")
-    assert layout.run_dir == tmp_path.resolve() / "runs" / "demo" / "manual__2026-11-24T05_34_13_00_00"
+    assert layout.run_dir.parent == tmp_path.resolve() / "runs" / "demo"
+    assert layout.run_name.startswith("manual__2026-11-24T05_34_13_00_00-") and len(layout.run_name) == len("manual__2026-11-24T05_34_13_00_00-") + 8
     assert layout.summary_file.parent == layout.report_dir
+    # opening a run by its folder name finds the same folder
+    assert RunLayout.create(tmp_path, "demo", layout.run_name).run_dir == layout.run_dir
+    assert RunLayout.create(tmp_path, "demo", "plain-name_1.2").run_name == "plain-name_1.2"
+
+
+def test_two_run_ids_never_share_a_folder(tmp_path):
+    names = {RunLayout.create(tmp_path, "demo", run_id).run_name
+             for run_id in ("a:b", "a_b", "a+b", "a b", "_a_b", "a_b\n")}
+    assert len(names) == 6
 
 
 def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):

@@ -52,3 +52,64 @@ def test_a_stalled_child_is_killed_by_the_watchdog():
     with pytest.raises(TrainerCommandError, match="stalled") as raised:
         run_watched([sys.executable, "-c", "print('started', flush=True); import time; time.sleep(120)"], 2)
     assert time.monotonic() - started < 30 and raised.value.retryable
+
+
+def test_a_child_dies_with_its_parent_even_when_the_parent_is_sigkilled(tmp_path):
+    """The OOM killer takes the task's process: its trainer must not keep writing beside the retry."""
+    import os
+    import signal
+    import subprocess
+
+    import psutil
+
+    parent = subprocess.Popen([sys.executable, "-c",
+                               "import sys; from posesweep.runner import run_watched; "
+                               "run_watched([sys.executable, '-c', 'import time; print(1, flush=True); "
+                               "time.sleep(600)'], 900)"])
+    deadline = time.monotonic() + 60
+    while not psutil.Process(parent.pid).children():
+        assert parent.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    child = psutil.Process(parent.pid).children()[0]
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    child.wait(timeout=10)  # raises if the child outlives its parent by 10 s
+    assert not psutil.pid_exists(child.pid) or child.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_second_writer_of_a_training_folder_is_refused_naming_the_holder(tmp_path):
+    import subprocess
+
+    from posesweep.errors import WriterBusyError
+    from posesweep.locks import exclusive_writer
+
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from posesweep.locks import exclusive_writer\n"
+                               f"with exclusive_writer({str(tmp_path)!r}, 'frame set 10'):\n"
+                               "    print('held', flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(WriterBusyError) as refused:
+            with exclusive_writer(tmp_path, "the network of frame set 10"):
+                pass
+        assert f"held by pid {holder.pid} on " in str(refused.value) and refused.value.retryable
+    finally:
+        holder.kill()
+        holder.wait()
+    with exclusive_writer(tmp_path, "the network of frame set 10"):  # the kernel released the dead holder's lock
+        pass
+
+
+def test_posesweep_watch_reports_the_inner_commands_input_error_with_its_exit_status(tmp_path):
+    """What a training pod runs: the watchdog around the command; an input error keeps its kind and status."""
+    import subprocess
+
+    from posesweep.errors import InputError, error_from_line
+
+    result = subprocess.run([sys.executable, "-m", "posesweep.cli", "watch", "train", f"--data-root={tmp_path}",
+                             "--cohort=lab", "--run-name=-starts-with-a-dash", "--frame-set-size=10"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == InputError.exit_code, result.stdout + result.stderr
+    errors = [e for e in map(error_from_line, result.stdout.splitlines()) if e is not None]
+    assert len(errors) == 1 and errors[0].kind == "RunNotFoundError" and not errors[0].retryable
+    assert "-starts-with-a-dash" in errors[0].explain()  # a run name starting with '-' stays a value

@@ -20,6 +20,7 @@ CONF = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12], "train
 @pytest.mark.slow
 def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path):
     run = labeled_run(tiny_cohort, tmp_path / "data", CONF, "manual__resume")
+    stages.validate_label_table(run)
     stages.make_frame_sets(run)
     run_posesweep(run.command("prepare-training"))
     layout = run.layout
@@ -54,3 +55,22 @@ def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path)
     stages.evaluate(run, 12)
     assert [part.stat().st_mtime_ns for part in parts] == stamps  # nothing scored twice
     assert layout.evaluation_file(12).exists()
+
+
+@pytest.mark.slow
+def test_prepare_training_killed_between_deeplabcuts_write_and_its_own_edits_redoes_the_shuffle(tiny_cohort, tmp_path):
+    """pose_cfg.yaml exists as DeepLabCut wrote it, without posesweep's edits: the retry must not take it as done."""
+    run = labeled_run(tiny_cohort, tmp_path / "data", CONF, "manual__prepare")
+    stages.validate_label_table(run)
+    stages.make_frame_sets(run)
+    run_posesweep(run.command("prepare-training"))
+    train_dir = next((run.layout.project_dir / "dlc-models").rglob("train"))
+    edited = yaml.safe_load((train_dir / "pose_cfg.yaml").read_text())
+    assert edited["min_input_size"] == 32 and edited["init_weights"].endswith("random_init.ckpt")
+    # the state a kill leaves after DeepLabCut's write and before posesweep's edits
+    (train_dir / "posesweep_dataset.done").unlink()
+    (train_dir / "pose_cfg.yaml").write_text(yaml.safe_dump({**edited, "min_input_size": 64, "batch_size": 8}))
+    run_posesweep(run.command("prepare-training"))  # the retry
+    again = yaml.safe_load((train_dir / "pose_cfg.yaml").read_text())
+    assert again["min_input_size"] == 32 and again["batch_size"] == CONF.get("batch_size", 1)
+    assert (train_dir / "posesweep_dataset.done").exists()

@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--duration", type=float, default=3.0, help="video length in seconds")
     synth.add_argument("--seed", type=int, default=0)
 
+    watch = sub.add_parser("watch", help="run another posesweep command in a child process under the stall "
+                                          "watchdog (what a training pod runs)")
+    watch.add_argument("arguments", nargs=argparse.REMAINDER, help="the command and its arguments")
+
     for name, text in (("prepare-training", "resolve initial weights, create DeepLabCut training datasets"),
                        ("train", "train one frame set's network"),
                        ("evaluate", "score every snapshot of one frame set's network (all networks if no "
@@ -68,6 +72,11 @@ def _run(args: argparse.Namespace) -> int:
         options = SynthOptions(participants=args.participants, width_px=args.width, height_px=args.height,
                                fps=args.fps, duration_s=args.duration, seed=args.seed)
         print(generate_cohort(args.out, options))
+        return 0
+    if args.command == "watch":
+        from .runner import run_posesweep
+
+        run_posesweep(args.arguments)
         return 0
     from . import stages
 

@@ -202,7 +202,7 @@ def _schema_problems(name: str, value: Any, schema: dict[str, Any]) -> list[str]
     if "pattern" in schema:
         import re
 
-        if not re.match(schema["pattern"], value):
+        if not re.fullmatch(schema["pattern"].removeprefix("^").removesuffix("$"), value):  # "$" passes "x\n"
             out.append(f"{name}={value!r} must match {schema['pattern']} (a folder name, no path separators)")
     if kind == "array":
         if len(value) < schema.get("minItems", 0):

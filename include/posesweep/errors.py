@@ -58,7 +58,8 @@ class PosesweepError(Exception):
     def to_line(self) -> str:
         """The error as the one line the ``posesweep`` command prints before it exits."""
         fields = {k: getattr(self, k) for k in ("what", "file", "where", "found", "allowed", "fix", "details")}
-        return ERROR_LINE_PREFIX + json.dumps({"kind": type(self).__name__, "retryable": self.retryable,
+        return ERROR_LINE_PREFIX + json.dumps({"kind": getattr(self, "kind", type(self).__name__),
+                                               "retryable": self.retryable,
                                                "title": self.title, **fields})
 
 
@@ -121,6 +122,12 @@ class LabelValidationError(InputError, RuntimeError):
     title = "the labels failed validation"
 
 
+class RunNotFoundError(InputError):
+    """A command names a run whose folder holds no validated parameters."""
+
+    title = "no such run"
+
+
 class FrameSetError(InputError, ValueError):
     """Frame sets cannot be built from the labeled frames; the message says why."""
 
@@ -145,6 +152,12 @@ class TrainingFailedError(TransientError, RuntimeError):
     """Training ended without the snapshots it should have written."""
 
 
+class WriterBusyError(TransientError):
+    """Another process holds the folder's writer lock (a trainer still running): retry once it has ended."""
+
+    title = "another process is writing here"
+
+
 class TrainerCommandError(TransientError):
     """The child stalled, was killed or crashed without saying why: worth a retry."""
 
@@ -158,6 +171,7 @@ class ChildReportedError(PosesweepError):
                          details=payload.get("details") or ())
         self.kind, self.retryable, self.title = payload.get("kind", "PosesweepError"), payload["retryable"], \
             payload.get("title", PosesweepError.title)
+        self.exit_code = TransientError.exit_code if self.retryable else InputError.exit_code
 
 
 def error_from_line(line: str) -> PosesweepError | None:

@@ -41,12 +41,20 @@ def registry_file(data_root: Path) -> Path:
     return Path(data_root) / "runs" / REGISTRY
 
 
-def register_next_cohort(data_root: Path, quiet_s: float = 60.0) -> dict | None:
-    """Record and return the first new or changed, complete cohort ({"cohort", "version"}), or None."""
+def _registry(data_root: Path) -> dict[str, str]:
+    path = registry_file(data_root)
+    return read_json(path) if path.exists() else {}
+
+
+def next_new_cohort(data_root: Path, quiet_s: float = 60.0) -> dict | None:
+    """The first complete cohort whose version was not announced yet ({"cohort", "version"}), or None.
+
+    Nothing is recorded here: ``record_announced`` does that once the announcement exists, so a failure in
+    between announces the cohort again rather than losing it.
+    """
     from .cohort import CohortError, load_cohort  # not at import: DAG files import this module
 
-    registry_path = registry_file(data_root)
-    registry = read_json(registry_path) if registry_path.exists() else {}
+    registry = _registry(data_root)
     cohorts_dir = Path(data_root) / "cohorts"
     for cohort_dir in sorted(p for p in cohorts_dir.iterdir() if p.is_dir()) if cohorts_dir.is_dir() else []:
         try:
@@ -56,10 +64,23 @@ def register_next_cohort(data_root: Path, quiet_s: float = 60.0) -> dict | None:
         version, newest = cohort_fingerprint(cohort_dir)
         if registry.get(cohort_dir.name) == version or time.time() - newest < quiet_s:
             continue
-        registry[cohort_dir.name] = version
-        write_json_atomic(registry_path, registry)
         return {"cohort": cohort_dir.name, "version": version}
     return None
+
+
+def record_announced(data_root: Path, announced: dict) -> None:
+    """Remember that this cohort version has been announced (so it starts no second study)."""
+    registry = _registry(data_root)
+    registry[announced["cohort"]] = announced["version"]
+    write_json_atomic(registry_file(data_root), registry)
+
+
+def register_next_cohort(data_root: Path, quiet_s: float = 60.0) -> dict | None:
+    """``next_new_cohort`` and ``record_announced`` in one step, for a data root prepared outside Airflow."""
+    found = next_new_cohort(data_root, quiet_s)
+    if found is not None:
+        record_announced(data_root, found)
+    return found
 
 
 def cohorts_waiting(event_extras: list[dict]) -> list[dict]:

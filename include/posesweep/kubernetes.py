@@ -11,6 +11,9 @@ The pod's settings are deployment settings (``settings.PodSettings``, from ``POS
     POSESWEEP_K8S_NODE_SELECTOR  JSON object, default {}
     POSESWEEP_K8S_TOLERATIONS    JSON list of tolerations, default: tolerate nvidia.com/gpu taints
     POSESWEEP_K8S_SERVICE_ACCOUNT  default "posesweep-trainer"
+    POSESWEEP_K8S_EPHEMERAL_STORAGE  ephemeral-storage request and limit, default "20Gi"
+    POSESWEEP_K8S_SECONDS_PER_ITERATION  expected training speed, default 0.25: the pod's deadline is twice
+                                 max_iterations x this, plus an hour
 
 The pod runs the same ``posesweep`` arguments as the local backend; the PVC is
 mounted at the same data root path the Airflow workers use.
@@ -23,21 +26,43 @@ from typing import Any
 from .settings import GPU_RESOURCE, PodSettings
 
 
-def pod_operator_kwargs(settings: PodSettings, data_root: str) -> dict[str, Any]:
-    """Keyword arguments for ``KubernetesPodOperator.partial(...)`` (everything but the arguments)."""
+TRAINER_UID = 50000  # the posesweep user of docker/trainer/Dockerfile
+STARTUP_MARGIN_S = 3600  # image pull, imports, dataset decode and the last snapshot's scoring
+
+
+def deadline_s(command: str, max_iterations: int, settings: PodSettings) -> int:
+    """How long a pod may run before Kubernetes stops it (``activeDeadlineSeconds``): twice the expected training
+    time plus an hour; a hung trainer cannot hold a GPU for longer."""
+    expected = max_iterations * settings.seconds_per_iteration if command == "train" else 0
+    return int(2 * expected + STARTUP_MARGIN_S)
+
+
+def pod_operator_kwargs(settings: PodSettings, data_root: str, stall_timeout_s: float = 900) -> dict[str, Any]:
+    """Keyword arguments for ``KubernetesPodOperator.partial(...)`` (everything but the arguments and deadline).
+
+    The pod runs ``posesweep watch <arguments>``: the same stall watchdog as the local backend, inside the pod.
+    It follows Kubernetes' restricted pod security profile.
+    """
     from kubernetes.client import models as k8s
 
-    requests = {"cpu": settings.cpu, "memory": settings.memory}
-    limits = {"memory": settings.memory}
+    requests = {"cpu": settings.cpu, "memory": settings.memory, "ephemeral-storage": settings.ephemeral_storage}
+    limits = {"memory": settings.memory, "ephemeral-storage": settings.ephemeral_storage}
     if settings.gpus:
         limits[GPU_RESOURCE] = str(settings.gpus)
     return {
         "image": settings.image,
         "namespace": settings.namespace,
-        "cmds": ["posesweep"],
+        "cmds": ["posesweep", "watch"],
         "env_vars": [k8s.V1EnvVar(name="GX_ANALYTICS_ENABLED", value="false"),
                      k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
-                     k8s.V1EnvVar(name="TF_CPP_MIN_LOG_LEVEL", value="2")],
+                     k8s.V1EnvVar(name="TF_CPP_MIN_LOG_LEVEL", value="2"),
+                     k8s.V1EnvVar(name="POSESWEEP_STALL_TIMEOUT_S", value=str(stall_timeout_s))],
+        "security_context": k8s.V1PodSecurityContext(
+            run_as_non_root=True, run_as_user=TRAINER_UID, run_as_group=TRAINER_UID, fs_group=TRAINER_UID,
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault")),
+        "container_security_context": k8s.V1SecurityContext(
+            run_as_non_root=True, allow_privilege_escalation=False,
+            capabilities=k8s.V1Capabilities(drop=["ALL"]), seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault")),
         "container_resources": k8s.V1ResourceRequirements(requests=requests, limits=limits),
         "volumes": [k8s.V1Volume(name="data", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
             claim_name=settings.data_pvc))],

@@ -25,6 +25,7 @@ reader (or a retried task) sees either nothing or the complete file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -47,8 +48,15 @@ def resolve_inside(root: Path, relative: str | Path) -> Path:
 
 
 def safe_name(text: str) -> str:
-    """A folder-safe version of an Airflow run id (which contains ':' and '+')."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "run"
+    """A folder-safe version of an Airflow run id (which contains ':' and '+').
+
+    A name that had to change gets a short hash of the original, so two run ids never share a folder
+    ("a:b" and "a_b"); a name that is already safe is kept as it is (so the function is idempotent).
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "run"
+    if safe == text:
+        return safe
+    return f"{safe}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Mapping
 
 from .cohort import Cohort, load_cohort
 from .config import StudyConfig
+from .errors import RunNotFoundError
 from .layout import RunLayout
 
 
@@ -26,6 +27,10 @@ class Run:
     def open(cls, handle: Mapping[str, str]) -> "Run":
         """The run a handle names; its parameters were validated and written by ``stages.prepare_run``."""
         layout = RunLayout.create(handle["data_root"], handle["cohort"], handle["run_name"])
+        if not layout.config_file.is_file():
+            raise RunNotFoundError(f"no study run {layout.run_name} of cohort {layout.cohort}", file=layout.config_file,
+                                   found="no study_config.json", fix="start the run from its beginning (the DAG's "
+                                                                      "prepare_run task writes it)")
         return cls(layout, StudyConfig.from_json_file(layout.config_file), load_cohort(layout.cohort_dir))
 
     @property

@@ -13,6 +13,7 @@ from outside (SIGKILL: the OOM killer, a lost worker) or stalled is a
 from __future__ import annotations
 
 import collections
+import ctypes
 import logging
 import os
 import re
@@ -22,10 +23,11 @@ import sys
 import threading
 import time
 
-from .errors import PosesweepError, TrainerCommandError, TransientError, error_from_line
+from .errors import PosesweepError, TrainerCommandError, error_from_line
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 # TensorFlow's C++ start-up lines on a machine without CUDA libraries: not errors, and nothing a lab can act on
 NOISE = re.compile(r"Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning|oneDNN custom operations|"
@@ -43,7 +45,7 @@ def run_watched(command: list[str], stall_timeout_s: float | None = None, logger
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GX_ANALYTICS_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}
     logger.info("running: %s", " ".join(command))
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                             bufsize=1, start_new_session=True)
+                             bufsize=1, start_new_session=True, preexec_fn=_dies_with(os.getpid()))
     tail: collections.deque[str] = collections.deque(maxlen=30)
     reported: list[PosesweepError] = []
     last_output = [time.monotonic()]
@@ -82,6 +84,21 @@ def run_watched(command: list[str], stall_timeout_s: float | None = None, logger
     if stalled or child.returncode != 0:
         raise TrainerCommandError(f"the child process {_how_it_ended(child.returncode, stalled, stall_timeout_s)}",
                                   details=[f"command: {' '.join(command)}", "its last output:", *tail])
+
+
+def _dies_with(parent_pid: int):
+    """In the child, before it runs: the kernel SIGKILLs it when its parent dies, however the parent dies (OOM
+    killer, lost worker), so a trainer never outlives its task and never races the task's retry."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def set_parent_death_signal() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:  # the parent died before the signal was set
+            os._exit(1)
+
+    return set_parent_death_signal
 
 
 def _how_it_ended(returncode: int, stalled: bool, stall_timeout_s: float) -> str:

@@ -9,6 +9,10 @@ the Airflow deployment, never by a run's parameters (so a run cannot point pods 
     POSESWEEP_INTAKE_INTERVAL_S      how often cohort_intake looks for new cohorts (default 300)
     POSESWEEP_INTAKE_QUIET_S         a cohort changed more recently is still being copied in (default 60)
     POSESWEEP_PRETRAINED_CHECKPOINT  a TensorFlow checkpoint prefix of the ImageNet-pretrained backbone
+    POSESWEEP_GPU_POOL               the Airflow pool training and scoring tasks run in (default posesweep_gpu;
+                                     create it: airflow pools set posesweep_gpu <slots> "GPU training")
+    POSESWEEP_GPU_POOL_SLOTS         how many networks train at once, for the tools that create the pool (default 1)
+    POSESWEEP_MAX_ACTIVE_RUNS        study runs active at once, e.g. one waiting for labels beside others (default 8)
     POSESWEEP_K8S_*                  the training pod (kubernetes.py lists them)
 
 Pure standard library: the DAG files read it at parse time.
@@ -45,6 +49,9 @@ class PodSettings:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict[str, Any]] = field(default_factory=lambda: [dict(t) for t in DEFAULT_TOLERATIONS])
     service_account: str = "posesweep-trainer"
+    ephemeral_storage: str = "20Gi"
+    # expected training speed on the cluster's GPUs; the pod's deadline is derived from it
+    seconds_per_iteration: float = 0.25
     # a GPU node may have to be provisioned first: wait long before calling the pod stuck
     startup_timeout_s: int = 1800
 
@@ -57,6 +64,9 @@ class Settings:
     intake_interval_s: int = 300
     intake_quiet_s: float = 60.0
     pretrained_checkpoint: str | None = None
+    gpu_pool: str = "posesweep_gpu"
+    gpu_pool_slots: int = 1
+    max_active_runs: int = 8
     pod: PodSettings = field(default_factory=PodSettings)
 
     @classmethod
@@ -88,6 +98,8 @@ class Settings:
             node_selector=json_value("POSESWEEP_K8S_NODE_SELECTOR", {}),
             tolerations=json_value("POSESWEEP_K8S_TOLERATIONS", [dict(t) for t in DEFAULT_TOLERATIONS]),
             service_account=env.get("POSESWEEP_K8S_SERVICE_ACCOUNT", "posesweep-trainer"),
+            ephemeral_storage=env.get("POSESWEEP_K8S_EPHEMERAL_STORAGE", "20Gi"),
+            seconds_per_iteration=number("POSESWEEP_K8S_SECONDS_PER_ITERATION", 0.25),
         )
         if backend == "kubernetes" and not pod.image:
             raise SettingsError("POSESWEEP_K8S_IMAGE must name the trainer image when the kubernetes backend is used")
@@ -98,5 +110,8 @@ class Settings:
             intake_interval_s=number("POSESWEEP_INTAKE_INTERVAL_S", 300, int),
             intake_quiet_s=number("POSESWEEP_INTAKE_QUIET_S", 60.0),
             pretrained_checkpoint=env.get("POSESWEEP_PRETRAINED_CHECKPOINT") or None,
+            gpu_pool=env.get("POSESWEEP_GPU_POOL", "posesweep_gpu"),
+            gpu_pool_slots=number("POSESWEEP_GPU_POOL_SLOTS", 1, int),
+            max_active_runs=number("POSESWEEP_MAX_ACTIVE_RUNS", 8, int),
             pod=pod,
         )

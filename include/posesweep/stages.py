@@ -16,6 +16,7 @@ from .frames import VideoError, extract_frames, import_extracted_frames, link_fr
 from .labels import (build_label_table, read_collected_data, read_label_table, to_dlc_frame, write_collected_data,
                      write_label_table)
 from .layout import RunLayout, read_json, write_json_atomic
+from .locks import exclusive_writer
 from .run import Run, video_stem
 from .scale import VideoScales, video_scales
 from .splits import FrameSet, build_frame_sets, labeled_frames
@@ -250,8 +251,9 @@ def train(run: Run, frame_set_size: int) -> dict:
     layout, study = run.layout, run.study
     frame_set = frame_set_of(layout, frame_set_size)
     labels = read_label_table(layout.validated_labels_file)
-    with ScoringWhileTraining(layout, frame_set, labels, study.snapshot_iterations):
-        return train_frame_set(layout, frame_set, study)
+    with exclusive_writer(layout.training_dir(frame_set_size), f"the network of frame set {frame_set_size}"):
+        with ScoringWhileTraining(layout, frame_set, labels, study.snapshot_iterations):
+            return train_frame_set(layout, frame_set, study)
 
 
 def evaluate(run: Run, frame_set_size: int | None = None) -> list[str]:

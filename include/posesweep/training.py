@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 PRETRAINED_ENV = "POSESWEEP_PRETRAINED_CHECKPOINT"  # named in messages; read through settings
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)  # DeepLabCut's mean_pixel
 RESNET_SCOPES = {"resnet_50": "resnet_v1_50", "resnet_101": "resnet_v1_101"}
+# written after posesweep's last edit of a shuffle's pose_cfg.yaml: a shuffle without it is created again
+DATASET_DONE = "posesweep_dataset.done"
 MIN_INPUT_SIZE_PX = 32  # DeepLabCut's default 64 rejects small frames after 0.5x scale jitter
 
 
@@ -192,7 +194,8 @@ def create_training_datasets(project_config: Path, frame_sets: list[FrameSet], w
     position = {(stem, image): i for i, (_, stem, image) in enumerate(data.index)}
     for fs in frame_sets:
         train_cfg_path, _, _ = pose_cfg_paths(project_config, fs)
-        if train_cfg_path.exists():
+        done = train_cfg_path.with_name(DATASET_DONE)
+        if done.exists():
             log.info("frame set %d: DeepLabCut training dataset (shuffle %d) already exists, skipped",
                      fs.frame_set_size, fs.shuffle)
             continue
@@ -208,6 +211,7 @@ def create_training_datasets(project_config: Path, frame_sets: list[FrameSet], w
         _edit_yaml(train_cfg_path, {"init_weights": weights.path, "min_input_size": MIN_INPUT_SIZE_PX,
                                     "batch_size": study.batch_size,
                                     "multi_step": schedule_reaching(pose_cfg["multi_step"], study.max_iterations)})
+        write_text_atomic(done, "DeepLabCut's training dataset and posesweep's edits of pose_cfg.yaml are complete\n")
         log.info("frame set %d: shuffle %d with %d train / %d test frames", fs.frame_set_size, fs.shuffle,
                  len(fs.train), len(fs.test))
 

@@ -79,6 +79,17 @@ def airflow_env(home: Path, port: int, data_root: Path, sql_alchemy_conn: str,
             **(extra_env or {})}
 
 
+def migrate(env: dict[str, str], log) -> None:
+    """The metadata database's schema, and the pool that bounds concurrent training (settings.gpu_pool)."""
+    from posesweep.settings import Settings
+
+    settings = Settings.from_env(env)
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
+    subprocess.run([str(BIN / "airflow"), "pools", "set", settings.gpu_pool, str(settings.gpu_pool_slots),
+                    "posesweep: networks trained or scored at once"], env=env, check=True, stdout=log,
+                   stderr=subprocess.STDOUT)
+
+
 class LocalAirflow:
     def __init__(self, home: Path, data_root: Path, extra_env: dict[str, str] | None = None,
                  startup_timeout_s: float = 240, port: int | None = None):
@@ -97,8 +108,7 @@ class LocalAirflow:
             self.database.__enter__()
             self.env = airflow_env(self.home, self.port, self.data_root, self.database.sql_alchemy_conn,
                                    self.extra_env)
-            subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=self.env, check=True, stdout=self._log,
-                           stderr=subprocess.STDOUT)
+            migrate(self.env, self._log)
             self.process = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=self.env, stdout=self._log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
             self._wait_until_ready()
@@ -181,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     args.home.mkdir(parents=True, exist_ok=True)
     with MetadataDatabase(args.home) as database:
         env = airflow_env(args.home.resolve(), args.port, args.data_root.resolve(), database.sql_alchemy_conn)
-        subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+        migrate(env, subprocess.DEVNULL)
         print(f"Airflow: http://localhost:{args.port}  user admin, password in "
               f"{args.home / 'simple_auth_manager_passwords.json.generated'}\n"
               f"Reports: http://localhost:{args.port}/posesweep/\nMetadata database: PostgreSQL in "
