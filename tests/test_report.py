@@ -75,12 +75,19 @@ def test_errors_by_network_and_by_landmark_by_hand():
     assert mean_mm_at(_errors(with_mm=False), 100) == "no scale"
 
 
-def test_recommendation_says_whether_errors_plateaued():
-    from posesweep.report.tables import recommendation
+def test_recommendation_says_whether_errors_plateaued_and_is_withheld_when_a_network_did_not_learn():
+    from posesweep.report.tables import no_recommendation, recommendation
 
+    learned = pd.DataFrame({"frame_set_size": [200, 400], "snapshot_iteration": [175_000] * 2,
+                            "test_error_px": [3.0, 2.5], "mean_pose_error_px": [40.0, 40.0], "learned": [True, True]})
     plateau = {"chosen_iteration": 175_000, "chosen_iteration_is_plateau": True, "minimum_frames": {"test": 400}}
-    assert recommendation(plateau) == ("Errors stop improving significantly at 175,000 iterations; at that point 400 "
-                                       "frames give a test error not significantly worse than any larger frame set")
+    assert recommendation(plateau, learned) == ("Errors stop improving significantly at 175,000 iterations; at that "
+                                                "point 400 frames give a test error not significantly worse than "
+                                                "any larger frame set")
     still = {**plateau, "chosen_iteration_is_plateau": False, "minimum_frames": {}}
-    assert recommendation(still).startswith("Errors were still improving significantly at the last snapshot "
-                                            "(175,000 iterations): train longer")
+    assert recommendation(still, learned).startswith("Errors were still improving significantly at the last "
+                                                     "snapshot (175,000 iterations): train longer")
+    one_failed = learned.assign(learned=[False, True], test_error_px=[35.0, 2.5])
+    assert recommendation(plateau, one_failed) is None
+    assert no_recommendation(one_failed).startswith("No recommendation: 1 of 2 networks did not learn (frame sets "
+                                                    "200: test error 35.0 px against 40.0 px")

@@ -111,6 +111,23 @@ def load_cohort(cohort_dir: Path) -> Cohort:
     return Cohort(cohort_dir.name, cohort_dir, videos, bodyparts, scorer, "synthetic" if synthetic else "videos")
 
 
+def unmatched_videos(cohort: Cohort) -> dict[str, list[str]]:
+    """Videos and labeled-data folders that do not belong together (by name), for the log and the report.
+
+    An imported project lists its videos in config.yaml's ``video_sets``; each labeled-data folder should be
+    named after one. A video cohort's own labeled-data folders should each have a video.
+    """
+    folders = sorted(p.name for p in (cohort.root / "labeled-data").iterdir() if p.is_dir()) \
+        if (cohort.root / "labeled-data").is_dir() else []
+    if cohort.frames_extracted:
+        config = yaml.safe_load((cohort.root / "config.yaml").read_text()) or {}
+        videos = sorted({Path(str(v).replace("\\", "/")).stem for v in (config.get("video_sets") or {})})
+        return {"videos in config.yaml without a labeled-data folder": [v for v in videos if v not in folders],
+                "labeled-data folders without a video in config.yaml": [f for f in folders if f not in videos]}
+    stems = {video.stem for video in cohort.videos}
+    return {"labeled-data folders without a video": [f for f in folders if f not in stems]}
+
+
 def write_project_config(project_dir: Path, cohort: Cohort, video_sizes: dict[Path, tuple[int, int]],
                          study: StudyConfig) -> Path:
     """A DeepLabCut ``config.yaml`` for the run's project (single animal, TensorFlow engine)."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .cohort import Cohort, CohortError, load_cohort, read_cohort_manifest, write_project_config
+from .cohort import (Cohort, CohortError, load_cohort, read_cohort_manifest, unmatched_videos,
+                     write_project_config)
 from .config import FRONTAL_BODYPARTS, StudyConfig, StudyConfigError
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames
 from .labels import (build_label_table, read_collected_data, read_label_table, to_dlc_frame, write_collected_data,
@@ -103,6 +104,9 @@ def check_extraction(run: Run, results: list[dict]) -> dict:
                              "or trigger the run with bad_video_policy=exclude to leave them out")
     if bad:
         log.warning("excluded %d bad videos: %s", len(bad), ", ".join(sorted(bad)))
+    for kind, names in unmatched_videos(run.cohort).items():
+        if names:
+            log.warning("%s: %s", kind, ", ".join(names))
     cohort = run.cohort
     sizes = {}
     for video in _usable_videos(layout, cohort):
@@ -291,6 +295,8 @@ def analyse_and_report(run: Run) -> str:
         "extraction": read_json(layout.frames_dir / "summary.json"),
         "excluded_frames": read_json(layout.validation_dir / "excluded_frames.json"),
         "scale": scales.to_json_dict(),
+        "frames_source": "imported" if run.cohort.frames_extracted else "kmeans",
+        "unmatched": unmatched_videos(run.cohort),
     }
     for entry in context["training"]:
         entry.pop("train_dir", None)

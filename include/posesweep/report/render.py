@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..layout import RunLayout, atomic_path, write_json_atomic, write_text_atomic
+from ..learning import RULE, learning_check
 from ..stats import errors_by_iteration
 from . import figures, tables
 
@@ -46,7 +47,9 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
     anova_by_split, pairwise = tables.anova_rows(analysis), tables.posthoc_tables(analysis)
     anova = pd.DataFrame(list(anova_by_split.values()))
     comparisons = analysis["frame_set_comparisons"]
-    csv_tables = {"errors_by_network_and_snapshot": by_network, "errors_by_iteration": by_iteration,
+    learned = learning_check(errors, chosen)
+    answer = tables.recommendation(analysis, learned)
+    csv_tables = {"learning_check": learned, "errors_by_network_and_snapshot": by_network, "errors_by_iteration": by_iteration,
                   "accuracy_by_network_and_snapshot": snapshot_accuracy, "errors_by_landmark": by_landmark,
                   "anova": anova, "accuracy_by_landmark": accuracy, "frame_set_comparisons": comparisons,
                   **{f"posthoc_{split}": table for split, table in pairwise.items()}}
@@ -82,7 +85,11 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         "accuracy_at_chosen_iteration": accuracy.to_dict(orient="records"),
         "frame_set_comparisons": comparisons.to_dict(orient="records"),
         "minimum_frames": analysis["minimum_frames"],
-        "recommendation": tables.recommendation(analysis),
+        "networks_learned": answer is not None,
+        "learning_rule": RULE,
+        "learning_check": learned.to_dict(orient="records"),
+        "recommendation": answer if answer is not None else tables.no_recommendation(learned),
+        "recommendation_made": answer is not None,
         "paper": tables.PAPER,
     }
     write_json_atomic(layout.summary_file, summary)
@@ -92,7 +99,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         anova=tables.by_split_columns(anova) if len(anova) else None,
         pairwise={split: table for split, table in pairwise.items() if len(table)},
         comparisons=comparisons, accuracy=accuracy, by_network=by_network, snapshot_accuracy=snapshot_accuracy,
-        by_landmark=by_landmark, training=pd.DataFrame(context["training"]),
+        by_landmark=by_landmark, training=pd.DataFrame(context["training"]), learned=learned, learning_rule=RULE,
         paper=tables.paper_comparison(errors, analysis, by_network, by_landmark, anova_by_split),
         pck_radii=", ".join(str(r) for r in tables.PCK_RADII_PX), scale_sentence=tables.scale_sentence(scale))
     write_text_atomic(out / "index.html", page)

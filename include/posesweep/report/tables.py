@@ -6,6 +6,8 @@ import math
 
 import pandas as pd
 
+from ..config import FRONTAL_BODYPARTS
+
 PCK_RADII_PX = (2, 5, 10)
 PAPER = {"iterations": 175_000, "frames": 400, "train_error_px": 2.8, "test_error_px": 3.7,
          "knee_test_error_px": 7.1, "ankle_test_error_px": 5.4, "anova_F_train": 57.4, "anova_F_test": 24.4}
@@ -77,7 +79,11 @@ def by_split_columns(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"quantity": wide.columns, **{split: [cell(v) for v in wide.loc[split]] for split in wide.index}})
 
 
-def recommendation(analysis: dict) -> str:
+def recommendation(analysis: dict, learned: pd.DataFrame) -> str | None:
+    """The study's answer, or None when a network did not learn (``learning.learning_check``): statistics on
+    networks that learned nothing still find plateaus, and must not be read as an answer."""
+    if not learned["learned"].all():
+        return None
     chosen, minimum = analysis["chosen_iteration"], analysis["minimum_frames"].get("test")
     sentence = (f"Errors stop improving significantly at {chosen:,} iterations"
                 if analysis["chosen_iteration_is_plateau"] else
@@ -86,6 +92,15 @@ def recommendation(analysis: dict) -> str:
     if minimum is not None:
         sentence += f"; at that point {minimum} frames give a test error not significantly worse than any larger frame set"
     return sentence
+
+
+def no_recommendation(learned: pd.DataFrame) -> str:
+    failed = learned[~learned["learned"]]
+    sizes = ", ".join(str(int(s)) for s in failed["frame_set_size"])
+    return (f"No recommendation: {len(failed)} of {len(learned)} networks did not learn (frame sets {sizes}: test "
+            f"error {failed['test_error_px'].mean():.1f} px against {failed['mean_pose_error_px'].mean():.1f} px for "
+            f"the mean training pose at {int(learned['snapshot_iteration'].iloc[0]):,} iterations). Train longer, "
+            f"from pretrained weights, or check the labels before reading any number below as an answer")
 
 
 def mean_mm_at(errors: pd.DataFrame, iteration: int) -> str:
@@ -98,8 +113,10 @@ def mean_mm_at(errors: pd.DataFrame, iteration: int) -> str:
 
 
 def paper_comparison(errors: pd.DataFrame, analysis: dict, by_network: pd.DataFrame, by_landmark: pd.DataFrame,
-                     anova: dict[str, dict]) -> pd.DataFrame:
-    """The paper's published values beside this run's."""
+                     anova: dict[str, dict]) -> pd.DataFrame | None:
+    """The paper's published values beside this run's; None unless the cohort has the paper's 10 landmarks."""
+    if set(errors["landmark"]) != set(FRONTAL_BODYPARTS):
+        return None
     chosen = analysis["chosen_iteration"]
     ours = by_network[by_network["snapshot_iteration"] == chosen].mean(numeric_only=True)
     test = by_landmark.set_index("landmark")["test_error_px"] if "test_error_px" in by_landmark else None

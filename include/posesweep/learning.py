@@ -1,0 +1,48 @@
+"""Did a network learn anything? Its errors against a predictor that looks at no image.
+
+The trivial predictor puts every landmark of every test frame at that landmark's
+mean position over the network's training frames (the mean training pose). A
+network that has learned the task predicts test frames far better than that. The
+rule: a network has learned when, at the snapshot the study would recommend, its
+mean test error is at most ``LEARNED_ERROR_RATIO`` of the mean-pose predictor's
+error on the same test frames and landmarks. A network that failed to learn (a
+handful of iterations from random weights, a broken data path) predicts
+everywhere or nowhere, and its errors sit near or above the trivial predictor's.
+Statistics on such networks still find "plateaus", so no recommendation is made
+from them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+LEARNED_ERROR_RATIO = 0.5
+
+RULE = (f"A network counts as having learned when its mean test error is at most "
+        f"{LEARNED_ERROR_RATIO:.0%} of the error of the mean training pose (each landmark of every test frame "
+        f"predicted at its mean position over that network's training frames, without looking at the image).")
+
+
+def mean_pose_errors(errors: pd.DataFrame) -> pd.DataFrame:
+    """Per network and landmark: the mean training pose and its mean error on the test frames (px)."""
+    labels = errors.drop_duplicates(["frame_set_size", "split", "video", "image", "landmark"])
+    train = labels[labels["split"] == "train"]
+    mean_pose = (train.groupby(["frame_set_size", "landmark"])[["x_label_px", "y_label_px"]].mean()
+                 .rename(columns={"x_label_px": "x_mean_px", "y_label_px": "y_mean_px"}).reset_index())
+    test = labels[labels["split"] == "test"].merge(mean_pose, on=["frame_set_size", "landmark"])
+    test["mean_pose_error_px"] = np.hypot(test["x_label_px"] - test["x_mean_px"], test["y_label_px"] - test["y_mean_px"])
+    return test.groupby(["frame_set_size", "landmark"], as_index=False)["mean_pose_error_px"].mean()
+
+
+def learning_check(errors: pd.DataFrame, iteration: int) -> pd.DataFrame:
+    """Per network at one snapshot: its test error, the mean-pose predictor's, their ratio, and whether it learned."""
+    test = errors[(errors["split"] == "test") & (errors["snapshot_iteration"] == iteration)]
+    network = test.groupby(["frame_set_size", "landmark"], as_index=False)["error_px"].mean()
+    both = network.merge(mean_pose_errors(errors), on=["frame_set_size", "landmark"])
+    table = both.groupby("frame_set_size", as_index=False).agg(test_error_px=("error_px", "mean"),
+                                                               mean_pose_error_px=("mean_pose_error_px", "mean"))
+    table.insert(1, "snapshot_iteration", int(iteration))
+    table["error_ratio"] = table["test_error_px"] / table["mean_pose_error_px"]
+    table["learned"] = table["error_ratio"] <= LEARNED_ERROR_RATIO
+    return table

@@ -1,0 +1,73 @@
+"""No answer from networks that learned nothing; the paper's rows only for the paper's landmarks; imported frames
+described as imported."""
+
+import json
+
+import pandas as pd
+import pytest
+from report_input import context, error_table
+
+from posesweep.config import FRONTAL_BODYPARTS
+from posesweep.layout import RunLayout
+from posesweep.learning import LEARNED_ERROR_RATIO, learning_check, mean_pose_errors
+from posesweep.report import write_report
+from posesweep.stats import analyse
+
+
+def _row(split, image, x, y, error, iteration=100):
+    return {"frame_set_size": 10, "snapshot_iteration": iteration, "split": split, "video": "P001", "image": image,
+            "landmark": "knee", "x_label_px": x, "y_label_px": y, "error_px": error}
+
+
+def test_the_mean_training_pose_and_the_rule_by_hand():
+    # training labels at x = 0 and 10: the mean pose is (5, 0); the test label (5, 10) is 10 px from it
+    errors = pd.DataFrame([_row("train", "a.png", 0, 0, 1.0), _row("train", "b.png", 10, 0, 1.0),
+                           _row("test", "c.png", 5, 10, 2.0), _row("test", "c.png", 5, 10, 8.0, iteration=50)])
+    assert mean_pose_errors(errors)["mean_pose_error_px"].tolist() == [10.0]
+    late, early = learning_check(errors, 100).iloc[0], learning_check(errors, 50).iloc[0]
+    assert late["error_ratio"] == pytest.approx(0.2) and bool(late["learned"])
+    assert early["error_ratio"] == pytest.approx(0.8) and not bool(early["learned"])
+    assert LEARNED_ERROR_RATIO == 0.5
+
+
+def _report(tmp_path, errors, **extra):
+    layout = RunLayout.create(tmp_path, "tiny", "run")
+    page = write_report(layout, analyse(errors), errors, {**context(), **extra}).read_text()
+    return page, json.loads(layout.summary_file.read_text())
+
+
+def test_networks_that_did_not_learn_get_no_recommendation(tmp_path):
+    errors = error_table()
+    errors["error_px"] *= 6  # predictions collapsed far from the labels, as from a few random-init iterations
+    errors["error_mm"] = errors["error_px"] / 1.25
+    page, summary = _report(tmp_path, errors)
+    assert summary["networks_learned"] is False and summary["recommendation_made"] is False
+    assert summary["recommendation"].startswith("No recommendation: 2 of 2 networks did not learn")
+    assert "stop improving" not in summary["recommendation"] and "frames give" not in summary["recommendation"]
+    assert "The networks did not learn." in page and "<b>Recommendation:</b>" not in page
+    assert summary["learning_rule"] in page.replace("\n", " ") or "mean training pose" in page
+    assert all(not row["learned"] for row in summary["learning_check"])
+
+
+def test_networks_that_learned_get_the_studys_answer(tmp_path):
+    page, summary = _report(tmp_path, error_table())
+    assert summary["networks_learned"] is True and summary["recommendation_made"] is True
+    assert "<b>Recommendation:</b>" in page and "did not learn" not in page
+
+
+def test_the_papers_rows_only_for_the_papers_landmarks(tmp_path):
+    page, _ = _report(tmp_path / "frontal", error_table(landmarks=list(FRONTAL_BODYPARTS)))
+    assert "knee test error (px)" in page and "this cohort's landmarks are others" not in page
+    page, _ = _report(tmp_path / "reaching", error_table(landmarks=["Hand", "Finger1", "Tongue"]))
+    assert "knee test error (px)" not in page and "this cohort's landmarks are others" in page
+
+
+def test_an_imported_project_is_described_as_imported_and_an_unmatched_video_is_named(reaching_project, tmp_path):
+    from posesweep.cohort import load_cohort, unmatched_videos
+
+    unmatched = unmatched_videos(load_cohort(reaching_project))
+    assert unmatched == {"videos in config.yaml without a labeled-data folder": ["WILL BE AUTOMATICALLY UPDATED BY DEMO CODE"],
+                         "labeled-data folders without a video in config.yaml": ["reachingvideo1"]}
+    page, _ = _report(tmp_path, error_table(), frames_source="imported", unmatched=unmatched)
+    assert "imported from an existing DeepLabCut project" in page and "picked by k-means from" not in page
+    assert "labeled-data folders without a video in config.yaml:</b> reachingvideo1" in page
