@@ -2,10 +2,13 @@
 
 Mounted at ``/posesweep``: ``/posesweep/`` lists every run with a report,
 ``/posesweep/runs/<cohort>/<run>/report/index.html`` serves a report and
-``.../validation/data_docs/index.html`` its Data Docs. Only authenticated Airflow
-users (bearer token or the UI's session cookie) get an answer, and only files
-inside a run's ``report/`` and ``validation/`` folders under the data root are
-ever served.
+``.../validation/data_docs/index.html`` its Data Docs. Only users the auth manager
+lets read ``dlc_training_study`` get an answer (401 without a login, 403 without
+that permission), and only files inside a run's ``report/`` and ``validation/``
+folders under the data root are ever served. Every answer carries a
+Content-Security-Policy that sandboxes it and runs no script (the Great
+Expectations Data Docs pull scripts from public CDNs; they stay readable without
+them) and ``X-Content-Type-Options: nosniff``.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from airflow.api_fastapi.core_api.security import get_user
+from airflow.api_fastapi.core_api.security import requires_access_dag
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
 from posesweep.layout import OutsideDataRootError, resolve_inside
@@ -23,8 +26,23 @@ from posesweep.settings import Settings
 
 SERVED_FOLDERS = ("report", "validation")
 URL_PREFIX = "/posesweep"
+STUDY_DAG_ID = "dlc_training_study"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; "
+                               "img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'none'; "
+                               "frame-ancestors 'self'",
+    "X-Content-Type-Options": "nosniff",
+}
 
-app = FastAPI(title="posesweep reports", dependencies=[Depends(get_user)])
+app = FastAPI(title="posesweep reports",
+              dependencies=[Depends(requires_access_dag("GET", param_dag_id=STUDY_DAG_ID))])
+
+
+@app.middleware("http")
+async def security_headers(request: Request, call_next):
+    response = await call_next(request)
+    response.headers.update(SECURITY_HEADERS)
+    return response
 
 
 def _runs_root() -> Path:

@@ -60,3 +60,15 @@ def labeled_run(cohort_root: Path, data_root: Path, conf: dict, run_name: str) -
     stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run.videos])
     stages.label_frames(run)
     return run
+
+
+def training_ready_run(cohort_root: Path, data_root: Path, conf: dict, run_name: str):
+    """A labeled run taken through validation, frame sets and ``posesweep prepare-training``: what training reads."""
+    from posesweep import stages
+    from posesweep.runner import run_posesweep
+
+    run = labeled_run(cohort_root, data_root, conf, run_name)
+    stages.validate_label_table(run)
+    stages.make_frame_sets(run)
+    run_posesweep(run.command("prepare-training"))
+    return run

@@ -51,7 +51,14 @@ def test_study_runs_end_to_end_and_reports(airflow_db, tiny_cohort, tmp_path, mo
         assert len(summary["posthoc"][split]) == 6
     assert summary["initial_weights"]["kind"] == "random_init" and summary["random_init_warning"] is True
     html = (layout.report_dir / "index.html").read_text()
-    assert "Random initial weights" in html and html.count("data:image/png;base64,") == 3
+    assert "Random initial weights" in html and html.count("data:image/png;base64,") == 4
+    # frontal-plane kinematics from real predictions: FPPA error by iterations and frame-set size
+    assert "Frontal-plane knee kinematics" in html
+    fppa = [r for r in summary["kinematic_errors_at_chosen_iteration"] if r["quantity"].endswith("_fppa_deg")]
+    assert len(fppa) == 2 * 2 * 2 and all(math.isfinite(r["mean_abs_error"]) for r in fppa)  # splits x sets x knees
+    assert (layout.evaluation_dir / "kinematic_errors.csv").exists()
+    # 200 iterations from random weights learn nothing, and the report says so instead of recommending
+    assert summary["networks_learned"] is False and summary["recommendation"].startswith("No recommendation")
     links = re.findall(r'(?:href|src)="([^"#]+)"', html)
     local = [link for link in links if not link.startswith("data:")]
     assert "../validation/data_docs/index.html" in local

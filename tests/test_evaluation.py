@@ -26,18 +26,14 @@ def test_batches_group_images_of_equal_shape():
 def test_scoring_that_breaks_during_training_never_fails_the_training(tiny_cohort, tmp_path, capsys):
     """A snapshot appears, scoring it fails (an image went missing): the error is kept and reported, nothing is
     written, and the training goes on; the evaluation task scores the rest later."""
-    from conftest import labeled_run
+    from conftest import training_ready_run
     from posesweep import stages
     from posesweep.evaluation import ScoringWhileTraining
     from posesweep.labels import read_label_table
-    from posesweep.runner import run_posesweep
 
     conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12], "train_fraction": 0.8,
             "max_iterations": 100, "snapshot_interval": 50, "allow_random_init": True}
-    run = labeled_run(tiny_cohort, tmp_path / "data", conf, "manual__scoring")
-    stages.validate_label_table(run)
-    stages.make_frame_sets(run)
-    run_posesweep(run.command("prepare-training"))
+    run = training_ready_run(tiny_cohort, tmp_path / "data", conf, "manual__scoring")
     layout = run.layout
     frame_set = stages.frame_set_of(layout, 12)
     stem, image = frame_set.test[0]

@@ -136,3 +136,34 @@ def test_a_frame_set_larger_than_the_cohort_can_label_stops_at_prepare_run(tiny_
     assert "Found: frame_set_sizes=[10, 20]" in paragraph
     assert "Allowed: at most 18 frames (3 videos x frames_per_video=6)" in paragraph
     assert not (root / "runs" / "tiny" / "big" / "study_config.json").exists()
+
+
+def test_a_study_longer_than_a_day_on_this_cpu_stops_at_prepare_run_with_the_estimate(tiny_cohort, tmp_path):
+    from posesweep.config import StudyConfigError
+
+    root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
+    paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600]}
+    with pytest.raises(StudyConfigError) as refused:
+        stages.prepare_run(root, paper_scale, "long")
+    paragraph = refused.value.explain()
+    # 3 networks x 250k iterations x (0.10 + 2.6e-6 x 160 x 120) s at 160x120 px
+    hours = 3 * 250_000 * (0.10 + 2.6e-6 * 160 * 120) / 3600
+    assert f"3 networks x 250,000 iterations x 0.15 s/iteration = {hours:.1f} h of training on the local" in paragraph
+    assert "POSESWEEP_TRAINING_BACKEND=kubernetes" in paragraph and "lower max_iterations" in paragraph
+    assert not (root / "runs" / "tiny" / "long" / "study_config.json").exists()
+    run = stages.prepare_run(root, {**paper_scale, "allow_long_cpu_run": True}, "long")  # asked for: it runs
+    assert run.study.allow_long_cpu_run
+
+
+def test_too_little_disk_and_too_many_snapshots_are_refused_with_the_numbers():
+    from posesweep.budget import Budget, check
+    from posesweep.config import StudyConfig, StudyConfigError
+
+    study = StudyConfig(frame_set_sizes=(10, 20), max_iterations=200, snapshot_interval=50)
+    with pytest.raises(StudyConfigError, match=r"Found: 1\.0 GB free\n  Allowed: about 4\.0 GB needed"):
+        check(Budget("local", 0.15, 0.1, 4e9), study, int(1e9), "/data")
+    check(Budget("local", 0.15, 0.1, 4e9), study, int(5e9), "/data")
+    with pytest.raises(StudyConfigError, match="250 snapshots per network; at most 100"):
+        StudyConfig(max_iterations=250_000, snapshot_interval=1000)
+    with pytest.raises(StudyConfigError, match="frame_set_sizes"):
+        StudyConfig(frame_set_sizes=tuple(range(10, 140, 10)))  # 13 networks: more than the form allows

@@ -71,3 +71,24 @@ def test_an_imported_project_is_described_as_imported_and_an_unmatched_video_is_
     page, _ = _report(tmp_path, error_table(), frames_source="imported", unmatched=unmatched)
     assert "imported from an existing DeepLabCut project" in page and "picked by k-means from" not in page
     assert "labeled-data folders without a video in config.yaml:</b> reachingvideo1" in page
+
+
+def test_the_report_shows_fppa_error_by_iterations_and_frame_set_size(tmp_path):
+    from posesweep.kinematics import kinematic_errors
+    from posesweep.stats import analyse_fppa
+
+    errors = error_table(landmarks=list(FRONTAL_BODYPARTS))
+    kinematics = kinematic_errors(errors)
+    layout = RunLayout.create(tmp_path, "tiny", "run")
+    page = write_report(layout, analyse(errors), errors, context(), kinematics, analyse_fppa(kinematics)).read_text()
+    summary = json.loads(layout.summary_file.read_text())
+    assert "Frontal-plane knee kinematics" in page and "figure_fppa_error" in page
+    chosen = summary["chosen_iteration"]
+    at = [r for r in summary["kinematic_errors_at_chosen_iteration"] if r["quantity"] == "right_fppa_deg"]
+    assert {r["frame_set_size"] for r in at} == {10, 20} and all(r["mean_abs_error"] > 0 for r in at)
+    expected = kinematics[(kinematics["snapshot_iteration"] == chosen) & (kinematics["split"] == "test")
+                          & kinematics["quantity"].str.endswith("fppa_deg")]["abs_error"].mean()
+    assert summary["test_fppa_error_deg_at_chosen_iteration"] == pytest.approx(expected)
+    assert f"test FPPA error is {expected:.1f} deg" in summary["recommendation"]
+    assert summary["fppa_anova"]["test"]["n_levels"] == 4 and summary["fppa_anova"]["test"]["n_subjects"] == 4
+    assert (layout.report_dir / "figure_fppa_error.png").stat().st_size > 10_000

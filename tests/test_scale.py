@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -86,13 +87,13 @@ def test_synthetic_cohort_states_where_its_square_is(tmp_path):
     assert scales.px_per_mm["P001"] == pytest.approx(2 / (1 / 80 + 1 / 106) / 610, rel=0.02)
 
 
-def test_a_broken_landing_square_stops_the_run_at_prepare_run(tmp_path):
+def test_a_broken_landing_square_stops_the_run_at_prepare_run(tiny_cohort, tmp_path):
     from posesweep import stages
 
     cohort = tmp_path / "cohorts" / "lab"
     (cohort / "videos").mkdir(parents=True)
-    for stem in ("P01", "P02"):
-        (cohort / "videos" / f"{stem}.mp4").write_bytes(b"")
+    for stem, source in (("P01", "P001"), ("P02", "P002")):  # real videos: prepare_run reads the frame size
+        shutil.copy(tiny_cohort / "cohorts" / "tiny" / "videos" / f"{source}.mp4", cohort / "videos" / f"{stem}.mp4")
     square = {"corners_px": [[100, 100], [300, 100], [340, 200], [60, 200]]}
     (cohort / "cohort.json").write_text(json.dumps(
         {"landing_square": square, "landing_square_by_video": {"P02": {"corners_px": [[1, 1], [2, 2]]}}}))

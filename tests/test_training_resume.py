@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from conftest import labeled_run
+from conftest import training_ready_run
 from posesweep import stages
 from posesweep.runner import run_posesweep
 
@@ -19,10 +19,7 @@ CONF = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12], "train
 
 @pytest.mark.slow
 def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path):
-    run = labeled_run(tiny_cohort, tmp_path / "data", CONF, "manual__resume")
-    stages.validate_label_table(run)
-    stages.make_frame_sets(run)
-    run_posesweep(run.command("prepare-training"))
+    run = training_ready_run(tiny_cohort, tmp_path / "data", CONF, "manual__resume")
     layout = run.layout
     train_dir = next((layout.project_dir / "dlc-models").rglob("train"))
     original_cfg = (train_dir / "pose_cfg.yaml").read_text()
@@ -60,10 +57,7 @@ def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path)
 @pytest.mark.slow
 def test_prepare_training_killed_between_deeplabcuts_write_and_its_own_edits_redoes_the_shuffle(tiny_cohort, tmp_path):
     """pose_cfg.yaml exists as DeepLabCut wrote it, without posesweep's edits: the retry must not take it as done."""
-    run = labeled_run(tiny_cohort, tmp_path / "data", CONF, "manual__prepare")
-    stages.validate_label_table(run)
-    stages.make_frame_sets(run)
-    run_posesweep(run.command("prepare-training"))
+    run = training_ready_run(tiny_cohort, tmp_path / "data", CONF, "manual__prepare")
     train_dir = next((run.layout.project_dir / "dlc-models").rglob("train"))
     edited = yaml.safe_load((train_dir / "pose_cfg.yaml").read_text())
     assert edited["min_input_size"] == 32 and edited["init_weights"].endswith("random_init.ckpt")

@@ -31,6 +31,7 @@ FRONTAL_BODYPARTS: tuple[str, ...] = (
 )
 
 NETWORKS: tuple[str, ...] = ("resnet_50", "resnet_101")
+MAX_SNAPSHOTS_PER_NETWORK = 100  # each is scored on every frame and kept (~100 MB each for a ResNet-50)
 
 
 def _param(default: Any, title: str, description: str, section: str, **schema: Any) -> Any:
@@ -62,7 +63,7 @@ class StudyConfig:
     frame_set_sizes: tuple[int, ...] = _param(
         (200, 400, 600, 800), "Frame-set sizes",
         "Nested training-frame set sizes, one network each (paper: 200, 400, 600, 800).",
-        "Frames", type="array", items={"type": "integer", "minimum": 4}, minItems=1,
+        "Frames", type="array", items={"type": "integer", "minimum": 4}, minItems=1, maxItems=12,
     )
     train_fraction: float = _param(
         0.9, "Train fraction", "Share of each frame set used for training; the rest is the test set.",
@@ -90,6 +91,12 @@ class StudyConfig:
     batch_size: int = _param(
         1, "Batch size", "Training batch size (DeepLabCut's TensorFlow default: 1).",
         "Training", type="integer", minimum=1, maximum=64,
+    )
+    allow_long_cpu_run: bool = _param(
+        False, "Allow a CPU run longer than a day",
+        "On the local backend without a GPU, a study whose expected training time exceeds 24 hours stops at its "
+        "first task with the estimate; set this to run it anyway (or use the Kubernetes backend).",
+        "Training", type="boolean",
     )
     allow_random_init: bool = _param(
         False, "Allow random initial weights",
@@ -145,6 +152,10 @@ class StudyConfig:
             )
         if list(self.frame_set_sizes) != sorted(set(self.frame_set_sizes)):
             found.append(f"frame_set_sizes={list(self.frame_set_sizes)} must be strictly increasing")
+        snapshots = self.max_iterations // self.snapshot_interval
+        if snapshots > MAX_SNAPSHOTS_PER_NETWORK:
+            found.append(f"max_iterations / snapshot_interval = {snapshots} snapshots per network; at most "
+                         f"{MAX_SNAPSHOTS_PER_NETWORK} (raise snapshot_interval)")
         smallest = min(self.frame_set_sizes)
         if round(smallest * (1 - self.train_fraction)) < 1 or round(smallest * self.train_fraction) < 1:
             found.append(
@@ -207,6 +218,8 @@ def _schema_problems(name: str, value: Any, schema: dict[str, Any]) -> list[str]
     if kind == "array":
         if len(value) < schema.get("minItems", 0):
             out.append(f"{name} needs at least {schema['minItems']} entries")
+        if len(value) > schema.get("maxItems", len(value)):
+            out.append(f"{name} has {len(value)} entries, at most {schema['maxItems']}")
         for item in value:
             out += _schema_problems(f"{name}[]", item, schema.get("items", {}))
     return out

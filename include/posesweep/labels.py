@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import LabelFileError
-from .layout import atomic_path
+from .layout import atomic_path, write_csv_atomic
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +134,7 @@ def build_label_table(labeled_data_dir: Path, video_stems: list[str], scorer: st
 
 
 def write_label_table(table: pd.DataFrame, target: Path) -> Path:
-    with atomic_path(target) as tmp:
-        table.to_csv(tmp, index=False)
-    return target
+    return write_csv_atomic(table, target)
 
 
 def read_label_table(path: Path) -> pd.DataFrame:

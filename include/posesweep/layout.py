@@ -175,6 +175,13 @@ def write_json_atomic(target: Path, payload: Any) -> Path:
     return write_text_atomic(target, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def write_csv_atomic(table, target: Path) -> Path:
+    """A pandas table as CSV, without its index."""
+    with atomic_path(target) as tmp:
+        table.to_csv(tmp, index=False)
+    return target
+
+
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 

@@ -8,18 +8,22 @@ excepted); a stage whose output is already complete is skipped. Nothing here imp
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from .cohort import (Cohort, CohortError, load_cohort, read_cohort_manifest, unmatched_videos,
                      write_project_config)
 from .config import FRONTAL_BODYPARTS, StudyConfig, StudyConfigError
-from .frames import VideoError, extract_frames, import_extracted_frames, link_frames
+from .budget import check as check_budget
+from .budget import estimate
+from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
 from .labels import (build_label_table, read_collected_data, read_label_table, to_dlc_frame, write_collected_data,
                      write_label_table)
-from .layout import RunLayout, read_json, write_json_atomic
+from .layout import RunLayout, read_json, write_csv_atomic, write_json_atomic
 from .locks import exclusive_writer
 from .run import Run, video_stem
 from .scale import VideoScales, video_scales
+from .settings import Settings
 from .splits import FrameSet, build_frame_sets, labeled_frames
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,12 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
                 if not cohort.frames_extracted else "the images in the project's labeled-data folders)"),
             fix="lower frame_set_sizes" + ("" if cohort.frames_extracted else ", raise frames_per_video")
                 + " or add participants to the cohort")
+    settings = Settings.from_env()
+    budget = estimate(study, frame_size_px(cohort), frames_available, settings.training_backend,
+                      settings.pod.seconds_per_iteration)
+    check_budget(budget, study, shutil.disk_usage(layout.data_root if layout.data_root.exists() else
+                                                   layout.data_root.parent).free, str(layout.data_root))
+    log.info("expected cost: %s", budget.describe(study))
     if layout.config_file.exists():
         previous = read_json(layout.config_file)
         if previous != study.to_json_dict():
@@ -52,6 +62,28 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
     log.info("cohort %s: %d videos (%s), run folder %s; image scale: %s", cohort.name, len(cohort.videos),
              cohort.kind, layout.run_dir, scales.source)
     return Run(layout, study, cohort)
+
+
+def frame_size_px(cohort: Cohort) -> tuple[int, int]:
+    """(width, height) of the cohort's frames: its first video, or an imported project's first image."""
+    import cv2
+
+    if cohort.frames_extracted:
+        for folder in cohort.videos:
+            for image in sorted(folder.iterdir()):
+                if image.suffix.lower() in IMAGE_SUFFIXES:
+                    frame = cv2.imread(str(image), cv2.IMREAD_UNCHANGED)
+                    if frame is not None:
+                        return frame.shape[1], frame.shape[0]
+        raise CohortError("no readable image in the project's labeled-data folders", file=cohort.root)
+    for video in cohort.videos:
+        try:
+            info = probe_video(video)
+        except VideoError:
+            continue  # reported with every other bad video after extraction
+        return info.width_px, info.height_px
+    raise CohortError("no readable video in the cohort", file=cohort.root / "videos",
+                      fix="check that the videos are complete H.264/MPEG-4 files")
 
 
 def available_frames(cohort: Cohort, study: StudyConfig) -> int:
@@ -272,8 +304,9 @@ def evaluate(run: Run, frame_set_size: int | None = None) -> list[str]:
 
 def analyse_and_report(run: Run) -> str:
     from .evaluation import combine_error_tables
+    from .kinematics import has_frontal_landmarks, kinematic_errors
     from .report import write_report
-    from .stats import analyse
+    from .stats import analyse, analyse_fppa
 
     layout, study = run.layout, run.study
     scales = scales_of(run.cohort, study)
@@ -301,6 +334,11 @@ def analyse_and_report(run: Run) -> str:
     for entry in context["training"]:
         entry.pop("train_dir", None)
         entry["initial_weights"] = entry["initial_weights"]["kind"]
-    path = write_report(layout, analysis, errors, context)
+    kinematics = fppa = None
+    if has_frontal_landmarks(run.cohort.bodyparts):
+        kinematics = kinematic_errors(errors)
+        write_csv_atomic(kinematics, layout.evaluation_dir / "kinematic_errors.csv")
+        fppa = analyse_fppa(kinematics)
+    path = write_report(layout, analysis, errors, context, kinematics, fppa)
     return str(path)
 

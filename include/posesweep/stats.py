@@ -183,3 +183,23 @@ def errors_by_iteration(means: pd.DataFrame) -> pd.DataFrame:
     return (means.groupby(["split", "snapshot_iteration"])["error_px"]
             .agg(mean_error_px="mean", sd_error_px=lambda s: float(np.std(s, ddof=1)) if len(s) > 1 else 0.0)
             .reset_index())
+
+
+def analyse_fppa(kinematic_errors: pd.DataFrame) -> dict:
+    """The paper's ANOVA on the knees' FPPA error: subjects are (network, knee) pairs, the dependent variable the
+    mean absolute FPPA error (deg) over frames, per split; Bonferroni post-hoc and plateau as for pixel errors."""
+    fppa = kinematic_errors[kinematic_errors["quantity"].str.endswith("_fppa_deg")]
+    means = (fppa.groupby(["split", "frame_set_size", "quantity", "snapshot_iteration"], as_index=False)
+             ["abs_error"].mean().rename(columns={"abs_error": "error_px"}))
+    means["subject"] = means["frame_set_size"].astype(str) + ":" + means["quantity"]
+    out = {}
+    for split, split_means in means.groupby("split"):
+        levels = sorted(split_means["snapshot_iteration"].unique())
+        if len(levels) < 2 or split_means["subject"].nunique() < 2:
+            out[split] = {"anova": None, "pairwise": pd.DataFrame(), "plateau_iteration": None}
+            continue
+        anova = {**rm_anova(split_means), "subjects": "frame_set_size x knee", "dependent": "mean |FPPA error| (deg)"}
+        pairwise = pairwise_bonferroni(split_means).rename(columns={"mean_difference_px": "mean_difference_deg"})
+        out[split] = {"anova": anova, "pairwise": pairwise,
+                      "plateau_iteration": plateau_iteration(pairwise, levels)}
+    return out

@@ -135,17 +135,31 @@ class LocalAirflow:
         return sorted((self.home / "logs").rglob("*.log"))
 
     def request(self, path: str, method: str = "GET", body: dict | None = None,
-                authenticated: bool = True) -> tuple[int, bytes]:
+                authenticated: bool = True, token: str | None = None) -> tuple[int, bytes]:
+        status, body, _ = self.request_with_headers(path, method, body, authenticated, token)
+        return status, body
+
+    def request_with_headers(self, path: str, method: str = "GET", body: dict | None = None,
+                             authenticated: bool = True, token: str | None = None) -> tuple[int, bytes, dict]:
         headers = {"Content-Type": "application/json"}
-        if authenticated and self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        if authenticated and (token or self.token):
+            headers["Authorization"] = f"Bearer {token or self.token}"
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, response.read()
+                return response.status, response.read(), dict(response.headers)
         except urllib.error.HTTPError as error:
-            return error.code, error.read()
+            return error.code, error.read(), dict(error.headers)
+
+    def token_for(self, user: str) -> str:
+        """A JWT for one of the users the simple auth manager created (passwords in AIRFLOW_HOME)."""
+        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
+        status, body = self.request("/auth/token", "POST", {"username": user, "password": passwords[user]},
+                                    authenticated=False)
+        if status not in (200, 201):
+            raise RuntimeError(f"no token for {user}: {status} {body[:300]!r}")
+        return json.loads(body)["access_token"]
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
@@ -162,11 +176,7 @@ class LocalAirflow:
                 pass
             time.sleep(2)
         self.password = json.loads(passwords.read_text())["admin"]
-        status, body = self.request("/auth/token", "POST", {"username": "admin", "password": self.password},
-                                    authenticated=False)
-        if status not in (200, 201):
-            raise RuntimeError(f"no token from /auth/token: {status} {body[:300]!r}")
-        self.token = json.loads(body)["access_token"]
+        self.token = self.token_for("admin")
         while self.request("/api/v2/dags/dlc_training_study")[0] != 200:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"dlc_training_study not parsed in time:\n{self.log_tail()}")

@@ -69,3 +69,24 @@ def posthoc_p_values(pairwise_tables: dict[str, pd.DataFrame], target: Path) -> 
         ax.set_title(f"{split}: Bonferroni-adjusted p")
         fig.colorbar(image, ax=ax, fraction=0.046)
     return _save(fig, target)
+
+
+def fppa_error(by_iteration: pd.DataFrame, by_frame_set: pd.DataFrame, iteration: int, target: Path) -> Path:
+    """Mean absolute FPPA error of both knees by training iterations and, at ``iteration``, by frame-set size."""
+    fig, (left, right) = _pyplot().subplots(1, 2, figsize=(10, 4))
+    for split, colour in (("train", "tab:blue"), ("test", "tab:orange")):
+        for quantity, style in (("right_fppa_deg", "-"), ("left_fppa_deg", "--")):
+            knee = quantity.split("_")[0]
+            rows = by_iteration[(by_iteration["split"] == split) & (by_iteration["quantity"] == quantity)]
+            left.plot(rows["snapshot_iteration"], rows["mean_abs_error"], style, marker="o", color=colour,
+                      label=f"{split}, {knee} knee")
+            rows = by_frame_set[(by_frame_set["split"] == split) & (by_frame_set["quantity"] == quantity)]
+            right.plot(rows["frame_set_size"], rows["mean_abs_error"], style, marker="o", color=colour,
+                       label=f"{split}, {knee} knee")
+    left.set_xlabel("training iterations")
+    left.set_ylabel("mean |FPPA error| (deg)")
+    left.set_title("FPPA error by training iterations")
+    right.set_xlabel("frames in the frame set")
+    right.set_title(f"FPPA error at {iteration:,} iterations")
+    left.legend(fontsize=7)
+    return _save(fig, target)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..layout import RunLayout, atomic_path, write_json_atomic, write_text_atomic
+from ..layout import RunLayout, write_csv_atomic, write_json_atomic, write_text_atomic
 from ..learning import RULE, learning_check
 from ..stats import errors_by_iteration
 from . import figures, tables
@@ -33,8 +33,13 @@ def _template():
     return environment.get_template("report.html.j2")
 
 
-def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, context: dict) -> Path:
-    """Write figures, CSV tables, summary.json and index.html under the run's report folder."""
+def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, context: dict,
+                 kinematics: pd.DataFrame | None = None, fppa_analysis: dict | None = None) -> Path:
+    """Write figures, CSV tables, summary.json and index.html under the run's report folder.
+
+    ``kinematics`` (``kinematics.kinematic_errors``) and ``fppa_analysis`` (``stats.analyse_fppa``) add the
+    frontal-plane kinematics, for cohorts with the paper's hip, knee and ankle landmarks.
+    """
     out = layout.report_dir
     out.mkdir(parents=True, exist_ok=True)
     study, chosen = context["study_config"], analysis["chosen_iteration"]
@@ -49,19 +54,36 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
     comparisons = analysis["frame_set_comparisons"]
     learned = learning_check(errors, chosen)
     answer = tables.recommendation(analysis, learned)
+    kinematic = None
+    if kinematics is not None and len(kinematics):
+        kinematic = {"by_iteration": tables.kinematic_error_by_iteration(kinematics),
+                     "by_frame_set": tables.kinematic_error_by_frame_set(kinematics, chosen),
+                     "test_fppa_deg": tables.fppa_error_deg(kinematics, chosen),
+                     "anova": pd.DataFrame([{"split": split, **result["anova"],
+                                             "plateau_iteration": result["plateau_iteration"]}
+                                            for split, result in (fppa_analysis or {}).items() if result["anova"]])}
+        if answer is not None:
+            answer += (f"; there the test FPPA error is {kinematic['test_fppa_deg']:.1f} deg (mean absolute over "
+                       f"both knees, every network and test frame)")
     csv_tables = {"learning_check": learned, "errors_by_network_and_snapshot": by_network, "errors_by_iteration": by_iteration,
                   "accuracy_by_network_and_snapshot": snapshot_accuracy, "errors_by_landmark": by_landmark,
                   "anova": anova, "accuracy_by_landmark": accuracy, "frame_set_comparisons": comparisons,
                   **{f"posthoc_{split}": table for split, table in pairwise.items()}}
+    if kinematic is not None:
+        csv_tables.update({"kinematic_errors_by_iteration": kinematic["by_iteration"],
+                           "kinematic_errors_by_frame_set": kinematic["by_frame_set"],
+                           "fppa_anova": kinematic["anova"]})
     for name, table in csv_tables.items():
-        with atomic_path(out / f"{name}.csv") as tmp:
-            table.to_csv(tmp, index=False)
+        write_csv_atomic(table, out / f"{name}.csv")
     figure_files = {
         "error_vs_iterations": figures.error_vs_iterations(by_iteration, out / "figure_error_vs_iterations.png"),
         "error_vs_frame_set_size": figures.error_vs_frame_set_size(by_frame_set, chosen,
                                                                    out / "figure_error_vs_frame_set_size.png"),
         "posthoc_p_values": figures.posthoc_p_values(pairwise, out / "figure_posthoc_p_values.png"),
     }
+    if kinematic is not None:
+        figure_files["fppa_error"] = figures.fppa_error(kinematic["by_iteration"], kinematic["by_frame_set"], chosen,
+                                                        out / "figure_fppa_error.png")
 
     scale = context.get("scale", {"source": "none", "px_per_mm": {}})
     summary = {
@@ -92,6 +114,13 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         "recommendation_made": answer is not None,
         "paper": tables.PAPER,
     }
+    if kinematic is not None:
+        summary.update({
+            "kinematic_errors_at_chosen_iteration": kinematic["by_frame_set"].to_dict(orient="records"),
+            "test_fppa_error_deg_at_chosen_iteration": kinematic["test_fppa_deg"],
+            "kinematic_errors_by_iteration": kinematic["by_iteration"].to_dict(orient="records"),
+            "fppa_anova": {row["split"]: row for row in kinematic["anova"].to_dict(orient="records")},
+        })
     write_json_atomic(layout.summary_file, summary)
     page = _template().render(
         layout=layout, study=study, summary=summary, chosen=chosen, context=context,
@@ -101,6 +130,13 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         comparisons=comparisons, accuracy=accuracy, by_network=by_network, snapshot_accuracy=snapshot_accuracy,
         by_landmark=by_landmark, training=pd.DataFrame(context["training"]), learned=learned, learning_rule=RULE,
         paper=tables.paper_comparison(errors, analysis, by_network, by_landmark, anova_by_split),
+        kinematic=kinematic,
+        kinematic_by_iteration=None if kinematic is None else kinematic["by_iteration"].pivot_table(
+            index=["split", "snapshot_iteration"], columns="quantity", values="mean_abs_error").reset_index(),
+        kinematic_by_frame_set=None if kinematic is None else kinematic["by_frame_set"].pivot_table(
+            index=["split", "frame_set_size"], columns="quantity", values="mean_abs_error").reset_index(),
+        kinematic_anova=None if kinematic is None or not len(kinematic["anova"]) else
+        tables.by_split_columns(kinematic["anova"]),
         pck_radii=", ".join(str(r) for r in tables.PCK_RADII_PX), scale_sentence=tables.scale_sentence(scale))
     write_text_atomic(out / "index.html", page)
     log.info("report written: %s", out / "index.html")

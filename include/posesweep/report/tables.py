@@ -151,3 +151,23 @@ def scale_sentence(scale: dict) -> str:
         return f"Errors in mm at {spread} (the px_per_mm parameter)."
     return (f"Errors in mm at {spread}, measured from the 61 x 61 cm landing square in the image (harmonic mean of "
             f"its near and far edge widths: the scale in the frontal plane through the square's centre).")
+
+
+def kinematic_error_by_iteration(kinematics: pd.DataFrame) -> pd.DataFrame:
+    """Mean absolute kinematic error per split, snapshot and quantity (over networks, frames and knees)."""
+    return (kinematics.groupby(["split", "snapshot_iteration", "quantity", "unit"], as_index=False)["abs_error"]
+            .mean().rename(columns={"abs_error": "mean_abs_error"}))
+
+
+def kinematic_error_by_frame_set(kinematics: pd.DataFrame, iteration: int) -> pd.DataFrame:
+    """Mean absolute kinematic error per split, network and quantity at one snapshot."""
+    at = kinematics[kinematics["snapshot_iteration"] == iteration]
+    return (at.groupby(["split", "frame_set_size", "quantity", "unit"], as_index=False)["abs_error"].mean()
+            .rename(columns={"abs_error": "mean_abs_error"}))
+
+
+def fppa_error_deg(kinematics: pd.DataFrame, iteration: int, split: str = "test") -> float:
+    """Mean absolute FPPA error (deg) over both knees, every network and frame at one snapshot."""
+    rows = kinematics[(kinematics["snapshot_iteration"] == iteration) & (kinematics["split"] == split)
+                      & kinematics["quantity"].str.endswith("_fppa_deg")]
+    return float(rows["abs_error"].mean())

@@ -1,0 +1,112 @@
+"""Frontal-plane knee kinematics from 2D landmarks, and what landmark errors mean for them.
+
+Definitions (image coordinates: x to the right, y down; the camera faces the
+participant, so the participant's right side is on the image's left):
+
+* **Frontal-plane projection angle (FPPA)** of a knee, in degrees: the angle
+  between the thigh line (hip -> knee) and the shank line (knee -> ankle) in the
+  image plane, i.e. 180 degrees minus the hip-knee-ankle angle. 0 for a straight
+  leg; **positive when the knee lies medial to the hip-ankle line (valgus)**,
+  negative when lateral (varus). Willson & Davis, J Orthop Sports Phys Ther
+  2008;38(6):353-361 (FPPA in single-leg squats); Munro, Herrington & Carolan,
+  J Sport Rehabil 2012;21(1):7-11 (reliability of 2D FPPA). The hip landmark here
+  is the ASIS marker, as in the paper's frontal-plane videos.
+* **Knee-to-ankle separation ratio**: distance between the knees divided by the
+  distance between the ankles (Noyes et al., Am J Sports Med 2005;33(2):197-207,
+  "normalized knee separation distance"). Below 1: knees closer than ankles
+  (dynamic valgus).
+* **Hip-to-ankle width ratio**: distance between the ankles divided by the
+  distance between the hips (ASIS markers): stance width relative to pelvis width.
+
+``fppa_sd_deg`` propagates independent, isotropic Gaussian label noise (SD per
+landmark, px) to the FPPA to first order (delta method), so a lab can see how much
+of a network's FPPA error its labels' own noise explains.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SIDES = ("right", "left")
+FPPA_LANDMARKS = tuple(f"{side}_{joint}" for side in SIDES for joint in ("hip", "knee", "ankle"))
+QUANTITIES = {  # name -> unit
+    "right_fppa_deg": "deg",
+    "left_fppa_deg": "deg",
+    "knee_ankle_separation_ratio": "ratio",
+    "hip_ankle_width_ratio": "ratio",
+}
+
+
+def fppa_deg(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, side: str) -> np.ndarray:
+    """FPPA of one knee for (..., 2) arrays of image points; valgus positive (see the module docstring)."""
+    thigh, shank = np.asarray(knee, float) - hip, np.asarray(ankle, float) - knee
+    cross = thigh[..., 0] * shank[..., 1] - thigh[..., 1] * shank[..., 0]
+    dot = (thigh * shank).sum(axis=-1)
+    deviation = np.degrees(np.arctan2(np.abs(cross), dot))
+    # With y down, a right knee (image left) pushed medially (toward +x) turns the shank clockwise from the
+    # thigh (cross > 0); for the left knee, mirrored, medial is cross < 0.
+    medial = np.sign(cross) if side == "right" else -np.sign(cross)
+    return medial * deviation
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(np.asarray(a, float) - np.asarray(b, float), axis=-1)
+
+
+def frame_kinematics(points: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every quantity for arrays of frames; ``points`` maps a landmark to its (n, 2) image positions."""
+    out = {f"{side}_fppa_deg": fppa_deg(points[f"{side}_hip"], points[f"{side}_knee"], points[f"{side}_ankle"], side)
+           for side in SIDES}
+    ankles = _distance(points["right_ankle"], points["left_ankle"])
+    out["knee_ankle_separation_ratio"] = _distance(points["right_knee"], points["left_knee"]) / ankles
+    out["hip_ankle_width_ratio"] = ankles / _distance(points["right_hip"], points["left_hip"])
+    return out
+
+
+def has_frontal_landmarks(landmarks) -> bool:
+    return set(FPPA_LANDMARKS) <= set(landmarks)
+
+
+def kinematic_errors(errors: pd.DataFrame) -> pd.DataFrame:
+    """Kinematics from predicted and from labelled landmarks, per frame, network, snapshot and split.
+
+    One row per (frame set, snapshot, split, frame, quantity) with ``labelled``, ``predicted``, ``error``
+    (predicted - labelled, in the quantity's unit) and ``abs_error``. Frames missing a needed label are left out.
+    """
+    keys = ["frame_set_size", "snapshot_iteration", "split", "video", "image"]
+    wide = errors.pivot_table(index=keys, columns="landmark",
+                              values=["x_label_px", "y_label_px", "x_pred_px", "y_pred_px"], aggfunc="first")
+    needed = [(f"{c}_{k}_px", lm) for lm in FPPA_LANDMARKS for c in ("x", "y") for k in ("label", "pred")]
+    wide = wide.dropna(subset=[col for col in needed if col in wide.columns])
+    if wide.empty:
+        return pd.DataFrame(columns=[*keys, "quantity", "unit", "labelled", "predicted", "error", "abs_error"])
+
+    def points(kind: str) -> dict[str, np.ndarray]:
+        return {lm: np.column_stack([wide[(f"x_{kind}_px", lm)], wide[(f"y_{kind}_px", lm)]]) for lm in FPPA_LANDMARKS}
+
+    labelled, predicted = frame_kinematics(points("label")), frame_kinematics(points("pred"))
+    index = wide.index.to_frame(index=False)
+    parts = []
+    for quantity, unit in QUANTITIES.items():
+        part = index.assign(quantity=quantity, unit=unit, labelled=labelled[quantity], predicted=predicted[quantity])
+        part["error"] = part["predicted"] - part["labelled"]
+        parts.append(part)
+    table = pd.concat(parts, ignore_index=True)
+    table["abs_error"] = table["error"].abs()
+    return table
+
+
+def fppa_sd_deg(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, side: str,
+                sd_px: tuple[float, float, float], step_px: float = 1e-3) -> np.ndarray:
+    """First-order SD (deg) of the FPPA when each of hip, knee and ankle carries independent isotropic Gaussian
+    noise of ``sd_px`` = (hip, knee, ankle) SD in px: sqrt(sum over coordinates of (dFPPA/dcoord * sd)^2)."""
+    joints = [np.asarray(p, float) for p in (hip, knee, ankle)]
+    variance = np.zeros(np.shape(joints[0])[:-1])
+    for j, sd in enumerate(sd_px):
+        for axis in (0, 1):
+            shifted = [p.copy() for p in joints]
+            shifted[j][..., axis] += step_px
+            derivative = (fppa_deg(*shifted, side) - fppa_deg(*joints, side)) / step_px
+            variance = variance + (derivative * sd) ** 2
+    return np.sqrt(variance)

@@ -1,0 +1,116 @@
+"""Frontal-plane kinematics against hand-computed cases, the synthetic generator's geometry and its label noise."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from posesweep.kinematics import fppa_deg, fppa_sd_deg, frame_kinematics, kinematic_errors
+
+VALGUS_11 = math.degrees(2 * math.atan(10 / 100))  # knee 10 px off a 200 px hip-ankle line, halfway down
+
+
+def test_a_straight_leg_is_zero_and_a_known_valgus_knee_gives_its_angle():
+    hip, ankle = np.array([100.0, 0.0]), np.array([100.0, 200.0])
+    assert fppa_deg(hip, np.array([100.0, 100.0]), ankle, "right") == pytest.approx(0.0)
+    # participant's right leg on the image's left: medial is toward +x
+    assert fppa_deg(hip, np.array([110.0, 100.0]), ankle, "right") == pytest.approx(VALGUS_11)
+    assert fppa_deg(hip, np.array([90.0, 100.0]), ankle, "right") == pytest.approx(-VALGUS_11)  # varus
+    # left leg on the image's right: medial is toward -x
+    assert fppa_deg(hip + [200, 0], np.array([290.0, 100.0]), ankle + [200, 0], "left") == pytest.approx(VALGUS_11)
+
+
+def test_mirroring_the_image_and_swapping_sides_keeps_every_quantity():
+    rng = np.random.default_rng(0)
+    points = {"right_hip": [80, 100], "left_hip": [160, 100], "right_knee": [95, 200], "left_knee": [140, 205],
+              "right_ankle": [85, 300], "left_ankle": [155, 298]}
+    points = {k: np.array(v, float) + rng.normal(0, 2, (50, 2)) for k, v in points.items()}
+    mirrored = {}
+    for name, xy in points.items():
+        side, joint = name.split("_", 1)
+        mirrored[f"{'left' if side == 'right' else 'right'}_{joint}"] = np.column_stack([640 - xy[:, 0], xy[:, 1]])
+    a, b = frame_kinematics(points), frame_kinematics(mirrored)
+    np.testing.assert_allclose(a["right_fppa_deg"], b["left_fppa_deg"])
+    np.testing.assert_allclose(a["left_fppa_deg"], b["right_fppa_deg"])
+    np.testing.assert_allclose(a["knee_ankle_separation_ratio"], b["knee_ankle_separation_ratio"])
+    assert (a["right_fppa_deg"] > 0).all() and (a["left_fppa_deg"] > 0).all()  # both knees medial here
+    np.testing.assert_allclose(a["knee_ankle_separation_ratio"],
+                               np.linalg.norm(points["right_knee"] - points["left_knee"], axis=1)
+                               / np.linalg.norm(points["right_ankle"] - points["left_ankle"], axis=1))
+
+
+def _geometric_fppa(hip, knee, ankle, medial_x_sign):
+    """The angle by plane geometry: perpendicular offset d of the knee from the hip-ankle line, a and b the
+    distances from hip and ankle to its foot; FPPA = atan(d/a) + atan(d/b), signed by the medial side."""
+    axis = (ankle - hip) / np.linalg.norm(ankle - hip)
+    along = np.dot(knee - hip, axis)
+    offset = knee - hip - along * axis
+    d = np.linalg.norm(offset) * np.sign(offset[0] * medial_x_sign)
+    return math.degrees(math.atan2(d, along) + math.atan2(d, np.linalg.norm(ankle - hip) - along))
+
+
+@pytest.mark.parametrize("valgus", [0.0, 0.2, 0.45])
+def test_the_synthetic_generators_knees_give_their_geometric_angle(valgus):
+    from dataclasses import replace
+
+    from posesweep.synthetic import _draw_participant, landmark_positions
+
+    participant = replace(_draw_participant(np.random.default_rng(4), 0), valgus=valgus)
+    for t in (0.5, 0.6, 0.7):  # landing: knees flexing, feet on the floor
+        points = {k: np.array(v) for k, v in landmark_positions(participant, t, 1920, 1080).items()}
+        for side, medial_x_sign in (("right", 1.0), ("left", -1.0)):
+            ours = float(fppa_deg(points[f"{side}_hip"], points[f"{side}_knee"], points[f"{side}_ankle"], side))
+            geometric = _geometric_fppa(points[f"{side}_hip"], points[f"{side}_knee"], points[f"{side}_ankle"],
+                                        medial_x_sign)
+            assert ours == pytest.approx(geometric, abs=1e-9)
+            if valgus == 0:
+                assert ours == pytest.approx(0.0, abs=1e-9)  # the generator keeps such a knee on the line
+            else:
+                assert ours > 1.0  # the generator's valgus pushes the knee medially
+
+
+def test_fppa_error_spread_from_the_simulated_labelers_noise_matches_its_propagation(tmp_path):
+    """Labels = truth + the simulated labeler's noise: the FPPA error's SD is what the noise predicts."""
+    from posesweep.config import FRONTAL_BODYPARTS
+    from posesweep.synthetic import _draw_participant, label_noise_sd_px, landmark_positions, simulate_labels
+
+    rng = np.random.default_rng(11)
+    rows = []
+    for frame_index in range(600):
+        participant = _draw_participant(rng, frame_index % 12)
+        truth = landmark_positions(participant, rng.uniform(0.45, 0.8), 1920, 1080)
+        rows.append({"frame_index": frame_index, **{f"{k}_{c}": v[i] for k, v in truth.items()
+                                                    for i, c in enumerate("xy")}})
+    truth = pd.DataFrame(rows)
+    truth_csv = tmp_path / "P001.truth.csv"
+    truth.to_csv(truth_csv, index=False)
+    labels = simulate_labels(truth_csv, list(range(600)), 1080, seed=3)
+    sd = label_noise_sd_px(1080)
+    for side in ("right", "left"):
+        joints = [f"{side}_{j}" for j in ("hip", "knee", "ankle")]
+        true_xy = [truth[[f"{j}_x", f"{j}_y"]].to_numpy() for j in joints]
+        labelled_xy = [labels[[f"{j}_x", f"{j}_y"]].to_numpy() for j in joints]
+        error = fppa_deg(*labelled_xy, side) - fppa_deg(*true_xy, side)
+        predicted = fppa_sd_deg(*true_xy, side, tuple(sd[j] for j in joints))
+        assert np.std(error) == pytest.approx(np.sqrt(np.mean(predicted ** 2)), rel=0.1)
+        assert abs(np.mean(error)) < 3 * np.std(error) / np.sqrt(len(error))  # unbiased
+    assert set(FRONTAL_BODYPARTS) <= {c[:-2] for c in labels.columns}
+
+
+def test_kinematic_errors_per_frame_from_predicted_and_labelled_landmarks():
+    rows = []
+    label = {"right_hip": (100, 0), "right_knee": (100, 100), "right_ankle": (100, 200),
+             "left_hip": (300, 0), "left_knee": (300, 100), "left_ankle": (300, 200)}
+    for landmark, (x, y) in label.items():
+        shift = 10.0 if landmark == "right_knee" else 0.0  # the network puts the right knee 10 px medial
+        rows.append({"frame_set_size": 10, "snapshot_iteration": 50, "split": "test", "video": "P1",
+                     "image": "img1.png", "landmark": landmark, "x_label_px": x, "y_label_px": y,
+                     "x_pred_px": x + shift, "y_pred_px": y})
+    table = kinematic_errors(pd.DataFrame(rows)).set_index("quantity")
+    assert table.loc["right_fppa_deg", "labelled"] == pytest.approx(0.0)
+    assert table.loc["right_fppa_deg", "error"] == pytest.approx(VALGUS_11)
+    assert table.loc["left_fppa_deg", "abs_error"] == pytest.approx(0.0)
+    assert table.loc["knee_ankle_separation_ratio", "predicted"] == pytest.approx(190 / 200)
+    assert table.loc["hip_ankle_width_ratio", "error"] == pytest.approx(0.0)
+    assert set(table["unit"]) == {"deg", "ratio"}
