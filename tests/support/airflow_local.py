@@ -28,6 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -140,7 +141,8 @@ class LocalAirflow:
         return status, body
 
     def request_with_headers(self, path: str, method: str = "GET", body: dict | None = None,
-                             authenticated: bool = True, token: str | None = None) -> tuple[int, bytes, dict]:
+                             authenticated: bool = True, token: str | None = None) -> tuple[int, bytes, Any]:
+        """(status, body, headers); the headers are looked up without regard to case."""
         headers = {"Content-Type": "application/json"}
         if authenticated and (token or self.token):
             headers["Authorization"] = f"Bearer {token or self.token}"
@@ -148,9 +150,9 @@ class LocalAirflow:
         request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, response.read(), dict(response.headers)
+                return response.status, response.read(), response.headers
         except urllib.error.HTTPError as error:
-            return error.code, error.read(), dict(error.headers)
+            return error.code, error.read(), error.headers
 
     def token_for(self, user: str) -> str:
         """A JWT for one of the users the simple auth manager created (passwords in AIRFLOW_HOME)."""
