@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from .errors import PosesweepError
-from .run import Run, stage_args  # noqa: F401  (stage_args: the arguments this parser reads)
+from .run import Run
 
 
 def _add_run_args(parser: argparse.ArgumentParser) -> None:

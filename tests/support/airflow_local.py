@@ -180,7 +180,6 @@ class LocalAirflow:
             except OSError:
                 pass
             time.sleep(2)
-        self.password = json.loads(passwords.read_text())["admin"]
         self.token = self.token_for("admin")
         while self.request("/api/v2/dags/dlc_training_study")[0] != 200:
             if time.monotonic() > deadline:
