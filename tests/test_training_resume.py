@@ -68,3 +68,25 @@ def test_prepare_training_killed_between_deeplabcuts_write_and_its_own_edits_red
     again = yaml.safe_load((train_dir / "pose_cfg.yaml").read_text())
     assert again["min_input_size"] == 32 and again["batch_size"] == CONF.get("batch_size", 1)
     assert (train_dir / "posesweep_dataset.done").exists()
+
+
+@pytest.mark.slow
+def test_a_real_training_that_diverges_fails_without_retry_and_says_what_to_do(tiny_cohort, tmp_path):
+    """DeepLabCut trained with an absurd learning rate: the loss turns NaN, the child stops at once and the task's
+    error is an input error (no retry) with the iteration and what to change."""
+    from posesweep.errors import PosesweepError
+
+    run = training_ready_run(tiny_cohort, tmp_path / "data", CONF, "manual__diverge")
+    train_dir = next((run.layout.project_dir / "dlc-models").rglob("train"))
+    cfg = yaml.safe_load((train_dir / "pose_cfg.yaml").read_text())
+    cfg["multi_step"] = [[1.0e4, 10_000]]  # the lab edited the schedule: this learning rate cannot converge
+    (train_dir / "pose_cfg.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(PosesweepError) as diverged:
+        run_posesweep(run.command("train", 12))
+    error = diverged.value
+    assert error.kind == "TrainingDivergedError" and not error.retryable
+    paragraph = error.explain()
+    assert "training diverged: frame set 12: the loss became nan" in paragraph.lower()
+    assert "lower the learning rate" in paragraph and "A retry cannot help" in paragraph
+    assert not (run.layout.training_dir(12) / "training.json").exists()
+    assert not (train_dir / "snapshot-200.index").exists()  # stopped at once, not after all its iterations

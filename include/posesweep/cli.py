@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         print(error.to_line(), flush=True)
         sys.stderr.flush()
         os._exit(error.exit_code)
+    except BaseException:  # a crash: reported as such (retryable), and no leftover thread keeps the process alive
+        traceback.print_exc()
+        sys.stdout.flush(), sys.stderr.flush()
+        os._exit(1)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -267,12 +267,13 @@ class ProgressLog(logging.Filter):
         eta = s_per_it * (self.max_iterations - iteration)
         print(f"[frame set {self.frame_set_size}] iteration {iteration}/{self.max_iterations} "
               f"loss {loss:.4f} lr {lr:g} {s_per_it:.3f} s/iteration ETA {eta / 60:.1f} min", flush=True)
-        if not math.isfinite(loss):  # raised through DeepLabCut's training loop; the CLI exits with its code
-            raise TrainingDivergedError(
+        if not math.isfinite(loss):
+            error = TrainingDivergedError(
                 f"frame set {self.frame_set_size}: the loss became {loss} at iteration {iteration}",
                 found=f"loss {loss} at iteration {iteration}, learning rate {lr:g}", allowed="a finite loss",
                 fix="check the labels (a landmark far outside the body can blow up the loss), start from "
                     "pretrained weights, or lower the learning rate in the network's pose_cfg.yaml")
+            raise error  # through DeepLabCut's loop; the CLI reports it and ends the process
         return False
 
 
@@ -342,9 +343,18 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
         if start_iteration < study.max_iterations:
             tf.compat.v1.reset_default_graph()
             with _quiet_loader_shutdown(prefix, tf.errors.CancelledError):
-                dlc_train(str(train_cfg), display_iters, study.snapshot_interval,
-                          study.max_iterations - start_iteration, max_to_keep=None, keepdeconvweights=True,
-                          allow_growth=True)
+                try:
+                    dlc_train(str(train_cfg), display_iters, study.snapshot_interval,
+                              study.max_iterations - start_iteration, max_to_keep=None, keepdeconvweights=True,
+                              allow_growth=True)
+                except tf.errors.InvalidArgumentError as error:  # tf-slim's check_numerics on the loss
+                    if "is inf or nan" not in str(error):
+                        raise
+                    raise TrainingDivergedError(
+                        f"frame set {frame_set.frame_set_size}: the loss became NaN or infinite",
+                        found="TensorFlow: LossTensor is inf or nan", allowed="a finite loss",
+                        fix="check the labels (a landmark far outside the body can blow up the loss), start from "
+                            "pretrained weights, or lower the learning rate in the network's pose_cfg.yaml") from None
     finally:
         root.removeFilter(progress)
     if start_iteration:
