@@ -29,7 +29,12 @@ class PosesweepError(Exception):
 
     retryable = True
     exit_code = 75  # EX_TEMPFAIL
-    title = "posesweep failed"
+    title = "posesweep failed"  # the paragraph's heading; a subclass names its own: ``class X(Base, title=...)``
+
+    def __init_subclass__(cls, *, title: str | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if title is not None:
+            cls.title = title
 
     def __init__(self, what: str, *, file: str | Path | None = None, where: str | None = None,
                  found: str | None = None, allowed: str | None = None, fix: str | None = None,
@@ -63,12 +68,11 @@ class PosesweepError(Exception):
                                                "title": self.title, **fields})
 
 
-class InputError(PosesweepError):
+class InputError(PosesweepError, title="the study cannot run on this input"):
     """The input (parameters, cohort folder, videos, labels, weights) must change: no retry can help."""
 
     retryable = False
     exit_code = 3
-    title = "the study cannot run on this input"
 
 
 class TransientError(PosesweepError):
@@ -80,85 +84,61 @@ class TransientError(PosesweepError):
 
 # What the lab or the operator must change: every one fails its task at once.
 
-class StudyConfigError(InputError, ValueError):
+class StudyConfigError(InputError, ValueError, title="invalid study parameters"):
     """A study parameter is invalid; the message names the parameter, the value found and the value allowed."""
 
-    title = "invalid study parameters"
 
-
-class CohortError(InputError, ValueError):
+class CohortError(InputError, ValueError, title="the cohort folder cannot be used"):
     """The cohort folder is unusable; the message says what is missing where."""
 
-    title = "the cohort folder cannot be used"
 
-
-class OutsideDataRootError(InputError, ValueError):
+class OutsideDataRootError(InputError, ValueError, title="a path leaves the data root"):
     """A path resolves outside the configured data root."""
 
-    title = "a path leaves the data root"
 
-
-class ScaleError(InputError, ValueError):
+class ScaleError(InputError, ValueError, title="the landing square in cohort.json cannot be used"):
     """The landing-square description is unusable; the message says where and why."""
 
-    title = "the landing square in cohort.json cannot be used"
 
-
-class VideoError(InputError, RuntimeError):
+class VideoError(InputError, RuntimeError, title="a video cannot be used"):
     """A video cannot be used; the message names the file and the reason."""
 
-    title = "a video cannot be used"
 
-
-class LabelFileError(InputError):
+class LabelFileError(InputError, title="the labels cannot be read"):
     """A lab's CollectedData file is missing or unreadable (and so is DeepLabCut's copy beside it)."""
 
-    title = "the labels cannot be read"
 
-
-class LabelValidationError(InputError, RuntimeError):
+class LabelValidationError(InputError, RuntimeError, title="the labels failed validation"):
     """Labels failed validation; the message lists expectations and offending frames."""
 
-    title = "the labels failed validation"
 
-
-class RunNotFoundError(InputError):
+class RunNotFoundError(InputError, title="no such run"):
     """A command names a run whose folder holds no validated parameters."""
 
-    title = "no such run"
 
-
-class FrameSetError(InputError, ValueError):
+class FrameSetError(InputError, ValueError, title="the frame sets cannot be built"):
     """Frame sets cannot be built from the labeled frames; the message says why."""
 
-    title = "the frame sets cannot be built"
 
-
-class WeightsUnavailableError(InputError, RuntimeError):
+class WeightsUnavailableError(InputError, RuntimeError, title="no initial weights"):
     """No pretrained checkpoint and random initialisation not allowed."""
 
-    title = "no initial weights"
 
-
-class TrainingDivergedError(InputError):
+class TrainingDivergedError(InputError, title="training diverged"):
     """The loss became NaN or infinite: the same data and settings diverge again."""
-
-    title = "training diverged"
 
 
 # What the machine did: the task keeps its retries.
 
-class TrainingFailedError(TransientError, RuntimeError):
+class TrainingFailedError(TransientError, RuntimeError, title="training ended early"):
     """Training ended without the snapshots it should have written."""
 
 
-class WriterBusyError(TransientError):
+class WriterBusyError(TransientError, title="another process is writing here"):
     """Another process holds the folder's writer lock (a trainer still running): retry once it has ended."""
 
-    title = "another process is writing here"
 
-
-class TrainerCommandError(TransientError):
+class TrainerCommandError(TransientError, title="the stage's process failed"):
     """The child stalled, was killed or crashed without saying why: worth a retry."""
 
 
