@@ -193,3 +193,42 @@ def test_a_corrupt_h5_is_read_from_the_csv_deeplabcut_writes_beside_it(labeled_r
     with pytest.raises(LabelFileError) as failure:
         read_collected_data(h5)
     assert f"File: {h5} and {h5.with_suffix('.csv')}" in str(failure.value) and not failure.value.retryable
+
+
+class _CreatesAFile:
+    """What an attacker would plant: unpickling it calls ``open(path, "w")``."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_a_label_file_with_code_in_its_pickles_never_runs_it_and_stops_the_run(tiny_cohort, tmp_path):
+    """A planted ``CollectedData_*.h5`` whose pickled attribute would create a file: plain ``pd.read_hdf`` runs it
+    (the plant works), posesweep's reader, in this process (as in the Airflow worker), does not, and the run stops
+    with the file named instead of falling back to the csv beside it."""
+    import tables
+
+    from posesweep.labels import write_collected_data
+
+    frame = pd.DataFrame([[1.0, 2.0]], index=pd.MultiIndex.from_tuples([("labeled-data", "P001", "img0.png")]),
+                         columns=pd.MultiIndex.from_product([["lab"], ["knee"], ["x", "y"]]))
+    h5 = write_collected_data(frame, tmp_path / "labeled-data", "P001", "lab")
+    marker = tmp_path / "code-ran"
+    with tables.open_file(h5, "a") as f:
+        f.root.df_with_missing._v_attrs.encoding = _CreatesAFile(marker)  # pandas reads this attribute
+    with pytest.raises(TypeError):  # the planted object is no encoding name, but its code has run by then
+        pd.read_hdf(h5)
+    assert marker.exists(), "the planted pickle does not run under plain pd.read_hdf: the test proves nothing"
+    marker.unlink()
+
+    with pytest.raises(LabelFileError) as failure:
+        read_collected_data(h5)
+    assert not marker.exists()
+    text = str(failure.value)
+    assert "the labels of P001 hold code" in text and f"File: {h5}" in text and "io.open" in text
+    assert not failure.value.retryable
+    pd.testing.assert_frame_equal(read_collected_data(write_collected_data(frame, tmp_path / "clean", "P001", "lab")),
+                                  frame, check_names=False)  # DeepLabCut's own files still read

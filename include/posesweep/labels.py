@@ -17,6 +17,7 @@ import pandas as pd
 
 from .errors import LabelFileError
 from .layout import atomic_path, write_csv_atomic
+from .safe_hdf import CodeInPickleError, read_hdf_without_code
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,16 @@ def read_collected_data(path: Path) -> pd.DataFrame:
     """
     h5, csv = Path(path).with_suffix(".h5"), Path(path).with_suffix(".csv")
     problems = []
-    for source, read in ((h5, _read_h5), (csv, _read_csv)):
+    for source, read in ((h5, read_hdf_without_code), (csv, _read_csv)):
         if not source.exists():
             continue
         try:
             frame = read(source)
+        except CodeInPickleError as error:  # planted, not damaged: never fall back, never hand it to DeepLabCut
+            raise LabelFileError(f"the labels of {h5.parent.name} hold code", file=source,
+                                 found=f"a pickle inside: {error}", allowed="labels as DeepLabCut writes them "
+                                 "(numbers and names only)", fix="replace the file with the lab's own copy from "
+                                 "DeepLabCut, and find out who wrote this one") from None
         except Exception as error:  # a lab's file: any failure to parse it is reported with the file's name
             problems.append(f"{source}: {type(error).__name__}: {str(error).strip().splitlines()[0][:200]}")
             continue
@@ -73,10 +79,6 @@ def read_collected_data(path: Path) -> pd.DataFrame:
                          details=problems, allowed="a CollectedData file as DeepLabCut writes it",
                          fix="save the labels again from DeepLabCut's labeling GUI (it writes both files), or "
                              "restore them from a backup")
-
-
-def _read_h5(path: Path) -> pd.DataFrame:
-    return pd.read_hdf(path)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
