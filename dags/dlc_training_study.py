@@ -32,7 +32,7 @@ from posesweep.config import param_specs
 from posesweep.errors import PosesweepError
 from posesweep.intake import COHORTS_ASSET_NAME, COHORTS_ASSET_URI, cohorts_waiting
 from posesweep.run import Run, stage_args
-from posesweep.settings import Settings
+from posesweep.settings import Settings, SettingsError
 
 SETTINGS = Settings.from_env()
 DATA_ROOT = SETTINGS.data_root
@@ -84,9 +84,13 @@ def network_stage(task_id: str, command: str, doc: str):
                 self.run, self.frame_set_size = run, frame_set_size
 
             def execute(self, context):
+                study = Run.open(self.run).study
                 self.arguments = stage_args(command, self.run, self.frame_set_size)
-                self.active_deadline_seconds = deadline_s(command, Run.open(self.run).study.max_iterations,
-                                                          SETTINGS.pod)
+                try:
+                    self.image = SETTINGS.pod.image_for(study.engine)
+                except SettingsError as error:  # the deployment must change: no retry helps
+                    raise AirflowFailException(str(error)) from None
+                self.active_deadline_seconds = deadline_s(command, study.max_iterations, SETTINGS.pod)
                 return super().execute(context)
 
         pod = pod_operator_kwargs(SETTINGS.pod, str(DATA_ROOT), SETTINGS.stall_timeout_s)
@@ -210,8 +214,8 @@ def dlc_training_study():
 
         run_posesweep(stage_args("prepare-training", run))
 
-    train_network = network_stage("train_network", "train", "Train one network per frame-set size (DeepLabCut, TensorFlow); "
-                                           "each snapshot is scored as soon as it is written.")
+    train_network = network_stage("train_network", "train", "Train one network per frame-set size: DeepLabCut's "
+                                  "TensorFlow engine, or its PyTorch engine with posesweep's on-device data path.")
     evaluate_snapshots = network_stage("evaluate_snapshots", "evaluate", "Score the snapshots training did not score; assemble the "
                                                    "network's error table.")
 

@@ -15,7 +15,8 @@ from .errors import StudyConfigError
 # DeepLabCut's TensorFlow ResNet-50 at batch 1 on this project's 2-core CPU: 0.15 s per iteration at 160x120,
 # 0.9 s at 640x480; a line through both, in pixels per frame.
 CPU_SECONDS_PER_ITERATION = (0.10, 2.6e-6)
-SNAPSHOT_BYTES = {"resnet_50": 110e6, "resnet_101": 180e6}  # a DeepLabCut TF snapshot (.data + .index + .meta)
+# a snapshot: DeepLabCut TF (.data + .index + .meta), or a PyTorch state dict (ResNet-50 plus heads: ~100 MB)
+SNAPSHOT_BYTES = {"resnet_50": 110e6, "resnet_101": 180e6, "resnet_50_bn": 100e6}
 PNG_BYTES_PER_PIXEL = 1.5  # an extracted frame, twice: the shared frame store and the run's project links none
 MAX_CPU_HOURS = 24.0
 

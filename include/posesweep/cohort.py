@@ -130,7 +130,7 @@ def unmatched_videos(cohort: Cohort) -> dict[str, list[str]]:
 
 def write_project_config(project_dir: Path, cohort: Cohort, video_sizes: dict[Path, tuple[int, int]],
                          study: StudyConfig) -> Path:
-    """A DeepLabCut ``config.yaml`` for the run's project (single animal, TensorFlow engine)."""
+    """A DeepLabCut ``config.yaml`` for the run's project (single animal, the study's engine)."""
     config = {
         "Task": cohort.name,
         "scorer": cohort.scorer,
@@ -138,7 +138,6 @@ def write_project_config(project_dir: Path, cohort: Cohort, video_sizes: dict[Pa
         "multianimalproject": False,
         "identity": None,
         "project_path": str(Path(project_dir).resolve()),
-        "engine": "tensorflow",
         "video_sets": {str(v.resolve()): {"crop": f"0, {w}, 0, {h}"} for v, (w, h) in video_sizes.items()},
         "bodyparts": list(cohort.bodyparts),
         "start": 0,
@@ -152,7 +151,8 @@ def write_project_config(project_dir: Path, cohort: Cohort, video_sizes: dict[Pa
         "colormap": "rainbow",
         "TrainingFraction": [study.train_fraction],
         "iteration": 0,
-        "default_net_type": study.network,
+        "default_net_type": study.network.removesuffix("_bn"),  # DeepLabCut's name; the backbone is set per shuffle
+        "engine": study.engine,
         "default_augmenter": "imgaug",
         "snapshotindex": "all",
         "detector_snapshotindex": -1,

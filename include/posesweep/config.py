@@ -30,7 +30,8 @@ FRONTAL_BODYPARTS: tuple[str, ...] = (
     "left_lateral_foot",
 )
 
-NETWORKS: tuple[str, ...] = ("resnet_50", "resnet_101")
+NETWORKS: tuple[str, ...] = ("resnet_50", "resnet_101", "resnet_50_bn")
+ENGINES: tuple[str, ...] = ("tensorflow", "pytorch")
 MAX_SNAPSHOTS_PER_NETWORK = 100  # each is scored on every frame and kept (~100 MB each for a ResNet-50)
 
 
@@ -39,6 +40,12 @@ def _param(default: Any, title: str, description: str, section: str, **schema: A
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+def _choice(default: str, title: str, section: str, options: dict[str, str]) -> Any:
+    """A parameter with named options: the form's description lists each option with its meaning."""
+    description = "; ".join(f"{name}: {meaning}" for name, meaning in options.items()) + "."
+    return _param(default, title, description, section, type="string", enum=list(options))
 
 
 @dataclass(frozen=True)
@@ -54,12 +61,9 @@ class StudyConfig:
         20, "Frames per video", "Frames picked per video by k-means clustering (paper: 18-20).",
         "Frames", type="integer", minimum=2, maximum=500,
     )
-    bad_video_policy: str = _param(
-        "fail", "Bad videos",
-        "fail: any unreadable, truncated, too short or variable-frame-rate video fails the run (all are listed); "
-        "exclude: such videos are left out and listed in the log and the report.",
-        "Frames", type="string", enum=["fail", "exclude"],
-    )
+    bad_video_policy: str = _choice("fail", "Bad videos", "Frames", {
+        "fail": "any unreadable, truncated, too short or variable-frame-rate video fails the run (all are listed)",
+        "exclude": "such videos are left out and listed in the log and the report"})
     frame_set_sizes: tuple[int, ...] = _param(
         (200, 400, 600, 800), "Frame-set sizes",
         "Nested training-frame set sizes, one network each (paper: 200, 400, 600, 800).",
@@ -69,12 +73,10 @@ class StudyConfig:
         0.9, "Train fraction", "Share of each frame set used for training; the rest is the test set.",
         "Frames", type="number", exclusiveMinimum=0.0, exclusiveMaximum=1.0,
     )
-    split_mode: str = _param(
-        "paper", "Train/test split",
-        "paper: a random split inside each frame set (the study's design); fixed_test: one test set shared by "
-        "all sizes; by_participant: test frames only from participants never seen in training.",
-        "Frames", type="string", enum=["paper", "fixed_test", "by_participant"],
-    )
+    split_mode: str = _choice("paper", "Train/test split", "Frames", {
+        "paper": "a random split inside each frame set (the study's design)",
+        "fixed_test": "one test set shared by all sizes",
+        "by_participant": "test frames only from participants never seen in training"})
     max_iterations: int = _param(
         250_000, "Maximum iterations", "Training iterations per network (paper: 250k).",
         "Training", type="integer", minimum=1,
@@ -84,10 +86,14 @@ class StudyConfig:
         "A snapshot is saved and evaluated every this many iterations (paper: 25k). Must divide the maximum.",
         "Training", type="integer", minimum=1,
     )
-    network: str = _param(
-        "resnet_50", "Network", "DeepLabCut TensorFlow backbone (paper: ResNet-50).",
-        "Training", type="string", enum=list(NETWORKS),
-    )
+    engine: str = _choice("tensorflow", "Engine", "Training", {
+        "tensorflow": "DeepLabCut's TensorFlow engine, as the paper trained (CPU or a TensorFlow GPU)",
+        "pytorch": "DeepLabCut 3's PyTorch engine and model, trained by posesweep with frames, augmentation and "
+                   "targets on the device (a GPU when there is one); DeepLabCut loads and evaluates its snapshots"})
+    network: str = _choice("resnet_50", "Network", "Training", {
+        "resnet_50": "ResNet-50 (paper); PyTorch engine: DeepLabCut 3's, with GroupNorm",
+        "resnet_101": "ResNet-101",
+        "resnet_50_bn": "PyTorch engine only: ResNet-50 with BatchNorm (timm resnet50), faster on a GPU"})
     batch_size: int = _param(
         1, "Batch size", "Training batch size (DeepLabCut's TensorFlow default: 1).",
         "Training", type="integer", minimum=1, maximum=64,
@@ -119,12 +125,9 @@ class StudyConfig:
         0.6, "Likelihood cutoff", "Errors are also reported for predictions with at least this likelihood "
         "(DeepLabCut's p-cutoff).", "Report", type="number", minimum=0.0, maximum=1.0,
     )
-    invalid_labels: str = _param(
-        "fail", "Invalid labels",
-        "fail: any failing label expectation stops the run before training (the message lists the frames); "
-        "exclude_frames: frames named by a failing expectation are left out and listed in the report.",
-        "Labels", type="string", enum=["fail", "exclude_frames"],
-    )
+    invalid_labels: str = _choice("fail", "Invalid labels", "Labels", {
+        "fail": "any failing label expectation stops the run before training (the message lists the frames)",
+        "exclude_frames": "frames named by a failing expectation are left out and listed in the report"})
     seed: int = _param(
         42, "Random seed", "Seeds frame selection, label simulation and the train/test split.",
         "Reproducibility", type="integer", minimum=0,
@@ -150,6 +153,9 @@ class StudyConfig:
             found.append(
                 f"snapshot_interval={self.snapshot_interval} does not divide max_iterations={self.max_iterations}"
             )
+        if self.network == "resnet_50_bn" and self.engine != "pytorch":
+            found.append("network='resnet_50_bn' needs engine='pytorch' (the TensorFlow engine's resnet_50 "
+                         "already uses BatchNorm)")
         if list(self.frame_set_sizes) != sorted(set(self.frame_set_sizes)):
             found.append(f"frame_set_sizes={list(self.frame_set_sizes)} must be strictly increasing")
         snapshots = self.max_iterations // self.snapshot_interval

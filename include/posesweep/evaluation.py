@@ -115,7 +115,7 @@ class SnapshotScorer:
 
 
 class ScorerCache:
-    """One scorer per graph architecture, for all networks scored in this process."""
+    """One scorer per network architecture, for all networks scored in this process."""
 
     def __init__(self):
         self._scorers: dict[str, SnapshotScorer] = {}
@@ -125,6 +125,17 @@ class ScorerCache:
         if key not in self._scorers:
             self._scorers[key] = SnapshotScorer(cfg)
             log.info("test graph of %s built in %.1f s", cfg["net_type"], self._scorers[key].build_seconds)
+        return self._scorers[key]
+
+    def for_input(self, data: "ScoringInput"):
+        """The scorer of a frame set's network: DeepLabCut's TF test graph, or its PyTorch ``PoseModel``."""
+        if data.engine != "pytorch":
+            return self.for_config(data.test_cfg)
+        from .torch_engine.scoring import TorchSnapshotScorer
+
+        key = "pytorch " + json.dumps(data.test_cfg["model"], sort_keys=True, default=str)
+        if key not in self._scorers:
+            self._scorers[key] = TorchSnapshotScorer(data.test_cfg)
         return self._scorers[key]
 
     def close(self) -> None:
@@ -142,28 +153,47 @@ class ScoringInput:
     """A frame set's labeled images, read once, and what scoring needs to know about its network."""
 
     frame_set_size: int
-    test_cfg: dict
+    test_cfg: dict  # TensorFlow: the test pose_cfg.yaml; PyTorch: pytorch_config.yaml
     train_dir: Path
     frames: list[tuple[str, str, str]]  # (split, video, image)
     images: list[np.ndarray]
     labels: dict[tuple[str, str, str], tuple[float, float]]
+    engine: str = "tensorflow"
 
     @classmethod
-    def load(cls, layout: RunLayout, frame_set: FrameSet, label_table: pd.DataFrame) -> ScoringInput:
-        from deeplabcut.pose_estimation_tensorflow.config import load_config
+    def load(cls, layout: RunLayout, frame_set: FrameSet, label_table: pd.DataFrame,
+             engine: str = "tensorflow") -> ScoringInput:
+        if engine == "pytorch":
+            from .torch_engine.project import model_config_path, read_model_config
 
-        train_cfg_path, test_cfg_path, _ = pose_cfg_paths(layout.project_dir / "config.yaml", frame_set)
-        root = logging.getLogger()
-        root.addFilter(_drop_config_dump)  # DeepLabCut logs the whole config; the training log already has it
-        try:
-            test_cfg = load_config(str(test_cfg_path))
-        finally:
-            root.removeFilter(_drop_config_dump)
+            config_path = model_config_path(layout.project_dir / "config.yaml", frame_set)
+            test_cfg, train_dir = read_model_config(config_path), config_path.parent
+        else:
+            from deeplabcut.pose_estimation_tensorflow.config import load_config
+
+            train_cfg_path, test_cfg_path, _ = pose_cfg_paths(layout.project_dir / "config.yaml", frame_set)
+            root = logging.getLogger()
+            root.addFilter(_drop_config_dump)  # DeepLabCut logs the whole config; the training log already has it
+            try:
+                test_cfg = load_config(str(test_cfg_path))
+            finally:
+                root.removeFilter(_drop_config_dump)
+            train_dir = train_cfg_path.parent
         frames = [("train", *f) for f in frame_set.train] + [("test", *f) for f in frame_set.test]
         images = [read_rgb(layout.project_dir / "labeled-data" / stem / image) for _, stem, image in frames]
         labels = {(row.video, row.image, row.landmark): (row.x_px, row.y_px)
                   for row in label_table[["video", "image", "landmark", "x_px", "y_px"]].itertuples(index=False)}
-        return cls(frame_set.frame_set_size, test_cfg, train_cfg_path.parent, frames, images, labels)
+        return cls(frame_set.frame_set_size, test_cfg, train_dir, frames, images, labels, engine)
+
+    @property
+    def landmarks(self) -> list[str]:
+        if self.engine == "pytorch":
+            return list(self.test_cfg["metadata"]["bodyparts"])
+        return list(self.test_cfg["all_joints_names"])
+
+    def snapshot_path(self, iteration: int) -> Path:
+        """TensorFlow: the checkpoint prefix; PyTorch: the .pt file."""
+        return self.train_dir / (f"snapshot-{iteration}.pt" if self.engine == "pytorch" else f"snapshot-{iteration}")
 
 
 def unscored(layout: RunLayout, frame_set_size: int, iterations: list[int]) -> list[int]:
@@ -174,8 +204,8 @@ def score_snapshot(layout: RunLayout, data: ScoringInput, scorer: SnapshotScorer
                    position: str = "") -> pd.DataFrame:
     """Score one snapshot on the frame set's train and test images; written atomically as its own table."""
     started = time.perf_counter()
-    poses = scorer.predict(data.train_dir / f"snapshot-{iteration}", data.images)
-    landmarks = list(data.test_cfg["all_joints_names"])
+    poses = scorer.predict(data.snapshot_path(iteration), data.images)
+    landmarks = data.landmarks
     rows = []
     for (split, stem, image), pose in zip(data.frames, poses):
         for landmark, (x_pred, y_pred, likelihood) in zip(landmarks, pose):
@@ -207,7 +237,7 @@ def assemble_network_table(layout: RunLayout, frame_set_size: int, iterations: l
 
 
 def evaluate_frame_set(layout: RunLayout, frame_set: FrameSet, label_table: pd.DataFrame,
-                       scorers: ScorerCache | None = None) -> Path:
+                       scorers: ScorerCache | None = None, engine: str = "tensorflow") -> Path:
     """Score the snapshots not scored yet (during training, or by an earlier attempt), then assemble the table."""
     size = frame_set.frame_set_size
     target = layout.evaluation_file(size)
@@ -224,8 +254,8 @@ def evaluate_frame_set(layout: RunLayout, frame_set: FrameSet, label_table: pd.D
         own_cache = scorers is None
         scorers = scorers or ScorerCache()
         try:
-            data = ScoringInput.load(layout, frame_set, label_table)
-            scorer = scorers.for_config(data.test_cfg)
+            data = ScoringInput.load(layout, frame_set, label_table, engine)
+            scorer = scorers.for_input(data)
             for n, iteration in enumerate(todo, start=1):
                 score_snapshot(layout, data, scorer, iteration, f" ({n}/{len(todo)})")
         finally:
@@ -234,11 +264,12 @@ def evaluate_frame_set(layout: RunLayout, frame_set: FrameSet, label_table: pd.D
     return assemble_network_table(layout, size, snapshots)
 
 
-def evaluate_frame_sets(layout: RunLayout, frame_sets: list[FrameSet], label_table: pd.DataFrame) -> list[Path]:
-    """Every network of the run in one process: one test graph shared by all networks of one architecture."""
+def evaluate_frame_sets(layout: RunLayout, frame_sets: list[FrameSet], label_table: pd.DataFrame,
+                        engine: str = "tensorflow") -> list[Path]:
+    """Every network of the run in one process: one scorer shared by all networks of one architecture."""
     scorers = ScorerCache()
     try:
-        return [evaluate_frame_set(layout, fs, label_table, scorers) for fs in frame_sets]
+        return [evaluate_frame_set(layout, fs, label_table, scorers, engine) for fs in frame_sets]
     finally:
         scorers.close()
 

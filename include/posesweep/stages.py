@@ -265,29 +265,44 @@ def frame_set_of(layout: RunLayout, frame_set_size: int) -> FrameSet:
 
 
 def prepare_training(run: Run) -> dict:
-    """Initial weights and one DeepLabCut training dataset per frame set (TensorFlow: run in the CLI)."""
-    from .training import create_training_datasets, resolve_initial_weights
-
+    """Initial weights and one DeepLabCut training dataset (shuffle) per frame set, for the run's engine."""
     layout, study = run.layout, run.study
     frame_sets = load_frame_sets(layout)
+    record = layout.run_dir / "weights" / "initial_weights.json"
+    if study.engine == "pytorch":
+        from .torch_engine import project
+
+        project_config = layout.project_dir / "config.yaml"
+        project.create_shuffles(project_config, frame_sets, study)
+        weights = read_json(record) if record.exists() else project.write_initial_weights(
+            project.read_model_config(project.model_config_path(project_config, frame_sets[0])), study,
+            layout.run_dir / "weights" / f"initial_{study.network}.pt")
+        write_json_atomic(record, weights)
+        return weights
+    from .training import create_training_datasets, resolve_initial_weights
+
     largest = frame_sets[-1]
     calibration = [layout.project_dir / "labeled-data" / stem / image for stem, image in largest.train[:16]]
     weights = resolve_initial_weights(study.network, study.allow_random_init, layout.run_dir / "weights",
                                       calibration, study.seed)
-    write_json_atomic(layout.run_dir / "weights" / "initial_weights.json", weights.to_json_dict())
+    write_json_atomic(record, weights.to_json_dict())
     create_training_datasets(layout.project_dir / "config.yaml", frame_sets, weights, study)
     return weights.to_json_dict()
 
 
 def train(run: Run, frame_set_size: int) -> dict:
-    """Train one network; its snapshots are scored in the same process as they are written."""
-    from .evaluation import ScoringWhileTraining
-    from .training import train_frame_set
-
+    """Train one network; with the TensorFlow engine its snapshots are scored in the same process as written."""
     layout, study = run.layout, run.study
     frame_set = frame_set_of(layout, frame_set_size)
     labels = read_label_table(layout.validated_labels_file)
     with exclusive_writer(layout.training_dir(frame_set_size), f"the network of frame set {frame_set_size}"):
+        if study.engine == "pytorch":
+            from .torch_engine.trainer import train_network
+
+            return train_network(layout, frame_set, study, labels, list(run.cohort.bodyparts))
+        from .evaluation import ScoringWhileTraining
+        from .training import train_frame_set
+
         with ScoringWhileTraining(layout, frame_set, labels, study.snapshot_iterations):
             return train_frame_set(layout, frame_set, study)
 
@@ -299,7 +314,7 @@ def evaluate(run: Run, frame_set_size: int | None = None) -> list[str]:
     layout = run.layout
     frame_sets = load_frame_sets(layout) if frame_set_size is None else [frame_set_of(layout, frame_set_size)]
     labels = read_label_table(layout.validated_labels_file)
-    return [str(path) for path in evaluate_frame_sets(layout, frame_sets, labels)]
+    return [str(path) for path in evaluate_frame_sets(layout, frame_sets, labels, run.study.engine)]
 
 
 def analyse_and_report(run: Run) -> str:

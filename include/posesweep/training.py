@@ -33,6 +33,7 @@ from .errors import TrainingDivergedError, TrainingFailedError, WeightsUnavailab
 from .images import read_rgb
 from .settings import Settings
 from .layout import RunLayout, atomic_path, read_json, write_json_atomic, write_text_atomic
+from .shuffles import frame_positions, model_folder
 from .splits import FrameSet
 
 log = logging.getLogger(__name__)
@@ -155,18 +156,9 @@ def _weights_resolved_by_posesweep(weights: InitialWeights):
         models.check_for_weights = original
 
 
-def train_fraction_of(frame_set: FrameSet) -> float:
-    """DeepLabCut's name for the split: the rounded train share."""
-    return round(len(frame_set.train) / (len(frame_set.train) + len(frame_set.test)), 2)
-
-
 def pose_cfg_paths(project_config: Path, frame_set: FrameSet) -> tuple[Path, Path, Path]:
     """(train pose_cfg.yaml, test pose_cfg.yaml, model folder) of a frame set's shuffle."""
-    from deeplabcut.utils import auxiliaryfunctions
-
-    cfg = auxiliaryfunctions.read_config(str(project_config))
-    folder = Path(cfg["project_path"]) / auxiliaryfunctions.get_model_folder(
-        train_fraction_of(frame_set), frame_set.shuffle, cfg, engine=_tf_engine())
+    folder = model_folder(project_config, frame_set, _tf_engine())
     return folder / "train" / "pose_cfg.yaml", folder / "test" / "pose_cfg.yaml", folder
 
 
@@ -180,18 +172,8 @@ def create_training_datasets(project_config: Path, frame_sets: list[FrameSet], w
                              study: StudyConfig) -> None:
     """One DeepLabCut shuffle per frame set, with exactly our train/test frames."""
     import deeplabcut
-    from deeplabcut.generate_training_dataset.trainingsetmanipulation import merge_annotateddatasets
-    from deeplabcut.utils import auxiliaryfunctions
 
-    cfg = auxiliaryfunctions.read_config(str(project_config))
-    cfg["TrainingFraction"] = sorted({train_fraction_of(fs) for fs in frame_sets})
-    auxiliaryfunctions.write_config(str(project_config), cfg)
-    folder = Path(cfg["project_path"]) / auxiliaryfunctions.get_training_set_folder(cfg)
-    folder.mkdir(parents=True, exist_ok=True)
-    data = merge_annotateddatasets(cfg, folder)
-    if data is None:
-        raise TrainingFailedError(f"DeepLabCut found no labels under {Path(cfg['project_path']) / 'labeled-data'}")
-    position = {(stem, image): i for i, (_, stem, image) in enumerate(data.index)}
+    position = frame_positions(project_config, frame_sets)
     for fs in frame_sets:
         train_cfg_path, _, _ = pose_cfg_paths(project_config, fs)
         done = train_cfg_path.with_name(DATASET_DONE)
@@ -199,9 +181,6 @@ def create_training_datasets(project_config: Path, frame_sets: list[FrameSet], w
             log.info("frame set %d: DeepLabCut training dataset (shuffle %d) already exists, skipped",
                      fs.frame_set_size, fs.shuffle)
             continue
-        missing = [f for f in fs.train + fs.test if f not in position]
-        if missing:
-            raise TrainingFailedError(f"frames not in DeepLabCut's label table: {missing[:5]}")
         with _weights_resolved_by_posesweep(weights):
             deeplabcut.create_training_dataset(
                 str(project_config), Shuffles=[fs.shuffle],

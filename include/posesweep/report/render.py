@@ -90,6 +90,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         "cohort": layout.cohort,
         "run": layout.run_name,
         "study_config": study,
+        "engine": engine_description(study, context["training"]),
         "initial_weights": context["initial_weights"],
         "random_init_warning": context["initial_weights"]["kind"] == "random_init",
         "training": context["training"],
@@ -141,3 +142,16 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
     write_text_atomic(out / "index.html", page)
     log.info("report written: %s", out / "index.html")
     return out / "index.html"
+
+
+def engine_description(study: dict, training: list[dict]) -> str:
+    """Which engine and backbone trained the networks, and what an iteration is."""
+    if study.get("engine", "tensorflow") != "pytorch":
+        return (f"DeepLabCut's TensorFlow engine ({study['network']}, BatchNorm), as in the paper; an iteration is "
+                f"one optimizer step on {study['batch_size']} frame(s)")
+    backbones = sorted({entry.get("backbone", "?") for entry in training})
+    devices = sorted({entry.get("device", "?") for entry in training})
+    return (f"DeepLabCut 3's PyTorch engine, backbone {', '.join(backbones)} (timm), trained by posesweep with "
+            f"frames, augmentation and targets on the device ({'; '.join(devices)}); an iteration is one optimizer "
+            f"step on {study['batch_size']} frame(s), so one DeepLabCut epoch of a frame set with n training frames "
+            f"is ceil(n / {study['batch_size']}) iterations")

@@ -1,0 +1,142 @@
+"""Training augmentation on the device: DeepLabCut's affine and pixel-noise augmentation for a whole batch.
+
+DeepLabCut 3 augments each frame on the CPU with albumentations (``data/transforms.py``:
+``A.Affine(scale, rotate, translate_px, keep_ratio=True)`` then ``A.GaussNoise``).
+Here the same transforms, with the same parameter meanings, run on a batch of uint8
+frames where they live (a GPU when there is one):
+
+- affine, with probability ``p`` per frame: a scale ``s`` (one for both axes), a
+  rotation by ``rotation_deg`` and a translation in whole pixels, about the image
+  centre ``((W - 1) / 2, (H - 1) / 2)``; keypoint ``p`` goes to
+  ``s R(-rotation) (p - c) + c + t`` (albumentations' convention, image y down),
+  the image is resampled bilinearly with black borders, and the output keeps the
+  input's size;
+- pixel noise, with probability 0.5 per frame: per pixel and channel Gaussian noise
+  whose variance is drawn from ``[0, gaussian_noise**2]``, clipped to 0..255;
+- ImageNet normalisation, as DeepLabCut's ``normalize_images``.
+
+A keypoint that leaves the image is marked not visible (DeepLabCut sets its
+visibility to 0), as is a missing label.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class AugmentationConfig:
+    """The augmentation entries of DeepLabCut's ``pytorch_config.yaml`` (``data.train``) that posesweep applies."""
+
+    affine_p: float = 0.5
+    rotation_deg: float = 30.0
+    scaling: tuple[float, float] = (0.5, 1.25)
+    translation_px: int = 0
+    gaussian_noise: float = 12.75  # std in 0-255 units at most; 0 turns it off
+
+    @classmethod
+    def from_dlc(cls, train: dict) -> "AugmentationConfig":
+        affine = train.get("affine") or {}
+        noise = train.get("gaussian_noise") or 0
+        return cls(affine_p=float(affine.get("p", 0.9)) if affine else 0.0,
+                   rotation_deg=float(affine.get("rotation") or 0.0),
+                   scaling=tuple(float(s) for s in (affine.get("scaling") or (1.0, 1.0))),
+                   translation_px=int(affine.get("translation") or 0),
+                   gaussian_noise=float(noise if isinstance(noise, (int, float)) and noise is not True
+                                        else 0.05 * 255))
+
+
+@dataclass(frozen=True)
+class AugmentationParams:
+    """One batch's augmentation draws, one row per frame (all on the batch's device)."""
+
+    scale: torch.Tensor  # (B,)
+    rotation_deg: torch.Tensor  # (B,)
+    translation_px: torch.Tensor  # (B, 2): x, y
+    noise_std: torch.Tensor  # (B,), 0 for frames without noise
+
+    @classmethod
+    def identity(cls, batch: int, device: torch.device | str = "cpu") -> "AugmentationParams":
+        zeros = torch.zeros(batch, device=device)
+        return cls(torch.ones(batch, device=device), zeros, torch.zeros(batch, 2, device=device), zeros)
+
+
+def sample_params(config: AugmentationConfig, batch: int, generator: torch.Generator,
+                  device: torch.device) -> AugmentationParams:
+    """Random draws as DeepLabCut's albumentations pipeline makes them, for a batch."""
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator, device=device) * (high - low) + low
+
+    affine = torch.rand(batch, generator=generator, device=device) < config.affine_p
+    scale = torch.where(affine, uniform(*config.scaling, batch), torch.ones(batch, device=device))
+    rotation = torch.where(affine, uniform(-config.rotation_deg, config.rotation_deg, batch),
+                           torch.zeros(batch, device=device))
+    t = config.translation_px
+    translation = torch.randint(-t, t + 1, (batch, 2), generator=generator, device=device).float() \
+        * affine[:, None]
+    noisy = torch.rand(batch, generator=generator, device=device) < 0.5
+    noise_std = torch.where(noisy, uniform(0.0, config.gaussian_noise ** 2, batch).sqrt(),
+                            torch.zeros(batch, device=device))
+    return AugmentationParams(scale, rotation, translation, noise_std)
+
+
+def affine_matrices(params: AugmentationParams, height: int, width: int) -> torch.Tensor:
+    """(B, 3, 3) pixel-space matrices taking a source point to its augmented position."""
+    angle = -params.rotation_deg * (math.pi / 180.0)  # albumentations rotates by minus the drawn angle
+    cos, sin = torch.cos(angle) * params.scale, torch.sin(angle) * params.scale
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    matrix = torch.zeros(len(angle), 3, 3, device=angle.device, dtype=torch.float32)
+    matrix[:, 0, 0], matrix[:, 0, 1] = cos, -sin
+    matrix[:, 1, 0], matrix[:, 1, 1] = sin, cos
+    matrix[:, 0, 2] = cx - cos * cx + sin * cy + params.translation_px[:, 0]
+    matrix[:, 1, 2] = cy - sin * cx - cos * cy + params.translation_px[:, 1]
+    matrix[:, 2, 2] = 1.0
+    return matrix
+
+
+def transform_keypoints(keypoints: torch.Tensor, matrices: torch.Tensor, height: int,
+                        width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmented (B, K, 2) keypoints and their visibility (B, K): False where missing or outside the image."""
+    xy1 = torch.cat([keypoints, torch.ones_like(keypoints[..., :1])], dim=-1)
+    moved = torch.einsum("bij,bkj->bki", matrices, xy1)[..., :2]
+    x, y = moved[..., 0], moved[..., 1]
+    visible = ~torch.isnan(x) & ~torch.isnan(y) & (x >= 0) & (x <= width) & (y >= 0) & (y <= height)
+    return moved, visible
+
+
+def warp_images(frames_uint8: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) float 0..255 frames resampled through the matrices (bilinear, black outside)."""
+    b, _, h, w = frames_uint8.shape
+    frames = frames_uint8.float()
+    identity = torch.eye(3, device=matrices.device).expand_as(matrices)
+    if torch.equal(matrices, identity):
+        return frames
+    # grid_sample wants, per output pixel, where to read in the input, in [-1, 1] units (pixel centres at
+    # (2 i + 1) / size - 1 with align_corners=False): normalised = N @ inverse(M) @ inverse(N)
+    to_norm = torch.tensor([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]],
+                           device=matrices.device)
+    theta = to_norm @ torch.linalg.inv(matrices) @ torch.linalg.inv(to_norm)
+    grid = F.affine_grid(theta[:, :2], [b, 3, h, w], align_corners=False)
+    return F.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def add_noise(frames: torch.Tensor, noise_std: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per-pixel, per-channel Gaussian noise of each frame's std, clipped to 0..255."""
+    if not bool((noise_std > 0).any()):
+        return frames
+    noise = torch.randn(frames.shape, generator=generator, device=frames.device) * noise_std[:, None, None, None]
+    return (frames + noise).clamp_(0.0, 255.0)
+
+
+def normalise(frames: torch.Tensor) -> torch.Tensor:
+    """0..255 RGB frames to the network's input (ImageNet mean and std, DeepLabCut's ``normalize_images``)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=frames.device).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(IMAGENET_STD, device=frames.device).view(1, 3, 1, 1) * 255.0
+    return (frames - mean) / std

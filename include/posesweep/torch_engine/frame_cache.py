@@ -1,0 +1,82 @@
+"""A frame set's training frames, decoded once, and their labels, where the training step runs.
+
+Frames are kept as uint8 (a 1920x1080 frame is 6.2 MB; the paper's largest frame set
+of 720 training frames, 4.5 GB), in GPU memory when they fit in half of what is free,
+else in pinned host memory (copied per batch without blocking). Frames of different
+sizes are padded with black to the largest (bottom and right), so one tensor holds
+them; the labels do not move.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..images import read_rgb
+
+log = logging.getLogger(__name__)
+GPU_SHARE = 0.5  # of the free device memory the cache may take; the rest is the model's
+
+
+@dataclass
+class FrameCache:
+    frames: torch.Tensor  # (N, 3, H, W) uint8
+    keypoints: torch.Tensor  # (N, K, 2) float32 x, y in px; NaN where not labelled
+    names: list[tuple[str, str]]  # (video, image) of each frame
+    where: str  # "device" or "pinned host memory" or "host memory"
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[2])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[3])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def batch(self, indices: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uint8 frames, keypoints) of the indexed frames, on ``device``."""
+        if self.frames.device == device:
+            return self.frames[indices], self.keypoints[indices]
+        host = indices.cpu()
+        return (self.frames[host].to(device, non_blocking=True), self.keypoints[host].to(device, non_blocking=True))
+
+
+def keypoints_of(labels: pd.DataFrame, frames: list[tuple[str, str]], bodyparts: list[str]) -> np.ndarray:
+    """(frames, bodyparts, 2) label coordinates in px, NaN where a landmark is not labelled."""
+    table = labels.set_index(["video", "image", "landmark"])[["x_px", "y_px"]]
+    out = np.full((len(frames), len(bodyparts), 2), np.nan, dtype=np.float32)
+    for i, (video, image) in enumerate(frames):
+        for k, bodypart in enumerate(bodyparts):
+            key = (video, image, bodypart)
+            if key in table.index:
+                out[i, k] = table.loc[key].to_numpy(dtype=np.float32)
+    return out
+
+
+def load_frame_cache(labeled_data: Path, frames: list[tuple[str, str]], labels: pd.DataFrame,
+                     bodyparts: list[str], device: torch.device) -> FrameCache:
+    """Decode each frame once and place the cache on ``device`` if it fits, else in (pinned) host memory."""
+    images = [read_rgb(labeled_data / video / image) for video, image in frames]
+    height = max(image.shape[0] for image in images)
+    width = max(image.shape[1] for image in images)
+    nbytes = len(images) * 3 * height * width
+    on_device = device.type == "cuda" and nbytes <= GPU_SHARE * torch.cuda.mem_get_info(device)[0]
+    pin = device.type == "cuda" and not on_device
+    stack = torch.zeros((len(images), 3, height, width), dtype=torch.uint8, pin_memory=pin)
+    for i, image in enumerate(images):
+        stack[i, :, :image.shape[0], :image.shape[1]] = torch.from_numpy(image).permute(2, 0, 1)
+    keypoints = torch.from_numpy(keypoints_of(labels, frames, bodyparts))
+    where = "device" if on_device else "pinned host memory" if pin else "host memory"
+    if on_device:
+        stack, keypoints = stack.to(device), keypoints.to(device)
+    log.info("frame cache: %d frames of %dx%d px (%.0f MB uint8) in %s", len(images), width, height, nbytes / 1e6,
+             where)
+    return FrameCache(stack, keypoints, list(frames), where)

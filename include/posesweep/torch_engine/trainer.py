@@ -1,0 +1,262 @@
+"""Train one frame set's DeepLabCut PyTorch network with the data path on the device.
+
+One iteration is one optimizer step on ``batch_size`` frames (DeepLabCut 3 counts
+epochs: one epoch is ``ceil(train frames / batch_size)`` iterations). Frames are
+drawn without replacement, epoch by epoch, from a seeded generator. The optimizer and
+learning-rate schedule are DeepLabCut's from ``pytorch_config.yaml`` (AdamW; the
+``LRListScheduler`` milestones, given there in epochs of a ``train_settings.epochs``
+run, are placed at the same fractions of ``max_iterations``).
+
+On a CUDA device the step runs under bf16 autocast where the GPU supports it, and
+BatchNorm backbones use channels_last (GroupNorm runs slower that way on an H100).
+
+Snapshots land at the study's iteration levels as DeepLabCut snapshots
+(``snapshot-<iteration>.pt``, ``{"model": state_dict, "metadata": ...}``), written
+atomically, with the optimizer state beside the newest one (``train_state-<iteration>.pt``)
+so a killed training resumes from its newest snapshot as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+
+from ..config import StudyConfig
+from ..errors import TrainingDivergedError, TrainingFailedError
+from ..layout import RunLayout, atomic_path, read_json, write_json_atomic
+from ..splits import FrameSet
+from . import augment
+from .frame_cache import FrameCache, load_frame_cache
+from .project import build_model, model_config_path, read_model_config
+from .targets import TargetConfig, heatmap_targets
+
+log = logging.getLogger(__name__)
+TRAIN_STATE_PREFIX = "train_state"  # train_state-<iteration>.pt: the optimizer state of that snapshot
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """How the step runs on this device."""
+
+    device: torch.device
+    bf16: bool
+    channels_last: bool
+
+    @classmethod
+    def for_device(cls, device: torch.device, timm_model: str) -> "StepSettings":
+        cuda = device.type == "cuda"
+        return cls(device, cuda and torch.cuda.is_bf16_supported(), cuda and not timm_model.endswith("_gn"))
+
+    def describe(self) -> str:
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
+        return f"{name}, {'bf16 autocast' if self.bf16 else 'fp32'}" + (", channels_last" if self.channels_last
+                                                                          else "")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def snapshot_iterations_in(train_dir: Path) -> list[int]:
+    """Iterations of the snapshots in a PyTorch model folder (each file is written atomically)."""
+    found = [re.fullmatch(r"snapshot-(\d+)\.pt", p.name) for p in Path(train_dir).glob("snapshot-*.pt")]
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def learning_rate_at(iteration: int, base_lr: float, scheduler: dict | None, epochs: int,
+                     max_iterations: int) -> float:
+    """DeepLabCut's LRListScheduler with its epoch milestones placed at the same fractions of the iterations."""
+    if not scheduler or scheduler.get("type") != "LRListScheduler":
+        return base_lr
+    lr = base_lr
+    params = scheduler["params"]
+    for milestone, values in zip(params["milestones"], params["lr_list"]):
+        if iteration >= milestone / epochs * max_iterations:
+            lr = float(values[0])
+    return lr
+
+
+class BatchSampler:
+    """Frame indices epoch by epoch, each epoch a seeded permutation; resumable at any iteration."""
+
+    def __init__(self, frames: int, batch_size: int, seed: int):
+        self.frames, self.batch_size, self.seed = frames, batch_size, seed
+
+    def indices(self, iteration: int) -> torch.Tensor:
+        per_epoch = math.ceil(self.frames / self.batch_size)
+        epoch, step = divmod(iteration, per_epoch)
+        order = torch.randperm(self.frames, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        chosen = order[step * self.batch_size:(step + 1) * self.batch_size]
+        if len(chosen) < self.batch_size:  # the epoch's last batch is filled from its start
+            chosen = torch.cat([chosen, order[:self.batch_size - len(chosen)]])
+        return chosen
+
+
+def augmented_batch(cache: FrameCache, indices: torch.Tensor, config: augment.AugmentationConfig,
+                    generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(network input, keypoints, visibility) of a batch, augmented on the device."""
+    frames, keypoints = cache.batch(indices, device)
+    params = augment.sample_params(config, len(indices), generator, device)
+    matrices = augment.affine_matrices(params, cache.height, cache.width)
+    moved, visible = augment.transform_keypoints(keypoints, matrices, cache.height, cache.width)
+    images = augment.add_noise(augment.warp_images(frames, matrices), params.noise_std, generator)
+    return augment.normalise(images), moved, visible
+
+
+def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+                  keypoints: torch.Tensor, visible: torch.Tensor, stride: float, target_config: TargetConfig,
+                  settings: StepSettings) -> torch.Tensor:
+    """One optimizer step on an augmented batch, with DeepLabCut's targets computed on the device."""
+    def targets_for(heatmap: torch.Tensor) -> dict:
+        return {"bodypart": heatmap_targets(keypoints, visible, heatmap.shape[2], heatmap.shape[3], stride,
+                                            target_config)}
+
+    return model_step(model, optimizer, images, targets_for, settings)
+
+
+def model_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+               targets_for: Callable[[torch.Tensor], dict], settings: StepSettings) -> torch.Tensor:
+    """Forward (bf16 autocast where set), DeepLabCut's loss against ``targets_for(heatmap output)``, backward,
+    update: with precomputed targets, the step's ceiling."""
+    if settings.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(settings.device.type, dtype=torch.bfloat16, enabled=settings.bf16):
+        outputs = model(images)
+    outputs = {head: {name: value.float() for name, value in out.items()} for head, out in outputs.items()}
+    loss = model.get_loss(outputs, targets_for(outputs["bodypart"]["heatmap"]))["total_loss"]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, labels: pd.DataFrame,
+                  bodyparts: list[str], device: torch.device | None = None) -> dict:
+    """Train to ``max_iterations`` with a snapshot at every level; skip a finished network, resume a killed one."""
+    size = frame_set.frame_set_size
+    record_file = layout.training_dir(size) / "training.json"
+    expected = study.snapshot_iterations
+    if record_file.exists() and read_json(record_file).get("snapshot_iterations") == expected:
+        log.info("frame set %d: already trained (%d snapshots), skipped", size, len(expected))
+        return read_json(record_file)
+    device = device or default_device()
+    config_path = model_config_path(layout.project_dir / "config.yaml", frame_set)
+    model_cfg = read_model_config(config_path)
+    train_dir = config_path.parent
+    weights = read_json(layout.run_dir / "weights" / "initial_weights.json")
+    settings = StepSettings.for_device(device, model_cfg["model"]["backbone"]["model_name"])
+    prefix = f"[frame set {size}]"
+
+    torch.manual_seed(study.seed)
+    model = build_model(model_cfg)
+    done = [it for it in snapshot_iterations_in(train_dir) if it in expected]
+    start = max(done, default=0)
+    state_file = train_state_file(train_dir, start)
+    state = torch.load(state_file, map_location="cpu", weights_only=True) if start and state_file.exists() else None
+    source = train_dir / f"snapshot-{start}.pt" if start else Path(weights["path"])
+    model.load_state_dict(torch.load(source, map_location="cpu", weights_only=True)["model"])
+    model.to(device)
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    optimizer_cfg = model_cfg["runner"]["optimizer"]
+    if optimizer_cfg["type"] != "AdamW":
+        raise TrainingFailedError(f"posesweep's PyTorch trainer runs AdamW; {config_path} asks for "
+                                  f"{optimizer_cfg['type']}")
+    base_lr = float(optimizer_cfg["params"]["lr"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=base_lr)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if start:
+        print(f"{prefix} resuming from snapshot {start} ({len(done)} of {len(expected)} snapshots complete"
+              f"{', optimizer state restored' if state is not None else ''})", flush=True)
+
+    cache = load_frame_cache(layout.project_dir / "labeled-data", list(frame_set.train), labels, bodyparts, device)
+    aug_config = augment.AugmentationConfig.from_dlc(model_cfg["data"]["train"])
+    target_config = TargetConfig.from_dlc(model_cfg["model"]["heads"]["bodypart"]["target_generator"])
+    stride = float(model.get_stride("bodypart"))
+    sampler = BatchSampler(len(cache), study.batch_size, study.seed + size)
+    generator = torch.Generator(device=device).manual_seed(study.seed + size + start)
+    epochs = int(model_cfg["train_settings"].get("epochs") or 200)
+    display = max(1, min(100, study.snapshot_interval // 5))
+    print(f"{prefix} training {study.network} ({model_cfg['model']['backbone']['model_name']}, PyTorch) on "
+          f"{len(cache)} frames to {study.max_iterations} iterations at batch {study.batch_size}, snapshot every "
+          f"{study.snapshot_interval} ({settings.describe()}; frames in {cache.where}; initial weights: "
+          f"{weights['kind']})", flush=True)
+
+    started = last_time = time.perf_counter()
+    last_iteration = start
+    for iteration in range(start, study.max_iterations):
+        lr = learning_rate_at(iteration, base_lr, model_cfg["runner"].get("scheduler"), epochs, study.max_iterations)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        images, keypoints, visible = augmented_batch(cache, sampler.indices(iteration), aug_config, generator, device)
+        loss = training_step(model, optimizer, images, keypoints, visible, stride, target_config, settings)
+        done_iterations = iteration + 1
+        if done_iterations % display == 0 or done_iterations == study.max_iterations:
+            value = float(loss.detach())
+            now = time.perf_counter()
+            rate = (done_iterations - last_iteration) / max(now - last_time, 1e-9)
+            last_time, last_iteration = now, done_iterations
+            eta = (study.max_iterations - done_iterations) / rate
+            print(f"{prefix} iteration {done_iterations}/{study.max_iterations} loss {value:.5f} lr {lr:g} "
+                  f"{rate * study.batch_size:.1f} images/s ETA {eta / 60:.1f} min", flush=True)
+            if not math.isfinite(value):
+                raise TrainingDivergedError(
+                    f"frame set {size}: the loss became {value} at iteration {done_iterations}",
+                    found=f"loss {value} at iteration {done_iterations}, learning rate {lr:g}",
+                    allowed="a finite loss",
+                    fix="check the labels (a landmark far outside the body can blow up the loss), start from "
+                        f"pretrained weights, or lower the learning rate in {config_path}")
+        if done_iterations in expected:
+            _save_snapshot(model, optimizer, train_dir, done_iterations)
+
+    seconds = time.perf_counter() - started
+    snapshots = [it for it in snapshot_iterations_in(train_dir) if it in expected]
+    if snapshots != expected:
+        raise TrainingFailedError(f"frame set {size}: expected snapshots {expected}, found {snapshots} in {train_dir}")
+    trained_here = study.max_iterations - start
+    record = {
+        "frame_set_size": size,
+        "shuffle": frame_set.shuffle,
+        "network": study.network,
+        "engine": "pytorch",
+        "backbone": model_cfg["model"]["backbone"]["model_name"],
+        "snapshot_iterations": snapshots,
+        "train_dir": str(train_dir),
+        "resumed_from_iteration": start,
+        "seconds": round(seconds, 1),
+        "iterations_per_second": round(trained_here / seconds, 3) if trained_here else None,
+        "images_per_second": round(trained_here * study.batch_size / seconds, 2) if trained_here else None,
+        "initial_weights": weights,
+        "device": settings.describe(),
+        "frames_cached_in": cache.where,
+    }
+    write_json_atomic(record_file, record)
+    print(f"{prefix} done: {len(snapshots)} snapshots in {seconds / 60:.1f} min", flush=True)
+    return record
+
+
+def train_state_file(train_dir: Path, iteration: int) -> Path:
+    return Path(train_dir) / f"{TRAIN_STATE_PREFIX}-{iteration}.pt"
+
+
+def _save_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_dir: Path, iteration: int) -> None:
+    """The optimizer state of the iteration, then DeepLabCut's snapshot; older optimizer states go only once the
+    snapshot is complete, so a kill at any point leaves the newest snapshot with its own optimizer state."""
+    with atomic_path(train_state_file(train_dir, iteration)) as tmp:
+        torch.save({"iteration": iteration, "optimizer": optimizer.state_dict()}, tmp)
+    weights = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+    with atomic_path(train_dir / f"snapshot-{iteration}.pt") as tmp:
+        torch.save({"model": weights, "metadata": {"iteration": iteration, "epoch": iteration}}, tmp)
+    for old in Path(train_dir).glob(f"{TRAIN_STATE_PREFIX}-*.pt"):
+        if old.name != train_state_file(train_dir, iteration).name:
+            old.unlink(missing_ok=True)

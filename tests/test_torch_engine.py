@@ -1,0 +1,213 @@
+"""The PyTorch engine: its on-device data path against DeepLabCut's loader, its scoring against DeepLabCut's own
+evaluation, and the whole study DAG on it."""
+
+import glob
+import json
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from posesweep.torch_engine import augment
+from posesweep.torch_engine.targets import TargetConfig, heatmap_targets
+from posesweep.torch_engine.trainer import BatchSampler, learning_rate_at
+
+H, W, STRIDE = 120, 160, 8
+
+
+def _dlc_loader_targets(image, keypoints, rotation_deg, scale, translation_px, generator_cfg):
+    """DeepLabCut's own path: its albumentations Affine (as ``build_transforms`` makes it, with the range
+    collapsed to the given draw), its ``apply_transform`` (visibility of keypoints that leave the image), its
+    ``HeatmapGaussianGenerator``."""
+    import albumentations as A
+    from deeplabcut.pose_estimation_pytorch.data.utils import apply_transform
+    from deeplabcut.pose_estimation_pytorch.models.target_generators import TARGET_GENERATORS
+
+    transform = A.Compose(
+        [A.Affine(scale=(scale, scale), rotate=(rotation_deg, rotation_deg), keep_ratio=True, p=1.0,
+                  translate_px={"x": (translation_px[0],) * 2, "y": (translation_px[1],) * 2})],
+        keypoint_params=A.KeypointParams("xy", remove_invisible=False, label_fields=["class_labels"]),
+        bbox_params=A.BboxParams(format="coco", label_fields=["bbox_labels"]))
+    visibility = np.where(np.isnan(keypoints).any(axis=1), 0.0, 2.0)
+    with_visibility = np.concatenate([np.nan_to_num(keypoints, nan=-1.0), visibility[:, None]], axis=1)
+    out = apply_transform(transform, image, with_visibility, np.zeros((0, 4)),
+                          class_labels=[f"kp{i}" for i in range(len(keypoints))])
+    moved = np.asarray(out["keypoints"], dtype=np.float32)
+    moved[visibility == 0, 2] = 0.0  # a missing label stays missing
+    generator = TARGET_GENERATORS.build(dict(generator_cfg))
+    k = len(keypoints)
+    outputs = {"heatmap": torch.zeros(1, k, H // STRIDE, W // STRIDE),
+               "locref": torch.zeros(1, 2 * k, H // STRIDE, W // STRIDE)}
+    targets = generator(STRIDE, outputs, {"keypoints": torch.from_numpy(moved[None, None])})
+    return out["image"], moved, targets
+
+
+def test_device_augmentation_and_targets_agree_with_deeplabcuts_loader():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    image = np.asarray(__import__("cv2").GaussianBlur(image, (0, 0), 3))  # smooth, as camera frames are
+    keypoints = np.array([[40.3, 30.7], [100.2, 80.9], [158.0, 117.0], [80.0, 60.0], [np.nan, np.nan]],
+                         dtype=np.float32)  # the third leaves the image when scaled up; the last is unlabelled
+    generator_cfg = {"type": "HeatmapGaussianGenerator", "num_heatmaps": 5, "pos_dist_thresh": 17,
+                     "heatmap_mode": "KEYPOINT", "gradient_masking": False, "generate_locref": True,
+                     "locref_std": 7.2801}
+    for rotation, scale, translation in ((17.0, 0.8, (5, -3)), (-25.0, 1.2, (0, 0)), (0.0, 1.0, (0, 0))):
+        dlc_image, dlc_keypoints, dlc_targets = _dlc_loader_targets(image, keypoints, rotation, scale, translation,
+                                                                    generator_cfg)
+        params = augment.AugmentationParams(torch.tensor([scale]), torch.tensor([rotation]),
+                                            torch.tensor([[float(t) for t in translation]]), torch.zeros(1))
+        matrices = augment.affine_matrices(params, H, W)
+        moved, visible = augment.transform_keypoints(torch.from_numpy(keypoints)[None], matrices, H, W)
+        ours = heatmap_targets(moved, visible, H // STRIDE, W // STRIDE, STRIDE, TargetConfig.from_dlc(generator_cfg))
+
+        assert visible[0].tolist() == (dlc_keypoints[:, 2] > 0).tolist()
+        if scale > 1:
+            assert visible[0].tolist() == [True, True, False, True, False]
+        shown = visible[0].numpy()
+        np.testing.assert_allclose(moved[0].numpy()[shown], dlc_keypoints[shown, :2], atol=1e-3)
+        for head in ("heatmap", "locref"):
+            for part in ("target", "weights"):
+                np.testing.assert_allclose(ours[head][part][0].numpy(), dlc_targets[head][part][0].numpy(),
+                                           atol=1e-4, err_msg=f"{head} {part} at rotation {rotation}")
+        warped = augment.warp_images(torch.from_numpy(image).permute(2, 0, 1)[None], matrices)[0]
+        difference = np.abs(warped.permute(1, 2, 0).numpy() - dlc_image.astype(float))
+        inside = difference[8:-8, 8:-8]  # black borders may differ by a pixel's interpolation
+        assert inside.mean() < 0.75, f"images differ by {inside.mean():.2f} grey levels on average"
+
+
+def test_noise_and_normalisation_follow_deeplabcuts_settings():
+    config = augment.AugmentationConfig.from_dlc({"affine": {"p": 0.5, "rotation": 30, "scaling": [0.5, 1.25],
+                                                             "translation": 0}, "gaussian_noise": 12.75})
+    assert (config.affine_p, config.rotation_deg, config.scaling, config.gaussian_noise) == (0.5, 30.0, (0.5, 1.25),
+                                                                                             12.75)
+    params = augment.sample_params(config, 4000, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert 0.45 < float((params.scale != 1).float().mean()) < 0.55  # affine with p = 0.5
+    assert float(params.scale.min()) >= 0.5 and float(params.scale.max()) <= 1.25
+    assert float(params.rotation_deg.abs().max()) <= 30 and bool((params.translation_px == 0).all())
+    assert 0.45 < float((params.noise_std > 0).float().mean()) < 0.55 and float(params.noise_std.max()) <= 12.75
+    grey = torch.full((1, 3, 4, 4), 255 * 0.485)
+    assert torch.allclose(augment.normalise(grey)[0, 0], torch.zeros(4, 4), atol=1e-5)
+
+
+def test_batches_cover_every_frame_once_per_epoch_and_resume_where_they_were():
+    sampler = BatchSampler(frames=10, batch_size=4, seed=1)
+    epoch = torch.cat([sampler.indices(i) for i in range(3)])  # ceil(10 / 4) = 3 iterations per epoch
+    assert set(epoch[:10].tolist()) == set(range(10))
+    assert torch.equal(BatchSampler(10, 4, 1).indices(4), sampler.indices(4))  # a resumed run draws the same
+
+
+def test_learning_rate_milestones_sit_at_the_same_fraction_of_the_iterations():
+    scheduler = {"type": "LRListScheduler", "params": {"lr_list": [[1e-4], [1e-5]], "milestones": [90, 120]}}
+    rates = [learning_rate_at(it, 5e-4, scheduler, 200, 1000) for it in (0, 449, 450, 599, 600, 999)]
+    assert rates == [5e-4, 5e-4, 1e-4, 1e-4, 1e-5, 1e-5]
+
+
+PYTORCH_CONF = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12], "train_fraction": 0.8,
+                "max_iterations": 40, "snapshot_interval": 20, "allow_random_init": True, "engine": "pytorch"}
+
+
+@pytest.mark.slow
+def test_posesweep_scoring_equals_deeplabcuts_own_pytorch_evaluation(tiny_cohort, tmp_path):
+    """A snapshot posesweep trained: DeepLabCut's ``evaluate_network`` (engine pytorch) predicts every frame, and
+    its per-landmark errors equal the ones posesweep's scoring wrote, within 0.01 px."""
+    import deeplabcut
+    from deeplabcut.core.engine import Engine
+
+    from conftest import training_ready_run
+    from posesweep import stages
+    from posesweep.runner import run_posesweep
+
+    run = training_ready_run(tiny_cohort, tmp_path / "data", PYTORCH_CONF, "manual__dlc_eval")
+    run_posesweep(run.command("train", 12))
+    stages.evaluate(run, 12)
+    ours = pd.read_csv(run.layout.snapshot_errors_file(12, 40))
+
+    project_config = run.layout.project_dir / "config.yaml"
+    frame_set = stages.frame_set_of(run.layout, 12)
+    deeplabcut.evaluate_network(str(project_config), Shuffles=[frame_set.shuffle], trainingsetindex=0,
+                                snapshotindex=-1, engine=Engine.PYTORCH)
+    [predictions_file] = glob.glob(str(run.layout.project_dir / "evaluation-results-pytorch" / "**" /
+                                       "*snapshot_40.h5"), recursive=True)
+    theirs = pd.read_hdf(predictions_file)
+    checked = 0
+    for row in ours.itertuples(index=False):
+        predicted = theirs.loc[("labeled-data", row.video, row.image)]
+        x = predicted.xs((row.landmark, "x"), level=("bodyparts", "coords")).item()
+        y = predicted.xs((row.landmark, "y"), level=("bodyparts", "coords")).item()
+        their_error = math.hypot(x - row.x_label_px, y - row.y_label_px)
+        assert abs(their_error - row.error_px) < 0.01, (row.video, row.image, row.landmark)
+        checked += 1
+    assert checked == 12 * 10 and set(ours["split"]) == {"train", "test"}
+
+
+@pytest.mark.slow
+def test_study_runs_end_to_end_on_the_pytorch_engine(airflow_db, tiny_cohort, tmp_path, monkeypatch):
+    from test_end_to_end import _load_dag
+
+    from posesweep.layout import RunLayout
+
+    data_root = tmp_path / "data"
+    shutil.copytree(tiny_cohort, data_root)
+    module = _load_dag(monkeypatch, data_root)
+    conf = {**PYTORCH_CONF, "frame_set_sizes": [8, 12], "max_iterations": 60}
+    dag_run = module.study_dag.test(run_conf=conf)
+    assert str(dag_run.state) == "success"
+    layout = RunLayout.create(data_root, "tiny", dag_run.run_id)
+    summary = json.loads(layout.summary_file.read_text())
+    assert summary["engine"].startswith("DeepLabCut 3's PyTorch engine, backbone resnet50_gn")
+    assert "PyTorch engine, backbone resnet50_gn (timm)" in (layout.report_dir / "index.html").read_text()
+    for size in (8, 12):
+        record = json.loads((layout.training_dir(size) / "training.json").read_text())
+        assert record["engine"] == "pytorch" and record["snapshot_iterations"] == [20, 40, 60]
+        train_dir = layout.project_dir / "dlc-models-pytorch"
+        assert len(list(train_dir.glob(f"**/snapshot-*.pt"))) == 6
+    rows = summary["errors"]
+    assert sorted((r["frame_set_size"], r["snapshot_iteration"]) for r in rows) == \
+        [(size, it) for size in (8, 12) for it in (20, 40, 60)]
+    # real training: the error changes from snapshot to snapshot, and every error is a finite distance
+    errors = pd.read_csv(layout.errors_file)
+    assert errors["error_px"].notna().all() and (errors["error_px"] >= 0).all()
+    by_snapshot = errors.groupby(["frame_set_size", "snapshot_iteration"])["error_px"].mean()
+    assert by_snapshot.nunique() == len(by_snapshot)
+
+
+@pytest.mark.slow
+def test_a_killed_pytorch_training_resumes_from_its_newest_snapshot_with_its_optimizer_state(tiny_cohort, tmp_path):
+    """SIGKILL once the first snapshot exists; the retry starts at the newest snapshot with the optimizer state
+    saved beside it, leaves the earlier snapshots as they were, and writes the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import training_ready_run
+
+    conf = {**PYTORCH_CONF, "max_iterations": 100}
+    run = training_ready_run(tiny_cohort, tmp_path / "data", conf, "manual__torch_resume")
+    command = [sys.executable, "-m", "posesweep.cli", *run.command("train", 12)]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not list((run.layout.project_dir / "dlc-models-pytorch").glob("**/snapshot-20.pt")):
+        assert child.poll() is None and time.monotonic() < deadline, "training ended before its first snapshot"
+        time.sleep(0.1)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    [first] = (run.layout.project_dir / "dlc-models-pytorch").glob("**/snapshot-20.pt")
+    train_dir = first.parent
+    kept = {p.name: p.read_bytes() for p in train_dir.glob("snapshot-*.pt")}
+    newest = max(int(name[len("snapshot-"):-len(".pt")]) for name in kept)
+    assert newest < 100 and not (run.layout.training_dir(12) / "training.json").exists()
+
+    retry = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert retry.returncode == 0, retry.stdout[-2000:] + retry.stderr[-2000:]
+    assert f"resuming from snapshot {newest} ({newest // 20} of 5 snapshots complete, optimizer state restored)" \
+        in retry.stdout
+    assert f"iteration {newest + 4}/100" in retry.stdout and "iteration 4/100" not in retry.stdout
+    assert [p.name for p in train_dir.glob("train_state-*.pt")] == ["train_state-100.pt"]
+    assert {p.name: p.read_bytes() for p in train_dir.glob("snapshot-*.pt") if p.name in kept} == kept
+    record = json.loads((run.layout.training_dir(12) / "training.json").read_text())
+    assert record["resumed_from_iteration"] == newest and record["snapshot_iterations"] == [20, 40, 60, 80, 100]
