@@ -24,14 +24,16 @@ def pod_env(monkeypatch):
     monkeypatch.setenv("POSESWEEP_K8S_GPUS", "1")
 
 
-def _pod_dict(arguments, max_iterations=250_000):
+def _pod_dict(arguments, max_iterations=250_000, engine="tensorflow"):
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import ApiClient
 
     settings = Settings.from_env()
+    kwargs = {**pod_operator_kwargs(settings.pod, "/data", settings.stall_timeout_s),
+              "image": settings.pod.image_for(engine)}  # what the DAG's FrameSetPod sets from the run's engine
     operator = KubernetesPodOperator(task_id="train_network", name="posesweep-train-network", arguments=arguments,
                                      active_deadline_seconds=deadline_s(arguments[0], max_iterations, settings.pod),
-                                     **pod_operator_kwargs(settings.pod, "/data", settings.stall_timeout_s))
+                                     **kwargs)
     pod = operator.build_pod_request_obj(dry_run=True)
     return ApiClient().sanitize_for_serialization(pod)
 
@@ -118,3 +120,19 @@ def test_dag_uses_pod_operators_when_the_kubernetes_backend_is_configured(tmp_pa
     out = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True)
     # pods are mapped over the frame-set sizes themselves, as the local tasks are
     assert "True True trainer:1 ['posesweep', 'watch'] ['frame_set_size'] ['frame_set_size']" in out.stdout
+
+
+def test_a_pytorch_study_runs_its_pods_on_the_pytorch_trainer_image(pod_env, monkeypatch):
+    from posesweep.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="POSESWEEP_K8S_PYTORCH_IMAGE must name the pytorch trainer image"):
+        Settings.from_env().pod.image_for("pytorch")
+    monkeypatch.setenv("POSESWEEP_K8S_PYTORCH_IMAGE", "registry.example/posesweep-trainer-pytorch:0.1.0")
+    pod = _pod_dict(stage_args("train", RUN, 400), engine="pytorch")
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == "registry.example/posesweep-trainer-pytorch:0.1.0"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    dockerfile = (REPO / "docker" / "trainer-pytorch" / "Dockerfile").read_text()
+    # the image carries timm's weights of every backbone offered and never downloads at run time
+    assert "HF_HUB_OFFLINE=1" in dockerfile and all(m in dockerfile for m in ("resnet50_gn", "resnet50", "resnet101"))

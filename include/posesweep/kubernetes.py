@@ -3,6 +3,8 @@
 The pod's settings are deployment settings (``settings.PodSettings``, from ``POSESWEEP_K8S_*``):
 
     POSESWEEP_K8S_IMAGE          trainer image (docker/trainer), e.g. registry/posesweep-trainer:0.1.0
+    POSESWEEP_K8S_PYTORCH_IMAGE  the PyTorch engine's trainer image (docker/trainer-pytorch); a study with
+                                 engine=pytorch runs its pods on it
     POSESWEEP_K8S_NAMESPACE      default "posesweep"
     POSESWEEP_K8S_DATA_PVC       PersistentVolumeClaim holding the data root, default "posesweep-data"
     POSESWEEP_K8S_GPUS           nvidia.com/gpu per pod, default 1

@@ -40,7 +40,8 @@ class SettingsError(ValueError):
 class PodSettings:
     """The GPU pod ``posesweep train|evaluate`` runs in on the kubernetes backend."""
 
-    image: str | None = None
+    image: str | None = None  # the TensorFlow engine's trainer (docker/trainer)
+    pytorch_image: str | None = None  # the PyTorch engine's trainer (docker/trainer-pytorch)
     namespace: str = "posesweep"
     data_pvc: str = "posesweep-data"
     gpus: int = 1
@@ -54,6 +55,15 @@ class PodSettings:
     seconds_per_iteration: float = 0.25
     # a GPU node may have to be provisioned first: wait long before calling the pod stuck
     startup_timeout_s: int = 1800
+
+    def image_for(self, engine: str) -> str:
+        """The trainer image of a study's engine."""
+        image = self.pytorch_image if engine == "pytorch" else self.image
+        if not image:
+            name = "POSESWEEP_K8S_PYTORCH_IMAGE" if engine == "pytorch" else "POSESWEEP_K8S_IMAGE"
+            raise SettingsError(f"{name} must name the {engine} trainer image to run engine={engine!r} studies on "
+                                f"the kubernetes backend")
+        return image
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,7 @@ class Settings:
             raise SettingsError(f"POSESWEEP_TRAINING_BACKEND={backend!r}: choose one of {BACKENDS}")
         pod = PodSettings(
             image=env.get("POSESWEEP_K8S_IMAGE") or None,
+            pytorch_image=env.get("POSESWEEP_K8S_PYTORCH_IMAGE") or None,
             namespace=env.get("POSESWEEP_K8S_NAMESPACE", "posesweep"),
             data_pvc=env.get("POSESWEEP_K8S_DATA_PVC", "posesweep-data"),
             gpus=number("POSESWEEP_K8S_GPUS", 1, int),
