@@ -30,10 +30,8 @@ evaluation task usually only assembles the tables (no TensorFlow import).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,18 +42,15 @@ import pandas as pd
 from posesweep import stages
 from posesweep.runner import run_posesweep
 from posesweep.synthetic import SynthOptions, generate_cohort
+from process_memory import run_measured
 
 
 def timed_child(code_or_args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
-    started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, *code_or_args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{code_or_args[:3]} failed:\n{child.stderr.read()[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    """Wall seconds and peak memory (MB) of one child process and its descendants, each page counted once."""
+    out, seconds, peak_mb = run_measured([sys.executable, *code_or_args])
+    if out.returncode != 0:
+        raise SystemExit(f"{code_or_args[:3]} failed:\n{out.stderr[-3000:]}")
+    return seconds, peak_mb
 
 
 def main() -> None:

@@ -1,0 +1,229 @@
+"""Training throughput: DeepLabCut 3's ``train_network`` against posesweep's PyTorch trainer, and the ceiling.
+
+One small DeepLabCut project (frames of the given size with 10 labelled landmarks)
+and one PyTorch shuffle, built by posesweep as a study would build it (full frames,
+DeepLabCut's model configuration for the backbone). Then, each in its own process,
+so each process's memory is counted once:
+
+* ``deeplabcut``: ``deeplabcut.train_network`` on that shuffle (its loader: decode and
+  albumentations on the CPU, ``dataloader_workers`` workers), starting from the same
+  initial snapshot (so DeepLabCut downloads nothing). Its rate is the difference of
+  two runs (``--epochs`` and twice that), which cancels start-up;
+* ``posesweep``: posesweep's trainer loop (frames cached on the device, augmentation
+  and targets there, ``training_step``) on the same frames and model configuration;
+* ``ceiling``: the bare model step (``model_step``) on one batch already on the device,
+  targets precomputed.
+
+Prints images per second for each, posesweep / ceiling, and posesweep / DeepLabCut,
+with peak host memory (the process tree's PSS, each page counted once) and peak device memory; ``--out`` writes
+the rows as JSON.
+
+    .venv/bin/python benchmarks/training_throughput.py                  # CPU, small: 320x240, batch 1 and 2
+    python benchmarks/training_throughput.py --width 1920 --height 1080 --batch-sizes 1 8 \\
+        --backbones resnet_50 resnet_50_bn --workers 0 12 --steps 60 --out $OUT/throughput.json   # a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from process_memory import run_measured
+
+HERE = Path(__file__).resolve().parent
+BODYPARTS = ["right_hip", "left_hip", "right_knee", "left_knee", "right_ankle", "left_ankle",
+             "right_medial_foot", "right_lateral_foot", "left_medial_foot", "left_lateral_foot"]
+
+
+def make_project(root: Path, frames: int, width: int, height: int, network: str, batch_size: int) -> dict:
+    """A DeepLabCut project with ``frames`` labelled frames and one PyTorch shuffle (all but one frame train)."""
+    import cv2
+    import numpy as np
+    import pandas as pd
+
+    sys.path.insert(0, str(HERE.parent / "include"))
+    from posesweep.cohort import Cohort, write_project_config
+    from posesweep.config import StudyConfig
+    from posesweep.layout import write_json_atomic
+    from posesweep.splits import FrameSet
+    from posesweep.torch_engine import project
+
+    study = StudyConfig(cohort="bench", engine="pytorch", network=network, batch_size=batch_size,
+                        allow_random_init=True, frame_set_sizes=(frames,), frames_per_video=frames)
+    project_dir = root / "project"
+    cohort = Cohort("bench", root, (), tuple(BODYPARTS), "posesweep", "dlc_project")
+    config = write_project_config(project_dir, cohort, {}, study)
+    rng = np.random.default_rng(0)
+    folder = project_dir / "labeled-data" / "clip"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, names = [], []
+    for i in range(frames):
+        image = cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (0, 0), 5)
+        points = rng.uniform([0.2 * width, 0.1 * height], [0.8 * width, 0.9 * height], (len(BODYPARTS), 2))
+        for x, y in points:
+            cv2.circle(image, (int(x), int(y)), max(3, width // 100), (255, 255, 255), -1)
+        name = f"img{i:03d}.png"
+        cv2.imwrite(str(folder / name), image)
+        rows.append(points.ravel())
+        names.append(("labeled-data", "clip", name))
+    columns = pd.MultiIndex.from_product([["posesweep"], BODYPARTS, ["x", "y"]],
+                                         names=["scorer", "bodyparts", "coords"])
+    table = pd.DataFrame(np.array(rows), index=pd.MultiIndex.from_tuples(names), columns=columns)
+    table.to_hdf(folder / "CollectedData_posesweep.h5", key="df_with_missing")
+    frame_set = FrameSet(frames, 1, tuple(("clip", n[2]) for n in names[:-1]), (("clip", names[-1][2]),))
+    project.create_shuffles(config, [frame_set], study)
+    model_config = project.model_config_path(config, frame_set)
+    weights = project.write_initial_weights(project.read_model_config(model_config), study,
+                                            root / "initial.pt")
+    labels = pd.DataFrame([{"video": "clip", "image": n[2], "landmark": b, "x_px": r[2 * k], "y_px": r[2 * k + 1]}
+                           for n, r in zip(names, rows) for k, b in enumerate(BODYPARTS)])
+    labels.to_csv(root / "labels.csv", index=False)
+    write_json_atomic(root / "project.json", {"config": str(config), "model_config": str(model_config),
+                                              "weights": weights["path"], "train": frame_set.train})
+    return {"config": str(config), "model_config": str(model_config), "weights": weights["path"]}
+
+
+CHILD_PRELUDE = """
+import json, sys, time
+sys.path.insert(0, {include!r})
+import torch
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+def _finish(result):
+    result["peak_device_mb"] = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
+    print("RESULT " + json.dumps(result), flush=True)
+"""
+
+DEEPLABCUT_CHILD = """
+import deeplabcut
+def train(epochs):
+    _sync(); t = time.perf_counter()
+    deeplabcut.train_network({config!r}, shuffle=1, trainingsetindex=0, epochs=epochs, save_epochs=epochs,
+                             batch_size={batch}, snapshot_path={weights!r}, max_snapshots_to_keep=1,
+                             pytorch_cfg_updates={{"train_settings.dataloader_workers": {workers},
+                                                   "train_settings.dataloader_pin_memory": torch.cuda.is_available(),
+                                                   "train_settings.display_iters": 10**9,
+                                                   "runner.eval_interval": 10**9}})
+    _sync(); return time.perf_counter() - t
+short, long = train({epochs}), train(2 * {epochs})
+steps_per_epoch = -(-{train_frames} // {batch})
+images = {epochs} * steps_per_epoch * {batch}
+_finish({{"images_per_second": images / (long - short), "seconds": short + long}})
+"""
+
+POSESWEEP_CHILD = """
+import pandas as pd, yaml
+from posesweep.torch_engine import augment
+from posesweep.torch_engine.frame_cache import load_frame_cache
+from posesweep.torch_engine.project import build_model
+from posesweep.torch_engine.targets import TargetConfig
+from posesweep.torch_engine.trainer import (BatchSampler, StepSettings, augmented_batch, default_device,
+                                            model_step, training_step)
+from pathlib import Path
+info = json.loads(Path({root!r}, "project.json").read_text())
+cfg = yaml.safe_load(Path(info["model_config"]).read_text())
+device = default_device()
+model = build_model(cfg)
+model.load_state_dict(torch.load(info["weights"], map_location="cpu", weights_only=True)["model"])
+model.to(device).train()
+settings = StepSettings.for_device(device, cfg["model"]["backbone"]["model_name"])
+if settings.channels_last:
+    model = model.to(memory_format=torch.channels_last)
+optimizer = torch.optim.AdamW(model.parameters(), lr=float(cfg["runner"]["optimizer"]["params"]["lr"]))
+labels = pd.read_csv(Path({root!r}, "labels.csv"))
+cache = load_frame_cache(Path(info["config"]).parent / "labeled-data", [tuple(f) for f in info["train"]], labels,
+                         cfg["metadata"]["bodyparts"], device)
+aug = augment.AugmentationConfig.from_dlc(cfg["data"]["train"])
+target = TargetConfig.from_dlc(cfg["model"]["heads"]["bodypart"]["target_generator"])
+stride = float(model.get_stride("bodypart"))
+sampler = BatchSampler(len(cache), {batch}, 0)
+generator = torch.Generator(device=device).manual_seed(0)
+mode = {mode!r}
+if mode == "ceiling":
+    images, keypoints, visible = augmented_batch(cache, sampler.indices(0), aug, generator, device)
+    from posesweep.torch_engine.targets import heatmap_targets
+    with torch.no_grad():
+        heat = model(images)["bodypart"]["heatmap"]
+    fixed = {{"bodypart": heatmap_targets(keypoints, visible, heat.shape[2], heat.shape[3], stride, target)}}
+    step = lambda i: model_step(model, optimizer, images, lambda _: fixed, settings)
+else:
+    def step(i):
+        images, keypoints, visible = augmented_batch(cache, sampler.indices(i), aug, generator, device)
+        return training_step(model, optimizer, images, keypoints, visible, stride, target, settings)
+for i in range({warmup}):
+    step(i)
+_sync(); t = time.perf_counter()
+for i in range({warmup}, {warmup} + {steps}):
+    loss = step(i)
+_sync(); seconds = time.perf_counter() - t
+_finish({{"images_per_second": {steps} * {batch} / seconds, "seconds": seconds, "device": settings.describe(),
+          "frames_in": cache.where, "loss": float(loss)}})
+"""
+
+
+def run_child(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter; its RESULT line, with the peak host memory of its process tree (data
+    loader workers included, each page counted once: ``process_memory``)."""
+    out, _, peak_mb = run_measured([sys.executable, "-c", code])
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if out.returncode != 0 or not lines:
+        raise SystemExit(f"benchmark child failed (exit {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+    return {**json.loads(lines[-1][len("RESULT "):]), "peak_host_mb": peak_mb}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=240)
+    parser.add_argument("--frames", type=int, default=9, help="labelled frames (one is the test frame)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--backbones", nargs="+", default=["resnet_50"], choices=["resnet_50", "resnet_50_bn"])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0], help="DeepLabCut data-loader workers")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps of posesweep and of the ceiling")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1, help="DeepLabCut: epochs of its shorter run")
+    parser.add_argument("--out", type=Path, help="write the rows as JSON here")
+    args = parser.parse_args()
+
+    include = str(HERE.parent / "include")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="posesweep-throughput-") as tmp:
+        for backbone in args.backbones:
+            for batch in args.batch_sizes:
+                root = Path(tmp) / f"{backbone}-{batch}"
+                project = make_project(root, args.frames, args.width, args.height, backbone, batch)
+                prelude = CHILD_PRELUDE.format(include=include)
+                measured = {}
+                for mode in ("ceiling", "posesweep"):
+                    measured[mode] = run_child(prelude + POSESWEEP_CHILD.format(
+                        root=str(root), batch=batch, mode=mode, steps=args.steps, warmup=args.warmup))
+                for workers in args.workers:
+                    measured[f"deeplabcut ({workers} workers)"] = run_child(prelude + DEEPLABCUT_CHILD.format(
+                        config=project["config"], weights=project["weights"], batch=batch, workers=workers,
+                        epochs=args.epochs, train_frames=args.frames - 1))
+                fastest_dlc = max(v["images_per_second"] for k, v in measured.items() if k.startswith("deeplabcut"))
+                ours = measured["posesweep"]["images_per_second"]
+                for name, result in measured.items():
+                    rows.append({"backbone": backbone, "batch_size": batch, "size": f"{args.width}x{args.height}",
+                                 "method": name, **result})
+                print(f"\n{backbone} ({measured['posesweep']['device']}), {args.width}x{args.height}, batch {batch}:")
+                for name, result in measured.items():
+                    print(f"  {name:<26} {result['images_per_second']:8.2f} images/s   peak host "
+                          f"{result['peak_host_mb']:7.0f} MB, device {result['peak_device_mb']:7.0f} MB")
+                print(f"  posesweep / ceiling            {ours / measured['ceiling']['images_per_second']:.2f}")
+                print(f"  posesweep / DeepLabCut fastest {ours / fastest_dlc:.2f}x")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    started = time.perf_counter()
+    main()
+    print(f"\n(benchmark took {time.perf_counter() - started:.0f} s)")
