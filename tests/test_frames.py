@@ -153,6 +153,11 @@ def test_a_study_longer_than_a_day_on_this_cpu_stops_at_prepare_run_with_the_est
     assert not (root / "runs" / "tiny" / "long" / "study_config.json").exists()
     run = stages.prepare_run(root, {**paper_scale, "allow_long_cpu_run": True}, "long")  # asked for: it runs
     assert run.study.allow_long_cpu_run
+    # the PyTorch engine's own CPU speed: (0.20 + 1.04e-5 x 160 x 120) s per iteration
+    with pytest.raises(StudyConfigError) as refused:
+        stages.prepare_run(root, {**paper_scale, "engine": "pytorch"}, "long-pytorch")
+    hours = 3 * 250_000 * (0.20 + 1.04e-5 * 160 * 120) / 3600
+    assert f"x 0.4 s/iteration = {hours:.1f} h of training on the local" in refused.value.explain()
 
 
 def test_too_little_disk_and_too_many_snapshots_are_refused_with_the_numbers():

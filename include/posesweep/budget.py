@@ -14,7 +14,9 @@ from .errors import StudyConfigError
 
 # DeepLabCut's TensorFlow ResNet-50 at batch 1 on this project's 2-core CPU: 0.15 s per iteration at 160x120,
 # 0.9 s at 640x480; a line through both, in pixels per frame.
-CPU_SECONDS_PER_ITERATION = (0.10, 2.6e-6)
+# posesweep's PyTorch trainer (ResNet-50, batch 1) on the same CPU: ~0.4 s per iteration at 160x120, ~1.0 s at
+# 320x240 (benchmarks/training_throughput.py); a line through both.
+CPU_SECONDS_PER_ITERATION = {"tensorflow": (0.10, 2.6e-6), "pytorch": (0.20, 1.04e-5)}
 # a snapshot: DeepLabCut TF (.data + .index + .meta), or a PyTorch state dict (ResNet-50 plus heads: ~100 MB)
 SNAPSHOT_BYTES = {"resnet_50": 110e6, "resnet_101": 180e6, "resnet_50_bn": 100e6}
 PNG_BYTES_PER_PIXEL = 1.5  # an extracted frame, twice: the shared frame store and the run's project links none
@@ -37,7 +39,7 @@ class Budget:
 def estimate(study: StudyConfig, frame_size_px: tuple[int, int], frames: int, backend: str,
              gpu_seconds_per_iteration: float) -> Budget:
     if backend == "local":
-        a, b = CPU_SECONDS_PER_ITERATION
+        a, b = CPU_SECONDS_PER_ITERATION[study.engine]
         per_iteration = (a + b * frame_size_px[0] * frame_size_px[1]) * study.batch_size
     else:
         per_iteration = gpu_seconds_per_iteration * study.batch_size

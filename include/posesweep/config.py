@@ -30,8 +30,25 @@ FRONTAL_BODYPARTS: tuple[str, ...] = (
     "left_lateral_foot",
 )
 
-NETWORKS: tuple[str, ...] = ("resnet_50", "resnet_101", "resnet_50_bn")
-ENGINES: tuple[str, ...] = ("tensorflow", "pytorch")
+# The named options of the parameters that have them, with what each means (the trigger form shows both).
+BAD_VIDEO_POLICIES = {
+    "fail": "any unreadable, truncated, too short or variable-frame-rate video fails the run (all are listed)",
+    "exclude": "such videos are left out and listed in the log and the report"}
+SPLIT_MODES = {
+    "paper": "a random split inside each frame set (the study's design)",
+    "fixed_test": "one test set shared by all sizes",
+    "by_participant": "test frames only from participants never seen in training"}
+ENGINES = {
+    "tensorflow": "DeepLabCut's TensorFlow engine, as the paper trained (CPU or a TensorFlow GPU)",
+    "pytorch": "DeepLabCut 3's PyTorch engine and model, trained by posesweep with frames, augmentation and targets "
+               "on the device (a GPU when there is one); DeepLabCut loads and evaluates its snapshots"}
+NETWORKS = {
+    "resnet_50": "ResNet-50 (paper); PyTorch engine: DeepLabCut 3's, with GroupNorm",
+    "resnet_101": "ResNet-101",
+    "resnet_50_bn": "PyTorch engine only: ResNet-50 with BatchNorm (timm resnet50), faster on a GPU"}
+INVALID_LABEL_POLICIES = {
+    "fail": "any failing label expectation stops the run before training (the message lists the frames)",
+    "exclude_frames": "frames named by a failing expectation are left out and listed in the report"}
 MAX_SNAPSHOTS_PER_NETWORK = 100  # each is scored on every frame and kept (~100 MB each for a ResNet-50)
 
 
@@ -61,9 +78,7 @@ class StudyConfig:
         20, "Frames per video", "Frames picked per video by k-means clustering (paper: 18-20).",
         "Frames", type="integer", minimum=2, maximum=500,
     )
-    bad_video_policy: str = _choice("fail", "Bad videos", "Frames", {
-        "fail": "any unreadable, truncated, too short or variable-frame-rate video fails the run (all are listed)",
-        "exclude": "such videos are left out and listed in the log and the report"})
+    bad_video_policy: str = _choice("fail", "Bad videos", "Frames", BAD_VIDEO_POLICIES)
     frame_set_sizes: tuple[int, ...] = _param(
         (200, 400, 600, 800), "Frame-set sizes",
         "Nested training-frame set sizes, one network each (paper: 200, 400, 600, 800).",
@@ -73,10 +88,7 @@ class StudyConfig:
         0.9, "Train fraction", "Share of each frame set used for training; the rest is the test set.",
         "Frames", type="number", exclusiveMinimum=0.0, exclusiveMaximum=1.0,
     )
-    split_mode: str = _choice("paper", "Train/test split", "Frames", {
-        "paper": "a random split inside each frame set (the study's design)",
-        "fixed_test": "one test set shared by all sizes",
-        "by_participant": "test frames only from participants never seen in training"})
+    split_mode: str = _choice("paper", "Train/test split", "Frames", SPLIT_MODES)
     max_iterations: int = _param(
         250_000, "Maximum iterations", "Training iterations per network (paper: 250k).",
         "Training", type="integer", minimum=1,
@@ -86,14 +98,8 @@ class StudyConfig:
         "A snapshot is saved and evaluated every this many iterations (paper: 25k). Must divide the maximum.",
         "Training", type="integer", minimum=1,
     )
-    engine: str = _choice("tensorflow", "Engine", "Training", {
-        "tensorflow": "DeepLabCut's TensorFlow engine, as the paper trained (CPU or a TensorFlow GPU)",
-        "pytorch": "DeepLabCut 3's PyTorch engine and model, trained by posesweep with frames, augmentation and "
-                   "targets on the device (a GPU when there is one); DeepLabCut loads and evaluates its snapshots"})
-    network: str = _choice("resnet_50", "Network", "Training", {
-        "resnet_50": "ResNet-50 (paper); PyTorch engine: DeepLabCut 3's, with GroupNorm",
-        "resnet_101": "ResNet-101",
-        "resnet_50_bn": "PyTorch engine only: ResNet-50 with BatchNorm (timm resnet50), faster on a GPU"})
+    engine: str = _choice("tensorflow", "Engine", "Training", ENGINES)
+    network: str = _choice("resnet_50", "Network", "Training", NETWORKS)
     batch_size: int = _param(
         1, "Batch size", "Training batch size (DeepLabCut's TensorFlow default: 1).",
         "Training", type="integer", minimum=1, maximum=64,
@@ -125,9 +131,7 @@ class StudyConfig:
         0.6, "Likelihood cutoff", "Errors are also reported for predictions with at least this likelihood "
         "(DeepLabCut's p-cutoff).", "Report", type="number", minimum=0.0, maximum=1.0,
     )
-    invalid_labels: str = _choice("fail", "Invalid labels", "Labels", {
-        "fail": "any failing label expectation stops the run before training (the message lists the frames)",
-        "exclude_frames": "frames named by a failing expectation are left out and listed in the report"})
+    invalid_labels: str = _choice("fail", "Invalid labels", "Labels", INVALID_LABEL_POLICIES)
     seed: int = _param(
         42, "Random seed", "Seeds frame selection, label simulation and the train/test split.",
         "Reproducibility", type="integer", minimum=0,
