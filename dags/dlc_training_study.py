@@ -72,7 +72,7 @@ def network_stage(task_id: str, command: str, doc: str):
     if SETTINGS.training_backend == "kubernetes":
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-        from posesweep.kubernetes import deadline_s, pod_operator_kwargs
+        from posesweep.kubernetes import deadline_s, ended_with_input_error, pod_operator_kwargs
 
         class FrameSetPod(KubernetesPodOperator):
             """The pod's arguments are built from the run and the frame-set size, as for a local child."""
@@ -92,6 +92,18 @@ def network_stage(task_id: str, command: str, doc: str):
                     raise AirflowFailException(str(error)) from None
                 self.active_deadline_seconds = deadline_s(command, study.max_iterations, SETTINGS.pod)
                 return super().execute(context)
+
+            def cleanup(self, pod, remote_pod, *args, **kwargs):
+                """A pod whose posesweep command reported an input error fails the task without a retry."""
+                from airflow.sdk.exceptions import AirflowException
+
+                try:
+                    return super().cleanup(pod, remote_pod, *args, **kwargs)
+                except AirflowException as failure:
+                    if not ended_with_input_error(remote_pod, self.base_container_name):
+                        raise
+                    raise AirflowFailException(f"{failure}\nThe trainer reported an input error: a retry cannot "
+                                               f"help (what to fix is the paragraph above).") from None
 
         pod = pod_operator_kwargs(SETTINGS.pod, str(DATA_ROOT), SETTINGS.stall_timeout_s)
         return SimpleNamespace(partial=functools.partial(

@@ -136,3 +136,32 @@ def test_a_pytorch_study_runs_its_pods_on_the_pytorch_trainer_image(pod_env, mon
     dockerfile = (REPO / "docker" / "trainer-pytorch" / "Dockerfile").read_text()
     # the image carries timm's weights of every backbone offered and never downloads at run time
     assert "HF_HUB_OFFLINE=1" in dockerfile and all(m in dockerfile for m in ("resnet50_gn", "resnet50", "resnet101"))
+
+
+def test_a_pod_that_reports_an_input_error_is_recognised_and_says_why(tmp_path):
+    """The trainer exits 3 on an input error and leaves its paragraph as the termination message, which the
+    KubernetesPodOperator puts in the task's failure; the DAG's pod operator fails such a task without a retry."""
+    from kubernetes.client import models as k8s
+
+    from posesweep.kubernetes import ended_with_input_error
+
+    def pod(exit_code):
+        state = k8s.V1ContainerState(terminated=k8s.V1ContainerStateTerminated(exit_code=exit_code))
+        status = k8s.V1ContainerStatus(name="base", state=state, image="trainer", image_id="", ready=False,
+                                       restart_count=0)
+        return k8s.V1Pod(status=k8s.V1PodStatus(phase="Failed", container_statuses=[status]))
+
+    assert ended_with_input_error(pod(3))
+    assert not ended_with_input_error(pod(75)) and not ended_with_input_error(pod(137))  # transient, killed: retry
+    assert not ended_with_input_error(k8s.V1Pod(status=k8s.V1PodStatus(phase="Pending")))
+
+    termination_log = tmp_path / "termination-log"
+    termination_log.write_text("")
+    out = subprocess.run([sys.executable, "-m", "posesweep.cli", *stage_args("train", {**RUN, "data_root":
+                                                                                          str(tmp_path)}, 400)],
+                         env={"PATH": str(Path(sys.executable).parent), "POSESWEEP_TERMINATION_LOG":
+                              str(termination_log)}, capture_output=True, text=True)
+    assert out.returncode == 3
+    message = termination_log.read_text()
+    assert message.startswith("no such run: no study run manual__2026-11-24T05_34_13 of cohort cohort-a")
+    assert "A retry cannot help" in message

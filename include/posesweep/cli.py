@@ -62,12 +62,24 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except PosesweepError as error:
         print(error.to_line(), flush=True)
+        _write_termination_message(error.explain())
         sys.stderr.flush()
         os._exit(error.exit_code)
     except BaseException:  # a crash: reported as such (retryable), and no leftover thread keeps the process alive
         traceback.print_exc()
         sys.stdout.flush(), sys.stderr.flush()
         os._exit(1)
+
+
+def _write_termination_message(text: str) -> None:
+    """In a pod, Kubernetes reports this file's text as the container's termination message, which the
+    KubernetesPodOperator puts in the task's failure; elsewhere the file does not exist and nothing is written."""
+    path = Path(os.environ.get("POSESWEEP_TERMINATION_LOG", "/dev/termination-log"))
+    if path.exists():
+        try:
+            path.write_text(text[-4000:])  # Kubernetes keeps at most 4096 bytes
+        except OSError:
+            pass
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import InputError
 from .settings import GPU_RESOURCE, PodSettings
 
 
@@ -81,3 +82,13 @@ def pod_operator_kwargs(settings: PodSettings, data_root: str, stall_timeout_s: 
         "reattach_on_restart": True,  # a retried task finds the running pod instead of starting a second one
         "image_pull_policy": "IfNotPresent",
     }
+
+
+def ended_with_input_error(remote_pod: Any, container: str = "base") -> bool:
+    """Whether the pod's posesweep container exited with ``InputError.exit_code``: the input must change, so the
+    task fails at once instead of starting another pod with the same input."""
+    statuses = (remote_pod.status.container_statuses if remote_pod is not None and remote_pod.status else None) or []
+    for status in statuses:
+        if status.name == container and status.state and status.state.terminated:
+            return status.state.terminated.exit_code == InputError.exit_code
+    return False
