@@ -21,7 +21,13 @@ def airflow(tiny_cohort, tmp_path_factory):
     shutil.copytree(tiny_cohort, data_root, dirs_exist_ok=True)
     from posesweep.intake import register_next_cohort
 
-    assert register_next_cohort(data_root, quiet_s=0)["cohort"] == "tiny"  # known before Airflow starts
+    # a cohort of the lab's own videos, not yet labelled: its study waits for labels
+    waiting = shutil.copytree(data_root / "cohorts" / "tiny", data_root / "cohorts" / "awaiting-labels")
+    manifest = json.loads((waiting / "cohort.json").read_text())
+    manifest.pop("kind")
+    (waiting / "cohort.json").write_text(json.dumps(manifest))
+    registered = {register_next_cohort(data_root, quiet_s=0)["cohort"] for _ in range(2)}
+    assert registered == {"tiny", "awaiting-labels"}  # known before Airflow starts: no announcement
     with LocalAirflow(tmp_path_factory.mktemp("airflow-home"), data_root,
                       {"POSESWEEP_INTAKE_INTERVAL_S": "15", "POSESWEEP_INTAKE_QUIET_S": "2"}) as airflow:
         yield airflow
@@ -30,10 +36,20 @@ def airflow(tiny_cohort, tmp_path_factory):
 @pytest.mark.slow
 def test_study_triggered_through_the_api_succeeds_and_its_report_is_served(airflow):
     status, body = airflow.request("/api/v2/dags/dlc_training_study/dagRuns", "POST",
+                                   {"logical_date": None, "conf": {**TINY_CONF, "cohort": "awaiting-labels"}})
+    assert status in (200, 201), body
+    waiting_id = json.loads(body)["dag_run_id"]
+    status, body = airflow.request("/api/v2/dags/dlc_training_study/dagRuns", "POST",
                                    {"logical_date": None, "conf": TINY_CONF})
     assert status in (200, 201), body
     run_id = json.loads(body)["dag_run_id"]
     assert airflow.wait_for_run("dlc_training_study", run_id, 900) == "success", airflow.log_tail()
+    # the cohort started first still waits for its labels, and did not hold the other one up
+    status, body = airflow.request(f"/api/v2/dags/dlc_training_study/dagRuns/{waiting_id}")
+    assert status == 200 and json.loads(body)["state"] == "running", body
+    status, body = airflow.request(f"/api/v2/dags/dlc_training_study/dagRuns/{waiting_id}/taskInstances"
+                                   f"/wait_for_labels")
+    assert status == 200 and json.loads(body)["state"] in ("up_for_reschedule", "running"), body
 
     report = f"/posesweep/runs/tiny/{safe_name(run_id)}/report/index.html"
     status, page = airflow.request(report)
