@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from conftest import REPO
 from posesweep.layout import safe_name
 from support.airflow_local import LocalAirflow
 
@@ -60,9 +61,8 @@ def test_study_triggered_through_the_api_succeeds_and_its_report_is_served(airfl
     assert error_lines(airflow, run_id) == []  # a successful run's task logs hold progress, not errors
     status, listing = airflow.request("/posesweep/")
     assert status == 200 and safe_name(run_id).encode() in listing
-    # only logged-in users the auth manager lets read the study (airflow standalone forces the simple auth manager,
-    # whose roles all read every DAG, so a 403 cannot be shown here), sandboxed, and nothing outside a run's report
-    # and validation folders
+    # only logged-in users (the 403 for a user who may not read the study is the last test: standalone forces the
+    # simple auth manager), sandboxed, and nothing outside a run's report and validation folders
     assert airflow.request(report, authenticated=False)[0] == 401
     docs = report.replace("report/index.html", "validation/data_docs/index.html")
     for path in (report, docs):
@@ -121,3 +121,26 @@ def test_a_new_cohort_starts_exactly_one_study_run(airflow, tiny_cohort):
     time.sleep(50)  # several more intake rounds: the same cohort version must not start a second run
     assert len(_asset_triggered_runs(airflow, "arrival")) == 1
     assert _asset_triggered_runs(airflow, "tiny") == []  # registered before: no run
+
+
+@pytest.mark.slow
+def test_a_user_who_may_not_read_the_study_gets_403_from_the_report_plugin(tmp_path):
+    """Airflow's API server alone, with an auth manager that hides the study DAG from one user: the plugin asks the
+    auth manager about dlc_training_study, not only whether someone is logged in."""
+    data_root = tmp_path / "data"
+    report = data_root / "runs" / "cohort-a" / "run-1" / "report" / "index.html"
+    report.parent.mkdir(parents=True)
+    report.write_text("<html><body>DeepLabCut training-parameter study</body></html>")
+    env = {"AIRFLOW__CORE__AUTH_MANAGER": "support.study_access.StudyHiddenFromOutsider",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,outsider:admin",
+           "PYTHONPATH": str(REPO / "tests")}
+    with LocalAirflow(tmp_path / "home", data_root, env, components=("api-server",)) as airflow:
+        path = "/posesweep/runs/cohort-a/run-1/report/index.html"
+        status, page = airflow.request(path)
+        assert status == 200 and b"training-parameter study" in page  # admin may read the study
+        outsider = airflow.token_for("outsider")
+        assert airflow.request("/api/v2/version", token=outsider)[0] == 200  # logged in, and an admin elsewhere
+        for denied in (path, "/posesweep/"):
+            status, body = airflow.request(denied, token=outsider)
+            assert status == 403, (denied, status, body[:300])
+        assert airflow.request(path, authenticated=False)[0] == 401

@@ -96,7 +96,10 @@ def migrate(env: dict[str, str], log) -> None:
 
 class LocalAirflow:
     def __init__(self, home: Path, data_root: Path, extra_env: dict[str, str] | None = None,
-                 startup_timeout_s: float = 240, port: int | None = None):
+                 startup_timeout_s: float = 240, port: int | None = None, components: tuple[str, ...] = ("standalone",)):
+        """``components``: the ``airflow`` command to run; ``("api-server",)`` serves the UI, the API and the
+        plugin alone (no scheduler, no DAG parsing), with whatever auth manager ``extra_env`` configures."""
+        self.components = components
         self.home, self.data_root, self.port = Path(home).resolve(), Path(data_root), port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.extra_env, self.startup_timeout_s = extra_env, startup_timeout_s
@@ -113,7 +116,7 @@ class LocalAirflow:
             self.env = airflow_env(self.home, self.port, self.data_root, self.database.sql_alchemy_conn,
                                    self.extra_env)
             migrate(self.env, self._log)
-            self.process = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=self.env, stdout=self._log,
+            self.process = subprocess.Popen([str(BIN / "airflow"), *self.components], env=self.env, stdout=self._log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
             self._wait_until_ready()
         except BaseException:
@@ -181,7 +184,7 @@ class LocalAirflow:
                 pass
             time.sleep(2)
         self.token = self.token_for("admin")
-        while self.request("/api/v2/dags/dlc_training_study")[0] != 200:
+        while self.components == ("standalone",) and self.request("/api/v2/dags/dlc_training_study")[0] != 200:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"dlc_training_study not parsed in time:\n{self.log_tail()}")
             time.sleep(3)
