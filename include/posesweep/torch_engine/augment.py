@@ -115,9 +115,8 @@ def warp_images(frames_uint8: torch.Tensor, matrices: torch.Tensor) -> torch.Ten
     """(B, 3, H, W) float 0..255 frames resampled through the matrices (bilinear, black outside)."""
     b, _, h, w = frames_uint8.shape
     frames = frames_uint8.float()
-    identity = torch.eye(3, device=matrices.device).expand_as(matrices)
-    if torch.equal(matrices, identity):
-        return frames
+    if matrices.device.type == "cpu" and torch.equal(matrices, torch.eye(3).expand_as(matrices)):
+        return frames  # nothing to warp (on a GPU the check itself would wait for the device)
     # grid_sample wants, per output pixel, where to read in the input, in [-1, 1] units (pixel centres at
     # (2 i + 1) / size - 1 with align_corners=False): normalised = N @ inverse(M) @ inverse(N)
     to_norm = torch.tensor([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]],
@@ -129,8 +128,8 @@ def warp_images(frames_uint8: torch.Tensor, matrices: torch.Tensor) -> torch.Ten
 
 def add_noise(frames: torch.Tensor, noise_std: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Per-pixel, per-channel Gaussian noise of each frame's std, clipped to 0..255."""
-    if not bool((noise_std > 0).any()):
-        return frames
+    if noise_std.device.type == "cpu" and not bool((noise_std > 0).any()):
+        return frames  # no frame is noisy (on a GPU the check itself would wait for the device)
     noise = torch.randn(frames.shape, generator=generator, device=frames.device) * noise_std[:, None, None, None]
     return (frames + noise).clamp_(0.0, 255.0)
 

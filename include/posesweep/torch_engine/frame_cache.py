@@ -44,6 +44,8 @@ class FrameCache:
     def batch(self, indices: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(uint8 frames, keypoints) of the indexed frames, on ``device``."""
         if self.frames.device == device:
+            if device.type == "cuda" and indices.device.type == "cpu":  # a pageable copy would wait for the GPU
+                indices = indices.pin_memory().to(device, non_blocking=True)
             return self.frames[indices], self.keypoints[indices]
         host = indices.cpu()
         return (self.frames[host].to(device, non_blocking=True), self.keypoints[host].to(device, non_blocking=True))
