@@ -121,7 +121,8 @@ def warp_images(frames_uint8: torch.Tensor, matrices: torch.Tensor) -> torch.Ten
     # (2 i + 1) / size - 1 with align_corners=False): normalised = N @ inverse(M) @ inverse(N)
     to_norm = torch.tensor([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]],
                            device=matrices.device)
-    theta = to_norm @ torch.linalg.inv(matrices) @ torch.linalg.inv(to_norm)
+    # inv_ex: torch.linalg.inv would wait for the GPU to check for singular matrices (these never are)
+    theta = to_norm @ torch.linalg.inv_ex(matrices).inverse @ torch.linalg.inv_ex(to_norm).inverse
     grid = F.affine_grid(theta[:, :2], [b, 3, h, w], align_corners=False)
     return F.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
