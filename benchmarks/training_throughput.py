@@ -9,8 +9,8 @@ so each process's memory is counted once:
   albumentations on the CPU, ``dataloader_workers`` workers), starting from the same
   initial snapshot (so DeepLabCut downloads nothing). Its rate is the difference of
   two runs (``--epochs`` and twice that), which cancels start-up;
-* ``posesweep``: posesweep's trainer loop (frames cached on the device, augmentation
-  and targets there, ``training_step``) on the same frames and model configuration;
+* ``posesweep``: posesweep's trainer step (``TrainingLoop.step``: frames cached on the
+  device, augmentation and targets there) on the same frames and model configuration;
 * ``ceiling``: the bare model step (``model_step``) on one batch already on the device,
   targets precomputed.
 
@@ -119,51 +119,32 @@ _finish({{"images_per_second": images / (long - short), "seconds": short + long}
 
 POSESWEEP_CHILD = """
 import pandas as pd, yaml
-from posesweep.torch_engine import augment
-from posesweep.torch_engine.frame_cache import load_frame_cache
-from posesweep.torch_engine.project import build_model
-from posesweep.torch_engine.targets import TargetConfig
-from posesweep.torch_engine.trainer import (BatchSampler, StepSettings, augmented_batch, default_device,
-                                            model_step, training_step)
 from pathlib import Path
+from posesweep.torch_engine.trainer import TrainingLoop, augmented_batch, default_device, model_step
+from posesweep.torch_engine.targets import heatmap_targets
 info = json.loads(Path({root!r}, "project.json").read_text())
 cfg = yaml.safe_load(Path(info["model_config"]).read_text())
-device = default_device()
-model = build_model(cfg)
-model.load_state_dict(torch.load(info["weights"], map_location="cpu", weights_only=True)["model"])
-model.to(device).train()
-settings = StepSettings.for_device(device, cfg["model"]["backbone"]["model_name"])
-if settings.channels_last:
-    model = model.to(memory_format=torch.channels_last)
-optimizer = torch.optim.AdamW(model.parameters(), lr=float(cfg["runner"]["optimizer"]["params"]["lr"]))
-labels = pd.read_csv(Path({root!r}, "labels.csv"))
-cache = load_frame_cache(Path(info["config"]).parent / "labeled-data", [tuple(f) for f in info["train"]], labels,
-                         cfg["metadata"]["bodyparts"], device)
-aug = augment.AugmentationConfig.from_dlc(cfg["data"]["train"])
-target = TargetConfig.from_dlc(cfg["model"]["heads"]["bodypart"]["target_generator"])
-stride = float(model.get_stride("bodypart"))
-sampler = BatchSampler(len(cache), {batch}, 0)
-generator = torch.Generator(device=device).manual_seed(0)
-mode = {mode!r}
-if mode == "ceiling":
-    images, keypoints, visible = augmented_batch(cache, sampler.indices(0), aug, generator, device)
-    from posesweep.torch_engine.targets import heatmap_targets
+loop = TrainingLoop.build(cfg, Path(info["weights"]), Path(info["config"]).parent / "labeled-data",
+                          [tuple(f) for f in info["train"]], pd.read_csv(Path({root!r}, "labels.csv")),
+                          cfg["metadata"]["bodyparts"], {batch}, 0, default_device())
+if {mode!r} == "ceiling":  # one batch, augmented once, its targets computed once: the bare model step
+    images, keypoints, visible = augmented_batch(loop.cache, loop.sampler.indices(0), loop.augmentation,
+                                                 loop.generator, loop.settings.device)
     with torch.no_grad():
-        heat = model(images)["bodypart"]["heatmap"]
-    fixed = {{"bodypart": heatmap_targets(keypoints, visible, heat.shape[2], heat.shape[3], stride, target)}}
-    step = lambda i: model_step(model, optimizer, images, lambda _: fixed, settings)
-else:
-    def step(i):
-        images, keypoints, visible = augmented_batch(cache, sampler.indices(i), aug, generator, device)
-        return training_step(model, optimizer, images, keypoints, visible, stride, target, settings)
+        heat = loop.model(images)["bodypart"]["heatmap"]
+    fixed = {{"bodypart": heatmap_targets(keypoints, visible, heat.shape[2], heat.shape[3], loop.stride,
+                                          loop.targets)}}
+    step = lambda i: model_step(loop.model, loop.optimizer, images, lambda _: fixed, loop.settings)
+else:  # what posesweep's trainer runs per iteration
+    step = loop.step
 for i in range({warmup}):
     step(i)
 _sync(); t = time.perf_counter()
 for i in range({warmup}, {warmup} + {steps}):
     loss = step(i)
 _sync(); seconds = time.perf_counter() - t
-_finish({{"images_per_second": {steps} * {batch} / seconds, "seconds": seconds, "device": settings.describe(),
-          "frames_in": cache.where, "loss": float(loss)}})
+_finish({{"images_per_second": {steps} * {batch} / seconds, "seconds": seconds, "device": loop.settings.describe(),
+          "frames_in": loop.cache.where, "loss": float(loss)}})
 """
 
 

@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from posesweep.evaluation import _batches, decode_poses
+from posesweep.evaluation import equal_shape_batches, decode_poses
 
 
 def test_batched_decoding_equals_deeplabcuts_argmax_pose_predict():
@@ -19,7 +19,7 @@ def test_batched_decoding_equals_deeplabcuts_argmax_pose_predict():
 
 def test_batches_group_images_of_equal_shape():
     images = [np.zeros((4, 6, 3)), np.zeros((5, 6, 3)), np.zeros((4, 6, 3)), np.zeros((4, 6, 3))]
-    assert _batches(images, 2) == [[0, 2], [3], [1]]
+    assert equal_shape_batches(images, 2) == [[0, 2], [3], [1]]
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -48,7 +49,7 @@ def _dlc_loader_targets(image, keypoints, rotation_deg, scale, translation_px, g
 def test_device_augmentation_and_targets_agree_with_deeplabcuts_loader():
     rng = np.random.default_rng(3)
     image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
-    image = np.asarray(__import__("cv2").GaussianBlur(image, (0, 0), 3))  # smooth, as camera frames are
+    image = cv2.GaussianBlur(image, (0, 0), 3)  # smooth, as camera frames are
     keypoints = np.array([[40.3, 30.7], [100.2, 80.9], [158.0, 117.0], [80.0, 60.0], [np.nan, np.nan]],
                          dtype=np.float32)  # the third leaves the image when scaled up; the last is unlabelled
     generator_cfg = {"type": "HeatmapGaussianGenerator", "num_heatmaps": 5, "pos_dist_thresh": 17,
@@ -162,8 +163,7 @@ def test_study_runs_end_to_end_on_the_pytorch_engine(airflow_db, tiny_cohort, tm
     for size in (8, 12):
         record = json.loads((layout.training_dir(size) / "training.json").read_text())
         assert record["engine"] == "pytorch" and record["snapshot_iterations"] == [20, 40, 60]
-        train_dir = layout.project_dir / "dlc-models-pytorch"
-        assert len(list(train_dir.glob(f"**/snapshot-*.pt"))) == 6
+    assert len(list((layout.project_dir / "dlc-models-pytorch").glob("**/snapshot-*.pt"))) == 6
     rows = summary["errors"]
     assert sorted((r["frame_set_size"], r["snapshot_iteration"]) for r in rows) == \
         [(size, it) for size in (8, 12) for it in (20, 40, 60)]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import FRONTAL_BODYPARTS, StudyConfig
+from .config import DLC_NET_TYPE, FRONTAL_BODYPARTS, StudyConfig
 from .errors import CohortError
 from .layout import write_text_atomic
 
@@ -151,7 +151,7 @@ def write_project_config(project_dir: Path, cohort: Cohort, video_sizes: dict[Pa
         "colormap": "rainbow",
         "TrainingFraction": [study.train_fraction],
         "iteration": 0,
-        "default_net_type": study.network.removesuffix("_bn"),  # DeepLabCut's name; the backbone is set per shuffle
+        "default_net_type": DLC_NET_TYPE[study.network],  # the backbone itself is set per shuffle
         "engine": study.engine,
         "default_augmenter": "imgaug",
         "snapshotindex": "all",

@@ -46,6 +46,7 @@ NETWORKS = {
     "resnet_50": "ResNet-50 (paper); PyTorch engine: DeepLabCut 3's, with GroupNorm",
     "resnet_101": "ResNet-101",
     "resnet_50_bn": "PyTorch engine only: ResNet-50 with BatchNorm (timm resnet50), faster on a GPU"}
+DLC_NET_TYPE = {"resnet_50": "resnet_50", "resnet_101": "resnet_101", "resnet_50_bn": "resnet_50"}  # DeepLabCut's name
 INVALID_LABEL_POLICIES = {
     "fail": "any failing label expectation stops the run before training (the message lists the frames)",
     "exclude_frames": "frames named by a failing expectation are left out and listed in the report"}
@@ -172,6 +173,11 @@ class StudyConfig:
                 f"train_fraction={self.train_fraction} leaves an empty train or test set for {smallest} frames"
             )
         return found
+
+    @property
+    def progress_interval(self) -> int:
+        """Iterations between progress lines in the training log: five per snapshot, at least every 100."""
+        return max(1, min(100, self.snapshot_interval // 5))
 
     @property
     def snapshot_iterations(self) -> list[int]:

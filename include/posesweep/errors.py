@@ -127,6 +127,13 @@ class WeightsUnavailableError(InputError, RuntimeError, title="no initial weight
 class TrainingDivergedError(InputError, title="training diverged"):
     """The loss became NaN or infinite: the same data and settings diverge again."""
 
+    @classmethod
+    def of_network(cls, frame_set_size: int, became: str, found: str, config_file: str) -> "TrainingDivergedError":
+        """The error for one network, whichever engine trained it; ``config_file`` holds its learning rate."""
+        return cls(f"frame set {frame_set_size}: the loss became {became}", found=found, allowed="a finite loss",
+                   fix="check the labels (a landmark far outside the body can blow up the loss), start from "
+                       f"pretrained weights, or lower the learning rate in {config_file}")
+
 
 # What the machine did: the task keeps its retries.
 

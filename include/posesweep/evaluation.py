@@ -43,7 +43,7 @@ GRAPH_INDEPENDENT_KEYS = frozenset({"dataset", "init_weights", "snapshot_prefix"
 POLL_SECONDS = 2.0
 
 
-def _batches(images: list[np.ndarray], size: int) -> list[list[int]]:
+def equal_shape_batches(images: list[np.ndarray], size: int) -> list[list[int]]:
     """Indices grouped into batches of images of equal shape."""
     by_shape: dict[tuple, list[int]] = {}
     for i, image in enumerate(images):
@@ -100,7 +100,7 @@ class SnapshotScorer:
         """(images, joints, [x, y, likelihood]) with the snapshot's weights."""
         self.saver.restore(self.session, str(snapshot_prefix))
         poses = np.empty((len(images), self.cfg["num_joints"], 3))
-        for batch in _batches(images, BATCH_SIZE):
+        for batch in equal_shape_batches(images, BATCH_SIZE):
             out = self.session.run(self.outputs, feed_dict={self.inputs: np.stack([images[i] for i in batch])
                                                             .astype(np.float32)})
             locref = None

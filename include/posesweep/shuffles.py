@@ -12,6 +12,9 @@ from pathlib import Path
 from .errors import TrainingFailedError
 from .splits import FrameSet
 
+# written after posesweep's last edit of a shuffle's configuration: a shuffle without it is created again
+DATASET_DONE = "posesweep_dataset.done"
+
 
 def train_fraction_of(frame_set: FrameSet) -> float:
     """DeepLabCut's name for the split: the rounded train share."""

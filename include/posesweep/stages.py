@@ -274,7 +274,9 @@ def prepare_training(run: Run) -> dict:
 
         project_config = layout.project_dir / "config.yaml"
         project.create_shuffles(project_config, frame_sets, study)
-        weights = read_json(record) if record.exists() else project.write_initial_weights(
+        if record.exists():  # every frame set starts from the weights an earlier attempt wrote
+            return read_json(record)
+        weights = project.write_initial_weights(
             project.read_model_config(project.model_config_path(project_config, frame_sets[0])), study,
             layout.run_dir / "weights" / f"initial_{study.network}.pt")
         write_json_atomic(record, weights)

@@ -33,7 +33,7 @@ from .errors import TrainingDivergedError, TrainingFailedError, WeightsUnavailab
 from .images import read_rgb
 from .settings import Settings
 from .layout import RunLayout, atomic_path, read_json, write_json_atomic, write_text_atomic
-from .shuffles import frame_positions, model_folder
+from .shuffles import DATASET_DONE, frame_positions, model_folder
 from .splits import FrameSet
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 PRETRAINED_ENV = "POSESWEEP_PRETRAINED_CHECKPOINT"  # named in messages; read through settings
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)  # DeepLabCut's mean_pixel
 RESNET_SCOPES = {"resnet_50": "resnet_v1_50", "resnet_101": "resnet_v1_101"}
-# written after posesweep's last edit of a shuffle's pose_cfg.yaml: a shuffle without it is created again
-DATASET_DONE = "posesweep_dataset.done"
 MIN_INPUT_SIZE_PX = 32  # DeepLabCut's default 64 rejects small frames after 0.5x scale jitter
 
 
@@ -247,12 +245,9 @@ class ProgressLog(logging.Filter):
         print(f"[frame set {self.frame_set_size}] iteration {iteration}/{self.max_iterations} "
               f"loss {loss:.4f} lr {lr:g} {s_per_it:.3f} s/iteration ETA {eta / 60:.1f} min", flush=True)
         if not math.isfinite(loss):
-            error = TrainingDivergedError(
-                f"frame set {self.frame_set_size}: the loss became {loss} at iteration {iteration}",
-                found=f"loss {loss} at iteration {iteration}, learning rate {lr:g}", allowed="a finite loss",
-                fix="check the labels (a landmark far outside the body can blow up the loss), start from "
-                    "pretrained weights, or lower the learning rate in the network's pose_cfg.yaml")
-            raise error  # through DeepLabCut's loop; the CLI reports it and ends the process
+            raise TrainingDivergedError.of_network(  # through DeepLabCut's loop; the CLI reports it and ends the process
+                self.frame_set_size, f"{loss} at iteration {iteration}",
+                f"loss {loss} at iteration {iteration}, learning rate {lr:g}", "the network's pose_cfg.yaml")
         return False
 
 
@@ -309,7 +304,7 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
         print(f"{prefix} resuming from snapshot {start_iteration} ({len(done)} of {len(expected)} snapshots "
               f"complete); learning-rate schedule continued", flush=True)
     write_text_atomic(train_cfg, yaml.safe_dump(cfg, sort_keys=False))
-    display_iters = max(1, min(100, study.snapshot_interval // 5))
+    display_iters = study.progress_interval
     # DeepLabCut's own train_network reloads the logging module, which would drop this progress filter;
     # its single-animal trainer is called directly with the shuffle's pose_cfg.yaml instead.
     root = logging.getLogger()
@@ -329,11 +324,9 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
                 except tf.errors.InvalidArgumentError as error:  # tf-slim's check_numerics on the loss
                     if "is inf or nan" not in str(error):
                         raise
-                    raise TrainingDivergedError(
-                        f"frame set {frame_set.frame_set_size}: the loss became NaN or infinite",
-                        found="TensorFlow: LossTensor is inf or nan", allowed="a finite loss",
-                        fix="check the labels (a landmark far outside the body can blow up the loss), start from "
-                            "pretrained weights, or lower the learning rate in the network's pose_cfg.yaml") from None
+                    raise TrainingDivergedError.of_network(
+                        frame_set.frame_set_size, "NaN or infinite", "TensorFlow: LossTensor is inf or nan",
+                        str(train_cfg)) from None
     finally:
         root.removeFilter(progress)
     if start_iteration:

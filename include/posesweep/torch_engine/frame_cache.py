@@ -54,13 +54,8 @@ class FrameCache:
 def keypoints_of(labels: pd.DataFrame, frames: list[tuple[str, str]], bodyparts: list[str]) -> np.ndarray:
     """(frames, bodyparts, 2) label coordinates in px, NaN where a landmark is not labelled."""
     table = labels.set_index(["video", "image", "landmark"])[["x_px", "y_px"]]
-    out = np.full((len(frames), len(bodyparts), 2), np.nan, dtype=np.float32)
-    for i, (video, image) in enumerate(frames):
-        for k, bodypart in enumerate(bodyparts):
-            key = (video, image, bodypart)
-            if key in table.index:
-                out[i, k] = table.loc[key].to_numpy(dtype=np.float32)
-    return out
+    wanted = pd.MultiIndex.from_tuples([(video, image, bodypart) for video, image in frames for bodypart in bodyparts])
+    return table.reindex(wanted).to_numpy(dtype=np.float32).reshape(len(frames), len(bodyparts), 2)
 
 
 def load_frame_cache(labeled_data: Path, frames: list[tuple[str, str]], labels: pd.DataFrame,

@@ -27,16 +27,14 @@ from pathlib import Path
 
 import yaml
 
-from ..config import StudyConfig
+from ..config import DLC_NET_TYPE, StudyConfig
 from ..errors import WeightsUnavailableError
 from ..layout import atomic_path, write_text_atomic
-from ..shuffles import frame_positions, model_folder
+from ..shuffles import DATASET_DONE, frame_positions, model_folder
 from ..splits import FrameSet
 
 log = logging.getLogger(__name__)
 
-DATASET_DONE = "posesweep_dataset.done"  # after posesweep's last edit of pytorch_config.yaml
-DLC_NET_TYPE = {"resnet_50": "resnet_50", "resnet_50_bn": "resnet_50", "resnet_101": "resnet_101"}
 TIMM_MODEL = {"resnet_50": "resnet50_gn", "resnet_50_bn": "resnet50", "resnet_101": "resnet101"}
 
 
@@ -128,7 +126,7 @@ def write_initial_weights(model_cfg: dict, study: StudyConfig, target: Path) -> 
             f"no ImageNet weights of {timm_model} in the local Hugging Face cache",
             found=f"nothing for {timm_model} under {os.environ.get('HF_HOME', '~/.cache/huggingface')}",
             allowed="timm's ImageNet weights already cached (posesweep downloads nothing), or random weights",
-            fix="bake the weights into the trainer image (docker/trainer-pytorch.Dockerfile does), or trigger "
+            fix="bake the weights into the trainer image (docker/trainer-pytorch/Dockerfile does), or trigger "
                 "the run with allow_random_init=true")
     torch.manual_seed(study.seed)
     model = build_model(model_cfg, imagenet=cached is not None)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..evaluation import equal_shape_batches
 from . import augment
 from .project import build_model
 
@@ -35,16 +36,11 @@ class TorchSnapshotScorer:
         state = torch.load(snapshot, map_location="cpu", weights_only=True)["model"]
         self.model.load_state_dict(state)
         poses = np.empty((len(images), self.num_joints, 3))
-        by_shape: dict[tuple, list[int]] = {}
-        for i, image in enumerate(images):
-            by_shape.setdefault(image.shape, []).append(i)
-        for group in by_shape.values():
-            for start in range(0, len(group), BATCH_SIZE):
-                batch = group[start:start + BATCH_SIZE]
-                frames = torch.from_numpy(np.stack([images[i] for i in batch])).permute(0, 3, 1, 2)
-                inputs = augment.normalise(frames.to(self.device).float())
-                predictions = self.model.get_predictions(self.model(inputs))
-                poses[batch] = predictions["bodypart"]["poses"][:, 0].float().cpu().numpy()
+        for batch in equal_shape_batches(images, BATCH_SIZE):
+            frames = torch.from_numpy(np.stack([images[i] for i in batch])).permute(0, 3, 1, 2)
+            inputs = augment.normalise(frames.to(self.device).float())
+            predictions = self.model.get_predictions(self.model(inputs))
+            poses[batch] = predictions["bodypart"]["poses"][:, 0].float().cpu().numpy()
         return poses
 
     def close(self) -> None:

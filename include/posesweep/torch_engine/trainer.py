@@ -138,6 +138,55 @@ def model_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images:
     return loss
 
 
+@dataclass
+class TrainingLoop:
+    """What every step uses, built once: the model and optimizer on the device, the frame cache, the augmentation
+    and target settings, the batch order and the device's random generator."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    base_lr: float
+    cache: FrameCache
+    augmentation: augment.AugmentationConfig
+    targets: TargetConfig
+    stride: float
+    sampler: BatchSampler
+    generator: torch.Generator
+    settings: StepSettings
+
+    @classmethod
+    def build(cls, model_cfg: dict, weights_file: Path, labeled_data: Path, frames: list[tuple[str, str]],
+              labels: pd.DataFrame, bodyparts: list[str], batch_size: int, seed: int, device: torch.device,
+              optimizer_state: dict | None = None, start_iteration: int = 0) -> "TrainingLoop":
+        settings = StepSettings.for_device(device, model_cfg["model"]["backbone"]["model_name"])
+        model = build_model(model_cfg)
+        model.load_state_dict(torch.load(weights_file, map_location="cpu", weights_only=True)["model"])
+        model.to(device)
+        if settings.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        model.train()
+        optimizer_cfg = model_cfg["runner"]["optimizer"]
+        if optimizer_cfg["type"] != "AdamW":
+            raise TrainingFailedError(f"posesweep's PyTorch trainer runs AdamW; the model configuration asks for "
+                                      f"{optimizer_cfg['type']}")
+        base_lr = float(optimizer_cfg["params"]["lr"])
+        optimizer = torch.optim.AdamW(model.parameters(), lr=base_lr)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+        cache = load_frame_cache(labeled_data, frames, labels, bodyparts, device)
+        return cls(model, optimizer, base_lr, cache, augment.AugmentationConfig.from_dlc(model_cfg["data"]["train"]),
+                   TargetConfig.from_dlc(model_cfg["model"]["heads"]["bodypart"]["target_generator"]),
+                   float(model.get_stride("bodypart")), BatchSampler(len(cache), batch_size, seed),
+                   torch.Generator(device=device).manual_seed(seed + start_iteration), settings)
+
+    def step(self, iteration: int) -> torch.Tensor:
+        """The iteration's batch, augmented on the device, and one optimizer step on it; returns the loss."""
+        images, keypoints, visible = augmented_batch(self.cache, self.sampler.indices(iteration), self.augmentation,
+                                                     self.generator, self.settings.device)
+        return training_step(self.model, self.optimizer, images, keypoints, visible, self.stride, self.targets,
+                             self.settings)
+
+
 def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, labels: pd.DataFrame,
                   bodyparts: list[str], device: torch.device | None = None) -> dict:
     """Train to ``max_iterations`` with a snapshot at every level; skip a finished network, resume a killed one."""
@@ -147,59 +196,38 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
     if record_file.exists() and read_json(record_file).get("snapshot_iterations") == expected:
         log.info("frame set %d: already trained (%d snapshots), skipped", size, len(expected))
         return read_json(record_file)
-    device = device or default_device()
     config_path = model_config_path(layout.project_dir / "config.yaml", frame_set)
     model_cfg = read_model_config(config_path)
     train_dir = config_path.parent
     weights = read_json(layout.run_dir / "weights" / "initial_weights.json")
-    settings = StepSettings.for_device(device, model_cfg["model"]["backbone"]["model_name"])
     prefix = f"[frame set {size}]"
 
-    torch.manual_seed(study.seed)
-    model = build_model(model_cfg)
     done = [it for it in snapshot_iterations_in(train_dir) if it in expected]
     start = max(done, default=0)
     state_file = train_state_file(train_dir, start)
     state = torch.load(state_file, map_location="cpu", weights_only=True) if start and state_file.exists() else None
-    source = train_dir / f"snapshot-{start}.pt" if start else Path(weights["path"])
-    model.load_state_dict(torch.load(source, map_location="cpu", weights_only=True)["model"])
-    model.to(device)
-    if settings.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model.train()
-    optimizer_cfg = model_cfg["runner"]["optimizer"]
-    if optimizer_cfg["type"] != "AdamW":
-        raise TrainingFailedError(f"posesweep's PyTorch trainer runs AdamW; {config_path} asks for "
-                                  f"{optimizer_cfg['type']}")
-    base_lr = float(optimizer_cfg["params"]["lr"])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=base_lr)
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
+    loop = TrainingLoop.build(model_cfg, train_dir / f"snapshot-{start}.pt" if start else Path(weights["path"]),
+                              layout.project_dir / "labeled-data", list(frame_set.train), labels, bodyparts,
+                              study.batch_size, study.seed + size, device or default_device(),
+                              state["optimizer"] if state is not None else None, start)
     if start:
         print(f"{prefix} resuming from snapshot {start} ({len(done)} of {len(expected)} snapshots complete"
               f"{', optimizer state restored' if state is not None else ''})", flush=True)
-
-    cache = load_frame_cache(layout.project_dir / "labeled-data", list(frame_set.train), labels, bodyparts, device)
-    aug_config = augment.AugmentationConfig.from_dlc(model_cfg["data"]["train"])
-    target_config = TargetConfig.from_dlc(model_cfg["model"]["heads"]["bodypart"]["target_generator"])
-    stride = float(model.get_stride("bodypart"))
-    sampler = BatchSampler(len(cache), study.batch_size, study.seed + size)
-    generator = torch.Generator(device=device).manual_seed(study.seed + size + start)
     epochs = int(model_cfg["train_settings"].get("epochs") or 200)
-    display = max(1, min(100, study.snapshot_interval // 5))
+    display = study.progress_interval
     print(f"{prefix} training {study.network} ({model_cfg['model']['backbone']['model_name']}, PyTorch) on "
-          f"{len(cache)} frames to {study.max_iterations} iterations at batch {study.batch_size}, snapshot every "
-          f"{study.snapshot_interval} ({settings.describe()}; frames in {cache.where}; initial weights: "
-          f"{weights['kind']})", flush=True)
+          f"{len(loop.cache)} frames to {study.max_iterations} iterations at batch {study.batch_size}, snapshot "
+          f"every {study.snapshot_interval} ({loop.settings.describe()}; frames in {loop.cache.where}; initial "
+          f"weights: {weights['kind']})", flush=True)
 
     started = last_time = time.perf_counter()
     last_iteration = start
     for iteration in range(start, study.max_iterations):
-        lr = learning_rate_at(iteration, base_lr, model_cfg["runner"].get("scheduler"), epochs, study.max_iterations)
-        for group in optimizer.param_groups:
+        lr = learning_rate_at(iteration, loop.base_lr, model_cfg["runner"].get("scheduler"), epochs,
+                              study.max_iterations)
+        for group in loop.optimizer.param_groups:
             group["lr"] = lr
-        images, keypoints, visible = augmented_batch(cache, sampler.indices(iteration), aug_config, generator, device)
-        loss = training_step(model, optimizer, images, keypoints, visible, stride, target_config, settings)
+        loss = loop.step(iteration)
         done_iterations = iteration + 1
         if done_iterations % display == 0 or done_iterations == study.max_iterations:
             value = float(loss.detach())
@@ -210,14 +238,11 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
             print(f"{prefix} iteration {done_iterations}/{study.max_iterations} loss {value:.5f} lr {lr:g} "
                   f"{rate * study.batch_size:.1f} images/s ETA {eta / 60:.1f} min", flush=True)
             if not math.isfinite(value):
-                raise TrainingDivergedError(
-                    f"frame set {size}: the loss became {value} at iteration {done_iterations}",
-                    found=f"loss {value} at iteration {done_iterations}, learning rate {lr:g}",
-                    allowed="a finite loss",
-                    fix="check the labels (a landmark far outside the body can blow up the loss), start from "
-                        f"pretrained weights, or lower the learning rate in {config_path}")
+                raise TrainingDivergedError.of_network(size, f"{value} at iteration {done_iterations}",
+                                                       f"loss {value} at iteration {done_iterations}, learning "
+                                                       f"rate {lr:g}", str(config_path))
         if done_iterations in expected:
-            _save_snapshot(model, optimizer, train_dir, done_iterations)
+            _save_snapshot(loop.model, loop.optimizer, train_dir, done_iterations)
 
     seconds = time.perf_counter() - started
     snapshots = [it for it in snapshot_iterations_in(train_dir) if it in expected]
@@ -237,8 +262,8 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
         "iterations_per_second": round(trained_here / seconds, 3) if trained_here else None,
         "images_per_second": round(trained_here * study.batch_size / seconds, 2) if trained_here else None,
         "initial_weights": weights,
-        "device": settings.describe(),
-        "frames_cached_in": cache.where,
+        "device": loop.settings.describe(),
+        "frames_cached_in": loop.cache.where,
     }
     write_json_atomic(record_file, record)
     print(f"{prefix} done: {len(snapshots)} snapshots in {seconds / 60:.1f} min", flush=True)
