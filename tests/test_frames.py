@@ -32,6 +32,25 @@ def test_same_seed_same_frames_and_rerun_is_skipped(tiny_cohort, tmp_path):
     assert again == first and png.stat().st_mtime_ns == stamp
 
 
+def test_frames_are_the_pixels_deeplabcut_reads_even_from_a_video_tagged_as_rotated(tiny_cohort, tmp_path, caplog):
+    import cv2
+    import numpy as np
+
+    rotated = tmp_path / "phone.mp4"  # a phone's video: stored landscape, tagged to be shown in portrait
+    _ffmpeg("-display_rotation", "90", "-i", tiny_cohort / "cohorts" / "tiny" / "videos" / "P001.mp4", "-c", "copy",
+            rotated)
+    record = _extract(rotated, tmp_path, n=3)
+    assert "tagged to be shown rotated by 270 degrees" in caplog.text
+    capture = cv2.VideoCapture(str(rotated))  # how DeepLabCut reads videos
+    for index, name in zip(record["frame_indices"], record["image_names"]):
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, expected = capture.read()
+        written = cv2.imread(str(tmp_path / "run" / "labeled-data" / "phone" / name))
+        assert ok and written.shape == expected.shape
+        assert np.array_equal(written, expected)  # the same decoder: not one grey level off
+    capture.release()
+
+
 def test_broken_videos_are_named_in_the_error(tiny_cohort, tmp_path):
     good = tiny_cohort / "cohorts" / "tiny" / "videos" / "P003.mp4"
     not_video = tmp_path / "notes.mp4"
@@ -77,14 +96,13 @@ def test_all_bad_videos_are_reported_together_or_excluded(tiny_cohort, tmp_path)
     (videos / "P003.mp4").write_bytes((videos / "P001.mp4").read_bytes()[:5000])
     conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "train_fraction": 0.5}
     run = stages.prepare_run(root, conf, "fail")
-    results = [stages.extract_video_frames(run, v) for v in run.videos]
     with pytest.raises(VideoError) as failure:
-        stages.check_extraction(run, results)
+        stages.extract_cohort_frames(run)
     assert "2 of 3 videos cannot be used" in str(failure.value)
     assert "P002.mp4" in str(failure.value) and "P003.mp4" in str(failure.value)
 
     run = stages.prepare_run(root, {**conf, "bad_video_policy": "exclude"}, "exclude")
-    summary = stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run.videos])
+    summary = stages.extract_cohort_frames(run)
     assert summary["frames_per_video"] == {"P001": 6} and set(summary["bad_videos"]) == {"P002", "P003"}
     assert stages.label_frames(run)["videos"] == 1
     assert read_json(run.layout.frames_dir / "summary.json")["total_frames"] == 6
@@ -106,16 +124,14 @@ def test_runs_of_a_cohort_share_extracted_frames_and_a_new_video_extracts_only_i
     shutil.copytree(tiny_cohort, root)
     conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "train_fraction": 0.5}
     first = stages.prepare_run(root, conf, "first")
-    for video in first.videos:
-        stages.extract_video_frames(first, video)
+    stages.extract_cohort_frames(first)
     videos = root / "cohorts" / "tiny" / "videos"
     shutil.copy(videos / "P001.mp4", videos / "P004.mp4")  # a participant arrives
     shutil.copy(videos / "P001.truth.csv", videos / "P004.truth.csv")
     second = stages.prepare_run(root, conf, "second")
     caplog.clear()  # only the second run's records
     with caplog.at_level(logging.INFO, logger="posesweep.frames"):
-        for video in second.videos:
-            stages.extract_video_frames(second, video)
+        stages.extract_cohort_frames(second)
     skipped = [r.getMessage() for r in caplog.records if "already extracted" in r.getMessage()]
     picked = [r.getMessage() for r in caplog.records if "picked 6 of" in r.getMessage()]
     assert len(skipped) == 3 and picked == [m for m in picked if m.startswith("P004.mp4")] and len(picked) == 1

@@ -40,6 +40,7 @@ class VideoInfo:
     fps: float
     width_px: int
     height_px: int
+    display_rotation_deg: int = 0  # a phone's rotation tag; frames are used as stored, as DeepLabCut reads them
 
 
 def probe_video(video: Path) -> VideoInfo:
@@ -53,7 +54,8 @@ def probe_video(video: Path) -> VideoInfo:
         if not cap.isOpened():
             raise VideoError(f"{video}: cannot be opened as a video (unreadable or not a video file)")
         info = VideoInfo(video, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS)),
-                         int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+                         int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                         int(cap.get(cv2.CAP_PROP_ORIENTATION_META)) % 360)
     finally:
         cap.release()
     if info.frame_count <= 0 or info.width_px <= 0:
@@ -103,7 +105,9 @@ class FfmpegFrames:
 
     def __init__(self, video: Path, filters: str, frame_bytes: int, max_frames: int | None = None):
         self.video, self.frame_bytes = video, frame_bytes
-        self.command = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "info", "-threads", "0",
+        # -noautorotate: a rotation tag must not turn the frames (nor swap their width and height): DeepLabCut
+        # reads videos through OpenCV, which returns them as stored, and the labels must match those pixels
+        self.command = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "info", "-threads", "0", "-noautorotate",
                         "-i", str(video), "-map", "0:v:0", "-an", "-vf", filters, "-fps_mode", "passthrough"]
         if max_frames is not None:
             self.command += ["-frames:v", str(max_frames)]
@@ -227,6 +231,10 @@ def extract_frames(video: Path, labeled_data_dir: Path, record_file: Path, n_fra
             (out_dir / name).unlink(missing_ok=True)
     started = time.perf_counter()
     info = probe_video(video)
+    if info.display_rotation_deg:
+        log.warning("%s: tagged to be shown rotated by %d degrees; its frames are extracted as stored, as DeepLabCut "
+                    "reads the video (they look rotated against a video player)", video.name,
+                    info.display_rotation_deg)
     candidates = np.arange(info.frame_count)
     if len(candidates) < n_frames:
         raise VideoError(f"{video}: {len(candidates)} candidate frames, fewer than the {n_frames} asked for")
