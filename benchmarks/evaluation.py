@@ -70,7 +70,7 @@ def main() -> None:
             "train_fraction": 0.8, "max_iterations": interval * args.snapshots, "snapshot_interval": interval,
             "allow_random_init": True}
     run = stages.prepare_run(data_root, conf, "bench")
-    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run.videos])
+    stages.extract_cohort_frames(run)
     stages.label_frames(run)
     stages.validate_label_table(run)
     stages.make_frame_sets(run)

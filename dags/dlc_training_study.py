@@ -162,26 +162,13 @@ def dlc_training_study():
         return pending
 
     @task
-    def list_videos(run: dict) -> list[str]:
-        """The cohort's videos (an imported project: its labelled folders), one mapped extraction each."""
-        return Run.open(run).videos
-
-    @task(map_index_template="{{ video_name }}")
     @explained
-    def extract_frames(run: dict, video: str) -> dict:
-        """k-means frame selection, one video per mapped task."""
+    def extract_frames(run: dict) -> dict:
+        """k-means frame selection per video (a few videos at once); every bad video named together, the run
+        failed or the videos excluded (bad_video_policy)."""
         from posesweep import stages
 
-        get_current_context()["video_name"] = Path(video).name
-        return stages.extract_video_frames(Run.open(run), video)
-
-    @task
-    @explained
-    def check_extraction(run: dict, extracted: list[dict]) -> dict:
-        """Every bad video named at once; fail the run or exclude them (bad_video_policy)."""
-        from posesweep import stages
-
-        return stages.check_extraction(Run.open(run), [extracted[i] for i in range(len(extracted))])
+        return stages.extract_cohort_frames(Run.open(run))
 
     @task.sensor(poke_interval=300, timeout=14 * 24 * 3600, mode="reschedule")
     @explained
@@ -241,8 +228,7 @@ def dlc_training_study():
 
     run = prepare_run()
     pass_on_waiting_cohorts()
-    extracted = extract_frames.partial(run=run).expand(video=list_videos(run))
-    extraction = check_extraction(run, extracted)
+    extraction = extract_frames(run)
     labeled = label_frames(run, extraction)
     wait_for_labels(run, extraction) >> labeled
     sizes = build_frame_sets(run, validate_labels(run, labeled))

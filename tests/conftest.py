@@ -57,7 +57,7 @@ def labeled_run(cohort_root: Path, data_root: Path, conf: dict, run_name: str) -
 
     shutil.copytree(cohort_root, data_root)
     run = stages.prepare_run(data_root, conf, run_name)
-    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run.videos])
+    stages.extract_cohort_frames(run)
     stages.label_frames(run)
     return run
 

@@ -37,7 +37,7 @@ def test_dagbag_has_the_study_dag_without_import_errors(airflow_db):
     assert order.index("validate_labels") < order.index("train_network") < order.index("statistics_and_report")
     sensor = dag.get_task("wait_for_labels")
     assert sensor.mode == "reschedule" and sensor.timeout > 0  # waits for labels without holding a slot
-    assert order.index("check_extraction") < order.index("wait_for_labels") < order.index("label_frames")
+    assert order.index("extract_frames") < order.index("wait_for_labels") < order.index("label_frames")
     assert dag.timetable.asset_condition is not None  # scheduled on new cohort versions
 
 
@@ -47,8 +47,7 @@ def test_the_task_list_reads_like_the_methods_and_networks_are_mapped_over_frame
 
     dag = dlc_training_study.study_dag
     assert [t.task_id for t in dag.topological_sort()] == [
-        "prepare_run", "pass_on_waiting_cohorts", "list_videos", "extract_frames", "check_extraction",
-        "wait_for_labels", "label_frames", "validate_labels", "build_frame_sets", "prepare_training",
+        "prepare_run", "pass_on_waiting_cohorts", "extract_frames", "wait_for_labels", "label_frames", "validate_labels", "build_frame_sets", "prepare_training",
         "train_network", "evaluate_snapshots", "statistics_and_report"]
     for task_id in ("train_network", "evaluate_snapshots"):  # the local backend's mapped tasks
         mapped = dag.get_task(task_id)

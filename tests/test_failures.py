@@ -88,7 +88,7 @@ def test_a_broken_video_under_policy_fail_fails_at_once_naming_it(airflow_db, ti
     video = tiny_root / "cohorts" / "tiny" / "videos" / "P002.mp4"
     video.write_bytes(video.read_bytes()[:2000])  # truncated while copying
     dag_run, tis, failures = _run(monkeypatch, tiny_root, TINY)
-    paragraph = _failed_once(tis, failures, "check_extraction")
+    paragraph = _failed_once(tis, failures, "extract_frames")
     assert str(video) in paragraph and "bad_video_policy=exclude" in paragraph
 
 

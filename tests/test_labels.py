@@ -130,7 +130,7 @@ def test_a_missing_image_fails_and_excluding_offending_frames_keeps_the_rest(lab
         stages.validate_label_table(labeled_run)
 
     run = stages.prepare_run(layout.data_root, {**SMALL, "invalid_labels": "exclude_frames"}, "manual__exclude")
-    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run.videos])
+    stages.extract_cohort_frames(run)
     stages.label_frames(run)
     new_layout = run.layout
     (new_layout.project_dir / "labeled-data" / victim["video"] / victim["image"]).unlink()
@@ -155,7 +155,7 @@ def test_human_labels_are_awaited_per_video_and_taken_from_the_project(tiny_coho
     shutil.copytree(tiny_cohort, root)
     (root / "cohorts" / "tiny" / "cohort.json").unlink()  # a recorded cohort: humans label it
     run = stages.prepare_run(root, SMALL, "manual__human")
-    stages.check_extraction(run, [stages.extract_video_frames(run, v) for v in run.videos])
+    stages.extract_cohort_frames(run)
     layout = run.layout
     assert (layout.project_dir / "config.yaml").exists()  # the lab can open the project to label
     assert stages.unlabeled_frames(run) == {"P001": 6, "P002": 6, "P003": 6}

@@ -8,7 +8,9 @@ excepted); a stage whose output is already complete is skipped. Nothing here imp
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from .cohort import (Cohort, CohortError, load_cohort, read_cohort_manifest, unmatched_videos,
@@ -99,7 +101,25 @@ def scales_of(cohort: Cohort, study: StudyConfig) -> VideoScales:
                         str(cohort.root / "cohort.json"))
 
 
-def extract_video_frames(run: Run, video: str) -> dict:
+def extract_cohort_frames(run: Run, max_workers: int | None = None) -> dict:
+    """k-means frames of every video of the cohort, a few videos at once; all bad videos named together.
+
+    Threads suffice: ffmpeg decodes in its own processes and k-means runs outside the GIL. Each video's frames
+    and record are written as it finishes, so a killed task resumes with the videos still missing.
+    """
+    videos = run.videos
+    workers = max_workers or max(1, min(len(videos), os.cpu_count() or 1))
+    results = {}
+    with ThreadPoolExecutor(workers, thread_name_prefix="extract") as pool:
+        futures = {pool.submit(_extract_video_frames, run, video): video for video in videos}
+        for done, future in enumerate(as_completed(futures), 1):
+            results[futures[future]] = result = future.result()
+            log.info("videos done: %d of %d (%s: %s)", done, len(videos), result["video_stem"],
+                     "unusable" if result.get("error") else f"{result['frames']} frames")
+    return _check_extraction(run, [results[video] for video in videos])
+
+
+def _extract_video_frames(run: Run, video: str) -> dict:
     """k-means frames of one video; a bad video is returned as an error, so all are reported together."""
     layout, study = run.layout, run.study
     try:
@@ -112,13 +132,13 @@ def extract_video_frames(run: Run, video: str) -> dict:
                                     study.frames_per_video, study.seed)
             link_frames(record, cache / "labeled-data", layout.project_dir / "labeled-data",
                         layout.frame_record(Path(video).stem))
-    except VideoError as error:  # reported with all other bad videos by check_extraction
+    except VideoError as error:  # reported with all other bad videos by _check_extraction
         log.warning("%s", error.what)
         return {"video_stem": Path(video).stem, "frames": 0, "error": error.what}
     return {"video_stem": record["video_stem"], "frames": len(record["frame_indices"])}
 
 
-def check_extraction(run: Run, results: list[dict]) -> dict:
+def _check_extraction(run: Run, results: list[dict]) -> dict:
     """All bad videos at once: fail the run, or exclude them (``bad_video_policy``); writes frames/summary.json."""
     layout, study = run.layout, run.study
     bad = {r["video_stem"]: r["error"] for r in results if r.get("error")}
