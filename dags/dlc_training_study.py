@@ -176,9 +176,10 @@ def dlc_training_study():
         """Human labels for every extracted frame; between looks the task holds no worker slot."""
         from posesweep import stages
 
-        missing = stages.unlabeled_frames(Run.open(run))
-        for video, count in sorted(missing.items()):
-            print(f"{video}: {count} frames still unlabeled")
+        study_run = Run.open(run)
+        missing = stages.unlabeled_frames(study_run)
+        if missing:
+            print("\n".join(stages.labeling_status(study_run, missing)))
         return not missing
 
     @task

@@ -181,6 +181,42 @@ def test_human_labels_are_awaited_per_video_and_taken_from_the_project(tiny_coho
     assert stages.validate_label_table(run)["success"]
 
 
+def test_the_wait_for_labels_says_why_when_the_labs_label_files_do_not_match_the_picked_frames(tiny_cohort, tmp_path):
+    import shutil
+
+    from posesweep.frames import image_name
+    from posesweep.labels import to_dlc_frame, write_collected_data
+    from posesweep.layout import read_json
+    from posesweep.synthetic import simulate_labels, truth_file
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_cohort, root)
+    cohort = root / "cohorts" / "tiny"
+    (cohort / "cohort.json").unlink()  # a recorded cohort: humans label it
+    run = stages.prepare_run(root, SMALL, "manual__mismatch")
+    stages.extract_cohort_frames(run)
+    bodyparts = list(run.cohort.bodyparts)
+
+    def lab_labels(stem, frame_indices, scorer):  # labels a lab copies into the cohort folder
+        wide = simulate_labels(truth_file(cohort / "videos" / f"{stem}.mp4"), frame_indices, 120, seed=0)
+        names = [image_name(i, 60) for i in frame_indices]
+        write_collected_data(to_dlc_frame(wide, stem, names, bodyparts, scorer), cohort / "labeled-data", stem, scorer)
+
+    lab_labels("P001", read_json(run.layout.frame_record("P001"))["frame_indices"], "Jane")  # another scorer
+    picked = set(read_json(run.layout.frame_record("P002"))["frame_indices"])
+    lab_labels("P002", [i for i in range(60) if i not in picked][:5], "labeler")  # frames k-means did not pick
+    missing = stages.unlabeled_frames(run)
+    assert missing == {"P001": 6, "P002": 6, "P003": 6}
+    status = "\n".join(stages.labeling_status(run, missing))
+    assert status.startswith("waiting for labels: 18 frames of 3 videos")
+    assert f"found {cohort / 'labeled-data' / 'P001' / 'CollectedData_Jane.h5'}" in status
+    assert f'set "scorer": "Jane" in {cohort / "cohort.json"}' in status
+    assert f"{cohort / 'labeled-data' / 'P002' / 'CollectedData_labeler.h5'} labels 5 frames k-means did not pick" \
+        in status
+    assert "P003: 6 of 6 picked frames still unlabeled; label them in " \
+           f"{run.layout.project_dir / 'labeled-data' / 'P003'}" in status
+
+
 def test_a_corrupt_h5_is_read_from_the_csv_deeplabcut_writes_beside_it(labeled_run, caplog):
     layout = labeled_run.layout
     h5 = layout.project_dir / "labeled-data" / "P001" / "CollectedData_simulated.h5"

@@ -68,7 +68,8 @@ def test_an_imported_project_is_described_as_imported_and_an_unmatched_video_is_
 
     unmatched = unmatched_videos(load_cohort(reaching_project))
     assert unmatched == {"videos in config.yaml without a labeled-data folder": ["WILL BE AUTOMATICALLY UPDATED BY DEMO CODE"],
-                         "labeled-data folders without a video in config.yaml": ["reachingvideo1"]}
+                         "labeled-data folders without a video in config.yaml": ["reachingvideo1"],
+                         "labeled-data folders left out (no CollectedData_Mackenzie file)": []}
     page, _ = _report(tmp_path, error_table(), frames_source="imported", unmatched=unmatched)
     assert "imported from an existing DeepLabCut project" in page and "picked by k-means from" not in page
     assert "labeled-data folders without a video in config.yaml:</b> reachingvideo1" in page

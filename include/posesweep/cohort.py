@@ -56,19 +56,58 @@ class Cohort:
         return self.kind == "dlc_project"
 
 
+def label_files_by_scorer(folder: Path) -> dict[str, Path]:
+    """The DeepLabCut label files in one labeled-data folder, by scorer (``CollectedData_<scorer>.h5|csv``)."""
+    found: dict[str, Path] = {}
+    for path in sorted(Path(folder).glob("CollectedData_*"), key=lambda p: (p.stem, p.suffix.lower() != ".h5")):
+        if path.suffix.lower() in (".h5", ".csv"):  # the .h5 where DeepLabCut wrote both
+            found.setdefault(path.stem[len("CollectedData_"):], path)
+    return found
+
+
+def read_project_config(cohort_dir: Path) -> dict:
+    """An imported DeepLabCut project's ``config.yaml``, as a mapping."""
+    config_file = Path(cohort_dir) / "config.yaml"
+    try:
+        config = yaml.safe_load(config_file.read_text())
+    except yaml.YAMLError as error:
+        raise CohortError("the project's config.yaml is not valid YAML", file=config_file,
+                          found=" ".join(str(error).split()), fix="correct the line named (DeepLabCut writes this "
+                          "file; a new project's config.yaml shows the expected form)") from None
+    if not isinstance(config, dict):
+        raise CohortError("the project's config.yaml does not hold DeepLabCut's settings", file=config_file,
+                          found=type(config).__name__, allowed="a mapping with bodyparts:, scorer:, video_sets:",
+                          fix="copy the project's own config.yaml, as DeepLabCut wrote it")
+    return config
+
+
 def _load_dlc_project(cohort_dir: Path) -> Cohort:
-    config = yaml.safe_load((cohort_dir / "config.yaml").read_text())
+    config_file = cohort_dir / "config.yaml"
+    config = read_project_config(cohort_dir)
     for key in ("bodyparts", "scorer"):
         if not config.get(key):
-            raise CohortError(f"{cohort_dir / 'config.yaml'}: no {key!r} entry")
+            raise CohortError(f"the project's config.yaml has no {key!r} entry", file=config_file,
+                              found=f"{key}: {config.get(key)!r}", fix=f"add the project's {key} to config.yaml "
+                              f"(as DeepLabCut wrote it when the project was created)")
     if config.get("multianimalproject"):
-        raise CohortError(f"{cohort_dir}: multi-animal DeepLabCut projects are not supported")
-    folders = tuple(sorted(p for p in (cohort_dir / "labeled-data").iterdir()
-                           if p.is_dir() and any(p.glob(f"CollectedData_{config['scorer']}.*"))))
+        raise CohortError("multi-animal DeepLabCut projects are not supported", file=config_file,
+                          found="multianimalproject: true", allowed="a single-animal project",
+                          fix="use a single-animal DeepLabCut project of the same frames and labels")
+    scorer = str(config["scorer"])
+    labeled_data = cohort_dir / "labeled-data"
+    by_folder = {p: label_files_by_scorer(p) for p in sorted(labeled_data.iterdir()) if p.is_dir()}
+    folders = tuple(p for p, files in by_folder.items() if scorer in files)
     if not folders:
-        raise CohortError(f"{cohort_dir}: no labeled-data/<video>/CollectedData_{config['scorer']}.h5 or .csv")
-    return Cohort(cohort_dir.name, cohort_dir, folders, tuple(config["bodyparts"]), str(config["scorer"]),
-                  "dlc_project")
+        others = sorted({name for files in by_folder.values() for name in files})
+        raise CohortError(
+            f"no labels by the project's scorer {scorer!r}", file=config_file,
+            found=f"scorer: {scorer}; label files of " + (", ".join(repr(o) for o in others) if others else
+                                                          f"no scorer in {labeled_data}/<video>/"),
+            allowed=f"{labeled_data}/<video>/CollectedData_{scorer}.h5 or .csv",
+            fix=(f"set scorer: in config.yaml to the name in the label files' names ({others[0]!r} for "
+                 f"CollectedData_{others[0]}.h5)" if others else
+                 "label the frames with DeepLabCut (its GUI saves CollectedData_<scorer>.h5 beside them)"))
+    return Cohort(cohort_dir.name, cohort_dir, folders, tuple(config["bodyparts"]), scorer, "dlc_project")
 
 
 def read_cohort_manifest(cohort_dir: Path) -> dict | None:
@@ -117,13 +156,17 @@ def unmatched_videos(cohort: Cohort) -> dict[str, list[str]]:
     An imported project lists its videos in config.yaml's ``video_sets``; each labeled-data folder should be
     named after one. A video cohort's own labeled-data folders should each have a video.
     """
-    folders = sorted(p.name for p in (cohort.root / "labeled-data").iterdir() if p.is_dir()) \
-        if (cohort.root / "labeled-data").is_dir() else []
+    labeled_data = cohort.root / "labeled-data"
+    folders = sorted(p.name for p in labeled_data.iterdir()  # not the folders DeepLabCut's check_labels writes
+                     if p.is_dir() and not p.name.endswith("_labeled")) if labeled_data.is_dir() else []
     if cohort.frames_extracted:
-        config = yaml.safe_load((cohort.root / "config.yaml").read_text()) or {}
+        config = read_project_config(cohort.root)
         videos = sorted({Path(str(v).replace("\\", "/")).stem for v in (config.get("video_sets") or {})})
+        used = {folder.name for folder in cohort.videos}
         return {"videos in config.yaml without a labeled-data folder": [v for v in videos if v not in folders],
-                "labeled-data folders without a video in config.yaml": [f for f in folders if f not in videos]}
+                "labeled-data folders without a video in config.yaml": [f for f in folders if f not in videos],
+                f"labeled-data folders left out (no CollectedData_{cohort.scorer} file)":
+                    [f for f in folders if f not in used]}
     stems = {video.stem for video in cohort.videos}
     return {"labeled-data folders without a video": [f for f in folders if f not in stems]}
 

@@ -13,8 +13,8 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from .cohort import (Cohort, CohortError, load_cohort, read_cohort_manifest, unmatched_videos,
-                     write_project_config)
+from .cohort import (COHORT_FILE, Cohort, CohortError, label_files_by_scorer, load_cohort, read_cohort_manifest,
+                     unmatched_videos, write_project_config)
 from .config import FRONTAL_BODYPARTS, StudyConfig, StudyConfigError
 from .budget import check as check_budget
 from .budget import estimate
@@ -196,6 +196,33 @@ def unlabeled_frames(run: Run) -> dict[str, int]:
         if images - labeled:
             missing[video.stem] = len(images - labeled)
     return missing
+
+
+def labeling_status(run: Run, missing: dict[str, int]) -> list[str]:
+    """What the lab still has to label, a line per video, and what was found instead where that explains a wait:
+    label files of another scorer, or labels of frames other than the ones k-means picked."""
+    layout, cohort = run.layout, run.cohort
+    lines = [f"waiting for labels: {sum(missing.values())} frames of {len(missing)} videos"] if missing else []
+    for stem, count in sorted(missing.items()):
+        images = read_json(layout.frame_record(stem))["image_names"]
+        target = layout.project_dir / "labeled-data" / stem
+        lines.append(f"{stem}: {count} of {len(images)} picked frames still unlabeled; label them in {target} "
+                     f"(DeepLabCut, scorer {cohort.scorer})")
+        for folder in (target, cohort.root / "labeled-data" / stem):
+            files = label_files_by_scorer(folder) if folder.is_dir() else {}
+            for scorer, path in files.items():
+                if scorer != cohort.scorer:
+                    lines.append(f"  found {path}: posesweep reads CollectedData_{cohort.scorer}; to use "
+                                 f"{scorer}'s labels, set \"scorer\": \"{scorer}\" in {cohort.root / COHORT_FILE}")
+            mine = files.get(cohort.scorer)
+            if mine is not None:
+                others = sorted(set(read_collected_data(mine).index.get_level_values(-1)) - set(images))
+                if others:
+                    lines.append(f"  {mine} labels {len(others)} frames k-means did not pick ({', '.join(others[:3])}"
+                                 f"{', ...' if len(others) > 3 else ''}): picked with other frames_per_video or seed, "
+                                 f"or by another tool. To train on those frames as they are, make the cohort a "
+                                 f"DeepLabCut project (config.yaml and labeled-data/ with the images)")
+    return lines
 
 
 def label_frames(run: Run) -> dict:
