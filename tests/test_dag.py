@@ -48,7 +48,8 @@ def test_the_task_list_reads_like_the_methods_and_networks_are_mapped_over_frame
     dag = dlc_training_study.study_dag
     assert [t.task_id for t in dag.topological_sort()] == [
         "prepare_run", "pass_on_waiting_cohorts", "extract_frames", "wait_for_labels", "label_frames",
-        "validate_labels", "build_frame_sets", "prepare_training", "train_network", "evaluate_snapshots", "statistics_and_report"]
+        "validate_labels", "build_frame_sets", "prepare_training", "train_network", "evaluate_snapshots",
+        "statistics_and_report"]
     for task_id in ("train_network", "evaluate_snapshots"):  # the local backend's mapped tasks
         mapped = dag.get_task(task_id)
         expanded = mapped._get_specified_expand_input().value
