@@ -120,13 +120,14 @@ _finish({{"images_per_second": images / (long - short), "seconds": short + long}
 POSESWEEP_CHILD = """
 import pandas as pd, yaml
 from pathlib import Path
-from posesweep.torch_engine.trainer import TrainingLoop, augmented_batch, default_device, model_step
+from posesweep.torch_engine.trainer import TrainingLoop, augmented_batch, default_device
 from posesweep.torch_engine.targets import heatmap_targets
 info = json.loads(Path({root!r}, "project.json").read_text())
 cfg = yaml.safe_load(Path(info["model_config"]).read_text())
 loop = TrainingLoop.build(cfg, Path(info["weights"]), Path(info["config"]).parent / "labeled-data",
                           [tuple(f) for f in info["train"]], pd.read_csv(Path({root!r}, "labels.csv")),
-                          cfg["metadata"]["bodyparts"], {batch}, 0, default_device())
+                          cfg["metadata"]["bodyparts"], {batch}, 0, default_device(),
+                          iterations_to_train=250_000)  # a study-length run: compiled where that helps
 if {mode!r} == "ceiling":  # one batch, augmented once, its targets computed once: the bare model step
     images, keypoints, visible = augmented_batch(loop.cache, loop.sampler.indices(0), loop.augmentation,
                                                  loop.generator, loop.settings.device)
@@ -134,7 +135,7 @@ if {mode!r} == "ceiling":  # one batch, augmented once, its targets computed onc
         heat = loop.model(images)["bodypart"]["heatmap"]
     fixed = {{"bodypart": heatmap_targets(keypoints, visible, heat.shape[2], heat.shape[3], loop.stride,
                                           loop.targets)}}
-    step = lambda i: model_step(loop.model, loop.optimizer, images, lambda _: fixed, loop.settings)
+    step = lambda i: loop.model_step(images, lambda _: fixed)  # the same forward pass (compiled or not)
 else:  # what posesweep's trainer runs per iteration
     step = loop.step
 for i in range({warmup}):

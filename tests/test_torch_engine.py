@@ -211,3 +211,39 @@ def test_a_killed_pytorch_training_resumes_from_its_newest_snapshot_with_its_opt
     assert {p.name: p.read_bytes() for p in train_dir.glob("snapshot-*.pt") if p.name in kept} == kept
     record = json.loads((run.layout.training_dir(12) / "training.json").read_text())
     assert record["resumed_from_iteration"] == newest and record["snapshot_iterations"] == [20, 40, 60, 80, 100]
+
+
+@pytest.mark.slow
+def test_the_compiled_step_trains_like_the_eager_one_and_its_snapshots_keep_deeplabcuts_names(tiny_cohort, tmp_path):
+    """torch.compile (used on a GPU at batch >= 2 for long runs) checked on the CPU: the same losses step by step
+    as the eager step from the same weights and batches, and snapshots without the compiler's name prefix."""
+    from conftest import training_ready_run
+    from posesweep import stages
+    from posesweep.labels import read_label_table
+    from posesweep.layout import read_json
+    from posesweep.torch_engine.project import model_config_path, read_model_config
+    from posesweep.torch_engine.trainer import StepSettings, TrainingLoop, _save_snapshot
+
+    run = training_ready_run(tiny_cohort, tmp_path / "data", PYTORCH_CONF, "manual__compiled")
+    frame_set = stages.frame_set_of(run.layout, 12)
+    config_path = model_config_path(run.layout.project_dir / "config.yaml", frame_set)
+    model_cfg = read_model_config(config_path)
+    weights = read_json(run.layout.run_dir / "weights" / "initial_weights.json")["path"]
+    labels = read_label_table(run.layout.validated_labels_file)
+    cpu = torch.device("cpu")
+
+    def loop(compiled: bool) -> TrainingLoop:
+        return TrainingLoop.build(model_cfg, weights, run.layout.project_dir / "labeled-data", list(frame_set.train),
+                                  labels, list(run.cohort.bodyparts), 2, 0, cpu,
+                                  settings=StepSettings(cpu, bf16=False, channels_last=False, compiled=compiled))
+
+    eager, compiled = loop(False), loop(True)
+    assert StepSettings.for_device(cpu, "resnet50_gn", 8, 10**6).compiled is False  # never on a CPU by default
+    for iteration in range(3):
+        assert compiled.step(iteration).item() == pytest.approx(eager.step(iteration).item(), rel=1e-3, abs=1e-5)
+    assert compiled.forward is not compiled.model and compiled.settings.compiled  # it did not fall back
+    assert "torch.compile" in compiled.settings.describe()
+    _save_snapshot(compiled.model, compiled.optimizer, tmp_path, 3)
+    saved = torch.load(tmp_path / "snapshot-3.pt", weights_only=True)["model"]
+    assert list(saved) == list(eager.model.state_dict())  # DeepLabCut's names: what its loader expects
+    assert all(torch.equal(saved[name], value) for name, value in compiled.model.state_dict().items())
