@@ -120,6 +120,40 @@ def test_frontal_plane_defects_name_the_expectation_and_the_frame(labeled_run, t
     assert expectation in message and frame in message
 
 
+def test_a_project_folder_renamed_after_labeling_and_named_with_a_dot_is_read_where_its_images_are(
+        reaching_project, tmp_path, caplog):
+    """A lab renamed labeled-data/reachingvideo1 to session.1: its label file still names the old folder, and the
+    name has a dot (not a file suffix). The labels are read as the renamed folder's, and every image is found."""
+    import shutil
+
+    root = tmp_path / "data"
+    (root / "cohorts").mkdir(parents=True)
+    project = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    (project / "labeled-data" / "reachingvideo1").rename(project / "labeled-data" / "session.1")
+    conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
+            "snapshot_interval": 50, "max_missing_label_fraction": 0.8}
+    run = stages.prepare_run(root, conf, "manual__renamed")
+    assert stages.extract_cohort_frames(run)["frames_per_video"] == {"session.1": 55}
+    assert stages.label_frames(run) == {"labeled_frames": 55, "videos": 1}
+    assert "names its frames as those of video 'reachingvideo1' but sits in folder 'session.1'" in caplog.text
+    copied = read_collected_data(run.layout.project_dir / "labeled-data" / "session.1" / "CollectedData_Mackenzie.h5")
+    assert set(copied.index.get_level_values(1)) == {"session.1"}  # where DeepLabCut will look for the images
+    assert stages.validate_label_table(run)["success"]
+
+
+def test_an_unreadable_image_is_called_that_not_a_missing_landmark(labeled_run):
+    layout = labeled_run.layout
+    table = pd.read_csv(layout.labels_file)
+    victim = table.iloc[0]
+    (layout.project_dir / "labeled-data" / victim["video"] / victim["image"]).write_bytes(b"not a png")
+    table.loc[table["image"] == victim["image"], ["image_width_px", "image_height_px"]] = float("nan")
+    with pytest.raises(LabelValidationError) as failure:
+        validate_labels(table, sorted(set(table["landmark"])), 0.1, layout.validation_dir,
+                        images_root=layout.project_dir / "labeled-data")
+    assert "labeled image missing or unreadable (its size is unknown)" in str(failure.value)
+    assert "landmark image_width_px" not in str(failure.value)
+
+
 def test_a_missing_image_fails_and_excluding_offending_frames_keeps_the_rest(labeled_run, tmp_path):
     layout = labeled_run.layout
     table = pd.read_csv(layout.labels_file)

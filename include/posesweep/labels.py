@@ -97,6 +97,25 @@ def _with_three_level_index(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def keyed_to_folder(frame: pd.DataFrame, folder: str, source: Path) -> pd.DataFrame:
+    """Labels keyed to the labeled-data folder their file sits in, beside its images: the file of a renamed
+    folder still names the old one, and DeepLabCut would look for the images there."""
+    named = list(frame.index.get_level_values(1).unique())
+    if named == [folder]:
+        return frame
+    if len(named) > 1:
+        raise LabelFileError("one label file names the frames of several videos", file=source,
+                             found="videos " + ", ".join(map(str, named)),
+                             allowed=f"only {folder!r}, the labeled-data folder the file is in",
+                             fix="keep one CollectedData file per labeled-data folder, as DeepLabCut writes them "
+                                 "(its GUI saves each folder's labels beside its images)")
+    log.warning("%s names its frames as those of video %r but sits in folder %r (renamed?): read as %r's frames",
+                source, named[0], folder, folder)
+    keyed = frame.copy()
+    keyed.index = pd.MultiIndex.from_tuples([("labeled-data", folder, image) for _, _, image in frame.index])
+    return keyed
+
+
 def tidy_from_collected(frame: pd.DataFrame, images_root: Path) -> pd.DataFrame:
     """One row per (image, landmark); missing labels stay as NaN rows."""
     import cv2
@@ -106,8 +125,8 @@ def tidy_from_collected(frame: pd.DataFrame, images_root: Path) -> pd.DataFrame:
     sizes: dict[Path, tuple[int, int]] = {}
     for (_, stem, image), values in frame.iterrows():
         image_path = Path(images_root) / stem / image
-        if image_path not in sizes:
-            img = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
+        if image_path not in sizes:  # (imread only an existing file: OpenCV prints a warning for a missing one)
+            img = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED) if image_path.is_file() else None
             sizes[image_path] = (img.shape[1], img.shape[0]) if img is not None else (np.nan, np.nan)
         width, height = sizes[image_path]
         digits = "".join(ch for ch in Path(image).stem if ch.isdigit())

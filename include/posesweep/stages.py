@@ -19,8 +19,8 @@ from .config import FRONTAL_BODYPARTS, StudyConfig, StudyConfigError
 from .budget import check as check_budget
 from .budget import estimate
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
-from .labels import (build_label_table, read_collected_data, read_label_table, to_dlc_frame, write_collected_data,
-                     write_label_table)
+from .labels import (build_label_table, keyed_to_folder, read_collected_data, read_label_table, to_dlc_frame,
+                     write_collected_data, write_label_table)
 from .layout import RunLayout, read_json, write_csv_atomic, write_json_atomic
 from .locks import exclusive_writer
 from .run import Run, video_stem
@@ -162,7 +162,7 @@ def _check_extraction(run: Run, results: list[dict]) -> dict:
     cohort = run.cohort
     sizes = {}
     for video in _usable_videos(layout, cohort):
-        record = read_json(layout.frame_record(video.stem))
+        record = read_json(layout.frame_record(video_stem(video)))
         sizes[video] = (record["width_px"], record["height_px"])
     write_project_config(layout.project_dir, cohort, sizes, study)
     return summary
@@ -170,7 +170,7 @@ def _check_extraction(run: Run, results: list[dict]) -> dict:
 
 def _usable_videos(layout: RunLayout, cohort) -> list[Path]:
     summary = read_json(layout.frames_dir / "summary.json")
-    return [v for v in cohort.videos if v.stem not in summary["bad_videos"]]
+    return [v for v in cohort.videos if video_stem(v) not in summary["bad_videos"]]
 
 
 def _human_labels(layout: RunLayout, cohort: Cohort, stem: str) -> Path | None:
@@ -190,11 +190,11 @@ def unlabeled_frames(run: Run) -> dict[str, int]:
         return {}
     missing = {}
     for video in _usable_videos(layout, cohort):
-        images = set(read_json(layout.frame_record(video.stem))["image_names"])
-        source = _human_labels(layout, cohort, video.stem)
+        images = set(read_json(layout.frame_record(video_stem(video)))["image_names"])
+        source = _human_labels(layout, cohort, video_stem(video))
         labeled = set(read_collected_data(source).index.get_level_values(-1)) if source else set()
         if images - labeled:
-            missing[video.stem] = len(images - labeled)
+            missing[video_stem(video)] = len(images - labeled)
     return missing
 
 
@@ -235,23 +235,25 @@ def label_frames(run: Run) -> dict:
     videos = _usable_videos(layout, cohort)
     sources = {}
     for video in videos:
-        record = read_json(layout.frame_record(video.stem))
+        stem = video_stem(video)
+        record = read_json(layout.frame_record(stem))
         if cohort.synthetic:
             wide = simulate_labels(truth_file(video), record["frame_indices"], record["height_px"], study.seed)
-            frame = to_dlc_frame(wide, video.stem, record["image_names"], list(cohort.bodyparts), cohort.scorer)
-            sources[video.stem] = str(write_collected_data(frame, labeled_data, video.stem, cohort.scorer))
+            frame = to_dlc_frame(wide, stem, record["image_names"], list(cohort.bodyparts), cohort.scorer)
+            sources[stem] = str(write_collected_data(frame, labeled_data, stem, cohort.scorer))
             continue
-        source = _human_labels(layout, cohort, video.stem)
+        source = _human_labels(layout, cohort, stem)
         if source is None:
-            raise CohortError(f"no labels for video {video.name}", file=labeled_data / video.stem /
+            raise CohortError(f"no labels for video {video.name}", file=labeled_data / stem /
                               f"CollectedData_{cohort.scorer}.h5", found="no label file",
-                              fix=f"label the frames in {labeled_data / video.stem} with DeepLabCut (scorer "
+                              fix=f"label the frames in {labeled_data / stem} with DeepLabCut (scorer "
                                   f"{cohort.scorer}) and save them")
-        sources[video.stem] = str(source)
-        if source.parent != labeled_data / video.stem:  # labels kept with the cohort: copy into the project
-            write_collected_data(read_collected_data(source), labeled_data, video.stem, cohort.scorer)
+        sources[stem] = str(source)
+        if source.parent != labeled_data / stem:  # labels kept with the cohort: copy into the project
+            write_collected_data(keyed_to_folder(read_collected_data(source), stem, source), labeled_data, stem,
+                                 cohort.scorer)
     write_json_atomic(layout.label_sources_file, sources)
-    table = build_label_table(labeled_data, [v.stem for v in videos], cohort.scorer)
+    table = build_label_table(labeled_data, [video_stem(v) for v in videos], cohort.scorer)
     write_label_table(table, layout.labels_file)
     frames = table[["video", "image"]].drop_duplicates()
     log.info("labels: %d frames from %d videos, %d landmarks (%s labeler)", len(frames), len(videos),

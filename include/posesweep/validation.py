@@ -208,6 +208,9 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float) -> tuple[str, An
         return (f"{segment} length unlike the participant's other frames",
                 lambda r: f"{_number(r.get(column))} x the participant's median {segment} length",
                 lambda r: f"{kwargs['min_value']:g} to {kwargs['max_value']:g} x the median")
+    if kind == "expect_column_values_to_not_be_null" and column == "image_width_px":
+        return ("labeled image missing or unreadable (its size is unknown)", lambda r: "no readable image",
+                lambda r: "the image the labels were made on, beside the label file")
     if kind == "expect_column_values_to_not_be_null":
         share = (failure.get("unexpected_percent") or 0) / 100
         return (f"landmark {column} missing in {share:.0%} of the labeled frames, at most "
