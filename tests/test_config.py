@@ -46,3 +46,11 @@ def test_param_specs_are_valid_json_schemas_whose_defaults_validate():
 def test_round_trip_through_json():
     study = StudyConfig(frame_set_sizes=(10, 20), max_iterations=100, snapshot_interval=25)
     assert StudyConfig.from_mapping(study.to_json_dict()) == study
+
+
+def test_a_cohort_folder_name_that_cannot_be_used_is_refused_with_a_name_that_can():
+    with pytest.raises(StudyConfigError) as failure:
+        StudyConfig.from_mapping({"cohort": "Knie Studie ü 1"})
+    assert "cohort='Knie Studie ü 1' must match" in str(failure.value)
+    assert "rename the folder, e.g. to 'Knie_Studie_u_1'" in str(failure.value)
+    StudyConfig.from_mapping({"cohort": "Knie_Studie_u_1"})  # the suggestion is itself accepted

@@ -230,7 +230,12 @@ def _schema_problems(name: str, value: Any, schema: dict[str, Any]) -> list[str]
         import re
 
         if not re.fullmatch(schema["pattern"].removeprefix("^").removesuffix("$"), value):  # "$" passes "x\n"
-            out.append(f"{name}={value!r} must match {schema['pattern']} (a folder name, no path separators)")
+            import unicodedata
+
+            plain = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+            suggestion = re.sub(r"[^A-Za-z0-9._-]+", "_", plain).strip("._-") or "cohort_1"
+            out.append(f"{name}={value!r} must match {schema['pattern']}: letters, digits, '.', '_' and '-', "
+                       f"starting with a letter or digit (a folder name; rename the folder, e.g. to {suggestion!r})")
     if kind == "array":
         if len(value) < schema.get("minItems", 0):
             out.append(f"{name} needs at least {schema['minItems']} entries")
