@@ -49,6 +49,7 @@ def make_project(root: Path, frames: int, width: int, height: int, network: str,
     sys.path.insert(0, str(HERE.parent / "include"))
     from posesweep.cohort import Cohort, write_project_config
     from posesweep.config import StudyConfig
+    from posesweep.labels import tidy_from_collected
     from posesweep.layout import write_json_atomic
     from posesweep.splits import FrameSet
     from posesweep.torch_engine import project
@@ -80,9 +81,7 @@ def make_project(root: Path, frames: int, width: int, height: int, network: str,
     model_config = project.model_config_path(config, frame_set)
     weights = project.write_initial_weights(project.read_model_config(model_config), study,
                                             root / "initial.pt")
-    labels = pd.DataFrame([{"video": "clip", "image": n[2], "landmark": b, "x_px": r[2 * k], "y_px": r[2 * k + 1]}
-                           for n, r in zip(names, rows) for k, b in enumerate(BODYPARTS)])
-    labels.to_csv(root / "labels.csv", index=False)
+    tidy_from_collected(table, project_dir / "labeled-data").to_csv(root / "labels.csv", index=False)  # as a study
     write_json_atomic(root / "project.json", {"config": str(config), "model_config": str(model_config),
                                               "weights": weights["path"], "train": frame_set.train})
     return {"config": str(config), "model_config": str(model_config), "weights": weights["path"]}

@@ -247,3 +247,38 @@ def test_the_compiled_step_trains_like_the_eager_one_and_its_snapshots_keep_deep
     saved = torch.load(tmp_path / "snapshot-3.pt", weights_only=True)["model"]
     assert list(saved) == list(eager.model.state_dict())  # DeepLabCut's names: what its loader expects
     assert all(torch.equal(saved[name], value) for name, value in compiled.model.state_dict().items())
+
+
+def test_the_frame_cache_holds_frames_of_different_sizes_padded_and_refuses_an_image_changed_since_validation(
+        tmp_path):
+    from posesweep.errors import LabelFileError
+    from posesweep.labels import tidy_from_collected
+    from posesweep.torch_engine.frame_cache import load_frame_cache
+
+    rng = np.random.default_rng(3)
+    shapes = {("camA", "img01.png"): (30, 40), ("camB", "img07.png"): (20, 50)}  # two cameras: (height, width)
+    index, rows = [], []
+    for (video, image), (height, width) in shapes.items():
+        (tmp_path / video).mkdir()
+        cv2.imwrite(str(tmp_path / video / image), rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        index.append(("labeled-data", video, image))
+        rows.append([width / 2, height / 2, np.nan, np.nan])
+    columns = pd.MultiIndex.from_product([["lab"], ["knee", "ankle"], ["x", "y"]],
+                                         names=["scorer", "bodyparts", "coords"])
+    labels = tidy_from_collected(pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index), columns=columns),
+                                 tmp_path)
+    frames = list(shapes)
+    cache = load_frame_cache(tmp_path, frames, labels, ["knee", "ankle"], torch.device("cpu"))
+    assert tuple(cache.frames.shape) == (2, 3, 30, 50) and (cache.height, cache.width) == (30, 50)
+    for i, ((video, image), (height, width)) in enumerate(shapes.items()):
+        rgb = cv2.cvtColor(cv2.imread(str(tmp_path / video / image)), cv2.COLOR_BGR2RGB)
+        assert torch.equal(cache.frames[i, :, :height, :width], torch.from_numpy(rgb).permute(2, 0, 1))
+        assert int(cache.frames[i, :, height:, :].sum()) == 0 and int(cache.frames[i, :, :, width:].sum()) == 0
+        assert cache.keypoints[i, 0].tolist() == [width / 2, height / 2]
+        assert torch.isnan(cache.keypoints[i, 1]).all()  # an unlabelled landmark stays NaN
+
+    cv2.imwrite(str(tmp_path / "camB" / "img07.png"), np.zeros((24, 50, 3), np.uint8))  # re-exported since
+    with pytest.raises(LabelFileError) as failure:
+        load_frame_cache(tmp_path, frames, labels, ["knee", "ankle"], torch.device("cpu"))
+    assert f"File: {tmp_path / 'camB' / 'img07.png'}" in str(failure.value)
+    assert "Found: 50x24 px" in str(failure.value) and "Allowed: 50x20 px" in str(failure.value)

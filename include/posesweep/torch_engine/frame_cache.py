@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..errors import LabelFileError
 from ..images import read_rgb
 
 log = logging.getLogger(__name__)
@@ -58,22 +59,36 @@ def keypoints_of(labels: pd.DataFrame, frames: list[tuple[str, str]], bodyparts:
     return table.reindex(wanted).to_numpy(dtype=np.float32).reshape(len(frames), len(bodyparts), 2)
 
 
+def frame_sizes(labels: pd.DataFrame, frames: list[tuple[str, str]]) -> np.ndarray:
+    """(frames, 2) height, width in px of each frame, as the label table recorded them (cv2-decoded, validated)."""
+    sizes = labels.drop_duplicates(["video", "image"]).set_index(["video", "image"])[
+        ["image_height_px", "image_width_px"]]
+    return sizes.reindex(pd.MultiIndex.from_tuples(frames)).to_numpy(dtype=np.int64)
+
+
 def load_frame_cache(labeled_data: Path, frames: list[tuple[str, str]], labels: pd.DataFrame,
                      bodyparts: list[str], device: torch.device) -> FrameCache:
-    """Decode each frame once and place the cache on ``device`` if it fits, else in (pinned) host memory."""
-    images = [read_rgb(labeled_data / video / image) for video, image in frames]
-    height = max(image.shape[0] for image in images)
-    width = max(image.shape[1] for image in images)
-    nbytes = len(images) * 3 * height * width
+    """Decode each frame once, straight into its slot of the cache (host memory holds the cache and one decoded
+    frame at a time), and place the cache on ``device`` if it fits, else in (pinned) host memory."""
+    sizes = frame_sizes(labels, frames)
+    height, width = (int(v) for v in sizes.max(axis=0))
+    nbytes = len(frames) * 3 * height * width
     on_device = device.type == "cuda" and nbytes <= GPU_SHARE * torch.cuda.mem_get_info(device)[0]
     pin = device.type == "cuda" and not on_device
-    stack = torch.zeros((len(images), 3, height, width), dtype=torch.uint8, pin_memory=pin)
-    for i, image in enumerate(images):
-        stack[i, :, :image.shape[0], :image.shape[1]] = torch.from_numpy(image).permute(2, 0, 1)
+    stack = torch.zeros((len(frames), 3, height, width), dtype=torch.uint8, pin_memory=pin)
+    for i, (video, image) in enumerate(frames):
+        rgb = read_rgb(labeled_data / video / image)
+        if rgb.shape[:2] != tuple(sizes[i]):
+            raise LabelFileError("a labeled image changed after its labels were validated",
+                                 file=labeled_data / video / image,
+                                 found=f"{rgb.shape[1]}x{rgb.shape[0]} px",
+                                 allowed=f"{sizes[i][1]}x{sizes[i][0]} px, the size validated with its labels",
+                                 fix="put back the image the labels were made on, or trigger a new run")
+        stack[i, :, :rgb.shape[0], :rgb.shape[1]] = torch.from_numpy(rgb).permute(2, 0, 1)
     keypoints = torch.from_numpy(keypoints_of(labels, frames, bodyparts))
     where = "device" if on_device else "pinned host memory" if pin else "host memory"
     if on_device:
         stack, keypoints = stack.to(device), keypoints.to(device)
-    log.info("frame cache: %d frames of %dx%d px (%.0f MB uint8) in %s", len(images), width, height, nbytes / 1e6,
+    log.info("frame cache: %d frames of %dx%d px (%.0f MB uint8) in %s", len(frames), width, height, nbytes / 1e6,
              where)
     return FrameCache(stack, keypoints, list(frames), where)
