@@ -282,3 +282,19 @@ def test_the_frame_cache_holds_frames_of_different_sizes_padded_and_refuses_an_i
         load_frame_cache(tmp_path, frames, labels, ["knee", "ankle"], torch.device("cpu"))
     assert f"File: {tmp_path / 'camB' / 'img07.png'}" in str(failure.value)
     assert "Found: 50x24 px" in str(failure.value) and "Allowed: 50x20 px" in str(failure.value)
+
+
+def test_a_frame_cache_larger_than_the_machine_fails_before_it_is_built_saying_how_much_memory_to_give():
+    from posesweep.errors import MemoryTooSmallError
+    from posesweep.torch_engine.frame_cache import available_host_bytes, check_fits_in_host_memory
+
+    total = int(open("/proc/meminfo").readline().split()[1]) * 1024
+    assert 0 < available_host_bytes() <= total
+    paper = 720 * 3 * 1080 * 1920  # the paper's largest frame set, 1080p: 4.5 GB
+    check_fits_in_host_memory(paper, 16 * 2**30, 720, 1080, 1920)  # a 16 GiB pod holds it
+    with pytest.raises(MemoryTooSmallError) as failure:
+        check_fits_in_host_memory(paper, 4 * 2**30, 720, 1080, 1920)
+    paragraph = str(failure.value)
+    assert "720 frames of 1920x1080 px needs 4.2 GiB of host memory" in paragraph and "Found: 4.0 GiB" in paragraph
+    assert "at least 6 GiB (POSESWEEP_K8S_MEMORY" in paragraph and not failure.value.retryable
+    assert failure.value.exit_code == 3  # a pod reporting it fails its task without a retry

@@ -124,6 +124,10 @@ class WeightsUnavailableError(InputError, RuntimeError, title="no initial weight
     """No pretrained checkpoint and random initialisation not allowed."""
 
 
+class MemoryTooSmallError(InputError, MemoryError, title="the frame set does not fit in this machine's memory"):
+    """The training frames would not fit in the memory this machine or pod has: the same machine fails again."""
+
+
 class TrainingDivergedError(InputError, title="training diverged"):
     """The loss became NaN or infinite: the same data and settings diverge again."""
 

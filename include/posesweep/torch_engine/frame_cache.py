@@ -4,7 +4,9 @@ Frames are kept as uint8 (a 1920x1080 frame is 6.2 MB; the paper's largest frame
 of 720 training frames, 4.5 GB), in GPU memory when they fit in half of what is free,
 else in pinned host memory (copied per batch without blocking). Frames of different
 sizes are padded with black to the largest (bottom and right), so one tensor holds
-them; the labels do not move.
+them; the labels do not move. Each frame is decoded straight into its slot (sizes come
+from the label table), so building the cache never holds the frame set twice; a cache
+the host could not hold fails before it is built, saying how much memory to give.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import LabelFileError
+from ..errors import LabelFileError, MemoryTooSmallError
 from ..images import read_rgb
 
 log = logging.getLogger(__name__)
 GPU_SHARE = 0.5  # of the free device memory the cache may take; the rest is the model's
+HOST_SHARE = 0.7  # of the available host memory a host-side cache may take; the rest is the process's
 
 
 @dataclass
@@ -59,6 +62,34 @@ def keypoints_of(labels: pd.DataFrame, frames: list[tuple[str, str]], bodyparts:
     return table.reindex(wanted).to_numpy(dtype=np.float32).reshape(len(frames), len(bodyparts), 2)
 
 
+def available_host_bytes() -> int:
+    """Memory this process can still take: the kernel's MemAvailable, or less where a cgroup (a pod's memory
+    limit) leaves less."""
+    with open("/proc/meminfo") as meminfo:
+        fields = dict(line.split(":", 1) for line in meminfo)
+    available = int(fields["MemAvailable"].split()[0]) * 1024
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            available = min(available, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):  # no cgroup v2 memory controller here
+        pass
+    return available
+
+
+def check_fits_in_host_memory(nbytes: int, available: int, frames: int, height: int, width: int) -> None:
+    """A host-side cache that would take more than HOST_SHARE of the available memory fails before it is built:
+    the machine (or pod) would kill the trainer part way, and every retry on it the same."""
+    if nbytes <= HOST_SHARE * available:
+        return
+    needed_gib = nbytes / HOST_SHARE / 2**30
+    raise MemoryTooSmallError(
+        f"the frame cache of {frames} frames of {width}x{height} px needs {nbytes / 2**30:.1f} GiB of host memory",
+        found=f"{available / 2**30:.1f} GiB available", allowed=f"at most {HOST_SHARE:.0%} of it for frames",
+        fix=f"give the trainer at least {needed_gib:.0f} GiB (POSESWEEP_K8S_MEMORY for a pod), train on a GPU "
+            f"with room for the frames, or lower the largest of frame_set_sizes")
+
+
 def frame_sizes(labels: pd.DataFrame, frames: list[tuple[str, str]]) -> np.ndarray:
     """(frames, 2) height, width in px of each frame, as the label table recorded them (cv2-decoded, validated)."""
     sizes = labels.drop_duplicates(["video", "image"]).set_index(["video", "image"])[
@@ -68,14 +99,18 @@ def frame_sizes(labels: pd.DataFrame, frames: list[tuple[str, str]]) -> np.ndarr
 
 def load_frame_cache(labeled_data: Path, frames: list[tuple[str, str]], labels: pd.DataFrame,
                      bodyparts: list[str], device: torch.device) -> FrameCache:
-    """Decode each frame once, straight into its slot of the cache (host memory holds the cache and one decoded
-    frame at a time), and place the cache on ``device`` if it fits, else in (pinned) host memory."""
+    """Decode each frame once, straight into its slot of the cache: on ``device`` if it fits there (host memory
+    then holds one decoded frame at a time), else in (pinned) host memory if that has room."""
     sizes = frame_sizes(labels, frames)
     height, width = (int(v) for v in sizes.max(axis=0))
     nbytes = len(frames) * 3 * height * width
     on_device = device.type == "cuda" and nbytes <= GPU_SHARE * torch.cuda.mem_get_info(device)[0]
     pin = device.type == "cuda" and not on_device
-    stack = torch.zeros((len(frames), 3, height, width), dtype=torch.uint8, pin_memory=pin)
+    if not on_device:
+        check_fits_in_host_memory(nbytes, available_host_bytes(), len(frames), height, width)
+    # on the device, each frame is copied there as it is decoded: host memory never holds the frame set
+    stack = torch.zeros((len(frames), 3, height, width), dtype=torch.uint8, pin_memory=pin,
+                        device=device if on_device else "cpu")
     for i, (video, image) in enumerate(frames):
         rgb = read_rgb(labeled_data / video / image)
         if rgb.shape[:2] != tuple(sizes[i]):
@@ -84,11 +119,9 @@ def load_frame_cache(labeled_data: Path, frames: list[tuple[str, str]], labels: 
                                  found=f"{rgb.shape[1]}x{rgb.shape[0]} px",
                                  allowed=f"{sizes[i][1]}x{sizes[i][0]} px, the size validated with its labels",
                                  fix="put back the image the labels were made on, or trigger a new run")
-        stack[i, :, :rgb.shape[0], :rgb.shape[1]] = torch.from_numpy(rgb).permute(2, 0, 1)
-    keypoints = torch.from_numpy(keypoints_of(labels, frames, bodyparts))
+        stack[i, :, :rgb.shape[0], :rgb.shape[1]] = torch.from_numpy(rgb).permute(2, 0, 1).to(stack.device)
+    keypoints = torch.from_numpy(keypoints_of(labels, frames, bodyparts)).to(stack.device)
     where = "device" if on_device else "pinned host memory" if pin else "host memory"
-    if on_device:
-        stack, keypoints = stack.to(device), keypoints.to(device)
     log.info("frame cache: %d frames of %dx%d px (%.0f MB uint8) in %s", len(frames), width, height, nbytes / 1e6,
              where)
     return FrameCache(stack, keypoints, list(frames), where)
