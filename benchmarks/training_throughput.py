@@ -166,9 +166,10 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--backbones", nargs="+", default=["resnet_50"], choices=["resnet_50", "resnet_50_bn"])
     parser.add_argument("--workers", type=int, nargs="+", default=[0], help="DeepLabCut data-loader workers")
-    parser.add_argument("--steps", type=int, default=8, help="timed steps of posesweep and of the ceiling")
+    parser.add_argument("--steps", type=int, default=16, help="timed steps of posesweep and of the ceiling")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=1, help="DeepLabCut: epochs of its shorter run")
+    parser.add_argument("--epochs", type=int, default=3, help="DeepLabCut: epochs of its shorter run (its rate is "
+                        "the difference of two runs: fewer epochs are too noisy to read)")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
 
