@@ -108,7 +108,8 @@ def extract_cohort_frames(run: Run, max_workers: int | None = None) -> dict:
     and record are written as it finishes, so a killed task resumes with the videos still missing.
     """
     videos = run.videos
-    workers = max_workers or max(1, min(len(videos), os.cpu_count() or 1))
+    # at most 4: each video's k-means features take up to a few hundred MB for a long recording
+    workers = max_workers or max(1, min(len(videos), os.cpu_count() or 1, 4))
     results = {}
     with ThreadPoolExecutor(workers, thread_name_prefix="extract") as pool:
         futures = {pool.submit(_extract_video_frames, run, video): video for video in videos}
@@ -134,7 +135,7 @@ def _extract_video_frames(run: Run, video: str) -> dict:
                         layout.frame_record(Path(video).stem))
     except VideoError as error:  # reported with all other bad videos by _check_extraction
         log.warning("%s", error.what)
-        return {"video_stem": Path(video).stem, "frames": 0, "error": error.what}
+        return {"video_stem": video_stem(video), "frames": 0, "error": error.what}
     return {"video_stem": record["video_stem"], "frames": len(record["frame_indices"])}
 
 
