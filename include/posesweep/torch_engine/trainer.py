@@ -46,7 +46,8 @@ from .targets import TargetConfig, heatmap_targets
 
 log = logging.getLogger(__name__)
 # Compile only runs that see at least this many images: at the measured gains (>= 30 images/s more at
-# 80-110 images/s) 100k images save 5 minutes or more, several times the compilation's cost.
+# 80-110 images/s) 100k images save 5 minutes or more; compilation is assumed to take about a minute (not yet
+# measured on a GPU with this code).
 COMPILE_MIN_IMAGES = 100_000
 TRAIN_STATE_PREFIX = "train_state"  # train_state-<iteration>.pt: the optimizer state of that snapshot
 
