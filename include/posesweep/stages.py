@@ -177,9 +177,9 @@ def _usable_videos(layout: RunLayout, cohort) -> list[Path]:
 def _human_labels(layout: RunLayout, cohort: Cohort, stem: str) -> Path | None:
     """A video's human labels: in the run's project (where DeepLabCut's GUI saves them), else in the cohort."""
     for labeled_data in (layout.project_dir / "labeled-data", cohort.root / "labeled-data"):
-        path = labeled_data / stem / f"CollectedData_{cohort.scorer}.h5"
-        if path.exists() or path.with_suffix(".csv").exists():
-            return path
+        found = label_files_by_scorer(labeled_data / stem).get(cohort.scorer)
+        if found is not None:
+            return found
     return None
 
 
@@ -210,7 +210,7 @@ def labeling_status(run: Run, missing: dict[str, int]) -> list[str]:
         lines.append(f"{stem}: {count} of {len(images)} picked frames still unlabeled; label them in {target} "
                      f"(DeepLabCut, scorer {cohort.scorer})")
         for folder in (target, cohort.root / "labeled-data" / stem):
-            files = label_files_by_scorer(folder) if folder.is_dir() else {}
+            files = label_files_by_scorer(folder)
             for scorer, path in files.items():
                 if scorer != cohort.scorer:
                     lines.append(f"  found {path}: posesweep reads CollectedData_{cohort.scorer}; to use "
