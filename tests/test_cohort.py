@@ -48,3 +48,39 @@ def test_a_folder_labeled_only_by_someone_else_is_left_out_and_named(reaching_pr
     assert [folder.name for folder in cohort.videos] == ["reachingvideo1"]
     assert unmatched_videos(cohort)["labeled-data folders left out (no CollectedData_Mackenzie file)"] == \
         ["reachingvideo2"]
+
+
+@pytest.mark.parametrize("layout, expected", [
+    ({"P01.mp4": "", "P02.MOV": ""}, ["the videos are not in the cohort's videos/ folder",
+                                      "Found: 2 video(s) in the cohort folder itself: P01.mp4, P02.MOV",
+                                      "What to do: move them into {cohort}/videos/"]),
+    ({"videos/P01/front.mp4": "", "videos/P02/front.mp4": ""}, [
+        "the cohort has no videos", "Found: videos in subfolders, which are not read: P01/front.mp4, P02/front.mp4",
+        "named after the participant"]),
+    ({"videos/P01.wmv": "", "videos/notes.txt": ""}, [
+        "Found: other files only: P01.wmv, notes.txt", "Allowed: one video per participant in {cohort}/videos, as .mp4",
+        "ffmpeg -i in.wmv"]),
+    ({"labeled-data/P01/img001.png": ""}, ["part of a DeepLabCut project", "Found: labeled-data/ but no config.yaml",
+                                           "copy the project's config.yaml into {cohort}"]),
+    ({"videos/P01.mp4": "", "videos/P01.avi": "", "videos/P02.mp4": ""}, [
+        "several videos share a name", "Found: P01.avi and P01.mp4", "remove or rename the others"]),
+    ({"readme.txt": ""}, ["the cohort has no videos/ folder", "Found: in the folder: readme.txt"]),
+], ids=["videos-beside-videos-folder", "videos-in-subfolders", "unreadable-format", "half-a-project",
+        "same-name-twice", "no-videos-folder"])
+def test_a_cohort_folder_laid_out_otherwise_is_told_what_was_found_and_where_the_files_go(tmp_path, layout,
+                                                                                          expected):
+    cohort = tmp_path / "cohorts" / "knee"
+    for name, text in layout.items():
+        (cohort / name).parent.mkdir(parents=True, exist_ok=True)
+        (cohort / name).write_text(text)
+    paragraph = _failure(cohort)
+    for part in expected:
+        assert part.format(cohort=cohort) in paragraph
+
+
+def test_a_cohort_name_that_is_not_a_folder_lists_the_cohorts_there(tmp_path):
+    for name in ("knee_2025", "knee_2026"):
+        (tmp_path / "cohorts" / name).mkdir(parents=True)
+    paragraph = _failure(tmp_path / "cohorts" / "knee-2026")
+    assert "there is no cohort folder 'knee-2026'" in paragraph and "Found: cohorts there: knee_2025, knee_2026" \
+        in paragraph

@@ -33,7 +33,8 @@ from .layout import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
+# what DeepLabCut reads (its SUPPORTED_VIDEOS, less headerless .yuv)
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".mpeg", ".mpg", ".mpv", ".flv", ".qt")
 COHORT_FILE = "cohort.json"
 HUMAN_SCORER = "labeler"
 
@@ -130,24 +131,71 @@ def read_cohort_manifest(cohort_dir: Path) -> dict | None:
 def load_cohort(cohort_dir: Path) -> Cohort:
     cohort_dir = Path(cohort_dir)
     if not cohort_dir.is_dir():
-        raise CohortError(f"cohort folder {cohort_dir} does not exist")
+        others = sorted(p.name for p in cohort_dir.parent.iterdir() if p.is_dir()) if cohort_dir.parent.is_dir() \
+            else []
+        raise CohortError(f"there is no cohort folder {cohort_dir.name!r}", file=cohort_dir,
+                          found=f"cohorts there: {', '.join(others)}" if others else "no cohort folders there",
+                          fix="trigger the run with the name of a folder under the cohorts folder, or put the "
+                              "cohort's videos in <that folder>/videos/")
     if (cohort_dir / "config.yaml").is_file() and (cohort_dir / "labeled-data").is_dir():
         return _load_dlc_project(cohort_dir)
-    videos_dir = cohort_dir / "videos"
-    videos = tuple(sorted(p for p in videos_dir.glob("*") if p.suffix.lower() in VIDEO_SUFFIXES)) \
-        if videos_dir.is_dir() else ()
-    if not videos:
-        raise CohortError(f"cohort {cohort_dir}: no videos ({', '.join(VIDEO_SUFFIXES)}) in {videos_dir}")
-    stems = [v.stem for v in videos]
-    duplicates = sorted({s for s in stems if stems.count(s) > 1})
-    if duplicates:
-        raise CohortError(f"cohort {cohort_dir}: several videos share the name(s) {duplicates}")
+    videos = _cohort_videos(cohort_dir)
+    by_stem: dict[str, list[str]] = {}
+    for video in videos:
+        by_stem.setdefault(video.stem, []).append(video.name)
+    shared = {stem: names for stem, names in by_stem.items() if len(names) > 1}
+    if shared:
+        raise CohortError("several videos share a name (a participant's frames and labels are found by the "
+                          "video's name without its extension)", file=cohort_dir / "videos",
+                          found="; ".join(" and ".join(names) for names in shared.values()),
+                          fix="keep one video per name: remove or rename the others")
     manifest = read_cohort_manifest(cohort_dir)
     synthetic = bool(manifest and manifest.get("kind") == "synthetic")
     manifest = manifest or {}  # a lab's cohort.json may only say where the landing square is
     bodyparts = tuple(manifest.get("bodyparts", FRONTAL_BODYPARTS))
     scorer = manifest.get("scorer", HUMAN_SCORER)
     return Cohort(cohort_dir.name, cohort_dir, videos, bodyparts, scorer, "synthetic" if synthetic else "videos")
+
+
+def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:
+    """The cohort's videos (``videos/*`` with a suffix DeepLabCut reads), or one paragraph on what is there
+    instead: videos beside ``videos/`` rather than in it, in subfolders, of another format, half a project."""
+    videos_dir = cohort_dir / "videos"
+    videos = tuple(sorted(p for p in videos_dir.glob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES))
+    if videos:
+        return videos
+    allowed = f"one video per participant in {videos_dir}, as {' '.join(VIDEO_SUFFIXES)}"
+    loose = sorted(p.name for p in cohort_dir.glob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    if loose:
+        raise CohortError("the videos are not in the cohort's videos/ folder", file=cohort_dir,
+                          found=f"{len(loose)} video(s) in the cohort folder itself: {_some(loose)}", allowed=allowed,
+                          fix=f"move them into {videos_dir}/")
+    if (cohort_dir / "config.yaml").is_file() or (cohort_dir / "labeled-data").is_dir():
+        present, missing = ("config.yaml", "labeled-data/") if (cohort_dir / "config.yaml").is_file() \
+            else ("labeled-data/", "config.yaml")
+        raise CohortError("this looks like part of a DeepLabCut project", file=cohort_dir,
+                          found=f"{present} but no {missing}", allowed="a project's config.yaml and labeled-data/ "
+                          "folder side by side, or videos in videos/",
+                          fix=f"copy the project's {missing} into {cohort_dir} as well")
+    if not videos_dir.is_dir():
+        raise CohortError("the cohort has no videos/ folder", file=cohort_dir,
+                          found=f"in the folder: {_some(sorted(p.name for p in cohort_dir.iterdir())) or 'nothing'}",
+                          allowed=allowed + ", or a DeepLabCut project (config.yaml and labeled-data/)",
+                          fix=f"put the videos in {videos_dir}/")
+    nested = sorted(str(p.relative_to(videos_dir)) for p in videos_dir.rglob("*")
+                    if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    others = sorted(p.name for p in videos_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    if nested:
+        found = f"videos in subfolders, which are not read: {_some(nested)}"
+        fix = f"move each participant's video into {videos_dir}/ itself, named after the participant"
+    else:
+        found = f"other files only: {_some(others)}" if others else "an empty folder"
+        fix = "add the videos, or convert them to one of these formats (e.g. ffmpeg -i in.wmv -c:v libx264 out.mp4)"
+    raise CohortError("the cohort has no videos", file=videos_dir, found=found, allowed=allowed, fix=fix)
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def unmatched_videos(cohort: Cohort) -> dict[str, list[str]]:
