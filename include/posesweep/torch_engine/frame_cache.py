@@ -47,12 +47,18 @@ class FrameCache:
 
     def batch(self, indices: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(uint8 frames, keypoints) of the indexed frames, on ``device``."""
-        if self.frames.device == device:
+        if self.frames.device.type == torch.device(device).type:  # "cuda" is not equal to the cache's "cuda:0"
             if device.type == "cuda" and indices.device.type == "cpu":  # a pageable copy would wait for the GPU
                 indices = indices.pin_memory().to(device, non_blocking=True)
             return self.frames[indices], self.keypoints[indices]
         host = indices.cpu()
-        return (self.frames[host].to(device, non_blocking=True), self.keypoints[host].to(device, non_blocking=True))
+        if not self.frames.is_pinned():
+            return self.frames[host].to(device), self.keypoints[host].to(device)
+        # gathered into pinned memory (an indexed tensor is pageable: its copy would wait); a new buffer per batch,
+        # which PyTorch's host allocator reuses only once the copy from it has finished
+        staged = torch.empty((len(host), *self.frames.shape[1:]), dtype=self.frames.dtype, pin_memory=True)
+        torch.index_select(self.frames, 0, host, out=staged)
+        return staged.to(device, non_blocking=True), self.keypoints[host].to(device, non_blocking=True)
 
 
 def keypoints_of(labels: pd.DataFrame, frames: list[tuple[str, str]], bodyparts: list[str]) -> np.ndarray:
