@@ -12,7 +12,9 @@ so each process's memory is counted once:
 * ``posesweep``: posesweep's trainer step (``TrainingLoop.step``: frames cached on the
   device, augmentation and targets there) on the same frames and model configuration;
 * ``ceiling``: the bare model step (``model_step``) on one batch already on the device,
-  targets precomputed.
+  targets precomputed, in the form the trainer runs it (compiled, or one CUDA graph, where
+  the trainer's step is);
+* on a GPU at batch 1, also posesweep's trainer without its CUDA graph (the eager step).
 
 Prints images per second for each, posesweep / ceiling, and posesweep / DeepLabCut,
 with peak host memory (the process tree's PSS, each page counted once) and peak device memory; ``--out`` writes
@@ -118,14 +120,20 @@ _finish({{"images_per_second": images / (long - short), "seconds": short + long}
 POSESWEEP_CHILD = """
 import pandas as pd, yaml
 from pathlib import Path
-from posesweep.torch_engine.trainer import TrainingLoop, augmented_batch, default_device
+import dataclasses
+from posesweep.torch_engine.graphed_step import WARMUP_STEPS, GraphedStep, graph_safe_loss
+from posesweep.torch_engine.trainer import StepSettings, TrainingLoop, augmented_batch, default_device
 from posesweep.torch_engine.targets import heatmap_targets
 info = json.loads(Path({root!r}, "project.json").read_text())
 cfg = yaml.safe_load(Path(info["model_config"]).read_text())
+device = default_device()
+settings = StepSettings.for_device(device, cfg["model"]["backbone"]["model_name"], {batch}, 250_000 * {batch})
+if {mode!r} == "posesweep without CUDA graph":
+    settings = dataclasses.replace(settings, cuda_graph=False)
 loop = TrainingLoop.build(cfg, Path(info["weights"]), Path(info["config"]).parent / "labeled-data",
                           [tuple(f) for f in info["train"]], pd.read_csv(Path({root!r}, "labels.csv")),
-                          cfg["metadata"]["bodyparts"], {batch}, 0, default_device(),
-                          iterations_to_train=250_000)  # a study-length run: compiled where that helps
+                          cfg["metadata"]["bodyparts"], {batch}, 0, device,
+                          settings=settings)  # a study-length run: compiled or graphed where that helps
 if {mode!r} == "ceiling":  # one batch, augmented once, its targets computed once: the bare model step
     images, keypoints, visible = augmented_batch(loop.cache, loop.sampler.indices(0), loop.augmentation,
                                                  loop.generator, loop.settings.device)
@@ -133,13 +141,19 @@ if {mode!r} == "ceiling":  # one batch, augmented once, its targets computed onc
         heat = loop.model(images)["bodypart"]["heatmap"]
     fixed = {{"bodypart": heatmap_targets(keypoints, visible, heat.shape[2], heat.shape[3], loop.stride,
                                           loop.targets)}}
-    step = lambda i: loop.model_step(images, lambda _: fixed)  # the same forward pass (compiled or not)
+    if loop.graphed is not None:  # the trainer's step is one CUDA graph: so is the ceiling's
+        bare = GraphedStep(lambda _: loop.model_step(images, lambda _: fixed,
+                                                     lambda o, t: graph_safe_loss(loop.model, o, t)),
+                           loop.optimizer, loop.generator, {batch}, device)
+        step = lambda i: bare(loop.sampler.indices(i))
+    else:
+        step = lambda i: loop.model_step(images, lambda _: fixed)  # the same forward pass (compiled or not)
 else:  # what posesweep's trainer runs per iteration
     step = loop.step
-for i in range({warmup}):
+for i in range(max({warmup}, WARMUP_STEPS + 2)):  # compilation, or the graph's warm-up and capture, untimed
     step(i)
 _sync(); t = time.perf_counter()
-for i in range({warmup}, {warmup} + {steps}):
+for i in range(100, 100 + {steps}):
     loss = step(i)
 _sync(); seconds = time.perf_counter() - t
 _finish({{"images_per_second": {steps} * {batch} / seconds, "seconds": seconds, "device": loop.settings.describe(),
@@ -173,6 +187,8 @@ def main() -> None:
     args = parser.parse_args()
 
     include = str(HERE.parent / "include")
+    import torch
+    on_gpu = torch.cuda.is_available()
     rows = []
     with tempfile.TemporaryDirectory(prefix="posesweep-throughput-") as tmp:
         for backbone in args.backbones:
@@ -181,7 +197,8 @@ def main() -> None:
                 project = make_project(root, args.frames, args.width, args.height, backbone, batch)
                 prelude = CHILD_PRELUDE.format(include=include)
                 measured = {}
-                for mode in ("ceiling", "posesweep"):
+                modes = ["ceiling", "posesweep"] + (["posesweep without CUDA graph"] if on_gpu and batch == 1 else [])
+                for mode in modes:
                     measured[mode] = run_child(prelude + POSESWEEP_CHILD.format(
                         root=str(root), batch=batch, mode=mode, steps=args.steps, warmup=args.warmup))
                 for workers in args.workers:
@@ -195,10 +212,10 @@ def main() -> None:
                                  "method": name, **result})
                 print(f"\n{backbone} ({measured['posesweep']['device']}), {args.width}x{args.height}, batch {batch}:")
                 for name, result in measured.items():
-                    print(f"  {name:<26} {result['images_per_second']:8.2f} images/s   peak host "
+                    print(f"  {name:<30} {result['images_per_second']:8.2f} images/s   peak host "
                           f"{result['peak_host_mb']:7.0f} MB, device {result['peak_device_mb']:7.0f} MB")
-                print(f"  posesweep / ceiling            {ours / measured['ceiling']['images_per_second']:.2f}")
-                print(f"  posesweep / DeepLabCut fastest {ours / fastest_dlc:.2f}x")
+                print(f"  posesweep / ceiling                {ours / measured['ceiling']['images_per_second']:.2f}")
+                print(f"  posesweep / DeepLabCut fastest     {ours / fastest_dlc:.2f}x")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1))

@@ -249,6 +249,78 @@ def test_the_compiled_step_trains_like_the_eager_one_and_its_snapshots_keep_deep
     assert all(torch.equal(saved[name], value) for name, value in compiled.model.state_dict().items())
 
 
+def test_the_cuda_graph_body_trains_like_the_eager_step_and_a_failed_capture_falls_back(tiny_cohort, tmp_path,
+                                                                                          caplog):
+    """What a CUDA graph of the step (batch 1 on a GPU) replays, checked on the CPU: the graph's body (frame indices
+    from a persistent tensor, the learning rate a tensor filled in place, DeepLabCut's loss without its host-side
+    branch) gives the eager step's losses and weights; its optimizer state resumes an eager trainer; and a capture
+    that fails (here for real: no CUDA device) leaves the model as it was and training goes on eagerly."""
+    from conftest import training_ready_run
+    from posesweep import stages
+    from posesweep.labels import read_label_table
+    from posesweep.layout import read_json
+    from posesweep.torch_engine.graphed_step import graph_safe_loss
+    from posesweep.torch_engine.project import model_config_path, read_model_config
+    from posesweep.torch_engine.trainer import StepSettings, TrainingLoop, _save_snapshot, train_state_file
+
+    run = training_ready_run(tiny_cohort, tmp_path / "data", PYTORCH_CONF, "manual__graph")
+    frame_set = stages.frame_set_of(run.layout, 12)
+    model_cfg = read_model_config(model_config_path(run.layout.project_dir / "config.yaml", frame_set))
+    weights = read_json(run.layout.run_dir / "weights" / "initial_weights.json")["path"]
+    labels = read_label_table(run.layout.validated_labels_file)
+    cpu = torch.device("cpu")
+
+    def loop(graph: bool, optimizer_state: dict | None = None) -> TrainingLoop:
+        return TrainingLoop.build(model_cfg, weights, run.layout.project_dir / "labeled-data", list(frame_set.train),
+                                  labels, list(run.cohort.bodyparts), 1, 0, cpu, optimizer_state,
+                                  settings=StepSettings(cpu, bf16=False, channels_last=False, cuda_graph=graph))
+
+    assert StepSettings.for_device(cpu, "resnet50_gn", 1).cuda_graph is False  # never on a CPU by default
+    eager, graphed = loop(False), loop(True)
+    assert graphed.graphed is not None and "CUDA graph" in graphed.settings.describe()
+    for iteration, lr in enumerate([5e-4, 5e-4, 1e-4]):  # the schedule changes the rate between steps
+        eager.set_learning_rate(lr)
+        graphed.set_learning_rate(lr)
+        assert graphed.step(iteration).item() == pytest.approx(eager.step(iteration).item(), rel=1e-5, abs=1e-7)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+               for a, b in zip(eager.model.parameters(), graphed.model.parameters()))
+
+    # DeepLabCut's own loss and the graph-safe one, with keypoints outside the image and none visible at all
+    images, keypoints, _ = augment_batch_of(graphed)
+    outputs = {head: {k: v.detach() for k, v in out.items()} for head, out in graphed.model(images).items()}
+    heatmap = outputs["bodypart"]["heatmap"]
+    for visible in (torch.rand(keypoints.shape[:2]) < 0.5, torch.zeros(keypoints.shape[:2], dtype=torch.bool)):
+        targets = {"bodypart": heatmap_targets(keypoints, visible, heatmap.shape[2], heatmap.shape[3],
+                                               graphed.stride, graphed.targets)}
+        assert graph_safe_loss(graphed.model, outputs, targets)["total_loss"].item() == pytest.approx(
+            graphed.model.get_loss(outputs, targets)["total_loss"].item(), rel=1e-6)
+
+    _save_snapshot(graphed.model, graphed.optimizer, tmp_path, 3)  # a graph's optimizer state, read by any trainer
+    state = torch.load(train_state_file(tmp_path, 3), weights_only=True)["optimizer"]
+    assert all(type(group["lr"]) is float and group["capturable"] is False for group in state["param_groups"])
+    resumed = loop(False, state)
+    resumed.model.load_state_dict(graphed.model.state_dict())
+    for trainer in (resumed, graphed):  # the same augmentation draws for the next step of both
+        trainer.generator.manual_seed(7)
+        trainer.set_learning_rate(1e-4)
+    assert resumed.step(3).item() == pytest.approx(graphed.step(3).item(), rel=1e-5, abs=1e-7)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6)  # the same update: Adam's moments were carried over
+               for a, b in zip(resumed.model.parameters(), graphed.model.parameters()))
+
+    reference, failing = loop(False), loop(True)
+    failing.graphed.warmup_steps = 1  # capture at the second step: on this machine there is no CUDA device
+    for iteration in range(3):
+        assert failing.step(iteration).item() == pytest.approx(reference.step(iteration).item(), rel=1e-5, abs=1e-7)
+    assert failing.graphed is None and not failing.settings.cuda_graph
+    assert "the CUDA graph of the step failed" in caplog.text and "training continues without it" in caplog.text
+
+
+def augment_batch_of(loop):
+    from posesweep.torch_engine.trainer import augmented_batch
+    return augmented_batch(loop.cache, loop.sampler.indices(0), loop.augmentation, loop.generator,
+                           loop.settings.device)
+
+
 def test_the_frame_cache_holds_frames_of_different_sizes_padded_and_refuses_an_image_changed_since_validation(
         tmp_path):
     from posesweep.errors import LabelFileError

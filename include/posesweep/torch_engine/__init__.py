@@ -12,5 +12,6 @@ Modules: ``frame_cache`` (decoded frames and labels on the device), ``augment``
 (affine and pixel-noise augmentation, image and keypoints), ``targets`` (DeepLabCut's
 Gaussian heatmap and location-refinement targets, vectorised), ``project``
 (DeepLabCut's shuffle and model configuration, initial weights), ``trainer`` (the
-training loop and snapshots), ``scoring`` (predictions of a snapshot).
+training loop and snapshots), ``graphed_step`` (the whole step as one CUDA graph at
+batch 1), ``scoring`` (predictions of a snapshot).
 """

@@ -21,6 +21,7 @@ visibility to 0), as is a missing label.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -111,18 +112,39 @@ def transform_keypoints(keypoints: torch.Tensor, matrices: torch.Tensor, height:
     return moved, visible
 
 
+def invert_affine(matrices: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) inverses of affine matrices, in closed form (no solver: nothing waits for the device)."""
+    a, b, tx = matrices[:, 0, 0], matrices[:, 0, 1], matrices[:, 0, 2]
+    c, d, ty = matrices[:, 1, 0], matrices[:, 1, 1], matrices[:, 1, 2]
+    det = a * d - b * c
+    inverse = torch.zeros_like(matrices)
+    inverse[:, 0, 0], inverse[:, 0, 1] = d / det, -b / det
+    inverse[:, 1, 0], inverse[:, 1, 1] = -c / det, a / det
+    inverse[:, 0, 2] = -(inverse[:, 0, 0] * tx + inverse[:, 0, 1] * ty)
+    inverse[:, 1, 2] = -(inverse[:, 1, 0] * tx + inverse[:, 1, 1] * ty)
+    inverse[:, 2, 2] = 1.0
+    return inverse
+
+
+@functools.lru_cache(maxsize=32)
+def _pixels_to_grid(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """grid_sample's [-1, 1] units from pixels and back (pixel centres at (2 i + 1) / size - 1 with
+    align_corners=False). Made once per size and device, so a step captured in a CUDA graph copies nothing
+    from the host."""
+    to_grid = torch.tensor([[2.0 / width, 0.0, 1.0 / width - 1.0], [0.0, 2.0 / height, 1.0 / height - 1.0],
+                            [0.0, 0.0, 1.0]])
+    return to_grid.to(device), invert_affine(to_grid[None])[0].to(device)
+
+
 def warp_images(frames_uint8: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) float 0..255 frames resampled through the matrices (bilinear, black outside)."""
     b, _, h, w = frames_uint8.shape
     frames = frames_uint8.float()
     if matrices.device.type == "cpu" and torch.equal(matrices, torch.eye(3).expand_as(matrices)):
         return frames  # nothing to warp (on a GPU the check itself would wait for the device)
-    # grid_sample wants, per output pixel, where to read in the input, in [-1, 1] units (pixel centres at
-    # (2 i + 1) / size - 1 with align_corners=False): normalised = N @ inverse(M) @ inverse(N)
-    to_norm = torch.tensor([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]],
-                           device=matrices.device)
-    # inv_ex: torch.linalg.inv would wait for the GPU to check for singular matrices (these never are)
-    theta = to_norm @ torch.linalg.inv_ex(matrices).inverse @ torch.linalg.inv_ex(to_norm).inverse
+    # grid_sample wants, per output pixel, where to read in the input: normalised = N @ inverse(M) @ inverse(N)
+    to_grid, from_grid = _pixels_to_grid(h, w, matrices.device)
+    theta = to_grid @ invert_affine(matrices) @ from_grid
     grid = F.affine_grid(theta[:, :2], [b, 3, h, w], align_corners=False)
     return F.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -135,8 +157,15 @@ def add_noise(frames: torch.Tensor, noise_std: torch.Tensor, generator: torch.Ge
     return (frames + noise).clamp_(0.0, 255.0)
 
 
+@functools.lru_cache(maxsize=8)
+def _imagenet_mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Made once per device (a step captured in a CUDA graph copies nothing from the host)."""
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
+    return mean.to(device), std.to(device)
+
+
 def normalise(frames: torch.Tensor) -> torch.Tensor:
     """0..255 RGB frames to the network's input (ImageNet mean and std, DeepLabCut's ``normalize_images``)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=frames.device).view(1, 3, 1, 1) * 255.0
-    std = torch.tensor(IMAGENET_STD, device=frames.device).view(1, 3, 1, 1) * 255.0
+    mean, std = _imagenet_mean_std(frames.device)
     return (frames - mean) / std

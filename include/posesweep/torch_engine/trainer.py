@@ -13,7 +13,9 @@ The forward pass is compiled (``torch.compile``) where that was measured to help
 on a CUDA device at batch 2 or more, for a run long enough to repay the compilation
 (an H100 at 1080p, batch 8 bf16: 83 -> 114 images/s with a BatchNorm ResNet-50,
 41 -> 74 with DeepLabCut's GroupNorm one); a compilation that fails falls back to
-the eager step with a warning. Snapshots hold the model's own parameter names.
+the eager step with a warning. At batch 1 on a GPU, where launching kernels costs more than running
+them, the whole step runs as one CUDA graph (``graphed_step``); a capture that fails falls back to the
+eager step with a warning. Snapshots hold the model's own parameter names.
 
 Snapshots land at the study's iteration levels as DeepLabCut snapshots
 (``snapshot-<iteration>.pt``, ``{"model": state_dict, "metadata": ...}``), written
@@ -41,6 +43,7 @@ from ..layout import RunLayout, atomic_path, read_json, write_json_atomic
 from ..splits import FrameSet
 from . import augment
 from .frame_cache import FrameCache, load_frame_cache
+from .graphed_step import GraphedStep, graph_safe_loss, make_capturable, portable_optimizer_state
 from .project import build_model, model_config_path, read_model_config
 from .targets import TargetConfig, heatmap_targets
 
@@ -60,19 +63,20 @@ class StepSettings:
     bf16: bool
     channels_last: bool
     compiled: bool = False
+    cuda_graph: bool = False  # the whole step as one CUDA graph (batch 1: launch-bound), with frames on the device
 
     @classmethod
     def for_device(cls, device: torch.device, timm_model: str, batch_size: int = 1,
                    images_to_train: int = 0) -> "StepSettings":
         cuda = device.type == "cuda"
         return cls(device, cuda and torch.cuda.is_bf16_supported(), cuda and not timm_model.endswith("_gn"),
-                   cuda and batch_size > 1 and images_to_train >= COMPILE_MIN_IMAGES)
+                   cuda and batch_size > 1 and images_to_train >= COMPILE_MIN_IMAGES, cuda and batch_size == 1)
 
     def describe(self) -> str:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
         return (f"{name}, {'bf16 autocast' if self.bf16 else 'fp32'}" + (", channels_last" if self.channels_last
                                                                            else "")
-                + (", torch.compile" if self.compiled else ""))
+                + (", torch.compile" if self.compiled else "") + (", CUDA graph" if self.cuda_graph else ""))
 
 
 def default_device() -> torch.device:
@@ -127,15 +131,17 @@ def augmented_batch(cache: FrameCache, indices: torch.Tensor, config: augment.Au
 
 def model_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                targets_for: Callable[[torch.Tensor], dict], settings: StepSettings,
-               forward: Callable | None = None) -> torch.Tensor:
+               forward: Callable | None = None, loss_of: Callable | None = None) -> torch.Tensor:
     """Forward (``forward``: the model, or its compiled form; bf16 autocast where set), DeepLabCut's loss against
-    ``targets_for(heatmap output)``, backward, update: with precomputed targets, the step's ceiling."""
+    ``targets_for(heatmap output)`` (``loss_of``: ``model.get_loss`` or its graph-safe form), backward, update:
+    with precomputed targets, the step's ceiling."""
     if settings.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(settings.device.type, dtype=torch.bfloat16, enabled=settings.bf16):
+    # no autocast weight cache: each weight is cast once per forward pass anyway, and a CUDA graph may not keep one
+    with torch.autocast(settings.device.type, dtype=torch.bfloat16, enabled=settings.bf16, cache_enabled=False):
         outputs = (model if forward is None else forward)(images)
     outputs = {head: {name: value.float() for name, value in out.items()} for head, out in outputs.items()}
-    loss = model.get_loss(outputs, targets_for(outputs["bodypart"]["heatmap"]))["total_loss"]
+    loss = (loss_of or model.get_loss)(outputs, targets_for(outputs["bodypart"]["heatmap"]))["total_loss"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -159,6 +165,8 @@ class TrainingLoop:
     settings: StepSettings
     forward: Callable  # the model, or its compiled forward pass (same parameters)
     compiled_step_done: bool = False
+    graphed: GraphedStep | None = None  # the whole step as a CUDA graph, where settings.cuda_graph
+    learning_rate: float | None = None
 
     @classmethod
     def build(cls, model_cfg: dict, weights_file: Path, labeled_data: Path, frames: list[tuple[str, str]],
@@ -167,6 +175,8 @@ class TrainingLoop:
               settings: StepSettings | None = None) -> "TrainingLoop":
         settings = settings or StepSettings.for_device(device, model_cfg["model"]["backbone"]["model_name"],
                                                        batch_size, iterations_to_train * batch_size)
+        if settings.device.type == "cuda":  # every batch has one shape (frames padded to one size): tune once
+            torch.backends.cudnn.benchmark = True  # (DeepLabCut turns it off: its crops vary in size)
         model = build_model(model_cfg)
         model.load_state_dict(torch.load(weights_file, map_location="cpu", weights_only=True)["model"])
         model.to(device)
@@ -182,32 +192,79 @@ class TrainingLoop:
         if optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
         cache = load_frame_cache(labeled_data, frames, labels, bodyparts, device)
-        return cls(model, optimizer, base_lr, cache, augment.AugmentationConfig.from_dlc(model_cfg["data"]["train"]),
+        if settings.cuda_graph and cache.frames.device.type != device.type:  # frames copied per batch from the host
+            log.info("frames in %s: the step runs without a CUDA graph", cache.where)
+            settings = dataclasses.replace(settings, cuda_graph=False)
+        loop = cls(model, optimizer, base_lr, cache, augment.AugmentationConfig.from_dlc(model_cfg["data"]["train"]),
                    TargetConfig.from_dlc(model_cfg["model"]["heads"]["bodypart"]["target_generator"]),
                    float(model.get_stride("bodypart")), BatchSampler(len(cache), batch_size, seed),
                    torch.Generator(device=device).manual_seed(seed + start_iteration), settings,
                    torch.compile(model) if settings.compiled else model)
+        if settings.cuda_graph:
+            loop.use_graph()
+        return loop
+
+    def use_graph(self) -> None:
+        """Run every step through a ``GraphedStep`` (captured on a GPU; on a CPU the same body, eagerly)."""
+        make_capturable(self.optimizer, self.settings.device)
+        self.graphed = GraphedStep(self.graph_body, self.optimizer, self.generator, self.sampler.batch_size,
+                                   self.settings.device)
+
+    def set_learning_rate(self, lr: float) -> None:
+        """The schedule's rate for the next step; a graph's rate (a device tensor) is filled in place."""
+        if lr == self.learning_rate:
+            return
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+        self.learning_rate = lr
 
     def step(self, iteration: int) -> torch.Tensor:
         """The iteration's batch, augmented on the device, and one optimizer step on it; returns the loss."""
-        images, keypoints, visible = augmented_batch(self.cache, self.sampler.indices(iteration), self.augmentation,
-                                                     self.generator, self.settings.device)
-        return self.model_step(images, lambda heatmap: {"bodypart": heatmap_targets(
-            keypoints, visible, heatmap.shape[2], heatmap.shape[3], self.stride, self.targets)})
+        indices = self.sampler.indices(iteration)
+        if self.graphed is not None:
+            return self.graphed_step(indices)
+        return self.step_on(indices)
 
-    def model_step(self, images: torch.Tensor, targets_for: Callable[[torch.Tensor], dict]) -> torch.Tensor:
+    def step_on(self, indices: torch.Tensor, loss_of: Callable | None = None) -> torch.Tensor:
+        images, keypoints, visible = augmented_batch(self.cache, indices, self.augmentation, self.generator,
+                                                     self.settings.device)
+        return self.model_step(images, lambda heatmap: {"bodypart": heatmap_targets(
+            keypoints, visible, heatmap.shape[2], heatmap.shape[3], self.stride, self.targets)}, loss_of)
+
+    def graph_body(self, indices: torch.Tensor) -> torch.Tensor:
+        """What the CUDA graph holds: the step on the frames at ``indices`` with the graph-safe loss."""
+        return self.step_on(indices, lambda outputs, targets: graph_safe_loss(self.model, outputs, targets))
+
+    def graphed_step(self, indices: torch.Tensor) -> torch.Tensor:
+        """The step through the graph. A capture that fails (before anything was replayed) leaves the model as it
+        was: the step is then taken eagerly and training goes on without a graph."""
+        try:
+            return self.graphed(indices)
+        except Exception as error:  # noqa: BLE001 - any capture failure; the eager step below re-raises real ones
+            if self.graphed.captured:
+                raise
+            log.warning("the CUDA graph of the step failed (%s); training continues without it",
+                        str(error).splitlines()[0] if str(error) else type(error).__name__)
+            self.graphed, self.settings = None, dataclasses.replace(self.settings, cuda_graph=False)
+            return self.step_on(indices)
+
+    def model_step(self, images: torch.Tensor, targets_for: Callable[[torch.Tensor], dict],
+                   loss_of: Callable | None = None) -> torch.Tensor:
         """``model_step`` through this loop's forward pass. The first compiled step compiles; if compilation
         fails, the step is taken again eagerly (nothing was updated: the optimizer steps after backward) and
         training goes on uncompiled."""
         first_compiled = self.forward is not self.model and not self.compiled_step_done
         try:
-            loss = model_step(self.model, self.optimizer, images, targets_for, self.settings, self.forward)
+            loss = model_step(self.model, self.optimizer, images, targets_for, self.settings, self.forward, loss_of)
         except Exception as error:  # noqa: BLE001 - any compiler failure; the eager step below re-raises real ones
             if not first_compiled:
                 raise
             log.warning("torch.compile failed (%s); training continues uncompiled", str(error).splitlines()[0])
             self.forward, self.settings = self.model, dataclasses.replace(self.settings, compiled=False)
-            return model_step(self.model, self.optimizer, images, targets_for, self.settings)
+            return model_step(self.model, self.optimizer, images, targets_for, self.settings, loss_of=loss_of)
         self.compiled_step_done = self.forward is not self.model
         return loss
 
@@ -250,8 +307,7 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
     for iteration in range(start, study.max_iterations):
         lr = learning_rate_at(iteration, loop.base_lr, model_cfg["runner"].get("scheduler"), epochs,
                               study.max_iterations)
-        for group in loop.optimizer.param_groups:
-            group["lr"] = lr
+        loop.set_learning_rate(lr)
         loss = loop.step(iteration)
         done_iterations = iteration + 1
         if done_iterations % display == 0 or done_iterations == study.max_iterations:
@@ -303,7 +359,7 @@ def _save_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, tra
     """The optimizer state of the iteration, then DeepLabCut's snapshot; older optimizer states go only once the
     snapshot is complete, so a kill at any point leaves the newest snapshot with its own optimizer state."""
     with atomic_path(train_state_file(train_dir, iteration)) as tmp:
-        torch.save({"iteration": iteration, "optimizer": optimizer.state_dict()}, tmp)
+        torch.save({"iteration": iteration, "optimizer": portable_optimizer_state(optimizer)}, tmp)
     weights = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     with atomic_path(train_dir / f"snapshot-{iteration}.pt") as tmp:
         torch.save({"model": weights, "metadata": {"iteration": iteration, "epoch": iteration}}, tmp)
