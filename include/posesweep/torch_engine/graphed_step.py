@@ -115,7 +115,9 @@ class GraphedStep:
         self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         graph.register_generator_state(self.generator)
-        with torch.cuda.graph(graph):
+        # thread_local: the snapshot scorer's thread may use the device meanwhile (it waits for a new snapshot, so
+        # this is rare; were it to break the capture, the step falls back to eager)
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             self.loss = self.body(self.indices)
         self.graph = graph
 
