@@ -141,6 +141,31 @@ def test_a_project_folder_renamed_after_labeling_and_named_with_a_dot_is_read_wh
     assert stages.validate_label_table(run)["success"]
 
 
+def test_frames_saved_without_any_label_are_left_out_of_an_imported_project_and_named(reaching_project, tmp_path,
+                                                                                        caplog):
+    """DeepLabCut's older labeling GUI saved a row of NaN for every frame of a folder, labeled or not: such a frame
+    is not a labeled frame (it would count towards a frame set and teach nothing)."""
+    import shutil
+
+    root = tmp_path / "data"
+    (root / "cohorts").mkdir(parents=True)
+    project = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    h5 = project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
+    frame = read_collected_data(h5)
+    blank = sorted(frame.index.get_level_values(-1))[:3]
+    frame.loc[frame.index.get_level_values(-1).isin(blank)] = np.nan
+    frame.to_hdf(h5, key="df_with_missing", mode="w")
+    frame.to_csv(h5.with_suffix(".csv"))
+    conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
+            "snapshot_interval": 50, "max_missing_label_fraction": 0.8}
+    run = stages.prepare_run(root, conf, "manual__blank")
+    stages.extract_cohort_frames(run)
+    assert stages.label_frames(run) == {"labeled_frames": 52, "videos": 1}
+    assert f"3 of 55 frames have no label at all and are left out ({', '.join(blank)})" in caplog.text
+    table = pd.read_csv(run.layout.labels_file)
+    assert not set(blank) & set(table["image"]) and table["image"].nunique() == 52
+
+
 def test_an_unreadable_image_is_called_that_not_a_missing_landmark(labeled_run):
     layout = labeled_run.layout
     table = pd.read_csv(layout.labels_file)

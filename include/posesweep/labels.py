@@ -145,11 +145,26 @@ def tidy_from_collected(frame: pd.DataFrame, images_root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TIDY_COLUMNS)
 
 
+def labeled_images(frame: pd.DataFrame) -> list[str]:
+    """Images of a CollectedData table with at least one label (DeepLabCut's older labeling GUI saved a row of
+    NaN for every frame of the folder, labeled or not)."""
+    return [image for (_, _, image), row in frame.iterrows() if row.notna().any()]
+
+
 def build_label_table(labeled_data_dir: Path, video_stems: list[str], scorer: str) -> pd.DataFrame:
+    """Every labeled frame of the videos, one row per landmark; a frame whose row holds no label at all is not a
+    labeled frame (it would count towards a frame set while teaching nothing) and is left out, with a warning."""
     tables = []
     for stem in video_stems:
         path = collected_data_file(labeled_data_dir, stem, scorer)
-        tables.append(tidy_from_collected(read_collected_data(path), labeled_data_dir))
+        frame = read_collected_data(path)
+        labeled = labeled_images(frame)
+        if len(labeled) < len(frame):
+            blank = sorted(set(frame.index.get_level_values(-1)) - set(labeled))
+            log.warning("%s: %d of %d frames have no label at all and are left out (%s%s)", path, len(blank),
+                        len(frame), ", ".join(blank[:5]), " ..." if len(blank) > 5 else "")
+            frame = frame[frame.index.get_level_values(-1).isin(labeled)]
+        tables.append(tidy_from_collected(frame, labeled_data_dir))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=TIDY_COLUMNS)
     return table.sort_values(["video", "image", "landmark"], kind="stable").reset_index(drop=True)
 

@@ -19,8 +19,8 @@ from .config import FRONTAL_BODYPARTS, StudyConfig, StudyConfigError
 from .budget import check as check_budget
 from .budget import estimate
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
-from .labels import (build_label_table, keyed_to_folder, read_collected_data, read_label_table, to_dlc_frame,
-                     write_collected_data, write_label_table)
+from .labels import (build_label_table, keyed_to_folder, labeled_images, read_collected_data, read_label_table,
+                     to_dlc_frame, write_collected_data, write_label_table)
 from .layout import RunLayout, read_json, write_csv_atomic, write_json_atomic
 from .locks import exclusive_writer
 from .run import Run, video_stem
@@ -193,7 +193,7 @@ def unlabeled_frames(run: Run) -> dict[str, int]:
     for video in _usable_videos(layout, cohort):
         images = set(read_json(layout.frame_record(video_stem(video)))["image_names"])
         source = _human_labels(layout, cohort, video_stem(video))
-        labeled = set(read_collected_data(source).index.get_level_values(-1)) if source else set()
+        labeled = set(labeled_images(read_collected_data(source))) if source else set()
         if images - labeled:
             missing[video_stem(video)] = len(images - labeled)
     return missing
