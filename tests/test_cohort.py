@@ -84,3 +84,26 @@ def test_a_cohort_name_that_is_not_a_folder_lists_the_cohorts_there(tmp_path):
     paragraph = _failure(tmp_path / "cohorts" / "knee-2026")
     assert "there is no cohort folder 'knee-2026'" in paragraph and "Found: cohorts there: knee_2025, knee_2026" \
         in paragraph
+
+
+def test_a_participant_pattern_names_each_videos_participant_and_a_wrong_one_is_refused(tmp_path):
+    import json
+
+    cohort_dir = tmp_path / "cohorts" / "landings"
+    (cohort_dir / "videos").mkdir(parents=True)
+    for name in ("P01_trial1.mp4", "P01_trial2.mp4", "P02_trial1.mp4"):
+        (cohort_dir / "videos" / name).write_text("")
+    manifest = cohort_dir / "cohort.json"
+    assert load_cohort(cohort_dir).participant_of("P01_trial2") == "P01_trial2"  # no pattern: a video is a person
+    manifest.write_text(json.dumps({"participant_pattern": "^(P\\d+)_"}))
+    cohort = load_cohort(cohort_dir)
+    assert [cohort.participant_of(v.stem) for v in cohort.videos] == ["P01", "P01", "P02"]
+    manifest.write_text(json.dumps({"participant_pattern": "^P\\d+"}))  # no group: the match
+    assert load_cohort(cohort_dir).participant_of("P02_trial1") == "P02"
+
+    manifest.write_text(json.dumps({"participant_pattern": "^(S\\d+)_"}))
+    paragraph = _failure(cohort_dir)
+    assert "does not name a participant in every video's name" in paragraph and f"File: {manifest}" in paragraph
+    assert "'^(S\\\\d+)_' finds nothing in P01_trial1, P01_trial2, P02_trial1" in paragraph
+    manifest.write_text(json.dumps({"participant_pattern": "^(P\\d+_"}))
+    assert "participant_pattern is not a regular expression" in _failure(cohort_dir)

@@ -327,3 +327,29 @@ def test_a_label_file_with_code_in_its_pickles_never_runs_it_and_stops_the_run(t
     assert not failure.value.retryable
     pd.testing.assert_frame_equal(read_collected_data(write_collected_data(frame, tmp_path / "clean", "P001", "lab")),
                                   frame, check_names=False)  # DeepLabCut's own files still read
+
+
+def test_participants_named_by_the_cohorts_pattern_are_held_out_whole(tiny_cohort, tmp_path, caplog):
+    """Two videos of one person (P001, P002) and one of another (P003), by the pattern in cohort.json: the label
+    table says who is who, and by_participant tests on one person's every video, never on half of them."""
+    import json
+    import logging
+    import shutil
+
+    root = shutil.copytree(tiny_cohort, tmp_path / "data")
+    manifest = root / "cohorts" / "tiny" / "cohort.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "participant_pattern": "^(P00(?=[12])|P003)"}))
+    conf = {**SMALL, "split_mode": "by_participant", "frame_set_sizes": [14, 18]}  # either person held out fits
+    run = stages.prepare_run(root, conf, "manual__people")
+    stages.extract_cohort_frames(run)
+    stages.label_frames(run)
+    table = pd.read_csv(run.layout.labels_file)
+    assert dict(table[["video", "participant"]].drop_duplicates().values) == {"P001": "P00", "P002": "P00",
+                                                                              "P003": "P003"}
+    stages.validate_label_table(run)
+    with caplog.at_level(logging.INFO, logger="posesweep.stages"):
+        stages.make_frame_sets(run)
+    for frame_set in stages.load_frame_sets(run.layout):
+        tested = {video for video, _ in frame_set.test}
+        assert tested in ({"P001", "P002"}, {"P003"}) and not tested & {video for video, _ in frame_set.train}
+    assert "participants held out for testing: " in caplog.text and "(1 of 2)" in caplog.text

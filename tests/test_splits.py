@@ -44,3 +44,17 @@ def test_by_participant_never_shares_a_participant_between_train_and_test():
 def test_unknown_split_mode_is_refused():
     with pytest.raises(FrameSetError, match="split_mode"):
         build_frame_sets(FRAMES, [20], 0.9, seed=1, split_mode="random")
+
+
+def test_by_participant_keeps_all_trials_of_a_person_on_one_side():
+    """Three trials per person (P01_trial1..3): with the cohort's participant names, no person is both trained and
+    tested on; taking each video as a person (no names given) would put the same people on both sides."""
+    trials = [(f"P{p:02d}_trial{t}", f"img{i:02d}.png") for p in range(1, 7) for t in (1, 2, 3) for i in range(5)]
+    person = {video: video.split("_")[0] for video, _ in trials}
+    sets = build_frame_sets(trials, [30, 60], 0.8, seed=5, split_mode="by_participant", participant_of=person)
+    for s in sets:
+        trained, tested = {person[v] for v, _ in s.train}, {person[v] for v, _ in s.test}
+        assert tested and not trained & tested
+        assert {v for v, _ in s.test} == {v for v, _ in trials if person[v] in tested}  # every trial of each
+    by_video = build_frame_sets(trials, [30, 60], 0.8, seed=5, split_mode="by_participant")
+    assert any({person[v] for v, _ in s.train} & {person[v] for v, _ in s.test} for s in by_video)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -47,6 +48,14 @@ class Cohort:
     bodyparts: tuple[str, ...]
     scorer: str
     kind: str  # "videos" | "synthetic" | "dlc_project"
+    participant_pattern: str | None = None  # cohort.json: how a video's name names its participant
+
+    def participant_of(self, video_stem: str) -> str:
+        """The participant a video shows: the pattern's first group (or whole match) in its name, else the name."""
+        if not self.participant_pattern:
+            return video_stem
+        match = re.search(self.participant_pattern, video_stem)
+        return match.group(1) if match.re.groups else match.group(0)
 
     @property
     def synthetic(self) -> bool:
@@ -108,7 +117,35 @@ def _load_dlc_project(cohort_dir: Path) -> Cohort:
             fix=(f"set scorer: in config.yaml to the name in the label files' names ({others[0]!r} for "
                  f"CollectedData_{others[0]}.h5)" if others else
                  "label the frames with DeepLabCut (its GUI saves CollectedData_<scorer>.h5 beside them)"))
-    return Cohort(cohort_dir.name, cohort_dir, folders, tuple(config["bodyparts"]), scorer, "dlc_project")
+    pattern = participant_pattern(cohort_dir, read_cohort_manifest(cohort_dir) or {}, [f.name for f in folders])
+    return Cohort(cohort_dir.name, cohort_dir, folders, tuple(config["bodyparts"]), scorer, "dlc_project", pattern)
+
+
+def participant_pattern(cohort_dir: Path, manifest: dict, video_stems: list[str]) -> str | None:
+    """cohort.json's ``participant_pattern`` (a regular expression; its first group, or its match, in a video's
+    name is the participant), checked against every video: a typo would silently make each video a person."""
+    pattern = manifest.get("participant_pattern")
+    if pattern is None:
+        return None
+    file = cohort_dir / COHORT_FILE
+    example = '"participant_pattern": "^(P\\\\d+)_" (P07_trial2 -> P07)'
+    try:
+        compiled = re.compile(pattern) if isinstance(pattern, str) and pattern else None
+    except re.error as error:
+        raise CohortError("participant_pattern is not a regular expression", file=file,
+                          found=f"{pattern!r}: {error}", allowed=example, fix="correct the pattern") from None
+    if compiled is None:
+        raise CohortError("participant_pattern must be a non-empty string", file=file, found=repr(pattern),
+                          allowed=example, fix="correct the pattern, or remove it (each video is then a participant)")
+    unmatched = [stem for stem in video_stems
+                 if not (m := compiled.search(stem)) or not (m.group(1) if compiled.groups else m.group(0))]
+    if unmatched:
+        raise CohortError("participant_pattern does not name a participant in every video's name", file=file,
+                          found=f"{pattern!r} finds nothing in " + ", ".join(unmatched[:5])
+                          + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""),
+                          allowed=example, fix="change the pattern so that it matches every video's name, or "
+                                               "rename the videos named")
+    return pattern
 
 
 def read_cohort_manifest(cohort_dir: Path) -> dict | None:
@@ -154,7 +191,8 @@ def load_cohort(cohort_dir: Path) -> Cohort:
     manifest = manifest or {}  # a lab's cohort.json may only say where the landing square is
     bodyparts = tuple(manifest.get("bodyparts", FRONTAL_BODYPARTS))
     scorer = manifest.get("scorer", HUMAN_SCORER)
-    return Cohort(cohort_dir.name, cohort_dir, videos, bodyparts, scorer, "synthetic" if synthetic else "videos")
+    return Cohort(cohort_dir.name, cohort_dir, videos, bodyparts, scorer, "synthetic" if synthetic else "videos",
+                  participant_pattern(cohort_dir, manifest, [v.stem for v in videos]))
 
 
 def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:

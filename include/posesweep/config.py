@@ -37,7 +37,8 @@ BAD_VIDEO_POLICIES = {
 SPLIT_MODES = {
     "paper": "a random split inside each frame set (the study's design)",
     "fixed_test": "one test set shared by all sizes",
-    "by_participant": "test frames only from participants never seen in training"}
+    "by_participant": "test frames only from participants never seen in training (cohort.json participant_pattern: "
+                      "several videos per participant)"}
 ENGINES = {
     "tensorflow": "DeepLabCut's TensorFlow engine, as the paper trained (CPU or a TensorFlow GPU)",
     "pytorch": "DeepLabCut 3's PyTorch engine and model, trained by posesweep with frames, augmentation and targets "

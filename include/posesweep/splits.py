@@ -9,9 +9,11 @@ inside the larger ones. Split modes:
 * ``fixed_test``: one test set, ``round(smallest size x (1 - train_fraction))``
   frames, shared by all sizes; a set of size n adds the first n - |test| training
   frames. Sizes are then compared on the same frames.
-* ``by_participant``: the test set is every frame of held-out participants
-  (videos), about ``1 - train_fraction`` of the smallest set; training frames come
-  from the other participants only: generalisation to people never seen.
+* ``by_participant``: the test set is every frame of held-out participants, about
+  ``1 - train_fraction`` of the smallest set; training frames come from the other
+  participants only: generalisation to people never seen. A participant is a video,
+  or, where the cohort says how video names name participants (several trials per
+  person), all of that person's videos.
 
 The result is saved with the run and reused by training and evaluation.
 """
@@ -54,7 +56,8 @@ SPLIT_MODES = ("paper", "fixed_test", "by_participant")
 
 
 def build_frame_sets(frames: list[FrameId], sizes: list[int], train_fraction: float, seed: int,
-                     split_mode: str = "paper") -> list[FrameSet]:
+                     split_mode: str = "paper", participant_of: dict[str, str] | None = None) -> list[FrameSet]:
+    """``participant_of``: video stem -> participant (by_participant; default: each video its own)."""
     frames = sorted(frames)
     if max(sizes) > len(frames):
         raise FrameSetError(f"frame_set_sizes {list(sizes)} ask for up to {max(sizes)} frames, "
@@ -66,7 +69,7 @@ def build_frame_sets(frames: list[FrameId], sizes: list[int], train_fraction: fl
         n_test = int(round(min(sizes) * (1 - train_fraction)))
         return _shared_test_splits(order[:n_test], order[n_test:], sorted(sizes))
     if split_mode == "by_participant":
-        return _by_participant_splits(frames, sorted(sizes), train_fraction, seed)
+        return _by_participant_splits(frames, sorted(sizes), train_fraction, seed, participant_of or {})
     raise FrameSetError(f"split_mode {split_mode!r}: choose one of {SPLIT_MODES}")
 
 
@@ -81,9 +84,10 @@ def _shared_test_splits(test: list[FrameId], train_order: list[FrameId], sizes: 
     return out
 
 
-def _by_participant_splits(frames: list[FrameId], sizes: list[int], train_fraction: float,
-                           seed: int) -> list[FrameSet]:
-    participants = sorted({video for video, _ in frames})
+def _by_participant_splits(frames: list[FrameId], sizes: list[int], train_fraction: float, seed: int,
+                           participant_of: dict[str, str]) -> list[FrameSet]:
+    person = {video: participant_of.get(video, video) for video, _ in frames}
+    participants = sorted(set(person.values()))
     if len(participants) < 2:
         raise FrameSetError("split_mode by_participant needs frames from at least 2 participants")
     rng = np.random.default_rng(seed)
@@ -94,8 +98,8 @@ def _by_participant_splits(frames: list[FrameId], sizes: list[int], train_fracti
         if len(test) >= wanted or len(held_out) == len(participants) - 1:
             break
         held_out.append(participants[index])
-        test += [f for f in frames if f[0] == participants[index]]
-    rest = [f for f in frames if f[0] not in held_out]
+        test += [f for f in frames if person[f[0]] == participants[index]]
+    rest = [f for f in frames if person[f[0]] not in held_out]
     train_order = [rest[i] for i in rng.permutation(len(rest))]
     return _shared_test_splits(test, train_order, sizes)
 

@@ -255,6 +255,7 @@ def label_frames(run: Run) -> dict:
                                  cohort.scorer)
     write_json_atomic(layout.label_sources_file, sources)
     table = build_label_table(labeled_data, [video_stem(v) for v in videos], cohort.scorer)
+    table["participant"] = table["video"].astype(str).map(cohort.participant_of)
     write_label_table(table, layout.labels_file)
     frames = table[["video", "image"]].drop_duplicates()
     log.info("labels: %d frames from %d videos, %d landmarks (%s labeler)", len(frames), len(videos),
@@ -294,12 +295,19 @@ def validate_label_table(run: Run) -> dict:
 def make_frame_sets(run: Run) -> list[dict]:
     layout, study = run.layout, run.study
     table = read_label_table(layout.validated_labels_file)
+    participant_of = dict(zip(table["video"].astype(str), table["participant"].astype(str)))
     frame_sets = build_frame_sets(labeled_frames(table), list(study.frame_set_sizes), study.train_fraction,
-                                  study.seed, study.split_mode)
+                                  study.seed, study.split_mode, participant_of)
     write_json_atomic(layout.splits_file, {"frame_sets": [fs.to_json_dict() for fs in frame_sets]})
     for fs in frame_sets:
         log.info("frame set %d: %d train, %d test frames (DeepLabCut shuffle %d)", fs.frame_set_size,
                  len(fs.train), len(fs.test), fs.shuffle)
+    if study.split_mode == "by_participant":
+        held_out = sorted({participant_of[video] for video, _ in frame_sets[0].test})
+        log.info("participants held out for testing: %s (%d of %d)%s", ", ".join(held_out), len(held_out),
+                 len(set(participant_of.values())), "" if run.cohort.participant_pattern else
+                 f"; each video is one participant (if a participant has several videos, set "
+                 f"\"participant_pattern\" in {run.cohort.root / COHORT_FILE})")
     return [{"frame_set_size": fs.frame_set_size, "shuffle": fs.shuffle} for fs in frame_sets]
 
 
