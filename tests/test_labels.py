@@ -5,7 +5,7 @@ import pytest
 import conftest
 from posesweep import stages
 from posesweep.cohort import CohortError
-from posesweep.labels import TIDY_COLUMNS, LabelFileError, read_collected_data, tidy_from_collected
+from posesweep.labels import TIDY_COLUMNS, LabelFileError, read_collected_data, read_label_table, tidy_from_collected
 from posesweep.validation import LabelValidationError, validate_labels
 
 SMALL = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6, 12], "train_fraction": 0.8,
@@ -164,6 +164,34 @@ def test_frames_saved_without_any_label_are_left_out_of_an_imported_project_and_
     assert f"3 of 55 frames have no label at all and are left out ({', '.join(blank)})" in caplog.text
     table = pd.read_csv(run.layout.labels_file)
     assert not set(blank) & set(table["image"]) and table["image"].nunique() == 52
+
+
+def test_a_video_named_with_digits_only_keeps_its_name_through_labels_validation_and_frame_sets(reaching_project,
+                                                                                                tmp_path):
+    """Labs name videos 0012.mp4: a table read back must not turn the folder 0012 into the number 12 (validation
+    crashed on it). Only DeepLabCut's CSV copy of the labels here (three index columns, as 2.2+ writes it)."""
+    import shutil
+
+    root = tmp_path / "data"
+    (root / "cohorts").mkdir(parents=True)
+    project = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    folder = project / "labeled-data" / "0012"
+    (project / "labeled-data" / "reachingvideo1").rename(folder)
+    h5 = folder / "CollectedData_Mackenzie.h5"
+    frame = read_collected_data(h5)
+    frame.index = pd.MultiIndex.from_tuples([("labeled-data", "0012", image) for *_, image in frame.index])
+    frame.to_csv(h5.with_suffix(".csv"))
+    h5.unlink()
+    assert read_collected_data(h5).index[0][1] == "0012"
+    conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
+            "snapshot_interval": 50, "max_missing_label_fraction": 0.8}
+    run = stages.prepare_run(root, conf, "manual__digits")
+    stages.extract_cohort_frames(run)
+    assert stages.label_frames(run) == {"labeled_frames": 55, "videos": 1}
+    assert stages.validate_label_table(run)["success"]
+    stages.make_frame_sets(run)
+    assert {video for video, _ in stages.frame_set_of(run.layout, 20).train} == {"0012"}
+    assert set(read_label_table(run.layout.validated_labels_file)["video"]) == {"0012"}
 
 
 def test_an_unreadable_image_is_called_that_not_a_missing_landmark(labeled_run):

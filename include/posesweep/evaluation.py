@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .layout import RunLayout, atomic_path, read_json
+from .layout import RunLayout, atomic_path, read_csv_table, read_json
 from .splits import FrameSet
 from .images import read_rgb
 from .training import pose_cfg_paths, snapshot_iterations_in
@@ -226,7 +226,7 @@ def score_snapshot(layout: RunLayout, data: ScoringInput, scorer: SnapshotScorer
 
 
 def assemble_network_table(layout: RunLayout, frame_set_size: int, iterations: list[int]) -> Path:
-    table = pd.concat([pd.read_csv(layout.snapshot_errors_file(frame_set_size, it)) for it in iterations],
+    table = pd.concat([read_csv_table(layout.snapshot_errors_file(frame_set_size, it)) for it in iterations],
                       ignore_index=True)
     target = layout.evaluation_file(frame_set_size)
     with atomic_path(target) as tmp:
@@ -340,7 +340,7 @@ class ScoringWhileTraining:
 def combine_error_tables(layout: RunLayout, frame_set_sizes: list[int],
                          px_per_mm_by_video: dict[str, float] | None = None) -> pd.DataFrame:
     """The run's one tidy table (``evaluation/errors.csv``), with errors in mm where the video's scale is known."""
-    tables = [pd.read_csv(layout.evaluation_file(size)) for size in frame_set_sizes]
+    tables = [read_csv_table(layout.evaluation_file(size)) for size in frame_set_sizes]
     table = pd.concat(tables, ignore_index=True)
     table["px_per_mm"] = table["video"].astype(str).map(px_per_mm_by_video or {}).astype(float)
     table["error_mm"] = table["error_px"] / table["px_per_mm"]

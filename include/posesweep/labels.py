@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import LabelFileError
-from .layout import atomic_path, write_csv_atomic
+from .layout import atomic_path, read_csv_table, write_csv_atomic
 from .safe_hdf import CodeInPickleError, read_hdf_without_code
 
 log = logging.getLogger(__name__)
@@ -82,11 +82,21 @@ def read_collected_data(path: Path) -> pd.DataFrame:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, header=[0, 1, 2], index_col=0)
-    if not frame.index.astype(str).str.contains("/").all():  # DeepLabCut 2.2+: three index columns
-        frame = pd.read_csv(path, header=[0, 1, 2], index_col=[0, 1, 2])
-    if not all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
-        raise ValueError("label columns are not numeric: not a DeepLabCut CollectedData table")
+    """DeepLabCut's CSV copy: one row index column ("labeled-data/<video>/<image>") or three (2.2+), read as text
+    (a folder named 0012 is not the number 12), then three header rows over the numbers."""
+    raw = pd.read_csv(path, header=[0, 1, 2], dtype=str)
+    coords = [column[2] for column in raw.columns]
+    first_label = next((i for i, coord in enumerate(coords) if coord in ("x", "y", "likelihood")), None)
+    if not first_label:
+        raise ValueError("no x/y label columns under the header rows: not a DeepLabCut CollectedData table")
+    names = raw.iloc[:, :first_label]
+    try:
+        frame = raw.iloc[:, first_label:].apply(pd.to_numeric)
+    except ValueError:
+        raise ValueError("label columns are not numeric: not a DeepLabCut CollectedData table") from None
+    frame.index = pd.MultiIndex.from_frame(names) if first_label > 1 else pd.Index(names.iloc[:, 0])
+    frame.index.names = [None] * first_label
+    frame.columns = pd.MultiIndex.from_tuples(list(frame.columns), names=["scorer", "bodyparts", "coords"])
     return frame
 
 
@@ -174,4 +184,4 @@ def write_label_table(table: pd.DataFrame, target: Path) -> Path:
 
 
 def read_label_table(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path)
+    return read_csv_table(path)

@@ -182,6 +182,17 @@ def write_csv_atomic(table, target: Path) -> Path:
     return target
 
 
+NAME_COLUMNS = {"video": str, "participant": str, "image": str}  # names, even where they look like numbers
+
+
+def read_csv_table(path: Path, **kwargs):
+    """A table posesweep wrote (labels, errors), its video, participant and image names read as text: a video
+    named 0012 stays 0012, not the number 12."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=NAME_COLUMNS, **kwargs)
+
+
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
