@@ -141,8 +141,7 @@ def participant_pattern(cohort_dir: Path, manifest: dict, video_stems: list[str]
                  if not (m := compiled.search(stem)) or not (m.group(1) if compiled.groups else m.group(0))]
     if unmatched:
         raise CohortError("participant_pattern does not name a participant in every video's name", file=file,
-                          found=f"{pattern!r} finds nothing in " + ", ".join(unmatched[:5])
-                          + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""),
+                          found=f"{pattern!r} finds nothing in {_some(unmatched)}",
                           allowed=example, fix="change the pattern so that it matches every video's name, or "
                                                "rename the videos named")
     return pattern
