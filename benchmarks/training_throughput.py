@@ -153,7 +153,7 @@ else:  # what posesweep's trainer runs per iteration
 for i in range(max({warmup}, WARMUP_STEPS + 2)):  # compilation, or the graph's warm-up and capture, untimed
     step(i)
 _sync(); t = time.perf_counter()
-for i in range(100, 100 + {steps}):
+for i in range(100, 100 + {steps}):  # iterations past any warm-up count: batches in their usual order
     loss = step(i)
 _sync(); seconds = time.perf_counter() - t
 _finish({{"images_per_second": {steps} * {batch} / seconds, "seconds": seconds, "device": loop.settings.describe(),
