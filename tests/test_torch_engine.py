@@ -321,39 +321,78 @@ def augment_batch_of(loop):
                            loop.settings.device)
 
 
-def test_the_frame_cache_holds_frames_of_different_sizes_padded_and_refuses_an_image_changed_since_validation(
-        tmp_path):
-    from posesweep.errors import LabelFileError
+def _two_camera_cache(tmp_path):
+    """Frames of two cameras, (height, width) 30x40 and 20x50: knee at the centre, hip near the right edge
+    (it leaves its own frame, not the padded one, when scaled up), ankle unlabelled."""
     from posesweep.labels import tidy_from_collected
     from posesweep.torch_engine.frame_cache import load_frame_cache
 
     rng = np.random.default_rng(3)
-    shapes = {("camA", "img01.png"): (30, 40), ("camB", "img07.png"): (20, 50)}  # two cameras: (height, width)
+    shapes = {("camA", "img01.png"): (30, 40), ("camB", "img07.png"): (20, 50)}
     index, rows = [], []
     for (video, image), (height, width) in shapes.items():
         (tmp_path / video).mkdir()
-        cv2.imwrite(str(tmp_path / video / image), rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        image_rgb = cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (0, 0), 2)
+        cv2.imwrite(str(tmp_path / video / image), image_rgb)
         index.append(("labeled-data", video, image))
-        rows.append([width / 2, height / 2, np.nan, np.nan])
-    columns = pd.MultiIndex.from_product([["lab"], ["knee", "ankle"], ["x", "y"]],
+        rows.append([width / 2, height / 2, 0.95 * width, height / 2, np.nan, np.nan])
+    columns = pd.MultiIndex.from_product([["lab"], ["knee", "hip", "ankle"], ["x", "y"]],
                                          names=["scorer", "bodyparts", "coords"])
     labels = tidy_from_collected(pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index), columns=columns),
                                  tmp_path)
     frames = list(shapes)
-    cache = load_frame_cache(tmp_path, frames, labels, ["knee", "ankle"], torch.device("cpu"))
+    cache = load_frame_cache(tmp_path, frames, labels, ["knee", "hip", "ankle"], torch.device("cpu"))
+    return cache, shapes, labels
+
+
+def test_the_frame_cache_holds_frames_of_different_sizes_padded_and_refuses_an_image_changed_since_validation(
+        tmp_path):
+    from posesweep.errors import LabelFileError
+    from posesweep.torch_engine.frame_cache import load_frame_cache
+
+    cache, shapes, labels = _two_camera_cache(tmp_path)
+    frames = list(shapes)
     assert tuple(cache.frames.shape) == (2, 3, 30, 50) and (cache.height, cache.width) == (30, 50)
+    assert cache.sizes.tolist() == [[30, 40], [20, 50]]  # each frame's own size is kept
     for i, ((video, image), (height, width)) in enumerate(shapes.items()):
         rgb = cv2.cvtColor(cv2.imread(str(tmp_path / video / image)), cv2.COLOR_BGR2RGB)
         assert torch.equal(cache.frames[i, :, :height, :width], torch.from_numpy(rgb).permute(2, 0, 1))
         assert int(cache.frames[i, :, height:, :].sum()) == 0 and int(cache.frames[i, :, :, width:].sum()) == 0
         assert cache.keypoints[i, 0].tolist() == [width / 2, height / 2]
-        assert torch.isnan(cache.keypoints[i, 1]).all()  # an unlabelled landmark stays NaN
+        assert torch.isnan(cache.keypoints[i, 2]).all()  # an unlabelled landmark stays NaN
 
     cv2.imwrite(str(tmp_path / "camB" / "img07.png"), np.zeros((24, 50, 3), np.uint8))  # re-exported since
     with pytest.raises(LabelFileError) as failure:
-        load_frame_cache(tmp_path, frames, labels, ["knee", "ankle"], torch.device("cpu"))
+        load_frame_cache(tmp_path, frames, labels, ["knee", "hip", "ankle"], torch.device("cpu"))
     assert f"File: {tmp_path / 'camB' / 'img07.png'}" in str(failure.value)
     assert "Found: 50x24 px" in str(failure.value) and "Allowed: 50x20 px" in str(failure.value)
+
+
+def test_frames_of_different_sizes_are_each_augmented_as_deeplabcut_augments_the_frame_alone(tmp_path):
+    """In a padded batch, each frame turns and scales about its own centre, its keypoints are visible only inside
+    its own extent, and the padding stays black: the same image and keypoints as the frame augmented alone."""
+    from posesweep.torch_engine.trainer import augmented_batch
+
+    cache, shapes, _ = _two_camera_cache(tmp_path)
+    config = augment.AugmentationConfig(affine_p=1.0, rotation_deg=20.0, scaling=(1.25, 1.25), gaussian_noise=0.0)
+    images, moved, visible = augmented_batch(cache, torch.tensor([0, 1]), config, torch.Generator().manual_seed(5),
+                                             torch.device("cpu"))
+    draws = augment.sample_params(config, 2, torch.Generator().manual_seed(5), torch.device("cpu"))
+    black = augment.normalise(torch.zeros(1, 3, 1, 1))[0]
+    for i, (height, width) in enumerate(shapes.values()):
+        alone = augment.AugmentationParams(draws.scale[i:i + 1], draws.rotation_deg[i:i + 1],
+                                           draws.translation_px[i:i + 1], draws.noise_std[i:i + 1])
+        matrices = augment.affine_matrices(alone, height, width)
+        frame = cache.frames[i:i + 1, :, :height, :width]
+        expected = augment.normalise(augment.warp_images(frame, matrices))[0]
+        torch.testing.assert_close(images[i, :, :height, :width], expected, atol=1e-4, rtol=0)
+        assert torch.equal(images[i, :, height:, :], black.expand(3, 30 - height, 50))
+        assert torch.equal(images[i, :, :, width:], black.expand(3, 30, 50 - width))
+        expected_moved, expected_visible = augment.transform_keypoints(cache.keypoints[i:i + 1], matrices, height,
+                                                                       width)
+        torch.testing.assert_close(moved[i], expected_moved[0], equal_nan=True)
+        assert visible[i].tolist() == expected_visible[0].tolist()
+    assert visible[0].tolist() == [True, False, False]  # the hip left camA's 40 px, not the padded 50 px
 
 
 def test_a_frame_cache_larger_than_the_machine_fails_before_it_is_built_saying_how_much_memory_to_give():

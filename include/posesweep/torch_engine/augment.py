@@ -17,6 +17,11 @@ frames where they live (a GPU when there is one):
 
 A keypoint that leaves the image is marked not visible (DeepLabCut sets its
 visibility to 0), as is a missing label.
+
+Frames of different sizes (several cameras) sit padded in one batch; each is then
+augmented about its own centre, its keypoints are visible only inside its own
+extent, and whatever the warp moves beyond that extent is blacked out: the frame
+is augmented as DeepLabCut augments it alone (``height``/``width`` per frame).
 """
 
 from __future__ import annotations
@@ -88,8 +93,12 @@ def sample_params(config: AugmentationConfig, batch: int, generator: torch.Gener
     return AugmentationParams(scale, rotation, translation, noise_std)
 
 
-def affine_matrices(params: AugmentationParams, height: int, width: int) -> torch.Tensor:
-    """(B, 3, 3) pixel-space matrices taking a source point to its augmented position."""
+Size = int | torch.Tensor  # one size for the batch, or one per frame (B,)
+
+
+def affine_matrices(params: AugmentationParams, height: Size, width: Size) -> torch.Tensor:
+    """(B, 3, 3) pixel-space matrices taking a source point to its augmented position, about each frame's
+    centre."""
     angle = -params.rotation_deg * (math.pi / 180.0)  # albumentations rotates by minus the drawn angle
     cos, sin = torch.cos(angle) * params.scale, torch.sin(angle) * params.scale
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
@@ -102,14 +111,30 @@ def affine_matrices(params: AugmentationParams, height: int, width: int) -> torc
     return matrix
 
 
-def transform_keypoints(keypoints: torch.Tensor, matrices: torch.Tensor, height: int,
-                        width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augmented (B, K, 2) keypoints and their visibility (B, K): False where missing or outside the image."""
+def _per_frame(size: Size) -> Size:
+    """A per-frame size as a column, to compare with (B, K) or broadcast over (B, H, W)."""
+    return size[:, None] if isinstance(size, torch.Tensor) else size
+
+
+def transform_keypoints(keypoints: torch.Tensor, matrices: torch.Tensor, height: Size,
+                        width: Size) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmented (B, K, 2) keypoints and their visibility (B, K): False where missing or outside the frame."""
     xy1 = torch.cat([keypoints, torch.ones_like(keypoints[..., :1])], dim=-1)
     moved = torch.einsum("bij,bkj->bki", matrices, xy1)[..., :2]
     x, y = moved[..., 0], moved[..., 1]
-    visible = ~torch.isnan(x) & ~torch.isnan(y) & (x >= 0) & (x <= width) & (y >= 0) & (y <= height)
+    visible = (~torch.isnan(x) & ~torch.isnan(y) & (x >= 0) & (x <= _per_frame(width)) & (y >= 0)
+               & (y <= _per_frame(height)))
     return moved, visible
+
+
+def black_outside(frames: torch.Tensor, heights: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) frames with every pixel beyond each frame's own (height, width) set to 0 (the padding a
+    warp may have moved image content into)."""
+    _, _, h, w = frames.shape
+    rows = torch.arange(h, device=frames.device, dtype=heights.dtype)
+    columns = torch.arange(w, device=frames.device, dtype=widths.dtype)
+    inside = (rows[None, :, None] < heights[:, None, None]) & (columns[None, None, :] < widths[:, None, None])
+    return frames * inside[:, None]
 
 
 def invert_affine(matrices: torch.Tensor) -> torch.Tensor:

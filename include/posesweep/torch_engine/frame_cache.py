@@ -4,7 +4,8 @@ Frames are kept as uint8 (a 1920x1080 frame is 6.2 MB; the paper's largest frame
 of 720 training frames, 4.5 GB), in GPU memory when they fit in half of what is free,
 else in pinned host memory (copied per batch without blocking). Frames of different
 sizes are padded with black to the largest (bottom and right), so one tensor holds
-them; the labels do not move. Each frame is decoded straight into its slot (sizes come
+them; the labels do not move, and each frame's own size is kept (augmentation works
+within it). Each frame is decoded straight into its slot (sizes come
 from the label table), so building the cache never holds the frame set twice; a cache
 the host could not hold fails before it is built, saying how much memory to give.
 """
@@ -33,6 +34,7 @@ class FrameCache:
     keypoints: torch.Tensor  # (N, K, 2) float32 x, y in px; NaN where not labelled
     names: list[tuple[str, str]]  # (video, image) of each frame
     where: str  # "device" or "pinned host memory" or "host memory"
+    sizes: torch.Tensor | None = None  # (N, 2) float32 height, width in px of each frame where they differ, else None
 
     @property
     def height(self) -> int:
@@ -45,20 +47,26 @@ class FrameCache:
     def __len__(self) -> int:
         return len(self.names)
 
-    def batch(self, indices: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(uint8 frames, keypoints) of the indexed frames, on ``device``."""
+    def batch(self, indices: torch.Tensor, device: torch.device
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(uint8 frames, keypoints, each frame's (height, width) or None where all have one size) of the indexed
+        frames, on ``device``."""
         if self.frames.device.type == torch.device(device).type:  # "cuda" is not equal to the cache's "cuda:0"
             if device.type == "cuda" and indices.device.type == "cpu":  # a pageable copy would wait for the GPU
                 indices = indices.pin_memory().to(device, non_blocking=True)
-            return self.frames[indices], self.keypoints[indices]
+            return self.frames[indices], self.keypoints[indices], self._sizes_of(indices, device)
         host = indices.cpu()
         if not self.frames.is_pinned():
-            return self.frames[host].to(device), self.keypoints[host].to(device)
+            return self.frames[host].to(device), self.keypoints[host].to(device), self._sizes_of(host, device)
         # gathered into pinned memory (an indexed tensor is pageable: its copy would wait); a new buffer per batch,
         # which PyTorch's host allocator reuses only once the copy from it has finished
         staged = torch.empty((len(host), *self.frames.shape[1:]), dtype=self.frames.dtype, pin_memory=True)
         torch.index_select(self.frames, 0, host, out=staged)
-        return staged.to(device, non_blocking=True), self.keypoints[host].to(device, non_blocking=True)
+        return (staged.to(device, non_blocking=True), self.keypoints[host].to(device, non_blocking=True),
+                self._sizes_of(host, device))
+
+    def _sizes_of(self, indices: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+        return None if self.sizes is None else self.sizes[indices].to(device, non_blocking=True)
 
 
 def keypoints_of(labels: pd.DataFrame, frames: list[tuple[str, str]], bodyparts: list[str]) -> np.ndarray:
@@ -128,6 +136,8 @@ def load_frame_cache(labeled_data: Path, frames: list[tuple[str, str]], labels: 
         stack[i, :, :rgb.shape[0], :rgb.shape[1]] = torch.from_numpy(rgb).permute(2, 0, 1).to(stack.device)
     keypoints = torch.from_numpy(keypoints_of(labels, frames, bodyparts)).to(stack.device)
     where = "device" if on_device else "pinned host memory" if pin else "host memory"
-    log.info("frame cache: %d frames of %dx%d px (%.0f MB uint8) in %s", len(frames), width, height, nbytes / 1e6,
-             where)
-    return FrameCache(stack, keypoints, list(frames), where)
+    padded = len(np.unique(sizes, axis=0)) > 1
+    log.info("frame cache: %d frames of %dx%d px%s (%.0f MB uint8) in %s", len(frames), width, height,
+             " (smaller ones padded)" if padded else "", nbytes / 1e6, where)
+    own_sizes = torch.from_numpy(sizes.astype(np.float32)).to(stack.device) if padded else None
+    return FrameCache(stack, keypoints, list(frames), where, own_sizes)

@@ -121,11 +121,15 @@ class BatchSampler:
 def augmented_batch(cache: FrameCache, indices: torch.Tensor, config: augment.AugmentationConfig,
                     generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(network input, keypoints, visibility) of a batch, augmented on the device."""
-    frames, keypoints = cache.batch(indices, device)
+    frames, keypoints, sizes = cache.batch(indices, device)
     params = augment.sample_params(config, len(indices), generator, device)
-    matrices = augment.affine_matrices(params, cache.height, cache.width)
-    moved, visible = augment.transform_keypoints(keypoints, matrices, cache.height, cache.width)
+    # frames of several sizes: each augmented within its own size, as DeepLabCut augments it alone
+    height, width = (cache.height, cache.width) if sizes is None else (sizes[:, 0], sizes[:, 1])
+    matrices = augment.affine_matrices(params, height, width)
+    moved, visible = augment.transform_keypoints(keypoints, matrices, height, width)
     images = augment.add_noise(augment.warp_images(frames, matrices), params.noise_std, generator)
+    if sizes is not None:  # the padding stays black: nothing the warp or the noise put there
+        images = augment.black_outside(images, height, width)
     return augment.normalise(images), moved, visible
 
 
