@@ -44,10 +44,16 @@ def test_the_real_reaching_project_imports_and_passes_the_generic_suite(reaching
         height, width = cv2.imread(str(labeled / "reachingvideo1" / image)).shape[:2]
         assert (sizes["image_width_px"], sizes["image_height_px"]) == (width, height), image
     assert table["x_px"].isna().any()  # real projects have missing labels
+    assert table.loc[table["image"] == "img005.png", "frame_index"].eq(5).all()  # DeepLabCut's img<index>.png
+
     summary = validate_labels(table, ["Hand", "Finger1", "Tongue", "Joystick1", "Joystick2"], 0.9,
                               tmp_path / "validation", images_root=labeled)
     assert summary["success"] and summary["labeled_frames"] == 55
     assert (tmp_path / "validation" / "data_docs" / "index.html").exists()
+
+    renamed = frame.rename(index={"img005.png": "cam1_0042.png"}, level=2)  # another tool's name: index unknown
+    (labeled / "reachingvideo1" / "img005.png").rename(labeled / "reachingvideo1" / "cam1_0042.png")
+    assert tidy_from_collected(renamed, labeled).query("image == 'cam1_0042.png'")["frame_index"].eq(-1).all()
 
 
 def test_a_label_outside_the_image_and_a_half_labeled_landmark_fail_with_the_frames_named(labeled_run, tmp_path):

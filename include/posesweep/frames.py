@@ -92,6 +92,13 @@ def image_name(frame_index: int, frame_count: int) -> str:
     return f"img{str(frame_index).zfill(width)}.png"
 
 
+def frame_index_of(image: str) -> int:
+    """The video frame an image holds, from DeepLabCut's name for it (``img0042.png`` -> 42); -1 for images named
+    otherwise (another tool's ``cam1_0042.png``: its digits are not known to be a frame index)."""
+    named = re.fullmatch(r"img(\d+)", Path(image).stem)
+    return int(named.group(1)) if named else -1
+
+
 def _ffmpeg() -> str:
     import imageio_ffmpeg
 
@@ -280,7 +287,6 @@ def import_extracted_frames(folder: Path, labeled_data_dir: Path, record_file: P
         if not target.exists():
             with atomic_path(target) as tmp:
                 tmp.write_bytes(image.read_bytes())
-    digits = ["".join(c for c in p.stem if c.isdigit()) for p in images]
     record = {
         "video": str(folder),
         "video_stem": folder.name,
@@ -288,7 +294,7 @@ def import_extracted_frames(folder: Path, labeled_data_dir: Path, record_file: P
         "fps": None,
         "width_px": int(first.shape[1]),
         "height_px": int(first.shape[0]),
-        "frame_indices": [int(d) if d else -1 for d in digits],
+        "frame_indices": [frame_index_of(p.name) for p in images],
         "image_names": [p.name for p in images],
         "seed": None,
         "imported_from": str(folder),

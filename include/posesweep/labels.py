@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import LabelFileError
+from .frames import frame_index_of
 from .layout import atomic_path, read_csv_table, write_csv_atomic
 from .safe_hdf import CodeInPickleError, read_hdf_without_code
 
@@ -139,13 +140,12 @@ def tidy_from_collected(frame: pd.DataFrame, images_root: Path) -> pd.DataFrame:
             img = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED) if image_path.is_file() else None
             sizes[image_path] = (img.shape[1], img.shape[0]) if img is not None else (np.nan, np.nan)
         width, height = sizes[image_path]
-        digits = "".join(ch for ch in Path(image).stem if ch.isdigit())
         for bodypart in frame.columns.get_level_values("bodyparts").unique():
             rows.append({
                 "video": stem,
                 "participant": stem,
                 "image": image,
-                "frame_index": int(digits) if digits else -1,
+                "frame_index": frame_index_of(image),
                 "landmark": bodypart,
                 "x_px": values[(scorer, bodypart, "x")],
                 "y_px": values[(scorer, bodypart, "y")],
