@@ -78,6 +78,17 @@ def test_a_cohort_folder_laid_out_otherwise_is_told_what_was_found_and_where_the
         assert part.format(cohort=cohort) in paragraph
 
 
+def test_video_links_into_a_share_not_mounted_here_are_named_not_dropped(tmp_path):
+    videos = tmp_path / "cohorts" / "knee" / "videos"
+    videos.mkdir(parents=True)
+    (videos / "P01.mp4").write_bytes(b"")
+    (videos / "P02.mp4").symlink_to("/mnt/nas/knee/P02.mp4")  # the share is not mounted on this machine
+    paragraph = _failure(videos.parent)
+    assert "1 video link(s) in videos/ lead to no file on this machine" in paragraph
+    assert f"File: {videos}" in paragraph and "Found: P02.mp4 -> /mnt/nas/knee/P02.mp4" in paragraph
+    assert "mount the share" in paragraph
+
+
 def test_a_cohort_name_that_is_not_a_folder_lists_the_cohorts_there(tmp_path):
     for name in ("knee_2025", "knee_2026"):
         (tmp_path / "cohorts" / name).mkdir(parents=True)

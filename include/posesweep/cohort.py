@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -198,6 +199,16 @@ def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:
     """The cohort's videos (``videos/*`` with a suffix DeepLabCut reads), or one paragraph on what is there
     instead: videos beside ``videos/`` rather than in it, in subfolders, of another format, half a project."""
     videos_dir = cohort_dir / "videos"
+    # a link into a share this machine has not mounted (or DeepLabCut's own links, copied without their videos)
+    # would otherwise drop its participant without a word
+    dangling = sorted(p for p in videos_dir.glob("*") if p.is_symlink() and not p.exists()
+                      and p.suffix.lower() in VIDEO_SUFFIXES)
+    if dangling:
+        raise CohortError(f"{len(dangling)} video link(s) in videos/ lead to no file on this machine",
+                          file=videos_dir, found=_some([f"{p.name} -> {os.readlink(p)}" for p in dangling]),
+                          allowed="videos, or links to videos this machine can read",
+                          fix="mount the share the links point into on every Airflow worker and training pod, "
+                              "or copy the videos themselves into videos/ (cp -L)")
     videos = tuple(sorted(p for p in videos_dir.glob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES))
     if videos:
         return videos
