@@ -89,6 +89,32 @@ def test_video_links_into_a_share_not_mounted_here_are_named_not_dropped(tmp_pat
     assert "mount the share" in paragraph
 
 
+def test_kinematic_landmarks_in_cohort_json_are_checked_against_the_cohorts_landmarks(tmp_path):
+    import json
+
+    cohort = tmp_path / "cohorts" / "knee"
+    (cohort / "videos").mkdir(parents=True)
+    (cohort / "videos" / "P01.mp4").write_bytes(b"")
+    bodyparts = ["RASIS", "LASIS", "RKneeLat", "LKneeLat", "RMall", "LMall"]
+    named = {"right_hip": "RASIS", "right_knee": "RKneeLat", "right_ankle": "RMall", "left_hip": "LASIS",
+             "left_knee": "LKneeLat", "left_ankle": "LMall"}
+    manifest = cohort / "cohort.json"
+    manifest.write_text(json.dumps({"bodyparts": bodyparts, "kinematic_landmarks": named}))
+    assert load_cohort(cohort).kinematic_landmarks == named
+
+    manifest.write_text(json.dumps({"bodyparts": bodyparts, "kinematic_landmarks": {
+        **named, "left_knee": "LKneelat", "left_ankle": "RMall"}}))  # misspelt, and one landmark twice
+    paragraph = _failure(cohort)
+    assert "kinematic_landmarks does not name the six landmarks the knee angles need" in paragraph
+    assert f"File: {manifest}" in paragraph
+    assert "Found: left_knee: 'LKneelat' is not one of the landmarks; 'RMall' is named for several roles" in paragraph
+    assert "Allowed: each of right_hip, right_knee, right_ankle, left_hip, left_knee, left_ankle mapped to a " \
+           "different one of the landmarks RASIS, LASIS, RKneeLat, LKneeLat, RMall, LMall" in paragraph
+    manifest.write_text(json.dumps({"bodyparts": bodyparts, "kinematic_landmarks": {
+        role: name for role, name in named.items() if role != "left_ankle"}}))
+    assert "Found: no left_ankle" in _failure(cohort)
+
+
 def test_a_cohort_name_that_is_not_a_folder_lists_the_cohorts_there(tmp_path):
     for name in ("knee_2025", "knee_2026"):
         (tmp_path / "cohorts" / name).mkdir(parents=True)

@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from posesweep.kinematics import fppa_deg, fppa_sd_deg, frame_kinematics, kinematic_errors
+from posesweep.config import FRONTAL_BODYPARTS
+from posesweep.kinematics import FPPA_LANDMARKS as FPPA_ROLES
+from posesweep.kinematics import fppa_deg, fppa_sd_deg, frame_kinematics, kinematic_errors, landmark_roles
 
 VALGUS_11 = math.degrees(2 * math.atan(10 / 100))  # knee 10 px off a 200 px hip-ankle line, halfway down
 
@@ -72,7 +74,6 @@ def test_the_synthetic_generators_knees_give_their_geometric_angle(valgus):
 
 def test_fppa_error_spread_from_the_simulated_labelers_noise_matches_its_propagation(tmp_path):
     """Labels = truth + the simulated labeler's noise: the FPPA error's SD is what the noise predicts."""
-    from posesweep.config import FRONTAL_BODYPARTS
     from posesweep.synthetic import _draw_participant, label_noise_sd_px, landmark_positions, simulate_labels
 
     rng = np.random.default_rng(11)
@@ -114,3 +115,32 @@ def test_kinematic_errors_per_frame_from_predicted_and_labelled_landmarks():
     assert table.loc["knee_ankle_separation_ratio", "predicted"] == pytest.approx(190 / 200)
     assert table.loc["hip_ankle_width_ratio", "error"] == pytest.approx(0.0)
     assert set(table["unit"]) == {"deg", "ratio"}
+
+
+LAB_NAMES = {"right_hip": "R_ASIS", "right_knee": "RKnee", "right_ankle": "ankle_R", "left_hip": "LeftHip",
+             "left_knee": "knee l", "left_ankle": "LAnkle"}
+
+
+def test_a_labs_own_landmark_names_are_recognised_only_where_each_role_has_one():
+    assert landmark_roles(FRONTAL_BODYPARTS) == ({r: r for r in LAB_NAMES}, "the paper's landmark names")
+    roles, how = landmark_roles([*LAB_NAMES.values(), "RToe", "RKneeLat"])  # more landmarks are fine
+    assert roles == LAB_NAMES and how == "recognised by their names"
+
+    roles, why = landmark_roles([*LAB_NAMES.values(), "right_knee_"])  # two names say "right knee"
+    assert roles is None and why.startswith("RKnee and right_knee_ could each be the right knee")
+    roles, why = landmark_roles([n for r, n in LAB_NAMES.items() if r != "right_knee"] + ["RKneeLat", "RKneeMed"])
+    assert roles is None and why.startswith("no landmark is named as the right knee")
+    assert '"kinematic_landmarks": {"right_hip": "RASIS"' in why  # and how to name them
+    declared = {**LAB_NAMES, "right_knee": "RKneeLat"}
+    assert landmark_roles(["RKneeLat", *LAB_NAMES.values()], declared) == (declared, "named in cohort.json "
+                                                                                     "(kinematic_landmarks)")
+
+
+def test_kinematic_errors_from_a_labs_own_names_equal_those_from_the_papers():
+    from report_input import error_table
+
+    papers = error_table(landmarks=[*FPPA_ROLES, "right_medial_foot"])
+    labs = papers.assign(landmark=papers["landmark"].replace(LAB_NAMES))
+    expected = kinematic_errors(papers)
+    assert len(expected) > 0
+    pd.testing.assert_frame_equal(kinematic_errors(labs, LAB_NAMES), expected)

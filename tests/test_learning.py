@@ -94,3 +94,31 @@ def test_the_report_shows_fppa_error_by_iterations_and_frame_set_size(tmp_path):
     assert f"test FPPA error is {expected:.1f} deg" in summary["recommendation"]
     assert summary["fppa_anova"]["test"]["n_levels"] == 4 and summary["fppa_anova"]["test"]["n_subjects"] == 4
     assert (layout.report_dir / "figure_fppa_error.png").stat().st_size > 10_000
+
+
+def test_the_report_names_the_labs_landmarks_behind_the_knee_angles_or_says_why_there_are_none(tmp_path):
+    from posesweep.kinematics import kinematic_errors, landmark_roles
+    from posesweep.stats import analyse_fppa
+
+    names = {"right_hip": "R_ASIS", "right_knee": "RKnee", "right_ankle": "RAnkle", "left_hip": "L_ASIS",
+             "left_knee": "LKnee", "left_ankle": "LAnkle"}
+    errors = error_table(landmarks=list(names.values()))
+    roles, how = landmark_roles(errors["landmark"].unique())
+    kinematics = kinematic_errors(errors, roles)
+    layout = RunLayout.create(tmp_path / "named", "tiny", "run")
+    page = write_report(layout, analyse(errors), errors, {**context(), "kinematic_landmarks": {"roles": roles,
+                                                                                             "how": how}},
+                        kinematics, analyse_fppa(kinematics)).read_text()
+    assert "Frontal-plane knee kinematics" in page and "figure_fppa_error" in page
+    assert ("Hips, knees and ankles: R_ASIS (right hip), RKnee (right knee), RAnkle (right ankle), L_ASIS (left hip), "
+            "LKnee (left knee), LAnkle (left ankle); recognised by their names.") in page
+    assert json.loads(layout.summary_file.read_text())["kinematic_landmarks"]["roles"] == names
+
+    errors = error_table(landmarks=["RASIS", "LASIS", "RKneeLat", "LKneeLat", "RAnkle", "LAnkle"])
+    roles, why = landmark_roles(errors["landmark"].unique())
+    page, summary = _report(tmp_path / "unnamed", errors, kinematic_landmarks={"roles": roles, "how": why})
+    assert "<p>Not computed: no landmark is named as the right knee, left knee: name them in cohort.json" in page
+    assert summary["kinematic_landmarks"] == {"roles": None, "how": why} and "figure_fppa_error" not in page
+    page, _ = _report(tmp_path / "reaching", error_table(landmarks=["Hand", "Finger1", "Tongue"]),
+                      kinematic_landmarks=dict(zip(("roles", "how"), landmark_roles(["Hand", "Finger1", "Tongue"]))))
+    assert "knee kinematics" not in page.lower()  # a cohort without knees is not told about knee angles

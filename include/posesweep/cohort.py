@@ -50,6 +50,7 @@ class Cohort:
     scorer: str
     kind: str  # "videos" | "synthetic" | "dlc_project"
     participant_pattern: str | None = None  # cohort.json: how a video's name names its participant
+    kinematic_landmarks: dict[str, str] | None = None  # cohort.json: role (right_knee ...) -> the cohort's landmark
 
     def participant_of(self, video_stem: str) -> str:
         """The participant a video shows: the pattern's first group (or whole match) in its name, else the name."""
@@ -118,8 +119,40 @@ def _load_dlc_project(cohort_dir: Path) -> Cohort:
             fix=(f"set scorer: in config.yaml to the name in the label files' names ({others[0]!r} for "
                  f"CollectedData_{others[0]}.h5)" if others else
                  "label the frames with DeepLabCut (its GUI saves CollectedData_<scorer>.h5 beside them)"))
-    pattern = participant_pattern(cohort_dir, read_cohort_manifest(cohort_dir) or {}, [f.name for f in folders])
-    return Cohort(cohort_dir.name, cohort_dir, folders, tuple(config["bodyparts"]), scorer, "dlc_project", pattern)
+    manifest = read_cohort_manifest(cohort_dir) or {}
+    bodyparts = tuple(config["bodyparts"])
+    return Cohort(cohort_dir.name, cohort_dir, folders, bodyparts, scorer, "dlc_project",
+                  participant_pattern(cohort_dir, manifest, [f.name for f in folders]),
+                  declared_kinematic_landmarks(cohort_dir, manifest, bodyparts))
+
+
+def declared_kinematic_landmarks(cohort_dir: Path, manifest: dict, bodyparts: tuple[str, ...]) -> dict | None:
+    """cohort.json's ``kinematic_landmarks``: which of the cohort's landmarks are the hips, knees and ankles
+    (role -> landmark), checked here: a typo would silently drop the knee angles from the report."""
+    from .kinematics import DECLARE_HINT, FPPA_LANDMARKS
+
+    declared = manifest.get("kinematic_landmarks")
+    if declared is None:
+        return None
+    file = cohort_dir / COHORT_FILE
+    allowed = f"each of {', '.join(FPPA_LANDMARKS)} mapped to a different one of the landmarks " \
+              f"{', '.join(map(str, bodyparts))}"
+    if not isinstance(declared, dict):
+        raise CohortError("kinematic_landmarks must map each role to a landmark", file=file,
+                          found=type(declared).__name__, allowed=allowed, fix=DECLARE_HINT)
+    problems = [f"no {role}" for role in FPPA_LANDMARKS if role not in declared]
+    problems += [f"{key!r} is not a role" for key in declared if key not in FPPA_LANDMARKS]
+    problems += [f"{role}: {name!r} is not one of the landmarks" for role, name in declared.items()
+                 if role in FPPA_LANDMARKS and name not in bodyparts]
+    names = [name for role, name in declared.items() if role in FPPA_LANDMARKS]
+    problems += [f"{name!r} is named for several roles" for name in sorted(set(map(str, names)))
+                 if names.count(name) > 1]
+    if problems:
+        raise CohortError("kinematic_landmarks does not name the six landmarks the knee angles need", file=file,
+                          found="; ".join(problems), allowed=allowed,
+                          fix="correct the names (they must be spelled as in the label files), or remove "
+                              "kinematic_landmarks (the report then has no knee angles unless it recognises them)")
+    return {role: declared[role] for role in FPPA_LANDMARKS}
 
 
 def participant_pattern(cohort_dir: Path, manifest: dict, video_stems: list[str]) -> str | None:
@@ -192,7 +225,8 @@ def load_cohort(cohort_dir: Path) -> Cohort:
     bodyparts = tuple(manifest.get("bodyparts", FRONTAL_BODYPARTS))
     scorer = manifest.get("scorer", HUMAN_SCORER)
     return Cohort(cohort_dir.name, cohort_dir, videos, bodyparts, scorer, "synthetic" if synthetic else "videos",
-                  participant_pattern(cohort_dir, manifest, [v.stem for v in videos]))
+                  participant_pattern(cohort_dir, manifest, [v.stem for v in videos]),
+                  declared_kinematic_landmarks(cohort_dir, manifest, bodyparts))
 
 
 def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:

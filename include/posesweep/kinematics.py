@@ -18,6 +18,13 @@ participant, so the participant's right side is on the image's left):
 * **Hip-to-ankle width ratio**: distance between the ankles divided by the
   distance between the hips (ASIS markers): stance width relative to pelvis width.
 
+The six landmarks are named by role (``right_hip`` ... ``left_ankle``, the paper's names).
+A cohort whose landmarks are named otherwise gets them recognised when each role has
+exactly one landmark named only by its side and joint (``RKnee``, ``knee_R``,
+``LeftHip``, ``R_ASIS``: side right|r|rt|left|l|lt, joint hip|asis|knee|ankle, any case
+or separator); ``cohort.json``'s ``kinematic_landmarks`` names them where that is
+ambiguous or the names say more (``RKneeLat``): ``landmark_roles``.
+
 ``fppa_sd_deg`` propagates independent, isotropic Gaussian label noise (SD per
 landmark, px) to the FPPA to first order (delta method), so a lab can see how much
 of a network's FPPA error its labels' own noise explains.
@@ -64,16 +71,50 @@ def frame_kinematics(points: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def has_frontal_landmarks(landmarks) -> bool:
-    return set(FPPA_LANDMARKS) <= set(landmarks)
+SIDE_WORDS = {"right": ("right", "rt", "r"), "left": ("left", "lt", "l")}
+JOINT_WORDS = {"hip": ("hip", "asis"), "knee": ("knee",), "ankle": ("ankle",)}
+DECLARE_HINT = ('name them in cohort.json, e.g. "kinematic_landmarks": {"right_hip": "RASIS", "right_knee": '
+                '"RKnee", "right_ankle": "RAnkle", "left_hip": "LASIS", "left_knee": "LKnee", "left_ankle": "LAnkle"}')
 
 
-def kinematic_errors(errors: pd.DataFrame) -> pd.DataFrame:
+def _role_names(role: str) -> set[str]:
+    """Every name that says only a role's side and joint, lower case without separators (rknee, kneer, ...)."""
+    side, joint = role.split("_")
+    return {a + b for s in SIDE_WORDS[side] for j in JOINT_WORDS[joint] for a, b in ((s, j), (j, s))}
+
+
+def landmark_roles(landmarks, declared: dict[str, str] | None = None) -> tuple[dict[str, str] | None, str]:
+    """Which of the cohort's landmarks are the hips, knees and ankles (role -> landmark), and how that was found;
+    (None, why not) where they cannot be told. ``declared``: cohort.json's ``kinematic_landmarks`` (checked when
+    the cohort is loaded)."""
+    landmarks = list(landmarks)
+    if declared:
+        return dict(declared), "named in cohort.json (kinematic_landmarks)"
+    if set(FPPA_LANDMARKS) <= set(landmarks):
+        return {role: role for role in FPPA_LANDMARKS}, "the paper's landmark names"
+    normalised = {name: "".join(ch for ch in str(name).lower() if ch.isalnum()) for name in landmarks}
+    found = {role: [name for name, plain in normalised.items() if plain in _role_names(role)]
+             for role in FPPA_LANDMARKS}
+    missing = [role for role, names in found.items() if not names]
+    several = {role: names for role, names in found.items() if len(names) > 1}
+    if not missing and not several:
+        return {role: names[0] for role, names in found.items()}, "recognised by their names"
+    why = (f"no landmark is named as the {', '.join(r.replace('_', ' ') for r in missing)}" if missing else
+           "; ".join(f"{' and '.join(names)} could each be the {role.replace('_', ' ')}" for role, names in
+                     several.items()))
+    return None, f"{why}: {DECLARE_HINT}"
+
+
+def kinematic_errors(errors: pd.DataFrame, roles: dict[str, str] | None = None) -> pd.DataFrame:
     """Kinematics from predicted and from labelled landmarks, per frame, network, snapshot and split.
 
     One row per (frame set, snapshot, split, frame, quantity) with ``labelled``, ``predicted``, ``error``
     (predicted - labelled, in the quantity's unit) and ``abs_error``. Frames missing a needed label are left out.
+    ``roles``: which landmark is which (``landmark_roles``); by default the paper's names.
     """
+    if roles:
+        wanted = {landmark: role for role, landmark in roles.items()}
+        errors = errors[errors["landmark"].isin(wanted)].assign(landmark=lambda t: t["landmark"].map(wanted))
     keys = ["frame_set_size", "snapshot_iteration", "split", "video", "image"]
     wide = errors.pivot_table(index=keys, columns="landmark",
                               values=["x_label_px", "y_label_px", "x_pred_px", "y_pred_px"], aggfunc="first")

@@ -379,7 +379,7 @@ def evaluate(run: Run, frame_set_size: int | None = None) -> list[str]:
 
 def analyse_and_report(run: Run) -> str:
     from .evaluation import combine_error_tables
-    from .kinematics import has_frontal_landmarks, kinematic_errors
+    from .kinematics import kinematic_errors, landmark_roles
     from .report import write_report
     from .stats import analyse, analyse_fppa
 
@@ -410,8 +410,12 @@ def analyse_and_report(run: Run) -> str:
         entry.pop("train_dir", None)
         entry["initial_weights"] = entry["initial_weights"]["kind"]
     kinematics = fppa = None
-    if has_frontal_landmarks(run.cohort.bodyparts):
-        kinematics = kinematic_errors(errors)
+    roles, how = landmark_roles(run.cohort.bodyparts, run.cohort.kinematic_landmarks)
+    context["kinematic_landmarks"] = {"roles": roles, "how": how}
+    log.info("knee kinematics: %s", f"from {', '.join(f'{n} ({r})' for r, n in roles.items())}, {how}"
+             if roles else f"not computed: {how}")
+    if roles is not None:
+        kinematics = kinematic_errors(errors, roles)
         write_csv_atomic(kinematics, layout.evaluation_dir / "kinematic_errors.csv")
         fppa = analyse_fppa(kinematics)
     path = write_report(layout, analysis, errors, context, kinematics, fppa)

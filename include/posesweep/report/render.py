@@ -33,6 +33,19 @@ def _template():
     return environment.get_template("report.html.j2")
 
 
+def kinematic_landmark_sentences(landmarks: dict | None, errors: pd.DataFrame) -> dict[str, str | None]:
+    """Which landmarks the knee angles come from, where they are not the paper's names; or why there are none,
+    for a cohort with a landmark named as a knee (any other cohort's report does not mention knees)."""
+    roles = (landmarks or {}).get("roles")
+    sentence = not_computed = None
+    if roles and any(role != name for role, name in roles.items()):
+        sentence = ("Hips, knees and ankles: " + ", ".join(f"{name} ({role.replace('_', ' ')})"
+                                                          for role, name in roles.items()) + f"; {landmarks['how']}.")
+    elif landmarks and not roles and errors["landmark"].astype(str).str.contains("knee", case=False).any():
+        not_computed = landmarks["how"]
+    return {"kinematic_landmarks_sentence": sentence, "kinematics_not_computed": not_computed}
+
+
 def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, context: dict,
                  kinematics: pd.DataFrame | None = None, fppa_analysis: dict | None = None) -> Path:
     """Write figures, CSV tables, summary.json and index.html under the run's report folder.
@@ -114,6 +127,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         "recommendation": answer if answer is not None else tables.no_recommendation(learned),
         "recommendation_made": answer is not None,
         "paper": tables.PAPER,
+        "kinematic_landmarks": context.get("kinematic_landmarks"),
     }
     if kinematic is not None:
         summary.update({
@@ -131,7 +145,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         comparisons=comparisons, accuracy=accuracy, by_network=by_network, snapshot_accuracy=snapshot_accuracy,
         by_landmark=by_landmark, training=pd.DataFrame(context["training"]), learned=learned, learning_rule=RULE,
         paper=tables.paper_comparison(errors, analysis, by_network, by_landmark, anova_by_split),
-        kinematic=kinematic,
+        kinematic=kinematic, **kinematic_landmark_sentences(summary["kinematic_landmarks"], errors),
         kinematic_by_iteration=None if kinematic is None else kinematic["by_iteration"].pivot_table(
             index=["split", "snapshot_iteration"], columns="quantity", values="mean_abs_error").reset_index(),
         kinematic_by_frame_set=None if kinematic is None else kinematic["by_frame_set"].pivot_table(
