@@ -124,6 +124,27 @@ def move_onto(landmark, target, dy_px=0.0):
 def test_frontal_plane_defects_name_the_expectation_and_the_frame(labeled_run, tmp_path, plant, expectation):
     message, frame = _frontal_defect(labeled_run, tmp_path, plant)
     assert expectation in message and frame in message
+    assert "the whole video" not in message  # one frame's slip is not a convention
+
+
+def test_a_video_labelled_by_image_side_throughout_is_told_so_not_sent_to_relabel_each_frame(labeled_run, tmp_path):
+    table = pd.read_csv(labeled_run.layout.labels_file, dtype={"video": str})
+    landmarks = sorted(table["landmark"].unique())
+    video = sorted(table["video"].unique())[1]
+    by_image_side = {name: name.replace("right_", "left_") if name.startswith("right_") else
+                     name.replace("left_", "right_") for name in landmarks}
+    in_video = table["video"] == video
+    table.loc[in_video, "landmark"] = table.loc[in_video, "landmark"].map(by_image_side)
+    frames = table.loc[in_video, "image"].nunique()
+    with pytest.raises(LabelValidationError) as failure:
+        validate_labels(table, landmarks, 0.1, tmp_path / "bad", label_files={video: f"/lab/{video}/CollectedData_x.h5"},
+                        images_root=labeled_run.layout.project_dir / "labeled-data", frontal=True)
+    message = str(failure.value)
+    assert "knee sides not swapped (the participant's right is on the image's left" in message
+    assert "found right_knee to the right of left_knee, allowed right_knee to the left of left_knee" in message
+    assert (f"/lab/{video}/CollectedData_x.h5: right and left lie the other way round at hip, knee and ankle in "
+            f"{frames} of its {frames} frames: the whole video was labelled by image side") in message
+    assert "swap the right_ and left_ names" in message
 
 
 def test_a_project_folder_renamed_after_labeling_and_named_with_a_dot_is_read_where_its_images_are(

@@ -11,6 +11,8 @@ on the tidy label table inside a task (never at DAG-parse time):
   hip above knee above ankle on each side, left and right not swapped across the
   body's midline, medial and lateral foot markers distinct, thigh and shank
   lengths within a tolerance of the participant's median (mis-clicks).
+  A video reversed left for right in nearly every frame is diagnosed as a whole
+  (labelled by image side, or filmed from behind).
 
 Results are written as JSON and rendered as GX Data Docs HTML. A failure raises
 ``LabelValidationError`` naming every failing expectation and the offending
@@ -90,6 +92,16 @@ def anatomy_table(table: pd.DataFrame) -> pd.DataFrame:
     return out[complete].reset_index()
 
 
+def videos_with_sides_reversed(anatomy: pd.DataFrame, share: float = 0.9) -> list[dict[str, Any]]:
+    """Videos where right and left lie the other way round at hip, knee and ankle in nearly every frame: not
+    slips of a labeler's hand but a convention (labelled by image side, or filmed from behind)."""
+    swapped_columns = [f"{joint}_sides_not_swapped" for joint in ("hip", "knee", "ankle")]
+    reversed_ = ~anatomy[swapped_columns].astype(bool).any(axis=1)
+    counts = reversed_.groupby(anatomy["video"]).agg(["sum", "size"])
+    return [{"video": video, "frames": int(row["sum"]), "of": int(row["size"])} for video, row in counts.iterrows()
+            if row["size"] >= 2 and row["sum"] >= share * row["size"]]
+
+
 def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fraction: float,
                     result_dir: Path, images_root: Path | None = None, frontal: bool = False) -> dict[str, Any]:
     gx = _gx()
@@ -130,8 +142,10 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
               if images_root is not None else []),
         ], FRAME_ID_COLUMNS),
     ]
+    reversed_sides: list[dict[str, Any]] = []
     if frontal:
         anatomy = anatomy_table(table)
+        reversed_sides = videos_with_sides_reversed(anatomy)
         checks = [c for c in anatomy.columns if c not in FRAME_ID_COLUMNS]
         batches.append(("frontal_anatomy", anatomy, [
             E.ExpectColumnValuesToBeInSet(column=c, value_set=[True]) if not c.endswith("_ratio") else
@@ -158,6 +172,7 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
         "labeled_frames": int(len(frames)),
         "label_rows": int(len(table)),
         "missing_fraction_by_landmark": {bp: float(frames[bp].isna().mean()) for bp in bodyparts},
+        "videos_with_sides_reversed": reversed_sides,
     }
     write_json_atomic(Path(result_dir) / "validation_result.json", summary)
     return summary
@@ -219,6 +234,12 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float) -> tuple[str, An
     if kind == "expect_column_values_to_be_in_set" and column == "image_file_matches":
         return ("labeled image missing, unreadable or not the size it was labeled at",
                 lambda r: "no readable image of the recorded size", lambda r: "the image the labels were made on")
+    if kind == "expect_column_values_to_be_in_set" and column.endswith("_sides_not_swapped"):
+        joint = column.split("_")[0]
+        return (f"frontal-plane check failed: {joint} sides not swapped (the participant's right is on the "
+                f"image's left: the camera faces the participant, as in the paper)",
+                lambda r: f"right_{joint} to the right of left_{joint}",
+                lambda r: f"right_{joint} to the left of left_{joint}")
     if kind == "expect_column_values_to_be_in_set":
         return (f"frontal-plane check failed: {column.replace('_', ' ')}", lambda r: "false", lambda r: "true")
     if kind == "expect_column_distinct_values_to_equal_set":
@@ -238,7 +259,13 @@ def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_miss
     failures = summary["failures"]
     files = list(dict.fromkeys(label_files.get(row.get("video"), row.get("video")) for failure in failures
                                for row in failure["offending"][:rows_shown] if row.get("video")))
-    details = []
+    details = []  # first what explains many rows at once: a whole video labelled the other way round
+    for video in summary.get("videos_with_sides_reversed", []):
+        details.append(f"{label_files.get(video['video'], video['video'])}: right and left lie the other way round "
+                       f"at hip, knee and ankle in {video['frames']} of its {video['of']} frames: the whole video "
+                       f"was labelled by image side (right_* on the image's right), or filmed from behind. If "
+                       f"labelled by image side, swap the right_ and left_ names in that file's columns; the "
+                       f"frontal-plane checks and the knee angles assume the camera faces the participant.")
     for failure in failures:
         what, found, allowed = _rule(failure, max_missing_fraction)
         rows = failure["offending"] or [{}]
