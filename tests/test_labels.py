@@ -127,15 +127,20 @@ def test_frontal_plane_defects_name_the_expectation_and_the_frame(labeled_run, t
     assert "the whole video" not in message  # one frame's slip is not a convention
 
 
-def test_a_video_labelled_by_image_side_throughout_is_told_so_not_sent_to_relabel_each_frame(labeled_run, tmp_path):
-    table = pd.read_csv(labeled_run.layout.labels_file, dtype={"video": str})
-    landmarks = sorted(table["landmark"].unique())
-    video = sorted(table["video"].unique())[1]
+def _labelled_by_image_side(labels_file, video):
+    table = pd.read_csv(labels_file, dtype={"video": str})
     by_image_side = {name: name.replace("right_", "left_") if name.startswith("right_") else
-                     name.replace("left_", "right_") for name in landmarks}
+                     name.replace("left_", "right_") for name in table["landmark"].unique()}
     in_video = table["video"] == video
     table.loc[in_video, "landmark"] = table.loc[in_video, "landmark"].map(by_image_side)
-    frames = table.loc[in_video, "image"].nunique()
+    return table, int(table.loc[in_video, "image"].nunique())
+
+
+def test_a_video_labelled_by_image_side_throughout_is_told_so_not_sent_to_relabel_each_frame(labeled_run, tmp_path,
+                                                                                              caplog):
+    video = sorted(pd.read_csv(labeled_run.layout.labels_file, dtype={"video": str})["video"].unique())[1]
+    table, frames = _labelled_by_image_side(labeled_run.layout.labels_file, video)
+    landmarks = sorted(table["landmark"].unique())
     with pytest.raises(LabelValidationError) as failure:
         validate_labels(table, landmarks, 0.1, tmp_path / "bad", label_files={video: f"/lab/{video}/CollectedData_x.h5"},
                         images_root=labeled_run.layout.project_dir / "labeled-data", frontal=True)
@@ -145,6 +150,17 @@ def test_a_video_labelled_by_image_side_throughout_is_told_so_not_sent_to_relabe
     assert (f"/lab/{video}/CollectedData_x.h5: right and left lie the other way round at hip, knee and ankle in "
             f"{frames} of its {frames} frames: the whole video was labelled by image side") in message
     assert "swap the right_ and left_ names" in message
+
+    # with invalid_labels=exclude_frames the run goes on without that video, and the log says why
+    run = stages.prepare_run(labeled_run.layout.data_root, {**SMALL, "invalid_labels": "exclude_frames"},
+                             "manual__image_side")
+    stages.extract_cohort_frames(run)
+    stages.label_frames(run)
+    table, _ = _labelled_by_image_side(run.layout.labels_file, video)
+    table.to_csv(run.layout.labels_file, index=False)  # the lab's labels, as if labelled that way
+    assert stages.validate_label_table(run)["excluded_frames"] == frames
+    assert (f"{video}: right and left lie the other way round in {frames} of its {frames} frames (labelled by image "
+            f"side, or filmed from behind): those frames are excluded") in caplog.text
 
 
 def test_a_project_folder_renamed_after_labeling_and_named_with_a_dot_is_read_where_its_images_are(

@@ -280,10 +280,15 @@ def validate_label_table(run: Run) -> dict:
     except LabelValidationError:
         if study.invalid_labels != "exclude_frames":
             raise
-        excluded = offending_frames(read_json(layout.validation_dir / "validation_result.json"))
+        failed = read_json(layout.validation_dir / "validation_result.json")
+        excluded = offending_frames(failed)
         keep = ~table.set_index(["video", "image"]).index.isin(excluded)
         log.warning("excluding %d frames named by failing expectations: %s", len(excluded),
                     ", ".join(f"{v}/{i}" for v, i in excluded))
+        for video in failed.get("videos_with_sides_reversed", []):  # a participant lost to a convention
+            log.warning("%s: right and left lie the other way round in %d of its %d frames (labelled by image side, "
+                        "or filmed from behind): those frames are excluded; swap the right_ and left_ names in its "
+                        "label file to keep them", video["video"], video["frames"], video["of"])
         table = table[keep].reset_index(drop=True)
         summary = validate_labels(table, **check)  # what is left must pass
     write_json_atomic(layout.validation_dir / "excluded_frames.json", [list(f) for f in excluded])
