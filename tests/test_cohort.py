@@ -105,14 +105,20 @@ def test_kinematic_landmarks_in_cohort_json_are_checked_against_the_cohorts_land
     manifest.write_text(json.dumps({"bodyparts": bodyparts, "kinematic_landmarks": {
         **named, "left_knee": "LKneelat", "left_ankle": "RMall"}}))  # misspelt, and one landmark twice
     paragraph = _failure(cohort)
-    assert "kinematic_landmarks does not name the six landmarks the knee angles need" in paragraph
+    assert "kinematic_landmarks does not name the hip, knee and ankle the knee angles need" in paragraph
     assert f"File: {manifest}" in paragraph
     assert "Found: left_knee: 'LKneelat' is not one of the landmarks; 'RMall' is named for several roles" in paragraph
-    assert "Allowed: each of right_hip, right_knee, right_ankle, left_hip, left_knee, left_ankle mapped to a " \
-           "different one of the landmarks RASIS, LASIS, RKneeLat, LKneeLat, RMall, LMall" in paragraph
+    assert "Allowed: each of right_hip, right_knee, right_ankle, left_hip, left_knee, left_ankle (or one side's " \
+           "three, for a one-legged task) mapped to a different one of the landmarks RASIS, LASIS, RKneeLat, " \
+           "LKneeLat, RMall, LMall" in paragraph
     manifest.write_text(json.dumps({"bodyparts": bodyparts, "kinematic_landmarks": {
         role: name for role, name in named.items() if role != "left_ankle"}}))
-    assert "Found: no left_ankle" in _failure(cohort)
+    assert "Found: no left_ankle" in _failure(cohort)  # half a side
+    right_leg = {role: name for role, name in named.items() if role.startswith("right_")}
+    manifest.write_text(json.dumps({"bodyparts": bodyparts, "kinematic_landmarks": right_leg}))
+    assert load_cohort(cohort).kinematic_landmarks == right_leg  # a one-legged task
+    manifest.write_text(json.dumps({"bodyparts": bodyparts, "kinematic_landmarks": {}}))
+    assert "Found: no right_hip; no right_knee" in _failure(cohort)
 
 
 def test_a_cohort_name_that_is_not_a_folder_lists_the_cohorts_there(tmp_path):

@@ -126,11 +126,18 @@ def test_a_labs_own_landmark_names_are_recognised_only_where_each_role_has_one()
     roles, how = landmark_roles([*LAB_NAMES.values(), "RToe", "RKneeLat"])  # more landmarks are fine
     assert roles == LAB_NAMES and how == "recognised by their names"
 
-    roles, why = landmark_roles([*LAB_NAMES.values(), "right_knee_"])  # two names say "right knee"
-    assert roles is None and why.startswith("RKnee and right_knee_ could each be the right knee")
-    roles, why = landmark_roles([n for r, n in LAB_NAMES.items() if r != "right_knee"] + ["RKneeLat", "RKneeMed"])
-    assert roles is None and why.startswith("no landmark is named as the right knee")
+    roles, how = landmark_roles([*LAB_NAMES.values(), "right_knee_"])  # two names say "right knee"
+    assert roles == {role: name for role, name in LAB_NAMES.items() if role.startswith("left_")}
+    assert how == "recognised by their names (right side left out: RKnee and right_knee_ could each be the right knee)"
+    roles, why = landmark_roles([n for r, n in LAB_NAMES.items() if r not in ("right_knee", "left_knee")]
+                                + ["RKneeLat", "RKneeMed", "LKneeLat"])
+    assert roles is None and why.startswith("no landmark is named as the right knee; no landmark is named as the "
+                                            "left knee")
     assert '"kinematic_landmarks": {"right_hip": "RASIS"' in why  # and how to name them
+    left_leg = {role: name for role, name in LAB_NAMES.items() if role.startswith("left_")}
+    roles, how = landmark_roles([*left_leg.values(), "RKneeLat", "RAnkle"])  # one side is enough
+    assert roles == left_leg
+    assert how == "recognised by their names (right side left out: no landmark is named as the right hip, right knee)"
     declared = {**LAB_NAMES, "right_knee": "RKneeLat"}
     assert landmark_roles(["RKneeLat", *LAB_NAMES.values()], declared) == (declared, "named in cohort.json "
                                                                                      "(kinematic_landmarks)")
@@ -144,3 +151,15 @@ def test_kinematic_errors_from_a_labs_own_names_equal_those_from_the_papers():
     expected = kinematic_errors(papers)
     assert len(expected) > 0
     pd.testing.assert_frame_equal(kinematic_errors(labs, LAB_NAMES), expected)
+
+
+def test_a_one_legged_cohort_gets_that_knees_angle_and_no_two_sided_ratio():
+    from report_input import error_table
+
+    papers = error_table(landmarks=list(FPPA_ROLES))
+    right_leg = {role: name for role, name in LAB_NAMES.items() if role.startswith("right_")}
+    labs = papers[papers["landmark"].isin(right_leg)].assign(landmark=lambda t: t["landmark"].replace(right_leg))
+    table = kinematic_errors(labs, right_leg)
+    assert set(table["quantity"]) == {"right_fppa_deg"}
+    both = kinematic_errors(papers)
+    pd.testing.assert_frame_equal(table, both[both["quantity"] == "right_fppa_deg"].reset_index(drop=True))

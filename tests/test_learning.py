@@ -117,8 +117,20 @@ def test_the_report_names_the_labs_landmarks_behind_the_knee_angles_or_says_why_
     errors = error_table(landmarks=["RASIS", "LASIS", "RKneeLat", "LKneeLat", "RAnkle", "LAnkle"])
     roles, why = landmark_roles(errors["landmark"].unique())
     page, summary = _report(tmp_path / "unnamed", errors, kinematic_landmarks={"roles": roles, "how": why})
-    assert "<p>Not computed: no landmark is named as the right knee, left knee: name them in cohort.json" in page
+    assert ("<p>Not computed: no landmark is named as the right knee; no landmark is named as the left knee: name "
+            "them in cohort.json") in page
     assert summary["kinematic_landmarks"] == {"roles": None, "how": why} and "figure_fppa_error" not in page
     page, _ = _report(tmp_path / "reaching", error_table(landmarks=["Hand", "Finger1", "Tongue"]),
                       kinematic_landmarks=dict(zip(("roles", "how"), landmark_roles(["Hand", "Finger1", "Tongue"]))))
     assert "knee kinematics" not in page.lower()  # a cohort without knees is not told about knee angles
+
+    right_leg = {role: name for role, name in names.items() if role.startswith("right_")}
+    errors = error_table(landmarks=list(right_leg.values()))
+    kinematics = kinematic_errors(errors, right_leg)
+    layout = RunLayout.create(tmp_path / "one_leg", "tiny", "run")
+    write_report(layout, analyse(errors), errors, {**context(), "kinematic_landmarks": {"roles": right_leg,
+                                                                                       "how": "named"}},
+                 kinematics, analyse_fppa(kinematics))
+    summary = json.loads(layout.summary_file.read_text())
+    assert "deg (mean absolute over the right knee, every network and test frame)" in summary["recommendation"]
+    assert {row["quantity"] for row in summary["kinematic_errors_at_chosen_iteration"]} == {"right_fppa_deg"}

@@ -129,18 +129,20 @@ def _load_dlc_project(cohort_dir: Path) -> Cohort:
 def declared_kinematic_landmarks(cohort_dir: Path, manifest: dict, bodyparts: tuple[str, ...]) -> dict | None:
     """cohort.json's ``kinematic_landmarks``: which of the cohort's landmarks are the hips, knees and ankles
     (role -> landmark), checked here: a typo would silently drop the knee angles from the report."""
-    from .kinematics import DECLARE_HINT, FPPA_LANDMARKS
+    from .kinematics import DECLARE_HINT, FPPA_LANDMARKS, JOINTS, SIDES
 
     declared = manifest.get("kinematic_landmarks")
     if declared is None:
         return None
     file = cohort_dir / COHORT_FILE
-    allowed = f"each of {', '.join(FPPA_LANDMARKS)} mapped to a different one of the landmarks " \
-              f"{', '.join(map(str, bodyparts))}"
+    allowed = f"each of {', '.join(FPPA_LANDMARKS)} (or one side's three, for a one-legged task) mapped to a " \
+              f"different one of the landmarks {', '.join(map(str, bodyparts))}"
     if not isinstance(declared, dict):
         raise CohortError("kinematic_landmarks must map each role to a landmark", file=file,
                           found=type(declared).__name__, allowed=allowed, fix=DECLARE_HINT)
-    problems = [f"no {role}" for role in FPPA_LANDMARKS if role not in declared]
+    named_sides = [side for side in SIDES if any(f"{side}_{joint}" in declared for joint in JOINTS)]
+    problems = [f"no {role}" for side in named_sides or SIDES for role in (f"{side}_{j}" for j in JOINTS)
+                if role not in declared]
     problems += [f"{key!r} is not a role" for key in declared if key not in FPPA_LANDMARKS]
     problems += [f"{role}: {name!r} is not one of the landmarks" for role, name in declared.items()
                  if role in FPPA_LANDMARKS and name not in bodyparts]
@@ -148,11 +150,11 @@ def declared_kinematic_landmarks(cohort_dir: Path, manifest: dict, bodyparts: tu
     problems += [f"{name!r} is named for several roles" for name in sorted(set(map(str, names)))
                  if names.count(name) > 1]
     if problems:
-        raise CohortError("kinematic_landmarks does not name the six landmarks the knee angles need", file=file,
-                          found="; ".join(problems), allowed=allowed,
+        raise CohortError("kinematic_landmarks does not name the hip, knee and ankle the knee angles need",
+                          file=file, found="; ".join(problems), allowed=allowed,
                           fix="correct the names (they must be spelled as in the label files), or remove "
                               "kinematic_landmarks (the report then has no knee angles unless it recognises them)")
-    return {role: declared[role] for role in FPPA_LANDMARKS}
+    return {role: declared[role] for role in FPPA_LANDMARKS if role in declared}
 
 
 def participant_pattern(cohort_dir: Path, manifest: dict, video_stems: list[str]) -> str | None:

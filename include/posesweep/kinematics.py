@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 SIDES = ("right", "left")
-FPPA_LANDMARKS = tuple(f"{side}_{joint}" for side in SIDES for joint in ("hip", "knee", "ankle"))
+JOINTS = ("hip", "knee", "ankle")
+FPPA_LANDMARKS = tuple(f"{side}_{joint}" for side in SIDES for joint in JOINTS)
 QUANTITIES = {  # name -> unit
     "right_fppa_deg": "deg",
     "left_fppa_deg": "deg",
@@ -62,12 +63,15 @@ def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def frame_kinematics(points: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every quantity for arrays of frames; ``points`` maps a landmark to its (n, 2) image positions."""
+    """Every quantity the landmarks allow, for arrays of frames; ``points`` maps a landmark role to its (n, 2)
+    image positions: each side's FPPA where it has hip, knee and ankle, the ratios where both sides have."""
+    sides = [side for side in SIDES if all(f"{side}_{joint}" in points for joint in JOINTS)]
     out = {f"{side}_fppa_deg": fppa_deg(points[f"{side}_hip"], points[f"{side}_knee"], points[f"{side}_ankle"], side)
-           for side in SIDES}
-    ankles = _distance(points["right_ankle"], points["left_ankle"])
-    out["knee_ankle_separation_ratio"] = _distance(points["right_knee"], points["left_knee"]) / ankles
-    out["hip_ankle_width_ratio"] = ankles / _distance(points["right_hip"], points["left_hip"])
+           for side in sides}
+    if len(sides) == len(SIDES):
+        ankles = _distance(points["right_ankle"], points["left_ankle"])
+        out["knee_ankle_separation_ratio"] = _distance(points["right_knee"], points["left_knee"]) / ankles
+        out["hip_ankle_width_ratio"] = ankles / _distance(points["right_hip"], points["left_hip"])
     return out
 
 
@@ -85,8 +89,9 @@ def _role_names(role: str) -> set[str]:
 
 def landmark_roles(landmarks, declared: dict[str, str] | None = None) -> tuple[dict[str, str] | None, str]:
     """Which of the cohort's landmarks are the hips, knees and ankles (role -> landmark), and how that was found;
-    (None, why not) where they cannot be told. ``declared``: cohort.json's ``kinematic_landmarks`` (checked when
-    the cohort is loaded)."""
+    (None, why not) where no side's three can be told. A side with all three is enough (one-legged tasks): the
+    other side's FPPA and the two-sided ratios are then left out. ``declared``: cohort.json's
+    ``kinematic_landmarks`` (checked when the cohort is loaded)."""
     landmarks = list(landmarks)
     if declared:
         return dict(declared), "named in cohort.json (kinematic_landmarks)"
@@ -95,14 +100,26 @@ def landmark_roles(landmarks, declared: dict[str, str] | None = None) -> tuple[d
     normalised = {name: "".join(ch for ch in str(name).lower() if ch.isalnum()) for name in landmarks}
     found = {role: [name for name, plain in normalised.items() if plain in _role_names(role)]
              for role in FPPA_LANDMARKS}
-    missing = [role for role, names in found.items() if not names]
-    several = {role: names for role, names in found.items() if len(names) > 1}
-    if not missing and not several:
-        return {role: names[0] for role, names in found.items()}, "recognised by their names"
-    why = (f"no landmark is named as the {', '.join(r.replace('_', ' ') for r in missing)}" if missing else
-           "; ".join(f"{' and '.join(names)} could each be the {role.replace('_', ' ')}" for role, names in
-                     several.items()))
-    return None, f"{why}: {DECLARE_HINT}"
+    roles: dict[str, str] = {}
+    why: dict[str, str] = {}
+    for side in SIDES:
+        side_roles = [f"{side}_{joint}" for joint in JOINTS]
+        missing = [role for role in side_roles if not found[role]]
+        several = {role: found[role] for role in side_roles if len(found[role]) > 1}
+        if several:
+            why[side] = "; ".join(f"{' and '.join(names)} could each be the {role.replace('_', ' ')}"
+                                  for role, names in several.items())
+        elif missing:
+            why[side] = f"no landmark is named as the {', '.join(r.replace('_', ' ') for r in missing)}"
+        else:
+            roles.update({role: found[role][0] for role in side_roles})
+    if not roles:
+        return None, f"{'; '.join(why.values())}: {DECLARE_HINT}"
+    how = "recognised by their names"
+    if why:
+        (side, reason), = why.items()
+        how += f" ({side} side left out: {reason})"
+    return roles, how
 
 
 def kinematic_errors(errors: pd.DataFrame, roles: dict[str, str] | None = None) -> pd.DataFrame:
@@ -116,20 +133,23 @@ def kinematic_errors(errors: pd.DataFrame, roles: dict[str, str] | None = None) 
         wanted = {landmark: role for role, landmark in roles.items()}
         errors = errors[errors["landmark"].isin(wanted)].assign(landmark=lambda t: t["landmark"].map(wanted))
     keys = ["frame_set_size", "snapshot_iteration", "split", "video", "image"]
+    present = [role for role in FPPA_LANDMARKS if role in (roles or dict.fromkeys(FPPA_LANDMARKS))]
     wide = errors.pivot_table(index=keys, columns="landmark",
                               values=["x_label_px", "y_label_px", "x_pred_px", "y_pred_px"], aggfunc="first")
-    needed = [(f"{c}_{k}_px", lm) for lm in FPPA_LANDMARKS for c in ("x", "y") for k in ("label", "pred")]
+    needed = [(f"{c}_{k}_px", lm) for lm in present for c in ("x", "y") for k in ("label", "pred")]
     wide = wide.dropna(subset=[col for col in needed if col in wide.columns])
     if wide.empty:
         return pd.DataFrame(columns=[*keys, "quantity", "unit", "labelled", "predicted", "error", "abs_error"])
 
     def points(kind: str) -> dict[str, np.ndarray]:
-        return {lm: np.column_stack([wide[(f"x_{kind}_px", lm)], wide[(f"y_{kind}_px", lm)]]) for lm in FPPA_LANDMARKS}
+        return {lm: np.column_stack([wide[(f"x_{kind}_px", lm)], wide[(f"y_{kind}_px", lm)]]) for lm in present}
 
     labelled, predicted = frame_kinematics(points("label")), frame_kinematics(points("pred"))
     index = wide.index.to_frame(index=False)
     parts = []
     for quantity, unit in QUANTITIES.items():
+        if quantity not in labelled:  # a one-sided cohort: the other knee and the two-sided ratios
+            continue
         part = index.assign(quantity=quantity, unit=unit, labelled=labelled[quantity], predicted=predicted[quantity])
         part["error"] = part["predicted"] - part["labelled"]
         parts.append(part)

@@ -72,7 +72,7 @@ def posthoc_p_values(pairwise_tables: dict[str, pd.DataFrame], target: Path) -> 
 
 
 def fppa_error(by_iteration: pd.DataFrame, by_frame_set: pd.DataFrame, iteration: int, target: Path) -> Path:
-    """Mean absolute FPPA error of both knees by training iterations and, at ``iteration``, by frame-set size."""
+    """Mean absolute FPPA error of each knee by training iterations and, at ``iteration``, by frame-set size."""
     fig, (left, right) = _pyplot().subplots(1, 2, figsize=(10, 4))
     for split, colour in (("train", "tab:blue"), ("test", "tab:orange")):
         for quantity, style in (("right_fppa_deg", "-"), ("left_fppa_deg", "--")):

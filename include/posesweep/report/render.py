@@ -76,8 +76,10 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
                                              "plateau_iteration": result["plateau_iteration"]}
                                             for split, result in (fppa_analysis or {}).items() if result["anova"]])}
         if answer is not None:
+            knees = sorted(q.split("_")[0] for q in kinematics["quantity"].unique() if q.endswith("_fppa_deg"))
             answer += (f"; there the test FPPA error is {kinematic['test_fppa_deg']:.1f} deg (mean absolute over "
-                       f"both knees, every network and test frame)")
+                       f"{'both knees' if len(knees) == 2 else f'the {knees[0]} knee'}, every network and test "
+                       f"frame)")
     csv_tables = {"learning_check": learned, "errors_by_network_and_snapshot": by_network, "errors_by_iteration": by_iteration,
                   "accuracy_by_network_and_snapshot": snapshot_accuracy, "errors_by_landmark": by_landmark,
                   "anova": anova, "accuracy_by_landmark": accuracy, "frame_set_comparisons": comparisons,

@@ -167,7 +167,7 @@ def kinematic_error_by_frame_set(kinematics: pd.DataFrame, iteration: int) -> pd
 
 
 def fppa_error_deg(kinematics: pd.DataFrame, iteration: int, split: str = "test") -> float:
-    """Mean absolute FPPA error (deg) over both knees, every network and frame at one snapshot."""
+    """Mean absolute FPPA error (deg) over the knees, every network and frame at one snapshot."""
     rows = kinematics[(kinematics["snapshot_iteration"] == iteration) & (kinematics["split"] == split)
                       & kinematics["quantity"].str.endswith("_fppa_deg")]
     return float(rows["abs_error"].mean())
