@@ -163,3 +163,12 @@ def test_a_one_legged_cohort_gets_that_knees_angle_and_no_two_sided_ratio():
     assert set(table["quantity"]) == {"right_fppa_deg"}
     both = kinematic_errors(papers)
     pd.testing.assert_frame_equal(table, both[both["quantity"] == "right_fppa_deg"].reset_index(drop=True))
+
+
+def test_a_landmark_labelled_nowhere_gives_no_kinematics_rather_than_a_crash():
+    from report_input import error_table
+
+    errors = error_table(landmarks=list(FPPA_ROLES))
+    errors.loc[errors["landmark"] == "left_ankle", ["x_label_px", "y_label_px"]] = float("nan")
+    table = kinematic_errors(errors)
+    assert len(table) == 0 and "abs_error" in table.columns

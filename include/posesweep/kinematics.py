@@ -137,8 +137,8 @@ def kinematic_errors(errors: pd.DataFrame, roles: dict[str, str] | None = None) 
     wide = errors.pivot_table(index=keys, columns="landmark",
                               values=["x_label_px", "y_label_px", "x_pred_px", "y_pred_px"], aggfunc="first")
     needed = [(f"{c}_{k}_px", lm) for lm in present for c in ("x", "y") for k in ("label", "pred")]
-    wide = wide.dropna(subset=[col for col in needed if col in wide.columns])
-    if wide.empty:
+    labelled_nowhere = any(col not in wide.columns for col in needed)  # pivot_table drops an all-NaN landmark
+    if labelled_nowhere or (wide := wide.dropna(subset=needed)).empty:
         return pd.DataFrame(columns=[*keys, "quantity", "unit", "labelled", "predicted", "error", "abs_error"])
 
     def points(kind: str) -> dict[str, np.ndarray]:

@@ -416,13 +416,16 @@ def analyse_and_report(run: Run) -> str:
         entry["initial_weights"] = entry["initial_weights"]["kind"]
     kinematics = fppa = None
     roles, how = landmark_roles(run.cohort.bodyparts, run.cohort.kinematic_landmarks)
+    if roles is not None:
+        kinematics = kinematic_errors(errors, roles)
+        if len(kinematics):
+            write_csv_atomic(kinematics, layout.evaluation_dir / "kinematic_errors.csv")
+            fppa = analyse_fppa(kinematics)
+        else:  # e.g. a landmark the lab never labelled (max_missing_label_fraction 1)
+            roles, how, kinematics = None, f"no frame has {', '.join(roles.values())} all labelled", None
     context["kinematic_landmarks"] = {"roles": roles, "how": how}
     log.info("knee kinematics: %s", f"from {', '.join(f'{n} ({r})' for r, n in roles.items())}, {how}"
              if roles else f"not computed: {how}")
-    if roles is not None:
-        kinematics = kinematic_errors(errors, roles)
-        write_csv_atomic(kinematics, layout.evaluation_dir / "kinematic_errors.csv")
-        fppa = analyse_fppa(kinematics)
     path = write_report(layout, analysis, errors, context, kinematics, fppa)
     return str(path)
 
