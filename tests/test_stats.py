@@ -82,6 +82,17 @@ def test_analyse_runs_the_design_per_split_with_network_landmark_subjects():
         assert anova["n_subjects"] == 6 and anova["n_levels"] == 4 and anova["p_value"] < 0.01
     assert result["chosen_iteration"] == 300 and result["chosen_iteration_is_plateau"]
     assert set(result["by_frame_set"]["frame_set_size"]) == {40, 80}
+    assert "subjects_left_out" not in result["per_split"]["test"]["anova"]
+
+    # a rarely visible landmark with no label in one network's test frames (the real reaching project's Tongue is
+    # labelled in 15 of 55 frames): that subject is left out of the test ANOVA, named, and the rest is analysed
+    table = pd.DataFrame(rows)
+    table.loc[(table["split"] == "test") & (table["frame_set_size"] == 40) & (table["landmark"] == "hip"),
+              "error_px"] = np.nan
+    test = analyse(table)["per_split"]["test"]
+    assert test["anova"]["n_subjects"] == 5 and test["anova"]["subjects_left_out"] == "40:hip"
+    assert test["anova"]["p_value"] < 0.01 and test["plateau_iteration"] == 300
+    assert "subjects_left_out" not in analyse(table)["per_split"]["train"]["anova"]
 
 
 def test_sphericity_and_greenhouse_geisser_agree_with_pingouin():

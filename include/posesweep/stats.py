@@ -122,13 +122,18 @@ def analyse(errors: pd.DataFrame) -> dict:
     means = subject_means(errors)
     out = {"per_split": {}, "subject_means": means}
     for split, split_means in means.groupby("split"):
+        # a landmark with no label in any of a network's frames of this split (a rarely visible one, a small
+        # test set) has no error to compare: it is left out of the ANOVA, and named, rather than making it NaN
+        unlabelled = split_means.groupby("subject")["error_px"].transform(lambda e: e.isna().any())
+        left_out = sorted(split_means.loc[unlabelled, "subject"].unique())
+        split_means = split_means[~unlabelled]
         levels = sorted(split_means["snapshot_iteration"].unique())
         if len(levels) < 2 or split_means["subject"].nunique() < 2:
             out["per_split"][split] = {"anova": None, "pairwise": pd.DataFrame(), "plateau_iteration": None}
             continue
         pairwise = pairwise_bonferroni(split_means)
         out["per_split"][split] = {
-            "anova": rm_anova(split_means),
+            "anova": {**rm_anova(split_means), **({"subjects_left_out": ", ".join(left_out)} if left_out else {})},
             "pairwise": pairwise,
             "plateau_iteration": plateau_iteration(pairwise, levels),
         }
