@@ -19,6 +19,34 @@ def test_child_output_is_streamed_into_the_log_without_tensorflow_noise(caplog):
     assert streamed == ["iteration 10", "iteration 20"]
 
 
+def test_deeplabcuts_chatter_stays_out_of_a_posesweep_childs_log_and_its_warnings_and_progress_reach_it(caplog):
+    """In a real ``posesweep`` child: DeepLabCut's INFO logging and the prints of a DeepLabCut call are dropped;
+    its warnings, posesweep's own lines and another thread's prints (the snapshot scorer's) reach the log."""
+    child = (
+        "import logging, threading\n"
+        "from posesweep import cli\n"
+        "from posesweep.quiet import library_prints_silenced\n"
+        "def run(args):\n"
+        "    logging.getLogger('root').info('Config:\\n{all_joints: [[0]]}')\n"
+        "    logging.getLogger('numexpr.utils').info('NumExpr defaulting to 2 threads.')\n"
+        "    logging.getLogger('deeplabcut.core').warning('a warning from DeepLabCut')\n"
+        "    logging.getLogger('posesweep.training').info('posesweep info')\n"
+        "    with library_prints_silenced() as console:\n"
+        "        print('Loading ImageNet-pretrained resnet_50')\n"
+        "        print('[frame set 10] iteration 20/40', file=console)\n"
+        "        scorer = threading.Thread(target=print, args=('[frame set 10] scored snapshot 20',))\n"
+        "        scorer.start(); scorer.join()\n"
+        "    print('after the call')\n"
+        "    return 0\n"
+        "cli._run = run\n"
+        "raise SystemExit(cli.main(['synth', '--out', 'unused']))\n")
+    with caplog.at_level(logging.INFO):
+        run_watched([sys.executable, "-c", child], 60)
+    streamed = [r.getMessage() for r in caplog.records if not r.getMessage().startswith("running:")]
+    assert streamed == ["WARNING deeplabcut.core: a warning from DeepLabCut", "INFO posesweep.training: posesweep info",
+                        "[frame set 10] iteration 20/40", "[frame set 10] scored snapshot 20", "after the call"]
+
+
 def test_a_child_that_crashes_without_saying_why_is_retryable_with_its_last_lines():
     with pytest.raises(TrainerCommandError, match=r"exited with status 1(.|\n)*boom") as raised:
         run_watched([sys.executable, "-c", "import sys; print('boom'); sys.exit(1)"], 30)

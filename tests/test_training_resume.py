@@ -1,5 +1,6 @@
 """A training child killed after its second snapshot resumes on retry and ends like an uninterrupted run."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -18,7 +19,8 @@ CONF = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12], "train
 
 
 @pytest.mark.slow
-def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path):
+def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     run = training_ready_run(tiny_cohort, tmp_path / "data", CONF, "manual__resume")
     layout = run.layout
     train_dir = next((layout.project_dir / "dlc-models").rglob("train"))
@@ -52,6 +54,16 @@ def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path)
     stages.evaluate(run, 12)
     assert [part.stat().st_mtime_ns for part in parts] == stamps  # nothing scored twice
     assert layout.evaluation_file(12).exists()
+
+    # the task log of prepare-training and the retry: posesweep's progress, once, and none of DeepLabCut's chatter
+    lines = [r.getMessage() for r in caplog.records if r.name == "posesweep.runner"]
+    assert any(line.startswith("[frame set 12] iteration 200/200 loss") for line in lines)
+    assert any(line.startswith("[frame set 12] scored snapshot") for line in lines)
+    chatter = ("Training parameter", "Starting training", "overwritten as", "Batch Size is", "Loading ImageNet",
+               "Config:", "NumExpr", "You passed a split", "Happy training", "'all_joints'")
+    assert not [line for line in lines if any(word in line for word in chatter)]
+    own = {line.split(": ", 1)[1] for line in lines if line.startswith(("INFO posesweep.", "WARNING posesweep."))}
+    assert own and not own & set(lines)  # no record printed a second time by DeepLabCut's own console handler
 
 
 @pytest.mark.slow

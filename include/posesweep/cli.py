@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from .errors import PosesweepError
+from .quiet import OwnInfoOnly
 from .run import Run
 
 
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    for handler in logging.getLogger().handlers:  # other libraries' INFO (DeepLabCut's config dump) is not progress
+        handler.addFilter(OwnInfoOnly())
     # tf-slim calls Keras' deprecated layer.apply once per layer: noise, not progress
     warnings.filterwarnings("ignore", message=r".*`layer\.apply` is deprecated")
     try:

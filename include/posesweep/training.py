@@ -16,10 +16,12 @@ warning and flagged in the report.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import math
 import os
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from .errors import TrainingDivergedError, TrainingFailedError, WeightsUnavailab
 from .images import read_rgb
 from .settings import Settings
 from .layout import RunLayout, atomic_path, read_json, write_json_atomic, write_text_atomic
+from .quiet import library_prints_silenced, logging_setup_skipped
 from .shuffles import DATASET_DONE, frame_positions, model_folder
 from .splits import FrameSet
 
@@ -179,7 +182,7 @@ def create_training_datasets(project_config: Path, frame_sets: list[FrameSet], w
             log.info("frame set %d: DeepLabCut training dataset (shuffle %d) already exists, skipped",
                      fs.frame_set_size, fs.shuffle)
             continue
-        with _weights_resolved_by_posesweep(weights):
+        with _weights_resolved_by_posesweep(weights), library_prints_silenced():
             deeplabcut.create_training_dataset(
                 str(project_config), Shuffles=[fs.shuffle],
                 trainIndices=[[position[f] for f in fs.train]], testIndices=[[position[f] for f in fs.test]],
@@ -231,6 +234,7 @@ class ProgressLog(logging.Filter):
         self.frame_set_size, self.max_iterations = frame_set_size, max_iterations
         self.started = time.monotonic()
         self.last: tuple[float, int] | None = None
+        self.console = sys.stdout  # made before DeepLabCut's prints are silenced: its lines still reach the log
 
     def filter(self, record: logging.LogRecord) -> bool:
         match = self.pattern.search(record.getMessage())
@@ -243,7 +247,8 @@ class ProgressLog(logging.Filter):
         self.last = (now, iteration)
         eta = s_per_it * (self.max_iterations - iteration)
         print(f"[frame set {self.frame_set_size}] iteration {iteration}/{self.max_iterations} "
-              f"loss {loss:.4f} lr {lr:g} {s_per_it:.3f} s/iteration ETA {eta / 60:.1f} min", flush=True)
+              f"loss {loss:.4f} lr {lr:g} {s_per_it:.3f} s/iteration ETA {eta / 60:.1f} min", flush=True,
+              file=self.console)
         if not math.isfinite(loss):
             raise TrainingDivergedError.of_network(  # through DeepLabCut's loop; the CLI reports it and ends the process
                 self.frame_set_size, f"{loss} at iteration {iteration}",
@@ -283,7 +288,7 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
                      len(expected))
             return record
     import tensorflow as tf
-    from deeplabcut.pose_estimation_tensorflow.core.train import train as dlc_train
+    dlc_train_module = importlib.import_module("deeplabcut.pose_estimation_tensorflow.core.train")
 
     train_cfg, _, _ = pose_cfg_paths(layout.project_dir / "config.yaml", frame_set)
     original_cfg = train_cfg.with_name("pose_cfg.original.yaml")
@@ -316,11 +321,12 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
     try:
         if start_iteration < study.max_iterations:
             tf.compat.v1.reset_default_graph()
-            with _quiet_loader_shutdown(prefix, tf.errors.CancelledError):
+            with (_quiet_loader_shutdown(prefix, tf.errors.CancelledError), library_prints_silenced(),
+                  logging_setup_skipped(dlc_train_module)):
                 try:
-                    dlc_train(str(train_cfg), display_iters, study.snapshot_interval,
-                              study.max_iterations - start_iteration, max_to_keep=None, keepdeconvweights=True,
-                              allow_growth=True)
+                    dlc_train_module.train(str(train_cfg), display_iters, study.snapshot_interval,
+                                           study.max_iterations - start_iteration, max_to_keep=None,
+                                           keepdeconvweights=True, allow_growth=True)
                 except tf.errors.InvalidArgumentError as error:  # tf-slim's check_numerics on the loss
                     if "is inf or nan" not in str(error):
                         raise

@@ -30,6 +30,7 @@ import yaml
 from ..config import DLC_NET_TYPE, StudyConfig
 from ..errors import WeightsUnavailableError
 from ..layout import atomic_path, write_text_atomic
+from ..quiet import library_prints_silenced
 from ..shuffles import DATASET_DONE, frame_positions, model_folder
 from ..splits import FrameSet
 
@@ -77,11 +78,11 @@ def create_shuffles(project_config: Path, frame_sets: list[FrameSet], study: Stu
             log.info("frame set %d: DeepLabCut PyTorch shuffle %d already exists, skipped", fs.frame_set_size,
                      fs.shuffle)
             continue
-        deeplabcut.create_training_dataset(
-            str(project_config), Shuffles=[fs.shuffle], trainIndices=[[position[f] for f in fs.train]],
-            testIndices=[[position[f] for f in fs.test]], net_type=DLC_NET_TYPE[study.network],
-            augmenter_type="albumentations",
-            engine=_pytorch_engine(), userfeedback=False)
+        with library_prints_silenced():
+            deeplabcut.create_training_dataset(
+                str(project_config), Shuffles=[fs.shuffle], trainIndices=[[position[f] for f in fs.train]],
+                testIndices=[[position[f] for f in fs.test]], net_type=DLC_NET_TYPE[study.network],
+                augmenter_type="albumentations", engine=_pytorch_engine(), userfeedback=False)
         edited = study_edits(read_model_config(config_path), study)
         write_text_atomic(config_path, yaml.safe_dump(edited, sort_keys=False))
         write_text_atomic(done, "DeepLabCut's PyTorch shuffle and posesweep's edits of pytorch_config.yaml are "

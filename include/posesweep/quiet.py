@@ -1,0 +1,69 @@
+"""DeepLabCut's console chatter kept out of the task log, which should read as posesweep's progress.
+
+Two kinds reach a trainer's stdout: other libraries' INFO logging (DeepLabCut logs its whole
+pose configuration, numexpr its thread count), which ``OwnInfoOnly`` drops at the handler
+(their warnings and errors still pass); and DeepLabCut's ``print()`` calls ("Training
+parameter:", the configuration again, "Loading ImageNet-pretrained resnet_50" even when the
+weights are random, "Happy training!"), which ``library_prints_silenced`` sends to the DEBUG
+logger ``deeplabcut.print`` while one of its calls runs. DeepLabCut's TensorFlow trainer would also
+add a console handler of its own to the root logger on every call, printing every record a second
+time, unfiltered: ``logging_setup_skipped``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import sys
+import threading
+from typing import Iterator, TextIO
+
+PRINTS = logging.getLogger("deeplabcut.print")
+
+
+class OwnInfoOnly(logging.Filter):
+    """A handler filter: posesweep's records from INFO up, every other library's from WARNING up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".")[0] == "posesweep"
+
+
+class _CallerPrints(io.TextIOBase):
+    """sys.stdout while a library call runs: the calling thread's prints go to the DEBUG logger; other threads'
+    (posesweep's snapshot scorer beside the trainer) reach the console."""
+
+    def __init__(self, console: TextIO, caller: threading.Thread):
+        super().__init__()
+        self.console, self.caller = console, caller
+
+    def write(self, text: str) -> int:
+        if threading.current_thread() is not self.caller:
+            return self.console.write(text)
+        if text.strip():
+            PRINTS.debug(text.rstrip())
+        return len(text)
+
+    def flush(self) -> None:
+        self.console.flush()
+
+
+@contextlib.contextmanager
+def library_prints_silenced() -> Iterator[TextIO]:
+    """Inside, this thread's prints are DeepLabCut's chatter; yields the console for posesweep's own lines."""
+    console = sys.stdout
+    with contextlib.redirect_stdout(_CallerPrints(console, threading.current_thread())):
+        yield console
+
+
+@contextlib.contextmanager
+def logging_setup_skipped(module) -> Iterator[None]:
+    """Inside, ``module.setup_logging`` (DeepLabCut's TensorFlow trainer calls it first: a second console handler on
+    the root logger, and a log.txt in the working directory) does nothing; this process's logging is set up
+    already (``posesweep.cli``)."""
+    original = module.setup_logging
+    module.setup_logging = lambda: None
+    try:
+        yield
+    finally:
+        module.setup_logging = original
