@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,6 +34,10 @@ from posesweep.errors import PosesweepError
 from posesweep.intake import COHORTS_ASSET_NAME, COHORTS_ASSET_URI, cohorts_waiting
 from posesweep.run import Run, stage_args
 from posesweep.settings import Settings, SettingsError
+
+# apache-airflow-providers-standard 1.21.0 (the newest) imports a helper Airflow 3.3 has deprecated, warning once
+# per parse when @task.sensor is used: Airflow's own matter, nothing a lab can act on
+warnings.filterwarnings("ignore", message=r".*airflow\.utils\.operator_helpers\.determine_kwargs")
 
 SETTINGS = Settings.from_env()
 DATA_ROOT = SETTINGS.data_root
