@@ -169,6 +169,26 @@ def test_a_landmark_labelled_nowhere_gives_no_kinematics_rather_than_a_crash():
     from report_input import error_table
 
     errors = error_table(landmarks=list(FPPA_ROLES))
-    errors.loc[errors["landmark"] == "left_ankle", ["x_label_px", "y_label_px"]] = float("nan")
+    errors.loc[errors["landmark"].str.endswith("_ankle"), ["x_label_px", "y_label_px"]] = float("nan")
     table = kinematic_errors(errors)
     assert len(table) == 0 and "abs_error" in table.columns
+
+
+def test_a_landmark_missing_on_one_side_costs_only_that_sides_quantities():
+    from report_input import error_table
+
+    errors = error_table(landmarks=list(FPPA_ROLES))
+    full = kinematic_errors(errors)
+    occluded = errors["landmark"].eq("left_ankle") & errors["image"].eq("img01.png")  # one frame's left ankle
+    errors.loc[occluded, ["x_label_px", "y_label_px"]] = float("nan")
+    table = kinematic_errors(errors)
+    for quantity in full["quantity"].unique():
+        lost = full[full["quantity"] == quantity]["image"].eq("img01.png").sum()
+        kept = (table["quantity"] == quantity).sum()
+        assert kept == (len(full[full["quantity"] == quantity]) - lost if quantity != "right_fppa_deg" else
+                        len(full[full["quantity"] == quantity]))
+    right = table[table["quantity"] == "right_fppa_deg"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(right, full[full["quantity"] == "right_fppa_deg"].reset_index(drop=True))
+
+    errors.loc[errors["landmark"] == "left_ankle", ["x_label_px", "y_label_px"]] = float("nan")  # never labelled
+    assert set(kinematic_errors(errors)["quantity"]) == {"right_fppa_deg"}

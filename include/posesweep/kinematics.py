@@ -126,20 +126,20 @@ def kinematic_errors(errors: pd.DataFrame, roles: dict[str, str] | None = None) 
     """Kinematics from predicted and from labelled landmarks, per frame, network, snapshot and split.
 
     One row per (frame set, snapshot, split, frame, quantity) with ``labelled``, ``predicted``, ``error``
-    (predicted - labelled, in the quantity's unit) and ``abs_error``. Frames missing a needed label are left out.
+    (predicted - labelled, in the quantity's unit) and ``abs_error``. A frame missing a label a quantity needs is
+    left out of that quantity only (an occluded left ankle does not cost the right knee's FPPA).
     ``roles``: which landmark is which (``landmark_roles``); by default the paper's names.
     """
     if roles:
         wanted = {landmark: role for role, landmark in roles.items()}
         errors = errors[errors["landmark"].isin(wanted)].assign(landmark=lambda t: t["landmark"].map(wanted))
     keys = ["frame_set_size", "snapshot_iteration", "split", "video", "image"]
-    present = [role for role in FPPA_LANDMARKS if role in (roles or dict.fromkeys(FPPA_LANDMARKS))]
     wide = errors.pivot_table(index=keys, columns="landmark",
                               values=["x_label_px", "y_label_px", "x_pred_px", "y_pred_px"], aggfunc="first")
-    needed = [(f"{c}_{k}_px", lm) for lm in present for c in ("x", "y") for k in ("label", "pred")]
-    labelled_nowhere = any(col not in wide.columns for col in needed)  # pivot_table drops an all-NaN landmark
-    if labelled_nowhere or (wide := wide.dropna(subset=needed)).empty:
-        return pd.DataFrame(columns=[*keys, "quantity", "unit", "labelled", "predicted", "error", "abs_error"])
+    columns = {role: [(f"{c}_{k}_px", role) for c in ("x", "y") for k in ("label", "pred")] for role in FPPA_LANDMARKS
+               if role in (roles or dict.fromkeys(FPPA_LANDMARKS))}
+    # a landmark labelled nowhere has no column (pivot_table drops it): its side has no quantity
+    present = [role for role, needed in columns.items() if all(col in wide.columns for col in needed)]
 
     def points(kind: str) -> dict[str, np.ndarray]:
         return {lm: np.column_stack([wide[(f"x_{kind}_px", lm)], wide[(f"y_{kind}_px", lm)]]) for lm in present}
@@ -151,9 +151,12 @@ def kinematic_errors(errors: pd.DataFrame, roles: dict[str, str] | None = None) 
         if quantity not in labelled:  # a one-sided cohort: the other knee and the two-sided ratios
             continue
         part = index.assign(quantity=quantity, unit=unit, labelled=labelled[quantity], predicted=predicted[quantity])
+        part = part.dropna(subset=["labelled", "predicted"])  # frames missing a label this quantity needs
         part["error"] = part["predicted"] - part["labelled"]
         parts.append(part)
-    table = pd.concat(parts, ignore_index=True)
+    if not parts or not sum(len(part) for part in parts):
+        return pd.DataFrame(columns=[*keys, "quantity", "unit", "labelled", "predicted", "error", "abs_error"])
+    table = pd.concat([part for part in parts if len(part)], ignore_index=True)
     table["abs_error"] = table["error"].abs()
     return table
 
