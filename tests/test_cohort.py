@@ -121,6 +121,21 @@ def test_kinematic_landmarks_in_cohort_json_are_checked_against_the_cohorts_land
     assert "Found: no right_hip; no right_knee" in _failure(cohort)
 
 
+def test_the_camera_view_in_cohort_json_is_front_back_or_refused(tmp_path):
+    import json
+
+    cohort = tmp_path / "cohorts" / "knee"
+    (cohort / "videos").mkdir(parents=True)
+    (cohort / "videos" / "P01.mp4").write_bytes(b"")
+    assert load_cohort(cohort).camera_view == "front"
+    (cohort / "cohort.json").write_text(json.dumps({"camera_view": "back"}))
+    assert load_cohort(cohort).camera_view == "back"
+    (cohort / "cohort.json").write_text(json.dumps({"camera_view": "posterior"}))
+    paragraph = _failure(cohort)
+    assert "camera_view is not one of the views posesweep knows" in paragraph and "Found: 'posterior'" in paragraph
+    assert '"back": the camera is behind the participant' in paragraph
+
+
 def test_a_cohort_name_that_is_not_a_folder_lists_the_cohorts_there(tmp_path):
     for name in ("knee_2025", "knee_2026"):
         (tmp_path / "cohorts" / name).mkdir(parents=True)

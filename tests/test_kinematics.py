@@ -42,6 +42,19 @@ def test_mirroring_the_image_and_swapping_sides_keeps_every_quantity():
                                / np.linalg.norm(points["right_ankle"] - points["left_ankle"], axis=1))
 
 
+def test_filmed_from_behind_the_mirrored_image_gives_the_same_angles_with_camera_view_back():
+    rng = np.random.default_rng(1)
+    front = {"right_hip": [80, 100], "left_hip": [160, 100], "right_knee": [95, 200], "left_knee": [140, 205],
+             "right_ankle": [85, 300], "left_ankle": [155, 298]}  # both knees medial (valgus) from the front
+    front = {k: np.array(v, float) + rng.normal(0, 2, (20, 2)) for k, v in front.items()}
+    behind = {name: np.column_stack([640 - xy[:, 0], xy[:, 1]]) for name, xy in front.items()}  # same labels
+    seen_from_front, seen_from_behind = frame_kinematics(front), frame_kinematics(behind, "back")
+    for quantity, values in seen_from_front.items():
+        np.testing.assert_allclose(seen_from_behind[quantity], values, err_msg=quantity)
+    assert (seen_from_behind["right_fppa_deg"] > 0).all()  # still valgus
+    assert (frame_kinematics(behind)["right_fppa_deg"] < 0).all()  # read as if from the front: varus, wrongly
+
+
 def _geometric_fppa(hip, knee, ankle, medial_x_sign):
     """The angle by plane geometry: perpendicular offset d of the knee from the hip-ankle line, a and b the
     distances from hip and ankle to its foot; FPPA = atan(d/a) + atan(d/b), signed by the medial side."""

@@ -136,13 +136,27 @@ def _labelled_by_image_side(labels_file, video):
     return table, int(table.loc[in_video, "image"].nunique())
 
 
+def test_a_cohort_filmed_from_behind_passes_the_side_checks_with_camera_view_back_and_is_told_so_without(
+        labeled_run, tmp_path):
+    table = pd.read_csv(labeled_run.layout.labels_file, dtype={"video": str})
+    table["x_px"] = table["image_width_px"] - 1 - table["x_px"]  # the same people, seen from behind
+    landmarks = sorted(table["landmark"].unique())
+    images = labeled_run.layout.project_dir / "labeled-data"
+    assert validate_labels(table, landmarks, 0.1, tmp_path / "back", images_root=images, frontal=True,
+                           camera_view="back")["success"]
+    with pytest.raises(LabelValidationError) as failure:
+        validate_labels(table, landmarks, 0.1, tmp_path / "front", images_root=images, frontal=True)
+    assert 'if the camera was behind the participant, set "camera_view": "back" in cohort.json' in str(failure.value)
+
+
 def test_a_video_labelled_by_image_side_throughout_is_told_so_not_sent_to_relabel_each_frame(labeled_run, tmp_path,
                                                                                               caplog):
     video = sorted(pd.read_csv(labeled_run.layout.labels_file, dtype={"video": str})["video"].unique())[1]
     table, frames = _labelled_by_image_side(labeled_run.layout.labels_file, video)
     landmarks = sorted(table["landmark"].unique())
     with pytest.raises(LabelValidationError) as failure:
-        validate_labels(table, landmarks, 0.1, tmp_path / "bad", label_files={video: f"/lab/{video}/CollectedData_x.h5"},
+        validate_labels(table, landmarks, 0.1, tmp_path / "bad",
+                        label_files={video: f"/lab/{video}/CollectedData_x.h5"},
                         images_root=labeled_run.layout.project_dir / "labeled-data", frontal=True)
     message = str(failure.value)
     assert "knee sides not swapped (the participant's right is on the image's left" in message

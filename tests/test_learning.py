@@ -128,9 +128,9 @@ def test_the_report_names_the_labs_landmarks_behind_the_knee_angles_or_says_why_
     errors = error_table(landmarks=list(right_leg.values()))
     kinematics = kinematic_errors(errors, right_leg)
     layout = RunLayout.create(tmp_path / "one_leg", "tiny", "run")
-    write_report(layout, analyse(errors), errors, {**context(), "kinematic_landmarks": {"roles": right_leg,
-                                                                                       "how": "named"}},
-                 kinematics, analyse_fppa(kinematics))
+    page = write_report(layout, analyse(errors), errors, {**context(), "kinematic_landmarks": {
+        "roles": right_leg, "how": "named", "camera_view": "back"}}, kinematics, analyse_fppa(kinematics)).read_text()
+    assert "Filmed from behind (cohort.json camera_view)" in page
     summary = json.loads(layout.summary_file.read_text())
     assert "deg (mean absolute over the right knee, every network and test frame)" in summary["recommendation"]
     assert {row["quantity"] for row in summary["kinematic_errors_at_chosen_iteration"]} == {"right_fppa_deg"}

@@ -1,7 +1,9 @@
 """Frontal-plane knee kinematics from 2D landmarks, and what landmark errors mean for them.
 
 Definitions (image coordinates: x to the right, y down; the camera faces the
-participant, so the participant's right side is on the image's left):
+participant, so the participant's right side is on the image's left; a cohort filmed
+from behind says so in cohort.json, ``"camera_view": "back"``, and the image is read
+mirrored):
 
 * **Frontal-plane projection angle (FPPA)** of a knee, in degrees: the angle
   between the thigh line (hip -> knee) and the shank line (knee -> ankle) in the
@@ -46,8 +48,10 @@ QUANTITIES = {  # name -> unit
 }
 
 
-def fppa_deg(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, side: str) -> np.ndarray:
-    """FPPA of one knee for (..., 2) arrays of image points; valgus positive (see the module docstring)."""
+def fppa_deg(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, side: str,
+             camera_view: str = "front") -> np.ndarray:
+    """FPPA of one knee for (..., 2) arrays of image points; valgus positive (see the module docstring). A camera
+    behind the participant (``camera_view="back"``) sees the body mirrored: medial is the other way in the image."""
     thigh, shank = np.asarray(knee, float) - hip, np.asarray(ankle, float) - knee
     cross = thigh[..., 0] * shank[..., 1] - thigh[..., 1] * shank[..., 0]
     dot = (thigh * shank).sum(axis=-1)
@@ -55,19 +59,19 @@ def fppa_deg(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, side: str) ->
     # With y down, a right knee (image left) pushed medially (toward +x) turns the shank clockwise from the
     # thigh (cross > 0); for the left knee, mirrored, medial is cross < 0.
     medial = np.sign(cross) if side == "right" else -np.sign(cross)
-    return medial * deviation
+    return (medial if camera_view == "front" else -medial) * deviation
 
 
 def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.asarray(a, float) - np.asarray(b, float), axis=-1)
 
 
-def frame_kinematics(points: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def frame_kinematics(points: dict[str, np.ndarray], camera_view: str = "front") -> dict[str, np.ndarray]:
     """Every quantity the landmarks allow, for arrays of frames; ``points`` maps a landmark role to its (n, 2)
     image positions: each side's FPPA where it has hip, knee and ankle, the ratios where both sides have."""
     sides = [side for side in SIDES if all(f"{side}_{joint}" in points for joint in JOINTS)]
-    out = {f"{side}_fppa_deg": fppa_deg(points[f"{side}_hip"], points[f"{side}_knee"], points[f"{side}_ankle"], side)
-           for side in sides}
+    out = {f"{side}_fppa_deg": fppa_deg(points[f"{side}_hip"], points[f"{side}_knee"], points[f"{side}_ankle"], side,
+                                        camera_view) for side in sides}
     if len(sides) == len(SIDES):
         ankles = _distance(points["right_ankle"], points["left_ankle"])
         out["knee_ankle_separation_ratio"] = _distance(points["right_knee"], points["left_knee"]) / ankles
@@ -122,13 +126,15 @@ def landmark_roles(landmarks, declared: dict[str, str] | None = None) -> tuple[d
     return roles, how
 
 
-def kinematic_errors(errors: pd.DataFrame, roles: dict[str, str] | None = None) -> pd.DataFrame:
+def kinematic_errors(errors: pd.DataFrame, roles: dict[str, str] | None = None,
+                     camera_view: str = "front") -> pd.DataFrame:
     """Kinematics from predicted and from labelled landmarks, per frame, network, snapshot and split.
 
     One row per (frame set, snapshot, split, frame, quantity) with ``labelled``, ``predicted``, ``error``
     (predicted - labelled, in the quantity's unit) and ``abs_error``. A frame missing a label a quantity needs is
     left out of that quantity only (an occluded left ankle does not cost the right knee's FPPA).
-    ``roles``: which landmark is which (``landmark_roles``); by default the paper's names.
+    ``roles``: which landmark is which (``landmark_roles``); by default the paper's names. ``camera_view``: the
+    cohort's (cohort.json), which decides the FPPA's sign.
     """
     if roles:
         wanted = {landmark: role for role, landmark in roles.items()}
@@ -144,7 +150,7 @@ def kinematic_errors(errors: pd.DataFrame, roles: dict[str, str] | None = None) 
     def points(kind: str) -> dict[str, np.ndarray]:
         return {lm: np.column_stack([wide[(f"x_{kind}_px", lm)], wide[(f"y_{kind}_px", lm)]]) for lm in present}
 
-    labelled, predicted = frame_kinematics(points("label")), frame_kinematics(points("pred"))
+    labelled, predicted = frame_kinematics(points("label"), camera_view), frame_kinematics(points("pred"), camera_view)
     index = wide.index.to_frame(index=False)
     parts = []
     for quantity, unit in QUANTITIES.items():

@@ -273,7 +273,7 @@ def validate_label_table(run: Run) -> dict:
     check = dict(bodyparts=list(cohort.bodyparts), max_missing_fraction=study.max_missing_label_fraction,
                  result_dir=layout.validation_dir, label_files=read_json(layout.label_sources_file),
                  images_root=layout.project_dir / "labeled-data",
-                 frontal=set(cohort.bodyparts) == set(FRONTAL_BODYPARTS))
+                 frontal=set(cohort.bodyparts) == set(FRONTAL_BODYPARTS), camera_view=cohort.camera_view)
     excluded: list[tuple[str, str]] = []
     try:
         summary = validate_labels(table, **check)
@@ -417,13 +417,13 @@ def analyse_and_report(run: Run) -> str:
     kinematics = fppa = None
     roles, how = landmark_roles(run.cohort.bodyparts, run.cohort.kinematic_landmarks)
     if roles is not None:
-        kinematics = kinematic_errors(errors, roles)
+        kinematics = kinematic_errors(errors, roles, run.cohort.camera_view)
         if len(kinematics):
             write_csv_atomic(kinematics, layout.evaluation_dir / "kinematic_errors.csv")
             fppa = analyse_fppa(kinematics)
         else:  # e.g. a landmark the lab never labelled (max_missing_label_fraction 1)
             roles, how, kinematics = None, f"no frame has {', '.join(roles.values())} all labelled", None
-    context["kinematic_landmarks"] = {"roles": roles, "how": how}
+    context["kinematic_landmarks"] = {"roles": roles, "how": how, "camera_view": run.cohort.camera_view}
     log.info("knee kinematics: %s", f"from {', '.join(f'{n} ({r})' for r, n in roles.items())}, {how}"
              if roles else f"not computed: {how}")
     path = write_report(layout, analysis, errors, context, kinematics, fppa)

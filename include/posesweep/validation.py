@@ -70,8 +70,9 @@ def frame_table(table: pd.DataFrame, images_root: Path | None = None) -> pd.Data
     return wide
 
 
-def anatomy_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Frontal-plane checks per frame (participant's right is image left), as booleans and length ratios."""
+def anatomy_table(table: pd.DataFrame, camera_view: str = "front") -> pd.DataFrame:
+    """Frontal-plane checks per frame (participant's right is image left; image right with the camera behind),
+    as booleans and length ratios."""
     xy = table.drop_duplicates(ROW_ID_COLUMNS).pivot(index=FRAME_ID_COLUMNS, columns="landmark",
                                                      values=["x_px", "y_px"])
     x, y = xy["x_px"], xy["y_px"]
@@ -86,8 +87,8 @@ def anatomy_table(table: pd.DataFrame) -> pd.DataFrame:
             length = np.hypot(x[f"{side}_{a}"] - x[f"{side}_{b}"], y[f"{side}_{a}"] - y[f"{side}_{b}"])
             median = length.groupby(level="video").transform("median")
             out[f"{side}_{segment}_length_ratio"] = length / median
-    for joint in ("hip", "knee", "ankle"):  # no left/right swap: the right landmark is on the image's left
-        out[f"{joint}_sides_not_swapped"] = x[f"right_{joint}"] < x[f"left_{joint}"]
+    for joint in ("hip", "knee", "ankle"):  # no left/right swap: the right landmark on the image's left (front)
+        out[f"{joint}_sides_not_swapped"] = (x[f"right_{joint}"] < x[f"left_{joint}"]) == (camera_view == "front")
     complete = x.notna().all(axis=1) & y.notna().all(axis=1)  # missing labels are the missing-rate check's job
     return out[complete].reset_index()
 
@@ -103,7 +104,8 @@ def videos_with_sides_reversed(anatomy: pd.DataFrame, share: float = 0.9) -> lis
 
 
 def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fraction: float,
-                    result_dir: Path, images_root: Path | None = None, frontal: bool = False) -> dict[str, Any]:
+                    result_dir: Path, images_root: Path | None = None, frontal: bool = False,
+                    camera_view: str = "front") -> dict[str, Any]:
     gx = _gx()
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -144,7 +146,7 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
     ]
     reversed_sides: list[dict[str, Any]] = []
     if frontal:
-        anatomy = anatomy_table(table)
+        anatomy = anatomy_table(table, camera_view)
         reversed_sides = videos_with_sides_reversed(anatomy)
         checks = [c for c in anatomy.columns if c not in FRAME_ID_COLUMNS]
         batches.append(("frontal_anatomy", anatomy, [
@@ -173,6 +175,7 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
         "label_rows": int(len(table)),
         "missing_fraction_by_landmark": {bp: float(frames[bp].isna().mean()) for bp in bodyparts},
         "videos_with_sides_reversed": reversed_sides,
+        "camera_view": camera_view,
     }
     write_json_atomic(Path(result_dir) / "validation_result.json", summary)
     return summary
@@ -206,7 +209,7 @@ def _number(value: Any) -> str:
         return str(value)
 
 
-def _rule(failure: dict[str, Any], max_missing_fraction: float) -> tuple[str, Any, Any]:
+def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str = "front") -> tuple[str, Any, Any]:
     """(what the expectation means, found(row) -> str, allowed(row) -> str) in a lab's words."""
     kind, kwargs = failure["expectation"], failure["kwargs"]
     column = kwargs.get("column") or kwargs.get("column_B") or ""
@@ -236,10 +239,13 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float) -> tuple[str, An
                 lambda r: "no readable image of the recorded size", lambda r: "the image the labels were made on")
     if kind == "expect_column_values_to_be_in_set" and column.endswith("_sides_not_swapped"):
         joint = column.split("_")[0]
+        expected, found = ("left", "right") if camera_view == "front" else ("right", "left")
+        view = ("the camera faces the participant, as in the paper" if camera_view == "front" else
+                "the camera is behind the participant: cohort.json camera_view back")
         return (f"frontal-plane check failed: {joint} sides not swapped (the participant's right is on the "
-                f"image's left: the camera faces the participant, as in the paper)",
-                lambda r: f"right_{joint} to the right of left_{joint}",
-                lambda r: f"right_{joint} to the left of left_{joint}")
+                f"image's {expected}: {view})",
+                lambda r: f"right_{joint} to the {found} of left_{joint}",
+                lambda r: f"right_{joint} to the {expected} of left_{joint}")
     if kind == "expect_column_values_to_be_in_set":
         return (f"frontal-plane check failed: {column.replace('_', ' ')}", lambda r: "false", lambda r: "true")
     if kind == "expect_column_distinct_values_to_equal_set":
@@ -260,14 +266,19 @@ def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_miss
     files = list(dict.fromkeys(label_files.get(row.get("video"), row.get("video")) for failure in failures
                                for row in failure["offending"][:rows_shown] if row.get("video")))
     details = []  # first what explains many rows at once: a whole video labelled the other way round
+    view = summary.get("camera_view", "front")
     for video in summary.get("videos_with_sides_reversed", []):
+        cause, setting = (("labelled by image side (right_* on the image's right), or filmed from behind",
+                           'if the camera was behind the participant, set "camera_view": "back" in cohort.json')
+                          if view == "front" else
+                          ("labelled by image side, or filmed from the front",
+                           'if the camera faced the participant, remove "camera_view" from cohort.json'))
         details.append(f"{label_files.get(video['video'], video['video'])}: right and left lie the other way round "
                        f"at hip, knee and ankle in {video['frames']} of its {video['of']} frames: the whole video "
-                       f"was labelled by image side (right_* on the image's right), or filmed from behind. If "
-                       f"labelled by image side, swap the right_ and left_ names in that file's columns; the "
-                       f"frontal-plane checks and the knee angles assume the camera faces the participant.")
+                       f"was {cause}. If labelled by image side, swap the right_ and left_ names in that file's "
+                       f"columns; {setting}.")
     for failure in failures:
-        what, found, allowed = _rule(failure, max_missing_fraction)
+        what, found, allowed = _rule(failure, max_missing_fraction, view)
         rows = failure["offending"] or [{}]
         count = failure.get("unexpected_count") or len(failure["offending"])
         details.append(f"{what}" + (f" ({count} rows)" if count and count > 1 else "") + ":")
@@ -293,12 +304,12 @@ def offending_frames(summary: dict[str, Any]) -> list[tuple[str, str]]:
 
 def validate_labels(table: pd.DataFrame, bodyparts: list[str], max_missing_fraction: float,
                     result_dir: Path, label_files: dict[str, str] | None = None, images_root: Path | None = None,
-                    frontal: bool = False) -> dict[str, Any]:
+                    frontal: bool = False, camera_view: str = "front") -> dict[str, Any]:
     """Run the suites, write results and Data Docs, raise with the full list of problems if any fails.
 
     ``label_files`` maps each video to the lab's own CollectedData file, which the error names.
     """
-    summary = run_label_suite(table, bodyparts, max_missing_fraction, result_dir, images_root, frontal)
+    summary = run_label_suite(table, bodyparts, max_missing_fraction, result_dir, images_root, frontal, camera_view)
     if not summary["success"]:
         raise failure_error(summary, label_files or {}, max_missing_fraction, Path(result_dir))
     log.info("labels valid: %d frames, %d label rows, all expectations met", summary["labeled_frames"],

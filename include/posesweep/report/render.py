@@ -37,13 +37,16 @@ def kinematic_landmark_sentences(landmarks: dict | None, errors: pd.DataFrame) -
     """Which landmarks the knee angles come from, where they are not the paper's names; or why there are none,
     for a cohort with a landmark named as a knee (any other cohort's report does not mention knees)."""
     roles = (landmarks or {}).get("roles")
-    sentence = not_computed = None
+    sentences, not_computed = [], None
     if roles and any(role != name for role, name in roles.items()):
-        sentence = ("Hips, knees and ankles: " + ", ".join(f"{name} ({role.replace('_', ' ')})"
-                                                          for role, name in roles.items()) + f"; {landmarks['how']}.")
+        named = ", ".join(f"{name} ({role.replace('_', ' ')})" for role, name in roles.items())
+        sentences.append(f"Hips, knees and ankles: {named}; {landmarks['how']}.")
     elif landmarks and not roles and errors["landmark"].astype(str).str.contains("knee", case=False).any():
         not_computed = landmarks["how"]
-    return {"kinematic_landmarks_sentence": sentence, "kinematics_not_computed": not_computed}
+    if roles and landmarks.get("camera_view") == "back":
+        sentences.append("Filmed from behind (cohort.json camera_view): the participant's right is on the image's "
+                         "right, and medial is read accordingly.")
+    return {"kinematic_landmarks_sentence": " ".join(sentences) or None, "kinematics_not_computed": not_computed}
 
 
 def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, context: dict,
