@@ -173,8 +173,8 @@ def test_a_video_labelled_by_image_side_throughout_is_told_so_not_sent_to_relabe
     table, _ = _labelled_by_image_side(run.layout.labels_file, video)
     table.to_csv(run.layout.labels_file, index=False)  # the lab's labels, as if labelled that way
     assert stages.validate_label_table(run)["excluded_frames"] == frames
-    assert (f"{video}: right and left lie the other way round in {frames} of its {frames} frames (labelled by image "
-            f"side, or filmed from behind): those frames are excluded") in caplog.text
+    assert (f"{video}: its frames are excluded: right and left lie the other way round at hip, knee and ankle in "
+            f"{frames} of its {frames} frames: the whole video was labelled by image side") in caplog.text
 
 
 def test_a_project_folder_renamed_after_labeling_and_named_with_a_dot_is_read_where_its_images_are(

@@ -265,7 +265,7 @@ def label_frames(run: Run) -> dict:
 
 def validate_label_table(run: Run) -> dict:
     """Great Expectations suites over the labels; fail, or exclude the offending frames (``invalid_labels``)."""
-    from .validation import LabelValidationError, offending_frames, validate_labels
+    from .validation import LabelValidationError, offending_frames, reversed_video_advice, validate_labels
 
     layout, study = run.layout, run.study
     cohort = run.cohort
@@ -286,9 +286,8 @@ def validate_label_table(run: Run) -> dict:
         log.warning("excluding %d frames named by failing expectations: %s", len(excluded),
                     ", ".join(f"{v}/{i}" for v, i in excluded))
         for video in failed.get("videos_with_sides_reversed", []):  # a participant lost to a convention
-            log.warning("%s: right and left lie the other way round in %d of its %d frames (labelled by image side, "
-                        "or filmed from behind): those frames are excluded; swap the right_ and left_ names in its "
-                        "label file to keep them", video["video"], video["frames"], video["of"])
+            log.warning("%s: its frames are excluded: %s", video["video"],
+                        reversed_video_advice(video, cohort.camera_view))
         table = table[keep].reset_index(drop=True)
         summary = validate_labels(table, **check)  # what is left must pass
     write_json_atomic(layout.validation_dir / "excluded_frames.json", [list(f) for f in excluded])

@@ -103,6 +103,18 @@ def videos_with_sides_reversed(anatomy: pd.DataFrame, share: float = 0.9) -> lis
             if row["size"] >= 2 and row["sum"] >= share * row["size"]]
 
 
+def reversed_video_advice(video: dict[str, Any], camera_view: str) -> str:
+    """What a video reversed left for right in nearly every frame means, and the two fixes."""
+    cause, setting = (("labelled by image side (right_* on the image's right), or filmed from behind",
+                       'if the camera was behind the participant, set "camera_view": "back" in cohort.json')
+                      if camera_view == "front" else
+                      ("labelled by image side, or filmed from the front",
+                       'if the camera faced the participant, remove "camera_view" from cohort.json'))
+    return (f"right and left lie the other way round at hip, knee and ankle in {video['frames']} of its "
+            f"{video['of']} frames: the whole video was {cause}. If labelled by image side, swap the right_ and "
+            f"left_ names in its label file's columns; {setting}.")
+
+
 def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fraction: float,
                     result_dir: Path, images_root: Path | None = None, frontal: bool = False,
                     camera_view: str = "front") -> dict[str, Any]:
@@ -268,15 +280,7 @@ def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_miss
     details = []  # first what explains many rows at once: a whole video labelled the other way round
     view = summary.get("camera_view", "front")
     for video in summary.get("videos_with_sides_reversed", []):
-        cause, setting = (("labelled by image side (right_* on the image's right), or filmed from behind",
-                           'if the camera was behind the participant, set "camera_view": "back" in cohort.json')
-                          if view == "front" else
-                          ("labelled by image side, or filmed from the front",
-                           'if the camera faced the participant, remove "camera_view" from cohort.json'))
-        details.append(f"{label_files.get(video['video'], video['video'])}: right and left lie the other way round "
-                       f"at hip, knee and ankle in {video['frames']} of its {video['of']} frames: the whole video "
-                       f"was {cause}. If labelled by image side, swap the right_ and left_ names in that file's "
-                       f"columns; {setting}.")
+        details.append(f"{label_files.get(video['video'], video['video'])}: {reversed_video_advice(video, view)}")
     for failure in failures:
         what, found, allowed = _rule(failure, max_missing_fraction, view)
         rows = failure["offending"] or [{}]
