@@ -112,7 +112,7 @@ def affine_matrices(params: AugmentationParams, height: Size, width: Size) -> to
 
 
 def _per_frame(size: Size) -> Size:
-    """A per-frame size as a column, to compare with (B, K) or broadcast over (B, H, W)."""
+    """A per-frame size as a (B, 1) column, to compare with (B, K) keypoint coordinates."""
     return size[:, None] if isinstance(size, torch.Tensor) else size
 
 
