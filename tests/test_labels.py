@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,7 +8,10 @@ import conftest
 from posesweep import stages
 from posesweep.cohort import CohortError
 from posesweep.labels import TIDY_COLUMNS, LabelFileError, read_collected_data, read_label_table, tidy_from_collected
-from posesweep.validation import LabelValidationError, validate_labels
+from posesweep.config import FRONTAL_BODYPARTS
+from posesweep.validation import LabelValidationError, frontal_check_roles, validate_labels
+
+PAPER_ROLES, _ = frontal_check_roles(FRONTAL_BODYPARTS, None)
 
 SMALL = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6, 12], "train_fraction": 0.8,
          "max_iterations": 20, "snapshot_interval": 10, "allow_random_init": True}
@@ -92,12 +97,12 @@ def _frontal_defect(labeled_run, tmp_path, plant):
     table = pd.read_csv(layout.labels_file)
     landmarks = sorted(table["landmark"].unique())
     images = layout.project_dir / "labeled-data"
-    assert validate_labels(table, landmarks, 0.1, tmp_path / "ok", images_root=images, frontal=True)["success"]
+    assert validate_labels(table, landmarks, 0.1, tmp_path / "ok", images_root=images, roles=PAPER_ROLES)["success"]
     frame = table[["video", "image"]].drop_duplicates().iloc[4]
     in_frame = (table["video"] == frame["video"]) & (table["image"] == frame["image"])
     plant(table, lambda landmark: in_frame & (table["landmark"] == landmark))
     with pytest.raises(LabelValidationError) as failure:
-        validate_labels(table, landmarks, 0.1, tmp_path / "bad", images_root=images, frontal=True)
+        validate_labels(table, landmarks, 0.1, tmp_path / "bad", images_root=images, roles=PAPER_ROLES)
     return str(failure.value), f"File: {frame['video']}"
 
 
@@ -127,6 +132,64 @@ def test_frontal_plane_defects_name_the_expectation_and_the_frame(labeled_run, t
     assert "the whole video" not in message  # one frame's slip is not a convention
 
 
+LAB_NAMES = {"right_hip": "RASIS", "left_hip": "LASIS", "right_knee": "RKnee", "left_knee": "LKnee",
+             "right_ankle": "RAnkle", "left_ankle": "LAnkle", "right_medial_foot": "RMT1",
+             "right_lateral_foot": "RMT5", "left_medial_foot": "LMT1", "left_lateral_foot": "LMT5"}
+
+
+def test_frontal_checks_run_only_where_the_cohort_says_its_camera_is_frontal():
+    recognised = list(LAB_NAMES.values())
+    assert frontal_check_roles(recognised, None)[0] is None  # RKnee could be filmed from the side
+    declared = {role: LAB_NAMES[role] for role in ("right_hip", "right_knee", "right_ankle")}
+    assert frontal_check_roles(recognised, declared)[0] == declared
+    assert frontal_check_roles([*FRONTAL_BODYPARTS, "pelvis"], None)[0] == PAPER_ROLES  # extra landmarks too
+
+
+def _lab_named_table(labeled_run, plant=None):
+    """The labels under a lab's own names (as if its DeepLabCut project used them), with a defect planted in one
+    frame by ``plant(table, row_of_landmark)``; the frame's video."""
+    table = pd.read_csv(labeled_run.layout.labels_file, dtype={"video": str})
+    frame = table[["video", "image"]].drop_duplicates().iloc[4]
+    in_frame = (table["video"] == frame["video"]) & (table["image"] == frame["image"])
+    if plant:
+        plant(table, lambda landmark: in_frame & (table["landmark"] == landmark))
+    table["landmark"] = table["landmark"].map(LAB_NAMES)
+    return table, frame
+
+
+@pytest.mark.parametrize("plant, expected", [
+    (swap("left_knee", "right_knee"), "found RKnee to the right of LKnee, allowed RKnee to the left of LKnee"),
+    (swap("right_knee", "right_ankle"), "found RKnee level with or below RAnkle, allowed RKnee above RAnkle"),
+])
+def test_frontal_checks_name_the_labs_own_landmarks_declared_in_cohort_json(labeled_run, tmp_path, plant, expected):
+    declared = {role: LAB_NAMES[role] for role in PAPER_ROLES}
+    images = labeled_run.layout.project_dir / "labeled-data"
+    table, _ = _lab_named_table(labeled_run)
+    passed = validate_labels(table, sorted(LAB_NAMES.values()), 0.1, tmp_path / "ok", images_root=images,
+                             roles=declared)
+    assert passed["success"] and "frontal_anatomy" in passed["suites"]
+    table, frame = _lab_named_table(labeled_run, plant)
+    with pytest.raises(LabelValidationError) as failure:
+        validate_labels(table, sorted(LAB_NAMES.values()), 0.1, tmp_path / "bad", images_root=images,
+                        roles=declared)
+    assert f"{frame['image']}: {expected}" in str(failure.value)
+
+
+def test_a_frame_missing_one_landmark_is_still_checked_for_the_others_and_one_side_is_checked_alone(
+        labeled_run, tmp_path):
+    images = labeled_run.layout.project_dir / "labeled-data"
+    table, frame = _lab_named_table(labeled_run, swap("right_knee", "right_ankle"))
+    in_frame = (table["video"] == frame["video"]) & (table["image"] == frame["image"])
+    table.loc[in_frame & (table["landmark"] == "LMT1"), ["x_px", "y_px"]] = np.nan  # a hidden foot marker
+    right_side = {role: LAB_NAMES[role] for role in ("right_hip", "right_knee", "right_ankle")}
+    with pytest.raises(LabelValidationError) as failure:
+        validate_labels(table, sorted(LAB_NAMES.values()), 0.1, tmp_path / "one", images_root=images,
+                        roles=right_side)
+    message = str(failure.value)
+    assert f"{frame['image']}: found RKnee level with or below RAnkle" in message
+    assert "sides not swapped" not in message and "left " not in message.split("What to do")[0]
+
+
 def _labelled_by_image_side(labels_file, video):
     table = pd.read_csv(labels_file, dtype={"video": str})
     by_image_side = {name: name.replace("right_", "left_") if name.startswith("right_") else
@@ -142,10 +205,10 @@ def test_a_cohort_filmed_from_behind_passes_the_side_checks_with_camera_view_bac
     table["x_px"] = table["image_width_px"] - 1 - table["x_px"]  # the same people, seen from behind
     landmarks = sorted(table["landmark"].unique())
     images = labeled_run.layout.project_dir / "labeled-data"
-    assert validate_labels(table, landmarks, 0.1, tmp_path / "back", images_root=images, frontal=True,
+    assert validate_labels(table, landmarks, 0.1, tmp_path / "back", images_root=images, roles=PAPER_ROLES,
                            camera_view="back")["success"]
     with pytest.raises(LabelValidationError) as failure:
-        validate_labels(table, landmarks, 0.1, tmp_path / "front", images_root=images, frontal=True)
+        validate_labels(table, landmarks, 0.1, tmp_path / "front", images_root=images, roles=PAPER_ROLES)
     assert 'if the camera was behind the participant, set "camera_view": "back" in cohort.json' in str(failure.value)
 
 
@@ -157,7 +220,7 @@ def test_a_video_labelled_by_image_side_throughout_is_told_so_not_sent_to_relabe
     with pytest.raises(LabelValidationError) as failure:
         validate_labels(table, landmarks, 0.1, tmp_path / "bad",
                         label_files={video: f"/lab/{video}/CollectedData_x.h5"},
-                        images_root=labeled_run.layout.project_dir / "labeled-data", frontal=True)
+                        images_root=labeled_run.layout.project_dir / "labeled-data", roles=PAPER_ROLES)
     message = str(failure.value)
     assert "knee sides not swapped (the participant's right is on the image's left" in message
     assert "found right_knee to the right of left_knee, allowed right_knee to the left of left_knee" in message
@@ -280,6 +343,8 @@ def test_a_missing_image_fails_and_excluding_offending_frames_keeps_the_rest(lab
     (new_layout.project_dir / "labeled-data" / victim["video"] / victim["image"]).unlink()
     result = stages.validate_label_table(run)
     assert result["excluded_frames"] == 1 and result["labeled_frames"] == 17
+    checked = json.loads((new_layout.validation_dir / "validation_result.json").read_text())
+    assert "frontal_anatomy" in checked["suites"]  # the paper's names: the frontal-plane checks ran too
     remaining = pd.read_csv(new_layout.validated_labels_file)
     assert victim["image"] not in set(remaining.loc[remaining["video"] == victim["video"], "image"])
     # the stage never rewrites its input: a retry excludes the same frame from the same table

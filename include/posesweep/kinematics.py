@@ -126,6 +126,11 @@ def landmark_roles(landmarks, declared: dict[str, str] | None = None) -> tuple[d
     return roles, how
 
 
+def roles_text(roles: dict[str, str]) -> str:
+    """The landmarks of ``roles`` for a log line: ``RKnee (right_knee), ...``; the paper's names once."""
+    return ", ".join(name if name == role else f"{name} ({role})" for role, name in roles.items())
+
+
 def kinematic_errors(errors: pd.DataFrame, roles: dict[str, str] | None = None,
                      camera_view: str = "front") -> pd.DataFrame:
     """Kinematics from predicted and from labelled landmarks, per frame, network, snapshot and split.

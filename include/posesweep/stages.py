@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .cohort import (COHORT_FILE, Cohort, CohortError, label_files_by_scorer, load_cohort, read_cohort_manifest,
                      unmatched_videos, write_project_config)
-from .config import FRONTAL_BODYPARTS, StudyConfig, StudyConfigError
+from .config import StudyConfig, StudyConfigError
 from .budget import check as check_budget
 from .budget import estimate
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
@@ -265,15 +265,19 @@ def label_frames(run: Run) -> dict:
 
 def validate_label_table(run: Run) -> dict:
     """Great Expectations suites over the labels; fail, or exclude the offending frames (``invalid_labels``)."""
-    from .validation import LabelValidationError, offending_frames, reversed_video_advice, validate_labels
+    from .kinematics import roles_text
+    from .validation import (LabelValidationError, frontal_check_roles, offending_frames, reversed_video_advice,
+                             validate_labels)
 
     layout, study = run.layout, run.study
     cohort = run.cohort
     table = read_label_table(layout.labels_file)  # never rewritten here: a retry validates the same input
+    roles, why = frontal_check_roles(cohort.bodyparts, cohort.kinematic_landmarks)
+    log.info("frontal-plane label checks: %s", f"on {roles_text(roles)}, {why}" if roles else why)
     check = dict(bodyparts=list(cohort.bodyparts), max_missing_fraction=study.max_missing_label_fraction,
                  result_dir=layout.validation_dir, label_files=read_json(layout.label_sources_file),
                  images_root=layout.project_dir / "labeled-data",
-                 frontal=set(cohort.bodyparts) == set(FRONTAL_BODYPARTS), camera_view=cohort.camera_view)
+                 roles=roles, camera_view=cohort.camera_view)
     excluded: list[tuple[str, str]] = []
     try:
         summary = validate_labels(table, **check)
@@ -383,7 +387,7 @@ def evaluate(run: Run, frame_set_size: int | None = None) -> list[str]:
 
 def analyse_and_report(run: Run) -> str:
     from .evaluation import combine_error_tables
-    from .kinematics import kinematic_errors, landmark_roles
+    from .kinematics import kinematic_errors, landmark_roles, roles_text
     from .report import write_report
     from .stats import analyse, analyse_fppa
 
@@ -423,7 +427,7 @@ def analyse_and_report(run: Run) -> str:
         else:  # e.g. a landmark the lab never labelled (max_missing_label_fraction 1)
             roles, how, kinematics = None, f"no frame has {', '.join(roles.values())} all labelled", None
     context["kinematic_landmarks"] = {"roles": roles, "how": how, "camera_view": run.cohort.camera_view}
-    log.info("knee kinematics: %s", f"from {', '.join(f'{n} ({r})' for r, n in roles.items())}, {how}"
+    log.info("knee kinematics: %s", f"from {roles_text(roles)}, {how}"
              if roles else f"not computed: {how}")
     path = write_report(layout, analysis, errors, context, kinematics, fppa)
     return str(path)

@@ -7,12 +7,13 @@ on the tidy label table inside a task (never at DAG-parse time):
   per frame and landmark, coordinates inside the image;
 * ``labels_per_frame`` (one row per labeled frame): the share of missing labels
   per landmark; every labeled frame's image exists with the size recorded;
-* ``frontal_anatomy`` (frontal-plane preset only; one row per labeled frame):
+* ``frontal_anatomy`` (one row per labeled frame; for the paper's landmark names
+  or the hips, knees and ankles a cohort names in cohort.json, ``frontal_check_roles``):
   hip above knee above ankle on each side, left and right not swapped across the
-  body's midline, medial and lateral foot markers distinct, thigh and shank
-  lengths within a tolerance of the participant's median (mis-clicks).
-  A video reversed left for right in nearly every frame is diagnosed as a whole
-  (labelled by image side, or filmed from behind).
+  body's midline, medial and lateral foot markers distinct (the paper's foot
+  landmarks), thigh and shank lengths within a tolerance of the participant's
+  median (mis-clicks). A video reversed left for right in nearly every frame is
+  diagnosed as a whole (labelled by image side, or filmed from behind).
 
 Results are written as JSON and rendered as GX Data Docs HTML. A failure raises
 ``LabelValidationError`` naming every failing expectation and the offending
@@ -70,35 +71,72 @@ def frame_table(table: pd.DataFrame, images_root: Path | None = None) -> pd.Data
     return wide
 
 
-def anatomy_table(table: pd.DataFrame, camera_view: str = "front") -> pd.DataFrame:
+def frontal_check_roles(bodyparts, declared: dict[str, str] | None) -> tuple[dict[str, str] | None, str]:
+    """Which landmarks the frontal-plane checks read (role -> landmark), and why; (None, why not).
+
+    The checks assume a frontal camera and an upright participant, so they run only where the cohort says so: the
+    paper's landmark names, or hips, knees and ankles named in cohort.json (``kinematic_landmarks``). Names that
+    merely look like joints (``RKnee``) are not enough: a side camera puts left and right on top of each other,
+    and every frame would fail the side check."""
+    from .kinematics import FPPA_LANDMARKS
+
+    if declared:
+        return dict(declared), "the hips, knees and ankles named in cohort.json (kinematic_landmarks)"
+    if set(FPPA_LANDMARKS) <= set(bodyparts):
+        return {role: role for role in FPPA_LANDMARKS}, "the paper's landmark names"
+    return None, ("no frontal-plane label checks: they need the paper's landmark names or cohort.json's "
+                  "kinematic_landmarks (a frontal camera)")
+
+
+def anatomy_table(table: pd.DataFrame, roles: dict[str, str], camera_view: str = "front") -> pd.DataFrame:
     """Frontal-plane checks per frame (participant's right is image left; image right with the camera behind),
-    as booleans and length ratios."""
+    as booleans and length ratios, for each side whose hip, knee and ankle ``roles`` names (role -> landmark).
+
+    A check is empty (NaN) in a frame missing a landmark it needs: missing labels are the missing-rate check's job,
+    and a hidden foot does not exempt the knees. Foot-marker checks where the paper's foot landmarks exist."""
     xy = table.drop_duplicates(ROW_ID_COLUMNS).pivot(index=FRAME_ID_COLUMNS, columns="landmark",
                                                      values=["x_px", "y_px"])
     x, y = xy["x_px"], xy["y_px"]
+    nan = pd.Series(np.nan, index=xy.index)
+    x_of = {role: x[name] if name in x else nan for role, name in roles.items()}
+    y_of = {role: y[name] if name in y else nan for role, name in roles.items()}
+
+    def where_labelled(check: pd.Series, *roles_needed: str) -> pd.Series:
+        present = np.logical_and.reduce([x_of[r].notna() & y_of[r].notna() for r in roles_needed])
+        return check.astype(object).where(present) if check.dtype == bool else check.where(present)
+
     out = pd.DataFrame(index=xy.index)
-    for side in ("right", "left"):
-        out[f"{side}_hip_above_knee"] = y[f"{side}_hip"] < y[f"{side}_knee"]
-        out[f"{side}_knee_above_ankle"] = y[f"{side}_knee"] < y[f"{side}_ankle"]
-        feet = np.hypot(x[f"{side}_medial_foot"] - x[f"{side}_lateral_foot"],
-                        y[f"{side}_medial_foot"] - y[f"{side}_lateral_foot"])
-        out[f"{side}_foot_markers_distinct"] = feet > MIN_FOOT_MARKER_DISTANCE_PX
-        for segment, (a, b) in {"thigh": ("hip", "knee"), "shank": ("knee", "ankle")}.items():
-            length = np.hypot(x[f"{side}_{a}"] - x[f"{side}_{b}"], y[f"{side}_{a}"] - y[f"{side}_{b}"])
+    sides = [side for side in ("right", "left") if all(f"{side}_{j}" in roles for j in ("hip", "knee", "ankle"))]
+    for side in sides:
+        hip, knee, ankle = (f"{side}_{j}" for j in ("hip", "knee", "ankle"))
+        out[f"{side}_hip_above_knee"] = where_labelled(y_of[hip] < y_of[knee], hip, knee)
+        out[f"{side}_knee_above_ankle"] = where_labelled(y_of[knee] < y_of[ankle], knee, ankle)
+        medial, lateral = f"{side}_medial_foot", f"{side}_lateral_foot"
+        if medial in x and lateral in x:
+            feet = np.hypot(x[medial] - x[lateral], y[medial] - y[lateral])
+            out[f"{side}_foot_markers_distinct"] = (feet > MIN_FOOT_MARKER_DISTANCE_PX).astype(object).where(
+                feet.notna())
+        for segment, (a, b) in {"thigh": (hip, knee), "shank": (knee, ankle)}.items():
+            length = np.hypot(x_of[a] - x_of[b], y_of[a] - y_of[b])
             median = length.groupby(level="video").transform("median")
             out[f"{side}_{segment}_length_ratio"] = length / median
-    for joint in ("hip", "knee", "ankle"):  # no left/right swap: the right landmark on the image's left (front)
-        out[f"{joint}_sides_not_swapped"] = (x[f"right_{joint}"] < x[f"left_{joint}"]) == (camera_view == "front")
-    complete = x.notna().all(axis=1) & y.notna().all(axis=1)  # missing labels are the missing-rate check's job
-    return out[complete].reset_index()
+    if len(sides) == 2:  # no left/right swap: the right landmark on the image's left (front)
+        for joint in ("hip", "knee", "ankle"):
+            right, left = f"right_{joint}", f"left_{joint}"
+            out[f"{joint}_sides_not_swapped"] = where_labelled(
+                (x_of[right] < x_of[left]) == (camera_view == "front"), right, left)
+    return out[out.notna().any(axis=1)].reset_index()
 
 
 def videos_with_sides_reversed(anatomy: pd.DataFrame, share: float = 0.9) -> list[dict[str, Any]]:
     """Videos where right and left lie the other way round at hip, knee and ankle in nearly every frame: not
     slips of a labeler's hand but a convention (labelled by image side, or filmed from behind)."""
     swapped_columns = [f"{joint}_sides_not_swapped" for joint in ("hip", "knee", "ankle")]
-    reversed_ = ~anatomy[swapped_columns].astype(bool).any(axis=1)
-    counts = reversed_.groupby(anatomy["video"]).agg(["sum", "size"])
+    if not set(swapped_columns) <= set(anatomy.columns):  # one side only: nothing to reverse
+        return []
+    checked = anatomy.dropna(subset=swapped_columns)
+    reversed_ = ~checked[swapped_columns].astype(bool).any(axis=1)
+    counts = reversed_.groupby(checked["video"]).agg(["sum", "size"])
     return [{"video": video, "frames": int(row["sum"]), "of": int(row["size"])} for video, row in counts.iterrows()
             if row["size"] >= 2 and row["sum"] >= share * row["size"]]
 
@@ -116,8 +154,9 @@ def reversed_video_advice(video: dict[str, Any], camera_view: str) -> str:
 
 
 def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fraction: float,
-                    result_dir: Path, images_root: Path | None = None, frontal: bool = False,
+                    result_dir: Path, images_root: Path | None = None, roles: dict[str, str] | None = None,
                     camera_view: str = "front") -> dict[str, Any]:
+    """``roles``: the landmarks the frontal-plane checks read (``frontal_check_roles``); None: no such checks."""
     gx = _gx()
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -157,8 +196,8 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
         ], FRAME_ID_COLUMNS),
     ]
     reversed_sides: list[dict[str, Any]] = []
-    if frontal:
-        anatomy = anatomy_table(table, camera_view)
+    if roles:
+        anatomy = anatomy_table(table, roles, camera_view)
         reversed_sides = videos_with_sides_reversed(anatomy)
         checks = [c for c in anatomy.columns if c not in FRAME_ID_COLUMNS]
         batches.append(("frontal_anatomy", anatomy, [
@@ -188,6 +227,7 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
         "missing_fraction_by_landmark": {bp: float(frames[bp].isna().mean()) for bp in bodyparts},
         "videos_with_sides_reversed": reversed_sides,
         "camera_view": camera_view,
+        "frontal_check_roles": roles,
     }
     write_json_atomic(Path(result_dir) / "validation_result.json", summary)
     return summary
@@ -221,9 +261,12 @@ def _number(value: Any) -> str:
         return str(value)
 
 
-def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str = "front") -> tuple[str, Any, Any]:
-    """(what the expectation means, found(row) -> str, allowed(row) -> str) in a lab's words."""
+def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str = "front",
+          roles: dict[str, str] | None = None) -> tuple[str, Any, Any]:
+    """(what the expectation means, found(row) -> str, allowed(row) -> str) in a lab's words, naming the lab's
+    landmarks (``roles``: role -> landmark)."""
     kind, kwargs = failure["expectation"], failure["kwargs"]
+    name = (roles or {}).get
     column = kwargs.get("column") or kwargs.get("column_B") or ""
     axis = "x" if column == "x_px" else "y"
     if kind == "expect_column_pair_values_a_to_be_greater_than_b":
@@ -251,13 +294,18 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str
                 lambda r: "no readable image of the recorded size", lambda r: "the image the labels were made on")
     if kind == "expect_column_values_to_be_in_set" and column.endswith("_sides_not_swapped"):
         joint = column.split("_")[0]
+        right, left = name(f"right_{joint}", f"right_{joint}"), name(f"left_{joint}", f"left_{joint}")
         expected, found = ("left", "right") if camera_view == "front" else ("right", "left")
         view = ("the camera faces the participant, as in the paper" if camera_view == "front" else
                 "the camera is behind the participant: cohort.json camera_view back")
         return (f"frontal-plane check failed: {joint} sides not swapped (the participant's right is on the "
                 f"image's {expected}: {view})",
-                lambda r: f"right_{joint} to the {found} of left_{joint}",
-                lambda r: f"right_{joint} to the {expected} of left_{joint}")
+                lambda r: f"{right} to the {found} of {left}", lambda r: f"{right} to the {expected} of {left}")
+    if kind == "expect_column_values_to_be_in_set" and "_above_" in column:  # right_hip_above_knee
+        side, upper, _, lower = column.split("_")
+        upper, lower = name(f"{side}_{upper}", f"{side}_{upper}"), name(f"{side}_{lower}", f"{side}_{lower}")
+        return (f"frontal-plane check failed: {column.replace('_', ' ')} (the participant upright)",
+                lambda r: f"{upper} level with or below {lower}", lambda r: f"{upper} above {lower}")
     if kind == "expect_column_values_to_be_in_set":
         return (f"frontal-plane check failed: {column.replace('_', ' ')}", lambda r: "false", lambda r: "true")
     if kind == "expect_column_distinct_values_to_equal_set":
@@ -278,11 +326,11 @@ def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_miss
     files = list(dict.fromkeys(label_files.get(row.get("video"), row.get("video")) for failure in failures
                                for row in failure["offending"][:rows_shown] if row.get("video")))
     details = []  # first what explains many rows at once: a whole video labelled the other way round
-    view = summary.get("camera_view", "front")
+    view, roles = summary.get("camera_view", "front"), summary.get("frontal_check_roles")
     for video in summary.get("videos_with_sides_reversed", []):
         details.append(f"{label_files.get(video['video'], video['video'])}: {reversed_video_advice(video, view)}")
     for failure in failures:
-        what, found, allowed = _rule(failure, max_missing_fraction, view)
+        what, found, allowed = _rule(failure, max_missing_fraction, view, roles)
         rows = failure["offending"] or [{}]
         count = failure.get("unexpected_count") or len(failure["offending"])
         details.append(f"{what}" + (f" ({count} rows)" if count and count > 1 else "") + ":")
@@ -308,12 +356,12 @@ def offending_frames(summary: dict[str, Any]) -> list[tuple[str, str]]:
 
 def validate_labels(table: pd.DataFrame, bodyparts: list[str], max_missing_fraction: float,
                     result_dir: Path, label_files: dict[str, str] | None = None, images_root: Path | None = None,
-                    frontal: bool = False, camera_view: str = "front") -> dict[str, Any]:
+                    roles: dict[str, str] | None = None, camera_view: str = "front") -> dict[str, Any]:
     """Run the suites, write results and Data Docs, raise with the full list of problems if any fails.
 
     ``label_files`` maps each video to the lab's own CollectedData file, which the error names.
     """
-    summary = run_label_suite(table, bodyparts, max_missing_fraction, result_dir, images_root, frontal, camera_view)
+    summary = run_label_suite(table, bodyparts, max_missing_fraction, result_dir, images_root, roles, camera_view)
     if not summary["success"]:
         raise failure_error(summary, label_files or {}, max_missing_fraction, Path(result_dir))
     log.info("labels valid: %d frames, %d label rows, all expectations met", summary["labeled_frames"],
