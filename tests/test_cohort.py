@@ -121,15 +121,16 @@ def test_kinematic_landmarks_in_cohort_json_are_checked_against_the_cohorts_land
     assert "Found: no right_hip; no right_knee" in _failure(cohort)
 
 
-def test_the_camera_view_in_cohort_json_is_front_back_or_refused(tmp_path):
+def test_the_camera_view_in_cohort_json_is_front_back_side_or_refused(tmp_path):
     import json
 
     cohort = tmp_path / "cohorts" / "knee"
     (cohort / "videos").mkdir(parents=True)
     (cohort / "videos" / "P01.mp4").write_bytes(b"")
-    assert load_cohort(cohort).camera_view == "front"
-    (cohort / "cohort.json").write_text(json.dumps({"camera_view": "back"}))
-    assert load_cohort(cohort).camera_view == "back"
+    assert (load_cohort(cohort).camera_view, load_cohort(cohort).camera_view_declared) == ("front", False)
+    for view in ("back", "side", "front"):
+        (cohort / "cohort.json").write_text(json.dumps({"camera_view": view}))
+        assert (load_cohort(cohort).camera_view, load_cohort(cohort).camera_view_declared) == (view, True)
     (cohort / "cohort.json").write_text(json.dumps({"camera_view": "posterior"}))
     paragraph = _failure(cohort)
     assert "camera_view is not one of the views posesweep knows" in paragraph and "Found: 'posterior'" in paragraph

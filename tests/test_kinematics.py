@@ -1,6 +1,7 @@
 """Frontal-plane kinematics against hand-computed cases, the synthetic generator's geometry and its label noise."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -154,6 +155,44 @@ def test_a_labs_own_landmark_names_are_recognised_only_where_each_role_has_one()
     declared = {**LAB_NAMES, "right_knee": "RKneeLat"}
     assert landmark_roles(["RKneeLat", *LAB_NAMES.values()], declared) == (declared, "named in cohort.json "
                                                                                      "(kinematic_landmarks)")
+
+
+def _labels(names: dict[str, str], hips_apart_px: float, frames: int = 6) -> pd.DataFrame:
+    """Tidy labels of an upright person, thighs 100 px long, the hips ``hips_apart_px`` apart across the image
+    (about 50 from the front; a few px from the side, either way round as the pelvis turns)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for frame in range(frames):
+        sign = 1 if hips_apart_px > 20 or frame % 2 else -1
+        for side, x in (("right", 300 - sign * hips_apart_px / 2), ("left", 300 + sign * hips_apart_px / 2)):
+            for joint, y in (("hip", 200), ("knee", 300), ("ankle", 400)):
+                rows.append({"video": "P01", "image": f"img{frame:03d}.png", "landmark": names[f"{side}_{joint}"],
+                             "x_px": x + rng.normal(0, 1), "y_px": y + rng.normal(0, 1)})
+    return pd.DataFrame(rows)
+
+
+def test_recognised_names_on_labels_filmed_from_the_side_give_no_frontal_angles_unless_cohort_json_says_front():
+    from posesweep.cohort import Cohort
+    from posesweep.stages import knee_angle_landmarks
+    from posesweep.validation import frontal_check_roles
+
+    def cohort(bodyparts=tuple(LAB_NAMES.values()), **said):
+        return Cohort("gait", Path("/lab/gait"), (), bodyparts, "lab", "dlc_project", **said)
+
+    front, side = _labels(LAB_NAMES, hips_apart_px=50), _labels(LAB_NAMES, hips_apart_px=4)
+    assert knee_angle_landmarks(cohort(), front) == (LAB_NAMES, "recognised by their names")
+    roles, why = knee_angle_landmarks(cohort(), side)
+    assert roles is None and why.startswith("the hips (R_ASIS, LeftHip) are labelled a median 0.0")
+    assert 'this looks filmed from the side' in why and '"camera_view": "front"' in why
+    # what cohort.json says is believed: the camera, or the landmarks (a lab naming them knows its set-up)
+    assert knee_angle_landmarks(cohort(camera_view_declared=True), side)[0] == LAB_NAMES
+    assert knee_angle_landmarks(cohort(kinematic_landmarks=LAB_NAMES), side)[0] == LAB_NAMES
+    roles, why = knee_angle_landmarks(cohort(camera_view="side", camera_view_declared=True), front)
+    assert roles is None and "camera_view side" in why and "sagittal plane" in why
+    assert frontal_check_roles(FRONTAL_BODYPARTS, None, "side")[0] is None
+    one_leg = {role: name for role, name in LAB_NAMES.items() if role.startswith("right_")}
+    right_only = side[side["landmark"].isin(one_leg.values())]  # a one-legged task: no hips to compare
+    assert knee_angle_landmarks(cohort(tuple(one_leg.values())), right_only)[0] == one_leg
 
 
 def test_kinematic_errors_from_a_labs_own_names_equal_those_from_the_papers():

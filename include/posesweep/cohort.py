@@ -51,7 +51,8 @@ class Cohort:
     kind: str  # "videos" | "synthetic" | "dlc_project"
     participant_pattern: str | None = None  # cohort.json: how a video's name names its participant
     kinematic_landmarks: dict[str, str] | None = None  # cohort.json: role (right_knee ...) -> the cohort's landmark
-    camera_view: str = "front"  # cohort.json: "front" (facing the participant, the paper's) or "back"
+    camera_view: str = "front"  # cohort.json: "front" (facing the participant, the paper's), "back" or "side"
+    camera_view_declared: bool = False  # whether cohort.json says it (else the labels may show a side view)
 
     def participant_of(self, video_stem: str) -> str:
         """The participant a video shows: the pattern's first group (or whole match) in its name, else the name."""
@@ -124,21 +125,23 @@ def _load_dlc_project(cohort_dir: Path) -> Cohort:
     bodyparts = tuple(config["bodyparts"])
     return Cohort(cohort_dir.name, cohort_dir, folders, bodyparts, scorer, "dlc_project",
                   participant_pattern(cohort_dir, manifest, [f.name for f in folders]),
-                  declared_kinematic_landmarks(cohort_dir, manifest, bodyparts), camera_view_of(cohort_dir, manifest))
+                  declared_kinematic_landmarks(cohort_dir, manifest, bodyparts), camera_view_of(cohort_dir, manifest),
+                  "camera_view" in manifest)
 
 
 CAMERA_VIEWS = {"front": "the camera faces the participant (the paper's set-up)",
-                "back": "the camera is behind the participant"}
+                "back": "the camera is behind the participant",
+                "side": "the camera looks at the participant from the side (no frontal-plane knee angles or checks)"}
 
 
 def camera_view_of(cohort_dir: Path, manifest: dict) -> str:
-    """cohort.json's ``camera_view``: which way the frontal-plane camera looks at the participant (the side checks
-    and the FPPA's sign depend on it)."""
+    """cohort.json's ``camera_view``: which way the camera looks at the participant (the left/right label check and
+    the FPPA's sign depend on it; a side camera gives no frontal-plane angles or checks at all)."""
     view = manifest.get("camera_view", "front")
     if view not in CAMERA_VIEWS:
         raise CohortError("camera_view is not one of the views posesweep knows", file=cohort_dir / COHORT_FILE,
                           found=repr(view), allowed="; ".join(f'"{k}": {v}' for k, v in CAMERA_VIEWS.items()),
-                          fix='set "camera_view" to "front" or "back", or remove it (front)')
+                          fix='set "camera_view" to "front", "back" or "side", or remove it (front)')
     return view
 
 
@@ -244,7 +247,8 @@ def load_cohort(cohort_dir: Path) -> Cohort:
     scorer = manifest.get("scorer", HUMAN_SCORER)
     return Cohort(cohort_dir.name, cohort_dir, videos, bodyparts, scorer, "synthetic" if synthetic else "videos",
                   participant_pattern(cohort_dir, manifest, [v.stem for v in videos]),
-                  declared_kinematic_landmarks(cohort_dir, manifest, bodyparts), camera_view_of(cohort_dir, manifest))
+                  declared_kinematic_landmarks(cohort_dir, manifest, bodyparts), camera_view_of(cohort_dir, manifest),
+                  "camera_view" in manifest)
 
 
 def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:

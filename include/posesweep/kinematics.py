@@ -25,7 +25,10 @@ A cohort whose landmarks are named otherwise gets them recognised when each role
 exactly one landmark named only by its side and joint (``RKnee``, ``knee_R``,
 ``LeftHip``, ``R_ASIS``: side right|r|rt|left|l|lt, joint hip|asis|knee|ankle, any case
 or separator); ``cohort.json``'s ``kinematic_landmarks`` names them where that is
-ambiguous or the names say more (``RKneeLat``): ``landmark_roles``.
+ambiguous or the names say more (``RKneeLat``): ``landmark_roles``. A camera from the
+side sees the sagittal plane, where none of these quantities means anything: cohort.json's
+``"camera_view": "side"``, or, for names only recognised, labels whose hips overlap across the
+image (``side_view_suspected``).
 
 ``fppa_sd_deg`` propagates independent, isotropic Gaussian label noise (SD per
 landmark, px) to the FPPA to first order (delta method), so a lab can see how much
@@ -85,18 +88,58 @@ DECLARE_HINT = ('name them in cohort.json, e.g. "kinematic_landmarks": {"right_h
                 '"RKnee", "right_ankle": "RAnkle", "left_hip": "LASIS", "left_knee": "LKnee", "left_ankle": "LAnkle"}')
 
 
+SIDE_CAMERA = ("a camera from the side (cohort.json camera_view side) sees the sagittal plane, where frontal-plane "
+               "angles mean nothing")
+SIDE_VIEW_HIPS_APART = 0.25  # thigh lengths: facing the camera the hips (ASIS) lie about half a thigh length apart
+
+
+def hips_apart_in_thigh_lengths(labels: pd.DataFrame, roles: dict[str, str]) -> float | None:
+    """How far apart across the image the two hips are labelled, in thigh lengths (hip to knee, both sides'
+    mean): the median over frames with both hips and knees labelled; None without such a frame. About 0.5 from
+    the front or behind (pelvis width over thigh length); near 0 from the side, where the hips overlap."""
+    if not all(f"{side}_{joint}" in roles for side in SIDES for joint in ("hip", "knee")):
+        return None
+    xy = labels.drop_duplicates(["video", "image", "landmark"]).pivot(index=["video", "image"], columns="landmark",
+                                                                     values=["x_px", "y_px"])
+    names = [roles[f"{side}_{joint}"] for side in SIDES for joint in ("hip", "knee")]
+    if not all(name in xy["x_px"] for name in names):
+        return None
+    p = {role: xy[[("x_px", roles[role]), ("y_px", roles[role])]].to_numpy(float)
+         for role in ("right_hip", "right_knee", "left_hip", "left_knee")}
+    thigh = (_distance(p["right_hip"], p["right_knee"]) + _distance(p["left_hip"], p["left_knee"])) / 2
+    apart = np.abs(p["right_hip"][:, 0] - p["left_hip"][:, 0]) / thigh
+    apart = apart[np.isfinite(apart)]
+    return float(np.median(apart)) if len(apart) else None
+
+
+def side_view_suspected(labels: pd.DataFrame, roles: dict[str, str]) -> str | None:
+    """Why the labels look filmed from the side, where the knee angles would be sagittal, not frontal; None when
+    they do not (or cannot tell: one side only). For landmarks only recognised by name, in a cohort whose
+    cohort.json does not say where the camera was."""
+    apart = hips_apart_in_thigh_lengths(labels, roles)
+    if apart is None or apart >= SIDE_VIEW_HIPS_APART:
+        return None
+    return (f"the hips ({roles['right_hip']}, {roles['left_hip']}) are labelled a median {apart:.2f} thigh lengths "
+            f"apart across the image (facing the camera about 0.5; under {SIDE_VIEW_HIPS_APART:g} reads as a side "
+            f"view): this looks filmed from the side, where frontal-plane angles mean nothing. If the camera faced "
+            f'the participant, say so in cohort.json: "camera_view": "front" (or "side" to confirm this)')
+
+
 def _role_names(role: str) -> set[str]:
     """Every name that says only a role's side and joint, lower case without separators (rknee, kneer, ...)."""
     side, joint = role.split("_")
     return {a + b for s in SIDE_WORDS[side] for j in JOINT_WORDS[joint] for a, b in ((s, j), (j, s))}
 
 
-def landmark_roles(landmarks, declared: dict[str, str] | None = None) -> tuple[dict[str, str] | None, str]:
+def landmark_roles(landmarks, declared: dict[str, str] | None = None,
+                   camera_view: str = "front") -> tuple[dict[str, str] | None, str]:
     """Which of the cohort's landmarks are the hips, knees and ankles (role -> landmark), and how that was found;
     (None, why not) where no side's three can be told. A side with all three is enough (one-legged tasks): the
     other side's FPPA and the two-sided ratios are then left out. ``declared``: cohort.json's
-    ``kinematic_landmarks`` (checked when the cohort is loaded)."""
+    ``kinematic_landmarks`` (checked when the cohort is loaded); ``camera_view`` "side": none (sagittal plane)."""
     landmarks = list(landmarks)
+    if camera_view == "side":
+        return None, SIDE_CAMERA
     if declared:
         return dict(declared), "named in cohort.json (kinematic_landmarks)"
     if set(FPPA_LANDMARKS) <= set(landmarks):

@@ -12,6 +12,7 @@ import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cohort import (COHORT_FILE, Cohort, CohortError, label_files_by_scorer, load_cohort, read_cohort_manifest,
                      unmatched_videos, write_project_config)
@@ -27,6 +28,9 @@ from .run import Run, video_stem
 from .scale import VideoScales, video_scales
 from .settings import Settings
 from .splits import FrameSet, build_frame_sets, labeled_frames
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -272,7 +276,7 @@ def validate_label_table(run: Run) -> dict:
     layout, study = run.layout, run.study
     cohort = run.cohort
     table = read_label_table(layout.labels_file)  # never rewritten here: a retry validates the same input
-    roles, why = frontal_check_roles(cohort.bodyparts, cohort.kinematic_landmarks)
+    roles, why = frontal_check_roles(cohort.bodyparts, cohort.kinematic_landmarks, cohort.camera_view)
     log.info("frontal-plane label checks: %s", f"on {roles_text(roles)}, {why}" if roles else why)
     check = dict(bodyparts=list(cohort.bodyparts), max_missing_fraction=study.max_missing_label_fraction,
                  result_dir=layout.validation_dir, label_files=read_json(layout.label_sources_file),
@@ -385,9 +389,20 @@ def evaluate(run: Run, frame_set_size: int | None = None) -> list[str]:
     return [str(path) for path in evaluate_frame_sets(layout, frame_sets, labels, run.study.engine)]
 
 
+def knee_angle_landmarks(cohort: Cohort, labels: pd.DataFrame) -> tuple[dict[str, str] | None, str]:
+    """Which landmarks the knee angles come from (role -> landmark) and how that was found; (None, why not).
+    Where cohort.json says neither the landmarks nor the camera, the labels are checked for a side view."""
+    from .kinematics import landmark_roles, side_view_suspected
+
+    roles, how = landmark_roles(cohort.bodyparts, cohort.kinematic_landmarks, cohort.camera_view)
+    side_view = roles and not (cohort.kinematic_landmarks or cohort.camera_view_declared) and \
+        side_view_suspected(labels, roles)
+    return (None, side_view) if side_view else (roles, how)
+
+
 def analyse_and_report(run: Run) -> str:
     from .evaluation import combine_error_tables
-    from .kinematics import kinematic_errors, landmark_roles, roles_text
+    from .kinematics import kinematic_errors, roles_text
     from .report import write_report
     from .stats import analyse, analyse_fppa
 
@@ -418,15 +433,16 @@ def analyse_and_report(run: Run) -> str:
         entry.pop("train_dir", None)
         entry["initial_weights"] = entry["initial_weights"]["kind"]
     kinematics = fppa = None
-    roles, how = landmark_roles(run.cohort.bodyparts, run.cohort.kinematic_landmarks)
+    cohort = run.cohort
+    roles, how = knee_angle_landmarks(cohort, table)
     if roles is not None:
-        kinematics = kinematic_errors(errors, roles, run.cohort.camera_view)
+        kinematics = kinematic_errors(errors, roles, cohort.camera_view)
         if len(kinematics):
             write_csv_atomic(kinematics, layout.evaluation_dir / "kinematic_errors.csv")
             fppa = analyse_fppa(kinematics)
         else:  # e.g. a landmark the lab never labelled (max_missing_label_fraction 1)
             roles, how, kinematics = None, f"no frame has {', '.join(roles.values())} all labelled", None
-    context["kinematic_landmarks"] = {"roles": roles, "how": how, "camera_view": run.cohort.camera_view}
+    context["kinematic_landmarks"] = {"roles": roles, "how": how, "camera_view": cohort.camera_view}
     log.info("knee kinematics: %s", f"from {roles_text(roles)}, {how}"
              if roles else f"not computed: {how}")
     path = write_report(layout, analysis, errors, context, kinematics, fppa)

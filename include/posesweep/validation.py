@@ -71,15 +71,18 @@ def frame_table(table: pd.DataFrame, images_root: Path | None = None) -> pd.Data
     return wide
 
 
-def frontal_check_roles(bodyparts, declared: dict[str, str] | None) -> tuple[dict[str, str] | None, str]:
+def frontal_check_roles(bodyparts, declared: dict[str, str] | None,
+                        camera_view: str = "front") -> tuple[dict[str, str] | None, str]:
     """Which landmarks the frontal-plane checks read (role -> landmark), and why; (None, why not).
 
     The checks assume a frontal camera and an upright participant, so they run only where the cohort says so: the
     paper's landmark names, or hips, knees and ankles named in cohort.json (``kinematic_landmarks``). Names that
     merely look like joints (``RKnee``) are not enough: a side camera puts left and right on top of each other,
-    and every frame would fail the side check."""
+    and every frame would fail the side check (a cohort.json saying ``"camera_view": "side"``: none)."""
     from .kinematics import FPPA_LANDMARKS
 
+    if camera_view == "side":
+        return None, "no frontal-plane label checks: cohort.json camera_view side"
     if declared:
         return dict(declared), "the hips, knees and ankles named in cohort.json (kinematic_landmarks)"
     if set(FPPA_LANDMARKS) <= set(bodyparts):
