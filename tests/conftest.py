@@ -72,3 +72,30 @@ def training_ready_run(cohort_root: Path, data_root: Path, conf: dict, run_name:
     stages.make_frame_sets(run)
     run_posesweep(run.command("prepare-training"))
     return run
+
+
+def analysed_as_the_report_says(layout, engine: str, frame_set_size: int, iteration: int, video: Path,
+                                folder: Path) -> tuple[Path, dict]:
+    """Follow the report's lines for a network's snapshot: DeepLabCut's own ``analyze_videos`` on a copy of
+    ``video`` in ``folder`` (TensorFlow: after setting the snapshotindex in config.yaml, as the report's first line
+    says). Returns the predictions file DeepLabCut wrote beside the copy, and the network as the report names it."""
+    import re
+    import shutil
+
+    from deeplabcut.utils.auxiliaryfunctions import edit_config
+
+    from posesweep.networks import analyze_videos_call, network_addresses
+    from posesweep.stages import load_frame_sets
+
+    config_file = layout.project_dir / "config.yaml"
+    (network,) = [n for n in network_addresses(layout, load_frame_sets(layout), iteration, engine)
+                  if n["frame_set_size"] == frame_set_size]
+    folder.mkdir(parents=True)
+    video = Path(shutil.copy(video, folder))
+    code = analyze_videos_call(config_file, network, engine).replace("/path/to/video.mp4", str(video))
+    setting = re.match(r"# in (.+): snapshotindex: (\d+)\n", code)
+    if setting:
+        edit_config(setting.group(1), {"snapshotindex": int(setting.group(2))})
+    exec(code, {})
+    (written,) = folder.glob(f"{video.stem}DLC*.h5")
+    return written, network

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, analysed_as_the_report_says
 
 TINY_CONF = {"cohort": "tiny", "frames_per_video": 8, "frame_set_sizes": [10, 20], "train_fraction": 0.8,
              "max_iterations": 200, "snapshot_interval": 50, "allow_random_init": True}
@@ -95,6 +95,16 @@ def test_study_runs_end_to_end_and_reports(airflow_db, tiny_cohort, tmp_path, mo
     assert after[["snapshot_iteration", "split", "video", "image", "landmark"]].equals(
         before[["snapshot_iteration", "split", "video", "image", "landmark"]])
     assert (after["error_px"] - before["error_px"]).abs().max() < 1e-6
+
+    # the report says where each network is, as DeepLabCut finds it: its own analyze_videos, following the report's
+    # lines, uses that snapshot (here 100 of 50..200 iterations: not simply DeepLabCut's default, the last)
+    assert [n["frame_set_size"] for n in summary["networks"]] == [10, 20] and summary["network_to_use"] is None
+    assert "Using a network in DeepLabCut" in html and "No network is recommended" in html
+    written, network = analysed_as_the_report_says(layout, "tensorflow", 20, 100, data_root / "cohorts" / "tiny" /
+                                                   "videos" / "P001.mp4", tmp_path / "new_video")
+    assert network["shuffle"] == next(n["shuffle"] for n in summary["networks"] if n["frame_set_size"] == 20)
+    assert re.search(rf"shuffle{network['shuffle']}_100\.h5$", written.name), written.name
+    assert len(pd.read_hdf(written)) == 60  # every frame of the 2 s clip at 30 fps
 
     # errors in mm from the synthetic cohort's landing square, in the run's one tidy table and the report
     errors = pd.read_csv(layout.errors_file)

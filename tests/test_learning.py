@@ -48,12 +48,28 @@ def test_networks_that_did_not_learn_get_no_recommendation(tmp_path):
     assert "The networks did not learn." in page and "<b>Recommendation:</b>" not in page
     assert str(escape(summary["learning_rule"])) in page  # the rule, stated where the answer is withheld
     assert all(not row["learned"] for row in summary["learning_check"])
+    _, with_networks = _report(tmp_path / "n", errors, networks=_networks(errors, 200))
+    assert with_networks["network_to_use"] is None and with_networks["analyze_videos"] is None
 
 
-def test_networks_that_learned_get_the_studys_answer(tmp_path):
-    page, summary = _report(tmp_path, error_table())
+def _networks(errors, iteration):
+    return [{"frame_set_size": int(size), "snapshot_iteration": iteration, "shuffle": i + 1, "trainingsetindex": 0,
+             "snapshotindex": 1, "snapshot": f"/p/dlc-models/shuffle{i + 1}/train/snapshot-{iteration}"}
+            for i, size in enumerate(sorted(errors["frame_set_size"].unique()))]
+
+
+def test_networks_that_learned_get_the_studys_answer_and_the_network_to_use(tmp_path):
+    errors = error_table()
+    chosen = analyse(errors)["chosen_iteration"]
+    errors.loc[(errors["frame_set_size"] == 10) & (errors["split"] == "test"), "error_px"] *= 0.1  # the smaller set best
+    page, summary = _report(tmp_path, errors, networks=_networks(errors, chosen))
     assert summary["networks_learned"] is True and summary["recommendation_made"] is True
     assert "<b>Recommendation:</b>" in page and "did not learn" not in page
+    # the network with the lowest test error at the chosen iteration, and DeepLabCut's call for it
+    assert summary["network_to_use"]["frame_set_size"] == 10 and summary["chosen_iteration"] == chosen
+    assert summary["analyze_videos"].endswith(", shuffle=1, trainingsetindex=0)")
+    assert summary["analyze_videos"].startswith(f"# in {tmp_path}/runs/tiny/run/project/config.yaml: snapshotindex: 1")
+    assert str(escape(summary["analyze_videos"])) in page
 
 
 def test_the_papers_rows_only_for_the_papers_landmarks(tmp_path):

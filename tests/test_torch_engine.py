@@ -4,6 +4,7 @@ evaluation, and the whole study DAG on it."""
 import glob
 import json
 import math
+import re
 import shutil
 
 import cv2
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import analysed_as_the_report_says
 from posesweep.torch_engine import augment
 from posesweep.torch_engine.targets import TargetConfig, heatmap_targets
 from posesweep.torch_engine.trainer import BatchSampler, learning_rate_at
@@ -172,6 +174,12 @@ def test_study_runs_end_to_end_on_the_pytorch_engine(airflow_db, tiny_cohort, tm
     assert errors["error_px"].notna().all() and (errors["error_px"] >= 0).all()
     by_snapshot = errors.groupby(["frame_set_size", "snapshot_iteration"])["error_px"].mean()
     assert by_snapshot.nunique() == len(by_snapshot)
+    # DeepLabCut's own analyze_videos, following the report's lines, uses the snapshot the report names
+    written, network = analysed_as_the_report_says(layout, "pytorch", 12, 40, data_root / "cohorts" / "tiny" /
+                                                   "videos" / "P002.mp4", tmp_path / "new_video")
+    assert network["snapshotindex"] == 1 and [n["frame_set_size"] for n in summary["networks"]] == [8, 12]
+    assert re.search(rf"shuffle{network['shuffle']}_snapshot_40\.h5$", written.name), written.name
+    assert len(pd.read_hdf(written)) == 60  # every frame of the 2 s clip at 30 fps
 
 
 @pytest.mark.slow

@@ -403,6 +403,7 @@ def knee_angle_landmarks(cohort: Cohort, labels: pd.DataFrame) -> tuple[dict[str
 def analyse_and_report(run: Run) -> str:
     from .evaluation import combine_error_tables
     from .kinematics import kinematic_errors, roles_text
+    from .networks import network_addresses
     from .report import write_report
     from .stats import analyse, analyse_fppa
 
@@ -429,6 +430,8 @@ def analyse_and_report(run: Run) -> str:
         "frames_source": "imported" if run.cohort.frames_extracted else "kmeans",
         "unmatched": unmatched_videos(run.cohort),
     }
+    trained = [fs for fs in load_frame_sets(layout) if fs.frame_set_size in study.frame_set_sizes]
+    context["networks"] = network_addresses(layout, trained, analysis["chosen_iteration"], study.engine)
     for entry in context["training"]:
         entry.pop("train_dir", None)
         entry["initial_weights"] = entry["initial_weights"]["kind"]

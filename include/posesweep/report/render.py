@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..layout import RunLayout, write_csv_atomic, write_json_atomic, write_text_atomic
 from ..learning import RULE, learning_check
+from ..networks import analyze_videos_call
 from ..stats import errors_by_iteration
 from . import figures, tables
 
@@ -70,6 +71,8 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
     comparisons = analysis["frame_set_comparisons"]
     learned = learning_check(errors, chosen)
     answer = tables.recommendation(analysis, learned)
+    networks = context.get("networks", [])
+    to_use = tables.network_to_use(networks, by_network, chosen, learned)
     kinematic = None
     if kinematics is not None and len(kinematics):
         kinematic = {"by_iteration": tables.kinematic_error_by_iteration(kinematics),
@@ -133,6 +136,10 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         "recommendation_made": answer is not None,
         "paper": tables.PAPER,
         "kinematic_landmarks": context.get("kinematic_landmarks"),
+        "networks": networks,
+        "network_to_use": to_use,
+        "analyze_videos": None if to_use is None else
+        analyze_videos_call(layout.project_dir / "config.yaml", to_use, study.get("engine", "tensorflow")),
     }
     if kinematic is not None:
         summary.update({
@@ -149,6 +156,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         pairwise={split: table for split, table in pairwise.items() if len(table)},
         comparisons=comparisons, accuracy=accuracy, by_network=by_network, snapshot_accuracy=snapshot_accuracy,
         by_landmark=by_landmark, training=pd.DataFrame(context["training"]), learned=learned, learning_rule=RULE,
+        networks=pd.DataFrame(networks) if networks else None,
         paper=tables.paper_comparison(errors, analysis, by_network, by_landmark, anova_by_split),
         kinematic=kinematic, **kinematic_landmark_sentences(summary["kinematic_landmarks"], errors),
         kinematic_by_iteration=None if kinematic is None else kinematic["by_iteration"].pivot_table(

@@ -94,6 +94,16 @@ def recommendation(analysis: dict, learned: pd.DataFrame) -> str | None:
     return sentence
 
 
+def network_to_use(networks: list[dict], by_network: pd.DataFrame, chosen: int, learned: pd.DataFrame) -> dict | None:
+    """Of the networks at the chosen iteration, the one with the lowest mean test error; None when any network
+    did not learn (then no network is recommended, as no iteration count is)."""
+    if not networks or not learned["learned"].all():
+        return None
+    at_chosen = by_network[by_network["snapshot_iteration"] == chosen].set_index("frame_set_size")["test_error_px"]
+    best = at_chosen.idxmin()
+    return {**next(n for n in networks if n["frame_set_size"] == best), "test_error_px": float(at_chosen[best])}
+
+
 def no_recommendation(learned: pd.DataFrame) -> str:
     failed = learned[~learned["learned"]]
     sizes = ", ".join(str(int(s)) for s in failed["frame_set_size"])
