@@ -27,8 +27,8 @@ exactly one landmark named only by its side and joint (``RKnee``, ``knee_R``,
 or separator); ``cohort.json``'s ``kinematic_landmarks`` names them where that is
 ambiguous or the names say more (``RKneeLat``): ``landmark_roles``. A camera from the
 side sees the sagittal plane, where none of these quantities means anything: cohort.json's
-``"camera_view": "side"``, or, for names only recognised, labels whose hips overlap across the
-image (``side_view_suspected``).
+``"camera_view": "side"``, or, where cohort.json names neither the camera nor the landmarks,
+labels whose hips overlap across the image (``side_view_suspected``).
 
 ``fppa_sd_deg`` propagates independent, isotropic Gaussian label noise (SD per
 landmark, px) to the FPPA to first order (delta method), so a lab can see how much
@@ -114,8 +114,8 @@ def hips_apart_in_thigh_lengths(labels: pd.DataFrame, roles: dict[str, str]) -> 
 
 def side_view_suspected(labels: pd.DataFrame, roles: dict[str, str]) -> str | None:
     """Why the labels look filmed from the side, where the knee angles would be sagittal, not frontal; None when
-    they do not (or cannot tell: one side only). For landmarks only recognised by name, in a cohort whose
-    cohort.json does not say where the camera was."""
+    they do not (or cannot tell: one side only). For a cohort whose cohort.json names neither the camera nor the
+    landmarks: names alone (``RKnee``, or even the paper's) do not say where the camera was."""
     apart = hips_apart_in_thigh_lengths(labels, roles)
     if apart is None or apart >= SIDE_VIEW_HIPS_APART:
         return None
