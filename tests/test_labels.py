@@ -129,7 +129,7 @@ def move_onto(landmark, target, dy_px=0.0):
 def test_frontal_plane_defects_name_the_expectation_and_the_frame(labeled_run, tmp_path, plant, expectation):
     message, frame = _frontal_defect(labeled_run, tmp_path, plant)
     assert expectation in message and frame in message
-    assert "the whole video" not in message  # one frame's slip is not a convention
+    assert "the whole video" not in message and "filmed from the side" not in message  # one frame's slip
 
 
 LAB_NAMES = {"right_hip": "RASIS", "left_hip": "LASIS", "right_knee": "RKnee", "left_knee": "LKnee",
@@ -188,6 +188,24 @@ def test_a_frame_missing_one_landmark_is_still_checked_for_the_others_and_one_si
     message = str(failure.value)
     assert f"{frame['image']}: found RKnee level with or below RAnkle" in message
     assert "sides not swapped" not in message and "left " not in message.split("What to do")[0]
+
+
+def test_labels_with_overlapping_hips_failing_the_side_check_are_told_the_camera_may_be_at_the_side(labeled_run,
+                                                                                                    tmp_path):
+    table = pd.read_csv(labeled_run.layout.labels_file, dtype={"video": str})
+    frames = table[["video", "image"]].drop_duplicates().reset_index(drop=True)
+    for i, (video, image) in enumerate(frames.itertuples(index=False)):  # left and right overlap, either way round
+        in_frame = (table["video"] == video) & (table["image"] == image)
+        for joint in ("hip", "knee", "ankle"):
+            right = table.loc[in_frame & (table["landmark"] == f"right_{joint}"), "x_px"].to_numpy()
+            table.loc[in_frame & (table["landmark"] == f"left_{joint}"), "x_px"] = right + (2 if i % 2 else -2)
+    with pytest.raises(LabelValidationError) as failure:
+        validate_labels(table, sorted(table["landmark"].unique()), 0.1, tmp_path / "side",
+                        images_root=labeled_run.layout.project_dir / "labeled-data", roles=PAPER_ROLES)
+    message = str(failure.value)
+    assert "thigh lengths apart across the image (facing the camera about 0.5): this looks filmed from the side" \
+        in message and '"camera_view": "side" in cohort.json' in message
+    assert "the whole video was" not in message  # not reversed as a whole: about half the frames each way
 
 
 def _labelled_by_image_side(labels_file, video):

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import LabelValidationError
+from .kinematics import FPPA_LANDMARKS, SIDE_VIEW_HIPS_APART, hips_apart_in_thigh_lengths
 from .labels import TIDY_COLUMNS
 from .layout import write_json_atomic
 
@@ -79,8 +80,6 @@ def frontal_check_roles(bodyparts, declared: dict[str, str] | None,
     paper's landmark names, or hips, knees and ankles named in cohort.json (``kinematic_landmarks``). Names that
     merely look like joints (``RKnee``) are not enough: a side camera puts left and right on top of each other,
     and every frame would fail the side check (a cohort.json saying ``"camera_view": "side"``: none)."""
-    from .kinematics import FPPA_LANDMARKS
-
     if camera_view == "side":
         return None, "no frontal-plane label checks: cohort.json camera_view side"
     if declared:
@@ -199,9 +198,11 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
         ], FRAME_ID_COLUMNS),
     ]
     reversed_sides: list[dict[str, Any]] = []
+    hips_apart = None
     if roles:
         anatomy = anatomy_table(table, roles, camera_view)
         reversed_sides = videos_with_sides_reversed(anatomy)
+        hips_apart = hips_apart_in_thigh_lengths(table, roles)
         checks = [c for c in anatomy.columns if c not in FRAME_ID_COLUMNS]
         batches.append(("frontal_anatomy", anatomy, [
             E.ExpectColumnValuesToBeInSet(column=c, value_set=[True]) if not c.endswith("_ratio") else
@@ -231,6 +232,7 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
         "videos_with_sides_reversed": reversed_sides,
         "camera_view": camera_view,
         "frontal_check_roles": roles,
+        "hips_apart_in_thigh_lengths": hips_apart,
     }
     write_json_atomic(Path(result_dir) / "validation_result.json", summary)
     return summary
@@ -328,8 +330,15 @@ def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_miss
     failures = summary["failures"]
     files = list(dict.fromkeys(label_files.get(row.get("video"), row.get("video")) for failure in failures
                                for row in failure["offending"][:rows_shown] if row.get("video")))
-    details = []  # first what explains many rows at once: a whole video labelled the other way round
+    details = []  # first what explains many rows at once: a camera at the side, a video labelled the other way round
     view, roles = summary.get("camera_view", "front"), summary.get("frontal_check_roles")
+    apart = summary.get("hips_apart_in_thigh_lengths")
+    if apart is not None and apart < SIDE_VIEW_HIPS_APART and any(
+            f["kwargs"].get("column", "").endswith("_sides_not_swapped") for f in failures):
+        details.append(f"the hips are labelled a median {apart:.2f} thigh lengths apart across the image (facing the "
+                       f"camera about 0.5): this looks filmed from the side, where left and right overlap and the "
+                       f'left/right check cannot hold. If so, set "camera_view": "side" in cohort.json (no '
+                       f"frontal-plane checks or knee angles then).")
     for video in summary.get("videos_with_sides_reversed", []):
         details.append(f"{label_files.get(video['video'], video['video'])}: {reversed_video_advice(video, view)}")
     for failure in failures:
