@@ -98,10 +98,18 @@ def test_the_report_shows_fppa_error_by_iterations_and_frame_set_size(tmp_path):
     errors = error_table(landmarks=list(FRONTAL_BODYPARTS))
     kinematics = kinematic_errors(errors)
     layout = RunLayout.create(tmp_path, "tiny", "run")
-    page = write_report(layout, analyse(errors), errors, context(), kinematics, analyse_fppa(kinematics)).read_text()
+    networks = _networks(errors, analyse(errors)["chosen_iteration"])
+    page = write_report(layout, analyse(errors), errors, {**context(), "networks": networks}, kinematics,
+                        analyse_fppa(kinematics)).read_text()
     summary = json.loads(layout.summary_file.read_text())
     assert "Frontal-plane knee kinematics" in page and "figure_fppa_error" in page
     chosen = summary["chosen_iteration"]
+    # the network to use, with what it gets wrong in the knee angle on its own test frames
+    best = summary["network_to_use"]
+    own = kinematics[(kinematics["frame_set_size"] == best["frame_set_size"]) & (kinematics["split"] == "test") &
+                     (kinematics["snapshot_iteration"] == chosen) & kinematics["quantity"].str.endswith("fppa_deg")]
+    assert best["test_fppa_error_deg"] == pytest.approx(own["abs_error"].mean())
+    assert f"knee FPPA\n{best['test_fppa_error_deg']:.1f} deg, mean absolute over its test frames" in page
     at = [r for r in summary["kinematic_errors_at_chosen_iteration"] if r["quantity"] == "right_fppa_deg"]
     assert {r["frame_set_size"] for r in at} == {10, 20} and all(r["mean_abs_error"] > 0 for r in at)
     expected = kinematics[(kinematics["snapshot_iteration"] == chosen) & (kinematics["split"] == "test")
