@@ -1,7 +1,9 @@
 """The local backend's child process: output streamed, how it ended mapped to an error that knows if a retry helps."""
 
 import logging
+import os
 import sys
+import tempfile
 import time
 
 import pytest
@@ -140,3 +142,34 @@ def test_posesweep_watch_reports_the_inner_commands_input_error_with_its_exit_st
     errors = [e for e in map(error_from_line, result.stdout.splitlines()) if e is not None]
     assert len(errors) == 1 and errors[0].kind == "RunNotFoundError" and not errors[0].retryable
     assert "-starts-with-a-dash" in errors[0].explain()  # a run name starting with '-' stays a value
+
+
+def test_a_child_ending_by_os_exit_leaves_no_tensorflow_autograph_files_in_the_temporary_folder(tmp_path, monkeypatch, caplog):
+    """TensorFlow's autograph writes a source file per converted function to the temporary folder and removes them
+    only at a normal exit; a posesweep child that fails ends by ``os._exit`` (``cli.main``), and every failed
+    training left them behind in /tmp. The child's temporary folder is its own and goes with it."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR, as a fresh worker process would
+    script = tmp_path / "child.py"  # autograph converts only functions whose source file it can read
+    script.write_text("import os, tempfile, tensorflow as tf\n"
+                      "@tf.function\n"
+                      "def clipped(x):\n"
+                      "    if x > 0:\n"
+                      "        return x\n"
+                      "    return -x\n"
+                      "clipped(tf.constant(1.0))\n"
+                      "folder = tempfile.gettempdir()\n"
+                      "print('autograph wrote', len([n for n in os.listdir(folder) if n.startswith('__autograph')]),"
+                      " 'files in', folder, flush=True)\n"
+                      "os._exit(3)\n")
+    with caplog.at_level(logging.INFO), pytest.raises(TrainerCommandError, match="exited with status 3"):
+        run_watched([sys.executable, str(script)], 120)
+    lines = [record.getMessage() for record in caplog.records]
+    wrote = [line.split() for line in lines if line.startswith("autograph wrote")]
+    assert wrote and int(wrote[0][2]) > 0, lines  # the child really wrote autograph files
+    child_folder = wrote[0][-1]
+    assert child_folder.startswith(str(temporary)) and child_folder != str(temporary)  # its own folder
+    assert not os.path.exists(child_folder)
+    assert list(temporary.iterdir()) == []
