@@ -15,7 +15,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-fast clean screenshot-report screenshots airflow stress-airflow
+.PHONY: install demo test test-fast clean screenshot-report screenshots airflow stress-airflow device-dry-run
 
 install: $(INSTALLED)
 
@@ -44,6 +44,10 @@ test-fast: install
 RUNS ?= 10
 stress-airflow: install
 	$(BIN)/python tests/support/repeat_under_load.py --runs $(RUNS) tests/test_airflow_standalone.py
+
+# benchmarks/on_device.sh (the GPU benchmark, one device call) rehearsed on the CPU without TF/Airflow/GX.
+device-dry-run: install
+	bash benchmarks/device_dry_run.sh
 
 clean:
 	rm -rf $(VENV) .airflow .pytest_cache

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -161,14 +162,29 @@ _finish({{"images_per_second": {steps} * {batch} / seconds, "seconds": seconds, 
 """
 
 
+class ChildFailed(Exception):
+    """A measured child process exited without a result."""
+
+
 def run_child(code: str) -> dict:
     """Run ``code`` in a fresh interpreter; its RESULT line, with the peak host memory of its process tree (data
     loader workers included, each page counted once: ``process_memory``)."""
     out, _, peak_mb = run_measured([sys.executable, "-c", code])
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
-        raise SystemExit(f"benchmark child failed (exit {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+        raise ChildFailed(f"benchmark child failed (exit {out.returncode}):\n{out.stdout[-2000:]}\n"
+                          f"{out.stderr[-4000:]}")
     return {**json.loads(lines[-1][len("RESULT "):]), "peak_host_mb": peak_mb}
+
+
+def save(out: Path | None, rows: list[dict]) -> None:
+    """Write the rows measured so far to ``out`` (a temporary name, then renamed: never half a file)."""
+    if out is None:
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    tmp.replace(out)
 
 
 def main() -> None:
@@ -187,9 +203,12 @@ def main() -> None:
     args = parser.parse_args()
 
     include = str(HERE.parent / "include")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))  # cut off (benchmarks/on_device.sh): clean up, then go
     import torch
     on_gpu = torch.cuda.is_available()
-    rows = []
+    rows: list[dict] = []
+    failures: list[str] = []
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="posesweep-throughput-") as tmp:
         for backbone in args.backbones:
             for batch in args.batch_sizes:
@@ -197,31 +216,46 @@ def main() -> None:
                 project = make_project(root, args.frames, args.width, args.height, backbone, batch)
                 prelude = CHILD_PRELUDE.format(include=include)
                 measured = {}
-                modes = ["ceiling", "posesweep"] + (["posesweep without CUDA graph"] if on_gpu and batch == 1 else [])
-                for mode in modes:
-                    measured[mode] = run_child(prelude + POSESWEEP_CHILD.format(
-                        root=str(root), batch=batch, mode=mode, steps=args.steps, warmup=args.warmup))
-                for workers in args.workers:
-                    measured[f"deeplabcut ({workers} workers)"] = run_child(prelude + DEEPLABCUT_CHILD.format(
-                        config=project["config"], weights=project["weights"], batch=batch, workers=workers,
-                        epochs=args.epochs, train_frames=args.frames - 1))
-                fastest_dlc = max(v["images_per_second"] for k, v in measured.items() if k.startswith("deeplabcut"))
-                ours = measured["posesweep"]["images_per_second"]
-                for name, result in measured.items():
+
+                def record(name: str, code: str) -> None:
+                    """Measure one way; its row is saved at once, so a run cut off keeps what it measured, and a
+                    way that fails is reported without losing the others."""
+                    try:
+                        result = run_child(code)
+                    except ChildFailed as failure:
+                        failures.append(f"{backbone}, batch {batch}, {name}: {failure}")
+                        print(failures[-1], file=sys.stderr, flush=True)
+                        return
+                    measured[name] = result
                     rows.append({"backbone": backbone, "batch_size": batch, "size": f"{args.width}x{args.height}",
                                  "method": name, **result})
+                    save(args.out, rows)
+                    print(f"  measured {backbone}, batch {batch}, {name}: {result['images_per_second']:.2f} images/s "
+                          f"({time.perf_counter() - started:.0f} s into the benchmark)", flush=True)
+
+                modes = ["ceiling", "posesweep"] + (["posesweep without CUDA graph"] if on_gpu and batch == 1 else [])
+                for mode in modes:
+                    record(mode, prelude + POSESWEEP_CHILD.format(
+                        root=str(root), batch=batch, mode=mode, steps=args.steps, warmup=args.warmup))
+                for workers in args.workers:
+                    record(f"deeplabcut ({workers} workers)", prelude + DEEPLABCUT_CHILD.format(
+                        config=project["config"], weights=project["weights"], batch=batch, workers=workers,
+                        epochs=args.epochs, train_frames=args.frames - 1))
+                dlc = [v["images_per_second"] for k, v in measured.items() if k.startswith("deeplabcut")]
+                if "posesweep" not in measured or "ceiling" not in measured or not dlc:
+                    continue
+                fastest_dlc = max(dlc)
+                ours = measured["posesweep"]["images_per_second"]
                 print(f"\n{backbone} ({measured['posesweep']['device']}), {args.width}x{args.height}, batch {batch}:")
                 for name, result in measured.items():
                     print(f"  {name:<30} {result['images_per_second']:8.2f} images/s   peak host "
                           f"{result['peak_host_mb']:7.0f} MB, device {result['peak_device_mb']:7.0f} MB")
                 print(f"  posesweep / ceiling                {ours / measured['ceiling']['images_per_second']:.2f}")
-                print(f"  posesweep / DeepLabCut fastest     {ours / fastest_dlc:.2f}x")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=1))
+                print(f"  posesweep / DeepLabCut fastest     {ours / fastest_dlc:.2f}x", flush=True)
+    print(f"\n(benchmark took {time.perf_counter() - started:.0f} s)")
+    if failures:
+        raise SystemExit(f"{len(failures)} of the measurements failed (above); the others are in the rows")
 
 
 if __name__ == "__main__":
-    started = time.perf_counter()
     main()
-    print(f"\n(benchmark took {time.perf_counter() - started:.0f} s)")
