@@ -3,10 +3,8 @@
 #
 # Here, once:  ../shared/tools/device-dlc-wheels.sh download     (DeepLabCut 3's wheels into the ignored .whl/)
 # Then:        run  command="bash benchmarks/on_device.sh"  carry=[".whl"]  timeout_s=<device seconds left - 60>
-# Arguments after the script's name go to the benchmark and override its settings; a dry run on this machine's
-# CPU, with the project's environment (where DeepLabCut is installed already, so .whl/ is not needed):
-#   OUT=/tmp/out PATH=$PWD/.venv/bin:$PATH POSESWEEP_DEVICE_SECONDS=900 bash benchmarks/on_device.sh \
-#       --width 320 --height 240 --batch-sizes 2 1 --workers 0 --steps 4 --epochs 1
+# Arguments after the script's name go to the benchmark and override its settings. `make device-dry-run`
+# rehearses it on this machine's CPU, small, without the packages the GPU machine lacks.
 #
 # There (Python 3.12 with torch, no TensorFlow, no Airflow, no network) it installs DeepLabCut from .whl/, names
 # the GPU, and runs benchmarks/training_throughput.py at 1920x1080 once per backbone (DeepLabCut 3's GroupNorm
@@ -14,7 +12,10 @@
 # with 0 and 12 loader workers. Each backbone gets an equal share of the time left (POSESWEEP_DEVICE_SECONDS,
 # default 500), so a slow first one cannot eat the second's. Every measurement is written to $OUT the moment it
 # is made (throughput-<backbone>.json, and the logs), so a call cut off by its limit still brings back what it
-# measured.
+# measured. DeepLabCut's loader restarts its workers every epoch, and the benchmark's project is small (9 frames:
+# one batch an epoch at batch 8), so its rate with 12 workers counts their start-up more than a study does (the
+# benchmark says when); `--frames 193` measures it as a study runs, at about twice the time per backbone: give
+# one backbone the call (POSESWEEP_DEVICE_BACKBONES=resnet_50) when time is short.
 set -uo pipefail
 : "${OUT:?set OUT to the folder for the results (the device machine sets it)}"
 seconds=${POSESWEEP_DEVICE_SECONDS:-500}
@@ -28,10 +29,11 @@ else
   tail -1 "$OUT/install.log"
 fi
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU"
-  python3 -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
+  python3 -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__,
+                                      'cuda', torch.version.cuda)"
 } | tee "$OUT/device.txt"
 
-backbones=(resnet_50 resnet_50_bn)
+read -ra backbones <<< "${POSESWEEP_DEVICE_BACKBONES:-resnet_50 resnet_50_bn}"
 status=0
 for i in "${!backbones[@]}"; do
   backbone=${backbones[$i]}

@@ -8,7 +8,11 @@ so each process's memory is counted once:
 * ``deeplabcut``: ``deeplabcut.train_network`` on that shuffle (its loader: decode and
   albumentations on the CPU, ``dataloader_workers`` workers), starting from the same
   initial snapshot (so DeepLabCut downloads nothing). Its rate is the difference of
-  two runs (``--epochs`` and twice that), which cancels start-up;
+  two runs (``--epochs`` and twice that), which cancels start-up. DeepLabCut 3.0.2's loader starts its workers
+  anew every epoch (no persistent workers): a study pays that once per epoch of ceil(training frames / batch)
+  steps (90 at the paper's 720 training frames and batch 8), this small project once per few steps, so with
+  workers its rate here counts that start-up more than a study's does unless ``--frames`` gives each worker a
+  few batches an epoch (the benchmark says when beside the number);
 * ``posesweep``: posesweep's trainer step (``TrainingLoop.step``: frames cached on the
   device, augmentation and targets there) on the same frames and model configuration;
 * ``ceiling``: the bare model step (``model_step``) on one batch already on the device,
@@ -115,7 +119,8 @@ def train(epochs):
 short, long = train({epochs}), train(2 * {epochs})
 steps_per_epoch = -(-{train_frames} // {batch})
 images = {epochs} * steps_per_epoch * {batch}
-_finish({{"images_per_second": images / (long - short), "seconds": short + long}})
+_finish({{"images_per_second": images / (long - short), "seconds": short + long,
+          "steps_per_epoch": steps_per_epoch}})
 """
 
 POSESWEEP_CHILD = """
@@ -252,6 +257,13 @@ def main() -> None:
                           f"{result['peak_host_mb']:7.0f} MB, device {result['peak_device_mb']:7.0f} MB")
                 print(f"  posesweep / ceiling                {ours / measured['ceiling']['images_per_second']:.2f}")
                 print(f"  posesweep / DeepLabCut fastest     {ours / fastest_dlc:.2f}x", flush=True)
+                for workers in args.workers:
+                    steps = measured.get(f"deeplabcut ({workers} workers)", {}).get("steps_per_epoch", 0)
+                    if 0 < steps < 2 * workers:
+                        print(f"  (DeepLabCut starts its {workers} workers anew every epoch, here every {steps} steps: "
+                              f"fewer than 2 batches per worker, so this rate counts their start-up more than a "
+                              f"study's does; --frames {2 * workers * batch + 1} or more measures it as a study "
+                              f"runs)", flush=True)
     print(f"\n(benchmark took {time.perf_counter() - started:.0f} s)")
     if failures:
         raise SystemExit(f"{len(failures)} of the measurements failed (above); the others are in the rows")
