@@ -20,7 +20,8 @@ cat > "$view/sitecustomize.py" <<PY
 import sys
 sys.path[:] = ["$view/site" if p == "$site" else p for p in sys.path]
 PY
-export OUT=${OUT:-$PWD/data/device-dry-run} PATH=$PWD/.venv/bin:$PATH PYTHONPATH=$view POSESWEEP_DEVICE_SECONDS=${POSESWEEP_DEVICE_SECONDS:-1200}
+export OUT=${OUT:-$PWD/data/device-dry-run} PATH=$PWD/.venv/bin:$PATH PYTHONPATH=$view
+export POSESWEEP_DEVICE_SECONDS=${POSESWEEP_DEVICE_SECONDS:-1200}
 mkdir -p "$OUT"
 python3 -c "import importlib.util as u, sys; absent = [m for m in ('tensorflow', 'airflow', 'great_expectations', \
 'kubernetes') if u.find_spec(m) is None]; print('absent here, as on the GPU machine:', ', '.join(absent)); \
