@@ -1,4 +1,5 @@
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ def test_labels_are_written_in_deeplabcut_format_and_deeplabcut_reads_them(label
     assert set(table["image_width_px"]) == {160} and table[["x_px", "y_px"]].notna().all().all()
 
 
-def test_the_real_reaching_project_imports_and_passes_the_generic_suite(reaching_project, tmp_path):
+def test_the_real_reaching_project_imports_and_passes_the_generic_suite(reaching_project, tmp_path, caplog):
     labeled = reaching_project / "labeled-data"
     frame = read_collected_data(labeled / "reachingvideo1" / "CollectedData_Mackenzie.h5")
     table = tidy_from_collected(frame, labeled)
@@ -51,9 +52,12 @@ def test_the_real_reaching_project_imports_and_passes_the_generic_suite(reaching
     assert table["x_px"].isna().any()  # real projects have missing labels
     assert table.loc[table["image"] == "img005.png", "frame_index"].eq(5).all()  # DeepLabCut's img<index>.png
 
-    summary = validate_labels(table, ["Hand", "Finger1", "Tongue", "Joystick1", "Joystick2"], 0.9,
-                              tmp_path / "validation", images_root=labeled)
+    with caplog.at_level(logging.INFO):
+        summary = validate_labels(table, ["Hand", "Finger1", "Tongue", "Joystick1", "Joystick2"], 0.9,
+                                  tmp_path / "validation", images_root=labeled)
     assert summary["success"] and summary["labeled_frames"] == 55
+    chatter = [r.getMessage() for r in caplog.records if r.name.startswith("great_expectations")]
+    assert chatter == []  # GX's own INFO lines ("Loading 'datasources'", ...) stay out of the task log
     assert (tmp_path / "validation" / "data_docs" / "index.html").exists()
 
     renamed = frame.rename(index={"img005.png": "cam1_0042.png"}, level=2)  # another tool's name: index unknown

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -173,3 +174,23 @@ def test_a_child_ending_by_os_exit_leaves_no_tensorflow_autograph_files_in_the_t
     assert child_folder.startswith(str(temporary)) and child_folder != str(temporary)  # its own folder
     assert not os.path.exists(child_folder)
     assert list(temporary.iterdir()) == []
+
+
+def test_libraries_own_info_lines_stay_out_of_the_tasks_that_run_in_airflows_process():
+    """prepare_run, validate_labels and the others run in the task's own process, where every library's INFO
+    line reaches the task log: numexpr's thread count, GX's two hundred lines about its own registry."""
+    child = ("import logging, os, sys\n"
+             "logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(name)s: %(message)s')\n"
+             "os.environ.pop('NUMEXPR_MAX_THREADS', None); os.environ.pop('NUMEXPR_NUM_THREADS', None)\n"
+             "from posesweep import stages\n"
+             "import numexpr\n"
+             "from posesweep.validation import _gx\n"
+             "_gx().get_context(mode='ephemeral')\n"
+             "logging.getLogger('posesweep.stages').info('own line')\n"
+             "logging.getLogger('great_expectations.data_context').warning('a warning of theirs')\n")
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "posesweep.stages: own line" in lines and "great_expectations.data_context: a warning of theirs" in lines
+    assert [line for line in lines if line.startswith(("numexpr", "great_expectations"))] == [
+        "great_expectations.data_context: a warning of theirs"]

@@ -20,6 +20,21 @@ import threading
 from typing import Iterator, TextIO
 
 PRINTS = logging.getLogger("deeplabcut.print")
+# Libraries whose INFO lines describe their own workings, not the study ("NumExpr defaulting to 2 threads", two
+# hundred of GX's "Skipping registering function ..."), in the tasks that run in Airflow's own process
+# (prepare_run, validate_labels, ...), where OwnInfoOnly is not on the handler. Their warnings still pass.
+CHATTY_LIBRARIES = ("great_expectations", "numexpr")
+
+
+def library_info_silenced() -> None:
+    """Raise the chatty libraries' loggers to WARNING, and any of their module loggers that set itself lower on
+    import (GX's ``data_context.types.base`` sets INFO): call again after importing such a library."""
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.split(".")[0] in CHATTY_LIBRARIES and isinstance(logger, logging.Logger) \
+                and logging.NOTSET < logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
 
 
 class OwnInfoOnly(logging.Filter):

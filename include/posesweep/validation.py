@@ -34,6 +34,7 @@ from .errors import LabelValidationError
 from .kinematics import FPPA_LANDMARKS, SIDE_VIEW_HIPS_APART, hips_apart_in_thigh_lengths
 from .labels import TIDY_COLUMNS
 from .layout import write_json_atomic
+from .quiet import library_info_silenced
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def _gx():
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
+    library_info_silenced()  # GX set some of its loggers to INFO as it was imported
     return gx
 
 
