@@ -54,11 +54,12 @@ def run_watched(command: list[str], stall_timeout_s: float | None = None, logger
 def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Logger, scratch: str) -> None:
     """``run_watched`` with the child's temporary files in ``scratch``: TensorFlow's autograph writes a source file
     per converted function there and deletes them only at a normal interpreter exit, which a child ending by
-    ``os._exit`` (an error, see ``cli.main``) or killed by the watchdog never reaches. torch.compile's cache stays
-    where it would be without this (it is worth keeping between networks)."""
+    ``os._exit`` (an error, see ``cli.main``) or killed by the watchdog never reaches. torch.compile's cache
+    has a lasting folder of its own (worth keeping between networks and retries)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GX_ANALYTICS_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
            "TMPDIR": scratch}
-    env.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(tempfile.gettempdir(), _inductor_cache_name()))
+    inductor_cache = os.path.join(tempfile.gettempdir(), f"posesweep-torchinductor-{os.getuid()}")
+    env.setdefault("TORCHINDUCTOR_CACHE_DIR", inductor_cache)
     logger.info("running: %s", " ".join(command))
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                              bufsize=1, start_new_session=True, preexec_fn=_dies_with(os.getpid()))
@@ -100,16 +101,6 @@ def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Log
     if stalled or child.returncode != 0:
         raise TrainerCommandError(f"the child process {_how_it_ended(child.returncode, stalled, stall_timeout_s)}",
                                   details=[f"command: {' '.join(command)}", "its last output:", *tail])
-
-
-def _inductor_cache_name() -> str:
-    """torch.compile's cache folder name under the temporary directory, as torch names it by default."""
-    try:
-        import getpass
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return "torchinductor_" + re.sub(r"[\\/:*?\"<>|]", "_", user)
 
 
 def _dies_with(parent_pid: int):
