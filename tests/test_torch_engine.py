@@ -286,12 +286,12 @@ def test_the_cuda_graph_body_trains_like_the_eager_step_and_a_failed_capture_fal
     assert StepSettings.for_device(cpu, "resnet50_gn", 1).cuda_graph is False  # never on a CPU by default
     eager, graphed = loop(False), loop(True)
     assert graphed.graphed is not None and "CUDA graph" in graphed.settings.describe()
+    initial = [parameter.detach().clone() for parameter in eager.model.parameters()]
     for iteration, lr in enumerate([5e-4, 5e-4, 1e-4]):  # the schedule changes the rate between steps
         eager.set_learning_rate(lr)
         graphed.set_learning_rate(lr)
         assert graphed.step(iteration).item() == pytest.approx(eager.step(iteration).item(), rel=1e-5, abs=1e-7)
-    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6)
-               for a, b in zip(eager.model.parameters(), graphed.model.parameters()))
+    assert moved_apart(initial, eager.model, graphed.model) < 1e-3  # the same training
 
     # DeepLabCut's own loss and the graph-safe one, with keypoints outside the image and none visible at all
     images, keypoints, _ = augment_batch_of(graphed)
@@ -308,12 +308,12 @@ def test_the_cuda_graph_body_trains_like_the_eager_step_and_a_failed_capture_fal
     assert all(type(group["lr"]) is float and group["capturable"] is False for group in state["param_groups"])
     resumed = loop(False, state)
     resumed.model.load_state_dict(graphed.model.state_dict())
+    before = [parameter.detach().clone() for parameter in resumed.model.parameters()]
     for trainer in (resumed, graphed):  # the same augmentation draws for the next step of both
         trainer.generator.manual_seed(7)
         trainer.set_learning_rate(1e-4)
     assert resumed.step(3).item() == pytest.approx(graphed.step(3).item(), rel=1e-5, abs=1e-7)
-    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6)  # the same update: Adam's moments were carried over
-               for a, b in zip(resumed.model.parameters(), graphed.model.parameters()))
+    assert moved_apart(before, resumed.model, graphed.model) < 1e-3  # the same update: Adam's moments carried over
 
     reference, failing = loop(False), loop(True)
     failing.graphed.warmup_steps = 1  # capture at the second step: on this machine there is no CUDA device
@@ -321,6 +321,17 @@ def test_the_cuda_graph_body_trains_like_the_eager_step_and_a_failed_capture_fal
         assert failing.step(iteration).item() == pytest.approx(reference.step(iteration).item(), rel=1e-5, abs=1e-7)
     assert failing.graphed is None and not failing.settings.cuda_graph
     assert "the CUDA graph of the step failed" in caplog.text and "training continues without it" in caplog.text
+
+
+def moved_apart(initial: list, model_a, model_b) -> float:
+    """How far apart two trainings moved the same initial weights, relative to how far the first moved them (L2 over
+    all weights). Not elementwise: AdamW moves a weight by about the learning rate whatever its gradient's size, so
+    a weight whose gradient is at rounding level moves by the sign of that rounding, which differs between CPUs and
+    summation orders (on an AMD EPYC, 16 of 25M weights differed by up to 6.5e-6 at a rate of 5e-4 after three
+    steps, the whole move by 3e-5 of its size; one step at a wrong rate puts it at 0.5)."""
+    moved_a = torch.cat([(a.detach() - a0).flatten() for a, a0 in zip(model_a.parameters(), initial)])
+    moved_b = torch.cat([(b.detach() - a0).flatten() for b, a0 in zip(model_b.parameters(), initial)])
+    return float((moved_b - moved_a).norm() / moved_a.norm())
 
 
 def augment_batch_of(loop):
