@@ -182,16 +182,6 @@ def run_child(code: str) -> dict:
     return {**json.loads(lines[-1][len("RESULT "):]), "peak_host_mb": peak_mb}
 
 
-def save(out: Path | None, rows: list[dict]) -> None:
-    """Write the rows measured so far to ``out`` (a temporary name, then renamed: never half a file)."""
-    if out is None:
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(rows, indent=1))
-    tmp.replace(out)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--width", type=int, default=320)
@@ -208,6 +198,9 @@ def main() -> None:
     args = parser.parse_args()
 
     include = str(HERE.parent / "include")
+    sys.path.insert(0, include)
+    from posesweep.layout import write_json_atomic
+
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))  # cut off (benchmarks/on_device.sh): clean up, then go
     import torch
     on_gpu = torch.cuda.is_available()
@@ -234,7 +227,8 @@ def main() -> None:
                     measured[name] = result
                     rows.append({"backbone": backbone, "batch_size": batch, "size": f"{args.width}x{args.height}",
                                  "method": name, **result})
-                    save(args.out, rows)
+                    if args.out:
+                        write_json_atomic(args.out, rows)
                     print(f"  measured {backbone}, batch {batch}, {name}: {result['images_per_second']:.2f} images/s "
                           f"({time.perf_counter() - started:.0f} s into the benchmark)", flush=True)
 
