@@ -3,6 +3,7 @@ evaluation, and the whole study DAG on it."""
 
 import glob
 import json
+import logging
 import math
 import re
 import shutil
@@ -113,9 +114,10 @@ PYTORCH_CONF = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12]
 
 
 @pytest.mark.slow
-def test_posesweep_scoring_equals_deeplabcuts_own_pytorch_evaluation(tiny_cohort, tmp_path):
+def test_posesweep_scoring_equals_deeplabcuts_own_pytorch_evaluation(tiny_cohort, tmp_path, caplog):
     """A snapshot posesweep trained: DeepLabCut's ``evaluate_network`` (engine pytorch) predicts every frame, and
-    its per-landmark errors equal the ones posesweep's scoring wrote, within 0.01 px."""
+    its per-landmark errors equal the ones posesweep's scoring wrote, within 0.01 px. (Its training log shows
+    progress: iteration, loss, speed, ETA.)"""
     import deeplabcut
     from deeplabcut.core.engine import Engine
 
@@ -124,7 +126,13 @@ def test_posesweep_scoring_equals_deeplabcuts_own_pytorch_evaluation(tiny_cohort
     from posesweep.runner import run_posesweep
 
     run = training_ready_run(tiny_cohort, tmp_path / "data", PYTORCH_CONF, "manual__dlc_eval")
-    run_posesweep(run.command("train", 12))
+    with caplog.at_level(logging.INFO, logger="posesweep.runner"):
+        run_posesweep(run.command("train", 12))
+    progress = [r.getMessage() for r in caplog.records if re.search(r"\] iteration \d+/40 ", r.getMessage())]
+    assert progress and all(re.search(r"iteration \d+/40 loss [0-9.]+ lr \S+ \d\S* images/s [0-9.]+(e[+-]\d+)? "
+                                      r"s/iteration ETA [0-9.]+ min$", line) for line in progress), progress
+    speeds = [float(re.search(r"([0-9.e+-]+) images/s", line).group(1)) for line in progress]
+    assert all(speed > 0 for speed in speeds), progress  # a rate of 3 significant digits, never "0.0 images/s"
     stages.evaluate(run, 12)
     ours = pd.read_csv(run.layout.snapshot_errors_file(12, 40))
 
