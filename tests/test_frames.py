@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from posesweep import stages
+from posesweep.budget import CPU_SECONDS_PER_ITERATION
 from posesweep.frames import VideoError, extract_frames, image_name
 
 
@@ -162,18 +163,38 @@ def test_a_study_longer_than_a_day_on_this_cpu_stops_at_prepare_run_with_the_est
     with pytest.raises(StudyConfigError) as refused:
         stages.prepare_run(root, paper_scale, "long")
     paragraph = refused.value.explain()
-    # 3 networks x 250k iterations x (0.10 + 2.6e-6 x 160 x 120) s at 160x120 px
-    hours = 3 * 250_000 * (0.10 + 2.6e-6 * 160 * 120) / 3600
-    assert f"3 networks x 250,000 iterations x 0.15 s/iteration = {hours:.1f} h of training on the local" in paragraph
+    # 3 networks x 250k iterations x what this CPU measured at the cohort's 160x120 px
+    per_iteration = CPU_SECONDS_PER_ITERATION["tensorflow"][0][1]
+    hours = 3 * 250_000 * per_iteration / 3600
+    assert (f"3 networks x 250,000 iterations x {per_iteration:.3g} s/iteration = {hours:.1f} h of training on the "
+            f"local") in paragraph
+    assert "benchmarks/cpu_training_cost.py" in paragraph  # how to measure the lab's own machine
     assert "POSESWEEP_TRAINING_BACKEND=kubernetes" in paragraph and "lower max_iterations" in paragraph
     assert not (root / "runs" / "tiny" / "long" / "study_config.json").exists()
     run = stages.prepare_run(root, {**paper_scale, "allow_long_cpu_run": True}, "long")  # asked for: it runs
     assert run.study.allow_long_cpu_run
-    # the PyTorch engine's own CPU speed: (0.20 + 1.04e-5 x 160 x 120) s per iteration
+    # the PyTorch engine's own CPU speed
     with pytest.raises(StudyConfigError) as refused:
         stages.prepare_run(root, {**paper_scale, "engine": "pytorch"}, "long-pytorch")
-    hours = 3 * 250_000 * (0.20 + 1.04e-5 * 160 * 120) / 3600
-    assert f"x 0.4 s/iteration = {hours:.1f} h of training on the local" in refused.value.explain()
+    per_iteration = CPU_SECONDS_PER_ITERATION["pytorch"][0][1]
+    hours = 3 * 250_000 * per_iteration / 3600
+    assert f"x {per_iteration:.3g} s/iteration = {hours:.1f} h of training on the local" in refused.value.explain()
+
+
+@pytest.mark.parametrize("engine", ["tensorflow", "pytorch"])
+def test_the_cpu_estimate_is_the_measured_time_at_measured_sizes_and_grows_with_the_frame_between_them(engine):
+    from posesweep.budget import cpu_seconds_per_iteration
+
+    measured = CPU_SECONDS_PER_ITERATION[engine]
+    assert [p for p, _ in measured] == sorted(p for p, _ in measured) and len(measured) >= 3
+    for pixels, seconds in measured:
+        assert cpu_seconds_per_iteration(engine, (pixels, 1)) == pytest.approx(seconds)
+    sizes = [(w, w * 9 // 16) for w in range(64, 4000, 48)]  # up to 4K: beyond the table, along its last line
+    estimates = [cpu_seconds_per_iteration(engine, size) for size in sizes]
+    assert all(a < b for a, b in zip(estimates, estimates[1:])), estimates
+    assert estimates[0] >= measured[0][1] / 2  # a tiny frame still costs the network's fixed work
+    (p0, s0), (p1, s1) = measured[-2:]
+    assert cpu_seconds_per_iteration(engine, (2 * p1, 1)) == pytest.approx(s1 + (s1 - s0) * p1 / (p1 - p0))
 
 
 def test_too_little_disk_and_too_many_snapshots_are_refused_with_the_numbers():

@@ -12,11 +12,16 @@ from dataclasses import dataclass
 from .config import StudyConfig
 from .errors import StudyConfigError
 
-# DeepLabCut's TensorFlow ResNet-50 at batch 1 on this project's 2-core CPU: 0.15 s per iteration at 160x120,
-# 0.9 s at 640x480; a line through both, in pixels per frame.
-# posesweep's PyTorch trainer (ResNet-50, batch 1) on the same CPU: ~0.4 s per iteration at 160x120, ~1.0 s at
-# 320x240 (benchmarks/training_throughput.py); a line through both.
-CPU_SECONDS_PER_ITERATION = {"tensorflow": (0.10, 2.6e-6), "pytorch": (0.20, 1.04e-5)}
+# Seconds per iteration at batch 1 on this project's 2-core CPU (no GPU), by frame size in pixels:
+# benchmarks/cpu_training_cost.py on 2026-12-03 (DeepLabCut's TensorFlow training; posesweep's PyTorch trainer,
+# DeepLabCut 3's resnet_50). Between two sizes a line through both; beyond the table, its last (or first) line.
+# Machines differ (this one's speed varies up to 3x between days; more cores train faster): an estimate.
+CPU_SECONDS_PER_ITERATION: dict[str, tuple[tuple[int, float], ...]] = {
+    "tensorflow": ((160 * 120, 0.377), (320 * 240, 0.411), (640 * 480, 1.300), (1280 * 720, 3.263),
+                   (1920 * 1080, 7.030)),
+    "pytorch": ((160 * 120, 0.278), (320 * 240, 0.590), (640 * 480, 1.667), (1280 * 720, 5.000),
+                (1920 * 1080, 15.40)),
+}
 # a snapshot: DeepLabCut TF (.data + .index + .meta), or a PyTorch state dict (ResNet-50 plus heads: ~100 MB)
 SNAPSHOT_BYTES = {"resnet_50": 110e6, "resnet_101": 180e6, "resnet_50_bn": 100e6}
 PNG_BYTES_PER_PIXEL = 1.5  # an extracted frame, twice: the shared frame store and the run's project links none
@@ -36,11 +41,20 @@ class Budget:
                 f"{self.backend} backend; about {self.disk_bytes / 1e9:.1f} GB of disk")
 
 
+def cpu_seconds_per_iteration(engine: str, frame_size_px: tuple[int, int]) -> float:
+    """One training iteration at batch 1 on the local backend: the measured table, interpolated in pixels."""
+    points = CPU_SECONDS_PER_ITERATION[engine]
+    pixels = frame_size_px[0] * frame_size_px[1]
+    (x0, y0), (x1, y1) = next(((a, b) for a, b in zip(points, points[1:]) if pixels <= b[0]), points[-2:])
+    if pixels < x0:  # smaller than any measured: not less than half the smallest's time (fixed costs remain)
+        return max(y0 / 2, y0 + (y1 - y0) * (pixels - x0) / (x1 - x0))
+    return y0 + (y1 - y0) * (pixels - x0) / (x1 - x0)
+
+
 def estimate(study: StudyConfig, frame_size_px: tuple[int, int], frames: int, backend: str,
              gpu_seconds_per_iteration: float) -> Budget:
     if backend == "local":
-        a, b = CPU_SECONDS_PER_ITERATION[study.engine]
-        per_iteration = (a + b * frame_size_px[0] * frame_size_px[1]) * study.batch_size
+        per_iteration = cpu_seconds_per_iteration(study.engine, frame_size_px) * study.batch_size
     else:
         per_iteration = gpu_seconds_per_iteration * study.batch_size
     networks = len(study.frame_set_sizes)
@@ -62,4 +76,5 @@ def check(budget: Budget, study: StudyConfig, free_bytes: int, data_root: str) -
             "training would take more than a day on this machine's CPU", found=budget.describe(study),
             allowed=f"at most {MAX_CPU_HOURS:.0f} h on the local backend",
             fix="run it on GPUs (POSESWEEP_TRAINING_BACKEND=kubernetes), lower max_iterations, or trigger with "
-                "allow_long_cpu_run=true to train on this CPU anyway")
+                "allow_long_cpu_run=true to train on this CPU anyway (the estimate is of a 2-core CPU; "
+                "benchmarks/cpu_training_cost.py measures this machine's)")

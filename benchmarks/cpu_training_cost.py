@@ -1,0 +1,114 @@
+"""What one training iteration costs on this machine's CPU, against what ``prepare_run`` expects.
+
+``prepare_run`` states a study's training time before anyone labels, and on the local
+backend refuses one expected to train for more than a day (``posesweep.budget``, a
+table of seconds per iteration by frame size measured with this script). For each
+engine and frame size this builds a synthetic cohort at that size, takes it through
+``prepare_run``, extraction, labels, validation, frame sets and ``posesweep
+prepare-training`` as a study does, trains one network with ``posesweep train`` in a
+child process (DeepLabCut's TensorFlow training, or posesweep's PyTorch trainer), and
+reads the seconds per iteration from its progress lines (the median window after the
+first, which holds start-up). Prints measured, expected, and expected / measured.
+
+    .venv/bin/python benchmarks/cpu_training_cost.py                                  # 320x240, both engines
+    .venv/bin/python benchmarks/cpu_training_cost.py --sizes 320x240 832x748 1920x1080 --out cost.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "include"))
+
+TF_PROGRESS = re.compile(r"iteration (\d+)/\d+ loss \S+ lr \S+ ([0-9.]+) s/iteration")
+TORCH_PROGRESS = re.compile(r"iteration (\d+)/\d+ loss \S+ lr \S+ \S+ images/s ([0-9.e+-]+) s/iteration")
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def seconds_per_iteration(lines: list[str], engine: str) -> float:
+    """The median progress window after the first (start-up, the first iterations' graph building)."""
+    windows = []
+    for line in lines:
+        if engine == "tensorflow" and (match := TF_PROGRESS.search(line)):
+            windows.append(float(match.group(2)))
+        elif engine == "pytorch" and (match := TORCH_PROGRESS.search(line)):
+            windows.append(float(match.group(2)))
+    if len(windows) < 2:
+        raise SystemExit(f"{engine}: fewer than two progress lines in the training log:\n" + "\n".join(lines[-30:]))
+    return statistics.median(windows[1:])
+
+
+def measure(work: Path, engine: str, width: int, height: int, iterations: int) -> dict:
+    from posesweep import budget, stages
+    from posesweep.config import StudyConfig
+    from posesweep.runner import run_posesweep
+    from posesweep.synthetic import SynthOptions, generate_cohort
+
+    root = work / f"{engine}-{width}x{height}"
+    generate_cohort(root / "cohorts" / "bench", SynthOptions(participants=3, width_px=width, height_px=height,
+                                                             duration_s=2.0, seed=1))
+    conf = {"cohort": "bench", "engine": engine, "frames_per_video": 8, "frame_set_sizes": [10],
+            "train_fraction": 0.8, "max_iterations": iterations, "snapshot_interval": iterations,
+            "allow_random_init": True, "allow_long_cpu_run": True}
+    run = stages.prepare_run(root, conf, "bench")
+    stages.extract_cohort_frames(run)
+    stages.label_frames(run)
+    stages.validate_label_table(run)
+    stages.make_frame_sets(run)
+    run_posesweep(run.command("prepare-training"))
+    logger = logging.getLogger(f"bench.{engine}.{width}x{height}")
+    logger.propagate, logger.level = False, logging.INFO
+    captured = Lines()
+    logger.addHandler(captured)
+    started = time.perf_counter()
+    run_posesweep(run.command("train", 10), logger=logger)
+    study = StudyConfig(**conf)
+    measured = seconds_per_iteration(captured.lines, engine)
+    expected = budget.estimate(study, (width, height), 1, "local", 0.0).seconds_per_iteration
+    return {"engine": engine, "size": f"{width}x{height}", "iterations": iterations,
+            "measured_s_per_iteration": round(measured, 3), "expected_s_per_iteration": round(expected, 3),
+            "expected_over_measured": round(expected / measured, 2),
+            "training_wall_s": round(time.perf_counter() - started, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["320x240"], help="frame sizes, WIDTHxHEIGHT (even numbers)")
+    parser.add_argument("--engines", nargs="+", default=["tensorflow", "pytorch"], choices=["tensorflow", "pytorch"])
+    parser.add_argument("--iterations", type=int, default=25, help="trained per network (5 progress windows)")
+    parser.add_argument("--out", type=Path, help="write the rows as JSON here")
+    args = parser.parse_args()
+    from posesweep.layout import write_json_atomic
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="posesweep-cpu-cost-") as tmp:
+        for size in args.sizes:
+            width, height = (int(v) for v in size.lower().split("x"))
+            for engine in args.engines:
+                rows.append(measure(Path(tmp), engine, width, height, args.iterations))
+                row = rows[-1]
+                print(f"{row['engine']:<10} {row['size']:>9}: measured {row['measured_s_per_iteration']:7.3f} "
+                      f"s/iteration, prepare_run expects {row['expected_s_per_iteration']:7.3f} "
+                      f"(expected / measured {row['expected_over_measured']:.2f})", flush=True)
+                if args.out:
+                    write_json_atomic(args.out, rows)
+
+
+if __name__ == "__main__":
+    main()
