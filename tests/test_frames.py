@@ -95,7 +95,8 @@ def test_all_bad_videos_are_reported_together_or_excluded(tiny_cohort, tmp_path)
     videos = root / "cohorts" / "tiny" / "videos"
     (videos / "P002.mp4").write_bytes(b"not a video at all")
     (videos / "P003.mp4").write_bytes((videos / "P001.mp4").read_bytes()[:5000])
-    conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "train_fraction": 0.5}
+    conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "train_fraction": 0.5,
+            "max_iterations": 100, "snapshot_interval": 50}
     run = stages.prepare_run(root, conf, "fail")
     with pytest.raises(VideoError) as failure:
         stages.extract_cohort_frames(run)
@@ -123,7 +124,8 @@ def test_runs_of_a_cohort_share_extracted_frames_and_a_new_video_extracts_only_i
 
     root = tmp_path / "data"
     shutil.copytree(tiny_cohort, root)
-    conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "train_fraction": 0.5}
+    conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "train_fraction": 0.5,
+            "max_iterations": 100, "snapshot_interval": 50}
     first = stages.prepare_run(root, conf, "first")
     stages.extract_cohort_frames(first)
     videos = root / "cohorts" / "tiny" / "videos"

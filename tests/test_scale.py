@@ -102,5 +102,7 @@ def test_a_broken_landing_square_stops_the_run_at_prepare_run(tiny_cohort, tmp_p
     assert not (tmp_path / "runs" / "lab" / "manual__1" / "study_config.json").exists()
 
     (cohort / "cohort.json").write_text(json.dumps({"landing_square": square}))  # bodyparts/scorer default
-    run = stages.prepare_run(tmp_path, {"cohort": "lab", "frame_set_sizes": [20, 40]}, "manual__2")
+    run = stages.prepare_run(tmp_path, {"cohort": "lab", "frame_set_sizes": [20, 40], "max_iterations": 1000,
+                                        "snapshot_interval": 500},
+                             "manual__2")
     assert len(run.videos) == 2
