@@ -37,23 +37,24 @@ def _postmaster(pgdata: Path) -> psutil.Process | None:
         return None
 
 
-def _stop(process: psutil.Process, first: signal.Signals, then) -> None:
+def _stop(process: psutil.Process, last_resort) -> None:
+    """SIGINT, then ``last_resort(process)`` if it has not ended within the grace period."""
     try:
-        process.send_signal(first)
+        process.send_signal(signal.SIGINT)
     except psutil.NoSuchProcess:
         return
     if psutil.wait_procs([process], timeout=GRACE_S)[1]:
-        then()
+        last_resort(process)
 
 
 def _kill_group(leader: psutil.Process) -> None:
     try:
-        os.killpg(leader.pid, signal.SIGKILL) if leader.is_running() else None
+        os.killpg(leader.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
 
 
-def _quit(postmaster: psutil.Process) -> None:
+def _quit(postmaster: psutil.Process) -> None:  # PostgreSQL's immediate shutdown
     try:
         postmaster.send_signal(signal.SIGQUIT)
     except psutil.NoSuchProcess:
@@ -76,10 +77,7 @@ def watch(lines) -> list[str]:
             pass
     stopped = []
     for kind, process in reversed(named):  # Airflow before the database it uses
-        if kind == "airflow":
-            _stop(process, signal.SIGINT, lambda p=process: _kill_group(p))
-        else:
-            _stop(process, signal.SIGINT, lambda p=process: _quit(p))
+        _stop(process, _kill_group if kind == "airflow" else _quit)
         stopped.append(f"{kind} {process.pid}")
     return stopped
 
