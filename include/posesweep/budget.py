@@ -19,7 +19,7 @@ from .errors import StudyConfigError
 CPU_SECONDS_PER_ITERATION: dict[str, tuple[tuple[int, float], ...]] = {
     "tensorflow": ((160 * 120, 0.377), (320 * 240, 0.411), (640 * 480, 1.300), (1280 * 720, 3.263),
                    (1920 * 1080, 7.030)),
-    "pytorch": ((160 * 120, 0.278), (320 * 240, 0.590), (640 * 480, 1.667), (1280 * 720, 5.000),
+    "pytorch": ((160 * 120, 0.315), (320 * 240, 0.512), (640 * 480, 1.765), (1280 * 720, 5.030),
                 (1920 * 1080, 15.40)),
 }
 # a snapshot: DeepLabCut TF (.data + .index + .meta), or a PyTorch state dict (ResNet-50 plus heads: ~100 MB)
