@@ -322,7 +322,7 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
             eta = (study.max_iterations - done_iterations) / rate
             print(f"{prefix} iteration {done_iterations}/{study.max_iterations} loss {value:.5f} lr {lr:g} "
                   f"{rate * study.batch_size:.3g} images/s {1 / rate:.3g} s/iteration ETA {eta / 60:.1f} min",
-                  flush=True)  # (3 digits: 1080p on a CPU trains at about 0.1 images/s)
+                  flush=True)  # (3 digits: 1080p on a CPU trains at about 0.07 images/s)
             if not math.isfinite(value):
                 raise TrainingDivergedError.of_network(size, f"{value} at iteration {done_iterations}",
                                                        f"loss {value} at iteration {done_iterations}, learning "
