@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,18 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """The session's AIRFLOW_HOME (SQLite database, dag.test task logs) goes with a passing run (one was left in
+    the temporary folder per run); a failing run keeps it for reading."""
+    if exitstatus == 0:
+        shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus) -> None:
+    if exitstatus != 0:
+        terminalreporter.write_line(f"Airflow home of this test run (dag.test task logs): {_AIRFLOW_HOME}")
 
 
 @pytest.fixture(scope="session")
