@@ -28,8 +28,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "include"))
 
-TF_PROGRESS = re.compile(r"iteration (\d+)/\d+ loss \S+ lr \S+ ([0-9.]+) s/iteration")
-TORCH_PROGRESS = re.compile(r"iteration (\d+)/\d+ loss \S+ lr \S+ \S+ images/s ([0-9.e+-]+) s/iteration")
+# the training log's progress lines, each engine's own; group 1: seconds per iteration over the window
+PROGRESS = {"tensorflow": re.compile(r"iteration \d+/\d+ loss \S+ lr \S+ ([0-9.]+) s/iteration"),
+            "pytorch": re.compile(r"iteration \d+/\d+ loss \S+ lr \S+ \S+ images/s ([0-9.e+-]+) s/iteration")}
 
 
 class Lines(logging.Handler):
@@ -43,12 +44,7 @@ class Lines(logging.Handler):
 
 def seconds_per_iteration(lines: list[str], engine: str) -> float:
     """The median progress window after the first (start-up, the first iterations' graph building)."""
-    windows = []
-    for line in lines:
-        if engine == "tensorflow" and (match := TF_PROGRESS.search(line)):
-            windows.append(float(match.group(2)))
-        elif engine == "pytorch" and (match := TORCH_PROGRESS.search(line)):
-            windows.append(float(match.group(2)))
+    windows = [float(match.group(1)) for line in lines if (match := PROGRESS[engine].search(line))]
     if len(windows) < 2:
         raise SystemExit(f"{engine}: fewer than two progress lines in the training log:\n" + "\n".join(lines[-30:]))
     return statistics.median(windows[1:])
@@ -56,7 +52,6 @@ def seconds_per_iteration(lines: list[str], engine: str) -> float:
 
 def measure(work: Path, engine: str, width: int, height: int, iterations: int) -> dict:
     from posesweep import budget, stages
-    from posesweep.config import StudyConfig
     from posesweep.runner import run_posesweep
     from posesweep.synthetic import SynthOptions, generate_cohort
 
@@ -78,9 +73,8 @@ def measure(work: Path, engine: str, width: int, height: int, iterations: int) -
     logger.addHandler(captured)
     started = time.perf_counter()
     run_posesweep(run.command("train", 10), logger=logger)
-    study = StudyConfig(**conf)
     measured = seconds_per_iteration(captured.lines, engine)
-    expected = budget.estimate(study, (width, height), 1, "local", 0.0).seconds_per_iteration
+    expected = budget.estimate(run.study, (width, height), 1, "local", 0.0).seconds_per_iteration
     return {"engine": engine, "size": f"{width}x{height}", "iterations": iterations,
             "measured_s_per_iteration": round(measured, 3), "expected_s_per_iteration": round(expected, 3),
             "expected_over_measured": round(expected / measured, 2),
