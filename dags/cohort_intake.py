@@ -5,6 +5,9 @@ Looks under `<data root>/cohorts/` every few minutes. A cohort that is new or ha
 changed (and has been quiet for a minute, so half-copied folders wait) is
 announced as an event on the `posesweep_cohorts` asset, which starts
 `dlc_training_study` for that cohort. Each cohort version is announced once.
+A folder posesweep cannot study as it is (videos beside `videos/` instead of in
+it, half a DeepLabCut project) is announced too, with a warning here, so that its
+study run fails at `prepare_run` saying what to fix; empty folders are not.
 
 To add a cohort: copy `<name>/videos/*.mp4` (and, for human labels,
 `<name>/labeled-data/<video>/CollectedData_labeler.h5`) into the cohorts folder.

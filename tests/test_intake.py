@@ -2,6 +2,8 @@ import os
 import shutil
 import time
 
+import pytest
+
 from posesweep.intake import register_next_cohort
 
 
@@ -51,3 +53,41 @@ def test_a_cohort_is_remembered_only_once_its_announcement_exists(tiny_cohort, t
     assert next_new_cohort(root, quiet_s=0) == found  # not announced yet: still new
     record_announced(root, found)
     assert next_new_cohort(root, quiet_s=0) is None
+
+
+def test_a_copy_that_keeps_old_modification_times_still_waits_until_quiet(tiny_cohort, tmp_path):
+    """cp -a / rsync -a give every copied file its source's modification time, a year old here: the copy is
+    recognised as just arrived by its inode change time."""
+    root = tmp_path / "data"
+    copied = shutil.copytree(tiny_cohort / "cohorts" / "tiny", root / "cohorts" / "a")
+    year_ago = time.time() - 365 * 86400
+    for path in [copied, *copied.rglob("*")]:
+        os.utime(path, (year_ago, year_ago))
+    assert register_next_cohort(root, quiet_s=3600) is None
+    assert register_next_cohort(root, quiet_s=0)["cohort"] == "a"
+
+
+def test_a_folder_that_is_no_cohort_yet_is_announced_so_its_run_says_what_to_fix(tiny_cohort, tmp_path, caplog):
+    from posesweep.cohort import CohortError
+    from posesweep.stages import prepare_run
+
+    root = tmp_path / "data"
+    (root / "cohorts" / "empty").mkdir(parents=True)  # made for a cohort not copied yet: nothing to say
+    (root / "cohorts" / "hidden").mkdir()
+    (root / "cohorts" / "hidden" / ".DS_Store").write_bytes(b"\0")
+    loose = root / "cohorts" / "loose"
+    loose.mkdir()
+    for video in (tiny_cohort / "cohorts" / "tiny" / "videos").glob("*.mp4"):
+        shutil.copy(video, loose / video.name)  # beside videos/ instead of in it
+    with caplog.at_level("WARNING", logger="posesweep.intake"):
+        found = register_next_cohort(root, quiet_s=0)
+    assert found["cohort"] == "loose"
+    assert "cohort loose cannot be studied as it is" in caplog.text and "move them into" in caplog.text
+    assert register_next_cohort(root, quiet_s=0) is None  # once per version, and never the empty folders
+    with pytest.raises(CohortError, match="not in the cohort's videos/ folder"):
+        prepare_run(root, {"cohort": "loose"}, "r1")
+    (loose / "videos").mkdir()
+    for video in loose.glob("*.mp4"):
+        video.rename(loose / "videos" / video.name)
+    fixed = register_next_cohort(root, quiet_s=0)
+    assert fixed["cohort"] == "loose" and fixed["version"] != found["version"]

@@ -1,16 +1,25 @@
 """Which cohorts under the data root are new or changed, once each.
 
 A cohort's version is a fingerprint of its files (relative path, size, mtime of
-everything under ``videos/``, ``labeled-data/`` and ``cohort.json``). The intake
-registry (``<data root>/runs/intake_registry.json``) remembers the version each
-cohort was last announced at, so every version starts exactly one study. A
-cohort still being copied in (a file changed in the last ``quiet_s`` seconds)
-waits for the next look.
+everything under ``videos/`` and ``labeled-data/``, of ``cohort.json``, a project's
+``config.yaml`` and videos left beside ``videos/``). The intake registry
+(``<data root>/runs/intake_registry.json``) remembers the version each cohort was
+last announced at, so every version starts exactly one study. A cohort still being
+copied in (anything under it created or changed in the last ``quiet_s`` seconds,
+by its inode change time too: ``cp -a`` and ``rsync -a`` give copies the source's
+old modification times) waits for the next look.
+
+A quiet folder that is not a cohort posesweep can study (videos in the wrong place,
+half a DeepLabCut project) is announced all the same, with a warning here: its
+study run then fails at ``prepare_run`` saying what to fix, where the lab looks,
+instead of the folder being passed over without a word. An empty folder is not
+announced.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from pathlib import Path
 
@@ -22,19 +31,33 @@ REGISTRY = "intake_registry.json"
 COHORTS_ASSET_NAME = "posesweep_cohorts"
 COHORTS_ASSET_URI = "posesweep://cohorts"
 
+log = logging.getLogger(__name__)
+
 
 def cohort_fingerprint(cohort_dir: Path) -> tuple[str, float]:
-    """(version fingerprint, newest mtime) of a cohort folder."""
-    digest = hashlib.sha256()
-    newest = 0.0
+    """(version fingerprint, time of the newest change to anything under the folder, in epoch seconds)."""
+    from .cohort import VIDEO_SUFFIXES  # not at import: DAG files import this module
+
+    cohort_dir = Path(cohort_dir)
     files = [p for part in ("videos", "labeled-data") for p in sorted((cohort_dir / part).rglob("*")) if p.is_file()]
-    if (cohort_dir / "cohort.json").exists():
-        files.append(cohort_dir / "cohort.json")
+    files += sorted(p for p in cohort_dir.iterdir() if p.is_file() and (
+        p.name in ("cohort.json", "config.yaml") or p.suffix.lower() in VIDEO_SUFFIXES))
+    digest = hashlib.sha256()
     for path in files:
         stat = path.stat()
-        newest = max(newest, stat.st_mtime)
         digest.update(f"{path.relative_to(cohort_dir)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    newest = 0.0
+    for path in [cohort_dir, *cohort_dir.rglob("*")]:
+        try:
+            stat = path.stat()
+        except OSError:  # removed while looking (a copy's temporary file), or a dangling link
+            continue
+        newest = max(newest, stat.st_mtime, stat.st_ctime)
     return digest.hexdigest()[:16], newest
+
+
+def _holds_files(cohort_dir: Path) -> bool:
+    return any(p.is_file() and not p.name.startswith(".") for p in Path(cohort_dir).rglob("*"))
 
 
 def registry_file(data_root: Path) -> Path:
@@ -57,13 +80,16 @@ def next_new_cohort(data_root: Path, quiet_s: float = 60.0) -> dict | None:
     registry = _registry(data_root)
     cohorts_dir = Path(data_root) / "cohorts"
     for cohort_dir in sorted(p for p in cohorts_dir.iterdir() if p.is_dir()) if cohorts_dir.is_dir() else []:
-        try:
-            load_cohort(cohort_dir)
-        except CohortError:
-            continue  # no videos (yet)
         version, newest = cohort_fingerprint(cohort_dir)
         if registry.get(cohort_dir.name) == version or time.time() - newest < quiet_s:
             continue
+        if not _holds_files(cohort_dir):
+            continue  # a folder made for a cohort not copied in yet
+        try:
+            load_cohort(cohort_dir)
+        except CohortError as error:
+            log.warning("cohort %s cannot be studied as it is; announced all the same, so that its study run "
+                        "fails at prepare_run saying what to fix:\n%s", cohort_dir.name, error)
         return {"cohort": cohort_dir.name, "version": version}
     return None
 
