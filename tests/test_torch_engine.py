@@ -331,6 +331,52 @@ def test_the_cuda_graph_body_trains_like_the_eager_step_and_a_failed_capture_fal
     assert "the CUDA graph of the step failed" in caplog.text and "training continues without it" in caplog.text
 
 
+@pytest.mark.slow
+def test_the_gpu_precision_settings_train_on_the_cpu_too(tiny_cohort, tmp_path):
+    """bf16 autocast and channels_last (what a GPU step uses) run on the CPU, so a dtype or layout mistake between the
+    bf16 outputs, DeepLabCut's float32 targets and loss, and the float32 weights shows here, not first on a lab's
+    GPU: the first loss matches fp32 to bf16's precision, the graph body (its graph-safe loss) gives the eager
+    step's losses under bf16 too, weights and optimizer state stay float32, and the snapshot is DeepLabCut's."""
+    from conftest import training_ready_run
+    from posesweep import stages
+    from posesweep.labels import read_label_table
+    from posesweep.layout import read_json
+    from posesweep.torch_engine.project import model_config_path, read_model_config
+    from posesweep.torch_engine.trainer import StepSettings, TrainingLoop, _save_snapshot
+
+    run = training_ready_run(tiny_cohort, tmp_path / "data", PYTORCH_CONF, "manual__bf16")
+    frame_set = stages.frame_set_of(run.layout, 12)
+    model_cfg = read_model_config(model_config_path(run.layout.project_dir / "config.yaml", frame_set))
+    weights = read_json(run.layout.run_dir / "weights" / "initial_weights.json")["path"]
+    labels = read_label_table(run.layout.validated_labels_file)
+    cpu = torch.device("cpu")
+
+    def loop(bf16: bool) -> TrainingLoop:
+        return TrainingLoop.build(model_cfg, weights, run.layout.project_dir / "labeled-data", list(frame_set.train),
+                                  labels, list(run.cohort.bodyparts), 2, 0, cpu,
+                                  settings=StepSettings(cpu, bf16=bf16, channels_last=bf16))
+
+    fp32, bf16, bf16_graph_body = loop(False), loop(True), loop(True)
+    assert "bf16 autocast, channels_last" in bf16.settings.describe()
+    convolution_weights = [p for p in bf16.model.parameters() if p.dim() == 4 and p.shape[2] > 1]
+    assert convolution_weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in convolution_weights)
+    first_fp32, first_bf16 = fp32.step(0).item(), bf16.step(0).item()
+    assert math.isfinite(first_bf16) and first_bf16 == pytest.approx(first_fp32, rel=0.03)
+    assert first_bf16 != first_fp32  # autocast took effect: bf16's rounding shows
+    assert bf16_graph_body.graph_body(bf16.sampler.indices(0)).item() == pytest.approx(first_bf16, rel=1e-4)
+    for iteration in range(1, 3):
+        loss = bf16.step(iteration).item()
+        assert math.isfinite(loss)
+        assert bf16_graph_body.graph_body(bf16.sampler.indices(iteration)).item() == pytest.approx(loss, rel=1e-4)
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
+    assert all(v.dtype == torch.float32 for state in bf16.optimizer.state.values() for k, v in state.items()
+               if k != "step")
+    _save_snapshot(bf16.model, bf16.optimizer, tmp_path, 3)
+    saved = torch.load(tmp_path / "snapshot-3.pt", weights_only=True)["model"]
+    assert list(saved) == list(fp32.model.state_dict())
+    assert all(value.dtype == fp32.model.state_dict()[name].dtype for name, value in saved.items())
+
+
 def moved_apart(initial: list, model_a, model_b) -> float:
     """How far apart two trainings moved the same initial weights, relative to how far the first moved them (L2 over
     all weights). Not elementwise: AdamW moves a weight by about the learning rate whatever its gradient's size, so
