@@ -233,25 +233,12 @@ def test_a_killed_pytorch_training_resumes_from_its_newest_snapshot_with_its_opt
 def test_the_compiled_step_trains_like_the_eager_one_and_its_snapshots_keep_deeplabcuts_names(tiny_cohort, tmp_path):
     """torch.compile (used on a GPU at batch >= 2 for long runs) checked on the CPU: the same losses step by step
     as the eager step from the same weights and batches, and snapshots without the compiler's name prefix."""
-    from conftest import training_ready_run
-    from posesweep import stages
-    from posesweep.labels import read_label_table
-    from posesweep.layout import read_json
-    from posesweep.torch_engine.project import model_config_path, read_model_config
     from posesweep.torch_engine.trainer import StepSettings, TrainingLoop, _save_snapshot
 
-    run = training_ready_run(tiny_cohort, tmp_path / "data", PYTORCH_CONF, "manual__compiled")
-    frame_set = stages.frame_set_of(run.layout, 12)
-    config_path = model_config_path(run.layout.project_dir / "config.yaml", frame_set)
-    model_cfg = read_model_config(config_path)
-    weights = read_json(run.layout.run_dir / "weights" / "initial_weights.json")["path"]
-    labels = read_label_table(run.layout.validated_labels_file)
-    cpu = torch.device("cpu")
+    build, cpu = cpu_loops(tiny_cohort, tmp_path, "manual__compiled"), torch.device("cpu")
 
     def loop(compiled: bool) -> TrainingLoop:
-        return TrainingLoop.build(model_cfg, weights, run.layout.project_dir / "labeled-data", list(frame_set.train),
-                                  labels, list(run.cohort.bodyparts), 2, 0, cpu,
-                                  settings=StepSettings(cpu, bf16=False, channels_last=False, compiled=compiled))
+        return build(2, StepSettings(cpu, bf16=False, channels_last=False, compiled=compiled))
 
     eager, compiled = loop(False), loop(True)
     assert StepSettings.for_device(cpu, "resnet50_gn", 8, 10**6).compiled is False  # never on a CPU by default
@@ -271,25 +258,13 @@ def test_the_cuda_graph_body_trains_like_the_eager_step_and_a_failed_capture_fal
     from a persistent tensor, the learning rate a tensor filled in place, DeepLabCut's loss without its host-side
     branch) gives the eager step's losses and weights; its optimizer state resumes an eager trainer; and a capture
     that fails (here for real: no CUDA device) leaves the model as it was and training goes on eagerly."""
-    from conftest import training_ready_run
-    from posesweep import stages
-    from posesweep.labels import read_label_table
-    from posesweep.layout import read_json
     from posesweep.torch_engine.graphed_step import graph_safe_loss
-    from posesweep.torch_engine.project import model_config_path, read_model_config
     from posesweep.torch_engine.trainer import StepSettings, TrainingLoop, _save_snapshot, train_state_file
 
-    run = training_ready_run(tiny_cohort, tmp_path / "data", PYTORCH_CONF, "manual__graph")
-    frame_set = stages.frame_set_of(run.layout, 12)
-    model_cfg = read_model_config(model_config_path(run.layout.project_dir / "config.yaml", frame_set))
-    weights = read_json(run.layout.run_dir / "weights" / "initial_weights.json")["path"]
-    labels = read_label_table(run.layout.validated_labels_file)
-    cpu = torch.device("cpu")
+    build, cpu = cpu_loops(tiny_cohort, tmp_path, "manual__graph"), torch.device("cpu")
 
     def loop(graph: bool, optimizer_state: dict | None = None) -> TrainingLoop:
-        return TrainingLoop.build(model_cfg, weights, run.layout.project_dir / "labeled-data", list(frame_set.train),
-                                  labels, list(run.cohort.bodyparts), 1, 0, cpu, optimizer_state,
-                                  settings=StepSettings(cpu, bf16=False, channels_last=False, cuda_graph=graph))
+        return build(1, StepSettings(cpu, bf16=False, channels_last=False, cuda_graph=graph), optimizer_state)
 
     assert StepSettings.for_device(cpu, "resnet50_gn", 1).cuda_graph is False  # never on a CPU by default
     eager, graphed = loop(False), loop(True)
@@ -337,24 +312,12 @@ def test_the_gpu_precision_settings_train_on_the_cpu_too(tiny_cohort, tmp_path):
     bf16 outputs, DeepLabCut's float32 targets and loss, and the float32 weights shows here, not first on a lab's
     GPU: the first loss matches fp32 to bf16's precision, the graph body (its graph-safe loss) gives the eager
     step's losses under bf16 too, weights and optimizer state stay float32, and the snapshot is DeepLabCut's."""
-    from conftest import training_ready_run
-    from posesweep import stages
-    from posesweep.labels import read_label_table
-    from posesweep.layout import read_json
-    from posesweep.torch_engine.project import model_config_path, read_model_config
     from posesweep.torch_engine.trainer import StepSettings, TrainingLoop, _save_snapshot
 
-    run = training_ready_run(tiny_cohort, tmp_path / "data", PYTORCH_CONF, "manual__bf16")
-    frame_set = stages.frame_set_of(run.layout, 12)
-    model_cfg = read_model_config(model_config_path(run.layout.project_dir / "config.yaml", frame_set))
-    weights = read_json(run.layout.run_dir / "weights" / "initial_weights.json")["path"]
-    labels = read_label_table(run.layout.validated_labels_file)
-    cpu = torch.device("cpu")
+    build, cpu = cpu_loops(tiny_cohort, tmp_path, "manual__bf16"), torch.device("cpu")
 
     def loop(bf16: bool) -> TrainingLoop:
-        return TrainingLoop.build(model_cfg, weights, run.layout.project_dir / "labeled-data", list(frame_set.train),
-                                  labels, list(run.cohort.bodyparts), 2, 0, cpu,
-                                  settings=StepSettings(cpu, bf16=bf16, channels_last=bf16))
+        return build(2, StepSettings(cpu, bf16=bf16, channels_last=bf16))
 
     fp32, bf16, bf16_graph_body = loop(False), loop(True), loop(True)
     assert "bf16 autocast, channels_last" in bf16.settings.describe()
@@ -375,6 +338,29 @@ def test_the_gpu_precision_settings_train_on_the_cpu_too(tiny_cohort, tmp_path):
     saved = torch.load(tmp_path / "snapshot-3.pt", weights_only=True)["model"]
     assert list(saved) == list(fp32.model.state_dict())
     assert all(value.dtype == fp32.model.state_dict()[name].dtype for name, value in saved.items())
+
+
+def cpu_loops(tiny_cohort, tmp_path, run_name: str):
+    """A prepared PyTorch run's 12-frame network, and a builder of CPU training loops for it from the same initial
+    weights: ``loop(batch_size, settings, optimizer_state=None)``."""
+    from conftest import training_ready_run
+    from posesweep import stages
+    from posesweep.labels import read_label_table
+    from posesweep.layout import read_json
+    from posesweep.torch_engine.project import model_config_path, read_model_config
+    from posesweep.torch_engine.trainer import TrainingLoop
+
+    run = training_ready_run(tiny_cohort, tmp_path / "data", PYTORCH_CONF, run_name)
+    frame_set = stages.frame_set_of(run.layout, 12)
+    model_cfg = read_model_config(model_config_path(run.layout.project_dir / "config.yaml", frame_set))
+    weights = read_json(run.layout.run_dir / "weights" / "initial_weights.json")["path"]
+    labels = read_label_table(run.layout.validated_labels_file)
+
+    def loop(batch_size: int, settings, optimizer_state: dict | None = None) -> TrainingLoop:
+        return TrainingLoop.build(model_cfg, weights, run.layout.project_dir / "labeled-data", list(frame_set.train),
+                                  labels, list(run.cohort.bodyparts), batch_size, 0, settings.device,
+                                  optimizer_state, settings=settings)
+    return loop
 
 
 def moved_apart(initial: list, model_a, model_b) -> float:
