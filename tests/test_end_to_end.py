@@ -7,6 +7,7 @@ import re
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import REPO, analysed_as_the_report_says
@@ -83,7 +84,6 @@ def test_study_runs_end_to_end_and_reports(airflow_db, tiny_cohort, tmp_path, mo
     assert parts[50].stat().st_mtime_ns < (layout.training_dir(20) / "training.json").stat().st_mtime_ns
 
     # a rerun scores only the snapshots not scored yet, and scores them as before
-    import pandas as pd
 
     before = pd.read_csv(errors_file)
     parts[100].unlink()
@@ -128,14 +128,17 @@ def test_training_refuses_to_start_without_weights_unless_allowed(tmp_path, monk
 
 
 @pytest.mark.slow
-def test_an_existing_deeplabcut_project_runs_through_the_study(airflow_db, reaching_project, tmp_path, monkeypatch):
-    """The real, human-labeled Reaching project (other bodyparts, other scorer) imports, validates, splits,
-    trains and is scored like the synthetic cohort."""
+@pytest.mark.parametrize("engine", ["tensorflow", "pytorch"])
+def test_an_existing_deeplabcut_project_runs_through_the_study(airflow_db, reaching_project, tmp_path, monkeypatch,
+                                                               engine):
+    """The real, human-labeled Reaching project (other bodyparts, other scorer, 832x747 frames: an odd height,
+    unlabelled landmarks) imports, validates, splits, trains and is scored like the synthetic cohort, by either
+    engine."""
     data_root = tmp_path / "data"
     shutil.copytree(reaching_project, data_root / "cohorts" / "reaching")
     module = _load_dag(monkeypatch, data_root)
     conf = {"cohort": "reaching", "frame_set_sizes": [20, 40], "train_fraction": 0.8, "max_iterations": 20,
-            "snapshot_interval": 10, "allow_random_init": True,
+            "snapshot_interval": 10, "allow_random_init": True, "engine": engine,
             "max_missing_label_fraction": 0.8}  # the tongue is out in only 15 of 55 frames
     dag_run = module.study_dag.test(run_conf=conf)
     assert str(dag_run.state) == "success"
@@ -152,12 +155,17 @@ def test_an_existing_deeplabcut_project_runs_through_the_study(airflow_db, reach
     assert summary["anova"]["test"]["n_subjects"] == 10
     validation = json.loads((layout.validation_dir / "validation_result.json").read_text())
     assert "frontal_anatomy" not in validation["suites"]  # generic checks only for another species' landmarks
+    assert {"tensorflow": "TensorFlow engine", "pytorch": "PyTorch engine"}[engine] in summary["engine"]
+    errors = pd.read_csv(layout.errors_file)  # every labelled landmark of every scored frame has a finite error
+    labelled = errors.dropna(subset=["x_label_px", "y_label_px"])
+    assert set(labelled["landmark"]) == landmarks and len(labelled) > 0
+    assert np.isfinite(labelled[["x_pred_px", "y_pred_px", "error_px"]].to_numpy()).all()
+    assert errors.loc[errors["x_label_px"].isna(), "error_px"].isna().all()  # no label, no error
 
 
 @pytest.mark.slow
 def test_invalid_labels_stop_the_run_before_any_training(airflow_db, tiny_cohort, tmp_path, monkeypatch):
     """A lab's labels with one swapped knee pair: the run fails at validation and nothing downstream runs."""
-    import pandas as pd
 
     from posesweep.frames import extract_frames
     from posesweep.labels import to_dlc_frame, write_collected_data
