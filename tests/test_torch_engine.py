@@ -468,3 +468,13 @@ def test_a_frame_cache_larger_than_the_machine_fails_before_it_is_built_saying_h
     assert "720 frames of 1920x1080 px needs 4.2 GiB of host memory" in paragraph and "Found: 4.0 GiB" in paragraph
     assert "at least 6 GiB (POSESWEEP_K8S_MEMORY" in paragraph and not failure.value.retryable
     assert failure.value.exit_code == 3  # a pod reporting it fails its task without a retry
+
+
+def test_bf16_autocast_only_where_the_gpu_computes_in_bf16():
+    """torch.cuda.is_bf16_supported() says yes for a T4 or V100 (it only emulates bf16: no bf16 tensor cores); the
+    trainer asks for compute capability 8 or more, and never uses bf16 on a CPU."""
+    from posesweep.torch_engine.trainer import StepSettings, bf16_is_native
+
+    assert [bf16_is_native(cc) for cc in [(6, 1), (7, 0), (7, 5), (8, 0), (8, 6), (8, 9), (9, 0), (10, 0)]] == \
+        [False, False, False, True, True, True, True, True]
+    assert StepSettings.for_device(torch.device("cpu"), "resnet50", 8, 10**6).bf16 is False

@@ -7,8 +7,10 @@ learning-rate schedule are DeepLabCut's from ``pytorch_config.yaml`` (AdamW; the
 ``LRListScheduler`` milestones, given there in epochs of a ``train_settings.epochs``
 run, are placed at the same fractions of ``max_iterations``).
 
-On a CUDA device the step runs under bf16 autocast where the GPU supports it, and
-BatchNorm backbones use channels_last (GroupNorm runs slower that way on an H100).
+On a CUDA device the step runs under bf16 autocast where the GPU computes in bf16 natively
+(compute capability 8 or more: Ampere, Ada, Hopper; older ones, such as a T4 or V100, have no
+bf16 tensor cores, only emulation, and train in fp32), and BatchNorm backbones use channels_last
+(GroupNorm runs slower that way on an H100).
 The forward pass is compiled (``torch.compile``) where that was measured to help:
 on a CUDA device at batch 2 or more, for a run long enough to repay the compilation
 (an H100 at 1080p, batch 8 bf16: 83 -> 114 images/s with a BatchNorm ResNet-50,
@@ -69,7 +71,7 @@ class StepSettings:
     def for_device(cls, device: torch.device, timm_model: str, batch_size: int = 1,
                    images_to_train: int = 0) -> "StepSettings":
         cuda = device.type == "cuda"
-        return cls(device, cuda and torch.cuda.is_bf16_supported(), cuda and not timm_model.endswith("_gn"),
+        return cls(device, cuda and native_bf16(device), cuda and not timm_model.endswith("_gn"),
                    cuda and batch_size > 1 and images_to_train >= COMPILE_MIN_IMAGES, cuda and batch_size == 1)
 
     def describe(self) -> str:
@@ -77,6 +79,17 @@ class StepSettings:
         return (f"{name}, {'bf16 autocast' if self.bf16 else 'fp32'}" + (", channels_last" if self.channels_last
                                                                            else "")
                 + (", torch.compile" if self.compiled else "") + (", CUDA graph" if self.cuda_graph else ""))
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether this CUDA device computes in bf16 natively. ``torch.cuda.is_bf16_supported()`` also answers yes for
+    GPUs that only emulate it (compute capability 7: T4, V100, RTX 20xx: no bf16 tensor cores), and asks about the
+    current device rather than this one."""
+    return bool(torch.version.hip) or bf16_is_native(torch.cuda.get_device_capability(device))
+
+
+def bf16_is_native(compute_capability: tuple[int, int]) -> bool:
+    return compute_capability[0] >= 8
 
 
 def default_device() -> torch.device:
