@@ -98,10 +98,14 @@ def main() -> None:
                 rows.append(measure(Path(tmp), engine, width, height, args.iterations))
                 row = rows[-1]
                 print(f"{row['engine']:<10} {row['size']:>9}: measured {row['measured_s_per_iteration']:7.3f} "
-                      f"s/iteration, prepare_run expects {row['expected_s_per_iteration']:7.3f} "
+                      f"s/iteration, the estimate's table {row['expected_s_per_iteration']:7.3f} "
                       f"(expected / measured {row['expected_over_measured']:.2f})", flush=True)
                 if args.out:
                     write_json_atomic(args.out, rows)
+    speedup = statistics.median(row["expected_over_measured"] for row in rows)
+    print(f"this machine trains {speedup:.2g} times as fast as the CPU of prepare_run's estimate (median of "
+          f"expected / measured): an operator may set POSESWEEP_CPU_SPEEDUP={speedup:.2g} for prepare_run's "
+          f"estimate here")
 
 
 if __name__ == "__main__":

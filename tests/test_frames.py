@@ -183,6 +183,32 @@ def test_a_study_longer_than_a_day_on_this_cpu_stops_at_prepare_run_with_the_est
     assert f"x {per_iteration:.3g} s/iteration = {hours:.1f} h of training on the local" in refused.value.explain()
 
 
+def test_an_operator_states_how_much_faster_the_cpu_trains_and_the_estimate_follows(tiny_cohort, tmp_path,
+                                                                                    monkeypatch, caplog):
+    """POSESWEEP_CPU_SPEEDUP (what benchmarks/cpu_training_cost.py measures on the lab's machine) divides the
+    table's time: a study refused on the table's 2-core CPU runs on a CPU 100 times as fast."""
+    from posesweep.config import StudyConfigError
+    from posesweep.settings import Settings, SettingsError
+
+    root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
+    paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600]}
+    table = CPU_SECONDS_PER_ITERATION["tensorflow"][0][1]
+    monkeypatch.setenv("POSESWEEP_CPU_SPEEDUP", "2")
+    with pytest.raises(StudyConfigError) as refused:  # 3 x 250k x 0.377 s / 2: still more than a day
+        stages.prepare_run(root, paper_scale, "twice")
+    per_iteration = table / 2
+    assert f"x {per_iteration:.3g} s/iteration = {3 * 250_000 * per_iteration / 3600:.1f} h" in \
+        refused.value.explain() and "sped up 2 times by POSESWEEP_CPU_SPEEDUP" in refused.value.explain()
+    monkeypatch.setenv("POSESWEEP_CPU_SPEEDUP", "100")
+    with caplog.at_level("INFO", logger="posesweep.stages"):
+        run = stages.prepare_run(root, paper_scale, "hundred")
+    assert not run.study.allow_long_cpu_run
+    assert f"x {table / 100:.3g} s/iteration = {3 * 250_000 * table / 100 / 3600:.1f} h of training" in caplog.text
+    for wrong in ("0", "-2", "fast", "inf"):
+        with pytest.raises(SettingsError, match="POSESWEEP_CPU_SPEEDUP"):
+            Settings.from_env({"POSESWEEP_CPU_SPEEDUP": wrong})
+
+
 @pytest.mark.parametrize("engine", ["tensorflow", "pytorch"])
 def test_the_cpu_estimate_is_the_measured_time_at_measured_sizes_and_grows_with_the_frame_between_them(engine):
     from posesweep.budget import cpu_seconds_per_iteration

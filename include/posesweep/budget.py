@@ -3,6 +3,9 @@
 Stated by ``prepare_run`` before anyone labels or trains. On the local backend
 (this machine's CPU) a study expected to train for more than a day stops there,
 with the estimate and the two ways out, unless ``allow_long_cpu_run`` is set.
+The CPU estimate is of the 2-core machine the table below was measured on; a
+deployment whose CPU trains N times as fast says so with ``POSESWEEP_CPU_SPEEDUP=N``
+(``benchmarks/cpu_training_cost.py`` measures N on the machine itself).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Budget:
     seconds_per_iteration: float
     training_hours: float
     disk_bytes: float
+    cpu_speedup: float = 1.0  # POSESWEEP_CPU_SPEEDUP: this machine's CPU against the table's (local backend)
 
     def describe(self, study: StudyConfig) -> str:
         return (f"{len(study.frame_set_sizes)} networks x {study.max_iterations:,} iterations x "
@@ -52,16 +56,17 @@ def cpu_seconds_per_iteration(engine: str, frame_size_px: tuple[int, int]) -> fl
 
 
 def estimate(study: StudyConfig, frame_size_px: tuple[int, int], frames: int, backend: str,
-             gpu_seconds_per_iteration: float) -> Budget:
+             gpu_seconds_per_iteration: float, cpu_speedup: float = 1.0) -> Budget:
     if backend == "local":
-        per_iteration = cpu_seconds_per_iteration(study.engine, frame_size_px) * study.batch_size
+        per_iteration = cpu_seconds_per_iteration(study.engine, frame_size_px) * study.batch_size / cpu_speedup
     else:
         per_iteration = gpu_seconds_per_iteration * study.batch_size
     networks = len(study.frame_set_sizes)
     snapshots = study.max_iterations // study.snapshot_interval
     disk = (networks * snapshots * SNAPSHOT_BYTES[study.network]
             + frames * frame_size_px[0] * frame_size_px[1] * PNG_BYTES_PER_PIXEL)
-    return Budget(backend, per_iteration, networks * study.max_iterations * per_iteration / 3600, disk)
+    return Budget(backend, per_iteration, networks * study.max_iterations * per_iteration / 3600, disk,
+                  cpu_speedup if backend == "local" else 1.0)
 
 
 def check(budget: Budget, study: StudyConfig, free_bytes: int, data_root: str) -> None:
@@ -76,5 +81,7 @@ def check(budget: Budget, study: StudyConfig, free_bytes: int, data_root: str) -
             "training would take more than a day on this machine's CPU", found=budget.describe(study),
             allowed=f"at most {MAX_CPU_HOURS:.0f} h on the local backend",
             fix="run it on GPUs (POSESWEEP_TRAINING_BACKEND=kubernetes), lower max_iterations, or trigger with "
-                "allow_long_cpu_run=true to train on this CPU anyway (the estimate is of a 2-core CPU; "
-                "benchmarks/cpu_training_cost.py measures this machine's)")
+                "allow_long_cpu_run=true to train on this CPU anyway (the estimate is of a 2-core CPU"
+                + (f" sped up {budget.cpu_speedup:g} times by POSESWEEP_CPU_SPEEDUP" if budget.cpu_speedup != 1 else
+                   "") + "; benchmarks/cpu_training_cost.py measures this machine's speed-up, for the operator to "
+                "set as POSESWEEP_CPU_SPEEDUP)")

@@ -9,6 +9,8 @@ the Airflow deployment, never by a run's parameters (so a run cannot point pods 
     POSESWEEP_INTAKE_INTERVAL_S      how often cohort_intake looks for new cohorts (default 300)
     POSESWEEP_INTAKE_QUIET_S         a cohort changed more recently is still being copied in (default 60)
     POSESWEEP_PRETRAINED_CHECKPOINT  a TensorFlow checkpoint prefix of the ImageNet-pretrained backbone
+    POSESWEEP_CPU_SPEEDUP            how many times faster this machine's CPU trains than the 2-core one of
+                                     posesweep.budget (default 1; benchmarks/cpu_training_cost.py measures it)
     POSESWEEP_GPU_POOL               the Airflow pool training and scoring tasks run in (default posesweep_gpu;
                                      create it: airflow pools set posesweep_gpu <slots> "GPU training")
     POSESWEEP_GPU_POOL_SLOTS         how many networks train at once, for the tools that create the pool (default 1)
@@ -77,6 +79,7 @@ class Settings:
     gpu_pool: str = "posesweep_gpu"
     gpu_pool_slots: int = 1
     max_active_runs: int = 8
+    cpu_speedup: float = 1.0
     pod: PodSettings = field(default_factory=PodSettings)
 
     @classmethod
@@ -95,6 +98,10 @@ class Settings:
             except ValueError as error:
                 raise SettingsError(f"{name} is not valid JSON: {error}") from None
 
+        cpu_speedup = number("POSESWEEP_CPU_SPEEDUP", 1.0)
+        if not 0 < cpu_speedup < float("inf"):
+            raise SettingsError(f"POSESWEEP_CPU_SPEEDUP={env['POSESWEEP_CPU_SPEEDUP']!r}: a positive number (how many "
+                                f"times faster this CPU trains than the one posesweep's estimate was measured on)")
         backend = env.get("POSESWEEP_TRAINING_BACKEND", "local")
         if backend not in BACKENDS:
             raise SettingsError(f"POSESWEEP_TRAINING_BACKEND={backend!r}: choose one of {BACKENDS}")
@@ -124,5 +131,6 @@ class Settings:
             gpu_pool=env.get("POSESWEEP_GPU_POOL", "posesweep_gpu"),
             gpu_pool_slots=number("POSESWEEP_GPU_POOL_SLOTS", 1, int),
             max_active_runs=number("POSESWEEP_MAX_ACTIVE_RUNS", 8, int),
+            cpu_speedup=cpu_speedup,
             pod=pod,
         )

@@ -54,7 +54,7 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
                 + " or add participants to the cohort")
     settings = Settings.from_env()
     budget = estimate(study, frame_size_px(cohort), frames_available, settings.training_backend,
-                      settings.pod.seconds_per_iteration)
+                      settings.pod.seconds_per_iteration, settings.cpu_speedup)
     check_budget(budget, study, shutil.disk_usage(layout.data_root if layout.data_root.exists() else
                                                    layout.data_root.parent).free, str(layout.data_root))
     log.info("expected cost: %s", budget.describe(study))
