@@ -1,5 +1,6 @@
 """The Kubernetes backend: the pod request a real cluster would receive, built and schema-validated."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +137,11 @@ def test_a_pytorch_study_runs_its_pods_on_the_pytorch_trainer_image(pod_env, mon
     dockerfile = (REPO / "docker" / "trainer-pytorch" / "Dockerfile").read_text()
     # the image carries timm's weights of every backbone offered and never downloads at run time
     assert "HF_HUB_OFFLINE=1" in dockerfile and all(m in dockerfile for m in ("resnet50_gn", "resnet50", "resnet101"))
+    # torch.compile's Triton builds its launchers with a C compiler and the Python headers at run time: a CUDA
+    # runtime base image has neither, so the image must install both
+    installed = " ".join(re.findall(r"apt-get install[^&]*", dockerfile))
+    assert "runtime" in re.search(r"^FROM (\S+)", dockerfile, re.M).group(1)
+    assert all(package in installed.split() for package in ("gcc", "libc6-dev", "${PYTHON}-dev"))
 
 
 def test_a_pod_that_reports_an_input_error_is_recognised_and_says_why(tmp_path):
