@@ -478,3 +478,26 @@ def test_bf16_autocast_only_where_the_gpu_computes_in_bf16():
     assert [bf16_is_native(cc) for cc in [(6, 1), (7, 0), (7, 5), (8, 0), (8, 6), (8, 9), (9, 0), (10, 0)]] == \
         [False, False, False, True, True, True, True, True]
     assert StepSettings.for_device(torch.device("cpu"), "resnet50", 8, 10**6).bf16 is False
+
+
+def test_a_step_out_of_gpu_memory_says_what_fits_and_whether_a_retry_can_help():
+    """A batch too large for a lab's GPU fails at once naming the batch, frame size and GPU; a shortage caused by
+    other processes on the GPU is retried."""
+    from posesweep.errors import GpuMemoryTakenError, GpuMemoryTooSmallError
+    from posesweep.torch_engine.device_memory import GIB, GpuMemory, step_out_of_memory
+
+    alone = GpuMemory("NVIDIA GeForce RTX 3090", 24 * GIB, int(23.1 * GIB), int(0.3 * GIB), int(4.7 * GIB))
+    error = step_out_of_memory(alone, 8, 1920, 1080, "bf16", 800)
+    assert isinstance(error, GpuMemoryTooSmallError) and not error.retryable and error.exit_code == 3
+    paragraph = error.explain()
+    assert "frame set 800: the training step ran out of GPU memory" in paragraph
+    assert ("Found: batch_size=8 of 1920x1080 px frames (bf16) on NVIDIA GeForce RTX 3090 with 24.0 GiB: this "
+            "training held 23.1 GiB (its frames 4.7 GiB of it), other processes 0.6 GiB") in paragraph
+    assert "lower batch_size (the paper trains at 1)" in paragraph and "A retry cannot help" in paragraph
+    at_batch_1 = step_out_of_memory(alone, 1, 1920, 1080, "fp32", 800).explain()
+    assert "lower batch_size" not in at_batch_1 and "downscale the videos" in at_batch_1
+
+    shared = GpuMemory("NVIDIA A100-SXM4-40GB", 40 * GIB, 18 * GIB, 1 * GIB)
+    error = step_out_of_memory(shared, 8, 1920, 1080, "bf16", 400)
+    assert isinstance(error, GpuMemoryTakenError) and error.retryable
+    assert "other processes 21.0 GiB" in error.explain() and "POSESWEEP_GPU_POOL" in error.explain()

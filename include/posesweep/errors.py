@@ -128,6 +128,10 @@ class MemoryTooSmallError(InputError, MemoryError, title="the frame set does not
     """The training frames would not fit in the memory this machine or pod has: the same machine fails again."""
 
 
+class GpuMemoryTooSmallError(InputError, MemoryError, title="a training step does not fit in the GPU's memory"):
+    """The step ran out of GPU memory with the GPU (nearly) to itself: the same GPU fails again."""
+
+
 class TrainingDivergedError(InputError, title="training diverged"):
     """The loss became NaN or infinite: the same data and settings diverge again."""
 
@@ -143,6 +147,10 @@ class TrainingDivergedError(InputError, title="training diverged"):
 
 class TrainingFailedError(TransientError, RuntimeError, title="training ended early"):
     """Training ended without the snapshots it should have written."""
+
+
+class GpuMemoryTakenError(TransientError, MemoryError, title="the GPU's memory is held by other processes"):
+    """The step ran out of GPU memory while other processes held much of it: a retry once they end may fit."""
 
 
 class WriterBusyError(TransientError, title="another process is writing here"):

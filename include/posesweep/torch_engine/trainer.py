@@ -44,6 +44,7 @@ from ..errors import TrainingDivergedError, TrainingFailedError
 from ..layout import RunLayout, atomic_path, read_json, write_json_atomic
 from ..splits import FrameSet
 from . import augment
+from .device_memory import GpuMemory, step_out_of_memory
 from .frame_cache import FrameCache, load_frame_cache
 from .graphed_step import GraphedStep, graph_safe_loss, make_capturable, portable_optimizer_state
 from .project import build_model, model_config_path, read_model_config
@@ -325,7 +326,14 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
         lr = learning_rate_at(iteration, loop.base_lr, model_cfg["runner"].get("scheduler"), epochs,
                               study.max_iterations)
         loop.set_learning_rate(lr)
-        loss = loop.step(iteration)
+        try:
+            loss = loop.step(iteration)
+        except torch.OutOfMemoryError:
+            if loop.settings.device.type != "cuda":
+                raise
+            cached = loop.cache.frames.nbytes if loop.cache.frames.device.type == "cuda" else 0
+            raise step_out_of_memory(GpuMemory.of(loop.settings.device, cached), study.batch_size, loop.cache.width,
+                                     loop.cache.height, "bf16" if loop.settings.bf16 else "fp32", size) from None
         done_iterations = iteration + 1
         if done_iterations % display == 0 or done_iterations == study.max_iterations:
             value = float(loss.detach())

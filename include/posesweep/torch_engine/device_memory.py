@@ -1,0 +1,60 @@
+"""What to say when a training step runs out of GPU memory, and whether a retry can help.
+
+A ResNet-50 at stride 8 on whole 1920x1080 frames needs several GiB of activations per image: a batch that fits
+an 80 GiB H100 does not fit a lab's 12 or 24 GiB card. PyTorch's ``OutOfMemoryError`` says how many bytes it
+tried to allocate, deep in a traceback; the task would retry the same step on the same GPU. Here the error
+becomes one paragraph: an input error when this process held (nearly) the whole GPU, so that only a smaller
+batch or a larger GPU helps; a transient one when other processes held much of it (another training sharing
+the GPU), so that a retry once they end may fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import GpuMemoryTakenError, GpuMemoryTooSmallError, PosesweepError
+
+# Other processes holding more than this share of the GPU make the shortage theirs, not the step's.
+OTHERS_SHARE = 0.25
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class GpuMemory:
+    """The GPU's memory when the step failed, in bytes."""
+
+    name: str
+    total: int
+    held_here: int  # reserved by this process's caching allocator
+    free: int
+    frames: int = 0  # of what is held here, the frame cache's
+
+    @property
+    def held_by_others(self) -> int:
+        return max(0, self.total - self.held_here - self.free)
+
+    @classmethod
+    def of(cls, device, frames: int = 0) -> "GpuMemory":
+        import torch
+
+        free, total = torch.cuda.mem_get_info(device)
+        return cls(torch.cuda.get_device_name(device), total, torch.cuda.memory_reserved(device), free, frames)
+
+
+def step_out_of_memory(memory: GpuMemory, batch_size: int, width_px: int, height_px: int, precision: str,
+                       frame_set_size: int) -> PosesweepError:
+    """The error for a step that ran out of GPU memory, retryable only where other processes held the memory."""
+    found = (f"batch_size={batch_size} of {width_px}x{height_px} px frames ({precision}) on {memory.name} with "
+             f"{memory.total / GIB:.1f} GiB: this training held {memory.held_here / GIB:.1f} GiB"
+             + (f" (its frames {memory.frames / GIB:.1f} GiB of it)" if memory.frames else "")
+             + f", other processes {memory.held_by_others / GIB:.1f} GiB")
+    what = f"frame set {frame_set_size}: the training step ran out of GPU memory"
+    if memory.held_by_others > OTHERS_SHARE * memory.total:
+        return GpuMemoryTakenError(what, found=found, allowed="the GPU to this training (or room beside others)",
+                                   fix="train fewer networks per GPU at once (the Airflow pool POSESWEEP_GPU_POOL "
+                                       "bounds them) or stop what else uses this GPU; the task is retried")
+    smaller = "lower batch_size (the paper trains at 1)" if batch_size > 1 else \
+        "downscale the videos before the study (each halving of width and height quarters the memory)"
+    return GpuMemoryTooSmallError(what, found=found, allowed=f"a step that fits in {memory.total / GIB:.1f} GiB",
+                                  fix=f"{smaller}, or train on a GPU with more memory (POSESWEEP_K8S_NODE_SELECTOR "
+                                      f"picks the cluster's nodes)")
