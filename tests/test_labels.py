@@ -525,3 +525,47 @@ def test_participants_named_by_the_cohorts_pattern_are_held_out_whole(tiny_cohor
         tested = {video for video, _ in frame_set.test}
         assert tested in ({"P001", "P002"}, {"P003"}) and not tested & {video for video, _ in frame_set.train}
     assert "participants held out for testing: " in caplog.text and "(1 of 2)" in caplog.text
+
+
+def _reaching_labels_through_validation(reaching_project, tmp_path, bodyparts: list[str], run_name: str):
+    """The Reaching project with config.yaml listing ``bodyparts``, taken through labels and validation."""
+    import shutil
+
+    import yaml
+
+    root = tmp_path / "data"
+    cohort = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    config = yaml.safe_load((cohort / "config.yaml").read_text())
+    (cohort / "config.yaml").write_text(yaml.safe_dump({**config, "bodyparts": bodyparts}))
+    run = stages.prepare_run(root, {"cohort": "reach", "frame_set_sizes": [20, 40], "train_fraction": 0.8,
+                                    "max_missing_label_fraction": 0.8, "allow_random_init": True,
+                                    "max_iterations": 20, "snapshot_interval": 10}, run_name)
+    stages.extract_cohort_frames(run)
+    stages.label_frames(run)
+    return run, stages.validate_label_table(run)
+
+
+def test_landmarks_taken_out_of_config_yaml_are_left_out_as_deeplabcut_leaves_them_out(reaching_project, tmp_path,
+                                                                                         caplog):
+    """A lab removed Tongue from its project's bodyparts; its label files still hold the column. DeepLabCut's
+    create_training_dataset reindexes labels by config.yaml's bodyparts, so it trains without Tongue: so does the
+    study, and the log says which landmark and which files."""
+    with caplog.at_level(logging.WARNING, logger="posesweep.stages"):
+        run, validated = _reaching_labels_through_validation(
+            reaching_project, tmp_path, ["Hand", "Finger1", "Joystick1", "Joystick2"], "manual__dropped")
+    assert validated["success"] and validated["labeled_frames"] == 55
+    table = read_label_table(run.layout.validated_labels_file)
+    assert sorted(table["landmark"].unique()) == ["Finger1", "Hand", "Joystick1", "Joystick2"]
+    assert "labels of Tongue left out: not among the cohort's bodyparts (Hand, Finger1, Joystick1, Joystick2)" \
+        in caplog.text and "reachingvideo1/CollectedData_Mackenzie.h5" in caplog.text
+
+
+def test_a_bodypart_named_otherwise_in_config_yaml_than_in_the_labels_fails_naming_both(reaching_project, tmp_path):
+    """A typo (Hnad) is not a landmark taken out: nothing is left out silently, and validation names both names."""
+    with pytest.raises(LabelValidationError) as failed:
+        _reaching_labels_through_validation(reaching_project, tmp_path,
+                                            ["Hnad", "Finger1", "Tongue", "Joystick1", "Joystick2"], "manual__typo")
+    paragraph = failed.value.explain()
+    assert "landmark names differ from the cohort's bodyparts" in paragraph
+    assert "found landmarks Hand not among the bodyparts, allowed Hnad, Finger1, Tongue, Joystick1, Joystick2" \
+        in paragraph

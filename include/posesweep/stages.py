@@ -259,12 +259,37 @@ def label_frames(run: Run) -> dict:
                                  cohort.scorer)
     write_json_atomic(layout.label_sources_file, sources)
     table = build_label_table(labeled_data, [video_stem(v) for v in videos], cohort.scorer)
+    table = without_landmarks_left_out_of_the_bodyparts(table, cohort, sources)
     table["participant"] = table["video"].astype(str).map(cohort.participant_of)
     write_label_table(table, layout.labels_file)
     frames = table[["video", "image"]].drop_duplicates()
     log.info("labels: %d frames from %d videos, %d landmarks (%s labeler)", len(frames), len(videos),
              table["landmark"].nunique(), "simulated" if cohort.synthetic else "human")
     return {"labeled_frames": int(len(frames)), "videos": len(videos)}
+
+
+def without_landmarks_left_out_of_the_bodyparts(table: "pd.DataFrame", cohort: Cohort,
+                                                 sources: dict[str, str]) -> "pd.DataFrame":
+    """Labels of landmarks the cohort's bodyparts no longer list are left out, as DeepLabCut's
+    ``create_training_dataset`` leaves them out (it reindexes the labels by config.yaml's bodyparts): a lab that
+    took a landmark out of its project keeps the old columns in its label files. Only where every listed bodypart
+    has labels: otherwise a name differs (a typo, a renamed landmark) and validation names both sides."""
+    listed = set(cohort.bodyparts)
+    extra = sorted(set(table["landmark"].astype(str)) - listed)
+    if not extra or not listed <= set(table["landmark"].astype(str)):
+        return table
+    files = sorted({sources[v] for v in table.loc[table["landmark"].isin(extra), "video"].astype(str).unique()
+                    if v in sources})
+    log.warning("labels of %s left out: not among the cohort's bodyparts (%s), so DeepLabCut would not train on "
+                "them either (in %s%s)", ", ".join(extra), ", ".join(cohort.bodyparts), ", ".join(files[:3]),
+                f" and {len(files) - 3} more" if len(files) > 3 else "")
+    kept = table[table["landmark"].isin(listed)]
+    labeled = kept.dropna(subset=["x_px", "y_px"], how="all")[["video", "image"]].drop_duplicates()
+    blank = len(kept[["video", "image"]].drop_duplicates()) - len(labeled)
+    if blank:
+        log.warning("%d frames had labels only of those landmarks and are left out as well", blank)
+    kept = kept.merge(labeled, on=["video", "image"])
+    return kept.reset_index(drop=True)
 
 
 def validate_label_table(run: Run) -> dict:
