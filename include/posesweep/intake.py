@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import stat
 import time
 from pathlib import Path
 
@@ -30,29 +31,35 @@ REGISTRY = "intake_registry.json"
 # asset per name, and a deployment has one data root (POSESWEEP_DATA_ROOT) anyway.
 COHORTS_ASSET_NAME = "posesweep_cohorts"
 COHORTS_ASSET_URI = "posesweep://cohorts"
+STUDIED_FOLDERS = ("videos", "labeled-data")
 
 log = logging.getLogger(__name__)
 
 
 def cohort_fingerprint(cohort_dir: Path) -> tuple[str, float]:
-    """(version fingerprint, time of the newest change to anything under the folder, in epoch seconds)."""
+    """(version fingerprint, time of the newest change to anything under the folder, in epoch seconds), from one
+    walk of the folder."""
     from .cohort import VIDEO_SUFFIXES  # not at import: DAG files import this module
 
     cohort_dir = Path(cohort_dir)
-    files = [p for part in ("videos", "labeled-data") for p in sorted((cohort_dir / part).rglob("*")) if p.is_file()]
-    files += sorted(p for p in cohort_dir.iterdir() if p.is_file() and (
-        p.name in ("cohort.json", "config.yaml") or p.suffix.lower() in VIDEO_SUFFIXES))
-    digest = hashlib.sha256()
-    for path in files:
-        stat = path.stat()
-        digest.update(f"{path.relative_to(cohort_dir)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    newest = 0.0
+    newest, read = 0.0, []
     for path in [cohort_dir, *cohort_dir.rglob("*")]:
         try:
-            stat = path.stat()
+            info = path.stat()
         except OSError:  # removed while looking (a copy's temporary file), or a dangling link
             continue
-        newest = max(newest, stat.st_mtime, stat.st_ctime)
+        newest = max(newest, info.st_mtime, info.st_ctime)
+        relative = path.relative_to(cohort_dir)
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        if len(relative.parts) > 1 and relative.parts[0] in STUDIED_FOLDERS:  # what a study reads, in this order
+            read.append(((STUDIED_FOLDERS.index(relative.parts[0]), relative), info))
+        elif len(relative.parts) == 1 and (path.name in ("cohort.json", "config.yaml")
+                                           or path.suffix.lower() in VIDEO_SUFFIXES):
+            read.append(((len(STUDIED_FOLDERS), relative), info))
+    digest = hashlib.sha256()
+    for (_, relative), info in sorted(read, key=lambda item: item[0]):
+        digest.update(f"{relative}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16], newest
 
 
