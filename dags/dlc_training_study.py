@@ -77,7 +77,7 @@ def network_stage(task_id: str, command: str, doc: str):
     if SETTINGS.training_backend == "kubernetes":
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-        from posesweep.kubernetes import deadline_s, ended_with_input_error, pod_operator_kwargs
+        from posesweep.kubernetes import deadline_s, pod_operator_kwargs, why_no_retry_helps
 
         class FrameSetPod(KubernetesPodOperator):
             """The pod's arguments are built from the run and the frame-set size, as for a local child."""
@@ -99,16 +99,17 @@ def network_stage(task_id: str, command: str, doc: str):
                 return super().execute(context)
 
             def cleanup(self, pod, remote_pod, *args, **kwargs):
-                """A pod whose posesweep command reported an input error fails the task without a retry."""
+                """A pod whose command reported an input error, or that went over its memory limit, fails the task
+                without a retry."""
                 from airflow.sdk.exceptions import AirflowException
 
                 try:
                     return super().cleanup(pod, remote_pod, *args, **kwargs)
                 except AirflowException as failure:
-                    if not ended_with_input_error(remote_pod, self.base_container_name):
+                    why = why_no_retry_helps(remote_pod, SETTINGS.pod, self.base_container_name)
+                    if why is None:
                         raise
-                    raise AirflowFailException(f"{failure}\nThe trainer reported an input error: a retry cannot "
-                                               f"help (what to fix is the paragraph above).") from None
+                    raise AirflowFailException(f"{failure}\n{why}") from None
 
         pod = pod_operator_kwargs(SETTINGS.pod, str(DATA_ROOT), SETTINGS.stall_timeout_s)
         return SimpleNamespace(partial=functools.partial(

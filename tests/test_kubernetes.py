@@ -149,17 +149,22 @@ def test_a_pod_that_reports_an_input_error_is_recognised_and_says_why(tmp_path):
     KubernetesPodOperator puts in the task's failure; the DAG's pod operator fails such a task without a retry."""
     from kubernetes.client import models as k8s
 
-    from posesweep.kubernetes import ended_with_input_error
+    from posesweep.kubernetes import why_no_retry_helps
+    from posesweep.settings import PodSettings
 
-    def pod(exit_code):
-        state = k8s.V1ContainerState(terminated=k8s.V1ContainerStateTerminated(exit_code=exit_code))
-        status = k8s.V1ContainerStatus(name="base", state=state, image="trainer", image_id="", ready=False,
-                                       restart_count=0)
+    def pod(exit_code, reason="Error"):
+        ended = k8s.V1ContainerStateTerminated(exit_code=exit_code, reason=reason)
+        status = k8s.V1ContainerStatus(name="base", state=k8s.V1ContainerState(terminated=ended), image="trainer",
+                                       image_id="", ready=False, restart_count=0)
         return k8s.V1Pod(status=k8s.V1PodStatus(phase="Failed", container_statuses=[status]))
 
-    assert ended_with_input_error(pod(3))
-    assert not ended_with_input_error(pod(75)) and not ended_with_input_error(pod(137))  # transient, killed: retry
-    assert not ended_with_input_error(k8s.V1Pod(status=k8s.V1PodStatus(phase="Pending")))
+    settings = PodSettings(image="trainer", memory="24Gi")
+    assert "input error" in why_no_retry_helps(pod(3), settings)
+    # killed for going over its memory limit: the same limit kills it again, and the setting to raise is named
+    assert "POSESWEEP_K8S_MEMORY (now 24Gi)" in why_no_retry_helps(pod(137, "OOMKilled"), settings)
+    for transient in (pod(75), pod(137)):  # a transient error, killed otherwise (evicted, node lost): retry
+        assert why_no_retry_helps(transient, settings) is None
+    assert why_no_retry_helps(k8s.V1Pod(status=k8s.V1PodStatus(phase="Pending")), settings) is None
 
     termination_log = tmp_path / "termination-log"
     termination_log.write_text("")

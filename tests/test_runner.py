@@ -2,10 +2,13 @@
 
 import logging
 import os
+import re
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +63,84 @@ def test_a_child_killed_by_sigkill_is_a_transient_failure():
     with pytest.raises(TrainerCommandError, match="killed by SIGKILL") as raised:
         run_watched([sys.executable, "-c", "import os, signal; print('x', flush=True); os.kill(os.getpid(), 9)"], 30)
     assert raised.value.retryable
+    assert "the kernel recorded no out-of-memory kill" in str(raised.value)  # not mistaken for running out
+
+
+MIB = 2**20
+
+
+@pytest.fixture
+def memory_cgroup():
+    """A memory cgroup of 512 MiB, as a container or pod has: the kernel's out-of-memory killer ends what goes
+    over it."""
+    v1, v2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
+    if v1.is_dir():
+        folder, limit_file = v1 / f"posesweep-test-{os.getpid()}", "memory.limit_in_bytes"
+    else:
+        folder, limit_file = v2 / f"posesweep-test-{os.getpid()}", "memory.max"
+    try:
+        folder.mkdir()
+        (folder / limit_file).write_text(str(512 * MIB))
+    except OSError as error:
+        pytest.fail(f"these tests make a memory cgroup to run out of memory in, and could not ({error}): they "
+                    f"need root and a writable /sys/fs/cgroup (a container: --privileged, or deselect them with "
+                    f"-k 'not out_of_memory_killer')")
+    yield folder
+    for _ in range(100):  # the cgroup empties when the kernel has reaped what ran in it
+        try:
+            folder.rmdir()
+            break
+        except OSError:
+            time.sleep(0.1)
+
+
+def _in_cgroup(folder: Path, python: str) -> list[str]:
+    return ["sh", "-c", f"echo $$ > {folder}/cgroup.procs && exec {sys.executable} -c {shlex.quote(python)}"]
+
+
+def _watched_in_cgroup(folder: Path, child_python: str) -> PosesweepError:
+    """``run_watched`` in a process inside the cgroup, as ``posesweep watch`` runs in a pod: its child inherits
+    the limit. The error it raised, as the one line a ``posesweep`` command prints."""
+    from posesweep.errors import error_from_line
+
+    runner = ("from posesweep.errors import PosesweepError\n"
+              "from posesweep.runner import run_watched\n"
+              "try:\n"
+              f"    run_watched({[sys.executable, '-c', child_python]!r}, 60)\n"
+              "except PosesweepError as error:\n"
+              "    print(error.to_line(), flush=True)\n")
+    out = subprocess.run(_in_cgroup(folder, runner), capture_output=True, text=True, timeout=120)
+    errors = [e for e in map(error_from_line, out.stdout.splitlines()) if e is not None]
+    assert len(errors) == 1, out.stdout + out.stderr
+    return errors[0]
+
+
+def test_a_child_the_out_of_memory_killer_ends_says_so_and_alone_at_its_limit_is_not_retried(memory_cgroup):
+    """It needs more than its cgroup allows and holds it all itself: the same work is killed again."""
+    error = _watched_in_cgroup(memory_cgroup, "print('allocating', flush=True); held = b'x' * (2 << 30)")
+    assert error.kind == "HostMemoryTooSmallError" and not error.retryable
+    text = error.explain()
+    assert "out-of-memory killer" in text and f"of 0.5 GiB (the memory limit of cgroup /{memory_cgroup.name})" in text
+    peak_gib = float(re.search(r"peak resident memory ([\d.]+) GiB", text).group(1))
+    assert 0.4 <= peak_gib <= 0.5 and "allocating" in text  # its own peak, and its last output
+    assert "POSESWEEP_K8S_MEMORY" in error.fix and "batch_size" in error.fix
+
+
+def test_a_child_the_out_of_memory_killer_ends_while_others_hold_the_memory_is_retried(memory_cgroup):
+    """Another process (a second training on the worker) holds 320 of the 512 MiB; the child, the killer's
+    choice, dies holding less than three quarters of the limit: a retry once the other ends may fit."""
+    hold = "import time; held = b'x' * (320 << 20); print('holding', flush=True); time.sleep(120)"
+    other = subprocess.Popen(_in_cgroup(memory_cgroup, hold), stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "holding"
+        error = _watched_in_cgroup(memory_cgroup, "open('/proc/self/oom_score_adj', 'w').write('1000')\n"
+                                                  "held = b'x' * (400 << 20)")
+        assert other.poll() is None  # the killer took the child; the other process still holds its share
+    finally:
+        other.kill()
+        other.wait()
+    assert error.kind == "HostMemoryTakenError" and error.retryable
+    assert "other processes held the rest" in error.explain() and "POSESWEEP_GPU_POOL_SLOTS" in error.fix
 
 
 def test_an_input_error_reported_by_the_child_comes_back_with_its_paragraph_and_no_retry():

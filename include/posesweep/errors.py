@@ -132,6 +132,11 @@ class GpuMemoryTooSmallError(InputError, MemoryError, title="a training step doe
     """The step ran out of GPU memory with the GPU (nearly) to itself: the same GPU fails again."""
 
 
+class HostMemoryTooSmallError(InputError, MemoryError, title="the work does not fit in the memory it may use"):
+    """The out-of-memory killer ended a child that held (nearly) its whole memory limit: the same work fails
+    again."""
+
+
 class TrainingDivergedError(InputError, title="training diverged"):
     """The loss became NaN or infinite: the same data and settings diverge again."""
 
@@ -151,6 +156,11 @@ class TrainingFailedError(TransientError, RuntimeError, title="training ended ea
 
 class GpuMemoryTakenError(TransientError, MemoryError, title="the GPU's memory is held by other processes"):
     """The step ran out of GPU memory while other processes held much of it: a retry once they end may fit."""
+
+
+class HostMemoryTakenError(TransientError, MemoryError, title="the memory is held by other processes"):
+    """The out-of-memory killer ended a child while other processes held much of the memory: a retry once they
+    end may fit."""
 
 
 class WriterBusyError(TransientError, title="another process is writing here"):

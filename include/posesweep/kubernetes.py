@@ -84,11 +84,20 @@ def pod_operator_kwargs(settings: PodSettings, data_root: str, stall_timeout_s: 
     }
 
 
-def ended_with_input_error(remote_pod: Any, container: str = "base") -> bool:
-    """Whether the pod's posesweep container exited with ``InputError.exit_code``: the input must change, so the
-    task fails at once instead of starting another pod with the same input."""
+def why_no_retry_helps(remote_pod: Any, settings: PodSettings, container: str = "base") -> str | None:
+    """Why the pod's failure is the input's, so that the task fails at once instead of starting another pod with
+    the same input; None where a retry may help (a pod evicted, a node lost, a transient error).
+
+    The posesweep container exited with ``InputError.exit_code`` (its paragraph is the termination message), or
+    Kubernetes killed it for going over its memory limit (``OOMKilled``): the same limit kills it again."""
     statuses = (remote_pod.status.container_statuses if remote_pod is not None and remote_pod.status else None) or []
     for status in statuses:
         if status.name == container and status.state and status.state.terminated:
-            return status.state.terminated.exit_code == InputError.exit_code
-    return False
+            ended = status.state.terminated
+            if ended.exit_code == InputError.exit_code:
+                return "The trainer reported an input error: a retry cannot help (what to fix is the paragraph above)."
+            if ended.reason == "OOMKilled":
+                return (f"The pod went over its memory limit and Kubernetes killed it (OOMKilled): a retry with the "
+                        f"same limit cannot help. Raise POSESWEEP_K8S_MEMORY (now {settings.memory}), or lower "
+                        f"batch_size.")
+    return None

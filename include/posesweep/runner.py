@@ -5,9 +5,12 @@ the watchdog kills the child when it prints nothing for ``stall_timeout_s``.
 Every line the child prints goes to the caller's logger (the Airflow task log),
 except TensorFlow's start-up noise. How the child ended decides what is raised:
 an error it reported (``POSESWEEP_ERROR`` line) comes back as the same kind of
-error, so a diverged training or missing weights fail at once; a child killed
-from outside (SIGKILL: the OOM killer, a lost worker) or stalled is a
-``TransientError``, and the task's retry resumes from the newest snapshot.
+error, so a diverged training or missing weights fail at once; a child the
+kernel's out-of-memory killer ended says so, with its peak memory and the limit
+it ran under (``host_memory``: an input error where it held nearly all of it
+itself); a child killed from outside otherwise (SIGKILL: a lost worker) or
+stalled is a ``TransientError``, and the task's retry resumes from the newest
+snapshot.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import threading
 import time
 
 from .errors import PosesweepError, TrainerCommandError, error_from_line
+from .host_memory import killed_for_memory, memory_cgroup, memory_limit, oom_kill_count
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,7 @@ def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Log
     inductor_cache = os.path.join(tempfile.gettempdir(), f"posesweep-torchinductor-{os.getuid()}")
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", inductor_cache)
     logger.info("running: %s", " ".join(command))
+    oom_kills_before = oom_kill_count()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                              bufsize=1, start_new_session=True, preexec_fn=_dies_with(os.getpid()))
     tail: collections.deque[str] = collections.deque(maxlen=30)
@@ -82,25 +87,50 @@ def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Log
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     stalled = False
+    cgroup = memory_cgroup(child.pid)  # inherited from this process: the container's or pod's limit
     try:
-        while child.poll() is None:
+        while (usage := _reaped(child, os.WNOHANG)) is None:
             if time.monotonic() - last_output[0] > stall_timeout_s:
                 stalled = True
                 logger.warning("no output for %.0f s: killing the stalled child (pid %d)", stall_timeout_s,
                                child.pid)
                 os.killpg(child.pid, signal.SIGKILL)
+                usage = _reaped(child, 0)
                 break
             time.sleep(0.5)
     except BaseException:  # task killed or interrupted: never leave an orphan training process
         os.killpg(child.pid, signal.SIGKILL)
         raise
-    child.wait()
     reader.join(timeout=5)
     if reported:
         raise reported[-1]
+    oom_kills_after = oom_kill_count()
+    if (not stalled and child.returncode == -signal.SIGKILL and oom_kills_before is not None
+            and oom_kills_after is not None and oom_kills_after > oom_kills_before):
+        error = killed_for_memory(usage.ru_maxrss * 1024, memory_limit(cgroup), _short(command))
+        error.details = ["its last output:", *tail]
+        raise error
     if stalled or child.returncode != 0:
-        raise TrainerCommandError(f"the child process {_how_it_ended(child.returncode, stalled, stall_timeout_s)}",
+        how = _how_it_ended(child.returncode, stalled, stall_timeout_s, oom_kills_after is not None)
+        raise TrainerCommandError(f"the child process {how}",
                                   details=[f"command: {' '.join(command)}", "its last output:", *tail])
+
+
+def _reaped(child: subprocess.Popen, options: int):
+    """The ended child's resource usage (its peak memory among it), reaped here so that the kernel's account of
+    it is not lost to ``Popen.wait``; None while it runs."""
+    pid, status, usage = os.wait4(child.pid, options)
+    if not pid:
+        return None
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return usage
+
+
+def _short(command: list[str]) -> str:
+    """``posesweep train --frame-set-size 800 ...`` rather than the interpreter's path and ``-m``."""
+    if "posesweep.cli" in command:
+        return " ".join(["posesweep", *command[command.index("posesweep.cli") + 1:]])
+    return " ".join(command)
 
 
 def _dies_with(parent_pid: int):
@@ -118,10 +148,13 @@ def _dies_with(parent_pid: int):
     return set_parent_death_signal
 
 
-def _how_it_ended(returncode: int, stalled: bool, stall_timeout_s: float) -> str:
+def _how_it_ended(returncode: int, stalled: bool, stall_timeout_s: float, oom_counted: bool) -> str:
     if stalled:
         return f"stalled (no output for {stall_timeout_s:.0f} s) and was killed"
     if returncode < 0:
         name = signal.Signals(-returncode).name
-        return f"was killed by {name}" + (" (out of memory, or its worker was lost)" if name == "SIGKILL" else "")
+        if name != "SIGKILL":
+            return f"was killed by {name}"
+        return f"was killed by {name}" + (" (from outside: the kernel recorded no out-of-memory kill meanwhile)"
+                                          if oom_counted else " (out of memory, or its worker was lost)")
     return f"exited with status {returncode}"
