@@ -484,7 +484,7 @@ def test_a_step_out_of_gpu_memory_says_what_fits_and_whether_a_retry_can_help():
     """A batch too large for a lab's GPU fails at once naming the batch, frame size and GPU; a shortage caused by
     other processes on the GPU is retried."""
     from posesweep.errors import GpuMemoryTakenError, GpuMemoryTooSmallError
-    from posesweep.torch_engine.device_memory import GIB, GpuMemory, step_out_of_memory
+    from posesweep.gpu_memory import GIB, GpuMemory, step_out_of_memory
 
     alone = GpuMemory("NVIDIA GeForce RTX 3090", 24 * GIB, int(23.1 * GIB), int(0.3 * GIB), int(4.7 * GIB))
     error = step_out_of_memory(alone, 8, 1920, 1080, "bf16", 800)

@@ -6,7 +6,7 @@ work into the same wall. The kernel counts its out-of-memory kills (``oom_kill``
 Linux 4.13); ``wait4`` gives the child's peak resident memory; the child's memory cgroup gives the limit it ran
 under (a pod's ``POSESWEEP_K8S_MEMORY``, a container's ``--memory``), else the machine's RAM.
 
-The rule matches the GPU's (``torch_engine.device_memory``): where the child alone held (nearly) the whole limit,
+The rule matches the GPU's (``gpu_memory``): where the child alone held (nearly) the whole limit,
 the same work fails again, an input error; where other processes held more than a quarter of it (several
 trainings at once on one worker), a retry once they end may fit, a transient one.
 """

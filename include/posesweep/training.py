@@ -34,7 +34,8 @@ from .config import StudyConfig
 from .errors import TrainingDivergedError, TrainingFailedError, WeightsUnavailableError
 from .images import read_rgb
 from .settings import Settings
-from .layout import RunLayout, atomic_path, read_json, write_json_atomic, write_text_atomic
+from .gpu_memory import GpuMemory, step_out_of_memory
+from .layout import RunLayout, atomic_path, read_csv_table, read_json, write_json_atomic, write_text_atomic
 from .quiet import library_prints_silenced, logging_setup_skipped
 from .shuffles import DATASET_DONE, frame_positions, model_folder
 from .splits import FrameSet
@@ -333,6 +334,12 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
                     raise TrainingDivergedError.of_network(
                         frame_set.frame_set_size, "NaN or infinite", "TensorFlow: LossTensor is inf or nan",
                         str(train_cfg)) from None
+                except tf.errors.ResourceExhaustedError as error:
+                    if not ran_out_on_a_gpu(str(error)):
+                        raise  # host memory: the kernel's out-of-memory killer and the runner say more
+                    width, height = largest_frame(layout, frame_set)
+                    raise step_out_of_memory(GpuMemory.of_tensorflow(), study.batch_size, width, height, "fp32",
+                                             frame_set.frame_set_size) from None
     finally:
         root.removeFilter(progress)
     if start_iteration:
@@ -360,6 +367,25 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
     write_json_atomic(record_file, record)
     print(f"{prefix} done: {len(snapshots)} snapshots in {seconds / 60:.1f} min", flush=True)
     return record
+
+
+# TensorFlow's ResourceExhaustedError from a GPU's allocator ("... on /job:localhost/replica:0/task:0/device:GPU:0
+# by allocator GPU_0_bfc"), not from the host's (device:CPU:0, allocator mklcpu)
+GPU_ALLOCATION_FAILED = re.compile(r"OOM when allocating tensor .* on \S*device:GPU:\d+")
+
+
+def ran_out_on_a_gpu(message: str) -> bool:
+    """Whether TensorFlow's ``ResourceExhaustedError`` is a GPU's allocator failing, not the host's."""
+    return GPU_ALLOCATION_FAILED.search(message) is not None
+
+
+def largest_frame(layout: RunLayout, frame_set: FrameSet) -> tuple[int, int]:
+    """The width and height in px of the frame set's largest training frame, from the validated label table."""
+    labels = read_csv_table(layout.validated_labels_file, usecols=["video", "image", "image_width_px",
+                                                                    "image_height_px"])
+    train = set(frame_set.train)
+    labels = labels[[frame in train for frame in zip(labels["video"], labels["image"])]]
+    return int(labels["image_width_px"].max()), int(labels["image_height_px"].max())
 
 
 @contextlib.contextmanager

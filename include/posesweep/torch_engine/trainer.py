@@ -44,7 +44,7 @@ from ..errors import TrainingDivergedError, TrainingFailedError
 from ..layout import RunLayout, atomic_path, read_json, write_json_atomic
 from ..splits import FrameSet
 from . import augment
-from .device_memory import GpuMemory, step_out_of_memory
+from ..gpu_memory import GpuMemory, step_out_of_memory
 from .frame_cache import FrameCache, load_frame_cache
 from .graphed_step import GraphedStep, graph_safe_loss, make_capturable, portable_optimizer_state
 from .project import build_model, model_config_path, read_model_config

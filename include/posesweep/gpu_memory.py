@@ -1,8 +1,9 @@
 """What to say when a training step runs out of GPU memory, and whether a retry can help.
 
 A ResNet-50 at stride 8 on whole 1920x1080 frames needs several GiB of activations per image: a batch that fits
-an 80 GiB H100 does not fit a lab's 12 or 24 GiB card. PyTorch's ``OutOfMemoryError`` says how many bytes it
-tried to allocate, deep in a traceback; the task would retry the same step on the same GPU. Here the error
+an 80 GiB H100 does not fit a lab's 12 or 24 GiB card. PyTorch's ``OutOfMemoryError`` and TensorFlow's
+``ResourceExhaustedError`` say how much they tried to allocate, deep in a traceback; the task would retry the
+same step on the same GPU. Here the error
 becomes one paragraph: an input error when this process held (nearly) the whole GPU, so that only a smaller
 batch or a larger GPU helps; a transient one when other processes held much of it (another training sharing
 the GPU), so that a retry once they end may fit.
@@ -10,9 +11,11 @@ the GPU), so that a retry once they end may fit.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from dataclasses import dataclass
 
-from ..errors import GpuMemoryTakenError, GpuMemoryTooSmallError, PosesweepError
+from .errors import GpuMemoryTakenError, GpuMemoryTooSmallError, PosesweepError
 
 # Other processes holding more than this share of the GPU make the shortage theirs, not the step's.
 OTHERS_SHARE = 0.25
@@ -39,6 +42,29 @@ class GpuMemory:
 
         free, total = torch.cuda.mem_get_info(device)
         return cls(torch.cuda.get_device_name(device), total, torch.cuda.memory_reserved(device), free, frames)
+
+    @classmethod
+    def of_tensorflow(cls) -> "GpuMemory":
+        """TensorFlow's first GPU: what its allocator held at its peak (the trainer's and the snapshot scorer's),
+        the GPU's size and use from ``nvidia-smi``; without it, as if this process held all of the GPU."""
+        import tensorflow as tf
+
+        gpu = tf.config.list_physical_devices("GPU")[0]
+        name = tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+        held = int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+        total, used = nvidia_smi_memory(os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]) or (held, held)
+        return cls(name, total, held, max(0, total - used))
+
+
+def nvidia_smi_memory(gpu: str) -> tuple[int, int] | None:
+    """The GPU's total and used memory in bytes, as ``nvidia-smi`` reports it (every process's), or None."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total,memory.used", "--format=csv,noheader,nounits",
+                              "-i", gpu], capture_output=True, text=True, timeout=30)
+        total_mib, used_mib = (int(v) for v in out.stdout.split(","))
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    return total_mib * 2**20, used_mib * 2**20
 
 
 def step_out_of_memory(memory: GpuMemory, batch_size: int, width_px: int, height_px: int, precision: str,

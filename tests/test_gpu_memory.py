@@ -1,0 +1,42 @@
+"""The TensorFlow engine's training step out of GPU memory: told apart from the host's, with the frame size.
+
+(The PyTorch engine's: tests/test_torch_engine.py -k out_of_gpu_memory; the paragraph and its rule are shared,
+``posesweep.gpu_memory``. A process the kernel's out-of-memory killer ends: tests/test_runner.py.)"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from posesweep.layout import RunLayout
+from posesweep.splits import FrameSet
+from posesweep.training import largest_frame, ran_out_on_a_gpu
+
+
+def test_tensorflows_out_of_memory_on_a_gpu_is_told_apart_from_the_hosts():
+    """A real ResourceExhaustedError from TensorFlow's host allocator is left to the runner (the out-of-memory
+    killer's path); the same message from a GPU's allocator, as TensorFlow names its GPU and allocator, is the
+    GPU's."""
+    import tensorflow as tf
+
+    try:
+        tf.zeros([2**38], tf.float32)  # 1 TiB: no host allocator gives it
+        raise AssertionError("TensorFlow allocated 1 TiB")
+    except tf.errors.ResourceExhaustedError as error:
+        message = str(error)
+    assert "OOM when allocating tensor" in message and "device:CPU:0" in message
+    assert not ran_out_on_a_gpu(message)
+    on_gpu = message.replace("device:CPU:0", "device:GPU:0").replace("by allocator mklcpu", "by allocator GPU_0_bfc")
+    assert ran_out_on_a_gpu(on_gpu)
+
+
+def test_the_paragraph_names_the_largest_training_frame_of_the_network(tmp_path):
+    """Frames of two cameras: the largest training frame is what the step holds; test frames are not trained."""
+    layout = RunLayout.create(tmp_path, "lab", "run")
+    layout.validated_labels_file.parent.mkdir(parents=True)
+    rows = [("0012", "img001.png", 1280, 720), ("0012", "img002.png", 1280, 720), ("side", "img001.png", 1920, 1200),
+            ("side", "img002.png", 2560, 1440)]
+    pd.DataFrame([{"video": v, "participant": v, "image": i, "frame_index": 1, "landmark": "knee", "x_px": 1.0,
+                   "y_px": 1.0, "image_width_px": w, "image_height_px": h} for v, i, w, h in rows]
+                 ).to_csv(layout.validated_labels_file, index=False)
+    frame_set = FrameSet(3, 1, train=(("0012", "img001.png"), ("side", "img001.png")), test=(("side", "img002.png"),))
+    assert largest_frame(layout, frame_set) == (1920, 1200)
