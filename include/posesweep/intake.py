@@ -22,6 +22,7 @@ import hashlib
 import logging
 import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .layout import read_json, write_json_atomic
@@ -36,13 +37,21 @@ STUDIED_FOLDERS = ("videos", "labeled-data")
 log = logging.getLogger(__name__)
 
 
-def cohort_fingerprint(cohort_dir: Path) -> tuple[str, float]:
-    """(version fingerprint, time of the newest change to anything under the folder, in epoch seconds), from one
-    walk of the folder."""
+@dataclass(frozen=True)
+class CohortVersion:
+    """What one walk of a cohort folder tells the intake."""
+
+    fingerprint: str
+    newest_change: float  # the newest change to anything under the folder, in epoch seconds
+    holds_files: bool  # any file not hidden: False for a folder made for a cohort not copied in yet
+
+
+def cohort_version(cohort_dir: Path) -> CohortVersion:
+    """The cohort folder's version, from one walk of it."""
     from .cohort import VIDEO_SUFFIXES  # not at import: DAG files import this module
 
     cohort_dir = Path(cohort_dir)
-    newest, read = 0.0, []
+    newest, read, holds_files = 0.0, [], False
     for path in [cohort_dir, *cohort_dir.rglob("*")]:
         try:
             info = path.stat()
@@ -52,6 +61,7 @@ def cohort_fingerprint(cohort_dir: Path) -> tuple[str, float]:
         relative = path.relative_to(cohort_dir)
         if not stat.S_ISREG(info.st_mode):
             continue
+        holds_files = holds_files or not path.name.startswith(".")
         if len(relative.parts) > 1 and relative.parts[0] in STUDIED_FOLDERS:  # what a study reads, in this order
             read.append(((STUDIED_FOLDERS.index(relative.parts[0]), relative), info))
         elif len(relative.parts) == 1 and (path.name in ("cohort.json", "config.yaml")
@@ -60,11 +70,7 @@ def cohort_fingerprint(cohort_dir: Path) -> tuple[str, float]:
     digest = hashlib.sha256()
     for (_, relative), info in sorted(read, key=lambda item: item[0]):
         digest.update(f"{relative}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16], newest
-
-
-def _holds_files(cohort_dir: Path) -> bool:
-    return any(p.is_file() and not p.name.startswith(".") for p in Path(cohort_dir).rglob("*"))
+    return CohortVersion(digest.hexdigest()[:16], newest, holds_files)
 
 
 def registry_file(data_root: Path) -> Path:
@@ -87,17 +93,16 @@ def next_new_cohort(data_root: Path, quiet_s: float = 60.0) -> dict | None:
     registry = _registry(data_root)
     cohorts_dir = Path(data_root) / "cohorts"
     for cohort_dir in sorted(p for p in cohorts_dir.iterdir() if p.is_dir()) if cohorts_dir.is_dir() else []:
-        version, newest = cohort_fingerprint(cohort_dir)
-        if registry.get(cohort_dir.name) == version or time.time() - newest < quiet_s:
+        version = cohort_version(cohort_dir)
+        if (registry.get(cohort_dir.name) == version.fingerprint or time.time() - version.newest_change < quiet_s
+                or not version.holds_files):  # an empty folder: made for a cohort not copied in yet
             continue
-        if not _holds_files(cohort_dir):
-            continue  # a folder made for a cohort not copied in yet
         try:
             load_cohort(cohort_dir)
         except CohortError as error:
             log.warning("cohort %s cannot be studied as it is; announced all the same, so that its study run "
                         "fails at prepare_run saying what to fix:\n%s", cohort_dir.name, error)
-        return {"cohort": cohort_dir.name, "version": version}
+        return {"cohort": cohort_dir.name, "version": version.fingerprint}
     return None
 
 
