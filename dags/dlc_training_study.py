@@ -122,7 +122,8 @@ def network_stage(task_id: str, command: str, doc: str):
         from posesweep.runner import run_posesweep
 
         get_current_context()["frame_set_size"] = frame_set_size
-        run_posesweep(stage_args(command, run, frame_set_size))
+        run_posesweep(stage_args(command, run, frame_set_size), on_one_gpu=f"posesweep {command} of frame set "
+                                                                            f"{frame_set_size}")
 
     return local
 
@@ -218,7 +219,7 @@ def dlc_training_study():
         """Initial weights and one DeepLabCut training dataset (shuffle) per frame set."""
         from posesweep.runner import run_posesweep
 
-        run_posesweep(stage_args("prepare-training", run))
+        run_posesweep(stage_args("prepare-training", run), cpu_only=True)  # datasets and initial weights
 
     train_network = network_stage("train_network", "train", "Train one network per frame-set size: DeepLabCut's "
                                   "TensorFlow engine, or its PyTorch engine with posesweep's on-device data path.")

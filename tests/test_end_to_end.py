@@ -29,6 +29,7 @@ def test_study_runs_end_to_end_and_reports(airflow_db, tiny_cohort, tmp_path, mo
     data_root = tmp_path / "data"
     shutil.copytree(tiny_cohort, data_root)
     module = _load_dag(monkeypatch, data_root)
+    monkeypatch.setenv("POSESWEEP_GPUS", "7")  # a machine whose one GPU the operator named: each network gets it
     dag_run = module.study_dag.test(run_conf=TINY_CONF)
     assert str(dag_run.state) == "success"
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
@@ -39,6 +40,8 @@ def test_study_runs_end_to_end_and_reports(airflow_db, tiny_cohort, tmp_path, mo
     from posesweep.run import Run
 
     layout = RunLayout.create(data_root, "tiny", dag_run.run_id)
+    for size in (10, 20):  # the training child ran with the GPU it was given, and the record says which
+        assert json.loads((layout.training_dir(size) / "training.json").read_text())["cuda_visible_devices"] == "7"
     summary = json.loads(layout.summary_file.read_text())
     rows = summary["errors"]
     assert sorted((r["frame_set_size"], r["snapshot_iteration"]) for r in rows) == \

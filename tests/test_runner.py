@@ -18,8 +18,11 @@ from posesweep.runner import TrainerCommandError, run_watched
 
 def test_child_output_is_streamed_into_the_log_without_tensorflow_noise(caplog):
     noise = "E external/local_xla/xla/stream_executor/cuda/cuda_dnn.cc:9261] Unable to register cuDNN factory"
+    no_gpu_shown = ("E external/local_xla/xla/stream_executor/cuda/cuda_driver.cc:282] failed call to cuInit: "
+                    "CUDA_ERROR_NO_DEVICE: no CUDA-capable device is detected")  # prepare-training on a GPU machine
     with caplog.at_level(logging.INFO):
-        run_watched([sys.executable, "-c", f"print('iteration 10'); print({noise!r}); print('iteration 20')"], 30)
+        run_watched([sys.executable, "-c", f"print('iteration 10'); print({noise!r}); print({no_gpu_shown!r}); "
+                                           f"print('iteration 20')"], 30)
     assert "iteration 10" in caplog.text and "iteration 20" in caplog.text
     streamed = [r.getMessage() for r in caplog.records if not r.getMessage().startswith("running:")]
     assert streamed == ["iteration 10", "iteration 20"]
@@ -275,3 +278,74 @@ def test_libraries_own_info_lines_stay_out_of_the_tasks_that_run_in_airflows_pro
     assert "posesweep.stages: own line" in lines and "great_expectations.data_context: a warning of theirs" in lines
     assert [line for line in lines if line.startswith(("numexpr", "great_expectations"))] == [
         "great_expectations.data_context: a warning of theirs"]
+
+
+def _until(condition, what: str, limit_s: float = 60.0) -> None:
+    """Wait for an event another process causes; the limit only turns a hang into a failure."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.05)
+
+
+def test_networks_trained_at_once_get_a_gpu_each_and_one_more_waits_for_a_gpu_to_be_free(tmp_path):
+    """Two GPUs, three children: each of the first two sees only its own GPU; the third starts once one of them
+    has ended, on the GPU it left, and its task log says whom it waited for."""
+    import threading
+
+    from posesweep.gpus import one_gpu
+
+    def child(name: str) -> list[str]:  # says which GPU it sees, then runs until the test lets it end
+        code = (f"import os, pathlib, time\n"
+                f"pathlib.Path({str(tmp_path / name)!r}).write_text(os.environ['CUDA_VISIBLE_DEVICES'])\n"
+                f"while not pathlib.Path({str(tmp_path / (name + '.end'))!r}).exists(): time.sleep(0.05)\n")
+        return [sys.executable, "-c", code]
+
+    logs: dict[str, list[str]] = {}
+
+    def task(name: str) -> None:
+        logger = logging.getLogger(f"test.gpus.{name}")
+        logger.setLevel(logging.INFO)
+        records = logs.setdefault(name, [])
+        handler = logging.Handler()
+        handler.emit = lambda record: records.append(record.getMessage())
+        logger.addHandler(handler)
+        with one_gpu(("0", "1"), f"training {name}", logger, lock_dir=tmp_path / "locks", poll_s=0.05) as env:
+            run_watched(child(name), 60, logger, env)
+
+    tasks = {name: threading.Thread(target=task, args=(name,)) for name in ("a", "b", "c")}
+    try:
+        tasks["a"].start()
+        tasks["b"].start()
+        _until(lambda: (tmp_path / "a").exists() and (tmp_path / "b").exists(), "the first two children started")
+        seen = {name: (tmp_path / name).read_text() for name in ("a", "b")}
+        assert sorted(seen.values()) == ["0", "1"]  # each its own GPU, only it
+        tasks["c"].start()
+        _until(lambda: any("waiting for a free GPU" in m for m in logs.get("c", [])), "the third task waits")
+        waiting = next(m for m in logs["c"] if "waiting for a free GPU" in m)
+        assert "GPU 0: training" in waiting and "GPU 1: training" in waiting and not (tmp_path / "c").exists()
+        (tmp_path / "a.end").touch()
+        _until(lambda: (tmp_path / "c").exists(), "the third child started")
+        assert (tmp_path / "c").read_text() == seen["a"]
+    finally:  # every child may end, whatever failed
+        for name in tasks:
+            (tmp_path / f"{name}.end").touch()
+        for thread in tasks.values():
+            if thread.is_alive():
+                thread.join(timeout=60)
+    assert any(f"GPU {seen['a']} is free" in m for m in logs["c"])
+
+
+def test_the_gpus_children_get_are_the_operators_else_the_workers_own(monkeypatch):
+    from posesweep.gpus import machine_gpus
+    from posesweep.settings import Settings, SettingsError
+
+    assert Settings.from_env({"POSESWEEP_GPUS": "0, 2"}).gpus == ("0", "2")
+    assert Settings.from_env({"POSESWEEP_GPUS": "none"}).gpus == ()
+    assert Settings.from_env({}).gpus is None
+    for wrong in ("0,,1", "1,1"):
+        with pytest.raises(SettingsError, match="POSESWEEP_GPUS"):
+            Settings.from_env({"POSESWEEP_GPUS": wrong})
+    assert machine_gpus(("3",), {"CUDA_VISIBLE_DEVICES": "0,1"}) == ("3",)
+    assert machine_gpus(None, {"CUDA_VISIBLE_DEVICES": "GPU-8f2e,GPU-11aa"}) == ("GPU-8f2e", "GPU-11aa")
+    assert machine_gpus(None, {"CUDA_VISIBLE_DEVICES": ""}) == ()  # the worker may use none

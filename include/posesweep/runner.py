@@ -29,38 +29,51 @@ import threading
 import time
 
 from .errors import PosesweepError, TrainerCommandError, error_from_line
+from .gpus import machine_gpus, one_gpu
 from .host_memory import killed_for_memory, memory_cgroup, memory_limit, oom_kill_count
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
-# TensorFlow's C++ start-up lines on a machine without CUDA libraries: not errors, and nothing a lab can act on
+# TensorFlow's C++ start-up lines that are no failure (a machine without CUDA libraries, a child shown no GPU):
+# nothing a lab can act on
 NOISE = re.compile(r"Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning|oneDNN custom operations|"
+                   r"failed call to cuInit: CUDA_ERROR_NO_DEVICE|"  # a child shown no GPU (cpu_only) on a GPU machine
                    r"cpu_feature_guard|rebuild TensorFlow with the appropriate compiler flags|"
                    r"AVX2 AVX512F|To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS")
 
 
-def run_posesweep(args: list[str], stall_timeout_s: float | None = None, logger: logging.Logger = log) -> None:
-    """Run ``posesweep <args>`` with this interpreter, streaming its output into ``logger``."""
-    run_watched([sys.executable, "-m", "posesweep.cli", *args], stall_timeout_s, logger)
+def run_posesweep(args: list[str], stall_timeout_s: float | None = None, logger: logging.Logger = log,
+                  on_one_gpu: str | None = None, cpu_only: bool = False) -> None:
+    """Run ``posesweep <args>`` with this interpreter, streaming its output into ``logger``; ``on_one_gpu`` (who
+    it is, for the log) gives the child a GPU of its own where the machine has GPUs (``gpus``); ``cpu_only`` shows
+    it none (TensorFlow would otherwise map the memory of every GPU, under the trainings running there)."""
+    command = [sys.executable, "-m", "posesweep.cli", *args]
+    if on_one_gpu is None:
+        return run_watched(command, stall_timeout_s, logger, {"CUDA_VISIBLE_DEVICES": ""} if cpu_only else None)
+    with one_gpu(machine_gpus(Settings.from_env().gpus), on_one_gpu, logger) as gpu_env:
+        run_watched(command, stall_timeout_s, logger, gpu_env)
 
 
-def run_watched(command: list[str], stall_timeout_s: float | None = None, logger: logging.Logger = log) -> None:
+def run_watched(command: list[str], stall_timeout_s: float | None = None, logger: logging.Logger = log,
+                env: dict[str, str] | None = None) -> None:
+    """Run ``command`` as a watched child, with ``env`` added to this process's environment."""
     stall_timeout_s = stall_timeout_s or Settings.from_env().stall_timeout_s
     scratch = tempfile.mkdtemp(prefix="posesweep-child-")
     try:
-        _run_watched(command, stall_timeout_s, logger, scratch)
+        _run_watched(command, stall_timeout_s, logger, scratch, env or {})
     finally:  # what the child left in its temporary folder, however it ended
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Logger, scratch: str) -> None:
+def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Logger, scratch: str,
+                 extra_env: dict[str, str]) -> None:
     """``run_watched`` with the child's temporary files in ``scratch``: TensorFlow's autograph writes a source file
     per converted function there and deletes them only at a normal interpreter exit, which a child ending by
     ``os._exit`` (an error, see ``cli.main``) or killed by the watchdog never reaches. torch.compile's cache
     has a lasting folder of its own (worth keeping between networks and retries)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "GX_ANALYTICS_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
+    env = {**os.environ, **extra_env, "PYTHONUNBUFFERED": "1", "GX_ANALYTICS_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
            "TMPDIR": scratch}
     inductor_cache = os.path.join(tempfile.gettempdir(), f"posesweep-torchinductor-{os.getuid()}")
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", inductor_cache)

@@ -14,6 +14,9 @@ the Airflow deployment, never by a run's parameters (so a run cannot point pods 
     POSESWEEP_GPU_POOL               the Airflow pool training and scoring tasks run in (default posesweep_gpu;
                                      create it: airflow pools set posesweep_gpu <slots> "GPU training")
     POSESWEEP_GPU_POOL_SLOTS         how many networks train at once, for the tools that create the pool (default 1)
+    POSESWEEP_GPUS                   the local backend's GPUs, one per training or scoring child (comma-separated
+                                     indices or UUIDs; "none": no assignment; default: the worker's
+                                     CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists; gpus.py)
     POSESWEEP_MAX_ACTIVE_RUNS        study runs active at once, e.g. one waiting for labels beside others (default 8)
     POSESWEEP_K8S_*                  the training pod (kubernetes.py lists them)
 
@@ -80,6 +83,7 @@ class Settings:
     gpu_pool_slots: int = 1
     max_active_runs: int = 8
     cpu_speedup: float = 1.0
+    gpus: tuple[str, ...] | None = None  # None: found at run time (gpus.machine_gpus)
     pod: PodSettings = field(default_factory=PodSettings)
 
     @classmethod
@@ -132,5 +136,19 @@ class Settings:
             gpu_pool_slots=number("POSESWEEP_GPU_POOL_SLOTS", 1, int),
             max_active_runs=number("POSESWEEP_MAX_ACTIVE_RUNS", 8, int),
             cpu_speedup=cpu_speedup,
+            gpus=_gpu_list(env.get("POSESWEEP_GPUS")),
             pod=pod,
         )
+
+
+def _gpu_list(value: str | None) -> tuple[str, ...] | None:
+    """``POSESWEEP_GPUS``: None where unset (found at run time), () for "none", else the GPUs listed."""
+    if value is None or not value.strip():
+        return None
+    if value.strip().lower() == "none":
+        return ()
+    gpus = tuple(gpu.strip() for gpu in value.split(","))
+    if not all(gpus) or len(set(gpus)) != len(gpus):
+        raise SettingsError(f"POSESWEEP_GPUS={value!r}: GPU indices or UUIDs separated by commas, each once "
+                            f"(e.g. 0,1,2,3), or none")
+    return gpus

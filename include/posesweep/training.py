@@ -363,6 +363,7 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
         "iterations_per_second": round(trained_here / seconds, 3) if trained_here else None,
         "initial_weights": weights,
         "device": _device_name(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU the local backend gave it
     }
     write_json_atomic(record_file, record)
     print(f"{prefix} done: {len(snapshots)} snapshots in {seconds / 60:.1f} min", flush=True)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -370,6 +371,7 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
         "images_per_second": round(trained_here * study.batch_size / seconds, 2) if trained_here else None,
         "initial_weights": weights,
         "device": loop.settings.describe(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU the local backend gave it
         "frames_cached_in": loop.cache.where,
     }
     write_json_atomic(record_file, record)
