@@ -1,9 +1,10 @@
+import logging
 import time
 
 import numpy as np
 import pytest
 
-from posesweep.evaluation import equal_shape_batches, decode_poses
+from posesweep.evaluation import decode_poses, equal_shape_groups, predict_fitting
 
 
 def test_batched_decoding_equals_deeplabcuts_argmax_pose_predict():
@@ -19,7 +20,36 @@ def test_batched_decoding_equals_deeplabcuts_argmax_pose_predict():
 
 def test_batches_group_images_of_equal_shape():
     images = [np.zeros((4, 6, 3)), np.zeros((5, 6, 3)), np.zeros((4, 6, 3)), np.zeros((4, 6, 3))]
-    assert equal_shape_batches(images, 2) == [[0, 2], [3], [1]]
+    assert equal_shape_groups(images) == [[0, 2, 3], [1]]
+
+
+def test_a_scoring_batch_out_of_memory_is_halved_and_the_size_that_fits_is_kept(caplog):
+    """A batch of more than two frames makes a real allocation TensorFlow cannot make (1 TiB a frame): scoring
+    goes on in halves, every image predicted once and in its place; one image out of memory is re-raised."""
+    import tensorflow as tf
+
+    images = [np.full((4, 6, 3), i, np.uint8) for i in range(7)] + [np.full((5, 6, 3), 9, np.uint8)]
+    sizes = []
+    graph = tf.Graph()  # a session's run, as the scorer's (DeepLabCut's import turns eager execution off)
+    with graph.as_default():
+        elements = tf.compat.v1.placeholder(tf.int64, [])
+        total = tf.reduce_sum(tf.fill(tf.reshape(elements, [1]), 1.0))
+    session = tf.compat.v1.Session(graph=graph)
+
+    def predict_batch(frames: np.ndarray, fits: int = 2) -> np.ndarray:
+        sizes.append(len(frames))
+        assert session.run(total, {elements: len(frames) * (2**38 if len(frames) > fits else 1)}) == len(frames)
+        return np.stack([[[frame.mean(), frame.shape[0], 1.0]] for frame in frames])  # one joint each
+
+    with caplog.at_level(logging.WARNING):
+        poses, fitted = predict_fitting(images, 1, 4, predict_batch, tf.errors.ResourceExhaustedError)
+    assert fitted == 2 and sizes == [4, 2, 2, 2, 1, 1]
+    assert poses[:, 0, 0].tolist() == [0, 1, 2, 3, 4, 5, 6, 9] and poses[:, 0, 1].tolist() == [4] * 7 + [5]
+    assert [r.getMessage() for r in caplog.records] == [
+        "scoring 6x4 px frames: a batch of 4 ran out of the device's memory; scoring in batches of 2 from here on"]
+    with pytest.raises(tf.errors.ResourceExhaustedError):  # (TensorFlow waits 10 s for memory before each)
+        predict_fitting(images[:1], 1, fitted, lambda frames: predict_batch(frames, fits=0),
+                        tf.errors.ResourceExhaustedError)
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -43,12 +44,44 @@ GRAPH_INDEPENDENT_KEYS = frozenset({"dataset", "init_weights", "snapshot_prefix"
 POLL_SECONDS = 2.0
 
 
-def equal_shape_batches(images: list[np.ndarray], size: int) -> list[list[int]]:
-    """Indices grouped into batches of images of equal shape."""
+def equal_shape_groups(images: list[np.ndarray]) -> list[list[int]]:
+    """Indices of the images grouped by shape, in order of first appearance."""
     by_shape: dict[tuple, list[int]] = {}
     for i, image in enumerate(images):
         by_shape.setdefault(image.shape, []).append(i)
-    return [group[k:k + size] for group in by_shape.values() for k in range(0, len(group), size)]
+    return list(by_shape.values())
+
+
+def predict_fitting(images: list[np.ndarray], joints: int, batch_size: int,
+                    predict_batch: Callable[[np.ndarray], np.ndarray], out_of_memory: type[BaseException],
+                    after_out_of_memory: Callable[[], None] = lambda: None) -> tuple[np.ndarray, int]:
+    """``predict_batch`` (frames -> (frames, joints, [x, y, likelihood])) over the images in batches of equal
+    shape, at most ``batch_size`` each; (the predictions in image order, the batch size that fitted).
+
+    A batch that runs out of the device's memory is halved and retried, and the smaller size kept for the rest; a
+    scorer passes it on to its next snapshot. (By the layer sizes, a ResNet-50 holds about 10 GiB of activations
+    at once for 32 whole 1080p frames: more than a lab's 8 or 11 GiB card has, or than is left beside a training.)
+    One image out of memory is re-raised.
+    """
+    poses = np.empty((len(images), joints, 3))
+    for group in equal_shape_groups(images):
+        done = 0
+        while done < len(group):
+            batch = group[done:done + batch_size]
+            try:
+                out = predict_batch(np.stack([images[i] for i in batch]))
+            except out_of_memory:
+                if len(batch) == 1:
+                    raise
+                after_out_of_memory()
+                batch_size = len(batch) // 2
+                height, width = images[batch[0]].shape[:2]
+                log.warning("scoring %dx%d px frames: a batch of %d ran out of the device's memory; scoring in "
+                            "batches of %d from here on", width, height, len(batch), batch_size)
+                continue
+            poses[batch] = out
+            done += len(batch)
+    return poses, batch_size
 
 
 def decode_poses(scmap: np.ndarray, locref: np.ndarray | None, stride: float) -> np.ndarray:
@@ -94,21 +127,25 @@ class SnapshotScorer:
         config = tf.compat.v1.ConfigProto()
         config.gpu_options.allow_growth = True
         self.session = tf.compat.v1.Session(graph=self.graph, config=config)
+        self.batch_size = BATCH_SIZE  # lowered for good where a batch ran out of the device's memory
         self.build_seconds = time.perf_counter() - started
 
     def predict(self, snapshot_prefix: Path, images: list[np.ndarray]) -> np.ndarray:
         """(images, joints, [x, y, likelihood]) with the snapshot's weights."""
+        import tensorflow as tf
+
         self.saver.restore(self.session, str(snapshot_prefix))
-        poses = np.empty((len(images), self.cfg["num_joints"], 3))
-        for batch in equal_shape_batches(images, BATCH_SIZE):
-            out = self.session.run(self.outputs, feed_dict={self.inputs: np.stack([images[i] for i in batch])
-                                                            .astype(np.float32)})
-            locref = None
-            if self.cfg["location_refinement"]:
-                b, h, w, _ = out[1].shape
-                locref = out[1].reshape(b, h, w, -1, 2) * self.cfg["locref_stdev"]
-            poses[batch] = decode_poses(out[0], locref, self.cfg["stride"])
+        poses, self.batch_size = predict_fitting(images, self.cfg["num_joints"], self.batch_size,
+                                                 self._predict_batch, tf.errors.ResourceExhaustedError)
         return poses
+
+    def _predict_batch(self, frames: np.ndarray) -> np.ndarray:
+        out = self.session.run(self.outputs, feed_dict={self.inputs: frames.astype(np.float32)})
+        locref = None
+        if self.cfg["location_refinement"]:
+            b, h, w, _ = out[1].shape
+            locref = out[1].reshape(b, h, w, -1, 2) * self.cfg["locref_stdev"]
+        return decode_poses(out[0], locref, self.cfg["stride"])
 
     def close(self) -> None:
         self.session.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..evaluation import equal_shape_batches
+from ..evaluation import predict_fitting
 from . import augment
 from .project import build_model
 
@@ -29,19 +29,21 @@ class TorchSnapshotScorer:
         self.device = device or default_device()
         self.model = build_model(model_cfg).to(self.device).eval()
         self.num_joints = len(model_cfg["metadata"]["bodyparts"])
+        self.batch_size = BATCH_SIZE  # lowered for good where a batch ran out of the device's memory
 
     @torch.inference_mode()
     def predict(self, snapshot: Path, images: list[np.ndarray]) -> np.ndarray:
         """(images, joints, [x, y, likelihood]) with the snapshot's weights."""
         state = torch.load(snapshot, map_location="cpu", weights_only=True)["model"]
         self.model.load_state_dict(state)
-        poses = np.empty((len(images), self.num_joints, 3))
-        for batch in equal_shape_batches(images, BATCH_SIZE):
-            frames = torch.from_numpy(np.stack([images[i] for i in batch])).permute(0, 3, 1, 2)
-            inputs = augment.normalise(frames.to(self.device).float())
-            predictions = self.model.get_predictions(self.model(inputs))
-            poses[batch] = predictions["bodypart"]["poses"][:, 0].float().cpu().numpy()
+        poses, self.batch_size = predict_fitting(images, self.num_joints, self.batch_size, self._predict_batch,
+                                                 torch.OutOfMemoryError, torch.cuda.empty_cache)
         return poses
+
+    def _predict_batch(self, frames: np.ndarray) -> np.ndarray:
+        inputs = augment.normalise(torch.from_numpy(frames).permute(0, 3, 1, 2).to(self.device).float())
+        predictions = self.model.get_predictions(self.model(inputs))
+        return predictions["bodypart"]["poses"][:, 0].float().cpu().numpy()
 
     def close(self) -> None:
         self.model.cpu()
