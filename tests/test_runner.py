@@ -349,3 +349,5 @@ def test_the_gpus_children_get_are_the_operators_else_the_workers_own(monkeypatc
     assert machine_gpus(("3",), {"CUDA_VISIBLE_DEVICES": "0,1"}) == ("3",)
     assert machine_gpus(None, {"CUDA_VISIBLE_DEVICES": "GPU-8f2e,GPU-11aa"}) == ("GPU-8f2e", "GPU-11aa")
     assert machine_gpus(None, {"CUDA_VISIBLE_DEVICES": ""}) == ()  # the worker may use none
+    assert machine_gpus(None, {"CUDA_VISIBLE_DEVICES": "-1"}) == ()  # TensorFlow's way of saying none
+    assert machine_gpus(None, {"CUDA_VISIBLE_DEVICES": "1,-1,0"}) == ("1",)  # as CUDA reads it

@@ -34,8 +34,13 @@ def machine_gpus(setting: tuple[str, ...] | None, env: Mapping[str, str] | None 
     if setting is not None:
         return setting
     env = os.environ if env is None else env
-    if "CUDA_VISIBLE_DEVICES" in env:
-        return tuple(gpu.strip() for gpu in env["CUDA_VISIBLE_DEVICES"].split(",") if gpu.strip())
+    if "CUDA_VISIBLE_DEVICES" in env:  # CUDA reads the list up to its first invalid entry ("-1": none at all)
+        visible = []
+        for gpu in (entry.strip() for entry in env["CUDA_VISIBLE_DEVICES"].split(",")):
+            if not gpu or gpu.startswith("-"):
+                break
+            visible.append(gpu)
+        return tuple(visible)
     try:
         listed = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
                                 text=True, timeout=30)

@@ -103,11 +103,13 @@ def killed_for_memory(peak_bytes: int, limit: MemoryLimit, command: str) -> Pose
     found = f"its peak resident memory {peak_bytes / GIB:.1f} GiB of {limit.bytes / GIB:.1f} GiB ({limit.source})"
     if peak_bytes < (1 - OTHERS_SHARE) * limit.bytes:
         return HostMemoryTakenError(
-            what, found=f"{found}: other processes held the rest", allowed="the memory to this process (or room beside the others)",
+            what, found=f"{found}: other processes held the rest",
+            allowed="the memory to this process (or room beside the others)",
             fix="run fewer trainings at once on this worker (POSESWEEP_GPU_POOL_SLOTS, the Airflow pool "
                 "POSESWEEP_GPU_POOL) or stop what else uses its memory; the task is retried")
     return HostMemoryTooSmallError(
-        what, found=f"{found}: it held nearly all of it itself", allowed=f"work that fits in {limit.bytes / GIB:.1f} GiB",
+        what, found=f"{found}: it held nearly all of it itself",
+        allowed=f"work that fits in {limit.bytes / GIB:.1f} GiB",
         fix="give it more memory (a worker with more RAM; on Kubernetes a higher POSESWEEP_K8S_MEMORY), or make "
             "the work smaller: a lower batch_size, or the videos downscaled before the study (each halving of "
             "width and height quarters the frames' memory)")

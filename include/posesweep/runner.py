@@ -73,8 +73,8 @@ def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Log
     per converted function there and deletes them only at a normal interpreter exit, which a child ending by
     ``os._exit`` (an error, see ``cli.main``) or killed by the watchdog never reaches. torch.compile's cache
     has a lasting folder of its own (worth keeping between networks and retries)."""
-    env = {**os.environ, **extra_env, "PYTHONUNBUFFERED": "1", "GX_ANALYTICS_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
-           "TMPDIR": scratch}
+    env = {**os.environ, **extra_env, "PYTHONUNBUFFERED": "1", "GX_ANALYTICS_ENABLED": "false",
+           "TF_CPP_MIN_LOG_LEVEL": "2", "TMPDIR": scratch}
     inductor_cache = os.path.join(tempfile.gettempdir(), f"posesweep-torchinductor-{os.getuid()}")
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", inductor_cache)
     logger.info("running: %s", " ".join(command))
@@ -100,7 +100,7 @@ def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Log
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     stalled = False
-    cgroup = memory_cgroup(child.pid)  # inherited from this process: the container's or pod's limit
+    cgroup = memory_cgroup(os.getpid())  # the child's, inherited: the container's or pod's limit
     try:
         while (usage := _reaped(child, os.WNOHANG)) is None:
             if time.monotonic() - last_output[0] > stall_timeout_s:
@@ -130,8 +130,8 @@ def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Log
 
 
 def _reaped(child: subprocess.Popen, options: int):
-    """The ended child's resource usage (its peak memory among it), reaped here so that the kernel's account of
-    it is not lost to ``Popen.wait``; None while it runs."""
+    """The ended child's resource usage (``ru_maxrss``: its peak resident memory), reaped here so that the
+    kernel's account of it is not lost to ``Popen.wait``; None while it runs."""
     pid, status, usage = os.wait4(child.pid, options)
     if not pid:
         return None
