@@ -18,8 +18,11 @@ def test_tensorflows_out_of_memory_on_a_gpu_is_told_apart_from_the_hosts():
     GPU's."""
     import tensorflow as tf
 
+    graph = tf.Graph()  # a session's run, as DeepLabCut's trainer runs its step (its import turns eager off)
+    with graph.as_default():
+        ones = tf.fill([2**38], 1.0)  # 1 TiB: no host allocator gives it
     try:
-        tf.zeros([2**38], tf.float32)  # 1 TiB: no host allocator gives it
+        tf.compat.v1.Session(graph=graph).run(ones)
         raise AssertionError("TensorFlow allocated 1 TiB")
     except tf.errors.ResourceExhaustedError as error:
         message = str(error)
