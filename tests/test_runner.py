@@ -351,3 +351,14 @@ def test_the_gpus_children_get_are_the_operators_else_the_workers_own(monkeypatc
     assert machine_gpus(None, {"CUDA_VISIBLE_DEVICES": ""}) == ()  # the worker may use none
     assert machine_gpus(None, {"CUDA_VISIBLE_DEVICES": "-1"}) == ()  # TensorFlow's way of saying none
     assert machine_gpus(None, {"CUDA_VISIBLE_DEVICES": "1,-1,0"}) == ("1",)  # as CUDA reads it
+
+
+def test_the_training_pool_has_a_slot_per_gpu_unless_the_operator_says_otherwise():
+    from posesweep.gpus import pool_slots
+    from posesweep.settings import Settings
+
+    assert pool_slots(Settings.from_env({"POSESWEEP_GPUS": "0,1,2"})) == 3  # a network training on each
+    assert pool_slots(Settings.from_env({"POSESWEEP_GPUS": "0,1,2", "POSESWEEP_GPU_POOL_SLOTS": "2"})) == 2
+    assert pool_slots(Settings.from_env({"POSESWEEP_GPUS": "none"})) == 1  # a CPU: one at a time, as before
+    assert pool_slots(Settings.from_env({"POSESWEEP_GPUS": "0,1", "POSESWEEP_TRAINING_BACKEND": "kubernetes",
+                                         "POSESWEEP_K8S_IMAGE": "trainer"})) == 1  # the cluster's GPUs, not these

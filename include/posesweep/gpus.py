@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from .settings import Settings
+
 log = logging.getLogger(__name__)
 LOCK_DIR = Path(tempfile.gettempdir()) / "posesweep-gpus"
 
@@ -48,6 +50,14 @@ def machine_gpus(setting: tuple[str, ...] | None, env: Mapping[str, str] | None 
         return ()
     return tuple(line.strip() for line in listed.stdout.splitlines() if line.strip()) if listed.returncode == 0 \
         else ()
+
+
+def pool_slots(settings: Settings) -> int:
+    """How many networks the Airflow pool lets train at once: ``POSESWEEP_GPU_POOL_SLOTS`` where set, else one per
+    GPU of the local backend (at least one)."""
+    if settings.gpu_pool_slots:
+        return settings.gpu_pool_slots
+    return max(1, len(machine_gpus(settings.gpus))) if settings.training_backend == "local" else 1
 
 
 def _lock_file(lock_dir: Path, gpu: str) -> Path:

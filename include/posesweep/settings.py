@@ -13,7 +13,8 @@ the Airflow deployment, never by a run's parameters (so a run cannot point pods 
                                      posesweep.budget (default 1; benchmarks/cpu_training_cost.py measures it)
     POSESWEEP_GPU_POOL               the Airflow pool training and scoring tasks run in (default posesweep_gpu;
                                      create it: airflow pools set posesweep_gpu <slots> "GPU training")
-    POSESWEEP_GPU_POOL_SLOTS         how many networks train at once, for the tools that create the pool (default 1)
+    POSESWEEP_GPU_POOL_SLOTS         how many networks train at once, for the tools that create the pool (default:
+                                     the local backend's GPUs, gpus.pool_slots; 1 without GPUs or on kubernetes)
     POSESWEEP_GPUS                   the local backend's GPUs, one per training or scoring child (comma-separated
                                      indices or UUIDs; "none": no assignment; default: the worker's
                                      CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists; gpus.py)
@@ -80,7 +81,7 @@ class Settings:
     intake_quiet_s: float = 60.0
     pretrained_checkpoint: str | None = None
     gpu_pool: str = "posesweep_gpu"
-    gpu_pool_slots: int = 1
+    gpu_pool_slots: int | None = None  # None: gpus.pool_slots decides
     max_active_runs: int = 8
     cpu_speedup: float = 1.0
     gpus: tuple[str, ...] | None = None  # None: found at run time (gpus.machine_gpus)
@@ -106,6 +107,9 @@ class Settings:
         if not 0 < cpu_speedup < float("inf"):
             raise SettingsError(f"POSESWEEP_CPU_SPEEDUP={env['POSESWEEP_CPU_SPEEDUP']!r}: a positive number (how many "
                                 f"times faster this CPU trains than the one posesweep's estimate was measured on)")
+        pool_slots = number("POSESWEEP_GPU_POOL_SLOTS", 0, int)
+        if pool_slots < 0:
+            raise SettingsError(f"POSESWEEP_GPU_POOL_SLOTS={pool_slots}: how many networks train at once, 1 or more")
         backend = env.get("POSESWEEP_TRAINING_BACKEND", "local")
         if backend not in BACKENDS:
             raise SettingsError(f"POSESWEEP_TRAINING_BACKEND={backend!r}: choose one of {BACKENDS}")
@@ -133,7 +137,7 @@ class Settings:
             intake_quiet_s=number("POSESWEEP_INTAKE_QUIET_S", 60.0),
             pretrained_checkpoint=env.get("POSESWEEP_PRETRAINED_CHECKPOINT") or None,
             gpu_pool=env.get("POSESWEEP_GPU_POOL", "posesweep_gpu"),
-            gpu_pool_slots=number("POSESWEEP_GPU_POOL_SLOTS", 1, int),
+            gpu_pool_slots=pool_slots or None,
             max_active_runs=number("POSESWEEP_MAX_ACTIVE_RUNS", 8, int),
             cpu_speedup=cpu_speedup,
             gpus=_gpu_list(env.get("POSESWEEP_GPUS")),

@@ -124,11 +124,12 @@ def airflow_env(home: Path, port: int, data_root: Path, sql_alchemy_conn: str,
 
 def migrate(env: dict[str, str], log) -> None:
     """The metadata database's schema, and the pool that bounds concurrent training (settings.gpu_pool)."""
+    from posesweep.gpus import pool_slots
     from posesweep.settings import Settings
 
     settings = Settings.from_env(env)
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
-    subprocess.run([str(BIN / "airflow"), "pools", "set", settings.gpu_pool, str(settings.gpu_pool_slots),
+    subprocess.run([str(BIN / "airflow"), "pools", "set", settings.gpu_pool, str(pool_slots(settings)),
                     "posesweep: networks trained or scored at once"], env=env, check=True, stdout=log,
                    stderr=subprocess.STDOUT)
 
