@@ -1,5 +1,6 @@
 # posesweep: the two commands of the README, and their helpers.
 PYTHON ?= python3
+PYTEST_ARGS ?=
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
@@ -35,7 +36,7 @@ demo: install
 	AIRFLOW_HOME=$(CURDIR)/.airflow $(BIN)/python dags/dlc_training_study.py --conf '$(DEMO_CONF)'
 
 test: install
-	$(BIN)/python -m pytest -v -rs tests
+	$(BIN)/python -m pytest -v -rs $(PYTEST_ARGS) tests
 
 test-fast: install
 	$(BIN)/python -m pytest -v -m "not slow" tests
