@@ -3,10 +3,9 @@
 A ResNet-50 at stride 8 on whole 1920x1080 frames needs several GiB of activations per image: a batch that fits
 an 80 GiB H100 does not fit a lab's 12 or 24 GiB card. PyTorch's ``OutOfMemoryError`` and TensorFlow's
 ``ResourceExhaustedError`` say how much they tried to allocate, deep in a traceback; the task would retry the
-same step on the same GPU. Here the error
-becomes one paragraph: an input error when this process held (nearly) the whole GPU, so that only a smaller
-batch or a larger GPU helps; a transient one when other processes held much of it (another training sharing
-the GPU), so that a retry once they end may fit.
+same step on the same GPU. Here the error becomes one paragraph: an input error when this process held (nearly)
+the whole GPU, so that only a smaller batch or a larger GPU helps; a transient one when other processes held much
+of it (another training sharing the GPU), so that a retry once they end may fit.
 """
 
 from __future__ import annotations
