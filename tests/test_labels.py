@@ -412,6 +412,68 @@ def test_human_labels_are_awaited_per_video_and_taken_from_the_project(tiny_coho
     assert stages.validate_label_table(run)["success"]
 
 
+def test_a_new_run_of_a_grown_cohort_keeps_the_labels_of_the_frames_labelled_in_an_earlier_run(tiny_cohort,
+                                                                                                  tmp_path, caplog):
+    """New participants are copied in, the intake starts a new run: the lab labels only what is new. A label is
+    carried only onto the image it was made on (pixel for pixel), and the earlier run is only read."""
+    import hashlib
+    import json
+    import os
+    import shutil
+
+    from posesweep.labels import to_dlc_frame, write_collected_data
+    from posesweep.layout import read_json
+    from posesweep.synthetic import simulate_labels, truth_file
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_cohort, root)
+    videos = root / "cohorts" / "tiny" / "videos"
+    (root / "cohorts" / "tiny" / "cohort.json").unlink()  # a recorded cohort: humans label it
+    first = stages.prepare_run(root, SMALL, "manual__first")
+    stages.extract_cohort_frames(first)
+
+    def label(run, stem, count):  # what DeepLabCut's GUI would save into the run's project
+        record = read_json(run.layout.frame_record(stem))
+        wide = simulate_labels(truth_file(videos / f"{stem}.mp4"), record["frame_indices"][:count], 120, seed=0)
+        frame = to_dlc_frame(wide, stem, record["image_names"][:count], list(run.cohort.bodyparts), "labeler")
+        return write_collected_data(frame, run.layout.project_dir / "labeled-data", stem, "labeler")
+
+    first_files = {stem: label(first, stem, count) for stem, count in (("P001", 4), ("P002", 6), ("P003", 6))}
+    digests = {stem: hashlib.sha256(path.read_bytes()).hexdigest() for stem, path in first_files.items()}
+
+    shutil.copy(videos / "P003.mp4", videos / "P004.mp4")  # a new participant (its own frames to label)
+    shutil.copy(videos / "P003.truth.csv", videos / "P004.truth.csv")
+    shutil.copy(videos / "P001.mp4", videos / "P003.mp4")  # P003 replaced by other footage: its labels do not fit
+    shutil.copy(videos / "P002.mp4", tmp_path / "P002.mp4")  # P002 copied in again: a new file, the same frames
+    shutil.copy(tmp_path / "P002.mp4", videos / "P002.mp4")
+    os.utime(videos / "P002.mp4", (1e9, 1e9))
+    with caplog.at_level(logging.INFO, logger="posesweep"):
+        second = stages.prepare_run(root, SMALL, "manual__second")
+        stages.extract_cohort_frames(second)
+
+    assert stages.unlabeled_frames(second) == {"P001": 2, "P003": 6, "P004": 6}
+    carried = json.loads(second.layout.carried_labels_file.read_text())
+    assert {stem: (entry["from_run"], entry["frames"]) for stem, entry in carried.items()} == \
+        {"P001": ("manual__first", 4), "P002": ("manual__first", 6)}
+    assert "P002: labels of 6 of its 6 picked frames carried over from run manual__first" in caplog.text
+    for stem, path in first_files.items():  # the earlier run is read, never written
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digests[stem], stem
+
+    label(second, "P001", 6)
+    label(second, "P003", 6)
+    label(second, "P004", 6)
+    assert stages.label_frames(second) == {"labeled_frames": 24, "videos": 4}
+    table = pd.read_csv(second.layout.labels_file)
+    earlier = tidy_from_collected(read_collected_data(first_files["P002"]), first.layout.project_dir / "labeled-data")
+    now = table[table["video"] == "P002"].sort_values(["image", "landmark"]).reset_index(drop=True)
+    earlier = earlier.sort_values(["image", "landmark"]).reset_index(drop=True)
+    assert np.allclose(now[["x_px", "y_px"]], earlier[["x_px", "y_px"]])
+
+    third = stages.prepare_run(root, SMALL, "manual__third")  # a retry or a later run: never carried twice over
+    stages.extract_cohort_frames(third)
+    assert stages.unlabeled_frames(third) == {}  # all four now labelled in the second run's project
+
+
 def test_the_wait_for_labels_says_why_when_the_labs_label_files_do_not_match_the_picked_frames(tiny_cohort, tmp_path):
     import shutil
 

@@ -7,7 +7,8 @@
     project/                    the DeepLabCut project (config.yaml, labeled-data/, dlc-models/...)
     frames/<video stem>.json    frame indices picked per video; frames/summary.json
     labels/labels.csv           tidy label table (one row per frame x landmark); labels_validated.csv: what
-                                passed validation (less excluded frames); sources.json: the lab's label files
+                                passed validation (less excluded frames); sources.json: the lab's label files;
+                                carried.json: labels taken from the cohort's earlier runs (same frames)
     validation/                 Great Expectations results and Data Docs
     splits/frame_sets.json      nested frame sets with their train/test split
     weights/                    the initial weights used
@@ -108,6 +109,11 @@ class RunLayout:
     def label_sources_file(self) -> Path:
         """Which of the lab's CollectedData files each video's labels came from (named in error messages)."""
         return self.run_dir / "labels" / "sources.json"
+
+    @property
+    def carried_labels_file(self) -> Path:
+        """Which videos' labels came from an earlier run of the cohort, and from which file."""
+        return self.run_dir / "labels" / "carried.json"
 
     @property
     def validated_labels_file(self) -> Path:

@@ -19,6 +19,7 @@ from .cohort import (COHORT_FILE, Cohort, CohortError, label_files_by_scorer, lo
 from .config import StudyConfig, StudyConfigError
 from .budget import check as check_budget
 from .budget import estimate
+from .carried_labels import carry_earlier_labels
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
 from .labels import (build_label_table, keyed_to_folder, labeled_images, read_collected_data, read_label_table,
                      to_dlc_frame, write_collected_data, write_label_table)
@@ -121,7 +122,11 @@ def extract_cohort_frames(run: Run, max_workers: int | None = None) -> dict:
             results[futures[future]] = result = future.result()
             log.info("videos done: %d of %d (%s: %s)", done, len(videos), result["video_stem"],
                      "unusable" if result.get("error") else f"{result['frames']} frames")
-    return _check_extraction(run, [results[video] for video in videos])
+    summary = _check_extraction(run, [results[video] for video in videos])
+    cohort = run.cohort
+    if not (cohort.synthetic or cohort.frames_extracted):  # the lab labels: what it labelled before is kept
+        carry_earlier_labels(run.layout, cohort, [video_stem(v) for v in _usable_videos(run.layout, cohort)])
+    return summary
 
 
 def _extract_video_frames(run: Run, video: str) -> dict:

@@ -1,0 +1,118 @@
+"""Labels a lab already made in earlier runs of a cohort, carried into a new run's project.
+
+A cohort grows: a new group of participants is copied in, the intake starts a new run, and k-means picks the same
+frames of the videos it saw before. The lab labelled those frames in the earlier run's project (where DeepLabCut's
+GUI saves them); without this it would be asked to label them all again. A label is carried only for a frame whose
+image is, pixel for pixel, the one the lab labelled, only into a project folder that holds no labels of the scorer
+yet, and only where the cohort keeps no labels of its own for the video (those are used as they are). The earlier
+run is only read.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cohort import Cohort, label_files_by_scorer
+from .labels import LabelFileError, labeled_images, read_collected_data, write_collected_data
+from .layout import RunLayout, read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CarriedLabels:
+    """One video's labels taken from an earlier run."""
+
+    video_stem: str
+    from_file: Path  # the earlier run's label file
+    from_run: str
+    frames: int  # labelled frames carried
+    picked_frames: int  # frames k-means picked in this run
+
+    def describe(self) -> str:
+        return (f"{self.video_stem}: labels of {self.frames} of its {self.picked_frames} picked frames carried over "
+                f"from run {self.from_run} ({self.from_file}; the same images)")
+
+
+def earlier_label_files(layout: RunLayout, video_stem: str, scorer: str) -> list[Path]:
+    """The video's label files of the scorer in the cohort's other runs' projects."""
+    runs = layout.data_root / "runs" / layout.cohort
+    if not runs.is_dir():
+        return []
+    files = []
+    for run_dir in sorted(runs.iterdir()):
+        if run_dir.name == layout.run_name or run_dir.name.startswith(".") or not run_dir.is_dir():
+            continue
+        found = label_files_by_scorer(run_dir / "project" / "labeled-data" / video_stem).get(scorer)
+        if found is not None:
+            files.append(found)
+    return files
+
+
+def same_image(a: Path, b: Path) -> bool:
+    """Whether two image files hold the same pixels (the same file, hard-linked from the frame cache, at once)."""
+    import cv2
+
+    try:
+        if a.samefile(b):
+            return True
+    except OSError:  # one of them is gone
+        return False
+    first, second = cv2.imread(str(a), cv2.IMREAD_UNCHANGED), cv2.imread(str(b), cv2.IMREAD_UNCHANGED)
+    return first is not None and second is not None and first.shape == second.shape and np.array_equal(first, second)
+
+
+def labels_to_carry(layout: RunLayout, cohort: Cohort, video_stem: str, picked: list[str]):
+    """The earlier run's labels of this run's picked frames: from the file that labels most of them (the newest
+    of equals), as (rows, file); None where no earlier run labelled any of them."""
+    here = layout.project_dir / "labeled-data" / video_stem
+    best = None
+    for file in earlier_label_files(layout, video_stem, cohort.scorer):
+        try:
+            frame = read_collected_data(file)
+        except LabelFileError as error:  # being saved by the GUI right now, or damaged: not carried
+            log.warning("%s: labels in %s not carried over: %s", video_stem, file, error.what)
+            continue
+        bodyparts = tuple(frame.columns.get_level_values("bodyparts").unique())
+        if set(bodyparts) != set(cohort.bodyparts):
+            log.warning("%s: labels in %s not carried over: they name the landmarks %s, the cohort now %s",
+                        video_stem, file, ", ".join(map(str, bodyparts)), ", ".join(cohort.bodyparts))
+            continue
+        wanted = set(picked)
+        images = [image for image in labeled_images(frame)
+                  if image in wanted and same_image(here / image, file.parent / image)]
+        rank = (len(images), file.stat().st_mtime)
+        if images and (best is None or rank > best[0]):
+            best = (rank, frame[frame.index.get_level_values(-1).isin(images)], file)
+    return None if best is None else best[1:]
+
+
+def carry_earlier_labels(layout: RunLayout, cohort: Cohort, video_stems: list[str]) -> list[CarriedLabels]:
+    """Seed this run's project with the labels of earlier runs, per video, where it has none; writes
+    ``labels/carried.json`` (what came from where) and logs a line per video."""
+    labeled_data = layout.project_dir / "labeled-data"
+    carried = []
+    for stem in video_stems:
+        if cohort.scorer in label_files_by_scorer(labeled_data / stem):  # this run's own (or carried at a retry)
+            continue
+        if cohort.scorer in label_files_by_scorer(cohort.root / "labeled-data" / stem):  # kept with the cohort
+            continue
+        picked = read_json(layout.frame_record(stem))["image_names"]
+        found = labels_to_carry(layout, cohort, stem, picked)
+        if found is None:
+            continue
+        rows, source = found
+        write_collected_data(rows, labeled_data, stem, cohort.scorer)
+        record = CarriedLabels(stem, source, source.parents[3].name, len(rows), len(picked))
+        log.info("%s", record.describe())
+        carried.append(record)
+    if carried:
+        previous = read_json(layout.carried_labels_file) if layout.carried_labels_file.exists() else {}
+        write_json_atomic(layout.carried_labels_file, {**previous, **{
+            c.video_stem: {"from_run": c.from_run, "from_file": str(c.from_file), "frames": c.frames,
+                           "picked_frames": c.picked_frames} for c in carried}})
+    return carried
