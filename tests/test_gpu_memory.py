@@ -43,3 +43,35 @@ def test_the_paragraph_names_the_largest_training_frame_of_the_network(tmp_path)
                  ).to_csv(layout.validated_labels_file, index=False)
     frame_set = FrameSet(3, 1, train=(("0012", "img001.png"), ("side", "img001.png")), test=(("side", "img002.png"),))
     assert largest_frame(layout, frame_set) == (1920, 1200)
+
+
+def test_a_step_out_of_gpu_memory_beside_the_scorer_is_retried_without_it(tiny_cohort, tmp_path, capsys):
+    """TensorFlow's trainer and the snapshot scorer share one process and its GPU allocator: a step that ran out
+    while the scorer held memory is not known to be too large. The retry (a real training here) runs without the
+    scorer beside it, and the evaluation task scores every snapshot."""
+    from conftest import training_ready_run
+    from posesweep import stages
+    from posesweep.errors import GpuMemoryTooSmallError
+    from posesweep.gpu_memory import GpuMemory, out_of_memory_beside_the_scorer, step_out_of_memory
+
+    alone = step_out_of_memory(GpuMemory("NVIDIA GeForce RTX 2080 Ti", 11 * 2**30, 10 * 2**30, 2**29), 1, 1920,
+                               1080, "fp32", 12)
+    assert isinstance(alone, GpuMemoryTooSmallError) and not alone.retryable  # what the step alone would be told
+    shared = out_of_memory_beside_the_scorer(alone)
+    assert shared.retryable and shared.found == alone.found
+    assert "while the snapshot scorer beside it held GPU memory too" in shared.explain()
+    assert "the retry resumes from the newest snapshot without scoring beside the training" in shared.explain()
+
+    conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12], "train_fraction": 0.8,
+            "max_iterations": 20, "snapshot_interval": 10, "allow_random_init": True}
+    run = training_ready_run(tiny_cohort, tmp_path / "data", conf, "manual__scorer_off")
+    layout = run.layout
+    marker = layout.scoring_after_training_marker(12)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{alone.what}\n{alone.found}\n")  # what stages.train leaves when it raises ``shared``
+    assert stages.train(run, 12)["snapshot_iterations"] == [10, 20]
+    assert "[frame set 12] snapshots are scored after training, by the evaluation task" in capsys.readouterr().out
+    assert not any(layout.snapshot_errors_file(12, it).exists() for it in (10, 20))
+    stages.evaluate(run, 12)
+    assert all(layout.snapshot_errors_file(12, it).exists() for it in (10, 20))
+    assert set(pd.read_csv(layout.evaluation_file(12))["snapshot_iteration"]) == {10, 20}

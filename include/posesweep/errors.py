@@ -158,6 +158,12 @@ class GpuMemoryTakenError(TransientError, MemoryError, title="the GPU's memory i
     """The step ran out of GPU memory while other processes held much of it: a retry once they end may fit."""
 
 
+class GpuMemorySharedWithScoringError(TransientError, MemoryError,
+                                      title="the training and the snapshot scorer beside it did not fit in the GPU"):
+    """A TensorFlow training step ran out of GPU memory while the scorer in its process held GPU memory too: the
+    retry trains without scoring beside it, which tells whether the step alone fits."""
+
+
 class HostMemoryTakenError(TransientError, MemoryError, title="the memory is held by other processes"):
     """The out-of-memory killer ended a child while other processes held much of the memory: a retry once they
     end may fit."""

@@ -320,25 +320,33 @@ class ScoringWhileTraining:
     scoring breaks, the evaluation task scores the rest.
     """
 
-    def __init__(self, layout: RunLayout, frame_set: FrameSet, label_table: pd.DataFrame, iterations: list[int]):
+    def __init__(self, layout: RunLayout, frame_set: FrameSet, label_table: pd.DataFrame, iterations: list[int],
+                 enabled: bool = True):
         self.layout, self.frame_set, self.label_table = layout, frame_set, label_table
         self.iterations = list(iterations)
+        self.enabled = enabled  # False: the evaluation task scores every snapshot (see stages.train)
         self.train_dir = pose_cfg_paths(layout.project_dir / "config.yaml", frame_set)[0].parent
         self._stop = threading.Event()
         self._abandon = False
         self._thread = threading.Thread(target=self._run, name=f"score-frame-set-{frame_set.frame_set_size}",
                                         daemon=True)
         self.error: BaseException | None = None
+        self.started_scoring = False  # its network and batches have taken (GPU) memory beside the trainer's
 
     def __enter__(self) -> ScoringWhileTraining:
         self._existing = set(snapshot_iterations_in(self.train_dir))
-        self._thread.start()
+        if self.enabled:
+            self._thread.start()
+        else:
+            print(f"[frame set {self.frame_set.frame_set_size}] snapshots are scored after training, by the "
+                  f"evaluation task", flush=True)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._abandon = exc_type is not None
         self._stop.set()
-        self._thread.join()
+        if self.enabled:
+            self._thread.join()
         if self.error is not None:
             print(f"[frame set {self.frame_set.frame_set_size}] scoring during training stopped "
                   f"({type(self.error).__name__}: {self.error}); the evaluation task scores the rest", flush=True)
@@ -362,6 +370,7 @@ class ScoringWhileTraining:
                             return
                         if data is None:
                             data = ScoringInput.load(self.layout, self.frame_set, self.label_table)
+                        self.started_scoring = True
                         score_snapshot(self.layout, data, scorers.for_config(data.test_cfg), iteration,
                                        " (after training)" if finishing else " (while training)")
                 if finishing:

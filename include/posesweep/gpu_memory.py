@@ -14,7 +14,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 
-from .errors import GpuMemoryTakenError, GpuMemoryTooSmallError, PosesweepError
+from .errors import GpuMemorySharedWithScoringError, GpuMemoryTakenError, GpuMemoryTooSmallError, PosesweepError
 
 # Other processes holding more than this share of the GPU make the shortage theirs, not the step's.
 OTHERS_SHARE = 0.25
@@ -83,3 +83,15 @@ def step_out_of_memory(memory: GpuMemory, batch_size: int, width_px: int, height
     return GpuMemoryTooSmallError(what, found=found, allowed=f"a step that fits in {memory.total / GIB:.1f} GiB",
                                   fix=f"{smaller}, or train on a GPU with more memory (POSESWEEP_K8S_NODE_SELECTOR "
                                       f"picks the cluster's nodes)")
+
+
+def out_of_memory_beside_the_scorer(error: GpuMemoryTooSmallError) -> GpuMemorySharedWithScoringError:
+    """A step that ran out of GPU memory while the TensorFlow engine's snapshot scorer shared the process (and its
+    GPU allocator, whose peak counts both): not yet known to be too large, since the scorer's batches of whole
+    frames may have taken the room. The retry runs without the scorer beside it (``stages.train``)."""
+    return GpuMemorySharedWithScoringError(
+        f"{error.what}, while the snapshot scorer beside it held GPU memory too", found=error.found,
+        allowed="the training step and the scorer's batches together in the GPU's memory",
+        fix="nothing: the retry resumes from the newest snapshot without scoring beside the training (the "
+            "evaluation task scores every snapshot); should the step still not fit alone, that retry says what to "
+            "change")

@@ -12,7 +12,7 @@
     validation/                 Great Expectations results and Data Docs
     splits/frame_sets.json      nested frame sets with their train/test split
     weights/                    the initial weights used
-    training/frame_set_<n>/     completion record per network
+    training/frame_set_<n>/     completion record per network (score_after_training.txt: no scorer beside it)
     evaluation/                 tidy error tables: frame_set_<n>/snapshot-<it>.csv as each snapshot is scored,
                                 errors_frame_set_<n>.csv per network, errors.csv for the run
     report/                     index.html, figures, statistics tables (CSV), summary.json
@@ -130,6 +130,11 @@ class RunLayout:
 
     def training_dir(self, frame_set_size: int) -> Path:
         return self.run_dir / "training" / f"frame_set_{frame_set_size}"
+
+    def scoring_after_training_marker(self, frame_set_size: int) -> Path:
+        """Present: this network's snapshots are scored by the evaluation task only, not beside its training
+        (written when training and the scorer did not fit in the GPU together)."""
+        return self.training_dir(frame_set_size) / "score_after_training.txt"
 
     @property
     def evaluation_dir(self) -> Path:

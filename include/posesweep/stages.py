@@ -23,7 +23,7 @@ from .carried_labels import carry_earlier_labels
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
 from .labels import (build_label_table, keyed_to_folder, labeled_images, read_collected_data, read_label_table,
                      to_dlc_frame, write_collected_data, write_label_table)
-from .layout import RunLayout, read_json, write_csv_atomic, write_json_atomic
+from .layout import RunLayout, read_json, write_csv_atomic, write_json_atomic, write_text_atomic
 from .locks import exclusive_writer
 from .run import Run, video_stem
 from .scale import VideoScales, video_scales
@@ -402,11 +402,21 @@ def train(run: Run, frame_set_size: int) -> dict:
             from .torch_engine.trainer import train_network
 
             return train_network(layout, frame_set, study, labels, list(run.cohort.bodyparts))
+        from .errors import GpuMemoryTooSmallError
         from .evaluation import ScoringWhileTraining
+        from .gpu_memory import out_of_memory_beside_the_scorer
         from .training import train_frame_set
 
-        with ScoringWhileTraining(layout, frame_set, labels, study.snapshot_iterations):
-            return train_frame_set(layout, frame_set, study)
+        marker = layout.scoring_after_training_marker(frame_set_size)
+        with ScoringWhileTraining(layout, frame_set, labels, study.snapshot_iterations,
+                                  enabled=not marker.exists()) as scoring:
+            try:
+                return train_frame_set(layout, frame_set, study)
+            except GpuMemoryTooSmallError as error:
+                if not scoring.started_scoring:  # the step alone did not fit
+                    raise
+                write_text_atomic(marker, f"{error.what}\n{error.found}\n")
+                raise out_of_memory_beside_the_scorer(error) from None
 
 
 def evaluate(run: Run, frame_set_size: int | None = None) -> list[str]:
