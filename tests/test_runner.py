@@ -353,6 +353,27 @@ def test_the_gpus_children_get_are_the_operators_else_the_workers_own(monkeypatc
     assert machine_gpus(None, {"CUDA_VISIBLE_DEVICES": "1,-1,0"}) == ("1",)  # as CUDA reads it
 
 
+def test_a_gpu_split_into_mig_instances_gives_each_instance_not_the_gpu():
+    """``nvidia-smi -L`` as NVIDIA's MIG user guide shows it: GPU 0 split in two instances, GPU 1 whole (CUDA runs
+    on a MIG instance only when CUDA_VISIBLE_DEVICES names its UUID); the R450 drivers' older UUID form too."""
+    from posesweep.gpus import cuda_devices_listed
+
+    listing = """GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77)
+  MIG 3g.20gb     Device  0: (UUID: MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f)
+  MIG 3g.20gb     Device  1: (UUID: MIG-cba663e8-9bed-5b25-b243-5985ef7c9beb)
+GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-4f0b5e0e-9e83-ca1d-5bf3-0c3e0e2c53ad)
+"""
+    assert cuda_devices_listed(listing) == ("MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f",
+                                            "MIG-cba663e8-9bed-5b25-b243-5985ef7c9beb", "1")
+    older = """GPU 0: A100-SXM4-40GB (UUID: GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77)
+  MIG 1g.5gb Device 0: (UUID: MIG-GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77/7/0)
+"""
+    assert cuda_devices_listed(older) == ("MIG-GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77/7/0",)
+    assert cuda_devices_listed("GPU 0: NVIDIA GeForce RTX 3090 (UUID: GPU-1)\nGPU 1: NVIDIA GeForce RTX 3090 "
+                               "(UUID: GPU-2)\n") == ("0", "1")
+    assert cuda_devices_listed("No devices were found\n") == ()
+
+
 def test_the_training_pool_has_a_slot_per_gpu_unless_the_operator_says_otherwise():
     from posesweep.gpus import pool_slots
     from posesweep.settings import Settings

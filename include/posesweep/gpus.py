@@ -8,7 +8,8 @@ gets ``CUDA_VISIBLE_DEVICES`` naming one GPU that no other posesweep child on th
 by the kernel however the task ends. With every GPU held, the task waits for one, saying so in its log.
 
 Which GPUs: ``POSESWEEP_GPUS`` (indices or UUIDs, comma-separated; ``none`` turns this off), else the worker's own
-``CUDA_VISIBLE_DEVICES``, else every GPU ``nvidia-smi`` lists; a machine without GPUs changes nothing.
+``CUDA_VISIBLE_DEVICES``, else every GPU ``nvidia-smi`` lists (a GPU split into MIG instances: each instance);
+a machine without GPUs changes nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -44,12 +46,25 @@ def machine_gpus(setting: tuple[str, ...] | None, env: Mapping[str, str] | None 
             visible.append(gpu)
         return tuple(visible)
     try:
-        listed = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
-                                text=True, timeout=30)
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return ()
-    return tuple(line.strip() for line in listed.stdout.splitlines() if line.strip()) if listed.returncode == 0 \
-        else ()
+    return cuda_devices_listed(listed.stdout) if listed.returncode == 0 else ()
+
+
+def cuda_devices_listed(listing: str) -> tuple[str, ...]:
+    """The devices a CUDA process can be given, from ``nvidia-smi -L``: each GPU by its index, a GPU split into MIG
+    instances (an A100's or H100's partitions) as those instances' UUIDs: CUDA runs on a MIG instance only when
+    ``CUDA_VISIBLE_DEVICES`` names it, one per process, and not on the partitioned GPU itself."""
+    gpus: list[list[str]] = []  # per GPU: its index, then its MIG instances' UUIDs
+    for line in listing.splitlines():
+        gpu = re.match(r"GPU (\d+):", line.strip())
+        mig = re.search(r"\(UUID: (MIG-[^)\s]+)\)", line)
+        if gpu:
+            gpus.append([gpu.group(1)])
+        elif mig and gpus and line.lstrip().startswith("MIG"):
+            gpus[-1].append(mig.group(1))
+    return tuple(device for gpu in gpus for device in (gpu[1:] or gpu[:1]))
 
 
 def pool_slots(settings: Settings) -> int:
