@@ -166,3 +166,34 @@ def test_a_participant_pattern_names_each_videos_participant_and_a_wrong_one_is_
     assert "'^(S\\\\d+)_' finds nothing in P01_trial1, P01_trial2, P02_trial1" in paragraph
     manifest.write_text(json.dumps({"participant_pattern": "^(P\\d+_"}))
     assert "participant_pattern is not a regular expression" in _failure(cohort_dir)
+
+
+APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(4060)  # what macOS writes as ._<name>
+
+
+def test_a_project_and_a_video_cohort_copied_from_a_mac_are_read_without_the_hidden_companions(reaching_project,
+                                                                                                tiny_cohort, tmp_path):
+    """A copy from a Mac to a share or a USB drive leaves a ._<name> beside every file (and a .DS_Store where
+    Finder looked): read as an image or a video, one of them failed the whole project as 'not a readable image'."""
+    from posesweep import stages
+
+    root = tmp_path / "data"
+    (root / "cohorts").mkdir(parents=True)
+    project = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    folder = project / "labeled-data" / "reachingvideo1"
+    for path in [*folder.iterdir(), project / "config.yaml", folder]:
+        (path.parent / f"._{path.name}").write_bytes(APPLE_DOUBLE)
+    (folder / ".DS_Store").write_bytes(b"Bud1")
+    conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
+            "snapshot_interval": 50, "max_missing_label_fraction": 0.8}
+    run = stages.prepare_run(root, conf, "manual__mac")
+    assert [folder.name for folder in run.cohort.videos] == ["reachingvideo1"]
+    assert stages.extract_cohort_frames(run)["total_frames"] == 55  # its labelled images, none of the ._ ones
+    assert stages.label_frames(run) == {"labeled_frames": 55, "videos": 1}
+    assert not list((run.layout.project_dir / "labeled-data" / "reachingvideo1").glob("._*"))
+
+    videos = shutil.copytree(tiny_cohort / "cohorts" / "tiny", root / "cohorts" / "tiny") / "videos"
+    for video in list(videos.glob("*.mp4")):
+        (videos / f"._{video.name}").write_bytes(APPLE_DOUBLE)
+    assert [video.name for video in load_cohort(videos.parent).videos] == ["P001.mp4", "P002.mp4", "P003.mp4"]
+    assert unmatched_videos(load_cohort(project)) == unmatched_videos(load_cohort(reaching_project))

@@ -25,6 +25,23 @@ def test_each_cohort_version_is_announced_once_and_only_when_quiet(tiny_cohort, 
     assert register_next_cohort(root, quiet_s=0) is None
 
 
+def test_files_a_mac_or_a_nas_hides_start_no_study(tiny_cohort, tmp_path):
+    """Finder writes .DS_Store when someone opens the folder and a copy from a Mac leaves ._<name> companions: no
+    new version (a study of hours) for either; a NAS's .snapshot folder beside the cohorts is no cohort."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny_cohort / "cohorts" / "tiny", root / "cohorts" / "a")
+    (root / "cohorts" / ".snapshot" / "hourly.0" / "videos").mkdir(parents=True)
+    shutil.copy(root / "cohorts" / "a" / "videos" / "P001.mp4", root / "cohorts" / ".snapshot" / "hourly.0" / "videos")
+    first = register_next_cohort(root, quiet_s=0)
+    assert first["cohort"] == "a" and register_next_cohort(root, quiet_s=0) is None
+    (root / "cohorts" / "a" / "videos" / ".DS_Store").write_bytes(b"Bud1")
+    (root / "cohorts" / "a" / "videos" / "._P001.mp4").write_bytes(b"\x00\x05\x16\x07" + bytes(4092))
+    assert register_next_cohort(root, quiet_s=3600) is None  # their changes still count as a copy going on
+    assert register_next_cohort(root, quiet_s=0) is None
+    (root / "cohorts" / "a" / "videos" / "P001.mp4").rename(root / "cohorts" / "a" / "videos" / "P004.mp4")
+    assert register_next_cohort(root, quiet_s=0)["cohort"] == "a"  # a change the study reads is a new version
+
+
 def test_cohorts_announced_together_are_studied_one_after_another():
     from posesweep.intake import cohorts_waiting
 

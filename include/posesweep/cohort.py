@@ -31,7 +31,7 @@ import yaml
 
 from .config import DLC_NET_TYPE, FRONTAL_BODYPARTS, StudyConfig
 from .errors import CohortError
-from .layout import write_text_atomic
+from .layout import visible_entries, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def _load_dlc_project(cohort_dir: Path) -> Cohort:
                           fix="use a single-animal DeepLabCut project of the same frames and labels")
     scorer = str(config["scorer"])
     labeled_data = cohort_dir / "labeled-data"
-    by_folder = {p: label_files_by_scorer(p) for p in sorted(labeled_data.iterdir()) if p.is_dir()}
+    by_folder = {p: label_files_by_scorer(p) for p in visible_entries(labeled_data) if p.is_dir()}
     folders = tuple(p for p, files in by_folder.items() if scorer in files)
     if not folders:
         others = sorted({name for files in by_folder.values() for name in files})
@@ -257,7 +257,7 @@ def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:
     videos_dir = cohort_dir / "videos"
     # a link into a share this machine has not mounted (or DeepLabCut's own links, copied without their videos)
     # would otherwise drop its participant without a word
-    dangling = sorted(p for p in videos_dir.glob("*") if p.is_symlink() and not p.exists()
+    dangling = sorted(p for p in visible_entries(videos_dir) if p.is_symlink() and not p.exists()
                       and p.suffix.lower() in VIDEO_SUFFIXES)
     if dangling:
         raise CohortError(f"{len(dangling)} video link(s) in videos/ lead to no file on this machine",
@@ -265,11 +265,11 @@ def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:
                           allowed="videos, or links to videos this machine can read",
                           fix="mount the share the links point into on every Airflow worker and training pod, "
                               "or copy the videos themselves into videos/ (cp -L)")
-    videos = tuple(sorted(p for p in videos_dir.glob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES))
+    videos = tuple(p for p in visible_entries(videos_dir) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
     if videos:
         return videos
     allowed = f"one video per participant in {videos_dir}, as {' '.join(VIDEO_SUFFIXES)}"
-    loose = sorted(p.name for p in cohort_dir.glob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    loose = sorted(p.name for p in visible_entries(cohort_dir) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
     if loose:
         raise CohortError("the videos are not in the cohort's videos/ folder", file=cohort_dir,
                           found=f"{len(loose)} video(s) in the cohort folder itself: {_some(loose)}", allowed=allowed,
@@ -287,7 +287,8 @@ def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:
                           allowed=allowed + ", or a DeepLabCut project (config.yaml and labeled-data/)",
                           fix=f"put the videos in {videos_dir}/")
     nested = sorted(str(p.relative_to(videos_dir)) for p in videos_dir.rglob("*")
-                    if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+                    if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+                    and not any(part.startswith(".") for part in p.relative_to(videos_dir).parts))
     others = sorted(p.name for p in videos_dir.iterdir() if p.is_file() and not p.name.startswith("."))
     if nested:
         found = f"videos in subfolders, which are not read: {_some(nested)}"
@@ -309,7 +310,7 @@ def unmatched_videos(cohort: Cohort) -> dict[str, list[str]]:
     named after one. A video cohort's own labeled-data folders should each have a video.
     """
     labeled_data = cohort.root / "labeled-data"
-    folders = sorted(p.name for p in labeled_data.iterdir()  # not the folders DeepLabCut's check_labels writes
+    folders = sorted(p.name for p in visible_entries(labeled_data)  # not the folders DLC's check_labels writes
                      if p.is_dir() and not p.name.endswith("_labeled")) if labeled_data.is_dir() else []
     if cohort.frames_extracted:
         config = read_project_config(cohort.root)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import VideoError
-from .layout import atomic_path, read_json, write_json_atomic
+from .layout import atomic_path, read_json, visible_entries, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def import_extracted_frames(folder: Path, labeled_data_dir: Path, record_file: P
 
     folder = Path(folder)
     out_dir = Path(labeled_data_dir) / folder.name
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    images = [p for p in visible_entries(folder) if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
     if not images:
         raise VideoError(f"{folder}: no extracted frames (png/jpg)")
     first = cv2.imread(str(images[0]), cv2.IMREAD_UNCHANGED)

@@ -2,7 +2,8 @@
 
 A cohort's version is a fingerprint of its files (relative path, size, mtime of
 everything under ``videos/`` and ``labeled-data/``, of ``cohort.json``, a project's
-``config.yaml`` and videos left beside ``videos/``). The intake registry
+``config.yaml`` and videos left beside ``videos/``; not of hidden files: a ``.DS_Store`` that Finder writes
+when someone looks at the folder is no new cohort version). The intake registry
 (``<data root>/runs/intake_registry.json``) remembers the version each cohort was
 last announced at, so every version starts exactly one study. A cohort still being
 copied in (anything under it created or changed in the last ``quiet_s`` seconds,
@@ -25,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .layout import read_json, write_json_atomic
+from .layout import read_json, visible_entries, write_json_atomic
 
 REGISTRY = "intake_registry.json"
 # The asset whose events announce cohort versions. Not tied to the data root's path: Airflow keeps one active
@@ -61,7 +62,9 @@ def cohort_version(cohort_dir: Path) -> CohortVersion:
         relative = path.relative_to(cohort_dir)
         if not stat.S_ISREG(info.st_mode):
             continue
-        holds_files = holds_files or not path.name.startswith(".")
+        if any(part.startswith(".") for part in relative.parts):  # Finder's .DS_Store, macOS's ._ companions:
+            continue  # no new version (a new study) for a folder looked at; their changes still count as changes
+        holds_files = True
         if len(relative.parts) > 1 and relative.parts[0] in STUDIED_FOLDERS:  # what a study reads, in this order
             read.append(((STUDIED_FOLDERS.index(relative.parts[0]), relative), info))
         elif len(relative.parts) == 1 and (path.name in ("cohort.json", "config.yaml")
@@ -92,7 +95,9 @@ def next_new_cohort(data_root: Path, quiet_s: float = 60.0) -> dict | None:
 
     registry = _registry(data_root)
     cohorts_dir = Path(data_root) / "cohorts"
-    for cohort_dir in sorted(p for p in cohorts_dir.iterdir() if p.is_dir()) if cohorts_dir.is_dir() else []:
+    for cohort_dir in visible_entries(cohorts_dir) if cohorts_dir.is_dir() else []:
+        if not cohort_dir.is_dir():  # a NAS's .snapshot, a file: no cohort
+            continue
         version = cohort_version(cohort_dir)
         if (registry.get(cohort_dir.name) == version.fingerprint or time.time() - version.newest_change < quiet_s
                 or not version.holds_files):  # an empty folder: made for a cohort not copied in yet

@@ -160,6 +160,15 @@ class RunLayout:
         return self.report_dir / "summary.json"
 
 
+def visible_entries(folder: Path) -> list[Path]:
+    """A folder of the lab's, less hidden entries (names starting with '.'): macOS's AppleDouble ``._<name>``
+    companions that a copy to a share or a USB drive leaves beside every file, ``.DS_Store``, a NAS's
+    ``.snapshot``. Tools and people do not see them; read as frames or videos they failed a whole project.
+    No folder: nothing."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""

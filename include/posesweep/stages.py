@@ -23,7 +23,7 @@ from .carried_labels import carry_earlier_labels
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
 from .labels import (build_label_table, keyed_to_folder, labeled_images, read_collected_data, read_label_table,
                      to_dlc_frame, write_collected_data, write_label_table)
-from .layout import RunLayout, read_json, write_csv_atomic, write_json_atomic, write_text_atomic
+from .layout import RunLayout, read_json, visible_entries, write_csv_atomic, write_json_atomic, write_text_atomic
 from .locks import exclusive_writer
 from .run import Run, video_stem
 from .scale import VideoScales, video_scales
@@ -77,7 +77,7 @@ def frame_size_px(cohort: Cohort) -> tuple[int, int]:
 
     if cohort.frames_extracted:
         for folder in cohort.videos:
-            for image in sorted(folder.iterdir()):
+            for image in visible_entries(folder):
                 if image.suffix.lower() in IMAGE_SUFFIXES:
                     frame = cv2.imread(str(image), cv2.IMREAD_UNCHANGED)
                     if frame is not None:
@@ -96,7 +96,7 @@ def frame_size_px(cohort: Cohort) -> tuple[int, int]:
 def available_frames(cohort: Cohort, study: StudyConfig) -> int:
     """How many frames a study of this cohort can label at most."""
     if cohort.frames_extracted:
-        return sum(1 for folder in cohort.videos for image in folder.iterdir()
+        return sum(1 for folder in cohort.videos for image in visible_entries(folder)
                    if image.suffix.lower() in IMAGE_SUFFIXES)
     return len(cohort.videos) * study.frames_per_video
 
