@@ -18,7 +18,7 @@ import numpy as np
 
 from .cohort import Cohort, label_files_by_scorer
 from .labels import LabelFileError, labeled_images, read_collected_data, write_collected_data
-from .layout import RunLayout, read_json, write_json_atomic
+from .layout import RunLayout, read_json, visible_entries, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,9 @@ class CarriedLabels:
 
 def earlier_label_files(layout: RunLayout, video_stem: str, scorer: str) -> list[Path]:
     """The video's label files of the scorer in the cohort's other runs' projects."""
-    runs = layout.data_root / "runs" / layout.cohort
-    if not runs.is_dir():
-        return []
     files = []
-    for run_dir in sorted(runs.iterdir()):
-        if run_dir.name == layout.run_name or run_dir.name.startswith(".") or not run_dir.is_dir():
+    for run_dir in visible_entries(layout.data_root / "runs" / layout.cohort):  # not the frame cache, .frames
+        if run_dir.name == layout.run_name or not run_dir.is_dir():
             continue
         found = label_files_by_scorer(run_dir / "project" / "labeled-data" / video_stem).get(scorer)
         if found is not None:
@@ -70,7 +67,7 @@ def labels_to_carry(layout: RunLayout, cohort: Cohort, video_stem: str, picked: 
     """The earlier run's labels of this run's picked frames: from the file that labels most of them (the newest
     of equals), as (rows, file); None where no earlier run labelled any of them."""
     here = layout.project_dir / "labeled-data" / video_stem
-    best = None
+    wanted, best = set(picked), None
     for file in earlier_label_files(layout, video_stem, cohort.scorer):
         try:
             frame = read_collected_data(file)
@@ -82,7 +79,6 @@ def labels_to_carry(layout: RunLayout, cohort: Cohort, video_stem: str, picked: 
             log.warning("%s: labels in %s not carried over: they name the landmarks %s, the cohort now %s",
                         video_stem, file, ", ".join(map(str, bodyparts)), ", ".join(cohort.bodyparts))
             continue
-        wanted = set(picked)
         images = [image for image in labeled_images(frame)
                   if image in wanted and same_image(here / image, file.parent / image)]
         rank = (len(images), file.stat().st_mtime)

@@ -289,7 +289,7 @@ def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:
     nested = sorted(str(p.relative_to(videos_dir)) for p in videos_dir.rglob("*")
                     if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
                     and not any(part.startswith(".") for part in p.relative_to(videos_dir).parts))
-    others = sorted(p.name for p in videos_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    others = [p.name for p in visible_entries(videos_dir) if p.is_file()]
     if nested:
         found = f"videos in subfolders, which are not read: {_some(nested)}"
         fix = f"move each participant's video into {videos_dir}/ itself, named after the participant"
@@ -311,7 +311,7 @@ def unmatched_videos(cohort: Cohort) -> dict[str, list[str]]:
     """
     labeled_data = cohort.root / "labeled-data"
     folders = sorted(p.name for p in visible_entries(labeled_data)  # not the folders DLC's check_labels writes
-                     if p.is_dir() and not p.name.endswith("_labeled")) if labeled_data.is_dir() else []
+                     if p.is_dir() and not p.name.endswith("_labeled"))
     if cohort.frames_extracted:
         config = read_project_config(cohort.root)
         videos = sorted({Path(str(v).replace("\\", "/")).stem for v in (config.get("video_sets") or {})})

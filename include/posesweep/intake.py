@@ -95,8 +95,8 @@ def next_new_cohort(data_root: Path, quiet_s: float = 60.0) -> dict | None:
 
     registry = _registry(data_root)
     cohorts_dir = Path(data_root) / "cohorts"
-    for cohort_dir in visible_entries(cohorts_dir) if cohorts_dir.is_dir() else []:
-        if not cohort_dir.is_dir():  # a NAS's .snapshot, a file: no cohort
+    for cohort_dir in visible_entries(cohorts_dir):  # not a NAS's .snapshot
+        if not cohort_dir.is_dir():
             continue
         version = cohort_version(cohort_dir)
         if (registry.get(cohort_dir.name) == version.fingerprint or time.time() - version.newest_change < quiet_s
