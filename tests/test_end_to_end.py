@@ -165,6 +165,16 @@ def test_an_existing_deeplabcut_project_runs_through_the_study(airflow_db, reach
     assert np.isfinite(labelled[["x_pred_px", "y_pred_px", "error_px"]].to_numpy()).all()
     assert errors.loc[errors["x_label_px"].isna(), "error_px"].isna().all()  # no label, no error
 
+    from posesweep import stages
+    from posesweep.budget import estimate, written_bytes
+    from posesweep.run import Run
+
+    run = Run.open({"data_root": str(data_root), "cohort": "reaching", "run_name": dag_run.run_id})
+    need = estimate(run.study, stages.frame_size_px(run.cohort), stages.available_frames(run.cohort, run.study),
+                    "local", 0.0).disk_bytes  # what prepare_run asked of the disk before the study began
+    written = written_bytes([layout.run_dir])
+    assert written <= need <= 2 * written, (written, need)
+
 
 @pytest.mark.slow
 def test_invalid_labels_stop_the_run_before_any_training(airflow_db, tiny_cohort, tmp_path, monkeypatch):

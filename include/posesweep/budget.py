@@ -10,7 +10,9 @@ deployment whose CPU trains N times as fast says so with ``POSESWEEP_CPU_SPEEDUP
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import StudyConfig
 from .errors import StudyConfigError
@@ -25,8 +27,11 @@ CPU_SECONDS_PER_ITERATION: dict[str, tuple[tuple[int, float], ...]] = {
     "pytorch": ((160 * 120, 0.315), (320 * 240, 0.512), (640 * 480, 1.765), (1280 * 720, 5.030),
                 (1920 * 1080, 15.40)),
 }
-# a snapshot: DeepLabCut TF (.data + .index + .meta), or a PyTorch state dict (ResNet-50 plus heads: ~100 MB)
+# a snapshot: DeepLabCut TF (.data + .index + .meta: 98.8 MB for resnet_50), or a PyTorch state dict (96.3 MB);
+# the initial weights are one more of the same size, and the PyTorch trainer keeps its newest resumable state
+# (model and optimizer: two snapshots' size) per network, two of them while it writes the next
 SNAPSHOT_BYTES = {"resnet_50": 110e6, "resnet_101": 180e6, "resnet_50_bn": 100e6}
+TRAIN_STATE_SNAPSHOTS = {"tensorflow": 0, "pytorch": 4}
 PNG_BYTES_PER_PIXEL = 1.5  # an extracted frame, twice: the shared frame store and the run's project links none
 MAX_CPU_HOURS = 24.0
 
@@ -63,18 +68,38 @@ def estimate(study: StudyConfig, frame_size_px: tuple[int, int], frames: int, ba
         per_iteration = gpu_seconds_per_iteration * study.batch_size
     networks = len(study.frame_set_sizes)
     snapshots = study.max_iterations // study.snapshot_interval
-    disk = (networks * snapshots * SNAPSHOT_BYTES[study.network]
+    snapshot = SNAPSHOT_BYTES[study.network]
+    disk = (snapshot + networks * (snapshots + TRAIN_STATE_SNAPSHOTS[study.engine]) * snapshot
             + frames * frame_size_px[0] * frame_size_px[1] * PNG_BYTES_PER_PIXEL)
     return Budget(backend, per_iteration, networks * study.max_iterations * per_iteration / 3600, disk,
                   cpu_speedup if backend == "local" else 1.0)
 
 
-def check(budget: Budget, study: StudyConfig, free_bytes: int, data_root: str) -> None:
-    """Refuse a study the machine cannot finish: too little disk, or days of CPU training unasked."""
-    if budget.disk_bytes > free_bytes:
+def written_bytes(folders: list[Path]) -> int:
+    """What is already on disk under the folders, each file once (the run's frames are links into the cohort's
+    frame store)."""
+    seen, total = set(), 0
+    for folder in folders:
+        for path in Path(folder).rglob("*") if Path(folder).is_dir() else []:
+            try:
+                info = path.stat(follow_symlinks=False)
+            except OSError:  # removed while looking
+                continue
+            if stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_size
+    return total
+
+
+def check(budget: Budget, study: StudyConfig, free_bytes: int, data_root: str, written: int = 0) -> None:
+    """Refuse a study the machine cannot finish: too little disk, or days of CPU training unasked. ``written``:
+    what a run resumed (or the cohort's frame store) already holds of the study's outputs."""
+    if budget.disk_bytes > free_bytes + written:
         raise StudyConfigError(
             "not enough free disk for the study's snapshots and frames", file=data_root,
-            found=f"{free_bytes / 1e9:.1f} GB free", allowed=f"about {budget.disk_bytes / 1e9:.1f} GB needed",
+            found=f"{free_bytes / 1e9:.1f} GB free" + (f" (and {written / 1e9:.1f} GB of the study's outputs already "
+                                                        f"written)" if written else ""),
+            allowed=f"about {budget.disk_bytes / 1e9:.1f} GB needed",
             fix="free disk under the data root, or keep fewer snapshots (raise snapshot_interval) or frame sets")
     if budget.backend == "local" and budget.training_hours > MAX_CPU_HOURS and not study.allow_long_cpu_run:
         raise StudyConfigError(

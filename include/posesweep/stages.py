@@ -18,7 +18,7 @@ from .cohort import (COHORT_FILE, Cohort, CohortError, label_files_by_scorer, lo
                      unmatched_videos, write_project_config)
 from .config import StudyConfig, StudyConfigError
 from .budget import check as check_budget
-from .budget import estimate
+from .budget import estimate, written_bytes
 from .carried_labels import carry_earlier_labels
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
 from .labels import (build_label_table, keyed_to_folder, labeled_images, read_collected_data, read_label_table,
@@ -57,7 +57,8 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
     budget = estimate(study, frame_size_px(cohort), frames_available, settings.training_backend,
                       settings.pod.seconds_per_iteration, settings.cpu_speedup)
     check_budget(budget, study, shutil.disk_usage(layout.data_root if layout.data_root.exists() else
-                                                   layout.data_root.parent).free, str(layout.data_root))
+                                                   layout.data_root.parent).free, str(layout.data_root),
+                 written_bytes([layout.run_dir, layout.frames_cache(study.frames_per_video, study.seed)]))
     log.info("expected cost: %s", budget.describe(study))
     if layout.config_file.exists():
         previous = read_json(layout.config_file)
