@@ -30,6 +30,7 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from posesweep.config import param_specs
+from posesweep.disk import disk_full_from
 from posesweep.errors import PosesweepError
 from posesweep.intake import COHORTS_ASSET_NAME, COHORTS_ASSET_URI, cohorts_waiting
 from posesweep.run import Run, stage_args
@@ -56,6 +57,11 @@ def explained(body):
             if error.retryable:
                 raise
             raise AirflowFailException(error.explain()) from None
+        except Exception as crash:  # a full disk, from any write: its paragraph, at once
+            full = disk_full_from(crash, DATA_ROOT)
+            if full is None:
+                raise
+            raise AirflowFailException(full.explain()) from crash
 
     return call
 

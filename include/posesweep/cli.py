@@ -10,6 +10,7 @@ import traceback
 import warnings
 from pathlib import Path
 
+from .disk import disk_full_from
 from .errors import PosesweepError
 from .quiet import OwnInfoOnly
 from .run import Run
@@ -63,15 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r".*`layer\.apply` is deprecated")
     try:
         return _run(args)
-    except PosesweepError as error:
+    except BaseException as crash:  # no leftover thread (DeepLabCut's loader) keeps the process alive
+        error = crash if isinstance(crash, PosesweepError) else disk_full_from(crash, getattr(args, "data_root", None))
+        if error is None:  # a crash: reported as such (retryable)
+            traceback.print_exc()
+            sys.stdout.flush(), sys.stderr.flush()
+            os._exit(1)
         print(error.to_line(), flush=True)
         _write_termination_message(error.explain())
         sys.stderr.flush()
         os._exit(error.exit_code)
-    except BaseException:  # a crash: reported as such (retryable), and no leftover thread keeps the process alive
-        traceback.print_exc()
-        sys.stdout.flush(), sys.stderr.flush()
-        os._exit(1)
 
 
 def _write_termination_message(text: str) -> None:

@@ -30,6 +30,8 @@ class PosesweepError(Exception):
     retryable = True
     exit_code = 75  # EX_TEMPFAIL
     title = "posesweep failed"  # the paragraph's heading; a subclass names its own: ``class X(Base, title=...)``
+    # the paragraph's last line where no retry can help
+    no_retry_note = "A retry cannot help: change the input, then trigger a new run."
 
     def __init_subclass__(cls, *, title: str | None = None, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -53,7 +55,7 @@ class PosesweepError(Exception):
         lines += [f"      {line.strip()}" if line[:1].isspace() else f"  - {line}" for line in self.details]
         if self.fix:
             lines.append(f"  What to do: {self.fix}")
-        lines.append("  A retry cannot help: change the input, then trigger a new run." if not self.retryable
+        lines.append(f"  {self.no_retry_note}" if not self.retryable
                      else "  The task is retried: this failure is not caused by the input.")
         return "\n".join(lines)
 
@@ -62,7 +64,8 @@ class PosesweepError(Exception):
 
     def to_line(self) -> str:
         """The error as the one line the ``posesweep`` command prints before it exits."""
-        fields = {k: getattr(self, k) for k in ("what", "file", "where", "found", "allowed", "fix", "details")}
+        fields = {k: getattr(self, k) for k in ("what", "file", "where", "found", "allowed", "fix", "details",
+                                                "no_retry_note")}
         return ERROR_LINE_PREFIX + json.dumps({"kind": getattr(self, "kind", type(self).__name__),
                                                "retryable": self.retryable,
                                                "title": self.title, **fields})
@@ -73,6 +76,21 @@ class InputError(PosesweepError, title="the study cannot run on this input"):
 
     retryable = False
     exit_code = 3
+
+
+class MachineError(PosesweepError, title="the machine cannot go on"):
+    """The machine, not the input, must change (a full disk): no automatic retry helps, since nothing changes in
+    between; once it is mended, the failed task is cleared and the run goes on where it stopped."""
+
+    retryable = False
+    exit_code = 3  # as an input error's: the runner and the pod's watcher fail the task at once
+    no_retry_note = ("No retry helps until this is mended; then clear the failed task (and its downstream tasks) "
+                     "in Airflow: the run goes on where it stopped, with finished work kept and a network resumed "
+                     "from its newest snapshot.")
+
+
+class DiskFullError(MachineError, title="the disk is full"):
+    """Writing failed for want of room (no space left, or the user's disk quota reached)."""
 
 
 class TransientError(PosesweepError):
@@ -187,6 +205,7 @@ class ChildReportedError(PosesweepError):
         self.kind, self.retryable, self.title = payload.get("kind", "PosesweepError"), payload["retryable"], \
             payload.get("title", PosesweepError.title)
         self.exit_code = TransientError.exit_code if self.retryable else InputError.exit_code
+        self.no_retry_note = payload.get("no_retry_note") or PosesweepError.no_retry_note
 
 
 def error_from_line(line: str) -> PosesweepError | None:

@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 
+from .disk import disk_full_in_output
 from .errors import PosesweepError, TrainerCommandError, error_from_line
 from .gpus import machine_gpus, one_gpu
 from .host_memory import killed_for_memory, memory_cgroup, memory_limit, oom_kill_count
@@ -123,6 +124,8 @@ def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Log
         error = killed_for_memory(usage.ru_maxrss * 1024, memory_limit(cgroup), _short(command))
         error.details = ["its last output:", *tail]
         raise error
+    if not stalled and child.returncode != 0 and (full := disk_full_in_output(list(tail))) is not None:
+        raise full  # a library that ended the process itself on a full disk, past cli.main's paragraph
     if stalled or child.returncode != 0:
         how = _how_it_ended(child.returncode, stalled, stall_timeout_s, oom_kills_after is not None)
         raise TrainerCommandError(f"the child process {how}",
