@@ -91,3 +91,11 @@ def test_recommendation_says_whether_errors_plateaued_and_is_withheld_when_a_net
     assert recommendation(plateau, one_failed) is None
     assert no_recommendation(one_failed).startswith("No recommendation: 1 of 2 networks did not learn (frame sets "
                                                     "200: test error 35.0 px against 40.0 px")
+
+
+def test_the_smallest_sufficient_frame_set_is_said_in_words_and_why_none_with_one_size():
+    from posesweep.report.tables import minimum_frames_sentence
+
+    assert minimum_frames_sentence({"train": 200, "test": 400}) == "400 frames by the test error, 200 frames by " \
+                                                                   "the train error"
+    assert minimum_frames_sentence({}).startswith("not found, since this run trained one frame-set size")

@@ -169,7 +169,8 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
             index=["split", "frame_set_size"], columns="quantity", values="mean_abs_error").reset_index(),
         kinematic_anova=None if kinematic is None or not len(kinematic["anova"]) else
         tables.by_split_columns(kinematic["anova"]),
-        pck_radii=", ".join(str(r) for r in tables.PCK_RADII_PX), scale_sentence=tables.scale_sentence(scale))
+        pck_radii=", ".join(str(r) for r in tables.PCK_RADII_PX), scale_sentence=tables.scale_sentence(scale),
+        minimum_frames=tables.minimum_frames_sentence(analysis["minimum_frames"]))
     write_text_atomic(out / "index.html", page)
     log.info("report written: %s", out / "index.html")
     return out / "index.html"

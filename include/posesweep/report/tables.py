@@ -79,6 +79,13 @@ def by_split_columns(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"quantity": wide.columns, **{split: [cell(v) for v in wide.loc[split]] for split in wide.index}})
 
 
+def minimum_frames_sentence(minimum_frames: dict[str, int]) -> str:
+    """The smallest sufficient frame-set size per split, in words ("200 frames by the test error, ...")."""
+    if not minimum_frames:
+        return "not found, since this run trained one frame-set size and there is nothing to compare it with"
+    return ", ".join(f"{size} frames by the {split} error" for split, size in sorted(minimum_frames.items()))
+
+
 def recommendation(analysis: dict, learned: pd.DataFrame) -> str | None:
     """The study's answer, or None when a network did not learn (``learning.learning_check``): statistics on
     networks that learned nothing still find plateaus, and must not be read as an answer."""
@@ -136,7 +143,8 @@ def paper_comparison(errors: pd.DataFrame, analysis: dict, by_network: pd.DataFr
 
     return pd.DataFrame([
         {"quantity": "iterations where errors plateau", "paper": "175,000", "this run": f"{chosen:,}"},
-        {"quantity": "frames needed", "paper": "400", "this run": str(analysis["minimum_frames"].get("test"))},
+        {"quantity": "frames needed", "paper": "400",
+         "this run": str(analysis["minimum_frames"].get("test", "one frame-set size: not compared"))},
         {"quantity": "train error at that point (px)", "paper": "2.8",
          "this run": f"{ours.get('train_error_px', float('nan')):.2f}"},
         {"quantity": "test error at that point (px)", "paper": "3.7",
