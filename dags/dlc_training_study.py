@@ -190,6 +190,7 @@ def dlc_training_study():
         from posesweep import stages
 
         study_run = Run.open(run)
+        stages.take_earlier_labels(study_run)  # labelled meanwhile in an earlier run of the cohort: not asked again
         missing = stages.unlabeled_frames(study_run)
         if missing:
             print("\n".join(stages.labeling_status(study_run, missing)))

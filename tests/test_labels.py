@@ -459,7 +459,15 @@ def test_a_new_run_of_a_grown_cohort_keeps_the_labels_of_the_frames_labelled_in_
     for stem, path in first_files.items():  # the earlier run is read, never written
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digests[stem], stem
 
-    label(second, "P001", 6)
+    # while the second run waits, the lab goes on in the first run's project: untouched carried files follow it,
+    # and what the lab saved in the second run's project is never overwritten
+    label(first, "P001", 6)
+    label(second, "P002", 5)
+    stages.take_earlier_labels(second)  # what wait_for_labels does at each look
+    assert stages.unlabeled_frames(second) == {"P002": 1, "P003": 6, "P004": 6}
+    assert json.loads(second.layout.carried_labels_file.read_text())["P001"]["frames"] == 6
+
+    label(second, "P002", 6)
     label(second, "P003", 6)
     label(second, "P004", 6)
     assert stages.label_frames(second) == {"labeled_frames": 24, "videos": 4}

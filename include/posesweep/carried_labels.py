@@ -5,7 +5,8 @@ frames of the videos it saw before. The lab labelled those frames in the earlier
 GUI saves them); without this it would be asked to label them all again. A label is carried only for a frame whose
 image is, pixel for pixel, the one the lab labelled, only into a project folder that holds no labels of the scorer
 yet, and only where the cohort keeps no labels of its own for the video (those are used as they are). The earlier
-run is only read.
+run is only read. While the new run waits for labels, a file carried and not touched since is carried again where
+the lab has meanwhile labelled more of the frames in an earlier run.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class CarriedLabels:
     from_run: str
     frames: int  # labelled frames carried
     picked_frames: int  # frames k-means picked in this run
+    written: str  # the carried file's size and modification time: still so, the lab has not labelled here
 
     def describe(self) -> str:
         return (f"{self.video_stem}: labels of {self.frames} of its {self.picked_frames} picked frames carried over "
@@ -87,28 +89,37 @@ def labels_to_carry(layout: RunLayout, cohort: Cohort, video_stem: str, picked: 
     return None if best is None else best[1:]
 
 
+def _file_version(path: Path) -> str:
+    info = path.stat()
+    return f"{info.st_size}-{info.st_mtime_ns}"
+
+
 def carry_earlier_labels(layout: RunLayout, cohort: Cohort, video_stems: list[str]) -> list[CarriedLabels]:
-    """Seed this run's project with the labels of earlier runs, per video, where it has none; writes
-    ``labels/carried.json`` (what came from where) and logs a line per video."""
+    """Seed this run's project with the labels of earlier runs, per video: where it has none, and again where what
+    was carried is untouched here and an earlier run now labels more of the frames (the lab went on labelling
+    there). Records what came from where in ``labels/carried.json`` and logs a line per video."""
     labeled_data = layout.project_dir / "labeled-data"
+    before = read_json(layout.carried_labels_file) if layout.carried_labels_file.exists() else {}
     carried = []
     for stem in video_stems:
-        if cohort.scorer in label_files_by_scorer(labeled_data / stem):  # this run's own (or carried at a retry)
+        here = label_files_by_scorer(labeled_data / stem).get(cohort.scorer)
+        as_carried = stem in before and here is not None and here.suffix == ".h5" and \
+            _file_version(here) == before[stem].get("written")
+        if here is not None and not as_carried:  # this run's own labels: the lab's, never overwritten
             continue
         if cohort.scorer in label_files_by_scorer(cohort.root / "labeled-data" / stem):  # kept with the cohort
             continue
         picked = read_json(layout.frame_record(stem))["image_names"]
         found = labels_to_carry(layout, cohort, stem, picked)
-        if found is None:
+        if found is None or (as_carried and len(found[0]) <= before[stem]["frames"]):
             continue
         rows, source = found
-        write_collected_data(rows, labeled_data, stem, cohort.scorer)
-        record = CarriedLabels(stem, source, source.parents[3].name, len(rows), len(picked))
+        written = write_collected_data(rows, labeled_data, stem, cohort.scorer)
+        record = CarriedLabels(stem, source, source.parents[3].name, len(rows), len(picked), _file_version(written))
         log.info("%s", record.describe())
         carried.append(record)
     if carried:
-        previous = read_json(layout.carried_labels_file) if layout.carried_labels_file.exists() else {}
-        write_json_atomic(layout.carried_labels_file, {**previous, **{
+        write_json_atomic(layout.carried_labels_file, {**before, **{
             c.video_stem: {"from_run": c.from_run, "from_file": str(c.from_file), "frames": c.frames,
-                           "picked_frames": c.picked_frames} for c in carried}})
+                           "picked_frames": c.picked_frames, "written": c.written} for c in carried}})
     return carried

@@ -124,9 +124,7 @@ def extract_cohort_frames(run: Run, max_workers: int | None = None) -> dict:
             log.info("videos done: %d of %d (%s: %s)", done, len(videos), result["video_stem"],
                      "unusable" if result.get("error") else f"{result['frames']} frames")
     summary = _check_extraction(run, [results[video] for video in videos])
-    cohort = run.cohort
-    if not (cohort.synthetic or cohort.frames_extracted):  # the lab labels: what it labelled before is kept
-        carry_earlier_labels(run.layout, cohort, [video_stem(v) for v in _usable_videos(run.layout, cohort)])
+    take_earlier_labels(run)
     return summary
 
 
@@ -191,6 +189,14 @@ def _human_labels(layout: RunLayout, cohort: Cohort, stem: str) -> Path | None:
         if found is not None:
             return found
     return None
+
+
+def take_earlier_labels(run: Run) -> None:
+    """What the lab labelled in the cohort's earlier runs, for the same frames (``carried_labels``): at extraction,
+    and at each look for labels while the run waits."""
+    cohort = run.cohort
+    if not (cohort.synthetic or cohort.frames_extracted):
+        carry_earlier_labels(run.layout, cohort, [video_stem(v) for v in _usable_videos(run.layout, cohort)])
 
 
 def unlabeled_frames(run: Run) -> dict[str, int]:
