@@ -95,7 +95,8 @@ def why_no_retry_helps(remote_pod: Any, settings: PodSettings, container: str = 
         if status.name == container and status.state and status.state.terminated:
             ended = status.state.terminated
             if ended.exit_code == InputError.exit_code:
-                return "The trainer reported an input error: a retry cannot help (what to fix is the paragraph above)."
+                return ("The trainer reported a failure no retry can help with (an input error, or a full disk): "
+                        "what to fix is the paragraph above.")
             if ended.reason == "OOMKilled":
                 return (f"The pod went over its memory limit and Kubernetes killed it (OOMKilled): a retry with the "
                         f"same limit cannot help. Raise POSESWEEP_K8S_MEMORY (now {settings.memory}), or lower "
