@@ -8,7 +8,9 @@ landmarks, parameter), the value found, the value allowed, and what to do.
 ``InputError``: the cohort, its labels or the parameters must change; retrying
 the same task gives the same failure, so the DAG fails the task at once.
 ``TransientError``: the machine, not the input (a killed worker or child, an
-evicted pod); the task keeps its retries.
+evicted pod); the task keeps its retries. ``MachineError``: the machine must
+change before anything can go on (a full disk); no retry, and the paragraph says
+that clearing the task once it is mended resumes the run.
 
 The ``posesweep`` command exits with ``exit_code`` and prints the error as one
 line, ``POSESWEEP_ERROR {json}``, which the runner turns back into the same kind
