@@ -43,7 +43,6 @@ def _fill(disk: Path, leave_bytes: int) -> Path:
     filler = disk / "someone-elses-data.bin"
     free = shutil.disk_usage(disk).free + (filler.stat().st_size if filler.exists() else 0)
     with open(filler, "wb") as out:
-        out.truncate(0)
         os.posix_fallocate(out.fileno(), 0, max(0, free - leave_bytes))
     return filler
 
@@ -95,7 +94,8 @@ def test_a_full_disk_stops_the_stage_that_meets_it_naming_the_disk_and_the_run_g
 
     need = estimate(run.study, stages.frame_size_px(run.cohort), stages.available_frames(run.cohort, run.study),
                     "local", 0.0).disk_bytes
-    written = written_bytes([run.layout.run_dir, run.layout.frames_cache(6, run.study.seed)])
+    written = written_bytes([run.layout.run_dir, run.layout.frames_cache(run.study.frames_per_video,
+                                                                         run.study.seed)])
     assert written > 94e6  # the initial weights at least
     _fill(small_disk, leave_bytes=int(need - written + 10e6))
     stages.prepare_run(root, CONF, "manual__full_disk")
