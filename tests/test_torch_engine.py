@@ -482,17 +482,26 @@ def test_bf16_autocast_only_where_the_gpu_computes_in_bf16():
 
 def test_a_step_out_of_gpu_memory_says_what_fits_and_whether_a_retry_can_help():
     """A batch too large for a lab's GPU fails at once naming the batch, frame size and GPU; a shortage caused by
-    other processes on the GPU is retried."""
-    from posesweep.errors import GpuMemoryTakenError, GpuMemoryTooSmallError
+    other processes on the GPU is retried, and so is one where the frame cache shared the GPU (without it)."""
+    from posesweep.errors import GpuMemorySharedWithFramesError, GpuMemoryTakenError, GpuMemoryTooSmallError
     from posesweep.gpu_memory import GIB, GpuMemory, step_out_of_memory
 
-    alone = GpuMemory("NVIDIA GeForce RTX 3090", 24 * GIB, int(23.1 * GIB), int(0.3 * GIB), int(4.7 * GIB))
+    beside_frames = GpuMemory("NVIDIA GeForce RTX 3090", 24 * GIB, int(23.1 * GIB), int(0.3 * GIB), int(4.7 * GIB))
+    error = step_out_of_memory(beside_frames, 8, 1920, 1080, "bf16", 800)
+    assert isinstance(error, GpuMemorySharedWithFramesError) and error.retryable
+    paragraph = error.explain()
+    assert ("Found: batch_size=8 of 1920x1080 px frames (bf16) on NVIDIA GeForce RTX 3090 with 24.0 GiB: this "
+            "training held 23.1 GiB (its frames 4.7 GiB of it), other processes 0.6 GiB") in paragraph
+    assert "with the frame set's decoded frames held on the GPU beside it" in paragraph
+    assert "the retry resumes from the newest snapshot with the frames in pinned host memory" in paragraph
+
+    alone = GpuMemory("NVIDIA GeForce RTX 3090", 24 * GIB, int(23.1 * GIB), int(0.3 * GIB))  # frames off the GPU
     error = step_out_of_memory(alone, 8, 1920, 1080, "bf16", 800)
     assert isinstance(error, GpuMemoryTooSmallError) and not error.retryable and error.exit_code == 3
     paragraph = error.explain()
     assert "frame set 800: the training step ran out of GPU memory" in paragraph
     assert ("Found: batch_size=8 of 1920x1080 px frames (bf16) on NVIDIA GeForce RTX 3090 with 24.0 GiB: this "
-            "training held 23.1 GiB (its frames 4.7 GiB of it), other processes 0.6 GiB") in paragraph
+            "training held 23.1 GiB, other processes 0.6 GiB") in paragraph
     assert "lower batch_size (the paper trains at 1)" in paragraph and "A retry cannot help" in paragraph
     at_batch_1 = step_out_of_memory(alone, 1, 1920, 1080, "fp32", 800).explain()
     assert "lower batch_size" not in at_batch_1 and "downscale the videos" in at_batch_1
@@ -501,3 +510,38 @@ def test_a_step_out_of_gpu_memory_says_what_fits_and_whether_a_retry_can_help():
     error = step_out_of_memory(shared, 8, 1920, 1080, "bf16", 400)
     assert isinstance(error, GpuMemoryTakenError) and error.retryable
     assert "other processes 21.0 GiB" in error.explain() and "POSESWEEP_GPU_POOL" in error.explain()
+
+
+def test_the_frame_cache_goes_to_the_gpu_only_with_room_and_leaves_it_after_a_step_ran_out_beside_it():
+    """Half of the free GPU memory for the frames, the rest for the step; pinned host memory otherwise, and always
+    once a step ran out of GPU memory with the frames on the GPU (``frames_on_host.txt``)."""
+    from posesweep.torch_engine.frame_cache import cache_placement
+
+    gib = 2**30
+    assert cache_placement("cuda", 4 * gib, 20 * gib) == "device"
+    assert cache_placement("cuda", 4 * gib, 20 * gib, frames_on_device=False) == "pinned host memory"
+    assert cache_placement("cuda", 11 * gib, 20 * gib) == "pinned host memory"
+    assert cache_placement("cpu", 1, 20 * gib) == "host memory"
+
+
+@pytest.mark.slow
+def test_a_training_whose_step_ran_out_of_gpu_memory_beside_its_frames_retries_with_them_in_host_memory(
+        tiny_cohort, tmp_path, capsys):
+    """The retry after ``GpuMemorySharedWithFramesError`` (stages.train leaves ``frames_on_host.txt``) trains for
+    real with the frames kept off the GPU, says so in the log, and records why. (The GPU's out-of-memory error
+    itself cannot happen on a CPU.)"""
+    from conftest import training_ready_run
+    from posesweep import stages
+    from posesweep.gpu_memory import GIB, GpuMemory, step_out_of_memory
+
+    run = training_ready_run(tiny_cohort, tmp_path / "data", {**PYTORCH_CONF, "max_iterations": 20,
+                                                                       "snapshot_interval": 10}, "manual__frames_off_gpu")
+    error = step_out_of_memory(GpuMemory("NVIDIA RTX A5000", 24 * GIB, 23 * GIB, GIB // 2, 5 * GIB), 8, 1920, 1080,
+                               "bf16", 12)
+    marker = run.layout.frames_on_host_marker(12)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{error.what}\n{error.found}\n")  # what stages.train leaves when it raises ``error``
+    record = stages.train(run, 12)
+    assert record["snapshot_iterations"] == [10, 20] and record["frames_cached_in"] == "host memory"
+    assert record["frames_kept_off_gpu"] == error.what
+    assert "[frame set 12] frames kept in host memory, copied to the GPU per batch" in capsys.readouterr().out

@@ -184,6 +184,12 @@ class GpuMemorySharedWithScoringError(TransientError, MemoryError,
     retry trains without scoring beside it, which tells whether the step alone fits."""
 
 
+class GpuMemorySharedWithFramesError(TransientError, MemoryError,
+                                     title="the training step and its frames did not fit in the GPU together"):
+    """A PyTorch training step ran out of GPU memory while the frame cache took part of it: the retry keeps the
+    frames in pinned host memory, which tells whether the step alone fits."""
+
+
 class HostMemoryTakenError(TransientError, MemoryError, title="the memory is held by other processes"):
     """The out-of-memory killer ended a child while other processes held much of the memory: a retry once they
     end may fit."""

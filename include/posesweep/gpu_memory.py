@@ -3,9 +3,10 @@
 A ResNet-50 at stride 8 on whole 1920x1080 frames needs several GiB of activations per image: a batch that fits
 an 80 GiB H100 does not fit a lab's 12 or 24 GiB card. PyTorch's ``OutOfMemoryError`` and TensorFlow's
 ``ResourceExhaustedError`` say how much they tried to allocate, deep in a traceback; the task would retry the
-same step on the same GPU. Here the error becomes one paragraph: an input error when this process held (nearly)
-the whole GPU, so that only a smaller batch or a larger GPU helps; a transient one when other processes held much
-of it (another training sharing the GPU), so that a retry once they end may fit.
+same step on the same GPU. Here the error becomes one paragraph: an input error when the step alone held
+(nearly) the whole GPU, so that only a smaller batch or a larger GPU helps; a transient one when other processes
+held much of it (another training sharing the GPU), so that a retry once they end may fit, or when this process's
+decoded frames or snapshot scorer held part of it, so that the retry runs without them on the GPU.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import os
 import subprocess
 from dataclasses import dataclass
 
-from .errors import GpuMemorySharedWithScoringError, GpuMemoryTakenError, GpuMemoryTooSmallError, PosesweepError
+from .errors import (GpuMemorySharedWithFramesError, GpuMemorySharedWithScoringError, GpuMemoryTakenError,
+                     GpuMemoryTooSmallError, PosesweepError)
 
 # Other processes holding more than this share of the GPU make the shortage theirs, not the step's.
 OTHERS_SHARE = 0.25
@@ -68,7 +70,8 @@ def nvidia_smi_memory(gpu: str) -> tuple[int, int] | None:
 
 def step_out_of_memory(memory: GpuMemory, batch_size: int, width_px: int, height_px: int, precision: str,
                        frame_set_size: int) -> PosesweepError:
-    """The error for a step that ran out of GPU memory, retryable only where other processes held the memory."""
+    """The error for a step that ran out of GPU memory, retryable where other processes held the memory or where
+    the frame cache held part of it (the retry keeps the frames off the GPU)."""
     found = (f"batch_size={batch_size} of {width_px}x{height_px} px frames ({precision}) on {memory.name} with "
              f"{memory.total / GIB:.1f} GiB: this training held {memory.held_here / GIB:.1f} GiB"
              + (f" (its frames {memory.frames / GIB:.1f} GiB of it)" if memory.frames else "")
@@ -78,6 +81,8 @@ def step_out_of_memory(memory: GpuMemory, batch_size: int, width_px: int, height
         return GpuMemoryTakenError(what, found=found, allowed="the GPU to this training (or room beside others)",
                                    fix="train fewer networks per GPU at once (the Airflow pool POSESWEEP_GPU_POOL "
                                        "bounds them) or stop what else uses this GPU; the task is retried")
+    if memory.frames:  # the frame cache took up to half of what was free: the step may fit without it
+        return out_of_memory_beside_the_frames(GpuMemoryTooSmallError(what, found=found))
     smaller = "lower batch_size (the paper trains at 1)" if batch_size > 1 else \
         "downscale the videos before the study (each halving of width and height quarters the memory)"
     return GpuMemoryTooSmallError(what, found=found, allowed=f"a step that fits in {memory.total / GIB:.1f} GiB",
@@ -95,3 +100,15 @@ def out_of_memory_beside_the_scorer(error: GpuMemoryTooSmallError) -> GpuMemoryS
         fix="nothing: the retry resumes from the newest snapshot without scoring beside the training (the "
             "evaluation task scores every snapshot); should the step still not fit alone, that retry says what to "
             "change")
+
+
+def out_of_memory_beside_the_frames(error: GpuMemoryTooSmallError) -> GpuMemorySharedWithFramesError:
+    """A PyTorch step that ran out of GPU memory while the frame set's cache of decoded frames was on the GPU too
+    (it takes up to half of what was free): not yet known to be too large. The retry keeps the frames in pinned
+    host memory, copied per batch (``stages.train``; at batch 1 without the CUDA graph, which needs them on the
+    GPU)."""
+    return GpuMemorySharedWithFramesError(
+        f"{error.what}, with the frame set's decoded frames held on the GPU beside it", found=error.found,
+        allowed="the training step and the frames together in the GPU's memory",
+        fix="nothing: the retry resumes from the newest snapshot with the frames in pinned host memory, copied to "
+            "the GPU per batch; should the step still not fit alone, that retry says what to change")

@@ -12,7 +12,8 @@
     validation/                 Great Expectations results and Data Docs
     splits/frame_sets.json      nested frame sets with their train/test split
     weights/                    the initial weights used
-    training/frame_set_<n>/     completion record per network (score_after_training.txt: no scorer beside it)
+    training/frame_set_<n>/     completion record per network (score_after_training.txt: no scorer beside it;
+                                frames_on_host.txt: PyTorch frames kept off the GPU)
     evaluation/                 tidy error tables: frame_set_<n>/snapshot-<it>.csv as each snapshot is scored,
                                 errors_frame_set_<n>.csv per network, errors.csv for the run
     report/                     index.html, figures, statistics tables (CSV), summary.json
@@ -135,6 +136,11 @@ class RunLayout:
         """Present: this network's snapshots are scored by the evaluation task only, not beside its training
         (written when training and the scorer did not fit in the GPU together)."""
         return self.training_dir(frame_set_size) / "score_after_training.txt"
+
+    def frames_on_host_marker(self, frame_set_size: int) -> Path:
+        """Present: this network's PyTorch trainer keeps its frames in host memory, not on the GPU (written when
+        a training step and the frames did not fit in the GPU together)."""
+        return self.training_dir(frame_set_size) / "frames_on_host.txt"
 
     @property
     def evaluation_dir(self) -> Path:

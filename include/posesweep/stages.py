@@ -406,9 +406,20 @@ def train(run: Run, frame_set_size: int) -> dict:
     labels = read_label_table(layout.validated_labels_file)
     with exclusive_writer(layout.training_dir(frame_set_size), f"the network of frame set {frame_set_size}"):
         if study.engine == "pytorch":
+            from .errors import GpuMemorySharedWithFramesError
             from .torch_engine.trainer import train_network
 
-            return train_network(layout, frame_set, study, labels, list(run.cohort.bodyparts))
+            frames_marker = layout.frames_on_host_marker(frame_set_size)
+            off_gpu = frames_marker.read_text().splitlines()[0] if frames_marker.exists() else None
+            if off_gpu:
+                print(f"[frame set {frame_set_size}] frames kept in host memory, copied to the GPU per batch: the "
+                      f"training step and the frames did not fit in the GPU together ({frames_marker})", flush=True)
+            try:
+                return train_network(layout, frame_set, study, labels, list(run.cohort.bodyparts),
+                                     frames_kept_off_gpu=off_gpu)
+            except GpuMemorySharedWithFramesError as error:
+                write_text_atomic(frames_marker, f"{error.what}\n{error.found}\n")
+                raise
         from .errors import GpuMemoryTooSmallError
         from .evaluation import ScoringWhileTraining
         from .gpu_memory import out_of_memory_beside_the_scorer

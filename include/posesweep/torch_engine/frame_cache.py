@@ -2,7 +2,8 @@
 
 Frames are kept as uint8 (a 1920x1080 frame is 6.2 MB; the paper's largest frame set
 of 720 training frames, 4.5 GB), in GPU memory when they fit in half of what is free,
-else in pinned host memory (copied per batch without blocking). Frames of different
+else in pinned host memory (copied per batch without blocking); also there where a training
+step ran out of GPU memory beside the frames (``frames_on_device=False``). Frames of different
 sizes are padded with black to the largest (bottom and right), so one tensor holds
 them; the labels do not move, and each frame's own size is kept (augmentation works
 within it). Each frame is decoded straight into its slot (sizes come
@@ -111,15 +112,26 @@ def frame_sizes(labels: pd.DataFrame, frames: list[tuple[str, str]]) -> np.ndarr
     return sizes.reindex(pd.MultiIndex.from_tuples(frames)).to_numpy(dtype=np.int64)
 
 
+def cache_placement(device_type: str, nbytes: int, free_device_bytes: int, frames_on_device: bool = True) -> str:
+    """Where a cache of ``nbytes`` goes: ``device`` (a GPU with room: half of what is free, the rest is the
+    model's), else ``pinned host memory`` beside a GPU (also when ``frames_on_device`` is False: a step ran out of
+    GPU memory beside them), else ``host memory``."""
+    if device_type != "cuda":
+        return "host memory"
+    return "device" if frames_on_device and nbytes <= GPU_SHARE * free_device_bytes else "pinned host memory"
+
+
 def load_frame_cache(labeled_data: Path, frames: list[tuple[str, str]], labels: pd.DataFrame,
-                     bodyparts: list[str], device: torch.device) -> FrameCache:
+                     bodyparts: list[str], device: torch.device, frames_on_device: bool = True) -> FrameCache:
     """Decode each frame once, straight into its slot of the cache: on ``device`` if it fits there (host memory
-    then holds one decoded frame at a time), else in (pinned) host memory if that has room."""
+    then holds one decoded frame at a time) and ``frames_on_device``, else in (pinned) host memory if that has
+    room."""
     sizes = frame_sizes(labels, frames)
     height, width = (int(v) for v in sizes.max(axis=0))
     nbytes = len(frames) * 3 * height * width
-    on_device = device.type == "cuda" and nbytes <= GPU_SHARE * torch.cuda.mem_get_info(device)[0]
-    pin = device.type == "cuda" and not on_device
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else 0
+    where = cache_placement(device.type, nbytes, free, frames_on_device)
+    on_device, pin = where == "device", where == "pinned host memory"
     if not on_device:
         check_fits_in_host_memory(nbytes, available_host_bytes(), len(frames), height, width)
     # on the device, each frame is copied there as it is decoded: host memory never holds the frame set
@@ -135,7 +147,6 @@ def load_frame_cache(labeled_data: Path, frames: list[tuple[str, str]], labels: 
                                  fix="put back the image the labels were made on, or trigger a new run")
         stack[i, :, :rgb.shape[0], :rgb.shape[1]] = torch.from_numpy(rgb).permute(2, 0, 1).to(stack.device)
     keypoints = torch.from_numpy(keypoints_of(labels, frames, bodyparts)).to(stack.device)
-    where = "device" if on_device else "pinned host memory" if pin else "host memory"
     padded = len(np.unique(sizes, axis=0)) > 1
     log.info("frame cache: %d frames of %dx%d px%s (%.0f MB uint8) in %s", len(frames), width, height,
              " (smaller ones padded)" if padded else "", nbytes / 1e6, where)

@@ -191,7 +191,7 @@ class TrainingLoop:
     def build(cls, model_cfg: dict, weights_file: Path, labeled_data: Path, frames: list[tuple[str, str]],
               labels: pd.DataFrame, bodyparts: list[str], batch_size: int, seed: int, device: torch.device,
               optimizer_state: dict | None = None, start_iteration: int = 0, iterations_to_train: int = 0,
-              settings: StepSettings | None = None) -> "TrainingLoop":
+              settings: StepSettings | None = None, frames_on_device: bool = True) -> "TrainingLoop":
         settings = settings or StepSettings.for_device(device, model_cfg["model"]["backbone"]["model_name"],
                                                        batch_size, iterations_to_train * batch_size)
         if settings.device.type == "cuda":  # every batch has one shape (frames padded to one size): tune once
@@ -210,7 +210,7 @@ class TrainingLoop:
         optimizer = torch.optim.AdamW(model.parameters(), lr=base_lr)
         if optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
-        cache = load_frame_cache(labeled_data, frames, labels, bodyparts, device)
+        cache = load_frame_cache(labeled_data, frames, labels, bodyparts, device, frames_on_device)
         if settings.cuda_graph and cache.frames.device.type != device.type:  # frames copied per batch from the host
             log.info("frames in %s: the step runs without a CUDA graph", cache.where)
             settings = dataclasses.replace(settings, cuda_graph=False)
@@ -289,8 +289,10 @@ class TrainingLoop:
 
 
 def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, labels: pd.DataFrame,
-                  bodyparts: list[str], device: torch.device | None = None) -> dict:
-    """Train to ``max_iterations`` with a snapshot at every level; skip a finished network, resume a killed one."""
+                  bodyparts: list[str], device: torch.device | None = None,
+                  frames_kept_off_gpu: str | None = None) -> dict:
+    """Train to ``max_iterations`` with a snapshot at every level; skip a finished network, resume a killed one.
+    With ``frames_kept_off_gpu`` (why), the decoded frames stay in host memory even where the GPU has room."""
     size = frame_set.frame_set_size
     record_file = layout.training_dir(size) / "training.json"
     expected = study.snapshot_iterations
@@ -310,7 +312,8 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
     loop = TrainingLoop.build(model_cfg, train_dir / f"snapshot-{start}.pt" if start else Path(weights["path"]),
                               layout.project_dir / "labeled-data", list(frame_set.train), labels, bodyparts,
                               study.batch_size, study.seed + size, device or default_device(),
-                              state["optimizer"] if state is not None else None, start, study.max_iterations - start)
+                              state["optimizer"] if state is not None else None, start, study.max_iterations - start,
+                              frames_on_device=frames_kept_off_gpu is None)
     if start:
         print(f"{prefix} resuming from snapshot {start} ({len(done)} of {len(expected)} snapshots complete"
               f"{', optimizer state restored' if state is not None else ''})", flush=True)
@@ -373,6 +376,7 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
         "device": loop.settings.describe(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU the local backend gave it
         "frames_cached_in": loop.cache.where,
+        "frames_kept_off_gpu": frames_kept_off_gpu,
     }
     write_json_atomic(record_file, record)
     print(f"{prefix} done: {len(snapshots)} snapshots in {seconds / 60:.1f} min", flush=True)
