@@ -52,6 +52,32 @@ def test_frames_are_the_pixels_deeplabcut_reads_even_from_a_video_tagged_as_rota
     capture.release()
 
 
+def test_a_video_opencv_cannot_decode_is_extracted_with_a_warning_and_without_opencvs_noise(tiny_cohort, tmp_path):
+    """AV1 (screen recordings, some new cameras): OpenCV's wheel decodes it only with hardware support, so
+    DeepLabCut's analyze_videos cannot read it later, and OpenCV's ffmpeg wrote "Missing Sequence Header" per frame
+    into the task log. posesweep's own ffmpeg extracts the frames; the log says what to re-encode, once."""
+    import subprocess
+    import sys
+
+    av1 = tmp_path / "P009.mp4"
+    _ffmpeg("-i", tiny_cohort / "cohorts" / "tiny" / "videos" / "P001.mp4", "-c:v", "libsvtav1", av1)
+    script = ("import logging, sys; from pathlib import Path; logging.basicConfig(level=logging.INFO)\n"
+              "from posesweep.frames import extract_frames\n"
+              "r = extract_frames(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), 3, 0)\n"
+              "print('picked', len(r['image_names']), r['opencv_decodes'])\n")
+    done = subprocess.run([sys.executable, "-c", script, av1, tmp_path / "labeled-data", tmp_path / "P009.json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "picked 3 False" in done.stdout
+    assert len(list((tmp_path / "labeled-data" / "P009").glob("img*.png"))) == 3
+    assert done.stderr.count("P009.mp4: OpenCV cannot decode this video on this machine (codec AV01)") == 1
+    assert "re-encode it to H.264" in done.stderr
+    assert "av1 @" not in done.stderr and "Missing Sequence Header" not in done.stderr, done.stderr[-2000:]
+
+    h264 = _extract(tiny_cohort / "cohorts" / "tiny" / "videos" / "P002.mp4", tmp_path, n=3)
+    assert h264["opencv_decodes"] is True
+
+
 def test_broken_videos_are_named_in_the_error(tiny_cohort, tmp_path):
     good = tiny_cohort / "cohorts" / "tiny" / "videos" / "P003.mp4"
     not_video = tmp_path / "notes.mp4"

@@ -41,6 +41,8 @@ class VideoInfo:
     width_px: int
     height_px: int
     display_rotation_deg: int = 0  # a phone's rotation tag; frames are used as stored, as DeepLabCut reads them
+    opencv_decodes: bool = True  # OpenCV (DeepLabCut's analyze_videos) decodes its first frame on this machine
+    codec: str = ""  # the four-character code OpenCV reports (avc1, hvc1, av01, ...)
 
 
 def probe_video(video: Path) -> VideoInfo:
@@ -53,9 +55,11 @@ def probe_video(video: Path) -> VideoInfo:
     try:
         if not cap.isOpened():
             raise VideoError(f"{video}: cannot be opened as a video (unreadable or not a video file)")
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC))
         info = VideoInfo(video, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS)),
                          int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                         int(cap.get(cv2.CAP_PROP_ORIENTATION_META)) % 360)
+                         int(cap.get(cv2.CAP_PROP_ORIENTATION_META)) % 360, bool(cap.read()[0]),
+                         "".join(chr((fourcc >> 8 * i) & 0xFF) for i in range(4)).strip("\x00 "))
     finally:
         cap.release()
     if info.frame_count <= 0 or info.width_px <= 0:
@@ -242,6 +246,12 @@ def extract_frames(video: Path, labeled_data_dir: Path, record_file: Path, n_fra
         log.warning("%s: tagged to be shown rotated by %d degrees; its frames are extracted as stored, as DeepLabCut "
                     "reads the video (they look rotated against a video player)", video.name,
                     info.display_rotation_deg)
+    if not info.opencv_decodes:
+        log.warning("%s: OpenCV cannot decode this video on this machine (codec %s), so DeepLabCut's analyze_videos "
+                    "will not read it; its frames are extracted with ffmpeg and the study goes on. To analyse it with "
+                    "the trained network later, re-encode it to H.264 (ffmpeg -i %s -c:v libx264 -crf 18 "
+                    "-pix_fmt yuv420p %s.mp4)", video.name, info.codec or "unknown", video.name,
+                    f"{video.stem}_h264")
     candidates = np.arange(info.frame_count)
     if len(candidates) < n_frames:
         raise VideoError(f"{video}: {len(candidates)} candidate frames, fewer than the {n_frames} asked for")
@@ -257,6 +267,7 @@ def extract_frames(video: Path, labeled_data_dir: Path, record_file: Path, n_fra
         "fps": info.fps,
         "width_px": info.width_px,
         "height_px": info.height_px,
+        "opencv_decodes": info.opencv_decodes,
         "frame_indices": frame_indices,
         "image_names": [image_name(i, info.frame_count) for i in frame_indices],
         "seed": seed,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import sys
 import threading
 from typing import Iterator, TextIO
@@ -24,6 +25,14 @@ PRINTS = logging.getLogger("deeplabcut.print")
 # hundred of GX's "Skipping registering function ..."), in the tasks that run in Airflow's own process
 # (prepare_run, validate_labels, ...), where OwnInfoOnly is not on the handler. Their warnings still pass.
 CHATTY_LIBRARIES = ("great_expectations", "numexpr")
+
+
+def opencv_ffmpeg_silenced() -> None:
+    """OpenCV's own ffmpeg writes its decoders' complaints straight to stderr, i.e. into the task log: an AV1 video,
+    which it cannot decode without hardware support, gives "Missing Sequence Header" once per frame. posesweep
+    decodes with its own ffmpeg and says what fails, so OpenCV's are left out (an operator's own
+    ``OPENCV_FFMPEG_LOGLEVEL`` is kept). OpenCV reads the setting once, at its first video: set at import."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 
 def library_info_silenced() -> None:
