@@ -78,6 +78,36 @@ def test_a_video_opencv_cannot_decode_is_extracted_with_a_warning_and_without_op
     assert h264["opencv_decodes"] is True
 
 
+def test_camcorder_phone_and_web_containers_are_videos_and_give_the_frames_deeplabcut_reads(tiny_cohort, tmp_path):
+    """AVCHD camcorders write .MTS/.M2TS (MPEG-TS), phones .m4v/.3gp, screen and web tools .webm/.wmv: each a
+    participant's video, whose extracted frames are the pixels OpenCV (DeepLabCut's analyze_videos) reads at the
+    same index, reading from the start as it does."""
+    import cv2
+    import numpy as np
+
+    from posesweep.cohort import load_cohort
+
+    source = tiny_cohort / "cohorts" / "tiny" / "videos" / "P001.mp4"
+    videos = tmp_path / "cohorts" / "lab" / "videos"
+    videos.mkdir(parents=True)
+    for name, codec in [("P01.MTS", "libx264"), ("P02.m2ts", "libx264"), ("P03.m4v", "libx264"),
+                        ("P04.3gp", "libx264"), ("P05.webm", "libvpx-vp9"), ("P06.wmv", "wmv2")]:
+        _ffmpeg("-i", source, "-c:v", codec, "-pix_fmt", "yuv420p", videos / name)
+    cohort = load_cohort(tmp_path / "cohorts" / "lab")
+    assert [v.name for v in sorted(cohort.videos)] == ["P01.MTS", "P02.m2ts", "P03.m4v", "P04.3gp", "P05.webm",
+                                                       "P06.wmv"]
+    for video in (videos / "P01.MTS", videos / "P05.webm"):
+        record = _extract(video, tmp_path, n=4)
+        picked = dict(zip(record["frame_indices"], record["image_names"]))
+        capture, index = cv2.VideoCapture(str(video)), 0
+        while (read := capture.read())[0]:
+            if index in picked:
+                written = cv2.imread(str(tmp_path / "run" / "labeled-data" / video.stem / picked.pop(index)))
+                assert np.array_equal(written, read[1]), (video.name, index)
+            index += 1
+        assert not picked and index == record["frame_count"]
+
+
 def test_broken_videos_are_named_in_the_error(tiny_cohort, tmp_path):
     good = tiny_cohort / "cohorts" / "tiny" / "videos" / "P003.mp4"
     not_video = tmp_path / "notes.mp4"

@@ -2,7 +2,7 @@
 
 A cohort is ``<data root>/cohorts/<name>/`` in one of three kinds:
 
-* ``videos``: ``videos/*.mp4|avi|mov``, labeled by the lab (scorer ``labeler``)
+* ``videos``: ``videos/*`` (``VIDEO_SUFFIXES``), labeled by the lab (scorer ``labeler``)
   in the run's project or in ``labeled-data/<video stem>/``; an optional
   ``cohort.json`` may name other ``bodyparts``/``scorer`` and where the landing
   square is in the image (``posesweep.scale``);
@@ -35,8 +35,11 @@ from .layout import visible_entries, write_text_atomic
 
 log = logging.getLogger(__name__)
 
-# what DeepLabCut reads (its SUPPORTED_VIDEOS, less headerless .yuv)
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".mpeg", ".mpg", ".mpv", ".flv", ".qt")
+# What DeepLabCut reads: its SUPPORTED_VIDEOS (less headerless .yuv), and the containers labs' cameras write
+# beside them, which OpenCV and ffmpeg decode and DeepLabCut's analyze_videos takes as a file's path (as the
+# report's line gives it): camcorders' AVCHD .mts/.m2ts and MPEG-TS, phones' .m4v/.3gp, .webm, .wmv.
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".mpeg", ".mpg", ".mpv", ".flv", ".qt",
+                  ".m4v", ".mts", ".m2ts", ".ts", ".3gp", ".webm", ".wmv")
 COHORT_FILE = "cohort.json"
 HUMAN_SCORER = "labeler"
 
@@ -295,7 +298,7 @@ def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:
         fix = f"move each participant's video into {videos_dir}/ itself, named after the participant"
     else:
         found = f"other files only: {_some(others)}" if others else "an empty folder"
-        fix = "add the videos, or convert them to one of these formats (e.g. ffmpeg -i in.wmv -c:v libx264 out.mp4)"
+        fix = "add the videos, or convert them to one of these formats (e.g. ffmpeg -i in.avs -c:v libx264 -pix_fmt yuv420p out.mp4)"
     raise CohortError("the cohort has no videos", file=videos_dir, found=found, allowed=allowed, fix=fix)
 
 
