@@ -482,6 +482,58 @@ def test_a_new_run_of_a_grown_cohort_keeps_the_labels_of_the_frames_labelled_in_
     assert stages.unlabeled_frames(third) == {}  # all four now labelled in the second run's project
 
 
+def test_a_grown_cohort_copied_to_a_new_folder_keeps_its_labels_and_a_namesake_of_another_study_gives_none(
+        tiny_cohort, tmp_path, caplog):
+    """The lab puts the grown cohort in a new folder (a new cohort to the intake): the videos it labelled before,
+    copied over (new files, the same bytes), keep their labels. Another study's participant of the same name
+    (other footage) gives none."""
+    import json
+    import shutil
+
+    from posesweep.labels import to_dlc_frame, write_collected_data
+    from posesweep.layout import read_json
+    from posesweep.synthetic import simulate_labels, truth_file
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_cohort, root)
+    videos = root / "cohorts" / "tiny" / "videos"
+    (root / "cohorts" / "tiny" / "cohort.json").unlink()  # a recorded cohort: humans label it
+    other = root / "cohorts" / "other_study" / "videos"  # another study, its own P001
+    other.mkdir(parents=True)
+    shutil.copyfile(videos / "P002.mp4", other / "P001.mp4")
+    shutil.copyfile(videos / "P002.truth.csv", other / "P001.truth.csv")
+
+    def label(run, folder, stem):  # what DeepLabCut's GUI would save into the run's project
+        record = read_json(run.layout.frame_record(stem))
+        wide = simulate_labels(truth_file(folder / f"{stem}.mp4"), record["frame_indices"], 120, seed=0)
+        frame = to_dlc_frame(wide, stem, record["image_names"], list(run.cohort.bodyparts), "labeler")
+        write_collected_data(frame, run.layout.project_dir / "labeled-data", stem, "labeler")
+
+    first = stages.prepare_run(root, SMALL, "manual__first")
+    stages.extract_cohort_frames(first)
+    for stem in ("P001", "P002"):
+        label(first, videos, stem)
+    elsewhere = stages.prepare_run(root, {**SMALL, "cohort": "other_study", "frame_set_sizes": [6]}, "manual__other")
+    stages.extract_cohort_frames(elsewhere)
+    label(elsewhere, other, "P001")
+
+    grown = root / "cohorts" / "tiny_wave2" / "videos"
+    grown.mkdir(parents=True)
+    for stem in ("P001", "P002", "P003"):  # copied as a lab copies: new files, new times, the same bytes
+        shutil.copyfile(videos / f"{stem}.mp4", grown / f"{stem}.mp4")
+        shutil.copyfile(videos / f"{stem}.truth.csv", grown / f"{stem}.truth.csv")
+    shutil.copyfile(videos / "P003.mp4", grown / "P004.mp4")  # a new participant
+    with caplog.at_level(logging.INFO, logger="posesweep"):
+        second = stages.prepare_run(root, {**SMALL, "cohort": "tiny_wave2"}, "manual__second")
+        stages.extract_cohort_frames(second)
+
+    assert stages.unlabeled_frames(second) == {"P003": 6, "P004": 6}
+    carried = json.loads(second.layout.carried_labels_file.read_text())
+    assert {stem: (entry["from_cohort"], entry["from_run"], entry["frames"]) for stem, entry in carried.items()} == \
+        {"P001": ("tiny", "manual__first", 6), "P002": ("tiny", "manual__first", 6)}
+    assert "P001: labels of 6 of its 6 picked frames carried over from run manual__first of cohort tiny" in caplog.text
+
+
 def test_the_wait_for_labels_says_why_when_the_labs_label_files_do_not_match_the_picked_frames(tiny_cohort, tmp_path):
     import shutil
 

@@ -1,7 +1,7 @@
 """Labels a lab already made in earlier runs of a cohort, carried into a new run's project.
 
-A cohort grows: a new group of participants is copied in, the intake starts a new run, and k-means picks the same
-frames of the videos it saw before. The lab labelled those frames in the earlier run's project (where DeepLabCut's
+A cohort grows: a new group of participants is copied in (or the whole grown cohort into a new folder), the
+intake starts a new run, and k-means picks the same frames of the videos it saw before. The lab labelled those frames in the earlier run's project (where DeepLabCut's
 GUI saves them); without this it would be asked to label them all again. A label is carried only for a frame whose
 image is, pixel for pixel, the one the lab labelled, only into a project folder that holds no labels of the scorer
 yet, and only where the cohort keeps no labels of its own for the video (those are used as they are). The earlier
@@ -31,24 +31,41 @@ class CarriedLabels:
     video_stem: str
     from_file: Path  # the earlier run's label file
     from_run: str
+    from_cohort: str
     frames: int  # labelled frames carried
     picked_frames: int  # frames k-means picked in this run
     written: str  # the carried file's size and modification time: still so, the lab has not labelled here
 
     def describe(self) -> str:
         return (f"{self.video_stem}: labels of {self.frames} of its {self.picked_frames} picked frames carried over "
-                f"from run {self.from_run} ({self.from_file}; the same images)")
+                f"from run {self.from_run} of cohort {self.from_cohort} ({self.from_file}; the same images)")
+
+
+def _video_bytes(frame_record: Path) -> str | None:
+    """The size in bytes of the video a run's frames of it came from (its fingerprint's first part), or None."""
+    try:
+        return str(read_json(frame_record).get("video_fingerprint") or "").split("-")[0] or None
+    except (OSError, ValueError):
+        return None
 
 
 def earlier_label_files(layout: RunLayout, video_stem: str, scorer: str) -> list[Path]:
-    """The video's label files of the scorer in the cohort's other runs' projects."""
+    """The video's label files of the scorer in the cohort's other runs' projects, and in other cohorts' runs
+    where the video of that name had the same size in bytes (a lab that put the grown cohort in a new folder);
+    a participant of another study with the same name is a different file, and left without reading its images."""
     files = []
-    for run_dir in visible_entries(layout.data_root / "runs" / layout.cohort):  # not the frame cache, .frames
-        if run_dir.name == layout.run_name or not run_dir.is_dir():
-            continue
-        found = label_files_by_scorer(run_dir / "project" / "labeled-data" / video_stem).get(scorer)
-        if found is not None:
-            files.append(found)
+    size_here = _video_bytes(layout.frame_record(video_stem))
+    for cohort_runs in visible_entries(layout.data_root / "runs"):
+        same_cohort = cohort_runs.name == layout.cohort
+        for run_dir in visible_entries(cohort_runs):  # not the frame cache, .frames
+            if (same_cohort and run_dir.name == layout.run_name) or not run_dir.is_dir():
+                continue
+            if not same_cohort and (size_here is None or
+                                    _video_bytes(run_dir / "frames" / f"{video_stem}.json") != size_here):
+                continue
+            found = label_files_by_scorer(run_dir / "project" / "labeled-data" / video_stem).get(scorer)
+            if found is not None:
+                files.append(found)
     return files
 
 
@@ -115,11 +132,13 @@ def carry_earlier_labels(layout: RunLayout, cohort: Cohort, video_stems: list[st
             continue
         rows, source = found
         written = write_collected_data(rows, labeled_data, stem, cohort.scorer)
-        record = CarriedLabels(stem, source, source.parents[3].name, len(rows), len(picked), _file_version(written))
+        record = CarriedLabels(stem, source, source.parents[3].name, source.parents[4].name, len(rows), len(picked),
+                               _file_version(written))
         log.info("%s", record.describe())
         carried.append(record)
     if carried:
         write_json_atomic(layout.carried_labels_file, {**before, **{
-            c.video_stem: {"from_run": c.from_run, "from_file": str(c.from_file), "frames": c.frames,
+            c.video_stem: {"from_cohort": c.from_cohort, "from_run": c.from_run, "from_file": str(c.from_file),
+                           "frames": c.frames,
                            "picked_frames": c.picked_frames, "written": c.written} for c in carried}})
     return carried
