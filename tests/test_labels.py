@@ -649,6 +649,27 @@ def test_participants_named_by_the_cohorts_pattern_are_held_out_whole(tiny_cohor
     assert "participants held out for testing: " in caplog.text and "(1 of 2)" in caplog.text
 
 
+def test_by_participant_with_one_participant_stops_at_prepare_run_before_anyone_labels(tiny_cohort, tmp_path):
+    """Three trials of one person (by the cohort's pattern): no one is left to test on. Said at prepare_run, before
+    the lab labels for hours, not when the frame sets are built from the labels."""
+    import json
+    import shutil
+
+    from posesweep.errors import FrameSetError
+
+    root = shutil.copytree(tiny_cohort, tmp_path / "data")
+    manifest = root / "cohorts" / "tiny" / "cohort.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "participant_pattern": "^P"}))
+    with pytest.raises(FrameSetError) as failure:
+        stages.prepare_run(root, {**SMALL, "split_mode": "by_participant"}, "manual__one_person")
+    text = failure.value.explain()
+    assert "split_mode by_participant needs at least 2 participants" in text and not failure.value.retryable
+    assert f"File: {root / 'cohorts' / 'tiny'}" in text and "Found: 1 participant(s): P" in text
+    assert "choose split_mode paper or fixed_test, or add participants' videos" in text
+    assert not (root / "runs" / "tiny" / "manual__one_person" / "study_config.json").exists()
+    stages.prepare_run(root, SMALL, "manual__one_person")  # the paper's split needs no second person
+
+
 def _reaching_labels_through_validation(reaching_project, tmp_path, bodyparts: list[str], run_name: str):
     """The Reaching project with config.yaml listing ``bodyparts``, taken through labels and validation."""
     import shutil

@@ -21,6 +21,7 @@ The result is saved with the run and reused by training and evaluation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,18 @@ def labeled_frames(label_table: pd.DataFrame) -> list[FrameId]:
 
 
 SPLIT_MODES = ("paper", "fixed_test", "by_participant")
+
+
+def check_participants_to_hold_out(split_mode: str, participants: list[str], cohort_dir: Path | None = None) -> None:
+    """by_participant trains on some participants and tests on others: refuse fewer than two, before anyone labels
+    (``stages.prepare_run``, from the cohort's videos) and again from the labeled frames."""
+    people = sorted(set(participants))
+    if split_mode == "by_participant" and len(people) < 2:
+        raise FrameSetError("split_mode by_participant needs at least 2 participants: one to train on, one to test "
+                            "on", file=cohort_dir, found=f"{len(people)} participant(s): {', '.join(people) or 'none'}",
+                            allowed="2 or more",
+                            fix="choose split_mode paper or fixed_test, or add participants' videos (where one "
+                                "participant has several videos, cohort.json's participant_pattern says whose)")
 
 
 def build_frame_sets(frames: list[FrameId], sizes: list[int], train_fraction: float, seed: int,
@@ -88,8 +101,7 @@ def _by_participant_splits(frames: list[FrameId], sizes: list[int], train_fracti
                            participant_of: dict[str, str]) -> list[FrameSet]:
     person = {video: participant_of.get(video, video) for video, _ in frames}
     participants = sorted(set(person.values()))
-    if len(participants) < 2:
-        raise FrameSetError("split_mode by_participant needs frames from at least 2 participants")
+    check_participants_to_hold_out("by_participant", participants)
     rng = np.random.default_rng(seed)
     wanted = max(1, int(round(min(sizes) * (1 - train_fraction))))
     test: list[FrameId] = []

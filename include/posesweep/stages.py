@@ -28,7 +28,7 @@ from .locks import exclusive_writer
 from .run import Run, video_stem
 from .scale import VideoScales, video_scales
 from .settings import Settings
-from .splits import FrameSet, build_frame_sets, labeled_frames
+from .splits import FrameSet, build_frame_sets, check_participants_to_hold_out, labeled_frames
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,6 +53,8 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
                 if not cohort.frames_extracted else "the images in the project's labeled-data folders)"),
             fix="lower frame_set_sizes" + ("" if cohort.frames_extracted else ", raise frames_per_video")
                 + " or add participants to the cohort")
+    check_participants_to_hold_out(study.split_mode, [cohort.participant_of(video_stem(v)) for v in cohort.videos],
+                                   cohort.root)
     settings = Settings.from_env()
     budget = estimate(study, frame_size_px(cohort), frames_available, settings.training_backend,
                       settings.pod.seconds_per_iteration, settings.cpu_speedup)
