@@ -33,6 +33,7 @@ from posesweep.config import param_specs
 from posesweep.disk import disk_full_from
 from posesweep.errors import PosesweepError
 from posesweep.intake import COHORTS_ASSET_NAME, COHORTS_ASSET_URI, cohorts_waiting
+from posesweep.layout import cohort_names
 from posesweep.run import Run, stage_args
 from posesweep.settings import Settings, SettingsError
 
@@ -140,7 +141,8 @@ def network_stage(task_id: str, command: str, doc: str):
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=SETTINGS.max_active_runs,  # a cohort waiting for labels does not block the others
-    params={name: Param(**spec) for name, spec in param_specs().items()},
+    # the cohort field proposes the cohort folders there are (the DAG file is parsed again every few minutes)
+    params={name: Param(**spec) for name, spec in param_specs(cohorts=cohort_names(DATA_ROOT)).items()},
     # failures a retry can fix (a killed worker or child, an evicted pod) are retried; input errors fail at once
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30), "on_failure_callback": remember_failure,
                   "on_retry_callback": functools.partial(remember_failure, retried=True)},

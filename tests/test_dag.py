@@ -1,6 +1,7 @@
 """DAG integrity: it imports fast without heavy libraries, has no cycles, and its params are the study's."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -71,3 +72,21 @@ def test_dag_params_are_derived_from_the_study_config():
     resolved = params.validate()
     StudyConfig.from_mapping(resolved)  # the defaults form a valid study
     assert params.get_param("max_iterations").schema["minimum"] == 1
+
+
+def test_the_trigger_forms_cohort_field_proposes_the_cohort_folders_there_are(tmp_path):
+    """A lab picks its cohort from a drop-down (still free to type another): the folders under <data root>/cohorts
+    when the DAG file was parsed, not hidden ones, files, or names the form would refuse."""
+    probe = (
+        "import importlib.util, json\n"
+        f"spec = importlib.util.spec_from_file_location('d', {str(REPO / 'dags' / 'dlc_training_study.py')!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "print(json.dumps(module.study_dag.params.get_param('cohort').schema.get('examples')))\n"
+    )
+    cohorts = tmp_path / "cohorts"
+    for name in ("drop_landing_2026", "pilot", ".snapshot", "has space"):
+        (cohorts / name).mkdir(parents=True)
+    (cohorts / "notes.txt").write_text("not a cohort")
+    env = {**os.environ, "POSESWEEP_DATA_ROOT": str(tmp_path)}
+    shown = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, env=env)
+    assert json.loads(shown.stdout.strip().splitlines()[-1]) == ["drop_landing_2026", "pilot"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,8 +248,9 @@ def _schema_problems(name: str, value: Any, schema: dict[str, Any]) -> list[str]
     return out
 
 
-def param_specs(defaults: StudyConfig | None = None) -> dict[str, dict[str, Any]]:
-    """Keyword arguments for one ``airflow.sdk.Param`` per study parameter."""
+def param_specs(defaults: StudyConfig | None = None, cohorts: list[str] = ()) -> dict[str, dict[str, Any]]:
+    """Keyword arguments for one ``airflow.sdk.Param`` per study parameter; ``cohorts``, the cohort folders
+    there are, become the cohort field's proposals (a drop-down that still takes any name)."""
     defaults = defaults or StudyConfig()
     specs = {}
     for f in dataclasses.fields(StudyConfig):
@@ -262,4 +264,8 @@ def param_specs(defaults: StudyConfig | None = None) -> dict[str, dict[str, Any]
             "section": f.metadata["section"],
             **f.metadata["schema"],
         }
+    pattern = re.compile(specs["cohort"]["pattern"])
+    proposals = [name for name in cohorts if pattern.match(name)]  # a name the form would refuse is not proposed
+    if proposals:
+        specs["cohort"]["examples"] = proposals
     return specs

@@ -166,6 +166,11 @@ class RunLayout:
         return self.report_dir / "summary.json"
 
 
+def cohort_names(data_root: str | Path) -> list[str]:
+    """The cohort folders under ``<data root>/cohorts`` (one listing: cheap enough for a DAG file's parse)."""
+    return sorted(entry.name for entry in visible_entries(Path(data_root) / "cohorts") if entry.is_dir())
+
+
 def visible_entries(folder: Path) -> list[Path]:
     """A folder of the lab's, less hidden entries (names starting with '.'): macOS's AppleDouble ``._<name>``
     companions that a copy to a share or a USB drive leaves beside every file, ``.DS_Store``, a NAS's
