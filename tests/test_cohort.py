@@ -57,9 +57,9 @@ def test_a_folder_labeled_only_by_someone_else_is_left_out_and_named(reaching_pr
     ({"videos/P01/front.mp4": "", "videos/P02/front.mp4": ""}, [
         "the cohort has no videos", "Found: videos in subfolders, which are not read: P01/front.mp4, P02/front.mp4",
         "named after the participant"]),
-    ({"videos/P01.wmv": "", "videos/notes.txt": ""}, [
-        "Found: other files only: P01.wmv, notes.txt", "Allowed: one video per participant in {cohort}/videos, as .mp4",
-        "ffmpeg -i in.wmv"]),
+    ({"videos/P01.braw": "x" * 1000, "videos/0_notes.txt": "x"}, [  # the example converts the video, not notes
+        "Found: other files only: 0_notes.txt, P01.braw", "Allowed: one video per participant in {cohort}/videos, as .mp4",
+        "ffmpeg -i P01.braw -c:v libx264 -pix_fmt yuv420p P01.mp4"]),
     ({"labeled-data/P01/img001.png": ""}, ["part of a DeepLabCut project", "Found: labeled-data/ but no config.yaml",
                                            "copy the project's config.yaml into {cohort}"]),
     ({"videos/P01.mp4": "", "videos/P01.avi": "", "videos/P02.mp4": ""}, [

@@ -298,7 +298,10 @@ def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:
         fix = f"move each participant's video into {videos_dir}/ itself, named after the participant"
     else:
         found = f"other files only: {_some(others)}" if others else "an empty folder"
-        fix = "add the videos, or convert them to one of these formats (e.g. ffmpeg -i in.avs -c:v libx264 -pix_fmt yuv420p out.mp4)"
+        files = [p for p in visible_entries(videos_dir) if p.is_file()]
+        example = max(files, key=lambda p: p.stat().st_size).name if files else "in.braw"  # the video: the largest
+        fix = (f"add the videos, or convert them to one of these formats (e.g. ffmpeg -i {example} -c:v libx264 "
+               f"-pix_fmt yuv420p {Path(example).stem}.mp4)")
     raise CohortError("the cohort has no videos", file=videos_dir, found=found, allowed=allowed, fix=fix)
 
 
