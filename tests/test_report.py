@@ -99,3 +99,25 @@ def test_the_smallest_sufficient_frame_set_is_said_in_words_and_why_none_with_on
     assert minimum_frames_sentence({"train": 200, "test": 400}) == "400 frames by the test error, 200 frames by " \
                                                                    "the train error"
     assert minimum_frames_sentence({}).startswith("not found, since this run trained one frame-set size")
+
+
+def test_a_whole_body_projects_landmarks_each_get_their_own_line_and_the_legend_covers_no_data():
+    """24 landmarks (a whole-body project): ten colours repeated, and a legend inside the test panel hid its
+    lines. Each landmark's (colour, marker, dash) is its own, and the legend lies beside both panels."""
+    from posesweep.report.figures import _pyplot, frame_set_size_figure, landmark_styles
+
+    landmarks = [f"{side}_{joint}" for side in ("left", "right") for joint in (
+        "shoulder", "elbow", "wrist", "hip", "knee", "ankle", "heel", "toe", "ear", "eye", "hand", "finger")]
+    styles = landmark_styles(landmarks)
+    assert len({tuple(sorted(style.items())) for style in styles.values()}) == 24
+    rows = [{"split": split, "landmark": landmark, "frame_set_size": size, "error_px": 5.0 + i + size / 100}
+            for split in ("train", "test") for i, landmark in enumerate(landmarks) for size in (200, 400, 800)]
+    fig = frame_set_size_figure(pd.DataFrame(rows), 150_000)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = fig.axes[1].get_legend()
+    assert len(legend.get_texts()) == 24
+    box = legend.get_window_extent(renderer)
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent(renderer)), "the legend covers a panel"
+    _pyplot().close(fig)

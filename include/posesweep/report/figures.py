@@ -40,17 +40,37 @@ def error_vs_iterations(by_iteration: pd.DataFrame, target: Path) -> Path:
     return _save(fig, target)
 
 
-def error_vs_frame_set_size(by_frame_set: pd.DataFrame, iteration: int, target: Path) -> Path:
+LANDMARKS_PER_LEGEND_COLUMN = 20
+
+
+def landmark_styles(landmarks: list[str]) -> dict[str, dict]:
+    """A line style per landmark that no other landmark shares: ten colours, then the same colours with another
+    marker and dash (a whole-body project has 20 or more landmarks; ten colours alone repeat)."""
+    markers, dashes = ("o", "s", "^", "D", "v", "P"), ("-", "--", ":", "-.")
+    return {landmark: {"color": f"C{i % 10}", "marker": markers[(i // 10) % len(markers)],
+                       "linestyle": dashes[(i // 10) % len(dashes)]}
+            for i, landmark in enumerate(landmarks)}
+
+
+def frame_set_size_figure(by_frame_set: pd.DataFrame, iteration: int):
+    """Error per landmark by frame-set size, train and test side by side; the legend beside them, outside the
+    data (inside, 20 landmarks' legend covered the test panel)."""
     fig, axes = _pyplot().subplots(1, 2, figsize=(10, 4), sharey=True)
+    styles = landmark_styles(sorted(by_frame_set["landmark"].astype(str).unique()))
     for ax, split in zip(axes, ("train", "test")):
         part = by_frame_set[by_frame_set["split"] == split]
-        for landmark, rows in part.groupby("landmark"):
-            ax.plot(rows["frame_set_size"], rows["error_px"], marker="o", label=landmark)
+        for landmark, rows in part.groupby(part["landmark"].astype(str)):
+            ax.plot(rows["frame_set_size"], rows["error_px"], label=landmark, **styles[landmark])
         ax.set_title(f"{split} error at {iteration:,} iterations")
         ax.set_xlabel("frames in the frame set")
     axes[0].set_ylabel("mean error (px)")
-    axes[1].legend(fontsize=7, loc="upper right")
-    return _save(fig, target)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                   ncol=max(1, -(-len(styles) // LANDMARKS_PER_LEGEND_COLUMN)))
+    return fig
+
+
+def error_vs_frame_set_size(by_frame_set: pd.DataFrame, iteration: int, target: Path) -> Path:
+    return _save(frame_set_size_figure(by_frame_set, iteration), target)
 
 
 def posthoc_p_values(pairwise_tables: dict[str, pd.DataFrame], target: Path) -> Path:
