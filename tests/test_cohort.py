@@ -137,6 +137,28 @@ def test_the_camera_view_in_cohort_json_is_front_back_side_or_refused(tmp_path):
     assert '"back": the camera is behind the participant' in paragraph
 
 
+def test_side_view_videos_in_cohort_json_name_the_side_cameras_videos_or_are_refused(tmp_path):
+    import json
+
+    cohort = tmp_path / "cohorts" / "knee"
+    (cohort / "videos").mkdir(parents=True)
+    for name in ("P01_front", "P01_side", "P02_front", "P02_side"):
+        (cohort / "videos" / f"{name}.mp4").write_bytes(b"")
+    (cohort / "cohort.json").write_text(json.dumps({"side_view_videos": "_side$"}))
+    loaded = load_cohort(cohort)
+    stems = [video.stem for video in loaded.videos]
+    assert loaded.side_view_videos(stems) == ["P01_side", "P02_side"] and loaded.camera_view_declared
+    assert load_cohort(cohort).side_view_videos(["P01_front"]) == []
+    for pattern, said in (("_lateral$", "Found: '_lateral$' in none of P01_front, P01_side, P02_front, P02_side"),
+                          ("(side", "side_view_videos is not a regular expression"),
+                          ("", "side_view_videos must be a non-empty string")):
+        (cohort / "cohort.json").write_text(json.dumps({"side_view_videos": pattern}))
+        paragraph = _failure(cohort)
+        assert said in paragraph and f"File: {cohort / 'cohort.json'}" in paragraph
+    (cohort / "cohort.json").write_text(json.dumps({"camera_view": "side"}))  # a side camera only: every video
+    assert load_cohort(cohort).side_view_videos(stems) == sorted(stems)
+
+
 def test_a_cohort_name_that_is_not_a_folder_lists_the_cohorts_there(tmp_path):
     for name in ("knee_2025", "knee_2026"):
         (tmp_path / "cohorts" / name).mkdir(parents=True)

@@ -244,3 +244,31 @@ def test_a_landmark_missing_on_one_side_costs_only_that_sides_quantities():
 
     errors.loc[errors["landmark"] == "left_ankle", ["x_label_px", "y_label_px"]] = float("nan")  # never labelled
     assert set(kinematic_errors(errors)["quantity"]) == {"right_fppa_deg"}
+
+
+def test_a_side_cameras_videos_named_in_cohort_json_give_no_knee_angles_and_the_front_videos_do():
+    """A lab films each participant from the front and from the side, in one project: the side camera's videos
+    (cohort.json side_view_videos) train and score the networks, but the knee angles come from the front's."""
+    from report_input import error_table
+
+    from posesweep.cohort import Cohort
+    from posesweep.report.render import kinematic_landmark_sentences
+    from posesweep.stages import knee_kinematics
+
+    errors = error_table(landmarks=list(FPPA_ROLES))
+    labels = errors.assign(x_px=errors["x_label_px"], y_px=errors["y_label_px"]).drop_duplicates(
+        ["video", "image", "landmark"])[["video", "image", "landmark", "x_px", "y_px"]]
+
+    def cohort(pattern):
+        return Cohort("knee", Path("/lab/knee"), (), tuple(FPPA_ROLES), "lab", "dlc_project",
+                      camera_view_declared=True, side_view_pattern=pattern)
+
+    kinematics, said = knee_kinematics(cohort("P002"), labels, errors)
+    everyone = kinematic_errors(errors)
+    assert set(everyone["video"]) == {"P001", "P002"} and said["side_view_videos"] == ["P002"]
+    pd.testing.assert_frame_equal(kinematics.reset_index(drop=True),
+                                  everyone[everyone["video"] == "P001"].reset_index(drop=True))
+    sentence = kinematic_landmark_sentences(said, errors)["kinematic_landmarks_sentence"]
+    assert "the 1 side-camera video(s) (cohort.json side_view_videos: P002) train and score" in sentence
+    kinematics, said = knee_kinematics(cohort("^P00"), labels, errors)  # every video from the side: no angles
+    assert kinematics is None and said["roles"] is None and "sagittal plane" in said["how"]

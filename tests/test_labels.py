@@ -8,7 +8,8 @@ import pytest
 import conftest
 from posesweep import stages
 from posesweep.cohort import CohortError
-from posesweep.labels import TIDY_COLUMNS, LabelFileError, read_collected_data, read_label_table, tidy_from_collected
+from posesweep.labels import (TIDY_COLUMNS, LabelFileError, read_collected_data, read_label_table, tidy_from_collected,
+                             write_label_table)
 from posesweep.config import FRONTAL_BODYPARTS
 from posesweep.validation import LabelValidationError, frontal_check_roles, validate_labels
 
@@ -210,6 +211,52 @@ def test_labels_with_overlapping_hips_failing_the_side_check_are_told_the_camera
     assert "thigh lengths apart across the image (facing the camera about 0.5): this looks filmed from the side" \
         in message and '"camera_view": "side" in cohort.json' in message
     assert "the whole video was" not in message  # not reversed as a whole: about half the frames each way
+
+
+def _filmed_from_the_side(labels_file, video):
+    """The labels with ``video``'s left and right overlapping across the image, as a side camera sees them."""
+    table = pd.read_csv(labels_file, dtype={"video": str})
+    frames = table[table["video"] == video][["image"]].drop_duplicates()
+    for i, image in enumerate(frames["image"]):
+        in_frame = (table["video"] == video) & (table["image"] == image)
+        for joint in ("hip", "knee", "ankle"):
+            right = table.loc[in_frame & (table["landmark"] == f"right_{joint}"), "x_px"].to_numpy()
+            table.loc[in_frame & (table["landmark"] == f"left_{joint}"), "x_px"] = right + (2 if i % 2 else -2)
+    return table
+
+
+def test_a_second_camera_filming_from_the_side_is_named_and_its_videos_skip_the_frontal_checks(tiny_cohort,
+                                                                                             tmp_path, caplog):
+    """One participant's video is a side camera's: the frontal checks name it as looking filmed from the side and
+    say how to declare it; with cohort.json's side_view_videos, its frames pass (the others still checked)."""
+    import json
+    import shutil
+
+    cohort_root = shutil.copytree(tiny_cohort, tmp_path / "lab")
+    manifest = cohort_root / "cohorts" / "tiny" / "cohort.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "side_view_videos": "^P002$"}))
+    run = conftest.labeled_run(cohort_root, tmp_path / "data", SMALL, "manual__two_cameras")
+    table = _filmed_from_the_side(run.layout.labels_file, "P002")
+    images = run.layout.project_dir / "labeled-data"
+    landmarks = sorted(table["landmark"].unique())
+    with pytest.raises(LabelValidationError) as failure:
+        validate_labels(table, landmarks, 0.1, tmp_path / "one_camera", images_root=images, roles=PAPER_ROLES)
+    message = str(failure.value)
+    assert "1 video(s) look filmed from the side (hips labelled under 0.25 thigh lengths apart): P002." in message
+    assert '"side_view_videos": "_side$"' in message and "this looks filmed from the side, where" not in message
+
+    write_label_table(table, run.layout.labels_file)  # the lab's labels, the side camera's as it sees them
+    with caplog.at_level(logging.INFO, logger="posesweep"):
+        assert stages.validate_label_table(run)["success"]
+    assert "frontal-plane label checks leave out 1 side-camera video(s) (cohort.json side_view_videos): P002" \
+        in caplog.text
+    broken = table.copy()  # the front camera's videos are still checked
+    knee = (broken["video"] == "P001") & (broken["landmark"] == "right_knee")
+    broken.loc[knee, "y_px"] = broken.loc[(broken["video"] == "P001") & (broken["landmark"] == "right_hip"),
+                                          "y_px"].to_numpy() - 5
+    with pytest.raises(LabelValidationError, match="found right_hip level with or below right_knee"):
+        validate_labels(broken, landmarks, 0.1, tmp_path / "front_checked", images_root=images, roles=PAPER_ROLES,
+                        side_view_videos=["P002"])
 
 
 def _labelled_by_image_side(labels_file, video):

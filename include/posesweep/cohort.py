@@ -56,6 +56,16 @@ class Cohort:
     kinematic_landmarks: dict[str, str] | None = None  # cohort.json: role (right_knee ...) -> the cohort's landmark
     camera_view: str = "front"  # cohort.json: "front" (facing the participant, the paper's), "back" or "side"
     camera_view_declared: bool = False  # whether cohort.json says it (else the labels may show a side view)
+    side_view_pattern: str | None = None  # cohort.json side_view_videos: the videos a side camera filmed
+
+    def side_view_videos(self, video_stems) -> list[str]:
+        """Which of ``video_stems`` a side camera filmed (cohort.json ``side_view_videos``): no frontal-plane checks
+        or knee angles from them; their frames still train and score the networks."""
+        if self.camera_view == "side":
+            return sorted(set(video_stems))
+        if not self.side_view_pattern:
+            return []
+        return sorted({stem for stem in video_stems if re.search(self.side_view_pattern, str(stem))})
 
     def participant_of(self, video_stem: str) -> str:
         """The participant a video shows: the pattern's first group (or whole match) in its name, else the name."""
@@ -129,7 +139,8 @@ def _load_dlc_project(cohort_dir: Path) -> Cohort:
     return Cohort(cohort_dir.name, cohort_dir, folders, bodyparts, scorer, "dlc_project",
                   participant_pattern(cohort_dir, manifest, [f.name for f in folders]),
                   declared_kinematic_landmarks(cohort_dir, manifest, bodyparts), camera_view_of(cohort_dir, manifest),
-                  "camera_view" in manifest)
+                  "camera_view" in manifest or "side_view_videos" in manifest,
+                  side_view_pattern(cohort_dir, manifest, [f.name for f in folders]))
 
 
 CAMERA_VIEWS = {"front": "the camera faces the participant (the paper's set-up)",
@@ -205,6 +216,30 @@ def participant_pattern(cohort_dir: Path, manifest: dict, video_stems: list[str]
     return pattern
 
 
+def side_view_pattern(cohort_dir: Path, manifest: dict, video_stems: list[str]) -> str | None:
+    """cohort.json's ``side_view_videos``: a regular expression found in the names of the videos a side camera
+    filmed, where a lab films each participant from the front and the side. Checked against the videos: one that
+    finds none is a typo, and the side videos would fail every frontal-plane check."""
+    pattern = manifest.get("side_view_videos")
+    if pattern is None:
+        return None
+    file = cohort_dir / COHORT_FILE
+    example = '"side_view_videos": "_side$" (P07_side is filmed from the side, P07_front from the front)'
+    try:
+        compiled = re.compile(pattern) if isinstance(pattern, str) and pattern else None
+    except re.error as error:
+        raise CohortError("side_view_videos is not a regular expression", file=file,
+                          found=f"{pattern!r}: {error}", allowed=example, fix="correct the pattern") from None
+    if compiled is None:
+        raise CohortError("side_view_videos must be a non-empty string", file=file, found=repr(pattern),
+                          allowed=example, fix="correct the pattern, or remove it (every video from the front)")
+    if not any(compiled.search(stem) for stem in video_stems):
+        raise CohortError("side_view_videos finds no video", file=file,
+                          found=f"{pattern!r} in none of {_some(sorted(video_stems))}", allowed=example,
+                          fix="change the pattern so that it matches the side camera's videos' names, or remove it")
+    return pattern
+
+
 def read_cohort_manifest(cohort_dir: Path) -> dict | None:
     """The cohort's ``cohort.json`` (bodyparts, scorer, landing square; ``posesweep synth`` writes one), if any."""
     path = Path(cohort_dir) / COHORT_FILE
@@ -251,7 +286,8 @@ def load_cohort(cohort_dir: Path) -> Cohort:
     return Cohort(cohort_dir.name, cohort_dir, videos, bodyparts, scorer, "synthetic" if synthetic else "videos",
                   participant_pattern(cohort_dir, manifest, [v.stem for v in videos]),
                   declared_kinematic_landmarks(cohort_dir, manifest, bodyparts), camera_view_of(cohort_dir, manifest),
-                  "camera_view" in manifest)
+                  "camera_view" in manifest or "side_view_videos" in manifest,
+                  side_view_pattern(cohort_dir, manifest, [v.stem for v in videos]))
 
 
 def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:

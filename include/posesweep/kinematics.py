@@ -93,10 +93,9 @@ SIDE_CAMERA = ("a camera from the side (cohort.json camera_view side) sees the s
 SIDE_VIEW_HIPS_APART = 0.25  # thigh lengths: facing the camera the hips (ASIS) lie about half a thigh length apart
 
 
-def hips_apart_in_thigh_lengths(labels: pd.DataFrame, roles: dict[str, str]) -> float | None:
-    """How far apart across the image the two hips are labelled, in thigh lengths (hip to knee, both sides'
-    mean): the median over frames with both hips and knees labelled; None without such a frame. About 0.5 from
-    the front or behind (pelvis width over thigh length); near 0 from the side, where the hips overlap."""
+def _hips_apart_per_frame(labels: pd.DataFrame, roles: dict[str, str]) -> pd.Series | None:
+    """Per (video, image): the hips' distance across the image in thigh lengths (hip to knee, both sides' mean),
+    where both hips and knees are labelled; None where the roles lack a side's hip or knee."""
     if not all(f"{side}_{joint}" in roles for side in SIDES for joint in ("hip", "knee")):
         return None
     xy = labels.drop_duplicates(["video", "image", "landmark"]).pivot(index=["video", "image"], columns="landmark",
@@ -107,9 +106,26 @@ def hips_apart_in_thigh_lengths(labels: pd.DataFrame, roles: dict[str, str]) -> 
     p = {role: xy[[("x_px", roles[role]), ("y_px", roles[role])]].to_numpy(float)
          for role in ("right_hip", "right_knee", "left_hip", "left_knee")}
     thigh = (_distance(p["right_hip"], p["right_knee"]) + _distance(p["left_hip"], p["left_knee"])) / 2
-    apart = np.abs(p["right_hip"][:, 0] - p["left_hip"][:, 0]) / thigh
-    apart = apart[np.isfinite(apart)]
-    return float(np.median(apart)) if len(apart) else None
+    apart = pd.Series(np.abs(p["right_hip"][:, 0] - p["left_hip"][:, 0]) / thigh, index=xy.index)
+    return apart[np.isfinite(apart)]
+
+
+def hips_apart_in_thigh_lengths(labels: pd.DataFrame, roles: dict[str, str]) -> float | None:
+    """How far apart across the image the two hips are labelled, in thigh lengths (hip to knee, both sides'
+    mean): the median over frames with both hips and knees labelled; None without such a frame. About 0.5 from
+    the front or behind (pelvis width over thigh length); near 0 from the side, where the hips overlap."""
+    apart = _hips_apart_per_frame(labels, roles)
+    return float(apart.median()) if apart is not None and len(apart) else None
+
+
+def videos_looking_filmed_from_the_side(labels: pd.DataFrame, roles: dict[str, str]) -> list[str]:
+    """The videos whose hips are labelled under ``SIDE_VIEW_HIPS_APART`` thigh lengths apart (median over their
+    frames): where a lab films from the front and the side, which videos are the side camera's."""
+    apart = _hips_apart_per_frame(labels, roles)
+    if apart is None or not len(apart):
+        return []
+    by_video = apart.groupby(level="video").median()
+    return sorted(str(video) for video, value in by_video.items() if value < SIDE_VIEW_HIPS_APART)
 
 
 def side_view_suspected(labels: pd.DataFrame, roles: dict[str, str]) -> str | None:

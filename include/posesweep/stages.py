@@ -315,12 +315,18 @@ def validate_label_table(run: Run) -> dict:
     layout, study = run.layout, run.study
     cohort = run.cohort
     table = read_label_table(layout.labels_file)  # never rewritten here: a retry validates the same input
-    roles, why = frontal_check_roles(cohort.bodyparts, cohort.kinematic_landmarks, cohort.camera_view)
+    side = cohort.side_view_videos(table["video"].astype(str).unique())
+    every_video_side_on = len(side) == table["video"].nunique()
+    roles, why = frontal_check_roles(cohort.bodyparts, cohort.kinematic_landmarks,
+                                     "side" if every_video_side_on else cohort.camera_view)
     log.info("frontal-plane label checks: %s", f"on {roles_text(roles)}, {why}" if roles else why)
+    if roles and side:
+        log.info("frontal-plane label checks leave out %d side-camera video(s) (cohort.json side_view_videos): %s",
+                 len(side), ", ".join(side))
     check = dict(bodyparts=list(cohort.bodyparts), max_missing_fraction=study.max_missing_label_fraction,
                  result_dir=layout.validation_dir, label_files=read_json(layout.label_sources_file),
                  images_root=layout.project_dir / "labeled-data",
-                 roles=roles, camera_view=cohort.camera_view)
+                 roles=roles, camera_view=cohort.camera_view, side_view_videos=side)
     excluded: list[tuple[str, str]] = []
     try:
         summary = validate_labels(table, **check)
@@ -454,15 +460,37 @@ def knee_angle_landmarks(cohort: Cohort, labels: pd.DataFrame) -> tuple[dict[str
     Where cohort.json says neither the landmarks nor the camera, the labels are checked for a side view."""
     from .kinematics import landmark_roles, side_view_suspected
 
-    roles, how = landmark_roles(cohort.bodyparts, cohort.kinematic_landmarks, cohort.camera_view)
+    side = cohort.side_view_videos(labels["video"].astype(str).unique())
+    every_video_side_on = len(side) == labels["video"].nunique()
+    roles, how = landmark_roles(cohort.bodyparts, cohort.kinematic_landmarks,
+                                "side" if every_video_side_on else cohort.camera_view)
     side_view = roles and not (cohort.kinematic_landmarks or cohort.camera_view_declared) and \
         side_view_suspected(labels, roles)
     return (None, side_view) if side_view else (roles, how)
 
 
+def knee_kinematics(cohort: Cohort, labels: pd.DataFrame, errors: pd.DataFrame) -> tuple[pd.DataFrame | None, dict]:
+    """The knee kinematics' errors (``kinematics.kinematic_errors``) from the frontal camera's videos (a side
+    camera's, cohort.json ``side_view_videos``, are left out), and what the report says of them: which landmarks,
+    how found, the camera, the side videos left out; (None, why not) where there are none."""
+    from .kinematics import kinematic_errors, roles_text
+
+    roles, how = knee_angle_landmarks(cohort, labels)
+    side = cohort.side_view_videos(labels["video"].astype(str).unique())
+    kinematics = None
+    if roles is not None:
+        kinematics = kinematic_errors(errors[~errors["video"].astype(str).isin(side)], roles, cohort.camera_view)
+        if not len(kinematics):  # e.g. a landmark the lab never labelled (max_missing_label_fraction 1)
+            roles, how, kinematics = None, f"no frame has {', '.join(roles.values())} all labelled", None
+    log.info("knee kinematics: %s", (f"from {roles_text(roles)}, {how}" + (
+        f"; {len(side)} side-camera video(s) left out (cohort.json side_view_videos)" if side else ""))
+        if roles else f"not computed: {how}")
+    return kinematics, {"roles": roles, "how": how, "camera_view": cohort.camera_view,
+                        "side_view_videos": side if roles else []}
+
+
 def analyse_and_report(run: Run) -> str:
     from .evaluation import combine_error_tables
-    from .kinematics import kinematic_errors, roles_text
     from .networks import network_addresses
     from .report import write_report
     from .stats import analyse, analyse_fppa
@@ -495,19 +523,11 @@ def analyse_and_report(run: Run) -> str:
     for entry in context["training"]:
         entry.pop("train_dir", None)
         entry["initial_weights"] = entry["initial_weights"]["kind"]
-    kinematics = fppa = None
-    cohort = run.cohort
-    roles, how = knee_angle_landmarks(cohort, table)
-    if roles is not None:
-        kinematics = kinematic_errors(errors, roles, cohort.camera_view)
-        if len(kinematics):
-            write_csv_atomic(kinematics, layout.evaluation_dir / "kinematic_errors.csv")
-            fppa = analyse_fppa(kinematics)
-        else:  # e.g. a landmark the lab never labelled (max_missing_label_fraction 1)
-            roles, how, kinematics = None, f"no frame has {', '.join(roles.values())} all labelled", None
-    context["kinematic_landmarks"] = {"roles": roles, "how": how, "camera_view": cohort.camera_view}
-    log.info("knee kinematics: %s", f"from {roles_text(roles)}, {how}"
-             if roles else f"not computed: {how}")
+    fppa = None
+    kinematics, context["kinematic_landmarks"] = knee_kinematics(run.cohort, table, errors)
+    if kinematics is not None:
+        write_csv_atomic(kinematics, layout.evaluation_dir / "kinematic_errors.csv")
+        fppa = analyse_fppa(kinematics)
     path = write_report(layout, analysis, errors, context, kinematics, fppa)
     return str(path)
 

@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import LabelValidationError
-from .kinematics import FPPA_LANDMARKS, SIDE_VIEW_HIPS_APART, hips_apart_in_thigh_lengths
+from .kinematics import (FPPA_LANDMARKS, SIDE_VIEW_HIPS_APART, hips_apart_in_thigh_lengths,
+                         videos_looking_filmed_from_the_side)
 from .labels import TIDY_COLUMNS
 from .layout import write_json_atomic
 from .quiet import library_info_silenced
@@ -159,8 +160,9 @@ def reversed_video_advice(video: dict[str, Any], camera_view: str) -> str:
 
 def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fraction: float,
                     result_dir: Path, images_root: Path | None = None, roles: dict[str, str] | None = None,
-                    camera_view: str = "front") -> dict[str, Any]:
-    """``roles``: the landmarks the frontal-plane checks read (``frontal_check_roles``); None: no such checks."""
+                    camera_view: str = "front", side_view_videos: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """``roles``: the landmarks the frontal-plane checks read (``frontal_check_roles``); None: no such checks.
+    ``side_view_videos``: videos a side camera filmed (cohort.json), left out of the frontal-plane checks."""
     gx = _gx()
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -200,11 +202,13 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
         ], FRAME_ID_COLUMNS),
     ]
     reversed_sides: list[dict[str, Any]] = []
-    hips_apart = None
-    if roles:
-        anatomy = anatomy_table(table, roles, camera_view)
+    hips_apart, looking_side_on = None, []
+    frontal = table[~table["video"].astype(str).isin(side_view_videos)]
+    if roles and len(frontal):
+        anatomy = anatomy_table(frontal, roles, camera_view)
         reversed_sides = videos_with_sides_reversed(anatomy)
-        hips_apart = hips_apart_in_thigh_lengths(table, roles)
+        hips_apart = hips_apart_in_thigh_lengths(frontal, roles)
+        looking_side_on = videos_looking_filmed_from_the_side(frontal, roles)
         checks = [c for c in anatomy.columns if c not in FRAME_ID_COLUMNS]
         batches.append(("frontal_anatomy", anatomy, [
             E.ExpectColumnValuesToBeInSet(column=c, value_set=[True]) if not c.endswith("_ratio") else
@@ -235,6 +239,9 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
         "camera_view": camera_view,
         "frontal_check_roles": roles,
         "hips_apart_in_thigh_lengths": hips_apart,
+        "side_view_videos": list(side_view_videos),
+        "videos_looking_filmed_from_the_side": looking_side_on,
+        "videos_with_frontal_checks": int(frontal["video"].nunique()) if roles else 0,
     }
     write_json_atomic(Path(result_dir) / "validation_result.json", summary)
     return summary
@@ -335,12 +342,22 @@ def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_miss
     details = []  # first what explains many rows at once: a camera at the side, a video labelled the other way round
     view, roles = summary.get("camera_view", "front"), summary.get("frontal_check_roles")
     apart = summary.get("hips_apart_in_thigh_lengths")
-    if apart is not None and apart < SIDE_VIEW_HIPS_APART and any(
-            f["kwargs"].get("column", "").endswith("_sides_not_swapped") for f in failures):
+    side_on = summary.get("videos_looking_filmed_from_the_side") or []
+    some_side_on = 0 < len(side_on) < summary.get("videos_with_frontal_checks", 0)
+    swaps = any(f["kwargs"].get("column", "").endswith("_sides_not_swapped") for f in failures)
+    if swaps and apart is not None and apart < SIDE_VIEW_HIPS_APART:
         details.append(f"the hips are labelled a median {apart:.2f} thigh lengths apart across the image (facing the "
                        f"camera about 0.5): this looks filmed from the side, where left and right overlap and the "
                        f'left/right check cannot hold. If so, set "camera_view": "side" in cohort.json (no '
-                       f"frontal-plane checks or knee angles then).")
+                       f"frontal-plane checks or knee angles then)" + (
+                           '; if only some videos are, "side_view_videos" (below)' if some_side_on else "") + ".")
+    if swaps and some_side_on:
+        details.append(f"{len(side_on)} video(s) look filmed from the side (hips labelled under "
+                       f"{SIDE_VIEW_HIPS_APART:g} thigh lengths apart): {', '.join(side_on[:8])}"
+                       + (f" and {len(side_on) - 8} more" if len(side_on) > 8 else "") + ". If a second camera "
+                       f'filmed them from the side, name them in cohort.json, e.g. "side_view_videos": "_side$" (a '
+                       f"regular expression found in their names): they then train the networks but get no "
+                       f"frontal-plane checks or knee angles.")
     for video in summary.get("videos_with_sides_reversed", []):
         details.append(f"{label_files.get(video['video'], video['video'])}: {reversed_video_advice(video, view)}")
     for failure in failures:
@@ -370,12 +387,14 @@ def offending_frames(summary: dict[str, Any]) -> list[tuple[str, str]]:
 
 def validate_labels(table: pd.DataFrame, bodyparts: list[str], max_missing_fraction: float,
                     result_dir: Path, label_files: dict[str, str] | None = None, images_root: Path | None = None,
-                    roles: dict[str, str] | None = None, camera_view: str = "front") -> dict[str, Any]:
+                    roles: dict[str, str] | None = None, camera_view: str = "front",
+                    side_view_videos: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Run the suites, write results and Data Docs, raise with the full list of problems if any fails.
 
     ``label_files`` maps each video to the lab's own CollectedData file, which the error names.
     """
-    summary = run_label_suite(table, bodyparts, max_missing_fraction, result_dir, images_root, roles, camera_view)
+    summary = run_label_suite(table, bodyparts, max_missing_fraction, result_dir, images_root, roles, camera_view,
+                              side_view_videos)
     if not summary["success"]:
         raise failure_error(summary, label_files or {}, max_missing_fraction, Path(result_dir))
     log.info("labels valid: %d frames, %d label rows, all expectations met", summary["labeled_frames"],

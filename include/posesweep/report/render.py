@@ -45,6 +45,11 @@ def kinematic_landmark_sentences(landmarks: dict | None, errors: pd.DataFrame) -
         sentences.append(f"Hips, knees and ankles: {named}; {landmarks['how']}.")
     elif landmarks and not roles and errors["landmark"].astype(str).str.contains("knee", case=False).any():
         not_computed = landmarks["how"]
+    side = (landmarks or {}).get("side_view_videos") or []
+    if roles and side:
+        sentences.append(f"Knee angles from the frontal camera's videos only: the {len(side)} side-camera video(s) "
+                         f"(cohort.json side_view_videos: {', '.join(side[:6])}{' ...' if len(side) > 6 else ''}) "
+                         f"train and score the networks but give no frontal-plane angles.")
     if roles and landmarks.get("camera_view") == "back":
         sentences.append("Filmed from behind (cohort.json camera_view): the participant's right is on the image's "
                          "right, and medial is read accordingly.")
