@@ -190,54 +190,55 @@ def declared_kinematic_landmarks(cohort_dir: Path, manifest: dict, bodyparts: tu
     return {role: declared[role] for role in FPPA_LANDMARKS if role in declared}
 
 
-def participant_pattern(cohort_dir: Path, manifest: dict, video_stems: list[str]) -> str | None:
-    """cohort.json's ``participant_pattern`` (a regular expression; its first group, or its match, in a video's
-    name is the participant), checked against every video: a typo would silently make each video a person."""
-    pattern = manifest.get("participant_pattern")
+def _manifest_pattern(cohort_dir: Path, manifest: dict, key: str, example: str,
+                      without_it: str) -> re.Pattern | None:
+    """cohort.json's regular expression under ``key``, compiled; one paragraph for a malformed one."""
+    pattern = manifest.get(key)
     if pattern is None:
         return None
     file = cohort_dir / COHORT_FILE
-    example = '"participant_pattern": "^(P\\\\d+)_" (P07_trial2 -> P07)'
     try:
         compiled = re.compile(pattern) if isinstance(pattern, str) and pattern else None
     except re.error as error:
-        raise CohortError("participant_pattern is not a regular expression", file=file,
+        raise CohortError(f"{key} is not a regular expression", file=file,
                           found=f"{pattern!r}: {error}", allowed=example, fix="correct the pattern") from None
     if compiled is None:
-        raise CohortError("participant_pattern must be a non-empty string", file=file, found=repr(pattern),
-                          allowed=example, fix="correct the pattern, or remove it (each video is then a participant)")
+        raise CohortError(f"{key} must be a non-empty string", file=file, found=repr(pattern),
+                          allowed=example, fix=f"correct the pattern, or remove it ({without_it})")
+    return compiled
+
+
+def participant_pattern(cohort_dir: Path, manifest: dict, video_stems: list[str]) -> str | None:
+    """cohort.json's ``participant_pattern`` (a regular expression; its first group, or its match, in a video's
+    name is the participant), checked against every video: a typo would silently make each video a person."""
+    example = '"participant_pattern": "^(P\\d+)_" (P07_trial2 -> P07)'
+    compiled = _manifest_pattern(cohort_dir, manifest, "participant_pattern", example,
+                                 "each video is then a participant")
+    if compiled is None:
+        return None
     unmatched = [stem for stem in video_stems
                  if not (m := compiled.search(stem)) or not (m.group(1) if compiled.groups else m.group(0))]
     if unmatched:
-        raise CohortError("participant_pattern does not name a participant in every video's name", file=file,
-                          found=f"{pattern!r} finds nothing in {_some(unmatched)}",
-                          allowed=example, fix="change the pattern so that it matches every video's name, or "
-                                               "rename the videos named")
-    return pattern
+        raise CohortError("participant_pattern does not name a participant in every video's name",
+                          file=cohort_dir / COHORT_FILE, found=f"{compiled.pattern!r} finds nothing in "
+                          f"{_some(unmatched)}", allowed=example, fix="change the pattern so that it matches every "
+                                                                      "video's name, or rename the videos named")
+    return compiled.pattern
 
 
 def side_view_pattern(cohort_dir: Path, manifest: dict, video_stems: list[str]) -> str | None:
     """cohort.json's ``side_view_videos``: a regular expression found in the names of the videos a side camera
     filmed, where a lab films each participant from the front and the side. Checked against the videos: one that
     finds none is a typo, and the side videos would fail every frontal-plane check."""
-    pattern = manifest.get("side_view_videos")
-    if pattern is None:
-        return None
-    file = cohort_dir / COHORT_FILE
     example = '"side_view_videos": "_side$" (P07_side is filmed from the side, P07_front from the front)'
-    try:
-        compiled = re.compile(pattern) if isinstance(pattern, str) and pattern else None
-    except re.error as error:
-        raise CohortError("side_view_videos is not a regular expression", file=file,
-                          found=f"{pattern!r}: {error}", allowed=example, fix="correct the pattern") from None
+    compiled = _manifest_pattern(cohort_dir, manifest, "side_view_videos", example, "every video from the front")
     if compiled is None:
-        raise CohortError("side_view_videos must be a non-empty string", file=file, found=repr(pattern),
-                          allowed=example, fix="correct the pattern, or remove it (every video from the front)")
+        return None
     if not any(compiled.search(stem) for stem in video_stems):
-        raise CohortError("side_view_videos finds no video", file=file,
-                          found=f"{pattern!r} in none of {_some(sorted(video_stems))}", allowed=example,
+        raise CohortError("side_view_videos finds no video", file=cohort_dir / COHORT_FILE,
+                          found=f"{compiled.pattern!r} in none of {_some(sorted(video_stems))}", allowed=example,
                           fix="change the pattern so that it matches the side camera's videos' names, or remove it")
-    return pattern
+    return compiled.pattern
 
 
 def read_cohort_manifest(cohort_dir: Path) -> dict | None:
