@@ -159,6 +159,25 @@ def test_side_view_videos_in_cohort_json_name_the_side_cameras_videos_or_are_ref
     assert load_cohort(cohort).side_view_videos(stems) == sorted(stems)
 
 
+def test_a_misspelt_setting_in_cohort_json_is_named_with_the_setting_meant_and_notes_are_left_alone(tmp_path):
+    """A misspelt participant_pattern was ignored without a word, and a person's trials split between training
+    and test; a misspelt landing_square left the errors in px. Notes are a lab's own."""
+    import json
+
+    cohort = tmp_path / "cohorts" / "knee"
+    (cohort / "videos").mkdir(parents=True)
+    (cohort / "videos" / "P01_trial1.mp4").write_bytes(b"")
+    (cohort / "cohort.json").write_text(json.dumps({"participant-pattern": "^(P\\d+)_", "camera_view": "front",
+                                                    "landingsquare": {}}))
+    paragraph = _failure(cohort)
+    assert "cohort.json has a setting posesweep does not know" in paragraph
+    assert ("Found: 'participant-pattern' (did you mean 'participant_pattern'?), 'landingsquare' (did you mean "
+            "'landing_square'?)") in paragraph and "camera_view" not in paragraph.split("Allowed")[0]
+    (cohort / "cohort.json").write_text(json.dumps({"participant_pattern": "^(P\\d+)_", "notes": "pilot, 2026",
+                                                    "_comment": "cameras re-aimed on day 2"}))
+    assert load_cohort(cohort).participant_of("P01_trial1") == "P01"
+
+
 def test_a_cohort_name_that_is_not_a_folder_lists_the_cohorts_there(tmp_path):
     for name in ("knee_2025", "knee_2026"):
         (tmp_path / "cohorts" / name).mkdir(parents=True)

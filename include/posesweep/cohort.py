@@ -19,6 +19,7 @@ the lab can open any run in DeepLabCut's GUI.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -255,7 +256,29 @@ def read_cohort_manifest(cohort_dir: Path) -> dict | None:
         raise CohortError("cohort.json must hold a JSON object", file=path, found=type(manifest).__name__,
                           allowed='{"landing_square": ..., "bodyparts": [...], "scorer": "..."}',
                           fix="correct the file (or remove it: it is optional)")
+    unknown = [key for key in manifest if key not in MANIFEST_KEYS and not _is_note(key)]
+    if unknown:  # a misspelt setting would be ignored without a word (participant_pattern: people split in two)
+        def guess(key: str) -> str:
+            close = difflib.get_close_matches(key.lower().replace("-", "_").replace(" ", "_"), MANIFEST_KEYS, n=1)
+            return f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+        raise CohortError("cohort.json has a setting posesweep does not know", file=path,
+                          found=", ".join(guess(key) for key in unknown),
+                          allowed=", ".join(sorted(MANIFEST_KEYS)) + '; notes under "notes", "description" or a '
+                                                                     'name starting with "_"',
+                          fix="correct the setting's name (see the README's \"Your own cohort\"), or remove it")
     return manifest
+
+
+# Every setting a cohort.json may hold (``posesweep synth`` writes the last four), and where a lab keeps notes.
+MANIFEST_KEYS = ("bodyparts", "scorer", "landing_square", "landing_square_by_video", "participant_pattern",
+                 "kinematic_landmarks", "camera_view", "side_view_videos",
+                 "kind", "options", "label_noise_sd_px", "participants")
+NOTE_KEYS = ("notes", "note", "description", "comment", "comments")
+
+
+def _is_note(key: str) -> bool:
+    return key.startswith("_") or key.lower() in NOTE_KEYS
 
 
 def load_cohort(cohort_dir: Path) -> Cohort:

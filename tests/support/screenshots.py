@@ -3,8 +3,8 @@
 Starts a real ``airflow standalone`` on PostgreSQL on a tiny synthetic cohort, runs a short
 study through the REST API, then drives headless Chromium (Playwright with the
 system's ``/usr/bin/chromium``; nothing is downloaded) logged in with the
-admin's JWT cookie. Writes ``trigger_form.png``, ``report_in_ui.png`` and
-``report.png`` to ``--out``.
+admin's JWT cookie. Writes ``trigger_form_cohort.png`` (the cohort field's proposals), ``trigger_form.png``,
+``report_in_ui.png`` and ``report.png`` to ``--out``.
 
     .venv/bin/python tests/support/screenshots.py --out data/screenshots
 """
@@ -50,6 +50,12 @@ def main(argv: list[str] | None = None) -> None:
             page = context.new_page()
             page.goto(f"{airflow.base}/dags/dlc_training_study", wait_until="networkidle")
             page.get_by_role("button", name="Trigger").first.click()
+            page.get_by_text("Cohort", exact=True).first.click()  # the cohort field proposes the cohort folders
+            page.wait_for_timeout(1000)
+            page.get_by_role("combobox").first.click()
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(args.out / "trigger_form_cohort.png"))
+            page.keyboard.press("Escape")
             page.get_by_text("Training", exact=True).click()  # open one section of the form
             page.wait_for_timeout(1500)
             page.screenshot(path=str(args.out / "trigger_form.png"))
@@ -61,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
             page.goto(report, wait_until="networkidle")
             page.screenshot(path=str(args.out / "report.png"), full_page=True)
             browser.close()
-    for name in ("trigger_form.png", "report_in_ui.png", "report.png"):
+    for name in ("trigger_form_cohort.png", "trigger_form.png", "report_in_ui.png", "report.png"):
         print(args.out / name)
 
 
