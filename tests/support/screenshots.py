@@ -52,10 +52,12 @@ def main(argv: list[str] | None = None) -> None:
             page.get_by_role("button", name="Trigger").first.click()
             page.get_by_text("Cohort", exact=True).first.click()  # the cohort field proposes the cohort folders
             page.wait_for_timeout(1000)
-            page.get_by_role("combobox").first.click()
             page.wait_for_timeout(1000)
             page.screenshot(path=str(args.out / "trigger_form_cohort.png"))
-            page.keyboard.press("Escape")
+            # the proposals are the field's datalist, which the browser shows natively (not in a screenshot)
+            proposals = page.eval_on_selector_all("datalist option", "options => options.map(o => o.value)")
+            print(f"cohort field proposals in the trigger form: {proposals}")
+            page.get_by_text("Cohort", exact=True).first.click()
             page.get_by_text("Training", exact=True).click()  # open one section of the form
             page.wait_for_timeout(1500)
             page.screenshot(path=str(args.out / "trigger_form.png"))
