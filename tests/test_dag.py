@@ -90,3 +90,29 @@ def test_the_trigger_forms_cohort_field_proposes_the_cohort_folders_there_are(tm
     env = {**os.environ, "POSESWEEP_DATA_ROOT": str(tmp_path)}
     shown = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, env=env)
     assert json.loads(shown.stdout.strip().splitlines()[-1]) == ["drop_landing_2026", "pilot"]
+
+
+def test_an_unreadable_data_root_leaves_the_cohort_field_without_proposals_and_the_dag_file_parses(tmp_path):
+    """A data root the DAG processor cannot list (a share mounted only on the workers, no permission) must not
+    turn the DAG file into an import error."""
+    from posesweep.layout import cohort_names
+
+    (tmp_path / "cohorts" / "pilot").mkdir(parents=True)
+    assert cohort_names(tmp_path) == ["pilot"]
+    (tmp_path / "cohorts").chmod(0)
+    read, write = os.pipe()
+    child = os.fork()  # root lists any folder: where the tests run as root, ask as nobody, in a child
+    if child == 0:
+        try:
+            if os.geteuid() == 0:
+                os.setuid(65534)
+            os.write(write, json.dumps(cohort_names(tmp_path)).encode())
+            os._exit(0)
+        except BaseException as error:  # noqa: BLE001 -- reported to the parent, which asserts
+            os.write(write, json.dumps(f"{type(error).__name__}: {error}").encode())
+            os._exit(1)
+    os.close(write)
+    _, status = os.waitpid(child, 0)
+    said = json.loads(os.read(read, 65536).decode())
+    (tmp_path / "cohorts").chmod(0o700)
+    assert os.waitstatus_to_exitcode(status) == 0 and said == [], said

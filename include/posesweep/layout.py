@@ -167,8 +167,12 @@ class RunLayout:
 
 
 def cohort_names(data_root: str | Path) -> list[str]:
-    """The cohort folders under ``<data root>/cohorts`` (one listing: cheap enough for a DAG file's parse)."""
-    return sorted(entry.name for entry in visible_entries(Path(data_root) / "cohorts") if entry.is_dir())
+    """The cohort folders under ``<data root>/cohorts`` (one listing: cheap enough for a DAG file's parse); none
+    where the data root cannot be read (a share not mounted on the DAG processor must not break the DAG file)."""
+    try:
+        return sorted(entry.name for entry in visible_entries(Path(data_root) / "cohorts") if entry.is_dir())
+    except OSError:
+        return []
 
 
 def visible_entries(folder: Path) -> list[Path]:
