@@ -205,6 +205,8 @@ def test_a_participant_pattern_names_each_videos_participant_and_a_wrong_one_is_
     paragraph = _failure(cohort_dir)
     assert "does not name a participant in every video's name" in paragraph and f"File: {manifest}" in paragraph
     assert "'^(S\\\\d+)_' finds nothing in P01_trial1, P01_trial2, P02_trial1" in paragraph
+    example = paragraph.split('Allowed: "participant_pattern": ')[1].split(" (P07")[0]  # as cohort.json spells it
+    assert json.loads(f'{{"pattern": {example}}}')["pattern"] == "^(P\\d+)_"
     manifest.write_text(json.dumps({"participant_pattern": "^(P\\d+_"}))
     assert "participant_pattern is not a regular expression" in _failure(cohort_dir)
 

@@ -1,12 +1,13 @@
 """Labels a lab already made in earlier runs of a cohort, carried into a new run's project.
 
-A cohort grows: a new group of participants is copied in (or the whole grown cohort into a new folder), the
-intake starts a new run, and k-means picks the same frames of the videos it saw before. The lab labelled those frames in the earlier run's project (where DeepLabCut's
-GUI saves them); without this it would be asked to label them all again. A label is carried only for a frame whose
-image is, pixel for pixel, the one the lab labelled, only into a project folder that holds no labels of the scorer
-yet, and only where the cohort keeps no labels of its own for the video (those are used as they are). The earlier
-run is only read. While the new run waits for labels, a file carried and not touched since is carried again where
-the lab has meanwhile labelled more of the frames in an earlier run.
+A cohort grows: a new group of participants is copied in (or the whole grown cohort into a new folder), the intake
+starts a new run, and k-means picks the same frames of the videos it saw before. The lab labelled those frames in
+the earlier run's project (where DeepLabCut's GUI saves them); without this it would be asked to label them all
+again. A label is carried only for a frame whose image is, pixel for pixel, the one the lab labelled, only into a
+project folder that holds no labels of the scorer yet, and only where the cohort keeps no labels of its own for the
+video (those are used as they are). The earlier run is only read. While the new run waits for labels, a file
+carried and not touched since is carried again where the lab has meanwhile labelled more of the frames in an
+earlier run.
 """
 
 from __future__ import annotations

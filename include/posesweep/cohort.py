@@ -212,7 +212,7 @@ def _manifest_pattern(cohort_dir: Path, manifest: dict, key: str, example: str,
 def participant_pattern(cohort_dir: Path, manifest: dict, video_stems: list[str]) -> str | None:
     """cohort.json's ``participant_pattern`` (a regular expression; its first group, or its match, in a video's
     name is the participant), checked against every video: a typo would silently make each video a person."""
-    example = '"participant_pattern": "^(P\\d+)_" (P07_trial2 -> P07)'
+    example = '"participant_pattern": "^(P\\\\d+)_" (P07_trial2 -> P07)'  # as JSON spells it
     compiled = _manifest_pattern(cohort_dir, manifest, "participant_pattern", example,
                                  "each video is then a participant")
     if compiled is None:
