@@ -68,6 +68,12 @@ class Cohort:
             return []
         return sorted({stem for stem in video_stems if re.search(self.side_view_pattern, str(stem))})
 
+    def frontal_camera_view(self, video_stems) -> str:
+        """The view the frontal-plane checks and knee angles read ``video_stems`` with: the cohort's, or ``side``
+        where every one of them is a side camera's (nothing frontal left to read)."""
+        stems = set(map(str, video_stems))
+        return "side" if len(self.side_view_videos(stems)) == len(stems) else self.camera_view
+
     def participant_of(self, video_stem: str) -> str:
         """The participant a video shows: the pattern's first group (or whole match) in its name, else the name."""
         if not self.participant_pattern:

@@ -315,10 +315,9 @@ def validate_label_table(run: Run) -> dict:
     layout, study = run.layout, run.study
     cohort = run.cohort
     table = read_label_table(layout.labels_file)  # never rewritten here: a retry validates the same input
-    side = cohort.side_view_videos(table["video"].astype(str).unique())
-    every_video_side_on = len(side) == table["video"].nunique()
-    roles, why = frontal_check_roles(cohort.bodyparts, cohort.kinematic_landmarks,
-                                     "side" if every_video_side_on else cohort.camera_view)
+    videos = table["video"].astype(str).unique()
+    side = cohort.side_view_videos(videos)
+    roles, why = frontal_check_roles(cohort.bodyparts, cohort.kinematic_landmarks, cohort.frontal_camera_view(videos))
     log.info("frontal-plane label checks: %s", f"on {roles_text(roles)}, {why}" if roles else why)
     if roles and side:
         log.info("frontal-plane label checks leave out %d side-camera video(s) (cohort.json side_view_videos): %s",
@@ -460,10 +459,8 @@ def knee_angle_landmarks(cohort: Cohort, labels: pd.DataFrame) -> tuple[dict[str
     Where cohort.json says neither the landmarks nor the camera, the labels are checked for a side view."""
     from .kinematics import landmark_roles, side_view_suspected
 
-    side = cohort.side_view_videos(labels["video"].astype(str).unique())
-    every_video_side_on = len(side) == labels["video"].nunique()
     roles, how = landmark_roles(cohort.bodyparts, cohort.kinematic_landmarks,
-                                "side" if every_video_side_on else cohort.camera_view)
+                                cohort.frontal_camera_view(labels["video"].astype(str).unique()))
     side_view = roles and not (cohort.kinematic_landmarks or cohort.camera_view_declared) and \
         side_view_suspected(labels, roles)
     return (None, side_view) if side_view else (roles, how)
