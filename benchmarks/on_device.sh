@@ -9,13 +9,14 @@
 # There (Python 3.12 with torch, no TensorFlow, no Airflow, no network) it installs DeepLabCut from .whl/, names
 # the GPU, and runs benchmarks/training_throughput.py at 1920x1080 once per backbone (DeepLabCut 3's GroupNorm
 # resnet_50 first: the default engine's numbers matter most), batch 8 then batch 1, DeepLabCut's train_network
-# with 0 and 12 loader workers. Each backbone gets an equal share of the time left (POSESWEEP_DEVICE_SECONDS,
-# default 500), so a slow first one cannot eat the second's. Every measurement is written to $OUT the moment it
-# is made (throughput-<backbone>.json, and the logs), so a call cut off by its limit still brings back what it
-# measured. DeepLabCut's loader restarts its workers every epoch, and the benchmark's project is small (9 frames:
-# one batch an epoch at batch 8), so its rate with 12 workers counts their start-up more than a study does (the
-# benchmark says when); `--frames 193` measures it as a study runs, at about twice the time per backbone: give
-# one backbone the call (POSESWEEP_DEVICE_BACKBONES=resnet_50) when time is short.
+# with 12 loader workers at batch 8 (0 workers there is issue #13's slowest setting and would cost minutes) and
+# with 0 and 12 at batch 1. Each backbone gets an equal share of the time left (POSESWEEP_DEVICE_SECONDS, default
+# 500), so a slow first one cannot eat the second's. Every measurement is written to $OUT the moment it is made
+# (throughput-<backbone>.json, and the logs), so a call cut off by its limit still brings back what it measured;
+# a failure of posesweep's own step ends the call at once, so a fix can follow in the same lease. The projects get
+# enough frames for DeepLabCut's workers to see 2 batches an epoch (193 at batch 8): it restarts them every epoch,
+# and fewer frames would measure their start-up. One backbone per call (POSESWEEP_DEVICE_BACKBONES=resnet_50) when
+# the lease is 15 minutes.
 set -uo pipefail
 : "${OUT:?set OUT to the folder for the results (the device machine sets it)}"
 seconds=${POSESWEEP_DEVICE_SECONDS:-500}
@@ -40,14 +41,16 @@ for i in "${!backbones[@]}"; do
   share=$(( (deadline - SECONDS) / (${#backbones[@]} - i) ))
   echo "== $backbone: $share s"
   timeout --signal=TERM --kill-after=10 "$share" python3 benchmarks/training_throughput.py \
-      --width 1920 --height 1080 --batch-sizes 8 1 --backbones "$backbone" --workers 0 12 --steps 60 \
+      --width 1920 --height 1080 --batch-sizes 8 1 --backbones "$backbone" --workers 0 12 --workers-at 8=12 \
+      --steps 60 \
       --out "$OUT/throughput-$backbone.json" "$@" > "$OUT/throughput-$backbone.log" 2>&1
   rc=$?
   if [ $rc -eq 0 ]; then
-    grep -E '^(  measured|  posesweep /|[a-z_0-9]+ \(|\(benchmark)' "$OUT/throughput-$backbone.log"
+    grep -E '^(  measured|  posesweep /|  \(|[a-z_0-9]+ \(|\(benchmark)' "$OUT/throughput-$backbone.log"
   else
     tail -25 "$OUT/throughput-$backbone.log"
     echo "== $backbone: exit $rc (124: out of its share of time; what it measured is in throughput-$backbone.json)"
+    [ $rc -eq 124 ] || exit $rc  # posesweep's step failed: the next backbone would only spend the lease
     status=$rc
   fi
 done

@@ -1,6 +1,6 @@
 """Training throughput: DeepLabCut 3's ``train_network`` against posesweep's PyTorch trainer, and the ceiling.
 
-One small DeepLabCut project (frames of the given size with 10 labelled landmarks)
+One DeepLabCut project per backbone and batch size (frames of the given size with 10 labelled landmarks)
 and one PyTorch shuffle, built by posesweep as a study would build it (full frames,
 DeepLabCut's model configuration for the backbone). Then, each in its own process,
 so each process's memory is counted once:
@@ -8,11 +8,11 @@ so each process's memory is counted once:
 * ``deeplabcut``: ``deeplabcut.train_network`` on that shuffle (its loader: decode and
   albumentations on the CPU, ``dataloader_workers`` workers), starting from the same
   initial snapshot (so DeepLabCut downloads nothing). Its rate is the difference of
-  two runs (``--epochs`` and twice that), which cancels start-up. DeepLabCut 3.0.2's loader starts its workers
-  anew every epoch (no persistent workers): a study pays that once per epoch of ceil(training frames / batch)
-  steps (90 at the paper's 720 training frames and batch 8), this small project once per few steps, so with
-  workers its rate here counts that start-up more than a study's does unless ``--frames`` gives each worker a
-  few batches an epoch (the benchmark says when beside the number);
+  two runs (``--epochs`` and twice that; by default enough epochs for ``--dlc-steps`` steps), which cancels
+  start-up. DeepLabCut 3.0.2's loader starts its workers anew every epoch (no persistent workers): a study pays
+  that once per epoch of ceil(training frames / batch) steps (90 at the paper's 720 training frames and batch 8),
+  so the project gets enough frames for 2 batches per worker an epoch (193 with 12 workers at batch 8) and
+  DeepLabCut's rate is the one a study sees, not its workers' start-up;
 * ``posesweep``: posesweep's trainer step (``TrainingLoop.step``: frames cached on the
   device, augmentation and targets there) on the same frames and model configuration;
 * ``ceiling``: the bare model step (``model_step``) on one batch already on the device,
@@ -26,7 +26,7 @@ the rows as JSON.
 
     .venv/bin/python benchmarks/training_throughput.py                  # CPU, small: 320x240, batch 1 and 2
     python benchmarks/training_throughput.py --width 1920 --height 1080 --batch-sizes 1 8 \\
-        --backbones resnet_50 resnet_50_bn --workers 0 12 --steps 60 --out $OUT/throughput.json   # a GPU
+        --backbones resnet_50 resnet_50_bn --workers 0 12 --workers-at 8=12 --steps 60 --out $OUT/t.json  # a GPU
 """
 
 from __future__ import annotations
@@ -38,17 +38,43 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from process_memory import run_measured
+
+if TYPE_CHECKING:
+    import numpy as np
 
 HERE = Path(__file__).resolve().parent
 BODYPARTS = ["right_hip", "left_hip", "right_knee", "left_knee", "right_ankle", "left_ankle",
              "right_medial_foot", "right_lateral_foot", "left_medial_foot", "left_lateral_foot"]
 
 
-def make_project(root: Path, frames: int, width: int, height: int, network: str, batch_size: int) -> dict:
-    """A DeepLabCut project with ``frames`` labelled frames and one PyTorch shuffle (all but one frame train)."""
+def labelled_frame(store: Path, index: int, width: int, height: int) -> tuple[Path, np.ndarray]:
+    """Frame ``index`` of this size (blurred noise with a white disc at each landmark) and its landmarks, made once
+    and kept in ``store``: every project of the run links the same files (1080p PNGs are slow to write on the GPU
+    machine's CPU). Written with zlib level 1: reading it is no slower for DeepLabCut than its own PNGs."""
     import cv2
+    import numpy as np
+
+    image_path, points_path = store / f"img{index:03d}.png", store / f"img{index:03d}.npy"
+    if not image_path.exists():
+        store.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(index)
+        image = cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (0, 0), 5)
+        points = rng.uniform([0.2 * width, 0.1 * height], [0.8 * width, 0.9 * height], (len(BODYPARTS), 2))
+        for x, y in points:
+            cv2.circle(image, (int(x), int(y)), max(3, width // 100), (255, 255, 255), -1)
+        cv2.imwrite(str(image_path), image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        np.save(points_path, points)
+    return image_path, np.load(points_path)
+
+
+def make_project(root: Path, store: Path, frames: int, width: int, height: int, network: str,
+                 batch_size: int) -> dict:
+    """A DeepLabCut project with ``frames`` labelled frames and one PyTorch shuffle (all but one frame train)."""
+    import os
+
     import numpy as np
     import pandas as pd
 
@@ -65,17 +91,13 @@ def make_project(root: Path, frames: int, width: int, height: int, network: str,
     project_dir = root / "project"
     cohort = Cohort("bench", root, (), tuple(BODYPARTS), "posesweep", "dlc_project")
     config = write_project_config(project_dir, cohort, {}, study)
-    rng = np.random.default_rng(0)
     folder = project_dir / "labeled-data" / "clip"
     folder.mkdir(parents=True, exist_ok=True)
     rows, names = [], []
     for i in range(frames):
-        image = cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (0, 0), 5)
-        points = rng.uniform([0.2 * width, 0.1 * height], [0.8 * width, 0.9 * height], (len(BODYPARTS), 2))
-        for x, y in points:
-            cv2.circle(image, (int(x), int(y)), max(3, width // 100), (255, 255, 255), -1)
-        name = f"img{i:03d}.png"
-        cv2.imwrite(str(folder / name), image)
+        image_path, points = labelled_frame(store, i, width, height)
+        name = image_path.name
+        os.link(image_path, folder / name)
         rows.append(points.ravel())
         names.append(("labeled-data", "clip", name))
     columns = pd.MultiIndex.from_product([["posesweep"], BODYPARTS, ["x", "y"]],
@@ -190,12 +212,23 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--backbones", nargs="+", default=["resnet_50"], choices=["resnet_50", "resnet_50_bn"])
     parser.add_argument("--workers", type=int, nargs="+", default=[0], help="DeepLabCut data-loader workers")
+    parser.add_argument("--workers-at", nargs="+", default=[], metavar="BATCH=W[,W]",
+                        help="other worker counts at one batch size, e.g. 8=12: where a setting is known to be "
+                        "slowest and costs most of the run (0 workers at batch 8 on a GPU: issue #13's 4.3 images/s "
+                        "against 15.2 with 12), leave it out there")
     parser.add_argument("--steps", type=int, default=16, help="timed steps of posesweep and of the ceiling")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=3, help="DeepLabCut: epochs of its shorter run (its rate is "
-                        "the difference of two runs: fewer epochs are too noisy to read)")
+    parser.add_argument("--epochs", type=int, help="DeepLabCut: epochs of its shorter run (its rate is the difference "
+                        "of two runs); default: enough for --dlc-steps steps")
+    parser.add_argument("--dlc-steps", type=int, default=24, help="DeepLabCut: at least this many steps in its "
+                        "shorter run (fewer are too noisy to read)")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
+    try:
+        workers_at = {int(batch): [int(w) for w in workers.split(",")]
+                      for batch, workers in (item.split("=") for item in args.workers_at)}
+    except ValueError:
+        parser.error(f"--workers-at takes BATCH=W[,W] (8=12 or 1=0,12), not {' '.join(args.workers_at)}")
 
     include = str(HERE.parent / "include")
     sys.path.insert(0, include)
@@ -210,8 +243,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="posesweep-throughput-") as tmp:
         for backbone in args.backbones:
             for batch in args.batch_sizes:
+                workers_here = workers_at.get(batch, args.workers)
+                # DeepLabCut 3.0.2 starts its loader's workers anew every epoch: with at least 2 batches per worker
+                # an epoch, its rate is the rate a study sees (a study has hundreds of frames), not their start-up
+                frames = max(args.frames, 2 * max(workers_here) * batch + 1)
+                steps_per_epoch = -(-(frames - 1) // batch)
+                epochs = args.epochs or -(-args.dlc_steps // steps_per_epoch)
                 root = Path(tmp) / f"{backbone}-{batch}"
-                project = make_project(root, args.frames, args.width, args.height, backbone, batch)
+                project = make_project(root, Path(tmp) / "frames", frames, args.width, args.height, backbone, batch)
                 prelude = CHILD_PRELUDE.format(include=include)
                 measured = {}
 
@@ -223,10 +262,13 @@ def main() -> None:
                     except ChildFailed as failure:
                         failures.append(f"{backbone}, batch {batch}, {name}: {failure}")
                         print(failures[-1], file=sys.stderr, flush=True)
+                        if not name.startswith("deeplabcut"):  # posesweep's own step failed: a bug to fix before
+                            raise SystemExit(  # any comparison means something; the device's minutes are scarce
+                                f"stopped: posesweep's {name} failed ({len(rows)} measurements kept in the rows)")
                         return
                     measured[name] = result
                     rows.append({"backbone": backbone, "batch_size": batch, "size": f"{args.width}x{args.height}",
-                                 "method": name, **result})
+                                 "labelled_frames": frames, "method": name, **result})
                     if args.out:
                         write_json_atomic(args.out, rows)
                     print(f"  measured {backbone}, batch {batch}, {name}: {result['images_per_second']:.2f} images/s "
@@ -236,10 +278,10 @@ def main() -> None:
                 for mode in modes:
                     record(mode, prelude + POSESWEEP_CHILD.format(
                         root=str(root), batch=batch, mode=mode, steps=args.steps, warmup=args.warmup))
-                for workers in args.workers:
+                for workers in workers_here:
                     record(f"deeplabcut ({workers} workers)", prelude + DEEPLABCUT_CHILD.format(
                         config=project["config"], weights=project["weights"], batch=batch, workers=workers,
-                        epochs=args.epochs, train_frames=args.frames - 1))
+                        epochs=epochs, train_frames=frames - 1))
                 dlc = [v["images_per_second"] for k, v in measured.items() if k.startswith("deeplabcut")]
                 if "posesweep" not in measured or "ceiling" not in measured or not dlc:
                     continue
@@ -251,13 +293,8 @@ def main() -> None:
                           f"{result['peak_host_mb']:7.0f} MB, device {result['peak_device_mb']:7.0f} MB")
                 print(f"  posesweep / ceiling                {ours / measured['ceiling']['images_per_second']:.2f}")
                 print(f"  posesweep / DeepLabCut fastest     {ours / fastest_dlc:.2f}x", flush=True)
-                for workers in args.workers:
-                    steps = measured.get(f"deeplabcut ({workers} workers)", {}).get("steps_per_epoch", 0)
-                    if 0 < steps < 2 * workers:
-                        print(f"  (DeepLabCut starts its {workers} workers anew every epoch, here every {steps} steps: "
-                              f"fewer than 2 batches per worker, so this rate counts their start-up more than a "
-                              f"study's does; --frames {2 * workers * batch + 1} or more measures it as a study "
-                              f"runs)", flush=True)
+                print(f"  ({frames} frames, DeepLabCut: {steps_per_epoch} steps an epoch, its rate from runs of "
+                      f"{epochs} and {2 * epochs} epochs)", flush=True)
     print(f"\n(benchmark took {time.perf_counter() - started:.0f} s)")
     if failures:
         raise SystemExit(f"{len(failures)} of the measurements failed (above); the others are in the rows")
