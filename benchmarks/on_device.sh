@@ -10,13 +10,14 @@
 # the GPU, and runs benchmarks/training_throughput.py at 1920x1080 once per backbone (DeepLabCut 3's GroupNorm
 # resnet_50 first: the default engine's numbers matter most), batch 8 then batch 1, DeepLabCut's train_network
 # with 12 loader workers at batch 8 (0 workers there is issue #13's slowest setting and would cost minutes) and
-# with 0 and 12 at batch 1. Each backbone gets an equal share of the time left (POSESWEEP_DEVICE_SECONDS, default
-# 500), so a slow first one cannot eat the second's. Every measurement is written to $OUT the moment it is made
+# with 0 and 12 at batch 1, and at batch 1 a trial of the step compiled inside its CUDA graph. Each backbone
+# gets an equal share of the time left (POSESWEEP_DEVICE_SECONDS, default 500), so a slow first one cannot eat
+# the second's. Every measurement is written to $OUT the moment it is made
 # (throughput-<backbone>.json, and the logs), so a call cut off by its limit still brings back what it measured;
 # a failure of posesweep's own step ends the call at once, so a fix can follow in the same lease. The projects get
 # enough frames for DeepLabCut's workers to see 2 batches an epoch (193 at batch 8): it restarts them every epoch,
 # and fewer frames would measure their start-up. One backbone per call (POSESWEEP_DEVICE_BACKBONES=resnet_50) when
-# the lease is 15 minutes.
+# the lease is 15 minutes: resnet_50 took 416 s on an H200 (benchmarks/results/2026-12-04-nvidia-h200/).
 set -uo pipefail
 : "${OUT:?set OUT to the folder for the results (the device machine sets it)}"
 seconds=${POSESWEEP_DEVICE_SECONDS:-500}
@@ -42,7 +43,7 @@ for i in "${!backbones[@]}"; do
   echo "== $backbone: $share s"
   timeout --signal=TERM --kill-after=10 "$share" python3 benchmarks/training_throughput.py \
       --width 1920 --height 1080 --batch-sizes 8 1 --backbones "$backbone" --workers 0 12 --workers-at 8=12 \
-      --steps 60 \
+      --steps 60 --try-compiled-graph \
       --out "$OUT/throughput-$backbone.json" "$@" > "$OUT/throughput-$backbone.log" 2>&1
   rc=$?
   if [ $rc -eq 0 ]; then
