@@ -52,7 +52,7 @@ def test_training_pod_has_gpu_volume_env_and_the_local_backends_command(pod_env)
     assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
     assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "posesweep-data"
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["GX_ANALYTICS_ENABLED"] == "false"
+    assert env["GX_ANALYTICS_ENABLED"] == "false" and "POSESWEEP_RESUME_POINT_SECONDS" not in env  # the default
     assert pod["spec"]["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
     assert pod["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert pod["spec"]["serviceAccountName"] == "posesweep-trainer"
@@ -63,6 +63,13 @@ def test_training_pod_has_gpu_volume_env_and_the_local_backends_command(pod_env)
     assert (parsed.command, parsed.frame_set_size, parsed.cohort) == ("train", 400, "cohort-a")
     watched = build_parser().parse_args(["watch", *arguments])
     assert watched.command == "watch" and watched.arguments == arguments
+
+
+def test_a_training_pod_gets_the_deployments_resume_point_interval(pod_env, monkeypatch):
+    """Preemptible GPU nodes: the interval set for the deployment reaches the trainer in its pod."""
+    monkeypatch.setenv("POSESWEEP_RESUME_POINT_SECONDS", "120")
+    container = _pod_dict(stage_args("train", RUN, 400))["spec"]["containers"][0]
+    assert {"name": "POSESWEEP_RESUME_POINT_SECONDS", "value": "120"} in container["env"]
 
 
 def test_pods_are_bounded_and_follow_the_restricted_security_profile(pod_env, monkeypatch):

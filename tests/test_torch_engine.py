@@ -230,6 +230,86 @@ def test_a_killed_pytorch_training_resumes_from_its_newest_snapshot_with_its_opt
 
 
 @pytest.mark.slow
+def test_a_pytorch_training_killed_between_snapshots_goes_on_from_its_resume_point(tiny_cohort, tmp_path):
+    """Snapshots are 25k iterations apart in the paper (hours on a lab's GPU): a training killed between two goes on
+    from its newest resume point (weights and optimizer state, saved every POSESWEEP_RESUME_POINT_SECONDS; 0 here:
+    at every progress line), which nothing scores and which is gone once the training is done."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import training_ready_run
+    from posesweep.torch_engine.trainer import RESUME_POINT_FILE
+
+    conf = {**PYTORCH_CONF, "max_iterations": 100}
+    run = training_ready_run(tiny_cohort, tmp_path / "data", conf, "manual__torch_resume_point")
+    command = [sys.executable, "-m", "posesweep.cli", *run.command("train", 12)]
+    env = {**os.environ, "POSESWEEP_RESUME_POINT_SECONDS": "0"}
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                             env=env)
+    models = run.layout.project_dir / "dlc-models-pytorch"
+
+    def resume_point_past_a_snapshot() -> int:
+        points = list(models.glob(f"**/{RESUME_POINT_FILE}"))
+        if not points or not list(models.glob("**/snapshot-20.pt")):
+            return 0
+        try:
+            iteration = torch.load(points[0], map_location="cpu", weights_only=True)["iteration"]
+        except (OSError, RuntimeError):  # replaced (atomically) while being read: look again
+            return 0
+        return iteration if iteration % 20 else 0
+
+    deadline = time.monotonic() + 600
+    while not resume_point_past_a_snapshot():
+        assert child.poll() is None and time.monotonic() < deadline, "training ended before a resume point"
+        time.sleep(0.3)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    [point] = models.glob(f"**/{RESUME_POINT_FILE}")
+    train_dir = point.parent
+    resumed_at = torch.load(point, map_location="cpu", weights_only=True)["iteration"]
+    kept = {p.name: p.read_bytes() for p in train_dir.glob("snapshot-*.pt")}
+    newest = max(int(name[len("snapshot-"):-len(".pt")]) for name in kept)
+    assert newest < resumed_at < 100 and resumed_at % 4 == 0  # a progress line's iteration, past the snapshot
+
+    retry = subprocess.run(command, capture_output=True, text=True, timeout=600)  # the default interval: 10 min
+    assert retry.returncode == 0, retry.stdout[-2000:] + retry.stderr[-2000:]
+    assert (f"resuming from the resume point at iteration {resumed_at} ({newest // 20} of 5 snapshots complete, "
+            f"optimizer state restored)") in retry.stdout
+    assert f"iteration {resumed_at + 4}/100" in retry.stdout and f"iteration {newest + 4}/100" not in retry.stdout
+    assert not (train_dir / RESUME_POINT_FILE).exists()  # gone with the snapshot after it
+    assert {p.name: p.read_bytes() for p in train_dir.glob("snapshot-*.pt") if p.name in kept} == kept
+    record = json.loads((run.layout.training_dir(12) / "training.json").read_text())
+    assert record["resumed_from_iteration"] == resumed_at and record["snapshot_iterations"] == [20, 40, 60, 80, 100]
+
+
+def test_a_resume_point_counts_only_past_the_newest_snapshot_and_before_the_end(tmp_path, caplog, monkeypatch):
+    """A resume point left from before a snapshot (killed between the snapshot's write and the point's removal), one
+    at or past the end, and one that cannot be read are passed over: training goes on from the newest snapshot."""
+    from posesweep.torch_engine.trainer import RESUME_POINT_FILE, read_resume_point, resume_point_seconds
+
+    path = tmp_path / RESUME_POINT_FILE
+    assert read_resume_point(tmp_path, 20, 100) is None  # none saved
+    torch.save({"iteration": 36, "model": {"w": torch.ones(2)}, "optimizer": {"state": {}}}, path)
+    assert read_resume_point(tmp_path, 20, 100)["iteration"] == 36
+    assert torch.equal(read_resume_point(tmp_path, 20, 100)["model"]["w"], torch.ones(2))
+    assert read_resume_point(tmp_path, 40, 100) is None  # the snapshot is newer
+    assert read_resume_point(tmp_path, 20, 36) is None  # the end: nothing left to train from it
+    torch.save({"iteration": 36, "model": {}}, path)
+    assert read_resume_point(tmp_path, 20, 100) is None and "no optimizer" in caplog.text
+    path.write_bytes(b"not a torch file")
+    assert read_resume_point(tmp_path, 20, 100) is None and "training goes on from snapshot 20" in caplog.text
+    monkeypatch.delenv("POSESWEEP_RESUME_POINT_SECONDS", raising=False)
+    assert resume_point_seconds() == 600.0
+    monkeypatch.setenv("POSESWEEP_RESUME_POINT_SECONDS", "0")
+    assert resume_point_seconds() == 0.0
+    monkeypatch.setenv("POSESWEEP_RESUME_POINT_SECONDS", "10 min")
+    assert resume_point_seconds() == 600.0 and "'10 min' is not a number of seconds" in caplog.text
+
+
+@pytest.mark.slow
 def test_the_compiled_step_trains_like_the_eager_one_and_its_snapshots_keep_deeplabcuts_names(tiny_cohort, tmp_path):
     """torch.compile (used on a GPU at batch >= 2 for long runs) checked on the CPU: the same losses step by step
     as the eager step from the same weights and batches, and snapshots without the compiler's name prefix."""

@@ -23,6 +23,7 @@ mounted at the same data root path the Airflow workers use.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .errors import InputError
@@ -38,6 +39,11 @@ def deadline_s(command: str, max_iterations: int, settings: PodSettings) -> int:
     time plus an hour; a hung trainer cannot hold a GPU for longer."""
     expected = max_iterations * settings.seconds_per_iteration if command == "train" else 0
     return int(2 * expected + STARTUP_MARGIN_S)
+
+
+# The trainer's own settings a pod gets from the Airflow deployment when set there (preemptible GPU nodes are
+# where a shorter resume-point interval pays)
+FORWARDED_ENV = ("POSESWEEP_RESUME_POINT_SECONDS",)
 
 
 def pod_operator_kwargs(settings: PodSettings, data_root: str, stall_timeout_s: float = 900) -> dict[str, Any]:
@@ -59,7 +65,9 @@ def pod_operator_kwargs(settings: PodSettings, data_root: str, stall_timeout_s: 
         "env_vars": [k8s.V1EnvVar(name="GX_ANALYTICS_ENABLED", value="false"),
                      k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
                      k8s.V1EnvVar(name="TF_CPP_MIN_LOG_LEVEL", value="2"),
-                     k8s.V1EnvVar(name="POSESWEEP_STALL_TIMEOUT_S", value=str(stall_timeout_s))],
+                     k8s.V1EnvVar(name="POSESWEEP_STALL_TIMEOUT_S", value=str(stall_timeout_s)),
+                     *(k8s.V1EnvVar(name=name, value=os.environ[name]) for name in FORWARDED_ENV
+                       if os.environ.get(name))],
         "security_context": k8s.V1PodSecurityContext(
             run_as_non_root=True, run_as_user=TRAINER_UID, run_as_group=TRAINER_UID, fs_group=TRAINER_UID,
             seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault")),

@@ -59,6 +59,12 @@ log = logging.getLogger(__name__)
 # with this code the cold compilation at batch 8, with the benchmark's set-up before it, ended within 156 s).
 COMPILE_MIN_IMAGES = 100_000
 TRAIN_STATE_PREFIX = "train_state"  # train_state-<iteration>.pt: the optimizer state of that snapshot
+# Between snapshots (25k iterations apart in the paper: 15 min at batch 1 on an H200, hours on a lab's smaller GPU)
+# a resume point (weights and optimizer state, not a snapshot: nothing scores it) is saved this often, so a killed
+# or preempted training loses at most this much. POSESWEEP_RESUME_POINT_SECONDS overrides it (0: at every progress
+# line).
+RESUME_POINT_SECONDS = 600.0
+RESUME_POINT_FILE = "posesweep-resume.pt"
 
 
 @dataclass(frozen=True)
@@ -311,12 +317,19 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
     start = max(done, default=0)
     state_file = train_state_file(train_dir, start)
     state = torch.load(state_file, map_location="cpu", weights_only=True) if start and state_file.exists() else None
-    loop = TrainingLoop.build(model_cfg, train_dir / f"snapshot-{start}.pt" if start else Path(weights["path"]),
+    start_weights = train_dir / f"snapshot-{start}.pt" if start else Path(weights["path"])
+    resume_point = read_resume_point(train_dir, start, study.max_iterations)
+    if resume_point is not None:
+        start, state, start_weights = resume_point["iteration"], resume_point, train_dir / RESUME_POINT_FILE
+    loop = TrainingLoop.build(model_cfg, start_weights,
                               layout.project_dir / "labeled-data", list(frame_set.train), labels, bodyparts,
                               study.batch_size, study.seed + size, device or default_device(),
                               state["optimizer"] if state is not None else None, start, study.max_iterations - start,
                               frames_on_device=frames_kept_off_gpu is None)
-    if start:
+    if resume_point is not None:
+        print(f"{prefix} resuming from the resume point at iteration {start} ({len(done)} of {len(expected)} "
+              f"snapshots complete, optimizer state restored)", flush=True)
+    elif start:
         print(f"{prefix} resuming from snapshot {start} ({len(done)} of {len(expected)} snapshots complete"
               f"{', optimizer state restored' if state is not None else ''})", flush=True)
     epochs = int(model_cfg["train_settings"].get("epochs") or 200)
@@ -326,8 +339,9 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
           f"every {study.snapshot_interval} ({loop.settings.describe()}; frames in {loop.cache.where}; initial "
           f"weights: {weights['kind']})", flush=True)
 
-    started = last_time = time.perf_counter()
+    started = last_time = last_resume_point = time.perf_counter()
     last_iteration = start
+    resume_every = resume_point_seconds()
     for iteration in range(start, study.max_iterations):
         lr = learning_rate_at(iteration, loop.base_lr, model_cfg["runner"].get("scheduler"), epochs,
                               study.max_iterations)
@@ -356,6 +370,13 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
                                                        f"rate {lr:g}", str(config_path))
         if done_iterations in expected:
             _save_snapshot(loop.model, loop.optimizer, train_dir, done_iterations)
+            (train_dir / RESUME_POINT_FILE).unlink(missing_ok=True)  # the snapshot is newer
+            last_resume_point = time.perf_counter()
+        elif done_iterations % display == 0 and time.perf_counter() - last_resume_point >= resume_every:
+            _save_resume_point(loop.model, loop.optimizer, train_dir, done_iterations)
+            last_resume_point = time.perf_counter()
+            print(f"{prefix} resume point saved at iteration {done_iterations} (a killed training goes on from "
+                  f"here)", flush=True)
 
     seconds = time.perf_counter() - started
     snapshots = [it for it in snapshot_iterations_in(train_dir) if it in expected]
@@ -387,6 +408,44 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
 
 def train_state_file(train_dir: Path, iteration: int) -> Path:
     return Path(train_dir) / f"{TRAIN_STATE_PREFIX}-{iteration}.pt"
+
+
+def resume_point_seconds() -> float:
+    """Seconds between resume points: ``POSESWEEP_RESUME_POINT_SECONDS``, else ``RESUME_POINT_SECONDS``."""
+    value = os.environ.get("POSESWEEP_RESUME_POINT_SECONDS", "")
+    try:
+        return max(0.0, float(value)) if value else RESUME_POINT_SECONDS
+    except ValueError:
+        log.warning("POSESWEEP_RESUME_POINT_SECONDS=%r is not a number of seconds; using %g", value,
+                    RESUME_POINT_SECONDS)
+        return RESUME_POINT_SECONDS
+
+
+def read_resume_point(train_dir: Path, newest_snapshot: int, max_iterations: int) -> dict | None:
+    """The resume point to go on from: one saved after the newest snapshot and before the end, else None. A file
+    that cannot be read (copied in from elsewhere, another torch's format) is passed over with a warning: the newest
+    snapshot is still there."""
+    path = Path(train_dir) / RESUME_POINT_FILE
+    if not path.exists():
+        return None
+    try:
+        point = torch.load(path, map_location="cpu", weights_only=True)
+        iteration = int(point["iteration"])
+        missing = {"model", "optimizer"} - set(point)
+        if missing:
+            raise KeyError(f"no {', '.join(sorted(missing))} in it")
+    except Exception as error:  # noqa: BLE001 - any unreadable file: the snapshot is the fallback
+        log.warning("%s cannot be read (%s); training goes on from snapshot %d", path, error, newest_snapshot)
+        return None
+    return point if newest_snapshot < iteration < max_iterations else None
+
+
+def _save_resume_point(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_dir: Path,
+                       iteration: int) -> None:
+    """Weights and optimizer state at ``iteration``, in one file written atomically (not a DeepLabCut snapshot)."""
+    weights = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+    with atomic_path(Path(train_dir) / RESUME_POINT_FILE) as tmp:
+        torch.save({"iteration": iteration, "model": weights, "optimizer": portable_optimizer_state(optimizer)}, tmp)
 
 
 def _save_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_dir: Path, iteration: int) -> None:
