@@ -28,10 +28,11 @@ CPU_SECONDS_PER_ITERATION: dict[str, tuple[tuple[int, float], ...]] = {
                 (1920 * 1080, 15.40)),
 }
 # a snapshot: DeepLabCut TF (.data + .index + .meta: 98.8 MB for resnet_50), or a PyTorch state dict (96.3 MB);
-# the initial weights are one more of the same size, and the PyTorch trainer keeps its newest resumable state
-# (model and optimizer: two snapshots' size) per network, two of them while it writes the next
+# the initial weights are one more of the same size, and the PyTorch trainer keeps per network the optimizer state
+# of its newest snapshot (two snapshots' size; two of them while it writes the next) and its resume point between
+# snapshots (weights and optimizer: three; two while it writes the next): at most 8 at once
 SNAPSHOT_BYTES = {"resnet_50": 110e6, "resnet_101": 180e6, "resnet_50_bn": 100e6}
-TRAIN_STATE_SNAPSHOTS = {"tensorflow": 0, "pytorch": 4}
+TRAIN_STATE_SNAPSHOTS = {"tensorflow": 0, "pytorch": 8}
 PNG_BYTES_PER_PIXEL = 1.5  # an extracted frame, twice: the shared frame store and the run's project links none
 MAX_CPU_HOURS = 24.0
 
