@@ -166,14 +166,18 @@ def test_an_existing_deeplabcut_project_runs_through_the_study(airflow_db, reach
     assert errors.loc[errors["x_label_px"].isna(), "error_px"].isna().all()  # no label, no error
 
     from posesweep import stages
-    from posesweep.budget import estimate, written_bytes
+    from posesweep.budget import SNAPSHOT_BYTES, estimate, written_bytes
     from posesweep.run import Run
 
     run = Run.open({"data_root": str(data_root), "cohort": "reaching", "run_name": dag_run.run_id})
-    need = estimate(run.study, stages.frame_size_px(run.cohort), stages.available_frames(run.cohort, run.study),
-                    "local", 0.0).disk_bytes  # what prepare_run asked of the disk before the study began
+    budget = estimate(run.study, stages.frame_size_px(run.cohort), stages.available_frames(run.cohort, run.study),
+                      "local", 0.0)  # what prepare_run asked of the disk before the study began
     written = written_bytes([layout.run_dir])
-    assert written <= need <= 2 * written, (written, need)
+    kept = budget.disk_bytes - budget.transient_disk_bytes  # resume points are gone once a network is done
+    assert not list(layout.project_dir.rglob("posesweep-resume.pt"))
+    assert written <= kept <= 2 * written, (written, kept)
+    per_network = {"pytorch": 6, "tensorflow": 0}[engine] * SNAPSHOT_BYTES[run.study.network]
+    assert budget.transient_disk_bytes == len(run.study.frame_set_sizes) * per_network  # a resume point each
 
 
 @pytest.mark.slow

@@ -28,11 +28,13 @@ CPU_SECONDS_PER_ITERATION: dict[str, tuple[tuple[int, float], ...]] = {
                 (1920 * 1080, 15.40)),
 }
 # a snapshot: DeepLabCut TF (.data + .index + .meta: 98.8 MB for resnet_50), or a PyTorch state dict (96.3 MB);
-# the initial weights are one more of the same size, and the PyTorch trainer keeps per network the optimizer state
-# of its newest snapshot (two snapshots' size; two of them while it writes the next) and its resume point between
-# snapshots (weights and optimizer: three; two while it writes the next): at most 8 at once
+# the initial weights are one more of the same size, and the PyTorch trainer keeps its newest resumable state
+# (model and optimizer: two snapshots' size) per network, two of them while it writes the next; while a network
+# trains, its resume point between snapshots (weights and optimizer: three; two while it writes the next) is there
+# too, and gone once the network is done (transient: counted for every network, as a GPU pool may train all at once)
 SNAPSHOT_BYTES = {"resnet_50": 110e6, "resnet_101": 180e6, "resnet_50_bn": 100e6}
-TRAIN_STATE_SNAPSHOTS = {"tensorflow": 0, "pytorch": 8}
+TRAIN_STATE_SNAPSHOTS = {"tensorflow": 0, "pytorch": 4}
+RESUME_POINT_SNAPSHOTS = {"tensorflow": 0, "pytorch": 6}
 PNG_BYTES_PER_PIXEL = 1.5  # an extracted frame, twice: the shared frame store and the run's project links none
 MAX_CPU_HOURS = 24.0
 
@@ -42,8 +44,9 @@ class Budget:
     backend: str
     seconds_per_iteration: float
     training_hours: float
-    disk_bytes: float
+    disk_bytes: float  # the study's outputs and, while networks train, their resume points (transient)
     cpu_speedup: float = 1.0  # POSESWEEP_CPU_SPEEDUP: this machine's CPU against the table's (local backend)
+    transient_disk_bytes: float = 0.0  # the part of disk_bytes only needed while networks train
 
     def describe(self, study: StudyConfig) -> str:
         return (f"{len(study.frame_set_sizes)} networks x {study.max_iterations:,} iterations x "
@@ -70,10 +73,11 @@ def estimate(study: StudyConfig, frame_size_px: tuple[int, int], frames: int, ba
     networks = len(study.frame_set_sizes)
     snapshots = study.max_iterations // study.snapshot_interval
     snapshot = SNAPSHOT_BYTES[study.network]
+    transient = networks * RESUME_POINT_SNAPSHOTS[study.engine] * snapshot
     disk = (snapshot + networks * (snapshots + TRAIN_STATE_SNAPSHOTS[study.engine]) * snapshot
-            + frames * frame_size_px[0] * frame_size_px[1] * PNG_BYTES_PER_PIXEL)
+            + frames * frame_size_px[0] * frame_size_px[1] * PNG_BYTES_PER_PIXEL + transient)
     return Budget(backend, per_iteration, networks * study.max_iterations * per_iteration / 3600, disk,
-                  cpu_speedup if backend == "local" else 1.0)
+                  cpu_speedup if backend == "local" else 1.0, transient)
 
 
 def written_bytes(folders: list[Path]) -> int:
