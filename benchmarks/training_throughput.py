@@ -53,7 +53,8 @@ BODYPARTS = ["right_hip", "left_hip", "right_knee", "left_knee", "right_ankle", 
 def labelled_frame(store: Path, index: int, width: int, height: int) -> tuple[Path, np.ndarray]:
     """Frame ``index`` of this size (blurred noise with a white disc at each landmark) and its landmarks, made once
     and kept in ``store``: every project of the run links the same files (1080p PNGs are slow to write on the GPU
-    machine's CPU). Written with zlib level 1: reading it is no slower for DeepLabCut than its own PNGs."""
+    machine's CPU). Written with zlib level 1 to be quick to write; decoding it was not timed against
+    DeepLabCut's default level."""
     import cv2
     import numpy as np
 
