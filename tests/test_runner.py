@@ -72,29 +72,46 @@ def test_a_child_killed_by_sigkill_is_a_transient_failure():
 MIB = 2**20
 
 
-@pytest.fixture
-def memory_cgroup():
-    """A memory cgroup of 512 MiB, as a container or pod has: the kernel's out-of-memory killer ends what goes
-    over it."""
+def _make_memory_cgroup(name: str, limit_bytes: int) -> Path:
     v1, v2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
     if v1.is_dir():
-        folder, limit_file = v1 / f"posesweep-test-{os.getpid()}", "memory.limit_in_bytes"
+        folder, limit_file = v1 / f"posesweep-test-{os.getpid()}-{name}", "memory.limit_in_bytes"
     else:
-        folder, limit_file = v2 / f"posesweep-test-{os.getpid()}", "memory.max"
+        folder, limit_file = v2 / f"posesweep-test-{os.getpid()}-{name}", "memory.max"
     try:
         folder.mkdir()
-        (folder / limit_file).write_text(str(512 * MIB))
+        (folder / limit_file).write_text(str(limit_bytes))
     except OSError as error:
         pytest.fail(f"these tests make a memory cgroup to run out of memory in, and could not ({error}): they "
                     f"need root and a writable /sys/fs/cgroup (a container: --privileged, or deselect them with "
                     f"-k 'not out_of_memory_killer')")
-    yield folder
+    return folder
+
+
+def _remove_cgroup(folder: Path) -> None:
     for _ in range(100):  # the cgroup empties when the kernel has reaped what ran in it
         try:
             folder.rmdir()
             break
         except OSError:
             time.sleep(0.1)
+
+
+@pytest.fixture
+def memory_cgroup():
+    """A memory cgroup of 512 MiB, as a container or pod has: the kernel's out-of-memory killer ends what goes
+    over it."""
+    folder = _make_memory_cgroup("small", 512 * MIB)
+    yield folder
+    _remove_cgroup(folder)
+
+
+@pytest.fixture
+def worker_cgroup():
+    """A memory cgroup of 4 GiB beside ``memory_cgroup``: another worker's container on the same machine."""
+    folder = _make_memory_cgroup("worker", 4096 * MIB)
+    yield folder
+    _remove_cgroup(folder)
 
 
 def _in_cgroup(folder: Path, python: str) -> list[str]:
@@ -144,6 +161,40 @@ def test_a_child_the_out_of_memory_killer_ends_while_others_hold_the_memory_is_r
         other.wait()
     assert error.kind == "HostMemoryTakenError" and error.retryable
     assert "other processes held the rest" in error.explain() and "POSESWEEP_GPU_POOL_SLOTS" in error.fix
+
+
+def test_the_out_of_memory_killer_ending_a_process_elsewhere_is_not_taken_for_the_childs_own(memory_cgroup,
+                                                                                        worker_cgroup):
+    """A shared machine: while this worker's training runs, the out-of-memory killer ends a process in another
+    container (its own 512 MiB cgroup), and the training is then SIGKILLed from outside (a lost worker). The
+    machine-wide count of kills grew, the training's cgroup's did not: a transient failure, not a memory one."""
+    from posesweep.errors import error_from_line
+    from posesweep.host_memory import oom_kill_count
+
+    child = [sys.executable, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(120)"]
+    runner = ("import logging, sys\n"
+              "from posesweep.errors import PosesweepError\n"
+              "from posesweep.runner import run_watched\n"
+              "logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stdout)\n"
+              "try:\n"
+              f"    run_watched({child!r}, 60)\n"
+              "except PosesweepError as error:\n"
+              "    print(error.to_line(), flush=True)\n")
+    training = subprocess.Popen(_in_cgroup(worker_cgroup, runner), stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [training.stdout.readline().strip(), training.stdout.readline().strip()]
+        assert lines[0].startswith("running:") and lines[1].isdigit(), lines
+        machine_kills_before = oom_kill_count()
+        elsewhere = subprocess.run(_in_cgroup(memory_cgroup, "held = b'x' * (2 << 30)"), timeout=60)
+        assert elsewhere.returncode == -9 and oom_kill_count() > machine_kills_before  # the kill happened
+        os.kill(int(lines[1]), 9)
+        out, _ = training.communicate(timeout=60)
+    finally:
+        training.kill()
+    errors = [e for e in map(error_from_line, out.splitlines()) if e is not None]
+    assert len(errors) == 1, out
+    assert errors[0].kind == "TrainerCommandError" and errors[0].retryable
+    assert "no out-of-memory kill in its cgroup" in str(errors[0])
 
 
 def test_an_input_error_reported_by_the_child_comes_back_with_its_paragraph_and_no_retry():

@@ -2,9 +2,13 @@
 
 A training or scoring process that needs more memory than its machine, container or pod allows is SIGKILLed by
 the kernel. Its parent sees only "killed by SIGKILL", the same as a lost worker, and the task retried the same
-work into the same wall. The kernel counts its out-of-memory kills (``oom_kill`` in ``/proc/vmstat``, since
-Linux 4.13); ``wait4`` gives the child's peak resident memory; the child's memory cgroup gives the limit it ran
-under (a pod's ``POSESWEEP_K8S_MEMORY``, a container's ``--memory``), else the machine's RAM.
+work into the same wall. The kernel counts its out-of-memory kills per memory cgroup, of the processes in it (the
+``oom_kill`` of cgroup v2's ``memory.events``, v1's ``memory.oom_control``; since Linux 4.13): the count of the
+child's own cgroup (the worker's container or pod, the runner's session) is the one that tells, since a kill
+anywhere else on a shared machine says nothing about this child; the machine-wide count (``/proc/vmstat``) only
+where the cgroup keeps none (the root of a v2 hierarchy, a kernel before 4.13). ``wait4`` gives the child's peak
+resident memory; the child's memory cgroup gives the limit it ran under (a pod's ``POSESWEEP_K8S_MEMORY``, a
+container's ``--memory``), else the machine's RAM.
 
 The rule matches the GPU's (``gpu_memory``): where the child alone held (nearly) the whole limit,
 the same work fails again, an input error; where other processes held more than a quarter of it (several
@@ -32,17 +36,49 @@ class MemoryLimit:
     source: str  # "this machine's RAM" or "the memory limit of cgroup <path>"
 
 
-def oom_kill_count() -> int | None:
-    """How many processes the kernel's out-of-memory killer has ended since boot (cgroup limits included); None
-    where the kernel does not say."""
+def oom_kill_count(cgroup: str | None = None) -> int | None:
+    """How many processes of the memory cgroup ``cgroup`` (as ``memory_cgroup`` names it) the kernel's
+    out-of-memory killer has ended, whichever limit ran out; of the whole machine since boot where the cgroup is
+    the machine's root or keeps no count; None where the kernel does not say."""
+    counter = _cgroup_oom_counter(cgroup) if cgroup else None
+    if counter is not None:
+        return _field(counter, "oom_kill")
+    return _field(Path("/proc/vmstat"), "oom_kill")
+
+
+def _cgroup_oom_counter(cgroup: str) -> Path | None:
+    """The file holding the cgroup's own ``oom_kill`` count (v2 ``memory.events``, counting its descendants too;
+    v1 ``memory.oom_control``); None for the root of a v2 hierarchy (which has no such file) and an old kernel.
+    A container without a cgroup namespace sees its cgroup's full path in ``/proc``, but its own cgroup mounted
+    as the root: where the path is not there, the mount is the cgroup."""
+    version, path = cgroup.split(":", 1)
+    mount = _cgroup_mount(version)
+    folder = mount.joinpath(*[p for p in path.split("/") if p])
+    if not folder.is_dir():
+        folder = mount
+    counter = folder / ("memory.oom_control" if version == "v1" else "memory.events")
+    return counter if _field(counter, "oom_kill") is not None else None
+
+
+def _field(path: Path, name: str) -> int | None:
+    """The value of ``name`` in a kernel file of ``name value`` lines."""
     try:
-        for line in Path("/proc/vmstat").read_text().splitlines():
-            name, _, value = line.partition(" ")
-            if name == "oom_kill":
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == name:
                 return int(value)
     except (OSError, ValueError):
         pass
     return None
+
+
+def _cgroup_mount(version: str) -> Path:
+    """Where the hierarchy of the memory controller (v1) or the unified one (v2, also in a hybrid layout) is."""
+    if version == "v1":
+        return CGROUP_ROOT / "memory"
+    if not (CGROUP_ROOT / "cgroup.controllers").exists():
+        return CGROUP_ROOT / "unified"  # hybrid layout: v2 mounted beside v1's controllers
+    return CGROUP_ROOT
 
 
 def memory_cgroup(pid: int) -> str | None:
@@ -85,9 +121,7 @@ def memory_limit(cgroup: str | None) -> MemoryLimit:
     if not cgroup:
         return best
     version, path = cgroup.split(":", 1)
-    mount = CGROUP_ROOT / "memory" if version == "v1" else CGROUP_ROOT
-    if version == "v2" and not (mount / "cgroup.controllers").exists():
-        mount = CGROUP_ROOT / "unified"  # hybrid layout: v2 mounted beside v1's controllers
+    mount = _cgroup_mount(version)
     parts = [p for p in path.split("/") if p]
     for depth in range(len(parts), -1, -1):
         limit = _cgroup_limit(mount.joinpath(*parts[:depth]), version)

@@ -6,9 +6,9 @@ Every line the child prints goes to the caller's logger (the Airflow task log),
 except TensorFlow's start-up noise. How the child ended decides what is raised:
 an error it reported (``POSESWEEP_ERROR`` line) comes back as the same kind of
 error, so a diverged training or missing weights fail at once; a child the
-kernel's out-of-memory killer ended says so, with its peak memory and the limit
-it ran under (``host_memory``: an input error where it held nearly all of it
-itself); a child killed from outside otherwise (SIGKILL: a lost worker) or
+kernel's out-of-memory killer ended (a kill counted in its own memory cgroup) says
+so, with its peak memory and the limit it ran under (``host_memory``: an input error
+where it held nearly all of it itself); a child killed from outside otherwise (SIGKILL: a lost worker) or
 stalled is a ``TransientError``, and the task's retry resumes from the newest
 snapshot.
 """
@@ -79,7 +79,8 @@ def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Log
     inductor_cache = os.path.join(tempfile.gettempdir(), f"posesweep-torchinductor-{os.getuid()}")
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", inductor_cache)
     logger.info("running: %s", " ".join(command))
-    oom_kills_before = oom_kill_count()
+    cgroup = memory_cgroup(os.getpid())  # the child's, inherited: the container's or pod's limit and kill count
+    oom_kills_before = oom_kill_count(cgroup)
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                              bufsize=1, start_new_session=True, preexec_fn=_dies_with(os.getpid()))
     tail: collections.deque[str] = collections.deque(maxlen=30)
@@ -101,7 +102,6 @@ def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Log
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     stalled = False
-    cgroup = memory_cgroup(os.getpid())  # the child's, inherited: the container's or pod's limit
     try:
         while (usage := _reaped(child, os.WNOHANG)) is None:
             if time.monotonic() - last_output[0] > stall_timeout_s:
@@ -118,7 +118,7 @@ def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Log
     reader.join(timeout=5)
     if reported:
         raise reported[-1]
-    oom_kills_after = oom_kill_count()
+    oom_kills_after = oom_kill_count(cgroup)
     if (not stalled and child.returncode == -signal.SIGKILL and oom_kills_before is not None
             and oom_kills_after is not None and oom_kills_after > oom_kills_before):
         error = killed_for_memory(usage.ru_maxrss * 1024, memory_limit(cgroup), _short(command))
@@ -171,6 +171,7 @@ def _how_it_ended(returncode: int, stalled: bool, stall_timeout_s: float, oom_co
         name = signal.Signals(-returncode).name
         if name != "SIGKILL":
             return f"was killed by {name}"
-        return f"was killed by {name}" + (" (from outside: the kernel recorded no out-of-memory kill meanwhile)"
+        return f"was killed by {name}" + (" (from outside: the kernel recorded no out-of-memory kill in its "
+                                          "cgroup meanwhile)"
                                           if oom_counted else " (out of memory, or its worker was lost)")
     return f"exited with status {returncode}"
