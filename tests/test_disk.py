@@ -24,10 +24,10 @@ CONF = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6, 12], "tr
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 700 MB file system of its own, for a data root that can be filled."""
+    """A 1.3 GB file system of its own, for a data root that can be filled."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700m", "tmpfs", str(disk)], capture_output=True,
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200m", "tmpfs", str(disk)], capture_output=True,
                              text=True)
     if mounted.returncode != 0:
         pytest.fail(f"this test mounts a small file system to fill, and could not ({mounted.stderr.strip()}): it "
@@ -64,7 +64,7 @@ def test_a_full_disk_stops_the_stage_that_meets_it_naming_the_disk_and_the_run_g
         dag_module.explained(stages.extract_cohort_frames)(run)
     paragraph = str(failed.value)
     assert paragraph.startswith("the disk is full: the disk holding ")
-    assert f"GB free of 0.7 GB on the file system mounted at {small_disk}" in paragraph
+    assert f"GB free of 1.3 GB on the file system mounted at {small_disk}" in paragraph
     assert f"What to do: free space on {small_disk}, or move the data root (POSESWEEP_DATA_ROOT)" in paragraph
     assert "No retry helps until this is mended; then clear the failed task" in paragraph
     assert isinstance(disk_full_from(failed.value.__cause__), DiskFullError)  # the OSError it came from

@@ -288,7 +288,8 @@ def test_a_pytorch_training_killed_between_snapshots_goes_on_from_its_resume_poi
 def test_a_resume_point_counts_only_past_the_newest_snapshot_and_before_the_end(tmp_path, caplog, monkeypatch):
     """A resume point left from before a snapshot (killed between the snapshot's write and the point's removal), one
     at or past the end, and one that cannot be read are passed over: training goes on from the newest snapshot."""
-    from posesweep.torch_engine.trainer import RESUME_POINT_FILE, read_resume_point, resume_point_seconds
+    from posesweep.resume_points import resume_point_seconds
+    from posesweep.torch_engine.trainer import RESUME_POINT_FILE, read_resume_point
 
     path = tmp_path / RESUME_POINT_FILE
     assert read_resume_point(tmp_path, 20, 100) is None  # none saved

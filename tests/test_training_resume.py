@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -102,3 +103,76 @@ def test_a_real_training_that_diverges_fails_without_retry_and_says_what_to_do(t
     assert "lower the learning rate" in paragraph and "A retry cannot help" in paragraph
     assert not (run.layout.training_dir(12) / "training.json").exists()
     assert not (train_dir / "snapshot-200.index").exists()  # stopped at once, not after all its iterations
+
+
+@pytest.mark.slow
+def test_a_tensorflow_training_killed_between_snapshots_goes_on_from_its_resume_point(tiny_cohort, tmp_path):
+    """DeepLabCut's TensorFlow loop, killed between two snapshots, goes on from its newest resume point (saved
+    every POSESWEEP_RESUME_POINT_SECONDS; 0 here: at every progress line), not from the snapshot before it; the
+    points are gone once the training is done and nothing scores them."""
+    from posesweep.resume_points import TF_RESUME_FOLDER
+
+    conf = {**CONF, "max_iterations": 100}
+    run = training_ready_run(tiny_cohort, tmp_path / "data", conf, "manual__tf_resume_point")
+    layout = run.layout
+    train_dir = next((layout.project_dir / "dlc-models").rglob("train"))
+    command = [sys.executable, "-m", "posesweep.cli", *run.command("train", 12)]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                             env={**os.environ, "POSESWEEP_RESUME_POINT_SECONDS": "0"})
+
+    def points() -> list[int]:  # complete ones: their folder is renamed into place once written
+        return sorted(int(m.group(1)) for p in train_dir.glob("posesweep-resume-*")
+                      if (m := TF_RESUME_FOLDER.fullmatch(p.name)))
+
+    deadline = time.monotonic() + 600
+    while not [it for it in points() if it > 50]:
+        assert child.poll() is None and time.monotonic() < deadline, "training ended before a resume point"
+        time.sleep(0.2)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    [resumed_at] = points()  # one kept: each new point replaces the one before
+    assert 50 < resumed_at < 100 and resumed_at % 10 == 0  # a progress line's iteration, past the snapshot
+    assert (train_dir / "snapshot-50.index").exists() and not (train_dir / "snapshot-100.index").exists()
+    kept = {p.name: p.read_bytes() for p in train_dir.glob("snapshot-50.*")}
+
+    retry = subprocess.run(command, capture_output=True, text=True, timeout=600)  # the default interval: 10 min
+    assert retry.returncode == 0, retry.stdout[-2000:] + retry.stderr[-2000:]
+    assert (f"resuming from the resume point {resumed_at} (1 of 2 snapshots complete); learning-rate schedule "
+            f"continued") in retry.stdout
+    trained = [int(m.group(1)) for m in re.finditer(r"iteration (\d+)/100 loss", retry.stdout)]
+    assert trained and min(trained) == resumed_at + 10  # not from the snapshot: nothing trained twice
+    assert not points() and not list(train_dir.glob("posesweep-resume-*"))  # gone with the snapshot after them
+    assert {p.name: p.read_bytes() for p in train_dir.glob("snapshot-50.*")} == kept
+    record = stages.train(run, 12)
+    assert record["resumed_from_iteration"] == resumed_at and record["snapshot_iterations"] == [50, 100]
+    rows = [int(line.split(",")[0]) for line in (train_dir / "learning_stats.csv").read_text().splitlines()]
+    # no iteration twice and none lost, but the resume point's own row where the kill came between the point and
+    # DeepLabCut's write of that row, right after it
+    assert rows == sorted(set(rows)) and set(range(10, 101, 10)) - set(rows) <= {resumed_at}
+    assert rows[-1] == 100
+    assert sorted(p.name for p in layout.evaluation_dir.rglob("snapshot-*.csv")) == ["snapshot-100.csv",
+                                                                                   "snapshot-50.csv"]
+
+
+def test_a_tensorflow_resume_point_counts_only_when_complete_past_the_newest_snapshot_and_before_the_end(tmp_path):
+    """A half-written point (its folder not yet renamed into place), one from before the newest snapshot (killed
+    between DeepLabCut's snapshot and the point's removal) and one at the end are passed over; the newest of the
+    rest is the one to go on from, and the others are removed."""
+    from posesweep.resume_points import remove_tensorflow_resume_points, tensorflow_resume_point
+
+    def point(folder: str, iteration: int) -> None:
+        (tmp_path / folder).mkdir()
+        for suffix in (".index", ".data-00000-of-00001"):
+            (tmp_path / folder / f"snapshot-{iteration}{suffix}").write_bytes(b"x")
+
+    assert tensorflow_resume_point(tmp_path, 50, 200) is None  # none saved
+    point("posesweep-resume-40", 40)
+    point("posesweep-resume-70", 70)
+    point("posesweep-resume-90.partial", 90)
+    point("posesweep-resume-200", 200)
+    assert tensorflow_resume_point(tmp_path, 50, 200) == (70, tmp_path / "posesweep-resume-70" / "snapshot-70")
+    assert tensorflow_resume_point(tmp_path, 70, 200) is None  # the snapshot is as new
+    (tmp_path / "posesweep-resume-70" / "snapshot-70.index").unlink()
+    assert tensorflow_resume_point(tmp_path, 50, 200) is None  # incomplete
+    remove_tensorflow_resume_points(tmp_path, keep=40)
+    assert [p.name for p in tmp_path.iterdir()] == ["posesweep-resume-40"]

@@ -30,11 +30,12 @@ CPU_SECONDS_PER_ITERATION: dict[str, tuple[tuple[int, float], ...]] = {
 # a snapshot: DeepLabCut TF (.data + .index + .meta: 98.8 MB for resnet_50), or a PyTorch state dict (96.3 MB);
 # the initial weights are one more of the same size, and the PyTorch trainer keeps its newest resumable state
 # (model and optimizer: two snapshots' size) per network, two of them while it writes the next; while a network
-# trains, its resume point between snapshots (weights and optimizer: three; two while it writes the next) is there
-# too, and gone once the network is done (transient: counted for every network, as a GPU pool may train all at once)
+# trains, its resume point between snapshots (PyTorch: weights and optimizer, three; TensorFlow: the network, one;
+# two of them while the next is written) is there too, and gone once the network is done (transient: counted for
+# every network, as a GPU pool may train all at once)
 SNAPSHOT_BYTES = {"resnet_50": 110e6, "resnet_101": 180e6, "resnet_50_bn": 100e6}
 TRAIN_STATE_SNAPSHOTS = {"tensorflow": 0, "pytorch": 4}
-RESUME_POINT_SNAPSHOTS = {"tensorflow": 0, "pytorch": 6}
+RESUME_POINT_SNAPSHOTS = {"tensorflow": 2, "pytorch": 6}
 PNG_BYTES_PER_PIXEL = 1.5  # an extracted frame, twice: the shared frame store and the run's project links none
 MAX_CPU_HOURS = 24.0
 

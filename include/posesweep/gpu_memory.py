@@ -82,7 +82,7 @@ def step_out_of_memory(memory: GpuMemory, batch_size: int, width_px: int, height
                                    fix="train fewer networks per GPU at once (the Airflow pool POSESWEEP_GPU_POOL "
                                        "bounds them) or stop what else uses this GPU; the task is retried")
     if memory.frames:  # the frame cache took up to half of what was free: the step may fit without it
-        return out_of_memory_beside_the_frames(GpuMemoryTooSmallError(what, found=found))
+        return out_of_memory_beside_the_frames(what, found)
     smaller = "lower batch_size (the paper trains at 1)" if batch_size > 1 else \
         "downscale the videos before the study (each halving of width and height quarters the memory)"
     return GpuMemoryTooSmallError(what, found=found, allowed=f"a step that fits in {memory.total / GIB:.1f} GiB",
@@ -102,13 +102,13 @@ def out_of_memory_beside_the_scorer(error: GpuMemoryTooSmallError) -> GpuMemoryS
             "change")
 
 
-def out_of_memory_beside_the_frames(error: GpuMemoryTooSmallError) -> GpuMemorySharedWithFramesError:
+def out_of_memory_beside_the_frames(what: str, found: str) -> GpuMemorySharedWithFramesError:
     """A PyTorch step that ran out of GPU memory while the frame set's cache of decoded frames was on the GPU too
     (it takes up to half of what was free): not yet known to be too large. The retry keeps the frames in pinned
     host memory, copied per batch (``stages.train``; at batch 1 without the CUDA graph, which needs them on the
     GPU)."""
     return GpuMemorySharedWithFramesError(
-        f"{error.what}, with the frame set's decoded frames held on the GPU beside it", found=error.found,
+        f"{what}, with the frame set's decoded frames held on the GPU beside it", found=found,
         allowed="the training step and the frames together in the GPU's memory",
         fix="nothing: the retry resumes from the newest snapshot with the frames in pinned host memory, copied to "
             "the GPU per batch; should the step still not fit alone, that retry says what to change")

@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import yaml
@@ -37,6 +38,8 @@ from .settings import Settings
 from .gpu_memory import GpuMemory, step_out_of_memory
 from .layout import RunLayout, atomic_path, read_csv_table, read_json, write_json_atomic, write_text_atomic
 from .quiet import library_prints_silenced, logging_setup_skipped
+from .resume_points import (TensorflowResumePoints, remove_tensorflow_resume_points, resume_point_seconds,
+                            tensorflow_resume_point)
 from .shuffles import DATASET_DONE, frame_positions, model_folder
 from .splits import FrameSet
 
@@ -230,9 +233,11 @@ class ProgressLog(logging.Filter):
 
     pattern = re.compile(r"iteration: (\d+) loss: ([-+\w.]+) lr: ([-+\w.]+)")
 
-    def __init__(self, frame_set_size: int, max_iterations: int):
+    def __init__(self, frame_set_size: int, max_iterations: int,
+                 on_progress: Callable[[int], None] | None = None):
         super().__init__()
         self.frame_set_size, self.max_iterations = frame_set_size, max_iterations
+        self.on_progress = on_progress  # called with the iteration of each line with a finite loss
         self.started = time.monotonic()
         self.last: tuple[float, int] | None = None
         self.console = sys.stdout  # made before DeepLabCut's prints are silenced: its lines still reach the log
@@ -254,6 +259,8 @@ class ProgressLog(logging.Filter):
             raise TrainingDivergedError.of_network(  # through DeepLabCut's loop; the CLI reports it and ends the process
                 self.frame_set_size, f"{loss} at iteration {iteration}",
                 f"loss {loss} at iteration {iteration}, learning rate {lr:g}", "the network's pose_cfg.yaml")
+        if self.on_progress is not None:
+            self.on_progress(iteration)
         return False
 
 
@@ -276,8 +283,9 @@ def _merge_learning_stats(before: Path, after: Path, start_iteration: int) -> No
 def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) -> dict:
     """Train the frame set's network to ``max_iterations``, keeping every snapshot.
 
-    Skips a finished network; a killed one resumes from its newest complete
-    snapshot with the learning-rate schedule continued and the learning-stats
+    Skips a finished network; a killed one resumes from its newest resume point
+    (``resume_points``) or, where there is none past it, its newest complete
+    snapshot, with the learning-rate schedule continued and the learning-stats
     history kept.
     """
     record_file = layout.training_dir(frame_set.frame_set_size) / "training.json"
@@ -299,22 +307,28 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
     weights = read_json(layout.run_dir / "weights" / "initial_weights.json")
     done = [it for it in snapshot_iterations_in(train_cfg.parent) if it in expected]
     start_iteration = max(done, default=0)
+    start_weights = train_cfg.parent / f"snapshot-{start_iteration}"
+    resume_point = tensorflow_resume_point(train_cfg.parent, start_iteration, study.max_iterations)
+    remove_tensorflow_resume_points(train_cfg.parent, keep=resume_point[0] if resume_point else None)
+    if resume_point is not None:
+        start_iteration, start_weights = resume_point
     prefix = f"[frame set {frame_set.frame_set_size}]"
     cfg = yaml.safe_load(original_cfg.read_text())
     if start_iteration:
         # DeepLabCut's snapshot prefix is derived from the config's own path, so the resume settings must live
         # in train/pose_cfg.yaml itself; the original is restored when training ends.
-        cfg.update(init_weights=str(train_cfg.parent / f"snapshot-{start_iteration}"),
-                   multi_step=shifted_schedule(cfg["multi_step"], start_iteration))
+        cfg.update(init_weights=str(start_weights), multi_step=shifted_schedule(cfg["multi_step"], start_iteration))
         _copy_atomic(stats, stats.with_name(f"learning_stats.before-{start_iteration}.csv"))
-        print(f"{prefix} resuming from snapshot {start_iteration} ({len(done)} of {len(expected)} snapshots "
+        where = "the resume point" if resume_point is not None else "snapshot"
+        print(f"{prefix} resuming from {where} {start_iteration} ({len(done)} of {len(expected)} snapshots "
               f"complete); learning-rate schedule continued", flush=True)
     write_text_atomic(train_cfg, yaml.safe_dump(cfg, sort_keys=False))
     display_iters = study.progress_interval
     # DeepLabCut's own train_network reloads the logging module, which would drop this progress filter;
     # its single-animal trainer is called directly with the shuffle's pose_cfg.yaml instead.
     root = logging.getLogger()
-    progress = ProgressLog(frame_set.frame_set_size, study.max_iterations)
+    resume_points = TensorflowResumePoints(train_cfg.parent, expected, resume_point_seconds(), prefix)
+    progress = ProgressLog(frame_set.frame_set_size, study.max_iterations, resume_points.at_progress)
     root.addFilter(progress)
     started = time.perf_counter()
     print(f"{prefix} training {study.network} on {len(frame_set.train)} frames to {study.max_iterations} "
@@ -323,7 +337,7 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
         if start_iteration < study.max_iterations:
             tf.compat.v1.reset_default_graph()
             with (_quiet_loader_shutdown(prefix, tf.errors.CancelledError), library_prints_silenced(),
-                  logging_setup_skipped(dlc_train_module)):
+                  logging_setup_skipped(dlc_train_module), resume_points.session_caught(tf)):
                 try:
                     dlc_train_module.train(str(train_cfg), display_iters, study.snapshot_interval,
                                            study.max_iterations - start_iteration, max_to_keep=None,
@@ -346,6 +360,7 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
         _merge_learning_stats(stats.with_name(f"learning_stats.before-{start_iteration}.csv"), stats,
                               start_iteration)
     _copy_atomic(original_cfg, train_cfg)
+    remove_tensorflow_resume_points(train_cfg.parent)  # the last snapshot is newer than any
     seconds = time.perf_counter() - started
     snapshots = snapshot_iterations_in(train_cfg.parent)
     if snapshots != expected:

@@ -51,6 +51,7 @@ from ..gpu_memory import GpuMemory, step_out_of_memory
 from .frame_cache import FrameCache, load_frame_cache
 from .graphed_step import GraphedStep, graph_safe_loss, make_capturable, portable_optimizer_state
 from .project import build_model, model_config_path, read_model_config
+from ..resume_points import resume_point_seconds
 from .targets import TargetConfig, heatmap_targets
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,8 @@ log = logging.getLogger(__name__)
 # with this code the cold compilation at batch 8, with the benchmark's set-up before it, ended within 156 s).
 COMPILE_MIN_IMAGES = 100_000
 TRAIN_STATE_PREFIX = "train_state"  # train_state-<iteration>.pt: the optimizer state of that snapshot
-# Between snapshots (25k iterations apart in the paper: 15 min at batch 1 on an H200, hours on a lab's smaller GPU)
-# a resume point (weights and optimizer state, not a snapshot: nothing scores it) is saved this often, so a killed
-# or preempted training loses at most this much. POSESWEEP_RESUME_POINT_SECONDS overrides it (0: at every progress
-# line).
-RESUME_POINT_SECONDS = 600.0
+# Between snapshots a resume point (weights and optimizer state, not a snapshot: nothing scores it) is saved every
+# resume_point_seconds() (``resume_points``), so a killed or preempted training loses at most that much.
 RESUME_POINT_FILE = "posesweep-resume.pt"
 
 
@@ -196,7 +194,7 @@ class TrainingLoop:
     learning_rate: float | None = None
 
     @classmethod
-    def build(cls, model_cfg: dict, weights_file: Path, labeled_data: Path, frames: list[tuple[str, str]],
+    def build(cls, model_cfg: dict, weights: Path | dict, labeled_data: Path, frames: list[tuple[str, str]],
               labels: pd.DataFrame, bodyparts: list[str], batch_size: int, seed: int, device: torch.device,
               optimizer_state: dict | None = None, start_iteration: int = 0, iterations_to_train: int = 0,
               settings: StepSettings | None = None, frames_on_device: bool = True) -> "TrainingLoop":
@@ -205,7 +203,9 @@ class TrainingLoop:
         if settings.device.type == "cuda":  # every batch has one shape (frames padded to one size): tune once
             torch.backends.cudnn.benchmark = True  # (DeepLabCut turns it off: its crops vary in size)
         model = build_model(model_cfg)
-        model.load_state_dict(torch.load(weights_file, map_location="cpu", weights_only=True)["model"])
+        if not isinstance(weights, dict):  # a snapshot file, else the weights already read (a resume point's)
+            weights = torch.load(weights, map_location="cpu", weights_only=True)["model"]
+        model.load_state_dict(weights)
         model.to(device)
         if settings.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -320,7 +320,7 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
     start_weights = train_dir / f"snapshot-{start}.pt" if start else Path(weights["path"])
     resume_point = read_resume_point(train_dir, start, study.max_iterations)
     if resume_point is not None:
-        start, state, start_weights = resume_point["iteration"], resume_point, train_dir / RESUME_POINT_FILE
+        start, state, start_weights = resume_point["iteration"], resume_point, resume_point["model"]
     loop = TrainingLoop.build(model_cfg, start_weights,
                               layout.project_dir / "labeled-data", list(frame_set.train), labels, bodyparts,
                               study.batch_size, study.seed + size, device or default_device(),
@@ -408,17 +408,6 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
 
 def train_state_file(train_dir: Path, iteration: int) -> Path:
     return Path(train_dir) / f"{TRAIN_STATE_PREFIX}-{iteration}.pt"
-
-
-def resume_point_seconds() -> float:
-    """Seconds between resume points: ``POSESWEEP_RESUME_POINT_SECONDS``, else ``RESUME_POINT_SECONDS``."""
-    value = os.environ.get("POSESWEEP_RESUME_POINT_SECONDS", "")
-    try:
-        return max(0.0, float(value)) if value else RESUME_POINT_SECONDS
-    except ValueError:
-        log.warning("POSESWEEP_RESUME_POINT_SECONDS=%r is not a number of seconds; using %g", value,
-                    RESUME_POINT_SECONDS)
-        return RESUME_POINT_SECONDS
 
 
 def read_resume_point(train_dir: Path, newest_snapshot: int, max_iterations: int) -> dict | None:

@@ -1,0 +1,129 @@
+"""Resume points: a training's state between two snapshots, so that a killed or preempted training loses minutes.
+
+The study's snapshots are 25k iterations apart (15 minutes on an H200, hours on a lab's smaller GPU); a training
+killed between two went back to the newest. Both engines save a resume point every
+``POSESWEEP_RESUME_POINT_SECONDS`` (``RESUME_POINT_SECONDS`` by default; 0: at every progress line) at a progress
+line. It is not a snapshot: nothing scores it, and it is gone once the next snapshot exists. The PyTorch engine
+keeps one file of weights and optimizer state (``torch_engine.trainer``). The TensorFlow engine trains in
+DeepLabCut's own loop; ``TensorflowResumePoints`` saves from inside it what DeepLabCut's snapshots hold (the
+variables that exist when DeepLabCut opens its session: the network's, not the optimizer's momentum, which
+DeepLabCut's own resume from a snapshot starts afresh too), as a checkpoint DeepLabCut resumes from like a
+snapshot: ``<train>/posesweep-resume-<iteration>/snapshot-<iteration>``, its folder renamed into place once
+complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger(__name__)
+
+RESUME_POINT_SECONDS = 600.0
+TF_RESUME_FOLDER = re.compile(r"posesweep-resume-(\d+)")
+TF_PARTIAL_SUFFIX = ".partial"
+
+
+def resume_point_seconds() -> float:
+    """Seconds between resume points: ``POSESWEEP_RESUME_POINT_SECONDS``, else ``RESUME_POINT_SECONDS``."""
+    value = os.environ.get("POSESWEEP_RESUME_POINT_SECONDS", "")
+    try:
+        return max(0.0, float(value)) if value else RESUME_POINT_SECONDS
+    except ValueError:
+        log.warning("POSESWEEP_RESUME_POINT_SECONDS=%r is not a number of seconds; using %g", value,
+                    RESUME_POINT_SECONDS)
+        return RESUME_POINT_SECONDS
+
+
+def _tf_checkpoint(train_dir: Path, iteration: int) -> Path:
+    """The checkpoint prefix of a TensorFlow resume point: named like a snapshot, as DeepLabCut reads the iteration
+    to go on from out of its ``init_weights``' name."""
+    return Path(train_dir) / f"posesweep-resume-{iteration}" / f"snapshot-{iteration}"
+
+
+def tensorflow_resume_point(train_dir: Path, newest_snapshot: int, max_iterations: int) -> tuple[int, Path] | None:
+    """The iteration and checkpoint prefix to go on from: the newest complete resume point saved after the newest
+    snapshot and before the end, else None."""
+    found = []
+    for folder in Path(train_dir).glob("posesweep-resume-*"):
+        match = TF_RESUME_FOLDER.fullmatch(folder.name)
+        if match and newest_snapshot < int(match.group(1)) < max_iterations:
+            prefix = _tf_checkpoint(train_dir, int(match.group(1)))
+            if Path(f"{prefix}.index").is_file() and Path(f"{prefix}.data-00000-of-00001").is_file():
+                found.append((int(match.group(1)), prefix))
+    return max(found, default=None)
+
+
+def remove_tensorflow_resume_points(train_dir: Path, keep: int | None = None) -> None:
+    """Every TensorFlow resume point in ``train_dir`` but the one at iteration ``keep``, half-written ones too."""
+    for folder in Path(train_dir).glob("posesweep-resume-*"):
+        if folder.name != f"posesweep-resume-{keep}":
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class TensorflowResumePoints:
+    """Resume points of DeepLabCut's TensorFlow training, saved from inside its loop.
+
+    ``session_caught`` catches the session DeepLabCut opens in this thread (a snapshot scorer beside it opens
+    its own in another) and makes a saver of the variables there are then; ``at_progress`` is called at each
+    progress line with a finite loss and saves a point where ``every_s`` seconds have passed since the last
+    point, the newest snapshot or the start.
+    """
+
+    def __init__(self, train_dir: Path, snapshot_iterations: list[int], every_s: float, prefix: str):
+        self.train_dir, self.every_s, self.prefix = Path(train_dir), every_s, prefix
+        self.snapshot_iterations = set(snapshot_iterations)  # DeepLabCut saves one there itself
+        self.session = self.saver = None
+        self.last_saved_s = time.monotonic()
+        self.newest_snapshot = self._newest_snapshot()
+
+    def _newest_snapshot(self) -> int:
+        iterations = [int(m.group(1)) for p in self.train_dir.glob("snapshot-*.index")
+                      if (m := re.fullmatch(r"snapshot-(\d+)\.index", p.name))]
+        return max(iterations, default=0)
+
+    @contextlib.contextmanager
+    def session_caught(self, tf) -> Iterator[None]:
+        """While DeepLabCut's training runs: ``tf.compat.v1.Session`` replaced by one that remembers itself."""
+        original, points, thread = tf.compat.v1.Session, self, threading.get_ident()
+
+        class CaughtSession(original):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                if threading.get_ident() == thread and points.session is None:
+                    points.session = self
+                    with self.graph.as_default():
+                        points.saver = tf.compat.v1.train.Saver(max_to_keep=None)
+
+        tf.compat.v1.Session = CaughtSession
+        try:
+            yield
+        finally:
+            tf.compat.v1.Session = original
+
+    def at_progress(self, iteration: int) -> None:
+        newest = self._newest_snapshot()
+        if newest > self.newest_snapshot:  # DeepLabCut saved a snapshot since: it is newer than any point
+            self.newest_snapshot, self.last_saved_s = newest, time.monotonic()
+            remove_tensorflow_resume_points(self.train_dir)
+            return
+        if (self.saver is None or iteration <= newest or iteration in self.snapshot_iterations
+                or time.monotonic() - self.last_saved_s < self.every_s):
+            return
+        final = _tf_checkpoint(self.train_dir, iteration)
+        partial = final.parent.with_name(final.parent.name + TF_PARTIAL_SUFFIX)
+        for stale in (partial, final.parent):
+            shutil.rmtree(stale, ignore_errors=True)
+        self.saver.save(self.session, str(partial / final.name), write_meta_graph=False, write_state=False)
+        os.replace(partial, final.parent)
+        remove_tensorflow_resume_points(self.train_dir, keep=iteration)
+        self.last_saved_s = time.monotonic()
+        print(f"{self.prefix} resume point saved at iteration {iteration} (a killed training goes on from here)",
+              flush=True)
