@@ -159,6 +159,33 @@ def test_side_view_videos_in_cohort_json_name_the_side_cameras_videos_or_are_ref
     assert load_cohort(cohort).side_view_videos(stems) == sorted(stems)
 
 
+def test_back_view_videos_in_cohort_json_name_the_videos_filmed_from_behind_or_are_refused(tmp_path):
+    """A lab films each landing from the front and from behind: the videos from behind are named by a pattern; one
+    that finds none, one that also names a side camera's videos and one beside a camera_view other than the front
+    are refused, each saying what to change."""
+    import json
+
+    cohort = tmp_path / "cohorts" / "knee"
+    (cohort / "videos").mkdir(parents=True)
+    for name in ("P01_front", "P01_back", "P02_front", "P02_back", "P02_side"):
+        (cohort / "videos" / f"{name}.mp4").write_bytes(b"")
+    (cohort / "cohort.json").write_text(json.dumps({"back_view_videos": "_back$", "side_view_videos": "_side$"}))
+    loaded = load_cohort(cohort)
+    stems = [video.stem for video in loaded.videos]
+    assert loaded.back_view_videos(stems) == ["P01_back", "P02_back"] and loaded.camera_view == "front"
+    assert loaded.side_view_videos(stems) == ["P02_side"] and loaded.camera_view_declared
+    for manifest, said in (({"back_view_videos": "_rear$"}, "back_view_videos finds no video"),
+                           ({"back_view_videos": "^P02_", "side_view_videos": "_side$"},
+                            "side_view_videos and back_view_videos both name a video"),
+                           ({"back_view_videos": "_back$", "camera_view": "back"},
+                            "Found: \"camera_view\": \"back\" and \"back_view_videos\": '_back$'")):
+        (cohort / "cohort.json").write_text(json.dumps(manifest))
+        paragraph = _failure(cohort)
+        assert said in paragraph and f"File: {cohort / 'cohort.json'}" in paragraph, paragraph
+    (cohort / "cohort.json").write_text(json.dumps({"back_view_videos": "^P02_", "side_view_videos": "_side$"}))
+    assert "both find P02_side" in _failure(cohort)
+
+
 def test_a_misspelt_setting_in_cohort_json_is_named_with_the_setting_meant_and_notes_are_left_alone(tmp_path):
     """A misspelt participant_pattern was ignored without a word, and a person's trials split between training
     and test; a misspelt landing_square left the errors in px. Notes are a lab's own."""

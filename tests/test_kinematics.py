@@ -272,3 +272,34 @@ def test_a_side_cameras_videos_named_in_cohort_json_give_no_knee_angles_and_the_
     assert "the 1 side-camera video(s) (cohort.json side_view_videos: P002) train and score" in sentence
     kinematics, said = knee_kinematics(cohort("^P00"), labels, errors)  # every video from the side: no angles
     assert kinematics is None and said["roles"] is None and "sagittal plane" in said["how"]
+
+
+def test_a_camera_behind_named_in_cohort_json_gives_the_knee_angles_the_front_camera_would():
+    """A lab films some landings from behind (cohort.json back_view_videos): those videos' labels and predictions
+    are the front's mirrored, and their knee angles come out as the front's, valgus still positive; the report
+    names them."""
+    from report_input import error_table
+
+    from posesweep.cohort import Cohort
+    from posesweep.report.render import kinematic_landmark_sentences
+    from posesweep.stages import knee_kinematics
+
+    errors = error_table(landmarks=list(FPPA_ROLES))
+    mirrored = errors.copy()
+    behind = mirrored["video"] == "P002"
+    for column in ("x_label_px", "x_pred_px"):
+        mirrored.loc[behind, column] = 1920 - mirrored.loc[behind, column]
+    labels = mirrored.assign(x_px=mirrored["x_label_px"], y_px=mirrored["y_label_px"]).drop_duplicates(
+        ["video", "image", "landmark"])[["video", "image", "landmark", "x_px", "y_px"]]
+    cohort = Cohort("knee", Path("/lab/knee"), (), tuple(FPPA_ROLES), "lab", "dlc_project",
+                    camera_view_declared=True, back_view_pattern="^P002$")
+    kinematics, said = knee_kinematics(cohort, labels, mirrored)
+    keys = ["frame_set_size", "snapshot_iteration", "split", "video", "image", "quantity"]
+    expected = kinematic_errors(errors).sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(kinematics.sort_values(keys).reset_index(drop=True), expected)
+    read_from_the_front = kinematic_errors(mirrored).sort_values(keys).reset_index(drop=True)
+    fppa = (read_from_the_front["video"] == "P002") & read_from_the_front["quantity"].str.endswith("fppa_deg")
+    assert fppa.any() and np.allclose(read_from_the_front.loc[fppa, "labelled"], -expected.loc[fppa, "labelled"])
+    assert said["back_view_videos"] == ["P002"]
+    sentence = kinematic_landmark_sentences(said, mirrored)["kinematic_landmarks_sentence"]
+    assert "Filmed from behind in 1 video(s) (cohort.json back_view_videos: P002)" in sentence

@@ -234,9 +234,12 @@ def test_a_second_camera_filming_from_the_side_is_named_and_its_videos_skip_the_
 
     cohort_root = shutil.copytree(tiny_cohort, tmp_path / "lab")
     manifest = cohort_root / "cohorts" / "tiny" / "cohort.json"
-    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "side_view_videos": "^P002$"}))
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "side_view_videos": "^P002$",
+                                    "back_view_videos": "^P003$"}))  # and a third camera behind, for P003
     run = conftest.labeled_run(cohort_root, tmp_path / "data", SMALL, "manual__two_cameras")
     table = _filmed_from_the_side(run.layout.labels_file, "P002")
+    behind = table["video"] == "P003"
+    table.loc[behind, "x_px"] = table.loc[behind, "image_width_px"] - 1 - table.loc[behind, "x_px"]
     images = run.layout.project_dir / "labeled-data"
     landmarks = sorted(table["landmark"].unique())
     with pytest.raises(LabelValidationError) as failure:
@@ -250,13 +253,15 @@ def test_a_second_camera_filming_from_the_side_is_named_and_its_videos_skip_the_
         assert stages.validate_label_table(run)["success"]
     assert "frontal-plane label checks leave out 1 side-camera video(s) (cohort.json side_view_videos): P002" \
         in caplog.text
+    assert ("frontal-plane label checks read 1 video(s) filmed from behind mirrored (cohort.json back_view_videos): "
+            "P003") in caplog.text
     broken = table.copy()  # the front camera's videos are still checked
     knee = (broken["video"] == "P001") & (broken["landmark"] == "right_knee")
     broken.loc[knee, "y_px"] = broken.loc[(broken["video"] == "P001") & (broken["landmark"] == "right_hip"),
                                           "y_px"].to_numpy() - 5
     with pytest.raises(LabelValidationError, match="found right_hip level with or below right_knee"):
         validate_labels(broken, landmarks, 0.1, tmp_path / "front_checked", images_root=images, roles=PAPER_ROLES,
-                        side_view_videos=["P002"])
+                        side_view_videos=["P002"], back_view_videos=["P003"])
 
 
 def _labelled_by_image_side(labels_file, video):
@@ -279,6 +284,37 @@ def test_a_cohort_filmed_from_behind_passes_the_side_checks_with_camera_view_bac
     with pytest.raises(LabelValidationError) as failure:
         validate_labels(table, landmarks, 0.1, tmp_path / "front", images_root=images, roles=PAPER_ROLES)
     assert 'if the camera was behind the participant, set "camera_view": "back" in cohort.json' in str(failure.value)
+
+
+def test_a_second_camera_behind_the_participant_is_told_for_its_videos_and_back_view_videos_reads_them_mirrored(
+        labeled_run, tmp_path):
+    """A lab films each landing from the front and from behind: the videos from behind, read as seen from the
+    front, lie right for left. The advice names back_view_videos (camera_view back would turn the front videos
+    round); with it they pass, and a front video named by it is told so."""
+    table = pd.read_csv(labeled_run.layout.labels_file, dtype={"video": str})
+    front, behind = sorted(table["video"].unique())[:2]
+    seen = table["video"] == behind
+    table.loc[seen, "x_px"] = table.loc[seen, "image_width_px"] - 1 - table.loc[seen, "x_px"]  # from behind
+    landmarks = sorted(table["landmark"].unique())
+    check = dict(images_root=labeled_run.layout.project_dir / "labeled-data", roles=PAPER_ROLES,
+                 label_files={video: f"/lab/{video}/CollectedData_x.h5" for video in (front, behind)})
+    with pytest.raises(LabelValidationError) as failure:
+        validate_labels(table, landmarks, 0.1, tmp_path / "one_camera", **check)
+    message = str(failure.value)
+    assert f"/lab/{behind}/CollectedData_x.h5: right and left lie the other way round" in message
+    assert '"back_view_videos": "_back$"' in message and '"camera_view": "back"' not in message
+    assert f"/lab/{front}/CollectedData_x.h5: right and left" not in message
+
+    summary = validate_labels(table, landmarks, 0.1, tmp_path / "two_cameras", back_view_videos=[behind], **check)
+    assert summary["success"] and summary["back_view_videos"] == [behind]
+
+    with pytest.raises(LabelValidationError) as failure:  # the front camera's video named as from behind
+        validate_labels(table, landmarks, 0.1, tmp_path / "misnamed", back_view_videos=[front, behind], **check)
+    message = str(failure.value)
+    assert (f"/lab/{front}/CollectedData_x.h5: right and left lie the other way round at hip, knee and ankle in "
+            in message and 'change "back_view_videos" in cohort.json so that it does not name this video' in message)
+    assert "on its right in the videos filmed from behind: cohort.json back_view_videos" in message
+    assert "found right_knee to the left of left_knee, allowed right_knee to the right of left_knee" in message
 
 
 def test_a_video_labelled_by_image_side_throughout_is_told_so_not_sent_to_relabel_each_frame(labeled_run, tmp_path,

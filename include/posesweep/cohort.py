@@ -58,15 +58,23 @@ class Cohort:
     camera_view: str = "front"  # cohort.json: "front" (facing the participant, the paper's), "back" or "side"
     camera_view_declared: bool = False  # whether cohort.json says it (else the labels may show a side view)
     side_view_pattern: str | None = None  # cohort.json side_view_videos: the videos a side camera filmed
+    back_view_pattern: str | None = None  # cohort.json back_view_videos: the videos a camera behind them filmed
 
     def side_view_videos(self, video_stems) -> list[str]:
         """Which of ``video_stems`` a side camera filmed (cohort.json ``side_view_videos``): no frontal-plane checks
         or knee angles from them; their frames still train and score the networks."""
         if self.camera_view == "side":
-            return sorted(set(video_stems))
+            return sorted(set(map(str, video_stems)))
         if not self.side_view_pattern:
             return []
-        return sorted({stem for stem in video_stems if re.search(self.side_view_pattern, str(stem))})
+        return sorted({str(stem) for stem in video_stems if re.search(self.side_view_pattern, str(stem))})
+
+    def back_view_videos(self, video_stems) -> list[str]:
+        """Which of ``video_stems`` a camera behind the participant filmed where the others' camera faces them
+        (cohort.json ``back_view_videos``): their left/right check and knee angles read the image mirrored."""
+        if not self.back_view_pattern:
+            return []
+        return sorted({str(stem) for stem in video_stems if re.search(self.back_view_pattern, str(stem))})
 
     def frontal_camera_view(self, video_stems) -> str:
         """The view the frontal-plane checks and knee angles read ``video_stems`` with: the cohort's, or ``side``
@@ -145,9 +153,8 @@ def _load_dlc_project(cohort_dir: Path) -> Cohort:
     bodyparts = tuple(config["bodyparts"])
     return Cohort(cohort_dir.name, cohort_dir, folders, bodyparts, scorer, "dlc_project",
                   participant_pattern(cohort_dir, manifest, [f.name for f in folders]),
-                  declared_kinematic_landmarks(cohort_dir, manifest, bodyparts), camera_view_of(cohort_dir, manifest),
-                  "camera_view" in manifest or "side_view_videos" in manifest,
-                  side_view_pattern(cohort_dir, manifest, [f.name for f in folders]))
+                  declared_kinematic_landmarks(cohort_dir, manifest, bodyparts),
+                  **camera_settings(cohort_dir, manifest, [f.name for f in folders]))
 
 
 CAMERA_VIEWS = {"front": "the camera faces the participant (the paper's set-up)",
@@ -233,6 +240,45 @@ def participant_pattern(cohort_dir: Path, manifest: dict, video_stems: list[str]
     return compiled.pattern
 
 
+def camera_settings(cohort_dir: Path, manifest: dict, video_stems: list[str]) -> dict:
+    """The ``Cohort`` fields cohort.json's camera settings give: the view, whether it was said, and which videos
+    a side camera or a camera behind the participant filmed."""
+    view = camera_view_of(cohort_dir, manifest)
+    side, back = (side_view_pattern(cohort_dir, manifest, video_stems),
+                  back_view_pattern(cohort_dir, manifest, video_stems, view))
+    if side and back:
+        both = [stem for stem in video_stems if re.search(side, stem) and re.search(back, stem)]
+        if both:
+            raise CohortError("side_view_videos and back_view_videos both name a video", file=cohort_dir / COHORT_FILE,
+                              found=f"{side!r} and {back!r} both find {_some(sorted(both))}",
+                              allowed="each video filmed by one camera: from the side, from behind, or (neither) "
+                                      "from the front", fix="change the patterns so that each names its own camera's "
+                                                            "videos")
+    return {"camera_view": view, "camera_view_declared": any(key in manifest for key in CAMERA_KEYS),
+            "side_view_pattern": side, "back_view_pattern": back}
+
+
+def back_view_pattern(cohort_dir: Path, manifest: dict, video_stems: list[str], camera_view: str) -> str | None:
+    """cohort.json's ``back_view_videos``: a regular expression found in the names of the videos a camera behind
+    the participant filmed, where the others' camera faces them (a lab filming each landing from both sides).
+    Checked against the videos (one that finds none is a typo) and the cohort's ``camera_view``."""
+    example = '"back_view_videos": "_back$" (P07_back is filmed from behind, P07_front from the front)'
+    compiled = _manifest_pattern(cohort_dir, manifest, "back_view_videos", example, "every video from the front")
+    if compiled is None:
+        return None
+    if camera_view != "front":
+        raise CohortError("back_view_videos names the videos filmed from behind in a cohort filmed from the front, "
+                          f"and camera_view says {camera_view}", file=cohort_dir / COHORT_FILE,
+                          found=f'"camera_view": "{camera_view}" and "back_view_videos": {compiled.pattern!r}',
+                          allowed=f'one of them: "camera_view": "back" where every video is filmed from behind, '
+                                  f"else {example}", fix="remove one of the two settings")
+    if not any(compiled.search(stem) for stem in video_stems):
+        raise CohortError("back_view_videos finds no video", file=cohort_dir / COHORT_FILE,
+                          found=f"{compiled.pattern!r} in none of {_some(sorted(video_stems))}", allowed=example,
+                          fix="change the pattern so that it matches the videos filmed from behind, or remove it")
+    return compiled.pattern
+
+
 def side_view_pattern(cohort_dir: Path, manifest: dict, video_stems: list[str]) -> str | None:
     """cohort.json's ``side_view_videos``: a regular expression found in the names of the videos a side camera
     filmed, where a lab films each participant from the front and the side. Checked against the videos: one that
@@ -278,9 +324,10 @@ def read_cohort_manifest(cohort_dir: Path) -> dict | None:
 
 # Every setting a cohort.json may hold (``posesweep synth`` writes the last four), and where a lab keeps notes.
 MANIFEST_KEYS = ("bodyparts", "scorer", "landing_square", "landing_square_by_video", "participant_pattern",
-                 "kinematic_landmarks", "camera_view", "side_view_videos",
+                 "kinematic_landmarks", "camera_view", "side_view_videos", "back_view_videos",
                  "kind", "options", "label_noise_sd_px", "participants")
 NOTE_KEYS = ("notes", "note", "description", "comment", "comments")
+CAMERA_KEYS = ("camera_view", "side_view_videos", "back_view_videos")  # any of them: the camera is declared
 
 
 def _is_note(key: str) -> bool:
@@ -315,9 +362,8 @@ def load_cohort(cohort_dir: Path) -> Cohort:
     scorer = manifest.get("scorer", HUMAN_SCORER)
     return Cohort(cohort_dir.name, cohort_dir, videos, bodyparts, scorer, "synthetic" if synthetic else "videos",
                   participant_pattern(cohort_dir, manifest, [v.stem for v in videos]),
-                  declared_kinematic_landmarks(cohort_dir, manifest, bodyparts), camera_view_of(cohort_dir, manifest),
-                  "camera_view" in manifest or "side_view_videos" in manifest,
-                  side_view_pattern(cohort_dir, manifest, [v.stem for v in videos]))
+                  declared_kinematic_landmarks(cohort_dir, manifest, bodyparts),
+                  **camera_settings(cohort_dir, manifest, [v.stem for v in videos]))
 
 
 def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:

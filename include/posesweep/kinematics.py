@@ -191,15 +191,20 @@ def roles_text(roles: dict[str, str]) -> str:
 
 
 def kinematic_errors(errors: pd.DataFrame, roles: dict[str, str] | None = None,
-                     camera_view: str = "front") -> pd.DataFrame:
+                     camera_view: str = "front", back_view_videos: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
     """Kinematics from predicted and from labelled landmarks, per frame, network, snapshot and split.
 
     One row per (frame set, snapshot, split, frame, quantity) with ``labelled``, ``predicted``, ``error``
     (predicted - labelled, in the quantity's unit) and ``abs_error``. A frame missing a label a quantity needs is
     left out of that quantity only (an occluded left ankle does not cost the right knee's FPPA).
     ``roles``: which landmark is which (``landmark_roles``); by default the paper's names. ``camera_view``: the
-    cohort's (cohort.json), which decides the FPPA's sign.
+    cohort's (cohort.json), which decides the FPPA's sign; ``back_view_videos``: those of a cohort filmed from the
+    front that a camera behind the participant filmed (cohort.json), read as ``back``.
     """
+    back = errors["video"].astype(str).isin(list(back_view_videos))
+    if back.any():
+        parts = [kinematic_errors(errors[~back], roles, camera_view), kinematic_errors(errors[back], roles, "back")]
+        return pd.concat([part for part in parts if len(part)] or parts[:1], ignore_index=True)
     if roles:
         wanted = {landmark: role for role, landmark in roles.items()}
         errors = errors[errors["landmark"].isin(wanted)].assign(landmark=lambda t: t["landmark"].map(wanted))

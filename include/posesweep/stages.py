@@ -322,10 +322,14 @@ def validate_label_table(run: Run) -> dict:
     if roles and side:
         log.info("frontal-plane label checks leave out %d side-camera video(s) (cohort.json side_view_videos): %s",
                  len(side), ", ".join(side))
+    back = cohort.back_view_videos(videos)
+    if roles and back:
+        log.info("frontal-plane label checks read %d video(s) filmed from behind mirrored (cohort.json "
+                 "back_view_videos): %s", len(back), ", ".join(back))
     check = dict(bodyparts=list(cohort.bodyparts), max_missing_fraction=study.max_missing_label_fraction,
                  result_dir=layout.validation_dir, label_files=read_json(layout.label_sources_file),
                  images_root=layout.project_dir / "labeled-data",
-                 roles=roles, camera_view=cohort.camera_view, side_view_videos=side)
+                 roles=roles, camera_view=cohort.camera_view, side_view_videos=side, back_view_videos=back)
     excluded: list[tuple[str, str]] = []
     try:
         summary = validate_labels(table, **check)
@@ -339,7 +343,7 @@ def validate_label_table(run: Run) -> dict:
                     ", ".join(f"{v}/{i}" for v, i in excluded))
         for video in failed.get("videos_with_sides_reversed", []):  # a participant lost to a convention
             log.warning("%s: its frames are excluded: %s", video["video"],
-                        reversed_video_advice(video, cohort.camera_view))
+                        reversed_video_advice(video, failed))
         table = table[keep].reset_index(drop=True)
         summary = validate_labels(table, **check)  # what is left must pass
     write_json_atomic(layout.validation_dir / "excluded_frames.json", [list(f) for f in excluded])
@@ -467,23 +471,26 @@ def knee_angle_landmarks(cohort: Cohort, labels: pd.DataFrame) -> tuple[dict[str
 
 
 def knee_kinematics(cohort: Cohort, labels: pd.DataFrame, errors: pd.DataFrame) -> tuple[pd.DataFrame | None, dict]:
-    """The knee kinematics' errors (``kinematics.kinematic_errors``) from the frontal camera's videos (a side
-    camera's, cohort.json ``side_view_videos``, are left out), and what the report says of them: which landmarks,
-    how found, the camera, the side videos left out; (None, why not) where there are none."""
+    """The knee kinematics' errors (``kinematics.kinematic_errors``) from the frontal cameras' videos (a side
+    camera's, cohort.json ``side_view_videos``, are left out; those from behind, ``back_view_videos``, read
+    mirrored), and what the report says of them: which landmarks, how found, the cameras, the side videos left out;
+    (None, why not) where there are none."""
     from .kinematics import kinematic_errors, roles_text
 
     roles, how = knee_angle_landmarks(cohort, labels)
-    side = cohort.side_view_videos(labels["video"].astype(str).unique())
+    videos = labels["video"].astype(str).unique()
+    side, back = cohort.side_view_videos(videos), cohort.back_view_videos(videos)
     kinematics = None
     if roles is not None:
-        kinematics = kinematic_errors(errors[~errors["video"].astype(str).isin(side)], roles, cohort.camera_view)
+        kinematics = kinematic_errors(errors[~errors["video"].astype(str).isin(side)], roles, cohort.camera_view,
+                                      back)
         if not len(kinematics):  # e.g. a landmark the lab never labelled (max_missing_label_fraction 1)
             roles, how, kinematics = None, f"no frame has {', '.join(roles.values())} all labelled", None
     log.info("knee kinematics: %s", (f"from {roles_text(roles)}, {how}" + (
         f"; {len(side)} side-camera video(s) left out (cohort.json side_view_videos)" if side else ""))
         if roles else f"not computed: {how}")
     return kinematics, {"roles": roles, "how": how, "camera_view": cohort.camera_view,
-                        "side_view_videos": side if roles else []}
+                        "side_view_videos": side if roles else [], "back_view_videos": back if roles else []}
 
 
 def analyse_and_report(run: Run) -> str:

@@ -93,9 +93,11 @@ def frontal_check_roles(bodyparts, declared: dict[str, str] | None,
                   "kinematic_landmarks (a frontal camera)")
 
 
-def anatomy_table(table: pd.DataFrame, roles: dict[str, str], camera_view: str = "front") -> pd.DataFrame:
-    """Frontal-plane checks per frame (participant's right is image left; image right with the camera behind),
-    as booleans and length ratios, for each side whose hip, knee and ankle ``roles`` names (role -> landmark).
+def anatomy_table(table: pd.DataFrame, roles: dict[str, str], camera_view: str = "front",
+                  back_view_videos: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """Frontal-plane checks per frame (participant's right is image left; image right with the camera behind: the
+    cohort's ``camera_view``, or ``back_view_videos`` of a cohort filmed from the front), as booleans and length
+    ratios, for each side whose hip, knee and ankle ``roles`` names (role -> landmark).
 
     A check is empty (NaN) in a frame missing a landmark it needs: missing labels are the missing-rate check's job,
     and a hidden foot does not exempt the knees. Foot-marker checks where the paper's foot landmarks exist."""
@@ -126,10 +128,11 @@ def anatomy_table(table: pd.DataFrame, roles: dict[str, str], camera_view: str =
             median = length.groupby(level="video").transform("median")
             out[f"{side}_{segment}_length_ratio"] = length / median
     if len(sides) == 2:  # no left/right swap: the right landmark on the image's left (front)
+        videos = pd.Series(xy.index.get_level_values("video").astype(str), index=xy.index)
+        facing = (camera_view == "front") & ~videos.isin(list(back_view_videos))
         for joint in ("hip", "knee", "ankle"):
             right, left = f"right_{joint}", f"left_{joint}"
-            out[f"{joint}_sides_not_swapped"] = where_labelled(
-                (x_of[right] < x_of[left]) == (camera_view == "front"), right, left)
+            out[f"{joint}_sides_not_swapped"] = where_labelled((x_of[right] < x_of[left]) == facing, right, left)
     return out[out.notna().any(axis=1)].reset_index()
 
 
@@ -146,13 +149,26 @@ def videos_with_sides_reversed(anatomy: pd.DataFrame, share: float = 0.9) -> lis
             if row["size"] >= 2 and row["sum"] >= share * row["size"]]
 
 
-def reversed_video_advice(video: dict[str, Any], camera_view: str) -> str:
-    """What a video reversed left for right in nearly every frame means, and the two fixes."""
-    cause, setting = (("labelled by image side (right_* on the image's right), or filmed from behind",
-                       'if the camera was behind the participant, set "camera_view": "back" in cohort.json')
-                      if camera_view == "front" else
-                      ("labelled by image side, or filmed from the front",
-                       'if the camera faced the participant, remove "camera_view" from cohort.json'))
+def reversed_video_advice(video: dict[str, Any], summary: dict[str, Any]) -> str:
+    """What a video reversed left for right in nearly every frame means, and the two fixes; ``summary``: the label
+    suite's (the cohort's camera, the videos named as filmed from behind, how many videos were checked)."""
+    view, back = summary.get("camera_view", "front"), summary.get("back_view_videos") or []
+    some_only = len(summary.get("videos_with_sides_reversed") or []) < summary.get("videos_with_frontal_checks", 0)
+    if video["video"] in back:
+        cause, setting = ("labelled by image side, or filmed from the front",
+                          'if the camera faced the participant, change "back_view_videos" in cohort.json so that it '
+                          "does not name this video")
+    elif view != "front":
+        cause, setting = ("labelled by image side, or filmed from the front",
+                          'if the camera faced the participant, remove "camera_view" from cohort.json')
+    elif some_only:  # the others are seen from the front: a second camera behind, for some videos
+        cause, setting = ("labelled by image side (right_* on the image's right), or filmed from behind",
+                          "if a camera behind the participant filmed it (the other videos' camera faces them), name "
+                          'such videos in cohort.json, e.g. "back_view_videos": "_back$" (a regular expression '
+                          "found in their names)")
+    else:
+        cause, setting = ("labelled by image side (right_* on the image's right), or filmed from behind",
+                          'if the camera was behind the participant, set "camera_view": "back" in cohort.json')
     return (f"right and left lie the other way round at hip, knee and ankle in {video['frames']} of its "
             f"{video['of']} frames: the whole video was {cause}. If labelled by image side, swap the right_ and "
             f"left_ names in its label file's columns; {setting}.")
@@ -160,9 +176,11 @@ def reversed_video_advice(video: dict[str, Any], camera_view: str) -> str:
 
 def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fraction: float,
                     result_dir: Path, images_root: Path | None = None, roles: dict[str, str] | None = None,
-                    camera_view: str = "front", side_view_videos: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+                    camera_view: str = "front", side_view_videos: list[str] | tuple[str, ...] = (),
+                    back_view_videos: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """``roles``: the landmarks the frontal-plane checks read (``frontal_check_roles``); None: no such checks.
-    ``side_view_videos``: videos a side camera filmed (cohort.json), left out of the frontal-plane checks."""
+    ``side_view_videos``: videos a side camera filmed (cohort.json), left out of the frontal-plane checks;
+    ``back_view_videos``: videos a camera behind the participant filmed, read mirrored."""
     gx = _gx()
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -205,7 +223,7 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
     hips_apart, looking_side_on = None, []
     frontal = table[~table["video"].astype(str).isin(side_view_videos)]
     if roles and len(frontal):
-        anatomy = anatomy_table(frontal, roles, camera_view)
+        anatomy = anatomy_table(frontal, roles, camera_view, back_view_videos)
         reversed_sides = videos_with_sides_reversed(anatomy)
         hips_apart = hips_apart_in_thigh_lengths(frontal, roles)
         looking_side_on = videos_looking_filmed_from_the_side(frontal, roles)
@@ -240,6 +258,7 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
         "frontal_check_roles": roles,
         "hips_apart_in_thigh_lengths": hips_apart,
         "side_view_videos": list(side_view_videos),
+        "back_view_videos": list(back_view_videos),
         "videos_looking_filmed_from_the_side": looking_side_on,
         "videos_with_frontal_checks": int(frontal["video"].nunique()) if roles else 0,
     }
@@ -276,7 +295,7 @@ def _number(value: Any) -> str:
 
 
 def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str = "front",
-          roles: dict[str, str] | None = None) -> tuple[str, Any, Any]:
+          roles: dict[str, str] | None = None, back_view_videos: list[str] | tuple[str, ...] = ()) -> tuple[str, Any, Any]:
     """(what the expectation means, found(row) -> str, allowed(row) -> str) in a lab's words, naming the lab's
     landmarks (``roles``: role -> landmark)."""
     kind, kwargs = failure["expectation"], failure["kwargs"]
@@ -309,12 +328,20 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str
     if kind == "expect_column_values_to_be_in_set" and column.endswith("_sides_not_swapped"):
         joint = column.split("_")[0]
         right, left = name(f"right_{joint}", f"right_{joint}"), name(f"left_{joint}", f"left_{joint}")
-        expected, found = ("left", "right") if camera_view == "front" else ("right", "left")
-        view = ("the camera faces the participant, as in the paper" if camera_view == "front" else
-                "the camera is behind the participant: cohort.json camera_view back")
-        return (f"frontal-plane check failed: {joint} sides not swapped (the participant's right is on the "
-                f"image's {expected}: {view})",
-                lambda r: f"{right} to the {found} of {left}", lambda r: f"{right} to the {expected} of {left}")
+        def expected(row: dict) -> str:
+            return "left" if camera_view == "front" and row.get("video") not in back_view_videos else "right"
+
+        other = {"left": "right", "right": "left"}
+        if back_view_videos:
+            view = ("on the image's left where the camera faces the participant, on its right in the videos filmed "
+                    "from behind: cohort.json back_view_videos")
+        else:
+            view = "on the image's " + ("left: the camera faces the participant, as in the paper" if camera_view ==
+                                        "front" else "right: the camera is behind the participant: cohort.json "
+                                                     "camera_view back")
+        return (f"frontal-plane check failed: {joint} sides not swapped (the participant's right is {view})",
+                lambda r: f"{right} to the {other[expected(r)]} of {left}",
+                lambda r: f"{right} to the {expected(r)} of {left}")
     if kind == "expect_column_values_to_be_in_set" and "_above_" in column:  # right_hip_above_knee
         side, upper, _, lower = column.split("_")
         upper, lower = name(f"{side}_{upper}", f"{side}_{upper}"), name(f"{side}_{lower}", f"{side}_{lower}")
@@ -359,9 +386,9 @@ def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_miss
                        f"regular expression found in their names): they then train the networks but get no "
                        f"frontal-plane checks or knee angles.")
     for video in summary.get("videos_with_sides_reversed", []):
-        details.append(f"{label_files.get(video['video'], video['video'])}: {reversed_video_advice(video, view)}")
+        details.append(f"{label_files.get(video['video'], video['video'])}: {reversed_video_advice(video, summary)}")
     for failure in failures:
-        what, found, allowed = _rule(failure, max_missing_fraction, view, roles)
+        what, found, allowed = _rule(failure, max_missing_fraction, view, roles, summary.get("back_view_videos") or [])
         rows = failure["offending"] or [{}]
         count = failure.get("unexpected_count") or len(failure["offending"])
         details.append(f"{what}" + (f" ({count} rows)" if count and count > 1 else "") + ":")
@@ -388,13 +415,14 @@ def offending_frames(summary: dict[str, Any]) -> list[tuple[str, str]]:
 def validate_labels(table: pd.DataFrame, bodyparts: list[str], max_missing_fraction: float,
                     result_dir: Path, label_files: dict[str, str] | None = None, images_root: Path | None = None,
                     roles: dict[str, str] | None = None, camera_view: str = "front",
-                    side_view_videos: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+                    side_view_videos: list[str] | tuple[str, ...] = (),
+                    back_view_videos: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Run the suites, write results and Data Docs, raise with the full list of problems if any fails.
 
     ``label_files`` maps each video to the lab's own CollectedData file, which the error names.
     """
     summary = run_label_suite(table, bodyparts, max_missing_fraction, result_dir, images_root, roles, camera_view,
-                              side_view_videos)
+                              side_view_videos, back_view_videos)
     if not summary["success"]:
         raise failure_error(summary, label_files or {}, max_missing_fraction, Path(result_dir))
     log.info("labels valid: %d frames, %d label rows, all expectations met", summary["labeled_frames"],

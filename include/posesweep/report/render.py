@@ -50,6 +50,11 @@ def kinematic_landmark_sentences(landmarks: dict | None, errors: pd.DataFrame) -
         sentences.append(f"Knee angles from the frontal camera's videos only: the {len(side)} side-camera video(s) "
                          f"(cohort.json side_view_videos: {', '.join(side[:6])}{' ...' if len(side) > 6 else ''}) "
                          f"train and score the networks but give no frontal-plane angles.")
+    back = (landmarks or {}).get("back_view_videos") or []
+    if roles and back:
+        sentences.append(f"Filmed from behind in {len(back)} video(s) (cohort.json back_view_videos: "
+                         f"{', '.join(back[:6])}{' ...' if len(back) > 6 else ''}): there the participant's right is "
+                         f"on the image's right, and medial is read accordingly.")
     if roles and landmarks.get("camera_view") == "back":
         sentences.append("Filmed from behind (cohort.json camera_view): the participant's right is on the image's "
                          "right, and medial is read accordingly.")
