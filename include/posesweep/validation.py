@@ -295,7 +295,8 @@ def _number(value: Any) -> str:
 
 
 def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str = "front",
-          roles: dict[str, str] | None = None, back_view_videos: list[str] | tuple[str, ...] = ()) -> tuple[str, Any, Any]:
+          roles: dict[str, str] | None = None,
+          back_view_videos: list[str] | tuple[str, ...] = ()) -> tuple[str, Any, Any]:
     """(what the expectation means, found(row) -> str, allowed(row) -> str) in a lab's words, naming the lab's
     landmarks (``roles``: role -> landmark)."""
     kind, kwargs = failure["expectation"], failure["kwargs"]
@@ -328,7 +329,8 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str
     if kind == "expect_column_values_to_be_in_set" and column.endswith("_sides_not_swapped"):
         joint = column.split("_")[0]
         right, left = name(f"right_{joint}", f"right_{joint}"), name(f"left_{joint}", f"left_{joint}")
-        def expected(row: dict) -> str:
+
+        def expected(row: dict) -> str:  # the image side the participant's right is on, in this row's video
             return "left" if camera_view == "front" and row.get("video") not in back_view_videos else "right"
 
         other = {"left": "right", "right": "left"}
