@@ -495,6 +495,33 @@ def test_human_labels_are_awaited_per_video_and_taken_from_the_project(tiny_coho
     assert stages.validate_label_table(run)["success"]
 
 
+def _recorded_cohort_with_a_first_run(tiny_cohort, tmp_path):
+    """A copy of the tiny cohort as a lab's recorded cohort (humans label it), and its first run's frames: (data
+    root, videos folder, run)."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_cohort, root)
+    (root / "cohorts" / "tiny" / "cohort.json").unlink()
+    first = stages.prepare_run(root, SMALL, "manual__first")
+    stages.extract_cohort_frames(first)
+    return root, root / "cohorts" / "tiny" / "videos", first
+
+
+def _labelled_in_project(run, videos, stem: str, count: int | None = None):
+    """What DeepLabCut's GUI would save into the run's project: the simulated labeler's labels of the first
+    ``count`` picked frames (all by default) of the cohort's landmarks."""
+    from posesweep.labels import to_dlc_frame, write_collected_data
+    from posesweep.layout import read_json
+    from posesweep.synthetic import simulate_labels, truth_file
+
+    record = read_json(run.layout.frame_record(stem))
+    count = len(record["image_names"]) if count is None else count
+    wide = simulate_labels(truth_file(videos / f"{stem}.mp4"), record["frame_indices"][:count], 120, seed=0)
+    frame = to_dlc_frame(wide, stem, record["image_names"][:count], list(run.cohort.bodyparts), "labeler")
+    return write_collected_data(frame, run.layout.project_dir / "labeled-data", stem, "labeler")
+
+
 def test_a_new_run_of_a_grown_cohort_keeps_the_labels_of_the_frames_labelled_in_an_earlier_run(tiny_cohort,
                                                                                                   tmp_path, caplog):
     """New participants are copied in, the intake starts a new run: the lab labels only what is new. A label is
@@ -504,22 +531,10 @@ def test_a_new_run_of_a_grown_cohort_keeps_the_labels_of_the_frames_labelled_in_
     import os
     import shutil
 
-    from posesweep.labels import to_dlc_frame, write_collected_data
-    from posesweep.layout import read_json
-    from posesweep.synthetic import simulate_labels, truth_file
-
-    root = tmp_path / "data"
-    shutil.copytree(tiny_cohort, root)
-    videos = root / "cohorts" / "tiny" / "videos"
-    (root / "cohorts" / "tiny" / "cohort.json").unlink()  # a recorded cohort: humans label it
-    first = stages.prepare_run(root, SMALL, "manual__first")
-    stages.extract_cohort_frames(first)
+    root, videos, first = _recorded_cohort_with_a_first_run(tiny_cohort, tmp_path)
 
     def label(run, stem, count):  # what DeepLabCut's GUI would save into the run's project
-        record = read_json(run.layout.frame_record(stem))
-        wide = simulate_labels(truth_file(videos / f"{stem}.mp4"), record["frame_indices"][:count], 120, seed=0)
-        frame = to_dlc_frame(wide, stem, record["image_names"][:count], list(run.cohort.bodyparts), "labeler")
-        return write_collected_data(frame, run.layout.project_dir / "labeled-data", stem, "labeler")
+        return _labelled_in_project(run, videos, stem, count)
 
     first_files = {stem: label(first, stem, count) for stem, count in (("P001", 4), ("P002", 6), ("P003", 6))}
     digests = {stem: hashlib.sha256(path.read_bytes()).hexdigest() for stem, path in first_files.items()}
@@ -563,6 +578,50 @@ def test_a_new_run_of_a_grown_cohort_keeps_the_labels_of_the_frames_labelled_in_
     third = stages.prepare_run(root, SMALL, "manual__third")  # a later run: from the run that labels the most
     stages.extract_cohort_frames(third)
     assert stages.unlabeled_frames(third) == {}  # all four now labelled in the second run's project
+
+
+def test_labels_carried_into_a_run_after_the_lab_changed_its_landmarks_keep_the_shared_ones_and_wait_for_the_new(
+        tiny_cohort, tmp_path, caplog):
+    """Between two runs the lab adds a landmark (chin) and takes one out (left_lateral_foot): the earlier labels of
+    every other landmark are carried, the one taken out is left out, and the frames wait until the lab has added
+    the new one and saved; the task log says so. Before, nothing was carried and the lab labelled it all again."""
+    from posesweep.labels import write_collected_data
+
+    root, videos, first = _recorded_cohort_with_a_first_run(tiny_cohort, tmp_path)
+    first_file = _labelled_in_project(first, videos, "P001")
+
+    changed = [bp for bp in FRONTAL_BODYPARTS if bp != "left_lateral_foot"] + ["chin"]
+    (root / "cohorts" / "tiny" / "cohort.json").write_text(json.dumps({"bodyparts": changed}))
+    with caplog.at_level(logging.INFO, logger="posesweep"):
+        second = stages.prepare_run(root, SMALL, "manual__second")
+        stages.extract_cohort_frames(second)
+    assert ("P001: labels of 6 of its 6 picked frames carried over from run manual__first of cohort tiny "
+            in caplog.text and "; left_lateral_foot left out (no longer among the cohort's bodyparts); without "
+            "chin, new since: add them to these frames in DeepLabCut and save" in caplog.text)
+    carried_file = second.layout.project_dir / "labeled-data" / "P001" / "CollectedData_labeler.h5"
+    carried = read_collected_data(carried_file)
+    assert list(carried.columns.get_level_values("bodyparts").unique()) == changed
+    assert carried.xs("chin", axis=1, level="bodyparts").isna().all().all()
+    earlier = read_collected_data(first_file)
+    kept = [bp for bp in changed if bp != "chin"]
+    np.testing.assert_array_equal(carried.loc[:, (slice(None), kept)].to_numpy(),
+                                  earlier.loc[:, (slice(None), kept)].to_numpy())
+    entry = json.loads(second.layout.carried_labels_file.read_text())["P001"]
+    assert entry["landmarks_added"] == ["chin"] and entry["landmarks_left_out"] == ["left_lateral_foot"]
+
+    assert stages.unlabeled_frames(second) == {"P001": 6, "P002": 6, "P003": 6}  # chin first
+    status = "\n".join(stages.labeling_status(second, stages.unlabeled_frames(second)))
+    assert "P001: 6 of 6 picked frames still unlabeled" in status
+    assert "carried from an earlier run, which had no chin (new among the cohort's bodyparts since)" in status
+    stages.take_earlier_labels(second)  # a look while waiting: the carried file stays as it is
+    assert stages.unlabeled_frames(second)["P001"] == 6
+
+    with_chin = carried.copy()  # the lab adds the chin in DeepLabCut's GUI and saves
+    chin = [column for column in with_chin.columns if column[1] == "chin"]
+    with_chin[chin] = with_chin[[(c[0], "right_hip", c[2]) for c in chin]].to_numpy() - 20
+    write_collected_data(with_chin, second.layout.project_dir / "labeled-data", "P001", "labeler")
+    assert stages.unlabeled_frames(second) == {"P002": 6, "P003": 6}
+    assert "which had no chin" not in "\n".join(stages.labeling_status(second, stages.unlabeled_frames(second)))
 
 
 def test_a_grown_cohort_copied_to_a_new_folder_keeps_its_labels_and_a_namesake_of_another_study_gives_none(

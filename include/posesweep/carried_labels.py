@@ -8,6 +8,10 @@ project folder that holds no labels of the scorer yet, and only where the cohort
 video (those are used as they are). The earlier run is only read. While the new run waits for labels, a file
 carried and not touched since is carried again where the lab has meanwhile labelled more of the frames in an
 earlier run.
+
+The lab may have changed its landmarks since (a landmark added to ``bodyparts``, one taken out): the labels of the
+landmarks both runs know are carried, a landmark no longer listed is left out, and a new one is left unlabelled;
+the frames then wait until the lab has added it and saved the file (``landmarks_still_to_add``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .cohort import Cohort, label_files_by_scorer
 from .labels import LabelFileError, labeled_images, read_collected_data, write_collected_data
@@ -36,10 +41,18 @@ class CarriedLabels:
     frames: int  # labelled frames carried
     picked_frames: int  # frames k-means picked in this run
     written: str  # the carried file's size and modification time: still so, the lab has not labelled here
+    landmarks_added: tuple[str, ...] = ()  # the cohort's landmarks the earlier run did not have: left to label
+    landmarks_left_out: tuple[str, ...] = ()  # the earlier run's landmarks the cohort no longer lists
 
     def describe(self) -> str:
-        return (f"{self.video_stem}: labels of {self.frames} of its {self.picked_frames} picked frames carried over "
+        text = (f"{self.video_stem}: labels of {self.frames} of its {self.picked_frames} picked frames carried over "
                 f"from run {self.from_run} of cohort {self.from_cohort} ({self.from_file}; the same images)")
+        if self.landmarks_left_out:
+            text += f"; {', '.join(self.landmarks_left_out)} left out (no longer among the cohort's bodyparts)"
+        if self.landmarks_added:
+            text += (f"; without {', '.join(self.landmarks_added)}, new since: add them to these frames in "
+                     f"DeepLabCut and save")
+        return text
 
 
 def _video_bytes(frame_record: Path) -> str | None:
@@ -83,9 +96,20 @@ def same_image(a: Path, b: Path) -> bool:
     return first is not None and second is not None and first.shape == second.shape and np.array_equal(first, second)
 
 
+def with_landmarks(frame: pd.DataFrame, bodyparts: tuple[str, ...]) -> pd.DataFrame:
+    """A CollectedData table with the columns of ``bodyparts``, in that order: a landmark it lacks unlabelled
+    (NaN), one it has beyond them left out."""
+    scorer = frame.columns.get_level_values("scorer")[0]
+    columns = pd.MultiIndex.from_tuples([(scorer, bp, c) for bp in bodyparts for c in ("x", "y")],
+                                        names=["scorer", "bodyparts", "coords"])
+    return frame.reindex(columns=columns)
+
+
 def labels_to_carry(layout: RunLayout, cohort: Cohort, video_stem: str, picked: list[str]):
-    """The earlier run's labels of this run's picked frames: from the file that labels most of them (the newest
-    of equals), as (rows, file); None where no earlier run labelled any of them."""
+    """The earlier run's labels of this run's picked frames, with the cohort's landmarks (``with_landmarks``):
+    from the file that labels most of them (of equals, the one lacking fewest of the cohort's landmarks, then the
+    newest), as (rows, file, landmarks added, landmarks left out); None where no earlier run labelled any of them
+    with a landmark the cohort still has."""
     here = layout.project_dir / "labeled-data" / video_stem
     wanted, best = set(picked), None
     for file in earlier_label_files(layout, video_stem, cohort.scorer):
@@ -94,17 +118,33 @@ def labels_to_carry(layout: RunLayout, cohort: Cohort, video_stem: str, picked: 
         except LabelFileError as error:  # being saved by the GUI right now, or damaged: not carried
             log.warning("%s: labels in %s not carried over: %s", video_stem, file, error.what)
             continue
-        bodyparts = tuple(frame.columns.get_level_values("bodyparts").unique())
-        if set(bodyparts) != set(cohort.bodyparts):
-            log.warning("%s: labels in %s not carried over: they name the landmarks %s, the cohort now %s",
-                        video_stem, file, ", ".join(map(str, bodyparts)), ", ".join(cohort.bodyparts))
+        bodyparts = tuple(map(str, frame.columns.get_level_values("bodyparts").unique()))
+        if not set(bodyparts) & set(cohort.bodyparts):
+            log.warning("%s: labels in %s not carried over: they name the landmarks %s, none of the cohort's %s",
+                        video_stem, file, ", ".join(bodyparts), ", ".join(cohort.bodyparts))
             continue
+        frame = with_landmarks(frame, cohort.bodyparts)
+        added = tuple(bp for bp in cohort.bodyparts if bp not in bodyparts)
         images = [image for image in labeled_images(frame)
                   if image in wanted and same_image(here / image, file.parent / image)]
-        rank = (len(images), file.stat().st_mtime)
+        rank = (len(images), -len(added), file.stat().st_mtime)
         if images and (best is None or rank > best[0]):
-            best = (rank, frame[frame.index.get_level_values(-1).isin(images)], file)
+            left_out = tuple(bp for bp in bodyparts if bp not in cohort.bodyparts)
+            best = (rank, frame[frame.index.get_level_values(-1).isin(images)], file, added, left_out)
     return None if best is None else best[1:]
+
+
+def landmarks_still_to_add(layout: RunLayout, video_stem: str, label_file: Path | None) -> tuple[str, ...]:
+    """The landmarks new since the earlier run whose labels were carried into ``label_file``, while nobody has
+    saved over the carried file (after the lab's save, its frames are labelled as the lab left them)."""
+    if label_file is None or not layout.carried_labels_file.exists():
+        return ()
+    entry = read_json(layout.carried_labels_file).get(video_stem) or {}
+    try:
+        untouched = label_file.suffix == ".h5" and _file_version(label_file) == entry.get("written")
+    except OSError:
+        return ()
+    return tuple(entry.get("landmarks_added") or ()) if untouched else ()
 
 
 def _file_version(path: Path) -> str:
@@ -131,15 +171,16 @@ def carry_earlier_labels(layout: RunLayout, cohort: Cohort, video_stems: list[st
         found = labels_to_carry(layout, cohort, stem, picked)
         if found is None or (as_carried and len(found[0]) <= before[stem]["frames"]):
             continue
-        rows, source = found
+        rows, source, added, left_out = found
         written = write_collected_data(rows, labeled_data, stem, cohort.scorer)
         record = CarriedLabels(stem, source, source.parents[3].name, source.parents[4].name, len(rows), len(picked),
-                               _file_version(written))
+                               _file_version(written), added, left_out)
         log.info("%s", record.describe())
         carried.append(record)
     if carried:
         write_json_atomic(layout.carried_labels_file, {**before, **{
             c.video_stem: {"from_cohort": c.from_cohort, "from_run": c.from_run, "from_file": str(c.from_file),
-                           "frames": c.frames,
-                           "picked_frames": c.picked_frames, "written": c.written} for c in carried}})
+                           "frames": c.frames, "picked_frames": c.picked_frames, "written": c.written,
+                           "landmarks_added": list(c.landmarks_added), "landmarks_left_out": list(c.landmarks_left_out)}
+            for c in carried}})
     return carried

@@ -19,7 +19,7 @@ from .cohort import (COHORT_FILE, Cohort, CohortError, label_files_by_scorer, lo
 from .config import StudyConfig, StudyConfigError
 from .budget import check as check_budget
 from .budget import estimate, written_bytes
-from .carried_labels import carry_earlier_labels
+from .carried_labels import carry_earlier_labels, landmarks_still_to_add
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
 from .labels import (build_label_table, keyed_to_folder, labeled_images, read_collected_data, read_label_table,
                      to_dlc_frame, write_collected_data, write_label_table)
@@ -212,6 +212,8 @@ def unlabeled_frames(run: Run) -> dict[str, int]:
         images = set(read_json(layout.frame_record(video_stem(video)))["image_names"])
         source = _human_labels(layout, cohort, video_stem(video))
         labeled = set(labeled_images(read_collected_data(source))) if source else set()
+        if landmarks_still_to_add(layout, video_stem(video), source):  # carried without a landmark new since
+            labeled = set()
         if images - labeled:
             missing[video_stem(video)] = len(images - labeled)
     return missing
@@ -227,6 +229,11 @@ def labeling_status(run: Run, missing: dict[str, int]) -> list[str]:
         target = layout.project_dir / "labeled-data" / stem
         lines.append(f"{stem}: {count} of {len(images)} picked frames still unlabeled; label them in {target} "
                      f"(DeepLabCut, scorer {cohort.scorer})")
+        to_add = landmarks_still_to_add(layout, stem, label_files_by_scorer(target).get(cohort.scorer))
+        if to_add:
+            lines.append(f"  their labels were carried from an earlier run, which had no {', '.join(to_add)} (new "
+                         f"among the cohort's bodyparts since): add {', '.join(to_add)} to each frame and save "
+                         f"(every other label is there; a landmark not visible in a frame stays unlabelled)")
         for folder in (target, cohort.root / "labeled-data" / stem):
             files = label_files_by_scorer(folder)
             for scorer, path in files.items():
