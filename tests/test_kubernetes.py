@@ -66,10 +66,15 @@ def test_training_pod_has_gpu_volume_env_and_the_local_backends_command(pod_env)
 
 
 def test_a_training_pod_gets_the_deployments_resume_point_interval(pod_env, monkeypatch):
-    """Preemptible GPU nodes: the interval set for the deployment reaches the trainer in its pod."""
+    """Preemptible GPU nodes: the interval set for the deployment reaches the trainer in its pod, and a pod told
+    to stop has the time to save one."""
+    from posesweep.resume_points import STOP_GRACE_SECONDS
+
     monkeypatch.setenv("POSESWEEP_RESUME_POINT_SECONDS", "120")
-    container = _pod_dict(stage_args("train", RUN, 400))["spec"]["containers"][0]
-    assert {"name": "POSESWEEP_RESUME_POINT_SECONDS", "value": "120"} in container["env"]
+    pod = _pod_dict(stage_args("train", RUN, 400))
+    assert {"name": "POSESWEEP_RESUME_POINT_SECONDS", "value": "120"} in pod["spec"]["containers"][0]["env"]
+    # preempted: SIGTERM, then the time to save a resume point (the watcher waits STOP_GRACE_SECONDS) before SIGKILL
+    assert pod["spec"]["terminationGracePeriodSeconds"] == int(STOP_GRACE_SECONDS) + 15
 
 
 def test_pods_are_bounded_and_follow_the_restricted_security_profile(pod_env, monkeypatch):

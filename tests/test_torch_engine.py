@@ -285,6 +285,49 @@ def test_a_pytorch_training_killed_between_snapshots_goes_on_from_its_resume_poi
     assert record["resumed_from_iteration"] == resumed_at and record["snapshot_iterations"] == [20, 40, 60, 80, 100]
 
 
+@pytest.mark.slow
+def test_a_pytorch_training_told_to_stop_saves_a_resume_point_first_and_its_retry_goes_on_from_there(tiny_cohort,
+                                                                                                     tmp_path):
+    """A pod preempted or a task cleared: SIGTERM to ``posesweep watch`` (what a pod runs) is passed on to the
+    training, which saves a resume point at its next iteration whatever the interval (the default 10 minutes here)
+    and ends with a retryable error; the retry goes on from that iteration."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import training_ready_run
+    from posesweep.errors import error_from_line
+
+    conf = {**PYTORCH_CONF, "max_iterations": 100}
+    run = training_ready_run(tiny_cohort, tmp_path / "data", conf, "manual__torch_stopped")
+    train = [sys.executable, "-m", "posesweep.cli", *run.command("train", 12)]
+    watch = subprocess.Popen([sys.executable, "-m", "posesweep.cli", "watch", *run.command("train", 12)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    models = run.layout.project_dir / "dlc-models-pytorch"
+    deadline = time.monotonic() + 600
+    while not list(models.glob("**/snapshot-20.pt")):
+        assert watch.poll() is None and time.monotonic() < deadline, "training ended before its first snapshot"
+        time.sleep(0.2)
+    os.kill(watch.pid, signal.SIGTERM)
+    out, _ = watch.communicate(timeout=120)
+    assert watch.returncode == 75, out[-3000:]  # retryable
+    [error] = [e for e in map(error_from_line, out.splitlines()) if e is not None]
+    assert error.kind == "TrainingStoppedError" and error.retryable, error.explain()
+    stopped_at = int(re.search(r"stopped on request \(SIGTERM\) at iteration (\d+)", error.what).group(1))
+    assert 20 <= stopped_at < 100 and "asked to stop (SIGTERM): passing it on to the child" in out
+    assert f"resume point saved at iteration {stopped_at}" in out or stopped_at % 20 == 0  # else its snapshot
+
+    retry = subprocess.run(train, capture_output=True, text=True, timeout=600)
+    assert retry.returncode == 0, retry.stdout[-2000:] + retry.stderr[-2000:]
+    trained = [int(m.group(1)) for m in re.finditer(r"iteration (\d+)/100 loss", retry.stdout)]
+    assert trained and stopped_at < min(trained) <= stopped_at + 4  # not one iteration lost, none trained twice
+    record = json.loads((run.layout.training_dir(12) / "training.json").read_text())
+    assert record["resumed_from_iteration"] == stopped_at and record["snapshot_iterations"] == [20, 40, 60, 80, 100]
+
+
 def test_a_resume_point_counts_only_past_the_newest_snapshot_and_before_the_end(tmp_path, caplog, monkeypatch):
     """A resume point left from before a snapshot (killed between the snapshot's write and the point's removal), one
     at or past the end, and one that cannot be read are passed over: training goes on from the newest snapshot."""

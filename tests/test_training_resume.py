@@ -176,3 +176,37 @@ def test_a_tensorflow_resume_point_counts_only_when_complete_past_the_newest_sna
     assert tensorflow_resume_point(tmp_path, 50, 200) is None  # incomplete
     remove_tensorflow_resume_points(tmp_path, keep=40)
     assert [p.name for p in tmp_path.iterdir()] == ["posesweep-resume-40"]
+
+
+@pytest.mark.slow
+def test_a_tensorflow_training_told_to_stop_saves_a_resume_point_at_its_next_progress_line(tiny_cohort, tmp_path):
+    """SIGTERM to ``posesweep watch`` (a preempted pod) reaches DeepLabCut's TensorFlow loop: at its next progress
+    line it saves a resume point whatever the interval (the default 10 minutes here) and ends, retryable; the
+    retry goes on from there."""
+    from posesweep.errors import error_from_line
+
+    conf = {**CONF, "max_iterations": 150}  # the stop comes long before the end
+    run = training_ready_run(tiny_cohort, tmp_path / "data", conf, "manual__tf_stopped")
+    train_dir = next((run.layout.project_dir / "dlc-models").rglob("train"))
+    watch = subprocess.Popen([sys.executable, "-m", "posesweep.cli", "watch", *run.command("train", 12)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not (train_dir / "snapshot-50.index").exists():
+        assert watch.poll() is None and time.monotonic() < deadline, "training ended before its first snapshot"
+        time.sleep(0.2)
+    os.kill(watch.pid, signal.SIGTERM)
+    out, _ = watch.communicate(timeout=120)
+    assert watch.returncode == 75, out[-3000:]
+    [error] = [e for e in map(error_from_line, out.splitlines()) if e is not None]
+    assert error.kind == "TrainingStoppedError" and error.retryable, error.explain()
+    stopped_at = int(re.search(r"stopped on request \(SIGTERM\) at iteration (\d+)", error.what).group(1))
+    assert 50 < stopped_at < 150 and stopped_at % 10 == 0 and stopped_at != 100, stopped_at  # a progress line
+    assert f"resume point saved at iteration {stopped_at}" in out
+
+    retry = subprocess.run([sys.executable, "-m", "posesweep.cli", *run.command("train", 12)], capture_output=True,
+                           text=True, timeout=600)
+    assert retry.returncode == 0, retry.stdout[-2000:] + retry.stderr[-2000:]
+    assert f"resuming from the resume point {stopped_at}" in retry.stdout
+    record = stages.train(run, 12)
+    assert record["resumed_from_iteration"] == stopped_at and record["snapshot_iterations"] == [50, 100, 150]
+    assert not list(train_dir.glob("posesweep-resume-*"))

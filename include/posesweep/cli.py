@@ -13,6 +13,7 @@ from pathlib import Path
 from .disk import disk_full_from
 from .errors import PosesweepError
 from .quiet import OwnInfoOnly
+from .resume_points import stop_on_sigterm
 from .run import Run
 
 
@@ -106,6 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "prepare-training":
         stages.prepare_training(run)
     elif args.command == "train":
+        stop_on_sigterm()  # a resume point first, then the end (a preempted pod, a cleared task)
         stages.train(run, args.frame_set_size)
     elif args.command == "evaluate":
         stages.evaluate(run, args.frame_set_size)

@@ -199,6 +199,11 @@ class WriterBusyError(TransientError, title="another process is writing here"):
     """Another process holds the folder's writer lock (a trainer still running): retry once it has ended."""
 
 
+class TrainingStoppedError(TransientError, title="the training was stopped before its end"):
+    """The training process was asked to stop (SIGTERM: a preempted pod, a task cleared or timed out) and saved a
+    resume point first: the retry goes on from there."""
+
+
 class TrainerCommandError(TransientError, title="the stage's process failed"):
     """The child stalled, was killed or crashed without saying why: worth a retry."""
 

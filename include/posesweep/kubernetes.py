@@ -27,6 +27,7 @@ import os
 from typing import Any
 
 from .errors import InputError
+from .resume_points import STOP_GRACE_SECONDS
 from .settings import GPU_RESOURCE, PodSettings
 
 
@@ -88,6 +89,8 @@ def pod_operator_kwargs(settings: PodSettings, data_root: str, stall_timeout_s: 
         "startup_timeout_seconds": settings.startup_timeout_s,
         "schedule_timeout_seconds": settings.startup_timeout_s,
         "reattach_on_restart": True,  # a retried task finds the running pod instead of starting a second one
+        # a pod preempted or evicted gets SIGTERM: its training saves a resume point before this runs out
+        "termination_grace_period": int(STOP_GRACE_SECONDS) + 15,
         "image_pull_policy": "IfNotPresent",
     }
 

@@ -10,6 +10,11 @@ variables that exist when DeepLabCut opens its session: the network's, not the o
 DeepLabCut's own resume from a snapshot starts afresh too), as a checkpoint DeepLabCut resumes from like a
 snapshot: ``<train>/posesweep-resume-<iteration>/snapshot-<iteration>``, its folder renamed into place once
 complete.
+
+A training asked to stop (SIGTERM: a spot node preempted, a pod evicted, a task cleared, marked failed or timed out)
+saves a resume point at its next iteration (PyTorch) or progress line (TensorFlow) whatever the interval, and ends
+with ``TrainingStoppedError`` (retryable): the retry loses nothing. ``runner`` passes SIGTERM on to its child and
+waits ``STOP_GRACE_SECONDS`` for it before SIGKILL; a pod is given that long and more to end.
 """
 
 from __future__ import annotations
@@ -19,14 +24,32 @@ import logging
 import os
 import re
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
 from typing import Iterator
 
+from .errors import TrainingStoppedError
+
 log = logging.getLogger(__name__)
 
 RESUME_POINT_SECONDS = 600.0
+STOP_GRACE_SECONDS = 45.0  # a stopped training's time to reach its next progress line and save (GPU: seconds)
+STOP_REQUESTED = threading.Event()  # set by SIGTERM in a training process (``stop_on_sigterm``)
+
+
+def stop_on_sigterm() -> None:
+    """In a training process: SIGTERM asks the training to save a resume point and stop, not to end at once."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: STOP_REQUESTED.set())
+
+
+def stopped(frame_set_size: int, iteration: int) -> TrainingStoppedError:
+    """The error a training ends with once it has saved its resume point on request."""
+    return TrainingStoppedError(f"frame set {frame_set_size}: stopped on request (SIGTERM) at iteration {iteration}",
+                                found="SIGTERM: a preempted or evicted pod, or a task cleared, marked failed or "
+                                      "timed out", fix=f"nothing: the retry goes on from the resume point saved at "
+                                                       f"iteration {iteration}")
 TF_RESUME_FOLDER = re.compile(r"posesweep-resume-(\d+)")
 TF_PARTIAL_SUFFIX = ".partial"
 
@@ -77,8 +100,9 @@ class TensorflowResumePoints:
     point, the newest snapshot or the start.
     """
 
-    def __init__(self, train_dir: Path, snapshot_iterations: list[int], every_s: float, prefix: str):
-        self.train_dir, self.every_s, self.prefix = Path(train_dir), every_s, prefix
+    def __init__(self, train_dir: Path, snapshot_iterations: list[int], every_s: float, frame_set_size: int):
+        self.train_dir, self.every_s = Path(train_dir), every_s
+        self.frame_set_size, self.prefix = frame_set_size, f"[frame set {frame_set_size}]"
         self.snapshot_iterations = set(snapshot_iterations)  # DeepLabCut saves one there itself
         self.session = self.saver = None
         self.last_saved_s = time.monotonic()
@@ -109,13 +133,18 @@ class TensorflowResumePoints:
             tf.compat.v1.Session = original
 
     def at_progress(self, iteration: int) -> None:
+        """Save a resume point where it is time to, or where the training was asked to stop (then raise
+        ``TrainingStoppedError`` out of DeepLabCut's loop)."""
         newest = self._newest_snapshot()
         if newest > self.newest_snapshot:  # DeepLabCut saved a snapshot since: it is newer than any point
             self.newest_snapshot, self.last_saved_s = newest, time.monotonic()
             remove_tensorflow_resume_points(self.train_dir)
-            return
-        if (self.saver is None or iteration <= newest or iteration in self.snapshot_iterations
-                or time.monotonic() - self.last_saved_s < self.every_s):
+        if iteration in self.snapshot_iterations or iteration <= newest:
+            return  # DeepLabCut saves this iteration's snapshot right after the line: a stop waits for the next
+        stop = STOP_REQUESTED.is_set()
+        if self.saver is None and stop:
+            raise stopped(self.frame_set_size, newest)
+        if self.saver is None or (time.monotonic() - self.last_saved_s < self.every_s and not stop):
             return
         final = _tf_checkpoint(self.train_dir, iteration)
         partial = final.parent.with_name(final.parent.name + TF_PARTIAL_SUFFIX)
@@ -127,3 +156,5 @@ class TensorflowResumePoints:
         self.last_saved_s = time.monotonic()
         print(f"{self.prefix} resume point saved at iteration {iteration} (a killed training goes on from here)",
               flush=True)
+        if stop:
+            raise stopped(self.frame_set_size, iteration)

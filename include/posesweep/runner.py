@@ -10,12 +10,14 @@ kernel's out-of-memory killer ended (a kill counted in its own memory cgroup) sa
 so, with its peak memory and the limit it ran under (``host_memory``: an input error
 where it held nearly all of it itself); a child killed from outside otherwise (SIGKILL: a lost worker) or
 stalled is a ``TransientError``, and the task's retry resumes from the newest
-snapshot.
+snapshot or resume point. A stop asked of this process (SIGTERM, an interruption) is passed on to the child as
+SIGTERM: a training saves a resume point and ends (``resume_points``), SIGKILL only after ``STOP_GRACE_SECONDS``.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import logging
 import os
@@ -32,6 +34,7 @@ from .disk import disk_full_in_output
 from .errors import PosesweepError, TrainerCommandError, error_from_line
 from .gpus import machine_gpus, one_gpu
 from .host_memory import killed_for_memory, memory_cgroup, memory_limit, oom_kill_count
+from .resume_points import STOP_GRACE_SECONDS, STOP_REQUESTED
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,17 +106,22 @@ def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Log
     reader.start()
     stalled = False
     try:
-        while (usage := _reaped(child, os.WNOHANG)) is None:
-            if time.monotonic() - last_output[0] > stall_timeout_s:
-                stalled = True
-                logger.warning("no output for %.0f s: killing the stalled child (pid %d)", stall_timeout_s,
-                               child.pid)
-                os.killpg(child.pid, signal.SIGKILL)
-                usage = _reaped(child, 0)
-                break
-            time.sleep(0.5)
-    except BaseException:  # task killed or interrupted: never leave an orphan training process
-        os.killpg(child.pid, signal.SIGKILL)
+        with _sigterm_noted():
+            while (usage := _reaped(child, os.WNOHANG)) is None:
+                if STOP_REQUESTED.is_set():  # SIGTERM here: passed on, and a trainer saves a resume point first
+                    usage = _stopped(child, "asked to stop (SIGTERM)", logger)
+                    break
+                if time.monotonic() - last_output[0] > stall_timeout_s:
+                    stalled = True
+                    logger.warning("no output for %.0f s: killing the stalled child (pid %d)", stall_timeout_s,
+                                   child.pid)
+                    os.killpg(child.pid, signal.SIGKILL)
+                    usage = _reaped(child, 0)
+                    break
+                time.sleep(0.2)
+    except BaseException as interrupted:  # task killed or interrupted: never leave an orphan training process
+        if child.returncode is None:
+            _stopped(child, f"interrupted ({type(interrupted).__name__})", logger)
         raise
     reader.join(timeout=5)
     if reported:
@@ -130,6 +138,45 @@ def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Log
         how = _how_it_ended(child.returncode, stalled, stall_timeout_s, oom_kills_after is not None)
         raise TrainerCommandError(f"the child process {how}",
                                   details=[f"command: {' '.join(command)}", "its last output:", *tail])
+
+
+@contextlib.contextmanager
+def _sigterm_noted():
+    """While a child runs: SIGTERM to this process (Airflow's on a cleared or timed-out task, Kubernetes' to a
+    pod's ``posesweep watch``, which as a container's first process would otherwise ignore it) sets
+    ``STOP_REQUESTED``, which the loop passes on to the child; a handler there before (Airflow's) runs as well.
+    Only the main thread can set handlers: elsewhere nothing changes."""
+    STOP_REQUESTED.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+
+    def noted(signum, frame) -> None:
+        STOP_REQUESTED.set()
+        if callable(before):
+            before(signum, frame)
+
+    signal.signal(signal.SIGTERM, noted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _stopped(child: subprocess.Popen, why: str, logger: logging.Logger):
+    """End the child as a stop asks: SIGTERM (a training saves a resume point and ends), SIGKILL where it has
+    not ended within ``STOP_GRACE_SECONDS``. Its resource usage, as ``_reaped``."""
+    logger.warning("%s: passing it on to the child (pid %d), which saves a resume point if it trains; killed in "
+                   "%.0f s if it has not ended", why, child.pid, STOP_GRACE_SECONDS)
+    os.killpg(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    while (usage := _reaped(child, os.WNOHANG)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if usage is None:
+        os.killpg(child.pid, signal.SIGKILL)
+        usage = _reaped(child, 0)
+    return usage
 
 
 def _reaped(child: subprocess.Popen, options: int):

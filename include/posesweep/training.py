@@ -327,7 +327,8 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
     # DeepLabCut's own train_network reloads the logging module, which would drop this progress filter;
     # its single-animal trainer is called directly with the shuffle's pose_cfg.yaml instead.
     root = logging.getLogger()
-    resume_points = TensorflowResumePoints(train_cfg.parent, expected, resume_point_seconds(), prefix)
+    resume_points = TensorflowResumePoints(train_cfg.parent, expected, resume_point_seconds(),
+                                           frame_set.frame_set_size)
     progress = ProgressLog(frame_set.frame_set_size, study.max_iterations, resume_points.at_progress)
     root.addFilter(progress)
     started = time.perf_counter()

@@ -51,7 +51,7 @@ from ..gpu_memory import GpuMemory, step_out_of_memory
 from .frame_cache import FrameCache, load_frame_cache
 from .graphed_step import GraphedStep, graph_safe_loss, make_capturable, portable_optimizer_state
 from .project import build_model, model_config_path, read_model_config
-from ..resume_points import resume_point_seconds
+from ..resume_points import STOP_REQUESTED, resume_point_seconds, stopped
 from .targets import TargetConfig, heatmap_targets
 
 log = logging.getLogger(__name__)
@@ -368,15 +368,18 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
                 raise TrainingDivergedError.of_network(size, f"{value} at iteration {done_iterations}",
                                                        f"loss {value} at iteration {done_iterations}, learning "
                                                        f"rate {lr:g}", str(config_path))
+        stop = STOP_REQUESTED.is_set() and done_iterations < study.max_iterations  # SIGTERM: save, then end
         if done_iterations in expected:
             _save_snapshot(loop.model, loop.optimizer, train_dir, done_iterations)
             (train_dir / RESUME_POINT_FILE).unlink(missing_ok=True)  # the snapshot is newer
             last_resume_point = time.perf_counter()
-        elif done_iterations % display == 0 and time.perf_counter() - last_resume_point >= resume_every:
+        elif stop or (done_iterations % display == 0 and time.perf_counter() - last_resume_point >= resume_every):
             _save_resume_point(loop.model, loop.optimizer, train_dir, done_iterations)
             last_resume_point = time.perf_counter()
             print(f"{prefix} resume point saved at iteration {done_iterations} (a killed training goes on from "
                   f"here)", flush=True)
+        if stop:
+            raise stopped(size, done_iterations)
 
     seconds = time.perf_counter() - started
     snapshots = [it for it in snapshot_iterations_in(train_dir) if it in expected]
