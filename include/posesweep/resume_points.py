@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 RESUME_POINT_SECONDS = 600.0
 STOP_GRACE_SECONDS = 45.0  # a stopped training's time to reach its next progress line and save (GPU: seconds)
 STOP_REQUESTED = threading.Event()  # set by SIGTERM in a training process (``stop_on_sigterm``)
+TF_RESUME_FOLDER = re.compile(r"posesweep-resume-(\d+)")
+TF_PARTIAL_SUFFIX = ".partial"
 
 
 def stop_on_sigterm() -> None:
@@ -48,10 +50,8 @@ def stopped(frame_set_size: int, iteration: int) -> TrainingStoppedError:
     """The error a training ends with once it has saved its resume point on request."""
     return TrainingStoppedError(f"frame set {frame_set_size}: stopped on request (SIGTERM) at iteration {iteration}",
                                 found="SIGTERM: a preempted or evicted pod, or a task cleared, marked failed or "
-                                      "timed out", fix=f"nothing: the retry goes on from the resume point saved at "
-                                                       f"iteration {iteration}")
-TF_RESUME_FOLDER = re.compile(r"posesweep-resume-(\d+)")
-TF_PARTIAL_SUFFIX = ".partial"
+                                      "timed out", fix=f"nothing: the retry goes on from iteration {iteration}, "
+                                                       f"saved before the training ended")
 
 
 def resume_point_seconds() -> float:
