@@ -109,9 +109,9 @@ class TensorflowResumePoints:
         self.newest_snapshot = self._newest_snapshot()
 
     def _newest_snapshot(self) -> int:
-        iterations = [int(m.group(1)) for p in self.train_dir.glob("snapshot-*.index")
-                      if (m := re.fullmatch(r"snapshot-(\d+)\.index", p.name))]
-        return max(iterations, default=0)
+        from .training import snapshot_iterations_in  # (the engine's module imports this one)
+
+        return max(snapshot_iterations_in(self.train_dir), default=0)
 
     @contextlib.contextmanager
     def session_caught(self, tf) -> Iterator[None]:
