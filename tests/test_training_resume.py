@@ -137,8 +137,8 @@ def test_a_tensorflow_training_killed_between_snapshots_goes_on_from_its_resume_
 
     retry = subprocess.run(command, capture_output=True, text=True, timeout=600)  # the default interval: 10 min
     assert retry.returncode == 0, retry.stdout[-2000:] + retry.stderr[-2000:]
-    assert (f"resuming from the resume point {resumed_at} (1 of 2 snapshots complete); learning-rate schedule "
-            f"continued") in retry.stdout
+    assert (f"resuming from the resume point at iteration {resumed_at} (1 of 2 snapshots complete); "
+            f"learning-rate schedule continued") in retry.stdout
     trained = [int(m.group(1)) for m in re.finditer(r"iteration (\d+)/100 loss", retry.stdout)]
     assert trained and min(trained) == resumed_at + 10  # not from the snapshot: nothing trained twice
     assert not points() and not list(train_dir.glob("posesweep-resume-*"))  # gone with the snapshot after them
@@ -206,7 +206,7 @@ def test_a_tensorflow_training_told_to_stop_saves_a_resume_point_at_its_next_pro
     retry = subprocess.run([sys.executable, "-m", "posesweep.cli", *run.command("train", 12)], capture_output=True,
                            text=True, timeout=600)
     assert retry.returncode == 0, retry.stdout[-2000:] + retry.stderr[-2000:]
-    assert f"resuming from the resume point {stopped_at}" in retry.stdout
+    assert f"resuming from the resume point at iteration {stopped_at}" in retry.stdout
     record = stages.train(run, 12)
     assert record["resumed_from_iteration"] == stopped_at and record["snapshot_iterations"] == [50, 100, 150]
     assert not list(train_dir.glob("posesweep-resume-*"))

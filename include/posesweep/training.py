@@ -319,7 +319,7 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
         # in train/pose_cfg.yaml itself; the original is restored when training ends.
         cfg.update(init_weights=str(start_weights), multi_step=shifted_schedule(cfg["multi_step"], start_iteration))
         _copy_atomic(stats, stats.with_name(f"learning_stats.before-{start_iteration}.csv"))
-        where = "the resume point" if resume_point is not None else "snapshot"
+        where = "the resume point at iteration" if resume_point is not None else "snapshot"
         print(f"{prefix} resuming from {where} {start_iteration} ({len(done)} of {len(expected)} snapshots "
               f"complete); learning-rate schedule continued", flush=True)
     write_text_atomic(train_cfg, yaml.safe_dump(cfg, sort_keys=False))
