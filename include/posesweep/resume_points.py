@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -105,6 +106,7 @@ class TensorflowResumePoints:
         self.frame_set_size, self.prefix = frame_set_size, f"[frame set {frame_set_size}]"
         self.snapshot_iterations = set(snapshot_iterations)  # DeepLabCut saves one there itself
         self.session = self.saver = None
+        self.console = sys.stdout  # made before DeepLabCut's prints are silenced: its lines still reach the log
         self.last_saved_s = time.monotonic()
         self.newest_snapshot = self._newest_snapshot()
 
@@ -155,6 +157,6 @@ class TensorflowResumePoints:
         remove_tensorflow_resume_points(self.train_dir, keep=iteration)
         self.last_saved_s = time.monotonic()
         print(f"{self.prefix} resume point saved at iteration {iteration} (a killed training goes on from here)",
-              flush=True)
+              flush=True, file=self.console)
         if stop:
             raise stopped(self.frame_set_size, iteration)
