@@ -40,15 +40,13 @@ def oom_kill_count(cgroup: str | None = None) -> int | None:
     """How many processes of the memory cgroup ``cgroup`` (as ``memory_cgroup`` names it) the kernel's
     out-of-memory killer has ended, whichever limit ran out; of the whole machine since boot where the cgroup is
     the machine's root or keeps no count; None where the kernel does not say."""
-    counter = _cgroup_oom_counter(cgroup) if cgroup else None
-    if counter is not None:
-        return _field(counter, "oom_kill")
-    return _field(Path("/proc/vmstat"), "oom_kill")
+    count = _cgroup_oom_kill_count(cgroup) if cgroup else None
+    return count if count is not None else _field(Path("/proc/vmstat"), "oom_kill")
 
 
-def _cgroup_oom_counter(cgroup: str) -> Path | None:
-    """The file holding the cgroup's own ``oom_kill`` count (v2 ``memory.events``, counting its descendants too;
-    v1 ``memory.oom_control``); None for the root of a v2 hierarchy (which has no such file) and an old kernel.
+def _cgroup_oom_kill_count(cgroup: str) -> int | None:
+    """The cgroup's own ``oom_kill`` count (v2 ``memory.events``, counting its descendants too; v1
+    ``memory.oom_control``); None for the root of a v2 hierarchy (which has no such file) and an old kernel.
     A container without a cgroup namespace sees its cgroup's full path in ``/proc``, but its own cgroup mounted
     as the root: where the path is not there, the mount is the cgroup."""
     version, path = cgroup.split(":", 1)
@@ -56,8 +54,7 @@ def _cgroup_oom_counter(cgroup: str) -> Path | None:
     folder = mount.joinpath(*[p for p in path.split("/") if p])
     if not folder.is_dir():
         folder = mount
-    counter = folder / ("memory.oom_control" if version == "v1" else "memory.events")
-    return counter if _field(counter, "oom_kill") is not None else None
+    return _field(folder / ("memory.oom_control" if version == "v1" else "memory.events"), "oom_kill")
 
 
 def _field(path: Path, name: str) -> int | None:
