@@ -355,20 +355,25 @@ def test_a_resume_point_counts_only_past_the_newest_snapshot_and_before_the_end(
 
 @pytest.mark.slow
 def test_the_compiled_step_trains_like_the_eager_one_and_its_snapshots_keep_deeplabcuts_names(tiny_cohort, tmp_path):
-    """torch.compile (used on a GPU at batch >= 2 for long runs) checked on the CPU: the same losses step by step
-    as the eager step from the same weights and batches, and snapshots without the compiler's name prefix."""
+    """torch.compile (used on a GPU for long runs: at batch >= 2, and at batch 1 inside the CUDA graph for the
+    BatchNorm backbone) checked on the CPU: the same losses step by step as the eager step from the same weights
+    and batches, also as the graph's body, and snapshots without the compiler's name prefix."""
     from posesweep.torch_engine.trainer import StepSettings, TrainingLoop, _save_snapshot
 
     build, cpu = cpu_loops(tiny_cohort, tmp_path, "manual__compiled"), torch.device("cpu")
 
-    def loop(compiled: bool) -> TrainingLoop:
-        return build(2, StepSettings(cpu, bf16=False, channels_last=False, compiled=compiled))
+    def loop(compiled: bool, graph: bool = False) -> TrainingLoop:
+        return build(2, StepSettings(cpu, bf16=False, channels_last=False, compiled=compiled, cuda_graph=graph))
 
-    eager, compiled = loop(False), loop(True)
+    eager, compiled, compiled_graph = loop(False), loop(True), loop(True, graph=True)
     assert StepSettings.for_device(cpu, "resnet50_gn", 8, 10**6).compiled is False  # never on a CPU by default
     for iteration in range(3):
-        assert compiled.step(iteration).item() == pytest.approx(eager.step(iteration).item(), rel=1e-3, abs=1e-5)
-    assert compiled.forward is not compiled.model and compiled.settings.compiled  # it did not fall back
+        expected = eager.step(iteration).item()
+        assert compiled.step(iteration).item() == pytest.approx(expected, rel=1e-3, abs=1e-5)
+        assert compiled_graph.step(iteration).item() == pytest.approx(expected, rel=1e-3, abs=1e-5)
+    for trained in (compiled, compiled_graph):
+        assert trained.forward is not trained.model and trained.settings.compiled  # it did not fall back
+    assert compiled_graph.graphed is not None and compiled_graph.settings.cuda_graph
     assert "torch.compile" in compiled.settings.describe()
     _save_snapshot(compiled.model, compiled.optimizer, tmp_path, 3)
     saved = torch.load(tmp_path / "snapshot-3.pt", weights_only=True)["model"]
@@ -602,6 +607,21 @@ def test_bf16_autocast_only_where_the_gpu_computes_in_bf16():
     assert [bf16_is_native(cc) for cc in [(6, 1), (7, 0), (7, 5), (8, 0), (8, 6), (8, 9), (9, 0), (10, 0)]] == \
         [False, False, False, True, True, True, True, True]
     assert StepSettings.for_device(torch.device("cpu"), "resnet50", 8, 10**6).bf16 is False
+
+
+def test_compilation_only_where_it_was_measured_to_repay_its_minute():
+    """torch.compile on a GPU for runs of 100k images or more: at batch > 1 for both backbones, and at batch 1 for
+    the BatchNorm ResNet-50 inside its CUDA graph (69 -> 85 images/s on an H200); DeepLabCut's GroupNorm one at
+    batch 1 was not measured compiled and stays eager; never a short run, never on a CPU."""
+    from posesweep.torch_engine.trainer import COMPILE_MIN_IMAGES, StepSettings, compiling_pays
+
+    study = 250_000  # the paper's iterations at batch 1
+    assert compiling_pays("resnet50", 1, study) and compiling_pays("resnet50", 8, 8 * study)
+    assert compiling_pays("resnet50_gn", 8, 8 * study) and not compiling_pays("resnet50_gn", 1, study)
+    assert not compiling_pays("resnet50", 1, COMPILE_MIN_IMAGES - 1) and compiling_pays("resnet50", 1,
+                                                                                         COMPILE_MIN_IMAGES)
+    assert not compiling_pays("resnet50", 8, 8 * 100)  # the demo's runs: the compilation would cost more
+    assert StepSettings.for_device(torch.device("cpu"), "resnet50", 1, study).compiled is False
 
 
 def test_a_step_out_of_gpu_memory_says_what_fits_and_whether_a_retry_can_help():

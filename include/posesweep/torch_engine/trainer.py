@@ -11,15 +11,16 @@ On a CUDA device the step runs under bf16 autocast where the GPU computes in bf1
 (compute capability 8 or more: Ampere, Ada, Hopper; older ones, such as a T4 or V100, have no
 bf16 tensor cores, only emulation, and train in fp32), and BatchNorm backbones use channels_last
 (GroupNorm runs slower that way on an H100).
-The forward pass is compiled (``torch.compile``) where that was measured to help:
-on a CUDA device at batch 2 or more, for a run long enough to repay the compilation
-(an H100 at 1080p, batch 8 bf16: 83 -> 114 images/s with a BatchNorm ResNet-50,
-41 -> 74 with DeepLabCut's GroupNorm one); a compilation that fails falls back to
+The forward pass is compiled (``torch.compile``) where that was measured to help, on a CUDA device for a run
+long enough to repay it (``compiling_pays``): at batch 2 or more (an H100 at 1080p, batch 8 bf16:
+83 -> 114 images/s with a BatchNorm ResNet-50, 41 -> 74 with DeepLabCut's GroupNorm one), and at batch 1 for the
+BatchNorm one (an H200: 69 -> 85 images/s, inside the CUDA graph); a compilation that fails falls back to
 the eager step with a warning. At batch 1 on a GPU, where launching kernels costs more than running
 them, the whole step runs as one CUDA graph (``graphed_step``); a capture that fails falls back to the
 eager step with a warning. Snapshots hold the model's own parameter names. Measured with this code on an
 H200 at 1080p (README, "Measured on a GPU"): 0.96-0.99 of the bare model step; GroupNorm ``resnet_50`` 85
-images/s at batch 8 (compiled), 27 at batch 1 (graphed); BatchNorm ``resnet_50_bn`` 69 at batch 1 (graphed).
+images/s at batch 8 (compiled), 27 at batch 1 (graphed); BatchNorm ``resnet_50_bn`` 122 at batch 8
+(compiled), 69 at batch 1 (graphed), 85 at batch 1 (graphed and compiled).
 
 Snapshots land at the study's iteration levels as DeepLabCut snapshots
 (``snapshot-<iteration>.pt``, ``{"model": state_dict, "metadata": ...}``), written
@@ -55,9 +56,10 @@ from ..resume_points import STOP_REQUESTED, resume_point_seconds, stopped
 from .targets import TargetConfig, heatmap_targets
 
 log = logging.getLogger(__name__)
-# Compile only runs that see at least this many images: at the measured gains (>= 30 images/s more at
-# 80-110 images/s) 100k images save 5 minutes or more; compilation is assumed to take about a minute (on an H200
-# with this code the cold compilation at batch 8, with the benchmark's set-up before it, ended within 156 s).
+# Compile only runs that see at least this many images: at the measured gains (on an H200, 1920x1080: >= 30 images/s
+# more at batch 8, 69 -> 85 images/s for the BatchNorm ResNet-50 at batch 1) 100k images save 4.5 minutes or more;
+# compilation takes about a minute (there, the cold compilation at batch 8, with the benchmark's set-up before it,
+# ended within 156 s; at batch 1, inside the CUDA graph, about 60 s).
 COMPILE_MIN_IMAGES = 100_000
 TRAIN_STATE_PREFIX = "train_state"  # train_state-<iteration>.pt: the optimizer state of that snapshot
 # Between snapshots a resume point (weights and optimizer state, not a snapshot: nothing scores it) is saved every
@@ -80,13 +82,22 @@ class StepSettings:
                    images_to_train: int = 0) -> "StepSettings":
         cuda = device.type == "cuda"
         return cls(device, cuda and native_bf16(device), cuda and not timm_model.endswith("_gn"),
-                   cuda and batch_size > 1 and images_to_train >= COMPILE_MIN_IMAGES, cuda and batch_size == 1)
+                   cuda and compiling_pays(timm_model, batch_size, images_to_train), cuda and batch_size == 1)
 
     def describe(self) -> str:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
         return (f"{name}, {'bf16 autocast' if self.bf16 else 'fp32'}" + (", channels_last" if self.channels_last
                                                                            else "")
                 + (", torch.compile" if self.compiled else "") + (", CUDA graph" if self.cuda_graph else ""))
+
+
+def compiling_pays(timm_model: str, batch_size: int, images_to_train: int) -> bool:
+    """Whether torch.compile is worth its minute on a GPU: for runs of COMPILE_MIN_IMAGES or more, at batch > 1
+    (both backbones, measured), and at batch 1 for the BatchNorm ResNet-50, compiled inside its CUDA graph (69 -> 85
+    images/s on an H200). DeepLabCut's GroupNorm one at batch 1 has not been measured compiled: left eager."""
+    if images_to_train < COMPILE_MIN_IMAGES:
+        return False
+    return batch_size > 1 or not timm_model.endswith("_gn")
 
 
 def native_bf16(device: torch.device) -> bool:
