@@ -11,7 +11,8 @@
 # resnet_50 first: the default engine's numbers matter most), batch 8 then batch 1, DeepLabCut's train_network
 # with 12 loader workers at batch 8 (0 workers there is issue #13's slowest setting and would cost minutes) and
 # with 0 and 12 at batch 1, and at batch 1 a trial of the step compiled inside its CUDA graph (resnet_50 only: a
-# study compiles resnet_50_bn's graphed step already). Each backbone
+# study compiles resnet_50_bn's graphed step already); at each batch size the rows the ratios need come first,
+# the step without its graph and the trial last. Each backbone
 # gets an equal share of the time left (POSESWEEP_DEVICE_SECONDS, default 500), so a slow first one cannot eat
 # the second's. Every measurement is written to $OUT the moment it is made
 # (throughput-<backbone>.json, and the logs), so a call cut off by its limit still brings back what it measured;
