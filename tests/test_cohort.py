@@ -186,6 +186,23 @@ def test_back_view_videos_in_cohort_json_name_the_videos_filmed_from_behind_or_a
     assert "both find P02_side" in _failure(cohort)
 
 
+def test_back_view_videos_in_an_imported_deeplabcut_project_name_its_labeled_data_folders(reaching_project):
+    """In a DeepLabCut project the videos are its labeled-data folders: the pattern is matched against their names,
+    and one that finds none names the folders there."""
+    import json
+
+    shutil.copytree(reaching_project / "labeled-data" / "reachingvideo1",
+                    reaching_project / "labeled-data" / "reachingvideo1_back")
+    (reaching_project / "cohort.json").write_text(json.dumps({"back_view_videos": "_back$"}))
+    loaded = load_cohort(reaching_project)
+    assert loaded.kind == "dlc_project" and loaded.camera_view_declared
+    assert loaded.back_view_videos([folder.name for folder in loaded.videos]) == ["reachingvideo1_back"]
+    (reaching_project / "cohort.json").write_text(json.dumps({"back_view_videos": "_rear$"}))
+    paragraph = _failure(reaching_project)
+    assert "back_view_videos finds no video" in paragraph and "reachingvideo1, reachingvideo1_back" in paragraph
+    assert f"File: {reaching_project / 'cohort.json'}" in paragraph
+
+
 def test_a_misspelt_setting_in_cohort_json_is_named_with_the_setting_meant_and_notes_are_left_alone(tmp_path):
     """A misspelt participant_pattern was ignored without a word, and a person's trials split between training
     and test; a misspelt landing_square left the errors in px. Notes are a lab's own."""
