@@ -7,6 +7,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -263,6 +264,32 @@ def test_a_second_writer_of_a_training_folder_is_refused_naming_the_holder(tmp_p
         holder.wait()
     with exclusive_writer(tmp_path, "the network of frame set 10"):  # the kernel released the dead holder's lock
         pass
+
+
+def test_a_writer_told_to_wait_waits_for_the_holder_to_end_saying_so_once(tmp_path):
+    """A task's retry and the training its killed try left saving a resume point: the retry waits, then writes."""
+    import subprocess
+
+    from posesweep.errors import WriterBusyError
+    from posesweep.locks import exclusive_writer
+
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from posesweep.locks import exclusive_writer\n"
+                               f"with exclusive_writer({str(tmp_path)!r}, 'frame set 10'):\n"
+                               "    print('held', flush=True); sys.stdin.readline()\n"
+                               f"    open({str(tmp_path / 'released')!r}, 'w').close()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(WriterBusyError):  # a short wait runs out
+        with exclusive_writer(tmp_path, "the network of frame set 10", wait_s=1, waiting=lambda _: None):
+            pass
+    notes: list[str] = []
+    threading.Timer(2.0, lambda: holder.communicate("go\n")).start()  # the holder ends while the writer waits
+    with exclusive_writer(tmp_path, "the network of frame set 10", wait_s=120, waiting=notes.append):
+        assert (tmp_path / "released").exists()  # the lock came when the holder let it go, not before
+    [note] = notes
+    assert f"the network of frame set 10 is being written by another process (pid {holder.pid} on " in note
+    assert "waiting up to 120 s" in note
 
 
 def test_posesweep_watch_reports_the_inner_commands_input_error_with_its_exit_status(tmp_path):

@@ -210,3 +210,46 @@ def test_a_tensorflow_training_told_to_stop_saves_a_resume_point_at_its_next_pro
     record = stages.train(run, 12)
     assert record["resumed_from_iteration"] == stopped_at and record["snapshot_iterations"] == [50, 100, 150]
     assert not list(train_dir.glob("posesweep-resume-*"))
+
+
+@pytest.mark.slow
+def test_a_tensorflow_training_whose_task_is_killed_saves_its_resume_point_and_the_retry_waits_for_it(tiny_cohort,
+                                                                                                   tmp_path):
+    """Airflow's supervisor SIGKILLs a cleared task 5 s after its SIGTERM (the OOM killer or a lost worker: at
+    once), before a TensorFlow training reaches its next progress line. The kernel then SIGTERMs the training: it
+    saves a resume point, its output going to a file in its folder as its task's pipe is gone, and ends within
+    the grace; the retry waits for the folder's lock and goes on from that point."""
+    import psutil
+
+    from posesweep.locks import LOCK_FILE, exclusive_writer
+    from posesweep.resume_points import OUTPUT_AFTER_TASK, STOP_GRACE_SECONDS
+
+    conf = {**CONF, "max_iterations": 150}
+    run = training_ready_run(tiny_cohort, tmp_path / "data", conf, "manual__tf_task_killed")
+    train_dir = next((run.layout.project_dir / "dlc-models").rglob("train"))
+    folder = run.layout.training_dir(12)
+    task = subprocess.Popen([sys.executable, "-m", "posesweep.cli", "watch", *run.command("train", 12)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not (train_dir / "snapshot-50.index").exists():
+        assert task.poll() is None and time.monotonic() < deadline, "training ended before its first snapshot"
+        time.sleep(0.2)
+    [training] = psutil.Process(task.pid).children()
+    assert f"pid {training.pid} " in (folder / LOCK_FILE).read_text()  # the training holds its folder
+    os.kill(task.pid, signal.SIGKILL)  # no SIGTERM reaches the training from its task: only the kernel's
+    task.wait()
+    notes: list[str] = []
+    with exclusive_writer(folder, "the network of frame set 12", wait_s=STOP_GRACE_SECONDS + 15,
+                          waiting=notes.append):  # the retry's wait
+        assert not training.is_running() or training.status() == psutil.STATUS_ZOMBIE
+    output = (folder / OUTPUT_AFTER_TASK).read_text()
+    saved = re.search(r"resume point saved at iteration (\d+)", output)
+    assert saved and "TrainingStoppedError" in output, output[-3000:]
+    stopped_at = int(saved.group(1))
+    assert 50 < stopped_at < 150, stopped_at
+
+    retry = subprocess.run([sys.executable, "-m", "posesweep.cli", *run.command("train", 12)], capture_output=True,
+                           text=True, timeout=600)
+    assert retry.returncode == 0, retry.stdout[-2000:] + retry.stderr[-2000:]
+    assert f"resuming from the resume point at iteration {stopped_at}" in retry.stdout
+    assert stages.train(run, 12)["snapshot_iterations"] == [50, 100, 150]

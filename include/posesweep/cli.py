@@ -13,7 +13,7 @@ from pathlib import Path
 from .disk import disk_full_from
 from .errors import PosesweepError
 from .quiet import OwnInfoOnly
-from .resume_points import stop_on_sigterm
+from .resume_points import OUTPUT_AFTER_TASK, stop_on_sigterm
 from .run import Run
 
 
@@ -107,7 +107,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "prepare-training":
         stages.prepare_training(run)
     elif args.command == "train":
-        stop_on_sigterm()  # a resume point first, then the end (a preempted pod, a cleared task)
+        # told to stop (a preempted pod, a cleared task): a resume point first, then the end
+        stop_on_sigterm(run.layout.training_dir(args.frame_set_size) / OUTPUT_AFTER_TASK)
         stages.train(run, args.frame_set_size)
     elif args.command == "evaluate":
         stages.evaluate(run, args.frame_set_size)

@@ -14,13 +14,16 @@ complete.
 A training asked to stop (SIGTERM: a spot node preempted, a pod evicted, a task cleared, marked failed or timed out)
 saves a resume point at its next iteration (PyTorch) or progress line (TensorFlow) whatever the interval, and ends
 with ``TrainingStoppedError`` (retryable): the retry loses nothing. ``runner`` passes SIGTERM on to its child and
-waits ``STOP_GRACE_SECONDS`` for it before SIGKILL; a pod is given that long and more to end.
+waits ``STOP_GRACE_SECONDS`` for it before SIGKILL; a pod is given that long and more to end. Where the task's
+process dies first (Airflow's SIGKILL 5 s after its SIGTERM), the kernel's SIGTERM stops the training the same way
+(``stop_on_sigterm``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import shutil
@@ -40,11 +43,58 @@ STOP_GRACE_SECONDS = 45.0  # a stopped training's time to reach its next progres
 STOP_REQUESTED = threading.Event()  # set by SIGTERM in a training process (``stop_on_sigterm``)
 TF_RESUME_FOLDER = re.compile(r"posesweep-resume-(\d+)")
 TF_PARTIAL_SUFFIX = ".partial"
+OUTPUT_AFTER_TASK = "output-after-its-task-ended.log"  # a training's output once its task's process has died
 
 
-def stop_on_sigterm() -> None:
-    """In a training process: SIGTERM asks the training to save a resume point and stop, not to end at once."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: STOP_REQUESTED.set())
+def stop_on_sigterm(output_after_task: Path | None = None) -> None:
+    """In a training process: SIGTERM asks the training to save a resume point and stop, not to end at once.
+
+    The training may outlive its task's process: Airflow's task supervisor SIGKILLs a cleared or failed-marked
+    task 5 s after its SIGTERM, before a TensorFlow training reaches its next progress line; the kernel then
+    SIGTERMs the training (``runner._dies_with``). It goes on to save, its output (its task's pipe gone) appended
+    to ``output_after_task``, and its own alarm ends it ``STOP_GRACE_SECONDS`` after the first SIGTERM wherever it
+    is; the folder's writer lock keeps the task's retry waiting until then (``locks.exclusive_writer``)."""
+    def asked_to_stop(signum, frame) -> None:
+        if not STOP_REQUESTED.is_set():
+            signal.alarm(math.ceil(STOP_GRACE_SECONDS))  # SIGALRM's default action ends the process
+        STOP_REQUESTED.set()
+
+    signal.signal(signal.SIGTERM, asked_to_stop)
+    if output_after_task is not None:
+        sys.stdout = _OutputAfterTask(sys.stdout, output_after_task)
+        sys.stderr = _OutputAfterTask(sys.stderr, output_after_task)
+
+
+class _OutputAfterTask:
+    """A standard stream whose reader may die first: once a write finds the pipe broken, the process's stdout and
+    stderr (file descriptors 1 and 2, so every writer's, TensorFlow's too) are appended to ``path`` instead."""
+
+    def __init__(self, stream, path: Path):
+        self._stream, self._path = stream, Path(path)
+
+    def _divert(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        for target in (1, 2):
+            os.dup2(fd, target)
+        os.close(fd)
+
+    def _guarded(self, act, *args):
+        try:
+            return act(*args)
+        except BrokenPipeError:
+            self._divert()
+            with contextlib.suppress(OSError, ValueError):
+                return act(*args)
+
+    def write(self, text: str) -> int:
+        return self._guarded(self._stream.write, text) or len(text)
+
+    def flush(self) -> None:
+        self._guarded(self._stream.flush)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def stopped(frame_set_size: int, iteration: int) -> TrainingStoppedError:

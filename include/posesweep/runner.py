@@ -197,14 +197,17 @@ def _short(command: list[str]) -> str:
 
 
 def _dies_with(parent_pid: int):
-    """In the child, before it runs: the kernel SIGKILLs it when its parent dies, however the parent dies (OOM
-    killer, lost worker), so a trainer never outlives its task and never races the task's retry."""
+    """In the child, before it runs: the kernel SIGTERMs it when its parent dies, however the parent dies (OOM
+    killer, lost worker, Airflow's SIGKILL of a cleared task 5 s after its SIGTERM), so a trainer never outlives its
+    task by more than ``STOP_GRACE_SECONDS``: a training saves a resume point and ends (its own alarm ends it then
+    at the latest: ``resume_points.stop_on_sigterm``), any other command ends at once. It never races the task's
+    retry: the retry waits on the training folder's writer lock (``locks.exclusive_writer``)."""
     if not sys.platform.startswith("linux"):
         return None
 
     def set_parent_death_signal() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent_pid:  # the parent died before the signal was set
             os._exit(1)
 
