@@ -203,6 +203,27 @@ def test_back_view_videos_in_an_imported_deeplabcut_project_name_its_labeled_dat
     assert f"File: {reaching_project / 'cohort.json'}" in paragraph
 
 
+def test_renamed_landmarks_in_cohort_json_map_earlier_names_to_landmarks_there_are_now(tmp_path):
+    """A typo in the map would carry nothing, or carry a landmark's labels under another: refused, saying which."""
+    import json
+
+    cohort = tmp_path / "cohorts" / "knee"
+    (cohort / "videos").mkdir(parents=True)
+    (cohort / "videos" / "P01.mp4").write_bytes(b"")
+    bodyparts = ["hip_right", "right_knee", "right_ankle"]
+    (cohort / "cohort.json").write_text(json.dumps({"bodyparts": bodyparts,
+                                                    "renamed_landmarks": {"right_hip": "hip_right"}}))
+    assert load_cohort(cohort).renamed_landmarks == {"right_hip": "hip_right"}
+    for renames, said in (({"right_hip": "hip_rigth"}, "'hip_rigth' is not one of the landmarks"),
+                          ({"right_knee": "hip_right"}, "'right_knee' is still one of the landmarks"),
+                          ({"r_hip": "hip_right", "rhip": "hip_right"}, "'hip_right' is the new name of several"),
+                          (["right_hip", "hip_right"], "renamed_landmarks must map each earlier name")):
+        (cohort / "cohort.json").write_text(json.dumps({"bodyparts": bodyparts, "renamed_landmarks": renames}))
+        paragraph = _failure(cohort)
+        assert said in paragraph and f"File: {cohort / 'cohort.json'}" in paragraph, paragraph
+        assert "hip_right, right_knee, right_ankle" in paragraph
+
+
 def test_a_misspelt_setting_in_cohort_json_is_named_with_the_setting_meant_and_notes_are_left_alone(tmp_path):
     """A misspelt participant_pattern was ignored without a word, and a person's trials split between training
     and test; a misspelt landing_square left the errors in px. Notes are a lab's own."""

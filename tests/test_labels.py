@@ -624,6 +624,41 @@ def test_labels_carried_into_a_run_after_the_lab_changed_its_landmarks_keep_the_
     assert "which had no chin" not in "\n".join(stages.labeling_status(second, stages.unlabeled_frames(second)))
 
 
+def test_a_landmark_renamed_between_runs_is_carried_under_its_new_name_where_cohort_json_says_so(tiny_cohort, tmp_path,
+                                                                                                  caplog):
+    """The lab renames right_hip to hip_right between two runs. Without a word, its labels are left out and the
+    frames wait for hip_right, and the log proposes renamed_landmarks; with it, they are carried under the new
+    name and nothing waits."""
+    root, videos, first = _recorded_cohort_with_a_first_run(tiny_cohort, tmp_path)
+    first_file = _labelled_in_project(first, videos, "P001")
+    renamed = ["hip_right" if bp == "right_hip" else bp for bp in FRONTAL_BODYPARTS]
+    manifest = root / "cohorts" / "tiny" / "cohort.json"
+
+    manifest.write_text(json.dumps({"bodyparts": renamed}))
+    with caplog.at_level(logging.INFO, logger="posesweep"):
+        unsaid = stages.prepare_run(root, SMALL, "manual__unsaid")
+        stages.extract_cohort_frames(unsaid)
+    assert ("without hip_right, new since: add them to these frames in DeepLabCut and save (if hip_right is "
+            'right_hip renamed, say so in the cohort\'s cohort.json: "renamed_landmarks": {"right_hip": '
+            '"hip_right"}, and its labels are carried)') in caplog.text
+    assert stages.unlabeled_frames(unsaid)["P001"] == 6
+
+    manifest.write_text(json.dumps({"bodyparts": renamed, "renamed_landmarks": {"right_hip": "hip_right"}}))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="posesweep"):
+        said = stages.prepare_run(root, SMALL, "manual__said")
+        stages.extract_cohort_frames(said)
+    assert "P001: labels of 6 of its 6 picked frames carried over from run manual__first" in caplog.text
+    assert "; right_hip -> hip_right (renamed_landmarks in cohort.json)" in caplog.text
+    carried = read_collected_data(said.layout.project_dir / "labeled-data" / "P001" / "CollectedData_labeler.h5")
+    assert list(carried.columns.get_level_values("bodyparts").unique()) == renamed
+    np.testing.assert_array_equal(carried.xs("hip_right", axis=1, level="bodyparts").to_numpy(),
+                                  read_collected_data(first_file).xs("right_hip", axis=1, level="bodyparts").to_numpy())
+    entry = json.loads(said.layout.carried_labels_file.read_text())["P001"]
+    assert entry["landmarks_renamed"] == ["right_hip -> hip_right"] and entry["landmarks_added"] == []
+    assert "P001" not in stages.unlabeled_frames(said)
+
+
 def test_a_grown_cohort_copied_to_a_new_folder_keeps_its_labels_and_a_namesake_of_another_study_gives_none(
         tiny_cohort, tmp_path, caplog):
     """The lab puts the grown cohort in a new folder (a new cohort to the intake): the videos it labelled before,

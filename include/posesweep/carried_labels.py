@@ -11,7 +11,9 @@ earlier run.
 
 The lab may have changed its landmarks since (a landmark added to ``bodyparts``, one taken out): the labels of the
 landmarks both runs know are carried, a landmark no longer listed is left out, and a new one is left unlabelled;
-the frames then wait until the lab has added it and saved the file (``landmarks_still_to_add``).
+the frames then wait until the lab has added it and saved the file (``landmarks_still_to_add``). A landmark renamed
+since is carried under its new name where cohort.json's ``renamed_landmarks`` says so; without it, it is one
+landmark left out and one new, and the log proposes the setting.
 """
 
 from __future__ import annotations
@@ -43,15 +45,22 @@ class CarriedLabels:
     written: str  # the carried file's size and modification time: still so, the lab has not labelled here
     landmarks_added: tuple[str, ...] = ()  # the cohort's landmarks the earlier run did not have: left to label
     landmarks_left_out: tuple[str, ...] = ()  # the earlier run's landmarks the cohort no longer lists
+    landmarks_renamed: tuple[str, ...] = ()  # "<earlier name> -> <name now>", as cohort.json's renamed_landmarks
 
     def describe(self) -> str:
         text = (f"{self.video_stem}: labels of {self.frames} of its {self.picked_frames} picked frames carried over "
                 f"from run {self.from_run} of cohort {self.from_cohort} ({self.from_file}; the same images)")
+        if self.landmarks_renamed:
+            text += f"; {', '.join(self.landmarks_renamed)} (renamed_landmarks in cohort.json)"
         if self.landmarks_left_out:
             text += f"; {', '.join(self.landmarks_left_out)} left out (no longer among the cohort's bodyparts)"
         if self.landmarks_added:
             text += (f"; without {', '.join(self.landmarks_added)}, new since: add them to these frames in "
                      f"DeepLabCut and save")
+        if self.landmarks_left_out and self.landmarks_added:
+            text += (f" (if {self.landmarks_added[0]} is {self.landmarks_left_out[0]} renamed, say so in the "
+                     f"cohort's cohort.json: \"renamed_landmarks\": {{\"{self.landmarks_left_out[0]}\": "
+                     f"\"{self.landmarks_added[0]}\"}}, and its labels are carried)")
         return text
 
 
@@ -106,10 +115,10 @@ def with_landmarks(frame: pd.DataFrame, bodyparts: tuple[str, ...]) -> pd.DataFr
 
 
 def labels_to_carry(layout: RunLayout, cohort: Cohort, video_stem: str, picked: list[str]):
-    """The earlier run's labels of this run's picked frames, with the cohort's landmarks (``with_landmarks``):
-    from the file that labels most of them (of equals, the one lacking fewest of the cohort's landmarks, then the
-    newest), as (rows, file, landmarks added, landmarks left out); None where no earlier run labelled any of them
-    with a landmark the cohort still has."""
+    """The earlier run's labels of this run's picked frames, with the cohort's landmarks (``with_landmarks``, after
+    ``renamed_as_now``): from the file that labels most of them (of equals, the one with labels of most of the
+    cohort's landmarks in them, then the one lacking fewest, then the newest), as (rows, file, landmarks added, landmarks left out, landmarks renamed); None where
+    no earlier run labelled any of them with a landmark the cohort still has."""
     here = layout.project_dir / "labeled-data" / video_stem
     wanted, best = set(picked), None
     for file in earlier_label_files(layout, video_stem, cohort.scorer):
@@ -118,6 +127,7 @@ def labels_to_carry(layout: RunLayout, cohort: Cohort, video_stem: str, picked: 
         except LabelFileError as error:  # being saved by the GUI right now, or damaged: not carried
             log.warning("%s: labels in %s not carried over: %s", video_stem, file, error.what)
             continue
+        frame, renamed = renamed_as_now(frame, cohort)
         bodyparts = tuple(map(str, frame.columns.get_level_values("bodyparts").unique()))
         if not set(bodyparts) & set(cohort.bodyparts):
             log.warning("%s: labels in %s not carried over: they name the landmarks %s, none of the cohort's %s",
@@ -127,11 +137,27 @@ def labels_to_carry(layout: RunLayout, cohort: Cohort, video_stem: str, picked: 
         added = tuple(bp for bp in cohort.bodyparts if bp not in bodyparts)
         images = [image for image in labeled_images(frame)
                   if image in wanted and same_image(here / image, file.parent / image)]
-        rank = (len(images), -len(added), file.stat().st_mtime)
+        rows = frame[frame.index.get_level_values(-1).isin(images)]
+        # a landmark counts where it is labelled in them: a file carried before the lab's rename map or its new
+        # landmark holds the column, empty
+        labelled = int(rows.notna().T.groupby(level="bodyparts").any().any(axis=1).sum())
+        rank = (len(images), labelled, -len(added), file.stat().st_mtime)
         if images and (best is None or rank > best[0]):
             left_out = tuple(bp for bp in bodyparts if bp not in cohort.bodyparts)
-            best = (rank, frame[frame.index.get_level_values(-1).isin(images)], file, added, left_out)
+            best = (rank, rows, file, added, left_out, renamed)
     return None if best is None else best[1:]
+
+
+def renamed_as_now(frame: pd.DataFrame, cohort: Cohort) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """An earlier CollectedData table with the landmarks cohort.json's ``renamed_landmarks`` names under their
+    names now, and what was renamed (``"<earlier> -> <now>"``); a name now the table already has is left alone."""
+    present = set(map(str, frame.columns.get_level_values("bodyparts")))
+    renames = {before: now for before, now in (cohort.renamed_landmarks or {}).items()
+               if before in present and now not in present}
+    if not renames:
+        return frame, ()
+    return (frame.rename(columns=renames, level="bodyparts"),
+            tuple(f"{before} -> {now}" for before, now in renames.items()))
 
 
 def landmarks_still_to_add(layout: RunLayout, video_stem: str, label_file: Path | None) -> tuple[str, ...]:
@@ -171,16 +197,17 @@ def carry_earlier_labels(layout: RunLayout, cohort: Cohort, video_stems: list[st
         found = labels_to_carry(layout, cohort, stem, picked)
         if found is None or (as_carried and len(found[0]) <= before[stem]["frames"]):
             continue
-        rows, source, added, left_out = found
+        rows, source, added, left_out, renamed = found
         written = write_collected_data(rows, labeled_data, stem, cohort.scorer)
         record = CarriedLabels(stem, source, source.parents[3].name, source.parents[4].name, len(rows), len(picked),
-                               _file_version(written), added, left_out)
+                               _file_version(written), added, left_out, renamed)
         log.info("%s", record.describe())
         carried.append(record)
     if carried:
         write_json_atomic(layout.carried_labels_file, {**before, **{
             c.video_stem: {"from_cohort": c.from_cohort, "from_run": c.from_run, "from_file": str(c.from_file),
                            "frames": c.frames, "picked_frames": c.picked_frames, "written": c.written,
-                           "landmarks_added": list(c.landmarks_added), "landmarks_left_out": list(c.landmarks_left_out)}
+                           "landmarks_added": list(c.landmarks_added), "landmarks_left_out": list(c.landmarks_left_out),
+                           "landmarks_renamed": list(c.landmarks_renamed)}
             for c in carried}})
     return carried

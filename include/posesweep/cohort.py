@@ -59,6 +59,7 @@ class Cohort:
     camera_view_declared: bool = False  # whether cohort.json says it (else the labels may show a side view)
     side_view_pattern: str | None = None  # cohort.json side_view_videos: the videos a side camera filmed
     back_view_pattern: str | None = None  # cohort.json back_view_videos: the videos a camera behind them filmed
+    renamed_landmarks: dict[str, str] | None = None  # cohort.json: a landmark's earlier name -> its name now
 
     def side_view_videos(self, video_stems) -> list[str]:
         """Which of ``video_stems`` a side camera filmed (cohort.json ``side_view_videos``): no frontal-plane checks
@@ -154,7 +155,8 @@ def _load_dlc_project(cohort_dir: Path) -> Cohort:
     return Cohort(cohort_dir.name, cohort_dir, folders, bodyparts, scorer, "dlc_project",
                   participant_pattern(cohort_dir, manifest, [f.name for f in folders]),
                   declared_kinematic_landmarks(cohort_dir, manifest, bodyparts),
-                  **camera_settings(cohort_dir, manifest, [f.name for f in folders]))
+                  **camera_settings(cohort_dir, manifest, [f.name for f in folders]),
+                  renamed_landmarks=declared_renames(cohort_dir, manifest, bodyparts))
 
 
 CAMERA_VIEWS = {"front": "the camera faces the participant (the paper's set-up)",
@@ -178,15 +180,13 @@ def declared_kinematic_landmarks(cohort_dir: Path, manifest: dict, bodyparts: tu
     (role -> landmark), checked here: a typo would silently drop the knee angles from the report."""
     from .kinematics import DECLARE_HINT, FPPA_LANDMARKS, JOINTS, SIDES
 
-    declared = manifest.get("kinematic_landmarks")
-    if declared is None:
-        return None
     file = cohort_dir / COHORT_FILE
     allowed = f"each of {', '.join(FPPA_LANDMARKS)} (or one side's three, for a one-legged task) mapped to a " \
               f"different one of the landmarks {', '.join(map(str, bodyparts))}"
-    if not isinstance(declared, dict):
-        raise CohortError("kinematic_landmarks must map each role to a landmark", file=file,
-                          found=type(declared).__name__, allowed=allowed, fix=DECLARE_HINT)
+    declared = _mapping_setting(file, manifest, "kinematic_landmarks", "each role to a landmark", allowed,
+                                DECLARE_HINT)
+    if declared is None:
+        return None
     named_sides = [side for side in SIDES if any(f"{side}_{joint}" in declared for joint in JOINTS)]
     problems = [f"no {role}" for side in named_sides or SIDES for role in (f"{side}_{j}" for j in JOINTS)
                 if role not in declared]
@@ -202,6 +202,42 @@ def declared_kinematic_landmarks(cohort_dir: Path, manifest: dict, bodyparts: tu
                           fix="correct the names (they must be spelled as in the label files), or remove "
                               "kinematic_landmarks (the report then has no knee angles unless it recognises them)")
     return {role: declared[role] for role in FPPA_LANDMARKS if role in declared}
+
+
+def _mapping_setting(file: Path, manifest: dict, key: str, maps: str, allowed: str, fix: str) -> dict | None:
+    """cohort.json's mapping of names under ``key`` (None where it is not set); one paragraph where it is not a
+    mapping of names to names."""
+    declared = manifest.get(key)
+    if declared is not None and not (isinstance(declared, dict) and
+                                     all(isinstance(v, str) for v in declared.values())):
+        raise CohortError(f"{key} must map {maps}", file=file, found=repr(declared), allowed=allowed, fix=fix)
+    return declared
+
+
+RENAME_EXAMPLE = '"renamed_landmarks": {"knee_r": "right_knee"} (labelled as knee_r before, right_knee now)'
+
+
+def declared_renames(cohort_dir: Path, manifest: dict, bodyparts: tuple[str, ...]) -> dict[str, str] | None:
+    """cohort.json's ``renamed_landmarks``: earlier name -> name in ``bodyparts``, for a landmark the lab renamed
+    between two runs of a growing cohort, so that its labels are carried over (``carried_labels``), not labelled
+    again. Checked here: a name now that is not a landmark, or an earlier name still among them, is a typo."""
+    file = cohort_dir / COHORT_FILE
+    allowed = f"earlier names mapped each to a different one of the landmarks {', '.join(map(str, bodyparts))}, " \
+              f"as {RENAME_EXAMPLE}"
+    declared = _mapping_setting(file, manifest, "renamed_landmarks", "each earlier name to the name now", allowed,
+                                "write it as a mapping of names")
+    if declared is None:
+        return None
+    problems = [f"{now!r} is not one of the landmarks" for now in declared.values() if now not in bodyparts]
+    problems += [f"{before!r} is still one of the landmarks" for before in declared if before in bodyparts]
+    now = list(declared.values())
+    problems += [f"{name!r} is the new name of several" for name in sorted(set(now)) if now.count(name) > 1]
+    if problems:
+        raise CohortError("renamed_landmarks does not map earlier names to the landmarks there are now", file=file,
+                          found="; ".join(problems), allowed=allowed,
+                          fix="correct the names (spelled as in the label files and bodyparts), or remove "
+                              "renamed_landmarks (the renamed landmark is then labelled again)")
+    return dict(declared)
 
 
 def _manifest_pattern(cohort_dir: Path, manifest: dict, key: str, example: str,
@@ -324,7 +360,7 @@ def read_cohort_manifest(cohort_dir: Path) -> dict | None:
 
 # Every setting a cohort.json may hold (``posesweep synth`` writes the last four), and where a lab keeps notes.
 MANIFEST_KEYS = ("bodyparts", "scorer", "landing_square", "landing_square_by_video", "participant_pattern",
-                 "kinematic_landmarks", "camera_view", "side_view_videos", "back_view_videos",
+                 "kinematic_landmarks", "camera_view", "side_view_videos", "back_view_videos", "renamed_landmarks",
                  "kind", "options", "label_noise_sd_px", "participants")
 NOTE_KEYS = ("notes", "note", "description", "comment", "comments")
 CAMERA_KEYS = ("camera_view", "side_view_videos", "back_view_videos")  # any of them: the camera is declared
@@ -363,7 +399,8 @@ def load_cohort(cohort_dir: Path) -> Cohort:
     return Cohort(cohort_dir.name, cohort_dir, videos, bodyparts, scorer, "synthetic" if synthetic else "videos",
                   participant_pattern(cohort_dir, manifest, [v.stem for v in videos]),
                   declared_kinematic_landmarks(cohort_dir, manifest, bodyparts),
-                  **camera_settings(cohort_dir, manifest, [v.stem for v in videos]))
+                  **camera_settings(cohort_dir, manifest, [v.stem for v in videos]),
+                  renamed_landmarks=declared_renames(cohort_dir, manifest, bodyparts))
 
 
 def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:
