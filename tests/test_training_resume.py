@@ -252,4 +252,9 @@ def test_a_tensorflow_training_whose_task_is_killed_saves_its_resume_point_and_t
                            text=True, timeout=600)
     assert retry.returncode == 0, retry.stdout[-2000:] + retry.stderr[-2000:]
     assert f"resuming from the resume point at iteration {stopped_at}" in retry.stdout
+    assert "the previous try's training went on after its task had ended; its last lines" in retry.stdout
+    assert f"  | [frame set 12] resume point saved at iteration {stopped_at}" in retry.stdout  # in its task log
+    assert (f"  | ended: the training was stopped before its end: frame set 12: stopped on request (SIGTERM) at "
+            f"iteration {stopped_at}") in retry.stdout
+    assert not (folder / OUTPUT_AFTER_TASK).exists() and len(list(folder.glob("output-after-its-task-ended-*")))
     assert stages.train(run, 12)["snapshot_iterations"] == [50, 100, 150]

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from .errors import TrainingStoppedError
+from .errors import TrainingStoppedError, error_from_line
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,23 @@ def stop_on_sigterm(output_after_task: Path | None = None) -> None:
     if output_after_task is not None:
         sys.stdout = _OutputAfterTask(sys.stdout, output_after_task)
         sys.stderr = _OutputAfterTask(sys.stderr, output_after_task)
+
+
+def told_of_output_after_task(train_folder: Path, lines: int = 6) -> None:
+    """In the next training of the folder (the task's retry): the last lines a training wrote after its task had
+    died (``stop_on_sigterm``) printed into this task's log; the file is kept under a name with its time."""
+    left = Path(train_folder) / OUTPUT_AFTER_TASK
+    try:
+        text, written = left.read_text(errors="replace"), left.stat().st_mtime
+    except FileNotFoundError:
+        return
+    kept = left.with_name(f"{left.stem}-{time.strftime('%Y%m%dT%H%M%S', time.localtime(written))}{left.suffix}")
+    left.rename(kept)
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    print(f"the previous try's training went on after its task had ended; its last lines ({kept}):", flush=True)
+    for line in tail:
+        error = error_from_line(line)  # its ending, as a sentence rather than the line meant for its runner
+        print(f"  | {line if error is None else f'ended: {error.title}: {error.what}'}", flush=True)
 
 
 class _OutputAfterTask:

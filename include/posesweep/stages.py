@@ -25,7 +25,7 @@ from .labels import (build_label_table, keyed_to_folder, labeled_images, read_co
                      to_dlc_frame, write_collected_data, write_label_table)
 from .layout import RunLayout, read_json, visible_entries, write_csv_atomic, write_json_atomic, write_text_atomic
 from .locks import exclusive_writer
-from .resume_points import STOP_GRACE_SECONDS
+from .resume_points import STOP_GRACE_SECONDS, told_of_output_after_task
 from .run import Run, video_stem
 from .scale import VideoScales, video_scales
 from .settings import Settings
@@ -425,6 +425,7 @@ def train(run: Run, frame_set_size: int) -> dict:
     labels = read_label_table(layout.validated_labels_file)
     with exclusive_writer(layout.training_dir(frame_set_size), f"the network of frame set {frame_set_size}",
                           wait_s=STOP_GRACE_SECONDS + 15, waiting=lambda note: print(note, flush=True)):
+        told_of_output_after_task(layout.training_dir(frame_set_size))
         if study.engine == "pytorch":
             from .errors import GpuMemorySharedWithFramesError
             from .torch_engine.trainer import train_network
