@@ -93,8 +93,9 @@ class StepSettings:
 
 def compiling_pays(timm_model: str, batch_size: int, images_to_train: int) -> bool:
     """Whether torch.compile is worth its minute on a GPU: for runs of COMPILE_MIN_IMAGES or more, at batch > 1
-    (both backbones, measured), and at batch 1 for the BatchNorm ResNet-50, compiled inside its CUDA graph (69 -> 85
-    images/s on an H200). DeepLabCut's GroupNorm one at batch 1 has not been measured compiled: left eager."""
+    (measured with both ResNet-50s), and at batch 1 for BatchNorm backbones, compiled inside the CUDA graph (the
+    BatchNorm ResNet-50: 69 -> 85 images/s on an H200; timm's resnet101 is taken to gain alike, not measured).
+    DeepLabCut's GroupNorm one at batch 1 has not been measured compiled: left eager."""
     if images_to_train < COMPILE_MIN_IMAGES:
         return False
     return batch_size > 1 or not timm_model.endswith("_gn")
