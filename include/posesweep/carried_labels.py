@@ -117,8 +117,9 @@ def with_landmarks(frame: pd.DataFrame, bodyparts: tuple[str, ...]) -> pd.DataFr
 def labels_to_carry(layout: RunLayout, cohort: Cohort, video_stem: str, picked: list[str]):
     """The earlier run's labels of this run's picked frames, with the cohort's landmarks (``with_landmarks``, after
     ``renamed_as_now``): from the file that labels most of them (of equals, the one with labels of most of the
-    cohort's landmarks in them, then the one lacking fewest, then the newest), as (rows, file, landmarks added, landmarks left out, landmarks renamed); None where
-    no earlier run labelled any of them with a landmark the cohort still has."""
+    cohort's landmarks in them, then the one lacking fewest, then the newest), as (rows, file, landmarks added,
+    landmarks left out, landmarks renamed); None where no earlier run labelled any of them with a landmark the
+    cohort still has."""
     here = layout.project_dir / "labeled-data" / video_stem
     wanted, best = set(picked), None
     for file in earlier_label_files(layout, video_stem, cohort.scorer):
