@@ -84,8 +84,6 @@ def make_project(root: Path, store: Path, frames: int, width: int, height: int, 
     from posesweep.config import StudyConfig
     from posesweep.labels import tidy_from_collected
     from posesweep.layout import write_json_atomic
-    from posesweep.torch_engine.project import TIMM_MODEL
-    from posesweep.torch_engine.trainer import compiling_pays
     from posesweep.splits import FrameSet
     from posesweep.torch_engine import project
 
