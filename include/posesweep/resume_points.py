@@ -164,8 +164,10 @@ class TensorflowResumePoints:
 
     ``session_caught`` catches the session DeepLabCut opens in this thread (a snapshot scorer beside it opens
     its own in another) and makes a saver of the variables there are then; ``at_progress`` is called at each
-    progress line with a finite loss and saves a point where ``every_s`` seconds have passed since the last
-    point, the newest snapshot or the start.
+    progress line with a finite loss and marks a point due where ``every_s`` seconds have passed since the last
+    point, the newest snapshot or the start. The point is saved (and a stop raised) at the session's next run:
+    DeepLabCut writes the line's learning-stats row between the two, so the row is in the history a resumed
+    training keeps, and the variables are still those of the line's iteration.
     """
 
     def __init__(self, train_dir: Path, snapshot_iterations: list[int], every_s: float, frame_set_size: int):
@@ -173,6 +175,7 @@ class TensorflowResumePoints:
         self.frame_set_size, self.prefix = frame_set_size, f"[frame set {frame_set_size}]"
         self.snapshot_iterations = set(snapshot_iterations)  # DeepLabCut saves one there itself
         self.session = self.saver = None
+        self.due: int | None = None  # the progress line's iteration whose point the session's next run saves
         self.console = sys.stdout  # made before DeepLabCut's prints are silenced: its lines still reach the log
         self.last_saved_s = time.monotonic()
         self.newest_snapshot = self._newest_snapshot()
@@ -195,6 +198,12 @@ class TensorflowResumePoints:
                     with self.graph.as_default():
                         points.saver = tf.compat.v1.train.Saver(max_to_keep=None)
 
+            def run(self, *args, **kwargs):
+                if self is points.session and points.due is not None:
+                    iteration, points.due = points.due, None  # (the saver's own runs come back here)
+                    points.save(iteration)
+                return super().run(*args, **kwargs)
+
         tf.compat.v1.Session = CaughtSession
         try:
             yield
@@ -202,8 +211,8 @@ class TensorflowResumePoints:
             tf.compat.v1.Session = original
 
     def at_progress(self, iteration: int) -> None:
-        """Save a resume point where it is time to, or where the training was asked to stop (then raise
-        ``TrainingStoppedError`` out of DeepLabCut's loop)."""
+        """Mark a resume point due where it is time to, or where the training was asked to stop (then raise
+        ``TrainingStoppedError`` out of DeepLabCut's loop, at once where nothing can be saved)."""
         newest = self._newest_snapshot()
         if newest > self.newest_snapshot:  # DeepLabCut saved a snapshot since: it is newer than any point
             self.newest_snapshot, self.last_saved_s = newest, time.monotonic()
@@ -213,8 +222,12 @@ class TensorflowResumePoints:
         stop = STOP_REQUESTED.is_set()
         if self.saver is None and stop:
             raise stopped(self.frame_set_size, newest)
-        if self.saver is None or (time.monotonic() - self.last_saved_s < self.every_s and not stop):
-            return
+        if self.saver is not None and (time.monotonic() - self.last_saved_s >= self.every_s or stop):
+            self.due = iteration
+
+    def save(self, iteration: int) -> None:
+        """Save the resume point of ``iteration`` (the session's variables are that iteration's); raise
+        ``TrainingStoppedError`` after it where the training was asked to stop."""
         final = _tf_checkpoint(self.train_dir, iteration)
         partial = final.parent.with_name(final.parent.name + TF_PARTIAL_SUFFIX)
         for stale in (partial, final.parent):
@@ -225,5 +238,5 @@ class TensorflowResumePoints:
         self.last_saved_s = time.monotonic()
         print(f"{self.prefix} resume point saved at iteration {iteration} (a killed training goes on from here)",
               flush=True, file=self.console)
-        if stop:
+        if STOP_REQUESTED.is_set():
             raise stopped(self.frame_set_size, iteration)
