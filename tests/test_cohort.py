@@ -203,6 +203,29 @@ def test_back_view_videos_in_an_imported_deeplabcut_project_name_its_labeled_dat
     assert f"File: {reaching_project / 'cohort.json'}" in paragraph
 
 
+def test_an_imported_projects_own_training_settings_that_the_run_replaces_are_named_at_prepare_run(
+        reaching_project, tmp_path, caplog):
+    """A lab's DeepLabCut 3 project says engine: pytorch; the study trains with its own parameters (the paper's
+    engine by default), and prepare_run's log says which of the project's settings it does not follow."""
+    import logging
+
+    from posesweep import stages
+
+    root = tmp_path / "data"
+    project = shutil.copytree(reaching_project, root / "cohorts" / "reach")  # TrainingFraction 0.95, resnet_50
+    conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.95, "max_iterations": 100,
+            "snapshot_interval": 50}
+    caplog.set_level(logging.INFO)
+    stages.prepare_run(root, conf, "manual__as_the_project")
+    assert "trains otherwise than this run" not in caplog.text  # DeepLabCut 2's project: no engine, so TF
+    (project / "config.yaml").write_text((project / "config.yaml").read_text() + "engine: pytorch\n")
+    caplog.clear()
+    stages.prepare_run(root, {**conf, "train_fraction": 0.8, "network": "resnet_101"}, "manual__otherwise")
+    [line] = [r.getMessage() for r in caplog.records if "trains otherwise than this run" in r.getMessage()]
+    assert ("engine: pytorch (this run: tensorflow); default_net_type: resnet_50 (this run: resnet_101); "
+            "TrainingFraction: 0.95 (this run: 0.8); the run's parameters decide") in line
+
+
 def test_renamed_landmarks_in_cohort_json_map_earlier_names_to_landmarks_there_are_now(tmp_path):
     """A typo in the map would carry nothing, or carry a landmark's labels under another: refused, saying which."""
     import json

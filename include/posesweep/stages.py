@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cohort import (COHORT_FILE, Cohort, CohortError, label_files_by_scorer, load_cohort, read_cohort_manifest,
-                     unmatched_videos, write_project_config)
-from .config import StudyConfig, StudyConfigError
+from .cohort import (COHORT_FILE, Cohort, CohortError, label_files_by_scorer, load_cohort, project_settings_set_aside,
+                     read_cohort_manifest, read_project_config, unmatched_videos, write_project_config)
+from .config import NETWORKS, StudyConfig, StudyConfigError
 from .budget import check as check_budget
 from .budget import estimate, written_bytes
 from .carried_labels import carry_earlier_labels, landmarks_still_to_add
@@ -72,6 +72,11 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
         write_json_atomic(layout.config_file, study.to_json_dict())
     log.info("cohort %s: %d videos (%s), run folder %s; image scale: %s", cohort.name, len(cohort.videos),
              cohort.kind, layout.run_dir, scales.source)
+    if cohort.kind == "dlc_project" and (set_aside := project_settings_set_aside(
+            read_project_config(cohort.root), study.engine, study.network, study.train_fraction)):
+        log.info("the project's config.yaml trains otherwise than this run: %s; the run's parameters decide (set "
+                 "engine, network (%s) or train_fraction in the trigger form to train as the project does)",
+                 "; ".join(set_aside), ", ".join(NETWORKS))
     return Run(layout, study, cohort)
 
 
