@@ -73,6 +73,10 @@ def test_a_label_outside_the_image_and_a_half_labeled_landmark_fail_with_the_fra
     table.loc[out_of_frame, "x_px"] = 400.0
     knee = table.index[(table["landmark"] == "right_knee")][:9]
     table.loc[knee, ["x_px", "y_px"]] = np.nan
+    placeholder = table.index[(table["video"] == "P002") & (table["landmark"] == "left_ankle")][1]
+    table.loc[placeholder, ["x_px", "y_px"]] = 0.0  # a converted COCO keypoint not labelled
+    on_the_edge = table.index[(table["video"] == "P002") & (table["landmark"] == "right_ankle")][1]
+    table.loc[on_the_edge, "x_px"] = 0.0  # at the image's left edge, not at its corner: a position
     lab_file = "/lab/cohort/labeled-data/P002/CollectedData_labeler.h5"
     with pytest.raises(LabelValidationError) as failure:
         validate_labels(table, list(table["landmark"].unique()), 0.1, tmp_path / "v", {"P002": lab_file})
@@ -82,6 +86,11 @@ def test_a_label_outside_the_image_and_a_half_labeled_landmark_fail_with_the_fra
     assert f"{image}, left_knee: found x = 400 px, allowed x < 160 px (the image width)" in message
     assert f"File: {lab_file}" in message
     assert "landmark right_knee missing in 50% of the labeled frames, at most 10% allowed" in message
+    assert (f"label at the image's corner (0, 0): the placeholder a converted label file (COCO-style keypoints, "
+            f"visibility 0) holds for a landmark not labelled") in message
+    assert (f"{table.loc[placeholder, 'image']}, left_ankle: found x = 0 px, y = 0 px, allowed the landmark's "
+            f"position, or no label (empty) where it cannot be seen") in message
+    assert f"{table.loc[on_the_edge, 'image']}, right_ankle" not in message
     assert "What to do: correct these labels in DeepLabCut's labeling GUI" in message
     assert "invalid_labels=exclude_frames" in message and not failure.value.retryable
     assert (tmp_path / "v" / "validation_result.json").exists()

@@ -212,6 +212,9 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
             E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="image_height_px", column_B="y_px",
                                                       ignore_row_if="either_value_is_missing"),
             E.ExpectColumnValuesToNotBeNull(column="image_width_px"),
+            # (0, 0): where tools converting COCO-style keypoints put one not labelled ("visibility 0"): no position
+            E.ExpectColumnValuesToNotBeInSet(column="x_px", value_set=[0], row_condition="y_px == 0",
+                                             condition_parser="pandas"),
         ], ROW_ID_COLUMNS),
         ("labels_per_frame", frames, [
             *(E.ExpectColumnValuesToNotBeNull(column=bp, mostly=1.0 - max_missing_fraction) for bp in bodyparts),
@@ -307,6 +310,11 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str
         extent = "width" if axis == "x" else "height"
         return (f"label outside the image ({axis})", lambda r: f"{axis} = {_number(r.get(column))} px",
                 lambda r: f"{axis} < {_number(r.get(kwargs['column_A']))} px (the image {extent})")
+    if kind == "expect_column_values_to_not_be_in_set" and column == "x_px":
+        return ("label at the image's corner (0, 0): the placeholder a converted label file (COCO-style keypoints, "
+                "visibility 0) holds for a landmark not labelled, which would train the network to find it there",
+                lambda r: "x = 0 px, y = 0 px", lambda r: "the landmark's position, or no label (empty) where it "
+                "cannot be seen")
     if kind == "expect_column_values_to_be_between" and column in ("x_px", "y_px"):
         return f"negative label coordinate ({axis})", lambda r: f"{axis} = {_number(r.get(column))} px", \
             lambda r: f"{axis} >= 0 px"
