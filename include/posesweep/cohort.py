@@ -128,12 +128,11 @@ def project_settings_set_aside(config: dict, engine: str, network: str, train_fr
     """The training settings of an imported project's ``config.yaml`` that the study's own parameters replace, as
     ``"engine: pytorch (this run: tensorflow)"``: a lab's DeepLabCut 3 project trains with the paper's engine
     unless the run says otherwise, and the log should say so before hours of training."""
-    project_engine = str(config.get("engine") or "tensorflow")  # DeepLabCut 2's projects have no engine: TF
-    project_fractions = config.get("TrainingFraction") or []
-    found = [("engine", project_engine, engine),
+    fractions = config.get("TrainingFraction")
+    found = [("engine", config.get("engine") or "tensorflow", engine),  # DeepLabCut 2's projects have none: TF
              ("default_net_type", config.get("default_net_type"), network),
-             ("TrainingFraction", project_fractions[0] if isinstance(project_fractions, list)
-              and len(project_fractions) == 1 else project_fractions, train_fraction)]
+             ("TrainingFraction", fractions[0] if isinstance(fractions, list) and len(fractions) == 1 else fractions,
+              train_fraction)]
     return [f"{key}: {value} (this run: {used})" for key, value, used in found
             if value not in (None, []) and str(value) != str(used)]
 
