@@ -556,6 +556,32 @@ def test_the_frame_cache_holds_frames_of_different_sizes_padded_and_refuses_an_i
     assert "Found: 50x24 px" in str(failure.value) and "Allowed: 50x20 px" in str(failure.value)
 
 
+def test_a_monochrome_cameras_one_channel_frames_are_read_as_both_deeplabcut_engines_read_them(tmp_path):
+    """Machine-vision cameras (high-speed, for 240 fps landings) are often monochrome: an imported project's
+    labeled frames are then one-channel PNGs. The frame cache (and scoring) read each as DeepLabCut's PyTorch
+    loader and its TensorFlow one do: three equal channels of the same grey levels."""
+    from deeplabcut.pose_estimation_pytorch.data.image import load_image
+    from deeplabcut.utils.auxfun_videos import imread
+
+    from posesweep.images import read_rgb
+    from posesweep.labels import tidy_from_collected
+    from posesweep.torch_engine.frame_cache import load_frame_cache
+
+    grey = cv2.GaussianBlur(np.random.default_rng(5).integers(0, 256, (24, 32), dtype=np.uint8), (0, 0), 1.5)
+    (tmp_path / "mono").mkdir()
+    cv2.imwrite(str(tmp_path / "mono" / "img03.png"), grey)
+    assert cv2.imread(str(tmp_path / "mono" / "img03.png"), cv2.IMREAD_UNCHANGED).ndim == 2  # one channel stored
+    columns = pd.MultiIndex.from_product([["lab"], ["knee"], ["x", "y"]], names=["scorer", "bodyparts", "coords"])
+    labels = tidy_from_collected(pd.DataFrame([[16.0, 12.0]], index=pd.MultiIndex.from_tuples(
+        [("labeled-data", "mono", "img03.png")]), columns=columns), tmp_path)
+    cache = load_frame_cache(tmp_path, [("mono", "img03.png")], labels, ["knee"], torch.device("cpu"))
+    as_read = cache.frames[0].permute(1, 2, 0).numpy()
+    assert as_read.shape == (24, 32, 3) and all(np.array_equal(as_read[..., c], grey) for c in range(3))
+    for deeplabcuts in (load_image(tmp_path / "mono" / "img03.png"), imread(tmp_path / "mono" / "img03.png")):
+        assert np.array_equal(deeplabcuts, as_read)
+    assert np.array_equal(read_rgb(tmp_path / "mono" / "img03.png"), as_read)
+
+
 def test_frames_of_different_sizes_are_each_augmented_as_deeplabcut_augments_the_frame_alone(tmp_path):
     """In a padded batch, each frame turns and scales about its own centre, its keypoints are visible only inside
     its own extent, and the padding stays black: the same image and keypoints as the frame augmented alone."""
