@@ -441,6 +441,31 @@ def test_an_unreadable_image_is_called_that_not_a_missing_landmark(labeled_run):
     assert "landmark image_width_px" not in str(failure.value)
 
 
+def test_a_twelve_bit_cameras_sixteen_bit_frames_fail_as_nearly_black_and_full_range_ones_pass(labeled_run):
+    """A 12-bit camera's frames saved as 16-bit PNGs (values up to 4095) read as 0-15 of 255 in DeepLabCut's loaders
+    (16 bits divided by 256): the networks would train on nearly black frames. Validation names them, with the
+    brightest level found; 16-bit frames using their whole range read as the 8-bit frame they hold, and pass."""
+    import cv2
+
+    layout = labeled_run.layout
+    table = pd.read_csv(layout.labels_file)
+    first, *others = table.drop_duplicates(["video", "image"])[["video", "image"]].to_numpy()
+    frames = [first, next(other for other in others if other[1] != first[1])]  # named apart in the message
+    images = layout.project_dir / "labeled-data"
+    for (video, image), scale in zip(frames, (16, 257)):  # 12 bits in 16, then the full 16-bit range
+        path = images / video / image
+        eight_bit = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        path.unlink()  # (a link into the cohort's frame store: replaced, not written through)
+        cv2.imwrite(str(path), eight_bit.astype(np.uint16) * scale)
+    with pytest.raises(LabelValidationError) as failure:
+        validate_labels(table, sorted(set(table["landmark"])), 0.1, layout.validation_dir, images_root=images)
+    message = failure.value.explain()
+    assert "labeled frame nearly black as the networks read it" in message and "1 expectation(s) not met" in message
+    darkened = (cv2.imread(str(images / frames[0][0] / frames[0][1]), cv2.IMREAD_UNCHANGED).max()) / 256
+    assert f"{frames[0][1]}: found brightest pixel {round(darkened, 2):g} of 255, allowed at least 16 of 255" in message
+    assert frames[1][1] not in message  # the full-range 16-bit frame reads as its 8-bit self
+
+
 def test_a_missing_image_fails_and_excluding_offending_frames_keeps_the_rest(labeled_run, tmp_path):
     layout = labeled_run.layout
     table = pd.read_csv(layout.labels_file)

@@ -43,6 +43,9 @@ ROW_ID_COLUMNS = ["video", "image", "landmark"]
 FRAME_ID_COLUMNS = ["video", "image"]
 SEGMENT_TOLERANCE = 0.35  # a segment may differ this much (relative) from the participant's median length
 MIN_FOOT_MARKER_DISTANCE_PX = 0.5
+# The brightest grey level a labeled frame must reach as the networks read it (8 bits: DeepLabCut's loaders divide a
+# 16-bit image by 256, so a 12-bit camera's frames, values up to 4095, read as 0-15: nearly black)
+MIN_BRIGHTEST_LEVEL = 16
 
 
 def _gx():
@@ -53,8 +56,15 @@ def _gx():
     return gx
 
 
+def brightest_level_as_read(image: np.ndarray) -> float:
+    """An image's brightest pixel in the 8-bit grey levels the networks see (a 16-bit image divided by 256, as
+    DeepLabCut's loaders and OpenCV read it)."""
+    return float(image.max()) / (256 if image.dtype == np.uint16 else 1)
+
+
 def frame_table(table: pd.DataFrame, images_root: Path | None = None) -> pd.DataFrame:
-    """One row per labeled frame: each landmark's x (NaN where missing) and whether the image file matches."""
+    """One row per labeled frame: each landmark's x (NaN where missing), whether the image file matches and its
+    brightest level as the networks read it."""
     labeled = table.assign(position=table["x_px"].where(table["y_px"].notna()))
     # duplicates are reported by the tidy suite; here only the first row of each counts
     labeled = labeled.drop_duplicates(ROW_ID_COLUMNS)
@@ -65,13 +75,14 @@ def frame_table(table: pd.DataFrame, images_root: Path | None = None) -> pd.Data
 
         sizes = labeled.drop_duplicates(FRAME_ID_COLUMNS).set_index(FRAME_ID_COLUMNS)[
             ["image_width_px", "image_height_px"]]
-        matches = []
+        matches, brightest = [], []
         for video, image in wide[FRAME_ID_COLUMNS].itertuples(index=False):
             path = Path(images_root) / video / image
             found = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.exists() else None
             recorded = tuple(sizes.loc[(video, image)])
             matches.append(found is not None and (found.shape[1], found.shape[0]) == recorded)
-        wide["image_file_matches"] = matches
+            brightest.append(brightest_level_as_read(found) if found is not None else np.nan)
+        wide["image_file_matches"], wide["image_brightest_level"] = matches, brightest
     return wide
 
 
@@ -218,7 +229,8 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
         ], ROW_ID_COLUMNS),
         ("labels_per_frame", frames, [
             *(E.ExpectColumnValuesToNotBeNull(column=bp, mostly=1.0 - max_missing_fraction) for bp in bodyparts),
-            *([E.ExpectColumnValuesToBeInSet(column="image_file_matches", value_set=[True])]
+            *([E.ExpectColumnValuesToBeInSet(column="image_file_matches", value_set=[True]),
+               E.ExpectColumnValuesToBeBetween(column="image_brightest_level", min_value=MIN_BRIGHTEST_LEVEL)]
               if images_root is not None else []),
         ], FRAME_ID_COLUMNS),
     ]
@@ -318,6 +330,12 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str
     if kind == "expect_column_values_to_be_between" and column in ("x_px", "y_px"):
         return f"negative label coordinate ({axis})", lambda r: f"{axis} = {_number(r.get(column))} px", \
             lambda r: f"{axis} >= 0 px"
+    if kind == "expect_column_values_to_be_between" and column == "image_brightest_level":
+        return ("labeled frame nearly black as the networks read it (8-bit grey levels; DeepLabCut's loaders divide "
+                "a 16-bit image by 256, so a 12-bit camera's frames read as 0-15): re-export such frames as 8-bit, "
+                "scaled to their range, with the same names and size (the labels stay valid)",
+                lambda r: f"brightest pixel {_number(round(float(r.get(column, 0)), 2))} of 255",
+                lambda r: f"at least {MIN_BRIGHTEST_LEVEL} of 255")
     if kind == "expect_column_values_to_be_between":  # a segment length against the participant's median
         segment = column.replace("_length_ratio", "").replace("_", " ")
         return (f"{segment} length unlike the participant's other frames",
