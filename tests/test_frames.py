@@ -118,7 +118,8 @@ def test_broken_videos_are_named_in_the_error(tiny_cohort, tmp_path):
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
     with pytest.raises(VideoError, match="truncated.mp4"):
         _extract(truncated, tmp_path)
-    with pytest.raises(VideoError, match="fewer than the 100 asked"):
+    with pytest.raises(VideoError, match=r"frames, fewer than the 100 asked for \(frames_per_video\): lower "
+                                         r"frames_per_video to at most \d+, or leave this video out"):
         _extract(good, tmp_path, n=100)
     with pytest.raises(VideoError, match="does not exist"):
         _extract(tmp_path / "missing.mp4", tmp_path)

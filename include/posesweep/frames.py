@@ -254,7 +254,8 @@ def extract_frames(video: Path, labeled_data_dir: Path, record_file: Path, n_fra
                     f"{video.stem}_h264")
     candidates = np.arange(info.frame_count)
     if len(candidates) < n_frames:
-        raise VideoError(f"{video}: {len(candidates)} candidate frames, fewer than the {n_frames} asked for")
+        raise VideoError(f"{video}: {len(candidates)} frames, fewer than the {n_frames} asked for (frames_per_video): "
+                         f"lower frames_per_video to at most {len(candidates)}, or leave this video out")
     features = _downsampled_features(video, info, candidates)
     rows = select_frames_kmeans(features, n_frames, seed)
     frame_indices = [int(candidates[r]) for r in rows]
