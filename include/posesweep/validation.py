@@ -332,8 +332,9 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str
             lambda r: f"{axis} >= 0 px"
     if kind == "expect_column_values_to_be_between" and column == "image_brightest_level":
         return ("labeled frame nearly black as the networks read it (8-bit grey levels; DeepLabCut's loaders divide "
-                "a 16-bit image by 256, so a 12-bit camera's frames read as 0-15): re-export such frames as 8-bit, "
-                "scaled to their range, with the same names and size (the labels stay valid)",
+                "a 16-bit image by 256, so a 12-bit camera's frames saved as 16-bit read as 0-15: re-export those as "
+                "8-bit, scaled to their range, with the same names and size, and the labels stay valid; a frame dark "
+                "in itself shows the network nothing: leave it out)",
                 lambda r: f"brightest pixel {_number(round(float(r.get(column, 0)), 2))} of 255",
                 lambda r: f"at least {MIN_BRIGHTEST_LEVEL} of 255")
     if kind == "expect_column_values_to_be_between":  # a segment length against the participant's median
