@@ -226,6 +226,37 @@ def test_an_imported_projects_own_training_settings_that_the_run_replaces_are_na
             "TrainingFraction: 0.95 (this run: 0.8); the run's parameters decide") in line
 
 
+def test_by_participant_without_a_participant_pattern_warns_where_videos_look_like_one_persons_trials(
+        tiny_cohort, tmp_path, caplog):
+    """P01_trial1 and P01_trial2 held out as two participants would put one person in training and in test: with
+    split_mode by_participant and no participant_pattern, prepare_run's log names the videos and the setting."""
+    import json
+    import logging
+
+    from posesweep import stages
+    from posesweep.cohort import videos_sharing_a_name
+
+    assert videos_sharing_a_name(["P01_trial1", "P01_trial2", "P02_trial1", "P03", "sub-4 run 1", "sub-4 run 2"]) == {
+        "P01": ["P01_trial1", "P01_trial2"], "sub-4 run": ["sub-4 run 1", "sub-4 run 2"]}
+    root = shutil.copytree(tiny_cohort, tmp_path / "data")
+    videos = root / "cohorts" / "tiny" / "videos"
+    for old, new in (("P001", "P01_trial1"), ("P002", "P01_trial2"), ("P003", "P02_trial1")):
+        (videos / f"{old}.mp4").rename(videos / f"{new}.mp4")
+    conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6, 12], "split_mode": "by_participant",
+            "max_iterations": 20, "snapshot_interval": 10}
+    caplog.set_level(logging.WARNING, logger="posesweep.stages")
+    stages.prepare_run(root, conf, "manual__trials")
+    [warning] = [r.getMessage() for r in caplog.records if "look like one person's trials" in r.getMessage()]
+    assert "P01_trial1, P01_trial2. If they are" in warning and "P02_trial1" not in warning
+    assert f"in {videos.parent / 'cohort.json'}, e.g. \"participant_pattern\"" in warning
+    caplog.clear()
+    stages.prepare_run(root, {**conf, "split_mode": "paper"}, "manual__frames")  # frames split, not people
+    manifest = videos.parent / "cohort.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "participant_pattern": "^(P\\d+)_"}))
+    stages.prepare_run(root, conf, "manual__people")  # the pattern says whose each video is
+    assert "look like one person's trials" not in caplog.text
+
+
 def test_renamed_landmarks_in_cohort_json_map_earlier_names_to_landmarks_there_are_now(tmp_path):
     """A typo in the map would carry nothing, or carry a landmark's labels under another: refused, saying which."""
     import json

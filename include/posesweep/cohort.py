@@ -271,10 +271,13 @@ def _manifest_pattern(cohort_dir: Path, manifest: dict, key: str, example: str,
     return compiled
 
 
+PARTICIPANT_PATTERN_EXAMPLE = '"participant_pattern": "^(P\\\\d+)_" (P07_trial2 -> P07)'  # as JSON spells it
+
+
 def participant_pattern(cohort_dir: Path, manifest: dict, video_stems: list[str]) -> str | None:
     """cohort.json's ``participant_pattern`` (a regular expression; its first group, or its match, in a video's
     name is the participant), checked against every video: a typo would silently make each video a person."""
-    example = '"participant_pattern": "^(P\\\\d+)_" (P07_trial2 -> P07)'  # as JSON spells it
+    example = PARTICIPANT_PATTERN_EXAMPLE
     compiled = _manifest_pattern(cohort_dir, manifest, "participant_pattern", example,
                                  "each video is then a participant")
     if compiled is None:
@@ -287,6 +290,17 @@ def participant_pattern(cohort_dir: Path, manifest: dict, video_stems: list[str]
                           f"{_some(unmatched)}", allowed=example, fix="change the pattern so that it matches every "
                                                                       "video's name, or rename the videos named")
     return compiled.pattern
+
+
+def videos_sharing_a_name(video_stems: list[str]) -> dict[str, list[str]]:
+    """Videos whose names are the same up to their last part (``P07_trial1``, ``P07_trial2`` -> ``P07``): likely one
+    participant's trials or cameras, where no ``participant_pattern`` says whose each video is."""
+    by_prefix: dict[str, list[str]] = {}
+    for stem in sorted(map(str, video_stems)):
+        prefix = re.split(r"[_\-\s.]+(?=[^_\-\s.]*$)", stem, maxsplit=1)[0]
+        if prefix != stem:
+            by_prefix.setdefault(prefix, []).append(stem)
+    return {prefix: stems for prefix, stems in by_prefix.items() if len(stems) > 1}
 
 
 def camera_settings(cohort_dir: Path, manifest: dict, video_stems: list[str]) -> dict:

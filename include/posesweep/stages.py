@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cohort import (COHORT_FILE, Cohort, CohortError, label_files_by_scorer, load_cohort, project_settings_set_aside,
-                     read_cohort_manifest, read_project_config, unmatched_videos, write_project_config)
+from .cohort import (COHORT_FILE, PARTICIPANT_PATTERN_EXAMPLE, Cohort, CohortError, label_files_by_scorer, load_cohort,
+                     project_settings_set_aside, read_cohort_manifest, read_project_config, unmatched_videos,
+                     videos_sharing_a_name, write_project_config)
 from .config import NETWORKS, StudyConfig, StudyConfigError
 from .budget import check as check_budget
 from .budget import estimate, written_bytes
@@ -56,6 +57,14 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
                 + " or add participants to the cohort")
     check_participants_to_hold_out(study.split_mode, [cohort.participant_of(video_stem(v)) for v in cohort.videos],
                                    cohort.root)
+    sharing = videos_sharing_a_name([video_stem(v) for v in cohort.videos]) if not cohort.participant_pattern else {}
+    if study.split_mode == "by_participant" and sharing:
+        groups = "; ".join(", ".join(stems) for stems in list(sharing.values())[:3])
+        log.warning("split_mode by_participant holds out each video as a participant (cohort.json has no "
+                    "participant_pattern), but some videos look like one person's trials: %s%s. If they are, one "
+                    "person's trials can be both trained on and tested on; say whose each video is in %s, e.g. %s",
+                    groups, f" and {len(sharing) - 3} more such groups" if len(sharing) > 3 else "",
+                    cohort.root / COHORT_FILE, PARTICIPANT_PATTERN_EXAMPLE)
     settings = Settings.from_env()
     budget = estimate(study, frame_size_px(cohort), frames_available, settings.training_backend,
                       settings.pod.seconds_per_iteration, settings.cpu_speedup)
