@@ -86,8 +86,8 @@ def test_a_label_outside_the_image_and_a_half_labeled_landmark_fail_with_the_fra
     assert f"{image}, left_knee: found x = 400 px, allowed x < 160 px (the image width)" in message
     assert f"File: {lab_file}" in message
     assert "landmark right_knee missing in 50% of the labeled frames, at most 10% allowed" in message
-    assert (f"label at the image's corner (0, 0): the placeholder a converted label file (COCO-style keypoints, "
-            f"visibility 0) holds for a landmark not labelled") in message
+    assert ("label at the image's corner (0, 0): the placeholder a converted label file (COCO-style keypoints, "
+            "visibility 0) holds for a landmark not labelled") in message
     assert (f"{table.loc[placeholder, 'image']}, left_ankle: found x = 0 px, y = 0 px, allowed the landmark's "
             f"position, or no label (empty) where it cannot be seen") in message
     assert f"{table.loc[on_the_edge, 'image']}, right_ankle" not in message
