@@ -57,8 +57,9 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
                 + " or add participants to the cohort")
     check_participants_to_hold_out(study.split_mode, [cohort.participant_of(video_stem(v)) for v in cohort.videos],
                                    cohort.root)
-    sharing = videos_sharing_a_name([video_stem(v) for v in cohort.videos]) if not cohort.participant_pattern else {}
-    if study.split_mode == "by_participant" and sharing:
+    sharing = videos_sharing_a_name([video_stem(v) for v in cohort.videos]) if (
+        study.split_mode == "by_participant" and not cohort.participant_pattern) else {}
+    if sharing:
         groups = "; ".join(", ".join(stems) for stems in list(sharing.values())[:3])
         log.warning("split_mode by_participant holds out each video as a participant (cohort.json has no "
                     "participant_pattern), but some videos look like one person's trials: %s%s. If they are, one "
