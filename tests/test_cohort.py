@@ -359,3 +359,20 @@ def test_a_project_and_a_video_cohort_copied_from_a_mac_are_read_without_the_hid
         (videos / f"._{video.name}").write_bytes(APPLE_DOUBLE)
     assert [video.name for video in load_cohort(videos.parent).videos] == ["P001.mp4", "P002.mp4", "P003.mp4"]
     assert unmatched_videos(load_cohort(project)) == unmatched_videos(load_cohort(reaching_project))
+
+
+def test_a_project_saved_on_windows_is_read_whatever_its_encoding(reaching_project):
+    """DeepLabCut on Windows writes config.yaml in the system's code page (its write_config opens the file without
+    an encoding), so a project under C:\\Users\\Müller holds a byte UTF-8 cannot read; Notepad saves cohort.json
+    with a byte-order mark. Both stopped the run before: a traceback, and 'not valid JSON' about a file that is."""
+    config = reaching_project / "config.yaml"
+    windows_path = "C:\\Users\\Müller\\Desktop\\Reaching-Mackenzie-2018-08-30"
+    text = config.read_text().replace("WILL BE AUTOMATICALLY UPDATED BY DEMO CODE", windows_path)
+    config.write_bytes(text.replace("\n", "\r\n").encode("cp1252"))
+    (reaching_project / "cohort.json").write_bytes('{"camera_view": "side", "notes": "Kamera seitlich, Müller"}'
+                                                   .encode("utf-8-sig"))
+    cohort = load_cohort(reaching_project)
+    assert cohort.bodyparts == ("Hand", "Finger1", "Tongue", "Joystick1", "Joystick2") and cohort.scorer == "Mackenzie"
+    assert cohort.camera_view == "side" and cohort.camera_view_declared
+    from posesweep.cohort import read_project_config
+    assert read_project_config(reaching_project)["project_path"] == windows_path

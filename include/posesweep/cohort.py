@@ -108,11 +108,23 @@ def label_files_by_scorer(folder: Path) -> dict[str, Path]:
     return found
 
 
+def read_lab_text(path: Path) -> str:
+    """A settings file a lab wrote, as text, whichever way Windows saved it: UTF-8 (with or without the byte-order
+    mark Notepad puts first), else Windows' Western code page, which DeepLabCut on Windows writes ``config.yaml``
+    in (its ``write_config`` opens the file in the system's encoding: ``C:\\Users\\Müller`` in
+    ``project_path`` is then not UTF-8, and DeepLabCut on Windows reads it back the same way)."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
 def read_project_config(cohort_dir: Path) -> dict:
     """An imported DeepLabCut project's ``config.yaml``, as a mapping."""
     config_file = Path(cohort_dir) / "config.yaml"
     try:
-        config = yaml.safe_load(config_file.read_text())
+        config = yaml.safe_load(read_lab_text(config_file))
     except yaml.YAMLError as error:
         raise CohortError("the project's config.yaml is not valid YAML", file=config_file,
                           found=" ".join(str(error).split()), fix="correct the line named (DeepLabCut writes this "
@@ -363,7 +375,7 @@ def read_cohort_manifest(cohort_dir: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(read_lab_text(path))
     except ValueError as error:
         raise CohortError("cohort.json is not valid JSON", file=path, found=str(error),
                           fix="correct the file (or remove it: it is optional)") from None
