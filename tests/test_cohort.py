@@ -376,3 +376,25 @@ def test_a_project_saved_on_windows_is_read_whatever_its_encoding(reaching_proje
     assert cohort.camera_view == "side" and cohort.camera_view_declared
     from posesweep.cohort import read_project_config
     assert read_project_config(reaching_project)["project_path"] == windows_path
+
+
+def test_videos_in_subfolders_beside_the_cohorts_videos_are_named_as_not_studied(tiny_cohort, tmp_path, caplog):
+    """A lab that keeps a second session under videos/session2/ lost those participants without a word: the videos
+    in videos/ itself were studied, the subfolder's never looked at. prepare_run's log now names them."""
+    import logging
+
+    from posesweep import stages
+
+    root = shutil.copytree(tiny_cohort, tmp_path / "data")
+    videos = root / "cohorts" / "tiny" / "videos"
+    (videos / "session2").mkdir()
+    shutil.copy(videos / "P001.mp4", videos / "session2" / "P001.mp4")
+    (videos / "session2" / "notes.txt").write_text("second visit")
+    conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6, 12], "max_iterations": 20,
+            "snapshot_interval": 10}
+    caplog.set_level(logging.WARNING, logger="posesweep.stages")
+    run = stages.prepare_run(root, conf, "manual__sessions")
+    assert [video.name for video in run.cohort.videos] == ["P001.mp4", "P002.mp4", "P003.mp4"]
+    [warning] = [r.getMessage() for r in caplog.records if "subfolders" in r.getMessage()]
+    assert f"1 video(s) in subfolders of {videos} are not studied" in warning and ": session2/P001.mp4." in warning
+    assert "move them into videos/ with names of their own" in warning

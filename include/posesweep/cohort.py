@@ -477,9 +477,7 @@ def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:
                           found=f"in the folder: {_some(sorted(p.name for p in cohort_dir.iterdir())) or 'nothing'}",
                           allowed=allowed + ", or a DeepLabCut project (config.yaml and labeled-data/)",
                           fix=f"put the videos in {videos_dir}/")
-    nested = sorted(str(p.relative_to(videos_dir)) for p in videos_dir.rglob("*")
-                    if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
-                    and not any(part.startswith(".") for part in p.relative_to(videos_dir).parts))
+    nested = videos_in_subfolders(videos_dir)
     others = [p.name for p in visible_entries(videos_dir) if p.is_file()]
     if nested:
         found = f"videos in subfolders, which are not read: {_some(nested)}"
@@ -491,6 +489,15 @@ def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:
         fix = (f"add the videos, or convert them to one of these formats (e.g. ffmpeg -i {example} -c:v libx264 "
                f"-pix_fmt yuv420p {Path(example).stem}.mp4)")
     raise CohortError("the cohort has no videos", file=videos_dir, found=found, allowed=allowed, fix=fix)
+
+
+def videos_in_subfolders(videos_dir: Path) -> list[str]:
+    """Videos in subfolders of ``videos/`` (``session2/P01.mp4``), relative to it: not studied, since one video per
+    participant lies in ``videos/`` itself."""
+    videos_dir = Path(videos_dir)
+    return sorted(str(p.relative_to(videos_dir)) for p in videos_dir.rglob("*")
+                  if p.is_file() and p.parent != videos_dir and p.suffix.lower() in VIDEO_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(videos_dir).parts))
 
 
 def _some(names: list[str], shown: int = 5) -> str:

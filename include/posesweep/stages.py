@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .cohort import (COHORT_FILE, PARTICIPANT_PATTERN_EXAMPLE, Cohort, CohortError, label_files_by_scorer, load_cohort,
                      project_settings_set_aside, read_cohort_manifest, read_project_config, unmatched_videos,
-                     videos_sharing_a_name, write_project_config)
+                     videos_in_subfolders, videos_sharing_a_name, write_project_config)
 from .config import NETWORKS, StudyConfig, StudyConfigError
 from .budget import check as check_budget
 from .budget import estimate, written_bytes
@@ -66,6 +66,12 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
                     "person's trials can be both trained on and tested on; say whose each video is in %s, e.g. %s",
                     groups, f" and {len(sharing) - 3} more such groups" if len(sharing) > 3 else "",
                     cohort.root / COHORT_FILE, PARTICIPANT_PATTERN_EXAMPLE)
+    left_out = [] if cohort.frames_extracted else videos_in_subfolders(cohort.root / "videos")
+    if left_out:  # a lab that keeps a second session in videos/session2/ would otherwise lose it without a word
+        log.warning("%d video(s) in subfolders of %s are not studied (one video per participant lies in videos/ "
+                    "itself): %s. To study them, move them into videos/ with names of their own (e.g. "
+                    "P01_session2.mp4)", len(left_out), cohort.root / "videos", ", ".join(left_out[:5]) +
+                    (f" and {len(left_out) - 5} more" if len(left_out) > 5 else ""))
     settings = Settings.from_env()
     budget = estimate(study, frame_size_px(cohort), frames_available, settings.training_backend,
                       settings.pod.seconds_per_iteration, settings.cpu_speedup)
