@@ -152,6 +152,10 @@ def test_a_labs_own_landmark_names_are_recognised_only_where_each_role_has_one()
     roles, how = landmark_roles([*left_leg.values(), "RKneeLat", "RAnkle"])  # one side is enough
     assert roles == left_leg
     assert how == "recognised by their names (right side left out: no landmark is named as the right hip, right knee)"
+    plug_in_gait = ["LASI", "RASI", "LKNE", "LTHI", "LANK", "LHEE", "LTOE", "RKNE", "RTIB", "RANK", "RHEE", "RTOE"]
+    assert landmark_roles(plug_in_gait) == ({"right_hip": "RASI", "right_knee": "RKNE", "right_ankle": "RANK",
+                                             "left_hip": "LASI", "left_knee": "LKNE", "left_ankle": "LANK"},
+                                            "recognised by their names")  # Vicon's marker names, as mocap labs use
     declared = {**LAB_NAMES, "right_knee": "RKneeLat"}
     assert landmark_roles(["RKneeLat", *LAB_NAMES.values()], declared) == (declared, "named in cohort.json "
                                                                                      "(kinematic_landmarks)")

@@ -83,7 +83,8 @@ def frame_kinematics(points: dict[str, np.ndarray], camera_view: str = "front") 
 
 
 SIDE_WORDS = {"right": ("right", "rt", "r"), "left": ("left", "lt", "l")}
-JOINT_WORDS = {"hip": ("hip", "asis"), "knee": ("knee",), "ankle": ("ankle",)}
+# with the marker names of Vicon's Plug-in Gait, which motion-capture labs carry over to video (RASI, RKNE, RANK)
+JOINT_WORDS = {"hip": ("hip", "asis", "asi"), "knee": ("knee", "kne"), "ankle": ("ankle", "ank")}
 DECLARE_HINT = ('name them in cohort.json, e.g. "kinematic_landmarks": {"right_hip": "RASIS", "right_knee": '
                 '"RKnee", "right_ankle": "RAnkle", "left_hip": "LASIS", "left_knee": "LKnee", "left_ankle": "LAnkle"}')
 
