@@ -214,9 +214,11 @@ def test_a_frame_set_larger_than_the_cohort_can_label_stops_at_prepare_run(tiny_
     assert not (root / "runs" / "tiny" / "big" / "study_config.json").exists()
 
 
-def test_a_study_longer_than_a_day_on_this_cpu_stops_at_prepare_run_with_the_estimate(tiny_cohort, tmp_path):
+def test_a_study_longer_than_a_day_on_this_cpu_stops_at_prepare_run_with_the_estimate(tiny_cohort, tmp_path,
+                                                                                      monkeypatch):
     from posesweep.config import StudyConfigError
 
+    monkeypatch.setenv("POSESWEEP_GPUS", "none")  # the local backend trains on this machine's CPU
     root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
     paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600]}
     with pytest.raises(StudyConfigError) as refused:
@@ -250,6 +252,7 @@ def test_an_operator_states_how_much_faster_the_cpu_trains_and_the_estimate_foll
     root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
     paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600]}
     table = CPU_SECONDS_PER_ITERATION["tensorflow"][0][1]
+    monkeypatch.setenv("POSESWEEP_GPUS", "none")  # the local backend trains on this machine's CPU
     monkeypatch.setenv("POSESWEEP_CPU_SPEEDUP", "2")
     with pytest.raises(StudyConfigError) as refused:  # 3 x 250k x 0.377 s / 2: still more than a day
         stages.prepare_run(root, paper_scale, "twice")
@@ -264,6 +267,25 @@ def test_an_operator_states_how_much_faster_the_cpu_trains_and_the_estimate_foll
     for wrong in ("0", "-2", "fast", "inf"):
         with pytest.raises(SettingsError, match="POSESWEEP_CPU_SPEEDUP"):
             Settings.from_env({"POSESWEEP_CPU_SPEEDUP": wrong})
+
+
+def test_a_workstation_with_gpus_is_estimated_at_the_gpu_rate_and_not_refused_as_days_of_cpu(tiny_cohort, tmp_path,
+                                                                                              monkeypatch, caplog):
+    """A lab's own workstation with GPUs runs the local backend (no cluster), and its trainings run on the GPUs
+    (gpus.py gives each child one): the paper's study was refused there as "more than a day on this machine's CPU",
+    an estimate of a CPU nobody trains on."""
+    root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
+    paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600]}
+    monkeypatch.setenv("POSESWEEP_GPUS", "0,1")  # as nvidia-smi would list them; the operator's setting here
+    monkeypatch.setenv("POSESWEEP_K8S_SECONDS_PER_ITERATION", "0.1")
+    with caplog.at_level("INFO", logger="posesweep.stages"):
+        run = stages.prepare_run(root, paper_scale, "workstation")
+    assert not run.study.allow_long_cpu_run
+    assert (f"3 networks x 250,000 iterations x 0.1 s/iteration = {3 * 250_000 * 0.1 / 3600:.1f} h of training on "
+            f"the local backend's 2 GPU(s), at the expected GPU rate") in caplog.text
+    monkeypatch.setenv("POSESWEEP_GPUS", "none")  # the same machine told to train on its CPU: refused as before
+    with pytest.raises(Exception, match="more than a day on this machine's CPU"):
+        stages.prepare_run(root, paper_scale, "workstation-cpu")
 
 
 @pytest.mark.parametrize("engine", ["tensorflow", "pytorch"])

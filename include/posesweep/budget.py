@@ -1,8 +1,10 @@
 """What a study will cost before it starts: training time on the configured backend, and disk.
 
 Stated by ``prepare_run`` before anyone labels or trains. On the local backend
-(this machine's CPU) a study expected to train for more than a day stops there,
-with the estimate and the two ways out, unless ``allow_long_cpu_run`` is set.
+without a GPU (this machine's CPU) a study expected to train for more than a day stops there,
+with the estimate and the two ways out, unless ``allow_long_cpu_run`` is set. On the local
+backend of a machine with GPUs (a lab's workstation; ``gpus.machine_gpus``) the estimate is a GPU's,
+at the rate the operator expects of its GPUs (``POSESWEEP_K8S_SECONDS_PER_ITERATION``, as for pods).
 The CPU estimate is of the 2-core machine the table below was measured on; a
 deployment whose CPU trains N times as fast says so with ``POSESWEEP_CPU_SPEEDUP=N``
 (``benchmarks/cpu_training_cost.py`` measures N on the machine itself).
@@ -48,11 +50,19 @@ class Budget:
     disk_bytes: float  # the study's outputs and, while networks train, their resume points (transient)
     cpu_speedup: float = 1.0  # POSESWEEP_CPU_SPEEDUP: this machine's CPU against the table's (local backend)
     transient_disk_bytes: float = 0.0  # the part of disk_bytes only needed while networks train
+    local_gpus: int = 0  # the GPUs the local backend trains on (none: its CPU)
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.backend == "local" and not self.local_gpus
 
     def describe(self, study: StudyConfig) -> str:
+        where = (f"{self.backend} backend" if not self.local_gpus else
+                 f"local backend's {self.local_gpus} GPU(s), at the expected GPU rate (POSESWEEP_K8S_SECONDS_PER_"
+                 f"ITERATION)")
         return (f"{len(study.frame_set_sizes)} networks x {study.max_iterations:,} iterations x "
                 f"{self.seconds_per_iteration:.3g} s/iteration = {self.training_hours:.1f} h of training on the "
-                f"{self.backend} backend; about {self.disk_bytes / 1e9:.1f} GB of disk")
+                f"{where}; about {self.disk_bytes / 1e9:.1f} GB of disk")
 
 
 def cpu_seconds_per_iteration(engine: str, frame_size_px: tuple[int, int]) -> float:
@@ -66,8 +76,10 @@ def cpu_seconds_per_iteration(engine: str, frame_size_px: tuple[int, int]) -> fl
 
 
 def estimate(study: StudyConfig, frame_size_px: tuple[int, int], frames: int, backend: str,
-             gpu_seconds_per_iteration: float, cpu_speedup: float = 1.0) -> Budget:
-    if backend == "local":
+             gpu_seconds_per_iteration: float, cpu_speedup: float = 1.0, local_gpus: int = 0) -> Budget:
+    """The study's cost; ``local_gpus``: the GPUs the local backend trains on (0: its CPU, the measured table)."""
+    local_gpus = local_gpus if backend == "local" else 0
+    if backend == "local" and not local_gpus:
         per_iteration = cpu_seconds_per_iteration(study.engine, frame_size_px) * study.batch_size / cpu_speedup
     else:
         per_iteration = gpu_seconds_per_iteration * study.batch_size
@@ -78,7 +90,7 @@ def estimate(study: StudyConfig, frame_size_px: tuple[int, int], frames: int, ba
     disk = (snapshot + networks * (snapshots + TRAIN_STATE_SNAPSHOTS[study.engine]) * snapshot
             + frames * frame_size_px[0] * frame_size_px[1] * PNG_BYTES_PER_PIXEL + transient)
     return Budget(backend, per_iteration, networks * study.max_iterations * per_iteration / 3600, disk,
-                  cpu_speedup if backend == "local" else 1.0, transient)
+                  cpu_speedup if backend == "local" and not local_gpus else 1.0, transient, local_gpus)
 
 
 def written_bytes(folders: list[Path]) -> int:
@@ -107,7 +119,7 @@ def check(budget: Budget, study: StudyConfig, free_bytes: int, data_root: str, w
                                                         f"written)" if written else ""),
             allowed=f"about {budget.disk_bytes / 1e9:.1f} GB needed",
             fix="free disk under the data root, or keep fewer snapshots (raise snapshot_interval) or frame sets")
-    if budget.backend == "local" and budget.training_hours > MAX_CPU_HOURS and not study.allow_long_cpu_run:
+    if budget.on_cpu and budget.training_hours > MAX_CPU_HOURS and not study.allow_long_cpu_run:
         raise StudyConfigError(
             "training would take more than a day on this machine's CPU", found=budget.describe(study),
             allowed=f"at most {MAX_CPU_HOURS:.0f} h on the local backend",

@@ -15,7 +15,8 @@ The pod's settings are deployment settings (``settings.PodSettings``, from ``POS
     POSESWEEP_K8S_SERVICE_ACCOUNT  default "posesweep-trainer"
     POSESWEEP_K8S_EPHEMERAL_STORAGE  ephemeral-storage request and limit, default "20Gi"
     POSESWEEP_K8S_SECONDS_PER_ITERATION  expected training speed, default 0.25: the pod's deadline is twice
-                                 max_iterations x this, plus an hour
+                                 max_iterations x this, plus an hour (prepare_run's estimate for a local
+                                 backend with GPUs uses it too)
 
 The pod runs the same ``posesweep`` arguments as the local backend; the PVC is
 mounted at the same data root path the Airflow workers use.

@@ -22,6 +22,7 @@ from .budget import check as check_budget
 from .budget import estimate, written_bytes
 from .carried_labels import carry_earlier_labels, landmarks_still_to_add
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
+from .gpus import machine_gpus
 from .labels import (build_label_table, keyed_to_folder, labeled_images, read_collected_data, read_label_table,
                      to_dlc_frame, write_collected_data, write_label_table)
 from .layout import RunLayout, read_json, visible_entries, write_csv_atomic, write_json_atomic, write_text_atomic
@@ -74,7 +75,8 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
                     (f" and {len(left_out) - 5} more" if len(left_out) > 5 else ""))
     settings = Settings.from_env()
     budget = estimate(study, frame_size_px(cohort), frames_available, settings.training_backend,
-                      settings.pod.seconds_per_iteration, settings.cpu_speedup)
+                      settings.pod.seconds_per_iteration, settings.cpu_speedup,
+                      len(machine_gpus(settings.gpus)) if settings.training_backend == "local" else 0)
     check_budget(budget, study, shutil.disk_usage(layout.data_root if layout.data_root.exists() else
                                                    layout.data_root.parent).free, str(layout.data_root),
                  written_bytes([layout.run_dir, layout.frames_cache(study.frames_per_video, study.seed)]))
