@@ -218,10 +218,14 @@ def test_a_killed_pytorch_training_resumes_from_its_newest_snapshot_with_its_opt
     newest = max(int(name[len("snapshot-"):-len(".pt")]) for name in kept)
     assert newest < 100 and not (run.layout.training_dir(12) / "training.json").exists()
 
-    retry = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    # the retry is given a GPU, as the local backend or a GPU pod gives one, on this machine without any
+    retry = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "CUDA_VISIBLE_DEVICES": "0"})
     assert retry.returncode == 0, retry.stdout[-2000:] + retry.stderr[-2000:]
     assert f"resuming from snapshot {newest} ({newest // 20} of 5 snapshots complete, optimizer state restored)" \
         in retry.stdout
+    assert ("[frame set 12] this training was given GPU 0 (CUDA_VISIBLE_DEVICES) but pytorch sees no GPU: it trains "
+            "on the CPU") in retry.stdout + retry.stderr  # not silently a hundred times slower
     assert f"iteration {newest + 4}/100" in retry.stdout and "iteration 4/100" not in retry.stdout
     assert [p.name for p in train_dir.glob("train_state-*.pt")] == ["train_state-100.pt"]
     assert {p.name: p.read_bytes() for p in train_dir.glob("snapshot-*.pt") if p.name in kept} == kept

@@ -20,7 +20,7 @@ CONF = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12], "train
 
 
 @pytest.mark.slow
-def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path, caplog):
+def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path, caplog, monkeypatch):
     caplog.set_level(logging.INFO)
     run = training_ready_run(tiny_cohort, tmp_path / "data", CONF, "manual__resume")
     layout = run.layout
@@ -38,7 +38,8 @@ def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path,
     assert not (layout.training_dir(12) / "training.json").exists()
     assert not (train_dir / "snapshot-200.index").exists()
 
-    run_posesweep(run.command("train", 12))  # the task's retry
+    monkeypatch.setenv("POSESWEEP_GPUS", "0")  # the retry's child is given a GPU, on this machine without any
+    run_posesweep(run.command("train", 12), on_one_gpu="frame set 12's training")  # the task's retry
 
     record = stages.train(run, 12)
     assert record["snapshot_iterations"] == [50, 100, 150, 200]
@@ -60,6 +61,8 @@ def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path,
     lines = [r.getMessage() for r in caplog.records if r.name == "posesweep.runner"]
     assert any(line.startswith("[frame set 12] iteration 200/200 loss") for line in lines)
     assert any(line.startswith("[frame set 12] scored snapshot") for line in lines)
+    assert any("[frame set 12] this training was given GPU 0 (CUDA_VISIBLE_DEVICES) but tensorflow sees no GPU: it "
+               "trains on the CPU" in line and "tensorflow[and-cuda]" in line for line in lines)
     chatter = ("Training parameter", "Starting training", "overwritten as", "Batch Size is", "Loading ImageNet",
                "Config:", "NumExpr", "You passed a split", "Happy training", "'all_joints'")
     assert not [line for line in lines if any(word in line for word in chatter)]

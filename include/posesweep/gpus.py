@@ -140,3 +140,25 @@ def _holder(lock_dir: Path, gpu: str) -> str:
         return _lock_file(lock_dir, gpu).read_text().strip() or "another process"
     except OSError:
         return "another process"
+
+
+# why an engine may not see the GPU it was given, and what makes it see it
+UNSEEN_GPU_FIX = {
+    "tensorflow": "TensorFlow 2.15 uses a GPU only with CUDA 12.2 and cuDNN 8.9 beside it (pip install "
+                  "'tensorflow[and-cuda]==2.15.0.post1' in the environment, or train in the trainer image, "
+                  "docker/trainer), or train with engine pytorch",
+    "pytorch": "torch finds no usable GPU (torch.cuda.is_available() is False): the NVIDIA driver is older than "
+               "this torch's CUDA build needs (compare nvidia-smi's CUDA version with torch.version.cuda), or torch "
+               "is a CPU-only build; install the torch of requirements.txt on a current driver",
+}
+
+
+def gpu_given_but_unseen(engine: str, engine_sees_a_gpu: bool, env: Mapping[str, str] | None = None) -> str | None:
+    """A warning where this training was given a GPU (``CUDA_VISIBLE_DEVICES``: the local backend's assignment, or
+    a GPU pod's) but its engine sees none and would train on the CPU, a hundred times slower, without a word."""
+    env = os.environ if env is None else env
+    given = env.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    if engine_sees_a_gpu or not given or given.startswith("-"):
+        return None
+    return (f"this training was given GPU {given} (CUDA_VISIBLE_DEVICES) but {engine} sees no GPU: it trains on "
+            f"the CPU, about a hundred times slower. {UNSEEN_GPU_FIX[engine]}")

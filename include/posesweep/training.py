@@ -36,6 +36,7 @@ from .errors import TrainingDivergedError, TrainingFailedError, WeightsUnavailab
 from .images import read_rgb
 from .settings import Settings
 from .gpu_memory import GpuMemory, step_out_of_memory
+from .gpus import gpu_given_but_unseen
 from .layout import RunLayout, atomic_path, read_csv_table, read_json, write_json_atomic, write_text_atomic
 from .quiet import library_prints_silenced, logging_setup_skipped
 from .resume_points import (TensorflowResumePoints, remove_tensorflow_resume_points, resume_point_seconds,
@@ -313,6 +314,8 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
     if resume_point is not None:
         start_iteration, start_weights = resume_point
     prefix = f"[frame set {frame_set.frame_set_size}]"
+    if unseen := gpu_given_but_unseen("tensorflow", bool(tf.config.list_physical_devices("GPU"))):
+        log.warning("%s %s", prefix, unseen)
     cfg = yaml.safe_load(original_cfg.read_text())
     if start_iteration:
         # DeepLabCut's snapshot prefix is derived from the config's own path, so the resume settings must live

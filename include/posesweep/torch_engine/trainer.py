@@ -49,6 +49,7 @@ from ..layout import RunLayout, atomic_path, read_json, write_json_atomic
 from ..splits import FrameSet
 from . import augment
 from ..gpu_memory import GpuMemory, step_out_of_memory
+from ..gpus import gpu_given_but_unseen
 from .frame_cache import FrameCache, load_frame_cache
 from .graphed_step import GraphedStep, graph_safe_loss, make_capturable, portable_optimizer_state
 from .project import build_model, model_config_path, read_model_config
@@ -324,6 +325,8 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
     train_dir = config_path.parent
     weights = read_json(layout.run_dir / "weights" / "initial_weights.json")
     prefix = f"[frame set {size}]"
+    if device is None and (unseen := gpu_given_but_unseen("pytorch", torch.cuda.is_available())):
+        log.warning("%s %s", prefix, unseen)
 
     done = [it for it in snapshot_iterations_in(train_dir) if it in expected]
     start = max(done, default=0)
