@@ -1,5 +1,7 @@
 import json
 import logging
+import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -523,6 +525,18 @@ def test_human_labels_are_awaited_per_video_and_taken_from_the_project(tiny_coho
     with pytest.raises(CohortError, match="P003"):
         stages.label_frames(run)
     label("P002", 6)
+    # P003's file caught half-written (the GUI rewrites the .h5 in place; a copy onto a share arrives bit by bit):
+    # the run looks again later, saying why, instead of failing while the lab saves
+    p003 = layout.project_dir / "labeled-data" / "P003" / "CollectedData_labeler.h5"
+    p003.parent.mkdir(parents=True, exist_ok=True)
+    p003.write_bytes((layout.project_dir / "labeled-data" / "P002" / "CollectedData_labeler.h5").read_bytes()[:3000])
+    assert stages.unlabeled_frames(run) == {"P003": 6}
+    status = "\n".join(stages.labeling_status(run, {"P003": 6}))
+    assert f"{p003} cannot be read yet: it changed" in status and "read again at the next look" in status
+    an_hour_ago = time.time() - 3600  # unreadable and left so: damaged, and the lab is told
+    os.utime(p003, (an_hour_ago, an_hour_ago))
+    with pytest.raises(LabelFileError, match="P003"):
+        stages.unlabeled_frames(run)
     label("P003", 6)
     assert stages.unlabeled_frames(run) == {}
     assert stages.label_frames(run) == {"labeled_frames": 18, "videos": 3}

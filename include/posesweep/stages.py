@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,8 +24,8 @@ from .budget import estimate, written_bytes
 from .carried_labels import carry_earlier_labels, landmarks_still_to_add
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
 from .gpus import machine_gpus
-from .labels import (build_label_table, keyed_to_folder, labeled_images, read_collected_data, read_label_table,
-                     to_dlc_frame, write_collected_data, write_label_table)
+from .labels import (LabelFileError, build_label_table, keyed_to_folder, labeled_images, read_collected_data,
+                     read_label_table, to_dlc_frame, write_collected_data, write_label_table)
 from .layout import RunLayout, read_json, visible_entries, write_csv_atomic, write_json_atomic, write_text_atomic
 from .locks import exclusive_writer
 from .resume_points import STOP_GRACE_SECONDS, told_of_output_after_task
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# a label file that cannot be read and changed less than this long ago is being saved (DeepLabCut's GUI rewrites
+# the .h5 in place; a copy onto a share arrives bit by bit): the run waiting for labels looks again later
+LABELS_BEING_SAVED_S = 600
 
 
 def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
@@ -235,12 +239,32 @@ def unlabeled_frames(run: Run) -> dict[str, int]:
     for video in _usable_videos(layout, cohort):
         images = set(read_json(layout.frame_record(video_stem(video)))["image_names"])
         source = _human_labels(layout, cohort, video_stem(video))
-        labeled = set(labeled_images(read_collected_data(source))) if source else set()
+        frame = _labels_unless_being_saved(source) if source else None
+        labeled = set(labeled_images(frame)) if frame is not None else set()
         if landmarks_still_to_add(layout, video_stem(video), source):  # carried without a landmark new since
             labeled = set()
         if images - labeled:
             missing[video_stem(video)] = len(images - labeled)
     return missing
+
+
+def _seconds_since_changed(label_file: Path) -> float:
+    """Since the newest change to a CollectedData file or DeepLabCut's .csv copy beside it."""
+    copies = [path.stat().st_mtime for path in (label_file.with_suffix(".h5"), label_file.with_suffix(".csv"))
+              if path.exists()]
+    return time.time() - max(copies, default=0.0)
+
+
+def _labels_unless_being_saved(label_file: Path):
+    """A lab's CollectedData file while a run waits for labels; None where it cannot be read but changed within
+    ``LABELS_BEING_SAVED_S`` (being saved or copied: the next look reads it). One that stays unreadable is damaged,
+    and its error says so."""
+    try:
+        return read_collected_data(label_file)
+    except LabelFileError:
+        if _seconds_since_changed(label_file) < LABELS_BEING_SAVED_S:
+            return None
+        raise
 
 
 def labeling_status(run: Run, missing: dict[str, int]) -> list[str]:
@@ -265,8 +289,11 @@ def labeling_status(run: Run, missing: dict[str, int]) -> list[str]:
                     lines.append(f"  found {path}: posesweep reads CollectedData_{cohort.scorer}; to use "
                                  f"{scorer}'s labels, set \"scorer\": \"{scorer}\" in {cohort.root / COHORT_FILE}")
             mine = files.get(cohort.scorer)
-            if mine is not None:
-                others = sorted(set(read_collected_data(mine).index.get_level_values(-1)) - set(images))
+            if mine is not None and (frame := _labels_unless_being_saved(mine)) is None:
+                lines.append(f"  {mine} cannot be read yet: it changed {_seconds_since_changed(mine):.0f} s ago "
+                             f"and is being saved or copied; it is read again at the next look")
+            elif mine is not None:
+                others = sorted(set(frame.index.get_level_values(-1)) - set(images))
                 if others:
                     lines.append(f"  {mine} labels {len(others)} frames k-means did not pick ({', '.join(others[:3])}"
                                  f"{', ...' if len(others) > 3 else ''}): picked with other frames_per_video or seed, "
