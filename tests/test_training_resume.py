@@ -87,6 +87,43 @@ def test_prepare_training_killed_between_deeplabcuts_write_and_its_own_edits_red
 
 
 @pytest.mark.slow
+def test_frames_larger_than_deeplabcuts_max_input_size_are_trained_on_not_refused(tmp_path):
+    """DeepLabCut's TensorFlow loader refuses a batch whose scaled frame has more than max_input_size squared
+    pixels (1500: 2.25 megapixels) and stops training after ten refusals in a row, telling the lab to edit a
+    pose_cfg.yaml posesweep writes. A 2560x1440 camera's frames at the largest training scale (0.8 x 1.25) have
+    3.7: the lab's training stopped at once, or hours in. prepare-training now sets it to what the frames need."""
+    import numpy as np
+    from deeplabcut.pose_estimation_tensorflow.config import load_config
+    from deeplabcut.pose_estimation_tensorflow.datasets import PoseDatasetFactory
+
+    from posesweep.synthetic import SynthOptions, generate_cohort
+
+    cohort = tmp_path / "cohort"
+    generate_cohort(cohort / "cohorts" / "tiny", SynthOptions(participants=2, duration_s=1.0, width_px=2560,
+                                                              height_px=1440, seed=3))
+    run = training_ready_run(cohort, tmp_path / "data", {**CONF, "frames_per_video": 6, "frame_set_sizes": [12]},
+                             "manual__qhd")
+    [train_cfg] = (run.layout.project_dir / "dlc-models").rglob("train/pose_cfg.yaml")
+    assert yaml.safe_load(train_cfg.read_text())["max_input_size"] == 1920  # 1920 x 1920 = 2560 x 1440 pixels
+
+    def batches_drawn(max_input_size: int) -> int:
+        cfg = load_config(str(train_cfg))
+        cfg["max_input_size"] = max_input_size
+        dataset, drawn = PoseDatasetFactory.create(cfg), 0
+        np.random.seed(0)  # the scale of each batch is drawn with numpy's global generator
+        try:
+            for _ in range(12):
+                dataset.next_batch()
+                drawn += 1
+        except ValueError as refused:
+            assert "may be too large" in str(refused)
+        return drawn
+
+    assert batches_drawn(1920) == 12
+    assert batches_drawn(1500) < 12  # DeepLabCut's default: the training would have stopped here
+
+
+@pytest.mark.slow
 def test_a_real_training_that_diverges_fails_without_retry_and_says_what_to_do(tiny_cohort, tmp_path):
     """DeepLabCut trained with an absurd learning rate: the loss turns NaN, the child stops at once and the task's
     error is an input error (no retry) with the iteration and what to change."""

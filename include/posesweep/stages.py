@@ -457,14 +457,15 @@ def prepare_training(run: Run) -> dict:
             layout.run_dir / "weights" / f"initial_{study.network}.pt")
         write_json_atomic(record, weights)
         return weights
-    from .training import create_training_datasets, resolve_initial_weights
+    from .training import create_training_datasets, largest_frame, resolve_initial_weights
 
     largest = frame_sets[-1]
     calibration = [layout.project_dir / "labeled-data" / stem / image for stem, image in largest.train[:16]]
     weights = resolve_initial_weights(study.network, study.allow_random_init, layout.run_dir / "weights",
                                       calibration, study.seed)
     write_json_atomic(record, weights.to_json_dict())
-    create_training_datasets(layout.project_dir / "config.yaml", frame_sets, weights, study)
+    create_training_datasets(layout.project_dir / "config.yaml", frame_sets, weights, study,
+                             {fs.frame_set_size: largest_frame(layout, fs) for fs in frame_sets})
     return weights.to_json_dict()
 
 

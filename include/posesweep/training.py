@@ -175,8 +175,9 @@ def _tf_engine():
 
 
 def create_training_datasets(project_config: Path, frame_sets: list[FrameSet], weights: InitialWeights,
-                             study: StudyConfig) -> None:
-    """One DeepLabCut shuffle per frame set, with exactly our train/test frames."""
+                             study: StudyConfig, largest_frame_px: dict[int, tuple[int, int]] | None = None) -> None:
+    """One DeepLabCut shuffle per frame set, with exactly our train/test frames; ``largest_frame_px``: each frame
+    set's largest training frame (width, height), which DeepLabCut's loader must accept (``max_input_size``)."""
     import deeplabcut
 
     position = frame_positions(project_config, frame_sets)
@@ -193,12 +194,33 @@ def create_training_datasets(project_config: Path, frame_sets: list[FrameSet], w
                 trainIndices=[[position[f] for f in fs.train]], testIndices=[[position[f] for f in fs.test]],
                 net_type=study.network, augmenter_type="imgaug", engine=_tf_engine(), userfeedback=False)
         pose_cfg = yaml.safe_load(train_cfg_path.read_text())
-        _edit_yaml(train_cfg_path, {"init_weights": weights.path, "min_input_size": MIN_INPUT_SIZE_PX,
-                                    "batch_size": study.batch_size,
-                                    "multi_step": schedule_reaching(pose_cfg["multi_step"], study.max_iterations)})
+        edits = {"init_weights": weights.path, "min_input_size": MIN_INPUT_SIZE_PX, "batch_size": study.batch_size,
+                 "multi_step": schedule_reaching(pose_cfg["multi_step"], study.max_iterations)}
+        width, height = (largest_frame_px or {}).get(fs.frame_set_size, (0, 0))
+        if (raised := max_input_size_for(width, height, pose_cfg)) is not None:
+            edits["max_input_size"] = raised
+            log.info("frame set %d: DeepLabCut's max_input_size raised from %d to %d px for the %dx%d px frames "
+                     "(its loader stops training with 'Image size may be too large' on a frame over max_input_size "
+                     "squared pixels after scaling)", fs.frame_set_size, pose_cfg.get("max_input_size", 1500),
+                     raised, width, height)
+        _edit_yaml(train_cfg_path, edits)
         write_text_atomic(done, "DeepLabCut's training dataset and posesweep's edits of pose_cfg.yaml are complete\n")
         log.info("frame set %d: shuffle %d with %d train / %d test frames", fs.frame_set_size, fs.shuffle,
                  len(fs.train), len(fs.test))
+
+
+def max_input_size_for(width_px: int, height_px: int, pose_cfg: dict) -> int | None:
+    """The ``max_input_size`` DeepLabCut's TensorFlow loader needs to accept a ``width_px`` x ``height_px`` frame at
+    its largest training scale (``global_scale`` x ``scale_jitter_up``), where its own (1500 by default) is too
+    small: it refuses a batch whose ceil-scaled frame has more than ``max_input_size`` squared pixels, and after
+    ten refusals in a row stops training. None where the default already fits (every frame up to about 1080p)."""
+    scale = float(pose_cfg.get("global_scale", 1.0))
+    if "scale_jitter_lo" in pose_cfg and "scale_jitter_up" in pose_cfg:
+        scale *= float(pose_cfg["scale_jitter_up"])
+    pixels = math.ceil(width_px * scale) * math.ceil(height_px * scale)
+    needed = math.isqrt(pixels - 1) + 1 if pixels else 0  # the least n with n * n >= pixels
+    current = int(pose_cfg.get("max_input_size", 1500))
+    return needed if needed > current else None
 
 
 def schedule_reaching(multi_step: list[list[float]], max_iterations: int) -> list[list[float]]:
