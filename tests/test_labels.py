@@ -377,10 +377,12 @@ def test_a_project_folder_renamed_after_labeling_and_named_with_a_dot_is_read_wh
     assert stages.validate_label_table(run)["success"]
 
 
+@pytest.mark.parametrize("coords", [("x", "y"), ("x", "y", "visibility")])
 def test_frames_saved_without_any_label_are_left_out_of_an_imported_project_and_named(reaching_project, tmp_path,
-                                                                                        caplog):
+                                                                                        caplog, coords):
     """DeepLabCut's older labeling GUI saved a row of NaN for every frame of a folder, labeled or not: such a frame
-    is not a labeled frame (it would count towards a frame set and teach nothing)."""
+    is not a labeled frame (it would count towards a frame set and teach nothing). Newer napari-deeplabcut saves a
+    visibility beside x and y (0 where nothing is labelled): a number, but not a label."""
     import shutil
 
     root = tmp_path / "data"
@@ -390,6 +392,12 @@ def test_frames_saved_without_any_label_are_left_out_of_an_imported_project_and_
     frame = read_collected_data(h5)
     blank = sorted(frame.index.get_level_values(-1))[:3]
     frame.loc[frame.index.get_level_values(-1).isin(blank)] = np.nan
+    if "visibility" in coords:
+        scorer, bodyparts = frame.columns.get_level_values(0)[0], frame.columns.get_level_values(1).unique()
+        for bodypart in bodyparts:
+            frame[(scorer, bodypart, "visibility")] = np.where(frame[(scorer, bodypart, "x")].notna(), 2, 0)
+        frame = frame[pd.MultiIndex.from_tuples([(scorer, b, c) for b in bodyparts for c in coords],
+                                                names=frame.columns.names)]
     frame.to_hdf(h5, key="df_with_missing", mode="w")
     frame.to_csv(h5.with_suffix(".csv"))
     conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
@@ -400,6 +408,8 @@ def test_frames_saved_without_any_label_are_left_out_of_an_imported_project_and_
     assert f"3 of 55 frames have no label at all and are left out ({', '.join(blank)})" in caplog.text
     table = pd.read_csv(run.layout.labels_file)
     assert not set(blank) & set(table["image"]) and table["image"].nunique() == 52
+    copied = read_collected_data(run.layout.project_dir / "labeled-data" / "reachingvideo1" / h5.name)
+    assert set(copied.columns.get_level_values(-1)) == {"x", "y"}  # what DeepLabCut's training dataset reads
 
 
 def test_a_video_named_with_digits_only_keeps_its_name_through_labels_validation_and_frame_sets(reaching_project,

@@ -108,6 +108,13 @@ def _with_three_level_index(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def positions_only(frame: pd.DataFrame) -> pd.DataFrame:
+    """A CollectedData table's x and y columns: DeepLabCut's ``create_training_dataset`` reads each frame's row as
+    x, y pairs and drops only a stray likelihood, so a visibility (newer napari-deeplabcut) would be read as a
+    position."""
+    return frame.loc[:, frame.columns.get_level_values(-1).isin(["x", "y"])]
+
+
 def keyed_to_folder(frame: pd.DataFrame, folder: str, source: Path) -> pd.DataFrame:
     """Labels keyed to the labeled-data folder their file sits in, beside its images: the file of a renamed
     folder still names the old one, and DeepLabCut would look for the images there."""
@@ -156,9 +163,11 @@ def tidy_from_collected(frame: pd.DataFrame, images_root: Path) -> pd.DataFrame:
 
 
 def labeled_images(frame: pd.DataFrame) -> list[str]:
-    """Images of a CollectedData table with at least one label (DeepLabCut's older labeling GUI saved a row of
-    NaN for every frame of the folder, labeled or not)."""
-    return [image for (_, _, image), row in frame.iterrows() if row.notna().any()]
+    """Images of a CollectedData table with at least one label, an x or a y (DeepLabCut's older labeling GUI saved
+    a row of NaN for every frame of the folder, labeled or not; newer napari-deeplabcut saves a visibility beside
+    them, 0 where nothing is labelled)."""
+    positions = frame.loc[:, frame.columns.get_level_values(-1).isin(["x", "y"])]
+    return [image for (_, _, image), labeled in zip(frame.index, positions.notna().any(axis=1)) if labeled]
 
 
 def build_label_table(labeled_data_dir: Path, video_stems: list[str], scorer: str) -> pd.DataFrame:

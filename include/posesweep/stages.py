@@ -24,8 +24,8 @@ from .budget import estimate, written_bytes
 from .carried_labels import carry_earlier_labels, landmarks_still_to_add
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
 from .gpus import machine_gpus
-from .labels import (LabelFileError, build_label_table, keyed_to_folder, labeled_images, read_collected_data,
-                     read_label_table, to_dlc_frame, write_collected_data, write_label_table)
+from .labels import (LabelFileError, build_label_table, keyed_to_folder, labeled_images, positions_only,
+                     read_collected_data, read_label_table, to_dlc_frame, write_collected_data, write_label_table)
 from .layout import RunLayout, read_json, visible_entries, write_csv_atomic, write_json_atomic, write_text_atomic
 from .locks import exclusive_writer
 from .resume_points import STOP_GRACE_SECONDS, told_of_output_after_task
@@ -327,8 +327,8 @@ def label_frames(run: Run) -> dict:
                                   f"{cohort.scorer}) and save them")
         sources[stem] = str(source)
         if source.parent != labeled_data / stem:  # labels kept with the cohort: copy into the project
-            write_collected_data(keyed_to_folder(read_collected_data(source), stem, source), labeled_data, stem,
-                                 cohort.scorer)
+            write_collected_data(keyed_to_folder(positions_only(read_collected_data(source)), stem, source),
+                                 labeled_data, stem, cohort.scorer)
     write_json_atomic(layout.label_sources_file, sources)
     table = build_label_table(labeled_data, [video_stem(v) for v in videos], cohort.scorer)
     table = without_landmarks_left_out_of_the_bodyparts(table, cohort, sources)
