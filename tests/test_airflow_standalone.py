@@ -22,8 +22,13 @@ def airflow(tiny_cohort, tmp_path_factory):
     shutil.copytree(tiny_cohort, data_root, dirs_exist_ok=True)
     from posesweep.intake import register_next_cohort
 
-    # a cohort of the lab's own videos, not yet labelled: its study waits for labels
-    waiting = shutil.copytree(data_root / "cohorts" / "tiny", data_root / "cohorts" / "awaiting-labels")
+    # a cohort of the lab's own videos, not yet labelled: its study waits for labels. Other footage than tiny's:
+    # a copy of tiny's videos would rightly be served the labels tiny's run makes meanwhile (labels carried from
+    # other cohorts' runs), and whether the wait ended depended on which run got there first
+    from posesweep.synthetic import SynthOptions, generate_cohort
+
+    waiting = data_root / "cohorts" / "awaiting-labels"
+    generate_cohort(waiting, SynthOptions(participants=3, duration_s=2.0, seed=8))
     manifest = json.loads((waiting / "cohort.json").read_text())
     manifest.pop("kind")
     (waiting / "cohort.json").write_text(json.dumps(manifest))
