@@ -166,8 +166,8 @@ def labeled_images(frame: pd.DataFrame) -> list[str]:
     """Images of a CollectedData table with at least one label, an x or a y (DeepLabCut's older labeling GUI saved
     a row of NaN for every frame of the folder, labeled or not; newer napari-deeplabcut saves a visibility beside
     them, 0 where nothing is labelled)."""
-    positions = frame.loc[:, frame.columns.get_level_values(-1).isin(["x", "y"])]
-    return [image for (_, _, image), labeled in zip(frame.index, positions.notna().any(axis=1)) if labeled]
+    return [image for (_, _, image), labeled in zip(frame.index, positions_only(frame).notna().any(axis=1))
+            if labeled]
 
 
 def build_label_table(labeled_data_dir: Path, video_stems: list[str], scorer: str) -> pd.DataFrame:
