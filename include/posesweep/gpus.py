@@ -153,11 +153,10 @@ UNSEEN_GPU_FIX = {
 }
 
 
-def gpu_given_but_unseen(engine: str, engine_sees_a_gpu: bool, env: Mapping[str, str] | None = None) -> str | None:
+def gpu_given_but_unseen(engine: str, engine_sees_a_gpu: bool) -> str | None:
     """A warning where this training was given a GPU (``CUDA_VISIBLE_DEVICES``: the local backend's assignment, or
     a GPU pod's) but its engine sees none and would train on the CPU, a hundred times slower, without a word."""
-    env = os.environ if env is None else env
-    given = env.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    given = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
     if engine_sees_a_gpu or not given or given.startswith("-"):
         return None
     return (f"this training was given GPU {given} (CUDA_VISIBLE_DEVICES) but {engine} sees no GPU: it trains on "

@@ -175,7 +175,7 @@ def _tf_engine():
 
 
 def create_training_datasets(project_config: Path, frame_sets: list[FrameSet], weights: InitialWeights,
-                             study: StudyConfig, largest_frame_px: dict[int, tuple[int, int]] | None = None) -> None:
+                             study: StudyConfig, largest_frame_px: dict[int, tuple[int, int]]) -> None:
     """One DeepLabCut shuffle per frame set, with exactly our train/test frames; ``largest_frame_px``: each frame
     set's largest training frame (width, height), which DeepLabCut's loader must accept (``max_input_size``)."""
     import deeplabcut
@@ -196,7 +196,7 @@ def create_training_datasets(project_config: Path, frame_sets: list[FrameSet], w
         pose_cfg = yaml.safe_load(train_cfg_path.read_text())
         edits = {"init_weights": weights.path, "min_input_size": MIN_INPUT_SIZE_PX, "batch_size": study.batch_size,
                  "multi_step": schedule_reaching(pose_cfg["multi_step"], study.max_iterations)}
-        width, height = (largest_frame_px or {}).get(fs.frame_set_size, (0, 0))
+        width, height = largest_frame_px[fs.frame_set_size]
         if (raised := max_input_size_for(width, height, pose_cfg)) is not None:
             edits["max_input_size"] = raised
             log.info("frame set %d: DeepLabCut's max_input_size raised from %d to %d px for the %dx%d px frames "
@@ -218,7 +218,7 @@ def max_input_size_for(width_px: int, height_px: int, pose_cfg: dict) -> int | N
     if "scale_jitter_lo" in pose_cfg and "scale_jitter_up" in pose_cfg:
         scale *= float(pose_cfg["scale_jitter_up"])
     pixels = math.ceil(width_px * scale) * math.ceil(height_px * scale)
-    needed = math.isqrt(pixels - 1) + 1 if pixels else 0  # the least n with n * n >= pixels
+    needed = math.isqrt(pixels - 1) + 1  # the least n with n * n >= pixels
     current = int(pose_cfg.get("max_input_size", 1500))
     return needed if needed > current else None
 
