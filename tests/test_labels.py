@@ -819,6 +819,54 @@ def test_a_corrupt_h5_is_read_from_the_csv_deeplabcut_writes_beside_it(labeled_r
     assert f"File: {h5} and {h5.with_suffix('.csv')}" in str(failure.value) and not failure.value.retryable
 
 
+def test_labels_corrected_in_the_csv_after_the_h5_are_refused_until_converted_as_deeplabcut_converts_them(
+        labeled_run):
+    """A lab corrects a label in DeepLabCut's .csv copy with a spreadsheet and forgets ``convertcsv2h5``: DeepLabCut
+    (and posesweep) train from the .h5, so the correction would be left out without a word. Refused, naming the
+    frame and both values; after DeepLabCut's own conversion (which writes the .csv again after the .h5) it reads.
+    A .csv saved with semicolons by a spreadsheet in a decimal-comma language is named as that."""
+    import os
+
+    from deeplabcut.utils.conversioncode import convertcsv2h5
+
+    layout = labeled_run.layout
+    h5 = layout.project_dir / "labeled-data" / "P001" / "CollectedData_simulated.h5"
+    csv = h5.with_suffix(".csv")
+    before = read_collected_data(h5)
+    convertcsv2h5(str(layout.project_dir / "config.yaml"), userfeedback=False)  # .h5, then the .csv again
+    assert csv.stat().st_mtime >= h5.stat().st_mtime
+    pd.testing.assert_frame_equal(read_collected_data(h5), before, check_names=False)
+
+    lines = csv.read_text().splitlines()
+    header, first_row = lines[:3], lines[3].split(",")
+    image, landmark = first_row[2], header[1].split(",")[3]
+    corrected = float(first_row[3]) + 4.5
+    first_row[3] = f"{corrected:.4f}"
+    csv.write_text("\n".join(header + [",".join(first_row)] + lines[4:]) + "\n")
+    os.utime(csv, (h5.stat().st_mtime + 60, h5.stat().st_mtime + 60))  # saved a minute after the .h5
+    with pytest.raises(LabelFileError) as failure:
+        read_collected_data(h5)
+    message = str(failure.value)
+    assert f"File: {csv}" in message and not failure.value.retryable
+    assert f"1 label value(s) differ; the first: {image}, {landmark} x: {corrected:.2f} in the .csv" in message
+    assert f"convertcsv2h5('{layout.project_dir / 'config.yaml'}'" in message
+
+    convertcsv2h5(str(layout.project_dir / "config.yaml"), userfeedback=False)
+    after = read_collected_data(h5)
+    assert after.loc[after.index[0]].xs("x", level="coords").iloc[0] == pytest.approx(corrected)
+
+    semicolons = csv.read_text().replace(",", ";")
+    csv.write_text(semicolons)
+    os.utime(csv, (h5.stat().st_mtime + 60, h5.stat().st_mtime + 60))
+    with pytest.raises(LabelFileError) as failure:
+        read_collected_data(h5)
+    assert "separated by ';'" in str(failure.value) and f"File: {csv}" in str(failure.value)
+    h5.unlink()  # the spreadsheet's file the only copy
+    with pytest.raises(LabelFileError) as failure:
+        read_collected_data(h5)
+    assert "separated by ';'" in str(failure.value) and f"File: {csv}\n" in str(failure.value)
+
+
 class _CreatesAFile:
     """What an attacker would plant: unpickling it calls ``open(path, "w")``."""
 

@@ -71,20 +71,93 @@ def read_collected_data(path: Path) -> pd.DataFrame:
             continue
         if problems:
             log.warning("%s cannot be read (%s); using DeepLabCut's copy %s instead", h5, problems[0], source)
-        return _with_three_level_index(frame)
+        frame = _with_three_level_index(frame)
+        if source == h5:
+            _refuse_a_csv_edited_since(h5, csv, frame)
+        return frame
     if not problems:
         raise LabelFileError(f"no labels for {h5.parent.name}", file=h5, found="neither the .h5 nor the .csv exists",
                              allowed=f"{h5.name} or {csv.name} (DeepLabCut writes both)",
                              fix="label the frames in DeepLabCut and save, or copy the lab's label files there")
+    if len(problems) == 1:  # the one copy there is
+        raise LabelFileError(f"the labels of {h5.parent.name} cannot be read", file=csv if csv.exists() else h5,
+                             found=problems[0].split(": ", 1)[1], allowed="a CollectedData file as DeepLabCut "
+                             "writes it", fix="save the labels again from DeepLabCut's labeling GUI (it writes "
+                             "both files), or restore them from a backup")
     raise LabelFileError(f"neither copy of the labels of {h5.parent.name} can be read", file=f"{h5} and {csv}",
                          details=problems, allowed="a CollectedData file as DeepLabCut writes it",
                          fix="save the labels again from DeepLabCut's labeling GUI (it writes both files), or "
                              "restore them from a backup")
 
 
+# a spreadsheet set to a language with decimal commas saves "scorer;Ann;Ann" and 512,3 for 512.3
+SEMICOLON_CSV_FIX = ("open it in the spreadsheet with '.' as its decimal separator (Excel: File > Options > "
+                     "Advanced, untick 'Use system separators') and save it as 'CSV (Comma delimited)', or label in "
+                     "DeepLabCut's GUI, which writes both files")
+LABEL_VALUE_TOLERANCE_PX = 1e-3  # a spreadsheet rounds a number it saves to ~10 digits; a correction moves pixels
+
+
+def _refuse_a_csv_edited_since(h5: Path, csv: Path, from_h5: pd.DataFrame) -> None:
+    """DeepLabCut trains from the .h5, and so does posesweep. A .csv beside it saved later with other labels (the
+    lab corrected them in a spreadsheet and did not convert) would leave the corrections out without a word: refuse,
+    naming the first difference. The .csv that DeepLabCut writes a moment after the .h5 holds the same labels."""
+    if not csv.exists() or csv.stat().st_mtime <= h5.stat().st_mtime:
+        return
+    try:
+        from_csv = _with_three_level_index(_read_csv(csv))
+    except Exception as error:  # noqa: BLE001 - a lab's file: whatever stops the reading is what it must hear
+        found = f"it cannot be read: {str(error).strip().splitlines()[0][:300]}"
+    else:
+        found = _label_differences(from_h5, from_csv)
+        if found is None:
+            return
+    config = h5.parents[2] / "config.yaml"  # <project>/labeled-data/<video>/CollectedData_<scorer>.h5
+    raise LabelFileError(f"the labels of {h5.parent.name} were changed in {csv.name} after {h5.name} was saved",
+                         file=csv, found=found,
+                         allowed=f"the same labels in both copies: DeepLabCut trains from {h5.name}, so the "
+                                 f"changes in {csv.name} would be left out",
+                         fix=f"if {csv.name} holds corrections: deeplabcut.convertcsv2h5('{config}', "
+                             f"userfeedback=False) writes them into {h5.name}; if not: restore {csv.name} from a "
+                             "backup, or save the labels again in DeepLabCut's GUI")
+
+
+def _label_differences(from_h5: pd.DataFrame, from_csv: pd.DataFrame) -> str | None:
+    """How two copies of one video's labels differ, by image, landmark and x/y (the scorer's name aside); None
+    where they agree to ``LABEL_VALUE_TOLERANCE_PX``."""
+    def by_image(frame: pd.DataFrame) -> pd.DataFrame:
+        positions = positions_only(frame).astype(float)
+        positions.index = [str(image) for image in frame.index.get_level_values(-1)]
+        positions.columns = pd.MultiIndex.from_arrays([positions.columns.get_level_values(-2).astype(str),
+                                                       positions.columns.get_level_values(-1).astype(str)])
+        return positions
+
+    h5_values, csv_values = by_image(from_h5), by_image(from_csv)
+    images = h5_values.index.union(csv_values.index)
+    columns = h5_values.columns.union(csv_values.columns)
+    h5_values, csv_values = h5_values.reindex(index=images, columns=columns), csv_values.reindex(index=images,
+                                                                                                  columns=columns)
+    same = (h5_values - csv_values).abs().le(LABEL_VALUE_TOLERANCE_PX) | (h5_values.isna() & csv_values.isna())
+    differing = [(image, column) for image, row in (~same).iterrows() for column, differs in row.items() if differs]
+    if not differing:
+        return None
+    image, (landmark, coord) = differing[0]
+
+    def shown(value: float) -> str:
+        return "no label" if np.isnan(value) else f"{value:.2f}"
+
+    return (f"{len(differing)} label value(s) differ; the first: {image}, {landmark} {coord}: "
+            f"{shown(csv_values.at[image, (landmark, coord)])} in the .csv, "
+            f"{shown(h5_values.at[image, (landmark, coord)])} in the .h5")
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     """DeepLabCut's CSV copy: one row index column ("labeled-data/<video>/<image>") or three (2.2+), read as text
     (a folder named 0012 is not the number 12), then three header rows over the numbers."""
+    with open(path, encoding="utf-8", errors="replace") as text:
+        first_line = text.readline()
+    if first_line.count(";") > first_line.count(","):
+        raise ValueError(f"its values are separated by ';', not ',' (saved by a spreadsheet set to a language "
+                         f"with decimal commas; DeepLabCut reads only commas): {SEMICOLON_CSV_FIX}")
     raw = pd.read_csv(path, header=[0, 1, 2], dtype=str)
     coords = [column[2] for column in raw.columns]
     first_label = next((i for i, coord in enumerate(coords) if coord in ("x", "y", "likelihood")), None)
