@@ -102,7 +102,8 @@ def network_stage(task_id: str, command: str, doc: str):
                     self.image = SETTINGS.pod.image_for(study.engine)
                 except SettingsError as error:  # the deployment must change: no retry helps
                     raise AirflowFailException(str(error)) from None
-                self.active_deadline_seconds = deadline_s(command, study.max_iterations, SETTINGS.pod)
+                self.active_deadline_seconds = deadline_s(command, study.max_iterations, study.batch_size,
+                                                        SETTINGS.pod)
                 return super().execute(context)
 
             def cleanup(self, pod, remote_pod, *args, **kwargs):

@@ -25,7 +25,7 @@ def pod_env(monkeypatch):
     monkeypatch.setenv("POSESWEEP_K8S_GPUS", "1")
 
 
-def _pod_dict(arguments, max_iterations=250_000, engine="tensorflow"):
+def _pod_dict(arguments, max_iterations=250_000, engine="tensorflow", batch_size=1):
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import ApiClient
 
@@ -33,7 +33,8 @@ def _pod_dict(arguments, max_iterations=250_000, engine="tensorflow"):
     kwargs = {**pod_operator_kwargs(settings.pod, "/data", settings.stall_timeout_s),
               "image": settings.pod.image_for(engine)}  # what the DAG's FrameSetPod sets from the run's engine
     operator = KubernetesPodOperator(task_id="train_network", name="posesweep-train-network", arguments=arguments,
-                                     active_deadline_seconds=deadline_s(arguments[0], max_iterations, settings.pod),
+                                     active_deadline_seconds=deadline_s(arguments[0], max_iterations, batch_size,
+                                                                              settings.pod),
                                      **kwargs)
     pod = operator.build_pod_request_obj(dry_run=True)
     return ApiClient().sanitize_for_serialization(pod)
@@ -83,6 +84,15 @@ def test_pods_are_bounded_and_follow_the_restricted_security_profile(pod_env, mo
     # twice the expected 250k x 0.2 s, plus an hour: a hung trainer releases the GPU
     assert pod["spec"]["activeDeadlineSeconds"] == 2 * 50_000 + 3600
     assert _pod_dict(stage_args("evaluate", RUN, 400))["spec"]["activeDeadlineSeconds"] == 3600
+    # a batch-8 study: each iteration 8 images, as prepare_run's estimate states it; its pods are not stopped
+    # before twice the time that estimate gives one network
+    from posesweep.budget import estimate
+    from posesweep.config import StudyConfig
+
+    study = StudyConfig.from_mapping({"cohort": "c", "batch_size": 8, "frame_set_sizes": [200]})
+    hours = estimate(study, (1920, 1080), 200, "kubernetes", 0.2).training_hours
+    batch_8 = _pod_dict(stage_args("train", RUN, 200), max_iterations=study.max_iterations, batch_size=8)
+    assert batch_8["spec"]["activeDeadlineSeconds"] == 2 * 8 * 50_000 + 3600 >= 2 * hours * 3600
     context = pod["spec"]["securityContext"]
     assert context["runAsNonRoot"] is True and context["runAsUser"] == 50000
     assert context["seccompProfile"] == {"type": "RuntimeDefault"}

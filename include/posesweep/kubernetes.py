@@ -14,9 +14,10 @@ The pod's settings are deployment settings (``settings.PodSettings``, from ``POS
     POSESWEEP_K8S_TOLERATIONS    JSON list of tolerations, default: tolerate nvidia.com/gpu taints
     POSESWEEP_K8S_SERVICE_ACCOUNT  default "posesweep-trainer"
     POSESWEEP_K8S_EPHEMERAL_STORAGE  ephemeral-storage request and limit, default "20Gi"
-    POSESWEEP_K8S_SECONDS_PER_ITERATION  expected training speed, default 0.25: the pod's deadline is twice
-                                 max_iterations x this, plus an hour (prepare_run's estimate for a local
-                                 backend with GPUs uses it too)
+    POSESWEEP_K8S_SECONDS_PER_ITERATION  expected training speed, seconds per iteration at batch 1, default
+                                 0.25 (batch b: b times as long): the pod's deadline is twice max_iterations x
+                                 batch_size x this, plus an hour (prepare_run's estimate, for pods and for a
+                                 local backend with GPUs, uses the same)
 
 The pod runs the same ``posesweep`` arguments as the local backend; the PVC is
 mounted at the same data root path the Airflow workers use.
@@ -36,10 +37,12 @@ TRAINER_UID = 50000  # the posesweep user of docker/trainer/Dockerfile
 STARTUP_MARGIN_S = 3600  # image pull, imports, dataset decode and the last snapshot's scoring
 
 
-def deadline_s(command: str, max_iterations: int, settings: PodSettings) -> int:
+def deadline_s(command: str, max_iterations: int, batch_size: int, settings: PodSettings) -> int:
     """How long a pod may run before Kubernetes stops it (``activeDeadlineSeconds``): twice the expected training
-    time plus an hour; a hung trainer cannot hold a GPU for longer."""
-    expected = max_iterations * settings.seconds_per_iteration if command == "train" else 0
+    time plus an hour; a hung trainer cannot hold a GPU for longer. Expected as ``prepare_run`` states it
+    (``budget.estimate``): ``seconds_per_iteration`` per image of a batch, so a batch-8 study's pods are not stopped
+    at a batch-1 study's deadline."""
+    expected = max_iterations * batch_size * settings.seconds_per_iteration if command == "train" else 0
     return int(2 * expected + STARTUP_MARGIN_S)
 
 
