@@ -288,6 +288,58 @@ def test_a_workstation_with_gpus_is_estimated_at_the_gpu_rate_and_not_refused_as
         stages.prepare_run(root, paper_scale, "workstation-cpu")
 
 
+@pytest.mark.slow
+def test_a_studys_estimate_is_the_speed_the_machines_own_earlier_training_of_that_engine_measured(tiny_cohort,
+                                                                                                  tmp_path,
+                                                                                                  monkeypatch,
+                                                                                                  caplog):
+    """The table and a guessed GPU rate are of other machines. Once this deployment has trained a network of the
+    engine and backbone on the same kind of device and frame size, its training.json's speed is the estimate (and
+    decides the refusal); another engine, a GPU, or a training too short to be a speed leave it out."""
+    import socket
+
+    from conftest import training_ready_run
+    from posesweep import budget
+    from posesweep.layout import read_json
+    from posesweep.runner import run_posesweep
+
+    monkeypatch.setenv("POSESWEEP_GPUS", "none")
+    monkeypatch.setattr(budget, "MIN_ITERATIONS_FOR_A_RATE", 40)  # this test's training: 40; a lab's: 1000s
+    first = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12], "train_fraction": 0.8,
+             "max_iterations": 40, "snapshot_interval": 20, "allow_random_init": True, "engine": "pytorch"}
+    run = training_ready_run(tiny_cohort, tmp_path / "data", first, "manual__first")
+    run_posesweep(run.command("train", 12))
+    record_file = run.layout.training_dir(12) / "training.json"
+    record = read_json(record_file)
+    assert (record["batch_size"], record["frame_size_px"], record["on_gpu"], record["host"]) == \
+        (1, [160, 120], False, socket.gethostname())
+    seconds = 1 / record["iterations_per_second"]
+
+    paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600],
+                   "engine": "pytorch"}
+    expected = (f"3 networks x 250,000 iterations x {seconds:.3g} s/iteration = {750_000 * seconds / 3600:.1f} h "
+                f"of training on the local backend, at the speed an earlier training measured (40 iterations at "
+                f"batch 1 on 160x120 frames, CPU, fp32: {record_file}")
+    monkeypatch.setenv("POSESWEEP_CPU_SPEEDUP", "1000")  # the table's CPU scaled: the machine's own speed decides
+    with pytest.raises(Exception, match="more than a day on this machine's CPU") as refused:
+        stages.prepare_run(run.layout.data_root, paper_scale, "paper")
+    assert expected in str(refused.value) and "this machine's own earlier training's speed" in str(refused.value)
+    with caplog.at_level("INFO", logger="posesweep.stages"):
+        stages.prepare_run(run.layout.data_root, {**paper_scale, "allow_long_cpu_run": True}, "paper-anyway")
+        stages.prepare_run(run.layout.data_root, {**paper_scale, "engine": "tensorflow"}, "other-engine")
+        monkeypatch.setenv("POSESWEEP_GPUS", "0")
+        stages.prepare_run(run.layout.data_root, paper_scale, "on-a-gpu")
+        monkeypatch.setattr(budget, "MIN_ITERATIONS_FOR_A_RATE", 1000)
+        monkeypatch.setenv("POSESWEEP_GPUS", "none")
+        stages.prepare_run(run.layout.data_root, paper_scale, "too-short-to-be-a-speed")
+    costs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("expected cost")]
+    assert len(costs) == 4 and expected in costs[0]
+    assert all("earlier training" not in cost for cost in costs[1:]), costs
+    assert "at the expected GPU rate" in costs[2]
+    table = budget.cpu_seconds_per_iteration("pytorch", (160, 120)) / 1000
+    assert f"x {table:.3g} s/iteration" in costs[3]
+
+
 @pytest.mark.parametrize("engine", ["tensorflow", "pytorch"])
 def test_the_cpu_estimate_is_the_measured_time_at_measured_sizes_and_grows_with_the_frame_between_them(engine):
     from posesweep.budget import cpu_seconds_per_iteration

@@ -9,7 +9,8 @@ import pandas as pd
 
 from posesweep.layout import RunLayout
 from posesweep.splits import FrameSet
-from posesweep.training import largest_frame, ran_out_on_a_gpu
+from posesweep.splits import largest_frame
+from posesweep.training import ran_out_on_a_gpu
 
 
 def test_tensorflows_out_of_memory_on_a_gpu_is_told_apart_from_the_hosts():

@@ -8,16 +8,23 @@ at the rate the operator expects of its GPUs (``POSESWEEP_K8S_SECONDS_PER_ITERAT
 The CPU estimate is of the 2-core machine the table below was measured on; a
 deployment whose CPU trains N times as fast says so with ``POSESWEEP_CPU_SPEEDUP=N``
 (``benchmarks/cpu_training_cost.py`` measures N on the machine itself).
+
+Once the deployment has trained a network of the same engine and backbone on the same kind of device (on a CPU:
+this host), for ``MIN_ITERATIONS_FOR_A_RATE`` iterations or more, on frames of about the same size, the estimate is
+that training's own speed instead (``measured_rate``): every training writes its speed, batch size, frame size and
+device into its ``training.json``.
 """
 
 from __future__ import annotations
 
+import socket
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import StudyConfig
 from .errors import StudyConfigError
+from .layout import read_json
 
 # Seconds per iteration at batch 1 on this project's 2-core CPU (no GPU), by frame size in pixels:
 # benchmarks/cpu_training_cost.py on 2026-12-03 (DeepLabCut's TensorFlow training; posesweep's PyTorch trainer,
@@ -40,6 +47,54 @@ TRAIN_STATE_SNAPSHOTS = {"tensorflow": 0, "pytorch": 4}
 RESUME_POINT_SNAPSHOTS = {"tensorflow": 2, "pytorch": 6}
 PNG_BYTES_PER_PIXEL = 1.5  # an extracted frame, twice: the shared frame store and the run's project links none
 MAX_CPU_HOURS = 24.0
+MIN_ITERATIONS_FOR_A_RATE = 1000  # fewer: the training's start-up (imports, frame cache, compiling) is much of it
+MAX_PIXEL_RATIO_FOR_A_RATE = 2.0  # a measured speed is scaled in pixels per frame only this far
+
+
+@dataclass(frozen=True)
+class MeasuredRate:
+    """An earlier training's own speed, as seconds per iteration at batch 1 on this study's frame size."""
+
+    seconds_per_iteration: float
+    record: Path  # its training.json
+    described: str  # what was measured: frames, batch, device
+
+
+def speed_fields(batch_size: int, frame_size_px: tuple[int, int], on_gpu: bool) -> dict:
+    """What a training writes into its ``training.json`` beside its speed for a later study's estimate."""
+    return {"batch_size": batch_size, "frame_size_px": list(frame_size_px), "on_gpu": on_gpu,
+            "host": socket.gethostname()}
+
+
+def measured_rate(data_root: Path, study: StudyConfig, frame_size_px: tuple[int, int],
+                  on_gpu: bool) -> MeasuredRate | None:
+    """The newest earlier training under the data root of the study's engine and network, on the same kind of
+    device (a CPU: this host's), of ``MIN_ITERATIONS_FOR_A_RATE`` or more iterations on frames within
+    ``MAX_PIXEL_RATIO_FOR_A_RATE`` of this study's in pixels (time per iteration taken to grow with the batch and
+    the pixels); None where there is none."""
+    pixels = frame_size_px[0] * frame_size_px[1]
+    found = []
+    for path in Path(data_root).glob("runs/*/*/training/frame_set_*/training.json"):
+        try:
+            record, written = read_json(path), path.stat().st_mtime
+            measured_pixels = record["frame_size_px"][0] * record["frame_size_px"][1]
+            trained = max(record["snapshot_iterations"]) - record["resumed_from_iteration"]
+            usable = (record.get("engine", "tensorflow") == study.engine and record["network"] == study.network
+                      and record["on_gpu"] is on_gpu and (on_gpu or record["host"] == socket.gethostname())
+                      and trained >= MIN_ITERATIONS_FOR_A_RATE and record["iterations_per_second"] > 0
+                      and 1 / MAX_PIXEL_RATIO_FOR_A_RATE <= pixels / measured_pixels <= MAX_PIXEL_RATIO_FOR_A_RATE)
+        except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):  # being written, or from before
+            continue
+        if usable:
+            found.append((written, str(path), record, measured_pixels))
+    if not found:
+        return None
+    _, path, record, measured_pixels = max(found, key=lambda item: item[:2])
+    seconds = pixels / measured_pixels / record["iterations_per_second"] / record["batch_size"]
+    width, height = record["frame_size_px"]
+    trained = max(record["snapshot_iterations"]) - record["resumed_from_iteration"]
+    return MeasuredRate(seconds, Path(path), f"{trained:,} iterations at batch {record['batch_size']} on {width}x"
+                                             f"{height} frames, {record['device']}")
 
 
 @dataclass(frozen=True)
@@ -51,15 +106,19 @@ class Budget:
     cpu_speedup: float = 1.0  # POSESWEEP_CPU_SPEEDUP: this machine's CPU against the table's (local backend)
     transient_disk_bytes: float = 0.0  # the part of disk_bytes only needed while networks train
     local_gpus: int = 0  # the GPUs the local backend trains on (none: its CPU)
+    measured: MeasuredRate | None = None  # an earlier training's own speed, where there is one
 
     @property
     def on_cpu(self) -> bool:
         return self.backend == "local" and not self.local_gpus
 
     def describe(self, study: StudyConfig) -> str:
-        where = (f"{self.backend} backend" if not self.local_gpus else
-                 f"local backend's {self.local_gpus} GPU(s), at the expected GPU rate (POSESWEEP_K8S_SECONDS_PER_"
-                 f"ITERATION)")
+        where = (f"{self.backend} backend" if not self.local_gpus else f"local backend's {self.local_gpus} GPU(s)")
+        if self.measured is not None:
+            where += (f", at the speed an earlier training measured ({self.measured.described}: "
+                      f"{self.measured.record}, scaled to this study's frames and batch)")
+        elif self.local_gpus:
+            where += ", at the expected GPU rate (POSESWEEP_K8S_SECONDS_PER_ITERATION)"
         return (f"{len(study.frame_set_sizes)} networks x {study.max_iterations:,} iterations x "
                 f"{self.seconds_per_iteration:.3g} s/iteration = {self.training_hours:.1f} h of training on the "
                 f"{where}; about {self.disk_bytes / 1e9:.1f} GB of disk")
@@ -76,10 +135,14 @@ def cpu_seconds_per_iteration(engine: str, frame_size_px: tuple[int, int]) -> fl
 
 
 def estimate(study: StudyConfig, frame_size_px: tuple[int, int], frames: int, backend: str,
-             gpu_seconds_per_iteration: float, cpu_speedup: float = 1.0, local_gpus: int = 0) -> Budget:
-    """The study's cost; ``local_gpus``: the GPUs the local backend trains on (0: its CPU, the measured table)."""
+             gpu_seconds_per_iteration: float, cpu_speedup: float = 1.0, local_gpus: int = 0,
+             measured: MeasuredRate | None = None) -> Budget:
+    """The study's cost; ``local_gpus``: the GPUs the local backend trains on (0: its CPU, the measured table);
+    ``measured``: an earlier training's speed on the same kind of device, which then decides."""
     local_gpus = local_gpus if backend == "local" else 0
-    if backend == "local" and not local_gpus:
+    if measured is not None:
+        per_iteration, cpu_speedup = measured.seconds_per_iteration * study.batch_size, 1.0
+    elif backend == "local" and not local_gpus:
         per_iteration = cpu_seconds_per_iteration(study.engine, frame_size_px) * study.batch_size / cpu_speedup
     else:
         per_iteration = gpu_seconds_per_iteration * study.batch_size
@@ -90,7 +153,7 @@ def estimate(study: StudyConfig, frame_size_px: tuple[int, int], frames: int, ba
     disk = (snapshot + networks * (snapshots + TRAIN_STATE_SNAPSHOTS[study.engine]) * snapshot
             + frames * frame_size_px[0] * frame_size_px[1] * PNG_BYTES_PER_PIXEL + transient)
     return Budget(backend, per_iteration, networks * study.max_iterations * per_iteration / 3600, disk,
-                  cpu_speedup if backend == "local" and not local_gpus else 1.0, transient, local_gpus)
+                  cpu_speedup if backend == "local" and not local_gpus else 1.0, transient, local_gpus, measured)
 
 
 def written_bytes(folders: list[Path]) -> int:
@@ -124,7 +187,10 @@ def check(budget: Budget, study: StudyConfig, free_bytes: int, data_root: str, w
             "training would take more than a day on this machine's CPU", found=budget.describe(study),
             allowed=f"at most {MAX_CPU_HOURS:.0f} h on the local backend",
             fix="run it on GPUs (POSESWEEP_TRAINING_BACKEND=kubernetes), lower max_iterations, or trigger with "
-                "allow_long_cpu_run=true to train on this CPU anyway (the estimate is of a 2-core CPU"
-                + (f" sped up {budget.cpu_speedup:g} times by POSESWEEP_CPU_SPEEDUP" if budget.cpu_speedup != 1 else
-                   "") + "; benchmarks/cpu_training_cost.py measures this machine's speed-up, for the operator to "
-                "set as POSESWEEP_CPU_SPEEDUP)")
+                "allow_long_cpu_run=true to train on this CPU anyway" + (
+                    " (the estimate is this machine's own earlier training's speed)" if budget.measured is not None
+                    else " (the estimate is of a 2-core CPU" + (f" sped up {budget.cpu_speedup:g} times by "
+                                                                  "POSESWEEP_CPU_SPEEDUP" if budget.cpu_speedup != 1
+                                                                  else "") +
+                    "; benchmarks/cpu_training_cost.py measures this machine's speed-up, for the operator to set as "
+                    "POSESWEEP_CPU_SPEEDUP)"))

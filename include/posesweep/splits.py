@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import FrameSetError
+from .layout import RunLayout, read_csv_table
 
 FrameId = tuple[str, str]  # (video stem, image name)
 
@@ -129,3 +130,12 @@ def _paper_splits(frames: list[FrameId], sizes: list[int], train_fraction: float
         train = tuple(sorted(members[i] for i in split[n_test:]))
         out.append(FrameSet(size, shuffle, train, test))
     return out
+
+
+def largest_frame(layout: RunLayout, frame_set: FrameSet) -> tuple[int, int]:
+    """The width and height in px of the frame set's largest training frame, from the validated label table."""
+    labels = read_csv_table(layout.validated_labels_file, usecols=["video", "image", "image_width_px",
+                                                                    "image_height_px"])
+    train = set(frame_set.train)
+    labels = labels[[frame in train for frame in zip(labels["video"], labels["image"])]]
+    return int(labels["image_width_px"].max()), int(labels["image_height_px"].max())

@@ -20,7 +20,7 @@ from .cohort import (COHORT_FILE, PARTICIPANT_PATTERN_EXAMPLE, Cohort, CohortErr
                      videos_in_subfolders, videos_sharing_a_name, write_project_config)
 from .config import NETWORKS, StudyConfig, StudyConfigError
 from .budget import check as check_budget
-from .budget import estimate, written_bytes
+from .budget import estimate, measured_rate, written_bytes
 from .carried_labels import carry_earlier_labels, landmarks_still_to_add
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
 from .gpus import machine_gpus
@@ -78,9 +78,11 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
                     "P01_session2.mp4)", len(left_out), cohort.root / "videos", ", ".join(left_out[:5]) +
                     (f" and {len(left_out) - 5} more" if len(left_out) > 5 else ""))
     settings = Settings.from_env()
-    budget = estimate(study, frame_size_px(cohort), frames_available, settings.training_backend,
-                      settings.pod.seconds_per_iteration, settings.cpu_speedup,
-                      len(machine_gpus(settings.gpus)) if settings.training_backend == "local" else 0)
+    local_gpus = len(machine_gpus(settings.gpus)) if settings.training_backend == "local" else 0
+    on_gpu, frame_size = settings.training_backend != "local" or local_gpus > 0, frame_size_px(cohort)
+    budget = estimate(study, frame_size, frames_available, settings.training_backend,
+                      settings.pod.seconds_per_iteration, settings.cpu_speedup, local_gpus,
+                      measured_rate(layout.data_root, study, frame_size, on_gpu))
     check_budget(budget, study, shutil.disk_usage(layout.data_root if layout.data_root.exists() else
                                                    layout.data_root.parent).free, str(layout.data_root),
                  written_bytes([layout.run_dir, layout.frames_cache(study.frames_per_video, study.seed)]))
@@ -457,7 +459,8 @@ def prepare_training(run: Run) -> dict:
             layout.run_dir / "weights" / f"initial_{study.network}.pt")
         write_json_atomic(record, weights)
         return weights
-    from .training import create_training_datasets, largest_frame, resolve_initial_weights
+    from .splits import largest_frame
+    from .training import create_training_datasets, resolve_initial_weights
 
     largest = frame_sets[-1]
     calibration = [layout.project_dir / "labeled-data" / stem / image for stem, image in largest.train[:16]]

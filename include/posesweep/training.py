@@ -31,18 +31,19 @@ from typing import Callable
 import numpy as np
 import yaml
 
+from .budget import speed_fields
 from .config import StudyConfig
 from .errors import TrainingDivergedError, TrainingFailedError, WeightsUnavailableError
 from .images import read_rgb
 from .settings import Settings
 from .gpu_memory import GpuMemory, step_out_of_memory
 from .gpus import gpu_given_but_unseen
-from .layout import RunLayout, atomic_path, read_csv_table, read_json, write_json_atomic, write_text_atomic
+from .layout import RunLayout, atomic_path, read_json, write_json_atomic, write_text_atomic
 from .quiet import library_prints_silenced, logging_setup_skipped
 from .resume_points import (TensorflowResumePoints, remove_tensorflow_resume_points, resume_point_seconds,
                             tensorflow_resume_point)
 from .shuffles import DATASET_DONE, frame_positions, model_folder
-from .splits import FrameSet
+from .splits import FrameSet, largest_frame
 
 log = logging.getLogger(__name__)
 
@@ -405,6 +406,9 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
         "initial_weights": weights,
         "device": _device_name(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU the local backend gave it
+        "engine": "tensorflow",
+        **speed_fields(study.batch_size, largest_frame(layout, frame_set),
+                       bool(tf.config.list_physical_devices("GPU"))),  # a later study's estimate
     }
     write_json_atomic(record_file, record)
     print(f"{prefix} done: {len(snapshots)} snapshots in {seconds / 60:.1f} min", flush=True)
@@ -419,15 +423,6 @@ GPU_ALLOCATION_FAILED = re.compile(r"OOM when allocating tensor .* on \S*device:
 def ran_out_on_a_gpu(message: str) -> bool:
     """Whether TensorFlow's ``ResourceExhaustedError`` is a GPU's allocator failing, not the host's."""
     return GPU_ALLOCATION_FAILED.search(message) is not None
-
-
-def largest_frame(layout: RunLayout, frame_set: FrameSet) -> tuple[int, int]:
-    """The width and height in px of the frame set's largest training frame, from the validated label table."""
-    labels = read_csv_table(layout.validated_labels_file, usecols=["video", "image", "image_width_px",
-                                                                    "image_height_px"])
-    train = set(frame_set.train)
-    labels = labels[[frame in train for frame in zip(labels["video"], labels["image"])]]
-    return int(labels["image_width_px"].max()), int(labels["image_height_px"].max())
 
 
 @contextlib.contextmanager

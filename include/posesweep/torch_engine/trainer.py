@@ -43,10 +43,11 @@ from typing import Callable
 import pandas as pd
 import torch
 
+from ..budget import speed_fields
 from ..config import StudyConfig
 from ..errors import TrainingDivergedError, TrainingFailedError
 from ..layout import RunLayout, atomic_path, read_json, write_json_atomic
-from ..splits import FrameSet
+from ..splits import FrameSet, largest_frame
 from . import augment
 from ..gpu_memory import GpuMemory, step_out_of_memory
 from ..gpus import gpu_given_but_unseen
@@ -418,6 +419,7 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU the local backend gave it
         "frames_cached_in": loop.cache.where,
         "frames_kept_off_gpu": frames_kept_off_gpu,
+        **speed_fields(study.batch_size, largest_frame(layout, frame_set), loop.settings.device.type == "cuda"),
     }
     write_json_atomic(record_file, record)
     print(f"{prefix} done: {len(snapshots)} snapshots in {seconds / 60:.1f} min", flush=True)
