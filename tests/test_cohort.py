@@ -297,6 +297,25 @@ def test_a_misspelt_setting_in_cohort_json_is_named_with_the_setting_meant_and_n
     assert load_cohort(cohort).participant_of("P01_trial1") == "P01"
 
 
+@pytest.mark.parametrize("written, told", [
+    ('{\n  "camera_view": "front",\n  "scorer": "anna",\n}\n', "Found: Expecting property name enclosed in double "
+     "quotes: line 4 column 1 (char 48)\n  What to do: remove the comma after the last entry there"),
+    ("{'camera_view': 'front'}", "What to do: write names and texts in double quotes"),
+    ('{"camera_view": "front", // filmed from in front\n "scorer": "anna"}', "What to do: take the comment out"),
+    ('{"camera_view": "front" "scorer": "anna"}', "What to do: correct the file"),
+])
+def test_cohort_json_edited_by_hand_is_told_what_in_it_json_does_not_allow(tmp_path, written, told):
+    """A trailing comma, single quotes, a comment: what people write in a settings file and JSON refuses. The
+    parser's sentence names the line; the fix says which of them it is."""
+    cohort = tmp_path / "cohorts" / "knee"
+    (cohort / "videos").mkdir(parents=True)
+    (cohort / "videos" / "P01.mp4").write_bytes(b"")
+    (cohort / "cohort.json").write_text(written)
+    paragraph = _failure(cohort)
+    assert "cohort.json is not valid JSON" in paragraph and f"File: {cohort / 'cohort.json'}" in paragraph
+    assert told in paragraph, paragraph
+
+
 def test_a_cohort_name_that_is_not_a_folder_lists_the_cohorts_there(tmp_path):
     for name in ("knee_2025", "knee_2026"):
         (tmp_path / "cohorts" / name).mkdir(parents=True)

@@ -374,11 +374,13 @@ def read_cohort_manifest(cohort_dir: Path) -> dict | None:
     path = Path(cohort_dir) / COHORT_FILE
     if not path.exists():
         return None
+    text = read_lab_text(path)
     try:
-        manifest = json.loads(read_lab_text(path))
-    except ValueError as error:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as error:
         raise CohortError("cohort.json is not valid JSON", file=path, found=str(error),
-                          fix="correct the file (or remove it: it is optional)") from None
+                          fix=f"{json_mistake(text, error.pos)}correct the file (or remove it: it is optional)"
+                          ) from None
     if not isinstance(manifest, dict):
         raise CohortError("cohort.json must hold a JSON object", file=path, found=type(manifest).__name__,
                           allowed='{"landing_square": ..., "bodyparts": [...], "scorer": "..."}',
@@ -403,6 +405,20 @@ MANIFEST_KEYS = ("bodyparts", "scorer", "landing_square", "landing_square_by_vid
                  "kind", "options", "label_noise_sd_px", "participants")
 NOTE_KEYS = ("notes", "note", "description", "comment", "comments")
 CAMERA_KEYS = ("camera_view", "side_view_videos", "back_view_videos")  # any of them: the camera is declared
+
+
+def json_mistake(text: str, position: int) -> str:
+    """What a person editing JSON by hand most likely did at ``position``, where the parser stopped, as the start
+    of the fix; empty where it is none of those."""
+    at = text[position:position + 2]
+    if text[:position].rstrip().endswith(",") and at[:1] in ("}", "]"):
+        return "remove the comma after the last entry there (JSON allows none); "
+    if at[:1] == "'":
+        return "write names and texts in double quotes (JSON allows no single quotes); "
+    if at in ("//", "/*") or at[:1] == "#":
+        return ("take the comment out (JSON has none; keep a note as a setting of its own, e.g. \"notes\": "
+                "\"...\"); ")
+    return ""
 
 
 def _is_note(key: str) -> bool:
