@@ -54,6 +54,9 @@ def test_study_runs_end_to_end_and_reports(airflow_db, tiny_cohort, tmp_path, mo
         assert anova["n_subjects"] == 20 and anova["n_levels"] == 4 and math.isfinite(anova["F"])
         assert len(summary["posthoc"][split]) == 6
     assert summary["initial_weights"]["kind"] == "random_init" and summary["random_init_warning"] is True
+    # what each network trained on and at: the largest training frame as a camera's size, the batch, the device
+    assert [(t["frame_size_px"], t["batch_size"], t["on_gpu"]) for t in summary["training"]] == \
+        [("160x120", 1, False)] * 2
     html = (layout.report_dir / "index.html").read_text()
     assert "Random initial weights" in html and html.count("data:image/png;base64,") == 4
     # frontal-plane kinematics from real predictions: FPPA error by iterations and frame-set size

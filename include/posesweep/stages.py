@@ -591,6 +591,8 @@ def analyse_and_report(run: Run) -> str:
     for entry in context["training"]:
         entry.pop("train_dir", None)
         entry["initial_weights"] = entry["initial_weights"]["kind"]
+        if "frame_size_px" in entry:  # the largest training frame, as a camera's size is written
+            entry["frame_size_px"] = "x".join(map(str, entry["frame_size_px"]))
     fppa = None
     kinematics, context["kinematic_landmarks"] = knee_kinematics(run.cohort, table, errors)
     if kinematics is not None:
