@@ -79,20 +79,19 @@ def measured_rate(data_root: Path, study: StudyConfig, frame_size_px: tuple[int,
             record, written = read_json(path), path.stat().st_mtime
             measured_pixels = record["frame_size_px"][0] * record["frame_size_px"][1]
             trained = max(record["snapshot_iterations"]) - record["resumed_from_iteration"]
-            usable = (record.get("engine", "tensorflow") == study.engine and record["network"] == study.network
+            usable = (record["engine"] == study.engine and record["network"] == study.network
                       and record["on_gpu"] is on_gpu and (on_gpu or record["host"] == socket.gethostname())
                       and trained >= MIN_ITERATIONS_FOR_A_RATE and record["iterations_per_second"] > 0
                       and 1 / MAX_PIXEL_RATIO_FOR_A_RATE <= pixels / measured_pixels <= MAX_PIXEL_RATIO_FOR_A_RATE)
         except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):  # being written, or from before
             continue
         if usable:
-            found.append((written, str(path), record, measured_pixels))
+            found.append((written, str(path), record, measured_pixels, trained))
     if not found:
         return None
-    _, path, record, measured_pixels = max(found, key=lambda item: item[:2])
+    _, path, record, measured_pixels, trained = max(found, key=lambda item: item[:2])
     seconds = pixels / measured_pixels / record["iterations_per_second"] / record["batch_size"]
     width, height = record["frame_size_px"]
-    trained = max(record["snapshot_iterations"]) - record["resumed_from_iteration"]
     return MeasuredRate(seconds, Path(path), f"{trained:,} iterations at batch {record['batch_size']} on {width}x"
                                              f"{height} frames, {record['device']}")
 

@@ -105,7 +105,7 @@ def _refuse_a_csv_edited_since(h5: Path, csv: Path, from_h5: pd.DataFrame) -> No
         return
     try:
         from_csv = _with_three_level_index(_read_csv(csv))
-    except Exception as error:  # noqa: BLE001 - a lab's file: whatever stops the reading is what it must hear
+    except Exception as error:  # a lab's file: whatever stops the reading is what the lab must hear
         found = f"it cannot be read: {str(error).strip().splitlines()[0][:300]}"
     else:
         found = _label_differences(from_h5, from_csv)

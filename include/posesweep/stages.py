@@ -32,7 +32,7 @@ from .resume_points import STOP_GRACE_SECONDS, told_of_output_after_task
 from .run import Run, video_stem
 from .scale import VideoScales, video_scales
 from .settings import Settings
-from .splits import FrameSet, build_frame_sets, check_participants_to_hold_out, labeled_frames
+from .splits import FrameSet, build_frame_sets, check_participants_to_hold_out, labeled_frames, largest_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -459,7 +459,6 @@ def prepare_training(run: Run) -> dict:
             layout.run_dir / "weights" / f"initial_{study.network}.pt")
         write_json_atomic(record, weights)
         return weights
-    from .splits import largest_frame
     from .training import create_training_datasets, resolve_initial_weights
 
     largest = frame_sets[-1]
