@@ -41,7 +41,9 @@ def test_study_runs_end_to_end_and_reports(airflow_db, tiny_cohort, tmp_path, mo
 
     layout = RunLayout.create(data_root, "tiny", dag_run.run_id)
     for size in (10, 20):  # the training child ran with the GPU it was given, and the record says which
-        assert json.loads((layout.training_dir(size) / "training.json").read_text())["cuda_visible_devices"] == "7"
+        record = json.loads((layout.training_dir(size) / "training.json").read_text())
+        assert record["cuda_visible_devices"] == "7"
+        assert record["iterations_per_second_after_start_up"] > 0  # TensorFlow's progress lines' speed
     summary = json.loads(layout.summary_file.read_text())
     rows = summary["errors"]
     assert sorted((r["frame_set_size"], r["snapshot_iteration"]) for r in rows) == \

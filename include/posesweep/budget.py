@@ -47,7 +47,7 @@ TRAIN_STATE_SNAPSHOTS = {"tensorflow": 0, "pytorch": 4}
 RESUME_POINT_SNAPSHOTS = {"tensorflow": 2, "pytorch": 6}
 PNG_BYTES_PER_PIXEL = 1.5  # an extracted frame, twice: the shared frame store and the run's project links none
 MAX_CPU_HOURS = 24.0
-MIN_ITERATIONS_FOR_A_RATE = 1000  # fewer: the training's start-up (imports, frame cache, compiling) is much of it
+MIN_ITERATIONS_FOR_A_RATE = 1000  # fewer: a speed over a few progress lines (and start-up in older records' speed)
 MAX_PIXEL_RATIO_FOR_A_RATE = 2.0  # a measured speed is scaled in pixels per frame only this far
 
 
@@ -60,10 +60,27 @@ class MeasuredRate:
     described: str  # what was measured: frames, batch, device
 
 
-def speed_fields(batch_size: int, frame_size_px: tuple[int, int], on_gpu: bool) -> dict:
-    """What a training writes into its ``training.json`` beside its speed for a later study's estimate."""
+def speed_fields(batch_size: int, frame_size_px: tuple[int, int], on_gpu: bool,
+                 progress: tuple[tuple[float, int], tuple[float, int]] | None) -> dict:
+    """What a training writes into its ``training.json`` beside its speed for a later study's estimate.
+
+    ``progress`` is the (time in s, iteration) of its first and last progress line: the speed between them,
+    ``iterations_per_second_after_start_up``, leaves out the start-up (imports, frame cache, compilation, a CUDA
+    graph's capture), which on a GPU can take longer than a thousand iterations and would make a short
+    training's overall speed a fraction of what a study's hours run at."""
+    after_start_up = None
+    if progress is not None:
+        (first_s, first_iteration), (last_s, last_iteration) = progress
+        if last_iteration > first_iteration and last_s > first_s:
+            after_start_up = round((last_iteration - first_iteration) / (last_s - first_s), 3)
     return {"batch_size": batch_size, "frame_size_px": list(frame_size_px), "on_gpu": on_gpu,
-            "host": socket.gethostname()}
+            "host": socket.gethostname(), "iterations_per_second_after_start_up": after_start_up}
+
+
+def _rate(record: dict) -> float:
+    """A training's iterations per second once started (its overall speed where it has no progress lines'
+    speed: recorded before that field, or too short for two lines)."""
+    return record.get("iterations_per_second_after_start_up") or record["iterations_per_second"]
 
 
 def measured_rate(data_root: Path, study: StudyConfig, frame_size_px: tuple[int, int],
@@ -81,7 +98,7 @@ def measured_rate(data_root: Path, study: StudyConfig, frame_size_px: tuple[int,
             trained = max(record["snapshot_iterations"]) - record["resumed_from_iteration"]
             usable = (record["engine"] == study.engine and record["network"] == study.network
                       and record["on_gpu"] is on_gpu and (on_gpu or record["host"] == socket.gethostname())
-                      and trained >= MIN_ITERATIONS_FOR_A_RATE and record["iterations_per_second"] > 0
+                      and trained >= MIN_ITERATIONS_FOR_A_RATE and _rate(record) > 0
                       and 1 / MAX_PIXEL_RATIO_FOR_A_RATE <= pixels / measured_pixels <= MAX_PIXEL_RATIO_FOR_A_RATE)
         except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):  # being written, or from before
             continue
@@ -90,7 +107,7 @@ def measured_rate(data_root: Path, study: StudyConfig, frame_size_px: tuple[int,
     if not found:
         return None
     _, path, record, measured_pixels, trained = max(found, key=lambda item: item[:2])
-    seconds = pixels / measured_pixels / record["iterations_per_second"] / record["batch_size"]
+    seconds = pixels / measured_pixels / _rate(record) / record["batch_size"]
     width, height = record["frame_size_px"]
     return MeasuredRate(seconds, Path(path), f"{trained:,} iterations at batch {record['batch_size']} on {width}x"
                                              f"{height} frames, {record['device']}")

@@ -263,6 +263,7 @@ class ProgressLog(logging.Filter):
         self.frame_set_size, self.max_iterations = frame_set_size, max_iterations
         self.on_progress = on_progress  # called with the iteration of each line with a finite loss
         self.started = time.monotonic()
+        self.first: tuple[float, int] | None = None  # (time, iteration) of the first line: start-up is over
         self.last: tuple[float, int] | None = None
         self.console = sys.stdout  # made before DeepLabCut's prints are silenced: its lines still reach the log
 
@@ -275,6 +276,7 @@ class ProgressLog(logging.Filter):
         prev_t, prev_it = self.last or (self.started, 0)
         s_per_it = (now - prev_t) / max(1, iteration - prev_it)
         self.last = (now, iteration)
+        self.first = self.first or self.last
         eta = s_per_it * (self.max_iterations - iteration)
         print(f"[frame set {self.frame_set_size}] iteration {iteration}/{self.max_iterations} "
               f"loss {loss:.4f} lr {lr:g} {s_per_it:.3f} s/iteration ETA {eta / 60:.1f} min", flush=True,
@@ -407,8 +409,9 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
         "device": _device_name(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU the local backend gave it
         "engine": "tensorflow",
-        **speed_fields(study.batch_size, largest_frame(layout, frame_set),
-                       bool(tf.config.list_physical_devices("GPU"))),  # a later study's estimate
+        **speed_fields(study.batch_size, largest_frame(layout, frame_set),  # a later study's estimate
+                       bool(tf.config.list_physical_devices("GPU")),
+                       (progress.first, progress.last) if progress.first else None),
     }
     write_json_atomic(record_file, record)
     print(f"{prefix} done: {len(snapshots)} snapshots in {seconds / 60:.1f} min", flush=True)

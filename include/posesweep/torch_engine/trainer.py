@@ -357,6 +357,7 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
 
     started = last_time = last_resume_point = time.perf_counter()
     last_iteration = start
+    first_progress: tuple[float, int] | None = None  # (time, iteration) of the first progress line: start-up is over
     resume_every = resume_point_seconds()
     for iteration in range(start, study.max_iterations):
         lr = learning_rate_at(iteration, loop.base_lr, model_cfg["runner"].get("scheduler"), epochs,
@@ -376,6 +377,7 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
             now = time.perf_counter()
             rate = (done_iterations - last_iteration) / max(now - last_time, 1e-9)
             last_time, last_iteration = now, done_iterations
+            first_progress = first_progress or (now, done_iterations)
             eta = (study.max_iterations - done_iterations) / rate
             print(f"{prefix} iteration {done_iterations}/{study.max_iterations} loss {value:.5f} lr {lr:g} "
                   f"{rate * study.batch_size:.3g} images/s {1 / rate:.3g} s/iteration ETA {eta / 60:.1f} min",
@@ -419,7 +421,8 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU the local backend gave it
         "frames_cached_in": loop.cache.where,
         "frames_kept_off_gpu": frames_kept_off_gpu,
-        **speed_fields(study.batch_size, largest_frame(layout, frame_set), loop.settings.device.type == "cuda"),
+        **speed_fields(study.batch_size, largest_frame(layout, frame_set), loop.settings.device.type == "cuda",
+                       (first_progress, (last_time, last_iteration)) if first_progress else None),
     }
     write_json_atomic(record_file, record)
     print(f"{prefix} done: {len(snapshots)} snapshots in {seconds / 60:.1f} min", flush=True)
