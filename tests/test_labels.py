@@ -63,6 +63,19 @@ def test_the_real_reaching_project_imports_and_passes_the_generic_suite(reaching
     assert chatter == []  # GX's own INFO lines ("Loading 'datasources'", ...) stay out of the task log
     assert (tmp_path / "validation" / "data_docs" / "index.html").exists()
 
+    # at the default 10%: the tongue, out only now and then, is left unlabelled in 40 of 55 frames, as it should be;
+    # the failure says so and gives the setting (excluding the frames would leave 15)
+    with pytest.raises(LabelValidationError) as failure:
+        validate_labels(table, ["Hand", "Finger1", "Tongue", "Joystick1", "Joystick2"], 0.1,
+                        tmp_path / "at-the-default", images_root=labeled)
+    message = failure.value.explain()
+    assert "landmark Tongue missing in 73% of the labeled frames, at most 10% allowed" in message
+    assert ("If Tongue is out of sight in those frames (behind the body, outside the image), leaving it unlabelled "
+            "there is right") in message
+    assert "trigger the run with max_missing_label_fraction=0.73 (the largest share found, 72.7%)" in message
+    assert validate_labels(table, ["Hand", "Finger1", "Tongue", "Joystick1", "Joystick2"], 0.73,
+                           tmp_path / "as-advised", images_root=labeled)["success"]
+
     renamed = frame.rename(index={"img005.png": "cam1_0042.png"}, level=2)  # another tool's name: index unknown
     (labeled / "reachingvideo1" / "img005.png").rename(labeled / "reachingvideo1" / "cam1_0042.png")
     assert tidy_from_collected(renamed, labeled).query("image == 'cam1_0042.png'")["frame_index"].eq(-1).all()
@@ -88,6 +101,7 @@ def test_a_label_outside_the_image_and_a_half_labeled_landmark_fail_with_the_fra
     assert f"{image}, left_knee: found x = 400 px, allowed x < 160 px (the image width)" in message
     assert f"File: {lab_file}" in message
     assert "landmark right_knee missing in 50% of the labeled frames, at most 10% allowed" in message
+    assert "If right_knee is out of sight" in message and "max_missing_label_fraction=0.5 " in message
     assert ("label at the image's corner (0, 0): the placeholder a converted label file (COCO-style keypoints, "
             "visibility 0) holds for a landmark not labelled") in message
     assert (f"{table.loc[placeholder, 'image']}, left_ankle: found x = 0 px, y = 0 px, allowed the landmark's "
@@ -375,6 +389,52 @@ def test_a_project_folder_renamed_after_labeling_and_named_with_a_dot_is_read_wh
     copied = read_collected_data(run.layout.project_dir / "labeled-data" / "session.1" / "CollectedData_Mackenzie.h5")
     assert set(copied.index.get_level_values(1)) == {"session.1"}  # where DeepLabCut will look for the images
     assert stages.validate_label_table(run)["success"]
+
+
+def test_labels_corrected_in_the_cohort_are_read_when_the_run_reads_labels_again(reaching_project, tmp_path):
+    """label_frames copies labels kept with the cohort into the run's project, where DeepLabCut reads them. A lab
+    told of a mistake in its file corrects it there and clears the run's label_frames: the correction is read, not
+    the run's copy of the old file (which the error would then have named). Labels the lab saved in the project
+    itself, over the copy (DeepLabCut's GUI), are the lab's and are read as they are."""
+    import shutil
+
+    from posesweep.labels import write_collected_data
+    from posesweep.layout import read_json
+
+    root = tmp_path / "data"
+    (root / "cohorts").mkdir(parents=True)
+    project = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    lab_file = project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
+    conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
+            "snapshot_interval": 50, "max_missing_label_fraction": 0.8}
+    run = stages.prepare_run(root, conf, "manual__corrected")
+    stages.extract_cohort_frames(run)
+    stages.label_frames(run)
+    copy = run.layout.project_dir / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
+    assert read_json(run.layout.label_sources_file) == {"reachingvideo1": str(lab_file)}
+
+    def hand_x() -> float:
+        table = read_label_table(run.layout.labels_file)
+        return float(table.query("image == 'img005.png' and landmark == 'Hand'")["x_px"].iloc[0])
+
+    def save_with_hand_x(path, x: float) -> None:  # as DeepLabCut saves a file: both copies
+        frame = read_collected_data(path)
+        frame.loc[frame.index.get_level_values(-1) == "img005.png", (frame.columns[0][0], "Hand", "x")] = x
+        write_collected_data(frame, path.parent.parent, path.parent.name, "Mackenzie")
+
+    labelled = hand_x()
+    save_with_hand_x(lab_file, labelled + 7)  # corrected in the cohort
+    stages.label_frames(run)  # the task cleared
+    assert hand_x() == pytest.approx(labelled + 7)
+    assert read_json(run.layout.label_sources_file) == {"reachingvideo1": str(lab_file)}
+    copied = read_collected_data(copy)  # what DeepLabCut will read: the correction too
+    assert copied.loc[copied.index.get_level_values(-1) == "img005.png", (copied.columns[0][0], "Hand", "x")].item() \
+        == pytest.approx(labelled + 7)
+
+    save_with_hand_x(copy, labelled - 5)  # the lab labels in the run's project instead: its file from now on
+    stages.label_frames(run)
+    assert hand_x() == pytest.approx(labelled - 5)
+    assert read_json(run.layout.label_sources_file) == {"reachingvideo1": str(copy)}
 
 
 @pytest.mark.parametrize("coords", [("x", "y"), ("x", "y", "visibility")])

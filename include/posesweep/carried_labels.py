@@ -27,7 +27,7 @@ import pandas as pd
 
 from .cohort import Cohort, label_files_by_scorer
 from .labels import LabelFileError, labeled_images, read_collected_data, write_collected_data
-from .layout import RunLayout, read_json, visible_entries, write_json_atomic
+from .layout import RunLayout, file_version, read_json, visible_entries, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -168,15 +168,10 @@ def landmarks_still_to_add(layout: RunLayout, video_stem: str, label_file: Path 
         return ()
     entry = read_json(layout.carried_labels_file).get(video_stem) or {}
     try:
-        untouched = label_file.suffix == ".h5" and _file_version(label_file) == entry.get("written")
+        untouched = label_file.suffix == ".h5" and file_version(label_file) == entry.get("written")
     except OSError:
         return ()
     return tuple(entry.get("landmarks_added") or ()) if untouched else ()
-
-
-def _file_version(path: Path) -> str:
-    info = path.stat()
-    return f"{info.st_size}-{info.st_mtime_ns}"
 
 
 def carry_earlier_labels(layout: RunLayout, cohort: Cohort, video_stems: list[str]) -> list[CarriedLabels]:
@@ -189,7 +184,7 @@ def carry_earlier_labels(layout: RunLayout, cohort: Cohort, video_stems: list[st
     for stem in video_stems:
         here = label_files_by_scorer(labeled_data / stem).get(cohort.scorer)
         as_carried = stem in before and here is not None and here.suffix == ".h5" and \
-            _file_version(here) == before[stem].get("written")
+            file_version(here) == before[stem].get("written")
         if here is not None and not as_carried:  # this run's own labels: the lab's, never overwritten
             continue
         if cohort.scorer in label_files_by_scorer(cohort.root / "labeled-data" / stem):  # kept with the cohort
@@ -201,7 +196,7 @@ def carry_earlier_labels(layout: RunLayout, cohort: Cohort, video_stems: list[st
         rows, source, added, left_out, renamed = found
         written = write_collected_data(rows, labeled_data, stem, cohort.scorer)
         record = CarriedLabels(stem, source, source.parents[3].name, source.parents[4].name, len(rows), len(picked),
-                               _file_version(written), added, left_out, renamed)
+                               file_version(written), added, left_out, renamed)
         log.info("%s", record.describe())
         carried.append(record)
     if carried:

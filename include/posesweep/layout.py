@@ -117,6 +117,11 @@ class RunLayout:
         return self.run_dir / "labels" / "carried.json"
 
     @property
+    def cohort_label_copies_file(self) -> Path:
+        """The version of each project label file label_frames copied from the cohort's own (see stages)."""
+        return self.run_dir / "labels" / "copied_from_cohort.json"
+
+    @property
     def validated_labels_file(self) -> Path:
         """The label table that passed validation (labels.csv less any excluded frames): what training reads."""
         return self.run_dir / "labels" / "labels_validated.csv"
@@ -226,6 +231,12 @@ def read_csv_table(path: Path, **kwargs):
     import pandas as pd
 
     return pd.read_csv(path, dtype=NAME_COLUMNS, **kwargs)
+
+
+def file_version(path: Path) -> str:
+    """A file's size and modification time: changed when anyone saves over it (a copy's own stays as written)."""
+    info = Path(path).stat()
+    return f"{info.st_size}-{info.st_mtime_ns}"
 
 
 def read_json(path: Path) -> Any:

@@ -26,7 +26,8 @@ from .frames import VideoError, extract_frames, import_extracted_frames, link_fr
 from .gpus import machine_gpus
 from .labels import (LabelFileError, build_label_table, keyed_to_folder, labeled_images, positions_only,
                      read_collected_data, read_label_table, to_dlc_frame, write_collected_data, write_label_table)
-from .layout import RunLayout, read_json, visible_entries, write_csv_atomic, write_json_atomic, write_text_atomic
+from .layout import (RunLayout, file_version, read_json, visible_entries, write_csv_atomic, write_json_atomic,
+                     write_text_atomic)
 from .locks import exclusive_writer
 from .resume_points import STOP_GRACE_SECONDS, told_of_output_after_task
 from .run import Run, video_stem
@@ -215,12 +216,24 @@ def _usable_videos(layout: RunLayout, cohort) -> list[Path]:
 
 
 def _human_labels(layout: RunLayout, cohort: Cohort, stem: str) -> Path | None:
-    """A video's human labels: in the run's project (where DeepLabCut's GUI saves them), else in the cohort."""
-    for labeled_data in (layout.project_dir / "labeled-data", cohort.root / "labeled-data"):
-        found = label_files_by_scorer(labeled_data / stem).get(cohort.scorer)
-        if found is not None:
-            return found
-    return None
+    """A video's human labels: in the run's project (where DeepLabCut's GUI saves them), else in the cohort. The
+    project's file is not the lab's where it is the copy ``label_frames`` made of the cohort's and nobody has saved
+    over it since: then the cohort's file is (a lab that corrected it there and cleared the run's tasks would
+    otherwise have trained on the labels it corrected, told of its own file by the copy's name)."""
+    in_project = label_files_by_scorer(layout.project_dir / "labeled-data" / stem).get(cohort.scorer)
+    in_cohort = label_files_by_scorer(cohort.root / "labeled-data" / stem).get(cohort.scorer)
+    if in_project is not None and in_cohort is not None and _copied_from_cohort(layout, stem, in_project):
+        return in_cohort
+    return in_project or in_cohort
+
+
+def _copied_from_cohort(layout: RunLayout, stem: str, label_file: Path) -> bool:
+    """Whether the project's ``label_file`` is still as ``label_frames`` copied it from the cohort's."""
+    copies = layout.cohort_label_copies_file
+    try:
+        return copies.exists() and read_json(copies).get(stem) == file_version(label_file)
+    except OSError:  # removed while we looked: not a copy of ours any more
+        return False
 
 
 def take_earlier_labels(run: Run) -> None:
@@ -312,7 +325,7 @@ def label_frames(run: Run) -> dict:
     cohort = run.cohort
     labeled_data = layout.project_dir / "labeled-data"
     videos = _usable_videos(layout, cohort)
-    sources = {}
+    sources, copied = {}, {}
     for video in videos:
         stem = video_stem(video)
         record = read_json(layout.frame_record(stem))
@@ -329,8 +342,12 @@ def label_frames(run: Run) -> dict:
                                   f"{cohort.scorer}) and save them")
         sources[stem] = str(source)
         if source.parent != labeled_data / stem:  # labels kept with the cohort: copy into the project
-            write_collected_data(keyed_to_folder(positions_only(read_collected_data(source)), stem, source),
-                                 labeled_data, stem, cohort.scorer)
+            copied[stem] = file_version(write_collected_data(
+                keyed_to_folder(positions_only(read_collected_data(source)), stem, source), labeled_data, stem,
+                cohort.scorer))
+    if copied:
+        earlier = read_json(layout.cohort_label_copies_file) if layout.cohort_label_copies_file.exists() else {}
+        write_json_atomic(layout.cohort_label_copies_file, {**earlier, **copied})
     write_json_atomic(layout.label_sources_file, sources)
     table = build_label_table(labeled_data, [video_stem(v) for v in videos], cohort.scorer)
     table = without_landmarks_left_out_of_the_bodyparts(table, cohort, sources)
