@@ -119,6 +119,7 @@ def test_a_missing_image_and_a_missing_bodypart_fail_validation_at_once(airflow_
     assert f"File: {folder / 'CollectedData_Mackenzie.h5'}" in paragraph
     assert "img020.png: found no readable image" in paragraph
     assert "landmark Elbow missing in 100% of the labeled frames" in paragraph
+    assert "out of sight" not in paragraph  # never labelled at all: a name, not occlusion; no setting proposed
 
 
 @pytest.mark.slow

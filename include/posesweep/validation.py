@@ -23,6 +23,7 @@ frames and landmarks -- after the Data Docs are written.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -427,12 +428,36 @@ def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_miss
             details.append(f"  {', '.join(where) + ': ' if where else ''}found {found(row)}, allowed {allowed(row)}")
         if len(rows) > rows_shown:
             details.append(f"  ... and {len(rows) - rows_shown} more (all in {result_dir / 'validation_result.json'})")
+    out_of_sight = often_unlabelled(failures)
+    if out_of_sight:
+        details.append(out_of_sight)
     shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     return LabelValidationError(
         f"{len(failures)} expectation(s) not met", details=details, file=shown or None,
         fix="correct these labels in DeepLabCut's labeling GUI and save (it rewrites the files named), put back "
             "any missing image, or trigger the run with invalid_labels=exclude_frames to leave the named frames "
             f"out. Every check, with its results: {summary['data_docs']}")
+
+
+def often_unlabelled(failures: list[dict[str, Any]]) -> str | None:
+    """For landmarks missing in more frames than allowed, but labelled in some: the other reading of it, a landmark
+    out of sight in those frames (occluded, outside the image), left unlabelled as it should be, and the setting for
+    it. ``invalid_labels=exclude_frames`` would drop every frame without it, most of the labels of a landmark seen
+    only now and then. A landmark with no label at all is a name, not occlusion: the bodyparts check names it."""
+    shares = {failure["kwargs"].get("column"): (failure.get("unexpected_percent") or 0) / 100 for failure in failures
+              if failure["expectation"] == "expect_column_values_to_not_be_null"
+              and failure["kwargs"].get("column") not in ("image_width_px", None)}
+    shares = {landmark: share for landmark, share in shares.items() if 0 < share < 1}
+    if not shares:
+        return None
+    largest = max(shares.values())
+    setting = math.ceil(largest * 100 - 1e-9) / 100
+    return (f"If {', '.join(shares)} {'is' if len(shares) == 1 else 'are'} out of sight in those frames (behind the "
+            f"body, outside the image), leaving {'it' if len(shares) == 1 else 'them'} unlabelled there is right: "
+            f"DeepLabCut trains every frame on the landmarks it has, and posesweep scores a landmark only where it is "
+            f"labelled. Then trigger the run with max_missing_label_fraction={setting:g} (the largest share found, "
+            f"{largest:.1%}); invalid_labels=exclude_frames would instead leave out every labeled frame without "
+            f"{'it' if len(shares) == 1 else 'one of them'}, {largest:.0%} or more of them.")
 
 
 def offending_frames(summary: dict[str, Any]) -> list[tuple[str, str]]:
