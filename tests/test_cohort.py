@@ -47,7 +47,8 @@ def test_a_folder_labeled_only_by_someone_else_is_left_out_and_named(reaching_pr
     cohort = load_cohort(reaching_project)
     assert [folder.name for folder in cohort.videos] == ["reachingvideo1"]
     assert unmatched_videos(cohort)["labeled-data folders left out (no CollectedData_Mackenzie file)"] == \
-        ["reachingvideo2"]
+        ["reachingvideo2 (holds CollectedData_Jane.csv: another labeler's; to study them, rename the file to "
+         "CollectedData_Mackenzie.csv, and they are read as Mackenzie's)"]
 
 
 @pytest.mark.parametrize("layout, expected", [

@@ -437,6 +437,48 @@ def test_labels_corrected_in_the_cohort_are_read_when_the_run_reads_labels_again
     assert read_json(run.layout.label_sources_file) == {"reachingvideo1": str(copy)}
 
 
+def test_a_label_file_renamed_for_the_projects_scorer_is_read_as_its_name_says(reaching_project, tmp_path, caplog):
+    """Another labeler's file renamed CollectedData_<the project's scorer> (DeepLabCut's advice for labels made
+    elsewhere) keeps the other name in its header: DeepLabCut's create_training_dataset then fails with a KeyError
+    (or, beside other files, leaves it out with a print). The run's copy is the scorer's, and DeepLabCut reads it."""
+    import shutil
+
+    from deeplabcut.generate_training_dataset.trainingsetmanipulation import merge_annotateddatasets
+    from deeplabcut.utils import auxiliaryfunctions
+
+    from posesweep.labels import write_collected_data
+
+    root = tmp_path / "data"
+    (root / "cohorts").mkdir(parents=True)
+    project = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    lab_file = project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
+    frame = read_collected_data(lab_file)
+    frame.columns = frame.columns.set_levels(["Bob"], level="scorer")
+    write_collected_data(frame, lab_file.parent.parent, "reachingvideo1", "Mackenzie")
+    # a second labeler's video, not renamed: left out, as DeepLabCut leaves it, and the log says how to study it
+    second = shutil.copytree(lab_file.parent, project / "labeled-data" / "reachingvideo2")
+    for path in second.glob("CollectedData_*"):
+        path.unlink()
+    write_collected_data(frame, second.parent, "reachingvideo2", "Bob")
+    conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
+            "snapshot_interval": 50, "max_missing_label_fraction": 0.8}
+    run = stages.prepare_run(root, conf, "manual__renamed_file")
+    with caplog.at_level(logging.WARNING):
+        stages.extract_cohort_frames(run)
+        assert stages.label_frames(run) == {"labeled_frames": 55, "videos": 1}
+    assert ("labeled-data folders left out (no CollectedData_Mackenzie file): reachingvideo2 (holds "
+            "CollectedData_Bob.h5: another labeler's; to study them, rename the file to CollectedData_Mackenzie.h5, "
+            "and they are read as Mackenzie's)") in caplog.text
+    assert f"{lab_file} is named for scorer Mackenzie but its header names Bob (a renamed file?)" in caplog.text
+    copy = read_collected_data(run.layout.project_dir / "labeled-data" / "reachingvideo1" / lab_file.name)
+    assert list(copy.columns.get_level_values("scorer").unique()) == ["Mackenzie"]
+    assert np.array_equal(copy.to_numpy(), frame.to_numpy(), equal_nan=True)  # the labels themselves unchanged
+    cfg = auxiliaryfunctions.read_config(str(run.layout.project_dir / "config.yaml"))
+    (run.layout.run_dir / "dlc-check").mkdir()
+    merged = merge_annotateddatasets(cfg, run.layout.run_dir / "dlc-check")  # DeepLabCut's own reader
+    assert merged is not None and len(merged) == 55 and merged["Mackenzie"].notna().any().any()  # 55 labelled
+
+
 @pytest.mark.parametrize("coords", [("x", "y"), ("x", "y", "visibility")])
 def test_frames_saved_without_any_label_are_left_out_of_an_imported_project_and_named(reaching_project, tmp_path,
                                                                                         caplog, coords):

@@ -520,6 +520,14 @@ def _some(names: list[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
+def _other_scorers(folder: Path, scorer: str) -> str:
+    """For a labeled-data folder left out: the label files of other scorers in it (a second labeler's videos) and
+    how to study them, or nothing."""
+    others = sorted(path.name for name, path in label_files_by_scorer(folder).items() if name != scorer)
+    return (f" (holds {', '.join(others)}: another labeler's; to study them, rename the file to "
+            f"CollectedData_{scorer}{Path(others[0]).suffix}, and they are read as {scorer}'s)" if others else "")
+
+
 def unmatched_videos(cohort: Cohort) -> dict[str, list[str]]:
     """Videos and labeled-data folders that do not belong together (by name), for the log and the report.
 
@@ -536,7 +544,7 @@ def unmatched_videos(cohort: Cohort) -> dict[str, list[str]]:
         return {"videos in config.yaml without a labeled-data folder": [v for v in videos if v not in folders],
                 "labeled-data folders without a video in config.yaml": [f for f in folders if f not in videos],
                 f"labeled-data folders left out (no CollectedData_{cohort.scorer} file)":
-                    [f for f in folders if f not in used]}
+                    [f + _other_scorers(labeled_data / f, cohort.scorer) for f in folders if f not in used]}
     stems = {video.stem for video in cohort.videos}
     return {"labeled-data folders without a video": [f for f in folders if f not in stems]}
 

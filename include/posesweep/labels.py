@@ -207,6 +207,23 @@ def keyed_to_folder(frame: pd.DataFrame, folder: str, source: Path) -> pd.DataFr
     return keyed
 
 
+def named_for_scorer(frame: pd.DataFrame, scorer: str, source: Path) -> pd.DataFrame:
+    """Labels under the scorer their file is named for. DeepLabCut reads ``CollectedData_<scorer>.h5`` and then
+    drops a file whose header names another labeler ("labeled by a different scorer", its print only) or, where it
+    is the only one, fails with a KeyError; a lab that renamed another labeler's file (DeepLabCut's own advice for
+    labels made elsewhere) means it as the scorer's."""
+    inner = [str(name) for name in frame.columns.get_level_values(0).unique()]
+    if inner == [scorer]:
+        return frame
+    log.warning("%s is named for scorer %s but its header names %s (a renamed file?): read as %s's labels, as its "
+                "name says; DeepLabCut itself would leave the file out of training", source, scorer,
+                " and ".join(inner), scorer)
+    renamed = frame.copy()
+    renamed.columns = pd.MultiIndex.from_tuples([(scorer, *rest) for _, *rest in frame.columns],
+                                                names=frame.columns.names)
+    return renamed
+
+
 def tidy_from_collected(frame: pd.DataFrame, images_root: Path) -> pd.DataFrame:
     """One row per (image, landmark); missing labels stay as NaN rows."""
     import cv2

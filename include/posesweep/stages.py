@@ -24,8 +24,9 @@ from .budget import estimate, measured_rate, written_bytes
 from .carried_labels import carry_earlier_labels, landmarks_still_to_add
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
 from .gpus import machine_gpus
-from .labels import (LabelFileError, build_label_table, keyed_to_folder, labeled_images, positions_only,
-                     read_collected_data, read_label_table, to_dlc_frame, write_collected_data, write_label_table)
+from .labels import (LabelFileError, build_label_table, keyed_to_folder, labeled_images, named_for_scorer,
+                     positions_only, read_collected_data, read_label_table, to_dlc_frame, write_collected_data,
+                     write_label_table)
 from .layout import (RunLayout, file_version, read_json, visible_entries, write_csv_atomic, write_json_atomic,
                      write_text_atomic)
 from .locks import exclusive_writer
@@ -342,9 +343,9 @@ def label_frames(run: Run) -> dict:
                                   f"{cohort.scorer}) and save them")
         sources[stem] = str(source)
         if source.parent != labeled_data / stem:  # labels kept with the cohort: copy into the project
-            copied[stem] = file_version(write_collected_data(
-                keyed_to_folder(positions_only(read_collected_data(source)), stem, source), labeled_data, stem,
-                cohort.scorer))
+            frame = named_for_scorer(positions_only(read_collected_data(source)), cohort.scorer, source)
+            copied[stem] = file_version(write_collected_data(keyed_to_folder(frame, stem, source), labeled_data,
+                                                             stem, cohort.scorer))
     if copied:
         earlier = read_json(layout.cohort_label_copies_file) if layout.cohort_label_copies_file.exists() else {}
         write_json_atomic(layout.cohort_label_copies_file, {**earlier, **copied})
