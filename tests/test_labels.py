@@ -479,6 +479,19 @@ def test_a_label_file_renamed_for_the_projects_scorer_is_read_as_its_name_says(r
     assert merged is not None and len(merged) == 55 and merged["Mackenzie"].notna().any().any()  # 55 labelled
 
 
+def test_a_header_of_two_labelers_is_not_renamed_into_one(reaching_project):
+    """Renaming both labelers' columns to the file's scorer would give every landmark two x and two y columns."""
+    from posesweep.labels import named_for_scorer
+
+    lab_file = reaching_project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
+    frame = read_collected_data(lab_file)
+    second = frame.copy()
+    second.columns = second.columns.set_levels(["Bob"], level="scorer")
+    both = pd.concat([frame, second], axis=1)
+    assert named_for_scorer(both, "Mackenzie", lab_file) is both
+    assert named_for_scorer(second, "Mackenzie", lab_file).columns.equals(frame.columns)
+
+
 @pytest.mark.parametrize("coords", [("x", "y"), ("x", "y", "visibility")])
 def test_frames_saved_without_any_label_are_left_out_of_an_imported_project_and_named(reaching_project, tmp_path,
                                                                                         caplog, coords):

@@ -211,13 +211,13 @@ def named_for_scorer(frame: pd.DataFrame, scorer: str, source: Path) -> pd.DataF
     """Labels under the scorer their file is named for. DeepLabCut reads ``CollectedData_<scorer>.h5`` and then
     drops a file whose header names another labeler ("labeled by a different scorer", its print only) or, where it
     is the only one, fails with a KeyError; a lab that renamed another labeler's file (DeepLabCut's own advice for
-    labels made elsewhere) means it as the scorer's."""
+    labels made elsewhere) means it as the scorer's. A header of several labelers is left as it is: which one is
+    meant is not the name's to say."""
     inner = [str(name) for name in frame.columns.get_level_values(0).unique()]
-    if inner == [scorer]:
+    if inner == [scorer] or len(inner) > 1:
         return frame
     log.warning("%s is named for scorer %s but its header names %s (a renamed file?): read as %s's labels, as its "
-                "name says; DeepLabCut itself would leave the file out of training", source, scorer,
-                " and ".join(inner), scorer)
+                "name says; DeepLabCut itself would leave the file out of training", source, scorer, inner[0], scorer)
     renamed = frame.copy()
     renamed.columns = pd.MultiIndex.from_tuples([(scorer, *rest) for _, *rest in frame.columns],
                                                 names=frame.columns.names)
