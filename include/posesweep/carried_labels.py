@@ -42,7 +42,7 @@ class CarriedLabels:
     from_cohort: str
     frames: int  # labelled frames carried
     picked_frames: int  # frames k-means picked in this run
-    written: str  # the carried file's size and modification time: still so, the lab has not labelled here
+    written: str  # the carried file's content hash: still so, the lab has not labelled here
     landmarks_added: tuple[str, ...] = ()  # the cohort's landmarks the earlier run did not have: left to label
     landmarks_left_out: tuple[str, ...] = ()  # the earlier run's landmarks the cohort no longer lists
     landmarks_renamed: tuple[str, ...] = ()  # "<earlier name> -> <name now>", as cohort.json's renamed_landmarks

@@ -234,9 +234,9 @@ def read_csv_table(path: Path, **kwargs):
 
 
 def file_version(path: Path) -> str:
-    """A file's size and modification time: changed when anyone saves over it (a copy's own stays as written)."""
-    info = Path(path).stat()
-    return f"{info.st_size}-{info.st_mtime_ns}"
+    """A file's content hash: changed when anyone saves other content over it. Not its modification time, which a
+    file system may keep to the second (FAT, some network shares): a save within that second would pass unseen."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def read_json(path: Path) -> Any:
