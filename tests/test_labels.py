@@ -1110,3 +1110,54 @@ def test_a_bodypart_named_otherwise_in_config_yaml_than_in_the_labels_fails_nami
     assert "landmark names differ from the cohort's bodyparts" in paragraph
     assert "found landmarks Hand not among the bodyparts, allowed Hnad, Finger1, Tongue, Joystick1, Joystick2" \
         in paragraph
+
+
+@pytest.mark.parametrize("cleared_from", ["label_frames", "train"])
+def test_labels_corrected_after_the_training_data_was_made_are_refused_not_paired_with_old_networks(
+        reaching_project, tmp_path, cleared_from):
+    """A finished stage is skipped on a rerun. A lab that corrected a label after the run made its training data
+    and cleared the run's tasks got the old training data (and networks) scored against the corrected labels: a
+    report of networks that never saw the labels it shows. The rerun now fails at once, naming the frame and the
+    lab's file, and says to trigger a new run; clearing only the later tasks is refused the same way."""
+    import shutil
+
+    from posesweep.errors import LabelsChangedSinceTrainingError
+    from posesweep.labels import write_collected_data
+
+    root = tmp_path / "data"
+    (root / "cohorts").mkdir(parents=True)
+    project = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    lab_file = project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
+    conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
+            "snapshot_interval": 50, "max_missing_label_fraction": 0.8, "engine": "pytorch",
+            "allow_random_init": True}
+    run = stages.prepare_run(root, conf, "manual__relabelled")
+    for stage in (stages.extract_cohort_frames, stages.label_frames, stages.validate_label_table,
+                  stages.make_frame_sets, stages.prepare_training):
+        stage(run)
+    stages.prepare_training(run)  # a retry with the same labels goes on
+    [frame_set] = stages.load_frame_sets(run.layout)
+    video, image = frame_set.train[0]
+
+    frame = read_collected_data(lab_file)  # the lab moves one landmark of one training frame by 3 px
+    column = (frame.columns[0][0], "Hand", "x")
+    row = frame.index.get_level_values(-1) == image
+    frame.loc[row, column] = frame.loc[row, column].fillna(100.0) + 3
+    write_collected_data(frame, lab_file.parent.parent, video, "Mackenzie")
+    if cleared_from == "label_frames":
+        for stage in (stages.label_frames, stages.validate_label_table, stages.make_frame_sets):
+            stage(run)
+        rerun = stages.prepare_training
+    else:  # labels read again and validated, prepare_training left as it was
+        for stage in (stages.label_frames, stages.validate_label_table):
+            stage(run)
+        rerun = lambda r: stages.train(r, 20)  # noqa: E731
+    with pytest.raises(LabelsChangedSinceTrainingError) as failure:
+        rerun(run)
+    paragraph = failure.value.explain()
+    assert "frame set 20: its labels changed after the run made its training data from them" in paragraph
+    assert f"File: {lab_file}" in paragraph
+    assert f"other labels: {video}/{image}" in paragraph and "Found: 1 frame with other labels" in paragraph
+    assert "trigger a new run" in paragraph and not failure.value.retryable
+    with pytest.raises(LabelsChangedSinceTrainingError):
+        stages.evaluate(run, 20)

@@ -157,6 +157,11 @@ class HostMemoryTooSmallError(InputError, MemoryError, title="the work does not 
     again."""
 
 
+class LabelsChangedSinceTrainingError(InputError, title="the run's networks were made from other labels"):
+    """A frame set's labels or split differ from those its training data was made from: the run's finished
+    networks would be scored and reported against labels they never saw."""
+
+
 class TrainingDivergedError(InputError, title="training diverged"):
     """The loss became NaN or infinite: the same data and settings diverge again."""
 

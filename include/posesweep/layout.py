@@ -137,6 +137,11 @@ class RunLayout:
     def training_dir(self, frame_set_size: int) -> Path:
         return self.run_dir / "training" / f"frame_set_{frame_set_size}"
 
+    def labels_trained_on_file(self, frame_set_size: int) -> Path:
+        """Each frame's role (train or test) and a digest of its labels, as the frame set's training data was made
+        from them (``trained_labels``)."""
+        return self.training_dir(frame_set_size) / "labels_trained_on.json"
+
     def scoring_after_training_marker(self, frame_set_size: int) -> Path:
         """Present: this network's snapshots are scored by the evaluation task only, not beside its training
         (written when training and the scorer did not fit in the GPU together)."""

@@ -35,6 +35,7 @@ from .run import Run, video_stem
 from .scale import VideoScales, video_scales
 from .settings import Settings
 from .splits import FrameSet, build_frame_sets, check_participants_to_hold_out, labeled_frames, largest_frame
+from .trained_labels import check_labels_unchanged, record_labels_trained_on
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -461,9 +462,20 @@ def frame_set_of(layout: RunLayout, frame_set_size: int) -> FrameSet:
 
 
 def prepare_training(run: Run) -> dict:
-    """Initial weights and one DeepLabCut training dataset (shuffle) per frame set, for the run's engine."""
+    """Initial weights and one DeepLabCut training dataset (shuffle) per frame set, for the run's engine; the labels
+    each was made from are recorded, and a rerun after they changed is refused (``trained_labels``)."""
     layout, study = run.layout, run.study
     frame_sets = load_frame_sets(layout)
+    labels = read_label_table(layout.validated_labels_file)
+    for fs in frame_sets:
+        check_labels_unchanged(layout, fs, labels)
+    weights = _initial_weights_and_shuffles(layout, study, frame_sets)
+    for fs in frame_sets:
+        record_labels_trained_on(layout, fs, labels)
+    return weights
+
+
+def _initial_weights_and_shuffles(layout: RunLayout, study: StudyConfig, frame_sets: list[FrameSet]) -> dict:
     record = layout.run_dir / "weights" / "initial_weights.json"
     if study.engine == "pytorch":
         from .torch_engine import project
@@ -494,6 +506,7 @@ def train(run: Run, frame_set_size: int) -> dict:
     layout, study = run.layout, run.study
     frame_set = frame_set_of(layout, frame_set_size)
     labels = read_label_table(layout.validated_labels_file)
+    check_labels_unchanged(layout, frame_set, labels)
     with exclusive_writer(layout.training_dir(frame_set_size), f"the network of frame set {frame_set_size}",
                           wait_s=STOP_GRACE_SECONDS + 15, waiting=lambda note: print(note, flush=True)):
         told_of_output_after_task(layout.training_dir(frame_set_size))
@@ -536,6 +549,8 @@ def evaluate(run: Run, frame_set_size: int | None = None) -> list[str]:
     layout = run.layout
     frame_sets = load_frame_sets(layout) if frame_set_size is None else [frame_set_of(layout, frame_set_size)]
     labels = read_label_table(layout.validated_labels_file)
+    for fs in frame_sets:
+        check_labels_unchanged(layout, fs, labels)
     return [str(path) for path in evaluate_frame_sets(layout, frame_sets, labels, run.study.engine)]
 
 
