@@ -2,6 +2,7 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -370,19 +371,26 @@ def test_a_video_labelled_by_image_side_throughout_is_told_so_not_sent_to_relabe
             f"{frames} of its {frames} frames: the whole video was labelled by image side") in caplog.text
 
 
-def test_a_project_folder_renamed_after_labeling_and_named_with_a_dot_is_read_where_its_images_are(
-        reaching_project, tmp_path, caplog):
-    """A lab renamed labeled-data/reachingvideo1 to session.1: its label file still names the old folder, and the
-    name has a dot (not a file suffix). The labels are read as the renamed folder's, and every image is found."""
+REACH_CONF = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
+              "snapshot_interval": 50, "max_missing_label_fraction": 0.8}  # the Reaching tongue: out of sight often
+
+
+def _reaching_cohort(reaching_project: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The Reaching project as a cohort of a fresh data root: (the data root, the cohort's folder)."""
     import shutil
 
     root = tmp_path / "data"
     (root / "cohorts").mkdir(parents=True)
-    project = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    return root, Path(shutil.copytree(reaching_project, root / "cohorts" / "reach"))
+
+
+def test_a_project_folder_renamed_after_labeling_and_named_with_a_dot_is_read_where_its_images_are(
+        reaching_project, tmp_path, caplog):
+    """A lab renamed labeled-data/reachingvideo1 to session.1: its label file still names the old folder, and the
+    name has a dot (not a file suffix). The labels are read as the renamed folder's, and every image is found."""
+    root, project = _reaching_cohort(reaching_project, tmp_path)
     (project / "labeled-data" / "reachingvideo1").rename(project / "labeled-data" / "session.1")
-    conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
-            "snapshot_interval": 50, "max_missing_label_fraction": 0.8}
-    run = stages.prepare_run(root, conf, "manual__renamed")
+    run = stages.prepare_run(root, REACH_CONF, "manual__renamed")
     assert stages.extract_cohort_frames(run)["frames_per_video"] == {"session.1": 55}
     assert stages.label_frames(run) == {"labeled_frames": 55, "videos": 1}
     assert "names its frames as those of video 'reachingvideo1' but sits in folder 'session.1'" in caplog.text
@@ -396,18 +404,13 @@ def test_labels_corrected_in_the_cohort_are_read_when_the_run_reads_labels_again
     told of a mistake in its file corrects it there and clears the run's label_frames: the correction is read, not
     the run's copy of the old file (which the error would then have named). Labels the lab saved in the project
     itself, over the copy (DeepLabCut's GUI), are the lab's and are read as they are."""
-    import shutil
 
     from posesweep.labels import write_collected_data
     from posesweep.layout import read_json
 
-    root = tmp_path / "data"
-    (root / "cohorts").mkdir(parents=True)
-    project = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    root, project = _reaching_cohort(reaching_project, tmp_path)
     lab_file = project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
-    conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
-            "snapshot_interval": 50, "max_missing_label_fraction": 0.8}
-    run = stages.prepare_run(root, conf, "manual__corrected")
+    run = stages.prepare_run(root, REACH_CONF, "manual__corrected")
     stages.extract_cohort_frames(run)
     stages.label_frames(run)
     copy = run.layout.project_dir / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
@@ -448,9 +451,7 @@ def test_a_label_file_renamed_for_the_projects_scorer_is_read_as_its_name_says(r
 
     from posesweep.labels import write_collected_data
 
-    root = tmp_path / "data"
-    (root / "cohorts").mkdir(parents=True)
-    project = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    root, project = _reaching_cohort(reaching_project, tmp_path)
     lab_file = project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
     frame = read_collected_data(lab_file)
     frame.columns = frame.columns.set_levels(["Bob"], level="scorer")
@@ -460,9 +461,7 @@ def test_a_label_file_renamed_for_the_projects_scorer_is_read_as_its_name_says(r
     for path in second.glob("CollectedData_*"):
         path.unlink()
     write_collected_data(frame, second.parent, "reachingvideo2", "Bob")
-    conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
-            "snapshot_interval": 50, "max_missing_label_fraction": 0.8}
-    run = stages.prepare_run(root, conf, "manual__renamed_file")
+    run = stages.prepare_run(root, REACH_CONF, "manual__renamed_file")
     with caplog.at_level(logging.WARNING):
         stages.extract_cohort_frames(run)
         assert stages.label_frames(run) == {"labeled_frames": 55, "videos": 1}
@@ -479,17 +478,42 @@ def test_a_label_file_renamed_for_the_projects_scorer_is_read_as_its_name_says(r
     assert merged is not None and len(merged) == 55 and merged["Mackenzie"].notna().any().any()  # 55 labelled
 
 
-def test_a_header_of_two_labelers_is_not_renamed_into_one(reaching_project):
-    """Renaming both labelers' columns to the file's scorer would give every landmark two x and two y columns."""
-    from posesweep.labels import named_for_scorer
+def test_a_header_of_two_labelers_is_read_as_the_scorers_or_refused_never_merged(reaching_project, tmp_path, caplog):
+    """DeepLabCut reads one labeler per file: a header naming two (a merged file) was left out of its training
+    dataset with a print, or, as the only file, failed it. The file's scorer among them: the run's copy holds its
+    columns only, which DeepLabCut reads. None of them the scorer: refused, naming the labelers."""
 
-    lab_file = reaching_project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
+    from deeplabcut.generate_training_dataset.trainingsetmanipulation import merge_annotateddatasets
+    from deeplabcut.utils import auxiliaryfunctions
+
+    from posesweep.labels import LabelFileError, named_for_scorer, write_collected_data
+
+    root, project = _reaching_cohort(reaching_project, tmp_path)
+    lab_file = project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
     frame = read_collected_data(lab_file)
-    second = frame.copy()
+    second = frame.copy() + 10.0  # another labeler's clicks on the same frames, sorted before Mackenzie
     second.columns = second.columns.set_levels(["Bob"], level="scorer")
-    both = pd.concat([frame, second], axis=1)
-    assert named_for_scorer(both, "Mackenzie", lab_file) is both
-    assert named_for_scorer(second, "Mackenzie", lab_file).columns.equals(frame.columns)
+    write_collected_data(pd.concat([second, frame], axis=1), lab_file.parent.parent, "reachingvideo1", "Mackenzie")
+    run = stages.prepare_run(root, REACH_CONF, "manual__two_labelers")
+    with caplog.at_level(logging.WARNING):
+        stages.extract_cohort_frames(run)
+        assert stages.label_frames(run) == {"labeled_frames": 55, "videos": 1}
+    assert f"{lab_file} holds the labels of 2 labelers (Bob, Mackenzie): read as Mackenzie's" in caplog.text
+    copy = read_collected_data(run.layout.project_dir / "labeled-data" / "reachingvideo1" / lab_file.name)
+    assert copy.columns.equals(frame.columns)
+    assert np.array_equal(copy.to_numpy(), frame.to_numpy(), equal_nan=True)  # Mackenzie's clicks, not Bob's
+    cfg = auxiliaryfunctions.read_config(str(run.layout.project_dir / "config.yaml"))
+    (run.layout.run_dir / "dlc-check").mkdir()
+    merged = merge_annotateddatasets(cfg, run.layout.run_dir / "dlc-check")  # DeepLabCut's own reader
+    assert merged is not None and len(merged) == 55
+
+    third = frame.copy()
+    third.columns = third.columns.set_levels(["Carol"], level="scorer")
+    with pytest.raises(LabelFileError) as refused:
+        named_for_scorer(pd.concat([second, third], axis=1), "Mackenzie", lab_file)
+    paragraph = refused.value.explain()
+    assert "holds the labels of 2 labelers, none of them Mackenzie" in paragraph and f"File: {lab_file}" in paragraph
+    assert "Found: labelers Bob, Carol" in paragraph and "CollectedData_Mackenzie.h5" in paragraph
 
 
 @pytest.mark.parametrize("coords", [("x", "y"), ("x", "y", "visibility")])
@@ -498,11 +522,7 @@ def test_frames_saved_without_any_label_are_left_out_of_an_imported_project_and_
     """DeepLabCut's older labeling GUI saved a row of NaN for every frame of a folder, labeled or not: such a frame
     is not a labeled frame (it would count towards a frame set and teach nothing). Newer napari-deeplabcut saves a
     visibility beside x and y (0 where nothing is labelled): a number, but not a label."""
-    import shutil
-
-    root = tmp_path / "data"
-    (root / "cohorts").mkdir(parents=True)
-    project = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    root, project = _reaching_cohort(reaching_project, tmp_path)
     h5 = project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
     frame = read_collected_data(h5)
     blank = sorted(frame.index.get_level_values(-1))[:3]
@@ -515,9 +535,7 @@ def test_frames_saved_without_any_label_are_left_out_of_an_imported_project_and_
                                                 names=frame.columns.names)]
     frame.to_hdf(h5, key="df_with_missing", mode="w")
     frame.to_csv(h5.with_suffix(".csv"))
-    conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
-            "snapshot_interval": 50, "max_missing_label_fraction": 0.8}
-    run = stages.prepare_run(root, conf, "manual__blank")
+    run = stages.prepare_run(root, REACH_CONF, "manual__blank")
     stages.extract_cohort_frames(run)
     assert stages.label_frames(run) == {"labeled_frames": 52, "videos": 1}
     assert f"3 of 55 frames have no label at all and are left out ({', '.join(blank)})" in caplog.text
@@ -531,11 +549,7 @@ def test_a_video_named_with_digits_only_keeps_its_name_through_labels_validation
                                                                                                 tmp_path):
     """Labs name videos 0012.mp4: a table read back must not turn the folder 0012 into the number 12 (validation
     crashed on it). Only DeepLabCut's CSV copy of the labels here (three index columns, as 2.2+ writes it)."""
-    import shutil
-
-    root = tmp_path / "data"
-    (root / "cohorts").mkdir(parents=True)
-    project = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    root, project = _reaching_cohort(reaching_project, tmp_path)
     folder = project / "labeled-data" / "0012"
     (project / "labeled-data" / "reachingvideo1").rename(folder)
     h5 = folder / "CollectedData_Mackenzie.h5"
@@ -544,9 +558,7 @@ def test_a_video_named_with_digits_only_keeps_its_name_through_labels_validation
     frame.to_csv(h5.with_suffix(".csv"))
     h5.unlink()
     assert read_collected_data(h5).index[0][1] == "0012"
-    conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
-            "snapshot_interval": 50, "max_missing_label_fraction": 0.8}
-    run = stages.prepare_run(root, conf, "manual__digits")
+    run = stages.prepare_run(root, REACH_CONF, "manual__digits")
     stages.extract_cohort_frames(run)
     assert stages.label_frames(run) == {"labeled_frames": 55, "videos": 1}
     assert stages.validate_label_table(run)["success"]
@@ -1119,18 +1131,13 @@ def test_labels_corrected_after_the_training_data_was_made_are_refused_not_paire
     and cleared the run's tasks got the old training data (and networks) scored against the corrected labels: a
     report of networks that never saw the labels it shows. The rerun now fails at once, naming the frame and the
     lab's file, and says to trigger a new run; clearing only the later tasks is refused the same way."""
-    import shutil
 
     from posesweep.errors import LabelsChangedSinceTrainingError
     from posesweep.labels import write_collected_data
 
-    root = tmp_path / "data"
-    (root / "cohorts").mkdir(parents=True)
-    project = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    root, project = _reaching_cohort(reaching_project, tmp_path)
     lab_file = project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
-    conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
-            "snapshot_interval": 50, "max_missing_label_fraction": 0.8, "engine": "pytorch",
-            "allow_random_init": True}
+    conf = {**REACH_CONF, "engine": "pytorch", "allow_random_init": True}
     run = stages.prepare_run(root, conf, "manual__relabelled")
     for stage in (stages.extract_cohort_frames, stages.label_frames, stages.validate_label_table,
                   stages.make_frame_sets, stages.prepare_training):

@@ -209,13 +209,27 @@ def keyed_to_folder(frame: pd.DataFrame, folder: str, source: Path) -> pd.DataFr
 
 def named_for_scorer(frame: pd.DataFrame, scorer: str, source: Path) -> pd.DataFrame:
     """Labels under the scorer their file is named for. DeepLabCut reads ``CollectedData_<scorer>.h5`` and then
-    drops a file whose header names another labeler ("labeled by a different scorer", its print only) or, where it
-    is the only one, fails with a KeyError; a lab that renamed another labeler's file (DeepLabCut's own advice for
-    labels made elsewhere) means it as the scorer's. A header of several labelers is left as it is: which one is
-    meant is not the name's to say."""
+    drops a file whose header does not start (its labelers sorted) with the scorer ("labeled by a different
+    scorer", its print only) or, where it is the only one, fails with a KeyError. A lab that renamed another
+    labeler's file (DeepLabCut's own advice for labels made elsewhere) means it as the scorer's. A header of
+    several labelers keeps the scorer's columns, as the name says; with none of them the scorer, which one is
+    meant is not the name's to say, and the file is refused."""
     inner = [str(name) for name in frame.columns.get_level_values(0).unique()]
-    if inner == [scorer] or len(inner) > 1:
+    if inner == [scorer]:
         return frame
+    if len(inner) > 1 and scorer in inner:
+        others = [name for name in inner if name != scorer]
+        log.warning("%s holds the labels of %d labelers (%s): read as %s's, as its name says; %s left out (DeepLabCut "
+                    "reads one labeler per file and would have left the whole file out of training)", source,
+                    len(inner), ", ".join(inner), scorer, ", ".join(others))
+        return frame.loc[:, frame.columns.get_level_values(0) == scorer]
+    if len(inner) > 1:
+        raise LabelFileError(f"the label file holds the labels of {len(inner)} labelers, none of them {scorer}",
+                             file=source, found="labelers " + ", ".join(inner),
+                             allowed=f"the labels of {scorer}, the scorer the file is named for (one labeler per "
+                                     f"file: DeepLabCut leaves out or fails on any other)",
+                             fix=f"save each labeler's labels in a file of its own, CollectedData_<labeler>.h5, and "
+                                 f"name the one to train on CollectedData_{scorer}.h5")
     log.warning("%s is named for scorer %s but its header names %s (a renamed file?): read as %s's labels, as its "
                 "name says; DeepLabCut itself would leave the file out of training", source, scorer, inner[0], scorer)
     renamed = frame.copy()
