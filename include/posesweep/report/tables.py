@@ -76,7 +76,10 @@ def by_split_columns(table: pd.DataFrame) -> pd.DataFrame:
         return str(value)
 
     wide = table.set_index("split")
-    return pd.DataFrame({"quantity": wide.columns, **{split: [cell(v) for v in wide.loc[split]] for split in wide.index}})
+    splits = sorted(wide.index, key=lambda split: (split != "train", split))  # train, then test, as in the text
+    # the result's "test" key names the statistical test: a row named "test" read as the test split's
+    quantities = ["method" if name == "test" else name for name in wide.columns]
+    return pd.DataFrame({"quantity": quantities, **{split: [cell(v) for v in wide.loc[split]] for split in splits}})
 
 
 def minimum_frames_sentence(minimum_frames: dict[str, int]) -> str:
