@@ -84,6 +84,7 @@ def network_stage(task_id: str, command: str, doc: str):
     if SETTINGS.training_backend == "kubernetes":
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
+        from posesweep.budget import expected_seconds_per_iteration
         from posesweep.kubernetes import deadline_s, pod_operator_kwargs, why_no_retry_helps
 
         class FrameSetPod(KubernetesPodOperator):
@@ -96,14 +97,16 @@ def network_stage(task_id: str, command: str, doc: str):
                 self.run, self.frame_set_size = run, frame_set_size
 
             def execute(self, context):
-                study = Run.open(self.run).study
+                run = Run.open(self.run)
+                study = run.study
                 self.arguments = stage_args(command, self.run, self.frame_set_size)
                 try:
                     self.image = SETTINGS.pod.image_for(study.engine)
                 except SettingsError as error:  # the deployment must change: no retry helps
                     raise AirflowFailException(str(error)) from None
-                self.active_deadline_seconds = deadline_s(command, study.max_iterations, study.batch_size,
-                                                        SETTINGS.pod)
+                self.active_deadline_seconds = deadline_s(
+                    command, study.max_iterations, study.batch_size, SETTINGS.pod,
+                    expected_seconds_per_iteration(run.layout.expected_speed_file))
                 return super().execute(context)
 
             def cleanup(self, pod, remote_pod, *args, **kwargs):

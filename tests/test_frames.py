@@ -342,6 +342,11 @@ def test_a_studys_estimate_is_the_speed_the_machines_own_earlier_training_of_tha
     assert "at the expected GPU rate" in costs[2]
     table = budget.cpu_seconds_per_iteration("pytorch", (160, 120)) / 1000
     assert f"x {table:.3g} s/iteration" in costs[3]
+    # the run keeps its estimate's speed: its pods' deadline follows it (tests/test_kubernetes.py -k slower)
+    from posesweep.layout import RunLayout
+
+    kept = read_json(RunLayout.create(run.layout.data_root, "tiny", "paper-anyway").expected_speed_file)
+    assert kept == {"seconds_per_iteration": pytest.approx(seconds, rel=1e-3), "measured_by": str(record_file)}
 
 
 @pytest.mark.parametrize("engine", ["tensorflow", "pytorch"])

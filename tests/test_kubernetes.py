@@ -105,6 +105,20 @@ def test_pods_are_bounded_and_follow_the_restricted_security_profile(pod_env, mo
     kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
 
 
+def test_a_pods_deadline_follows_the_runs_own_expected_speed_where_it_is_slower(pod_env, monkeypatch):
+    """An earlier training measured the deployment's GPUs slower than POSESWEEP_K8S_SECONDS_PER_ITERATION says:
+    the run's estimate is that speed (prepare_run keeps it with the run: tests/test_frames.py -k
+    machines_own_earlier), and its pods are not stopped at the setting's deadline while they train as fast as they
+    can; a faster measurement never shortens it."""
+    monkeypatch.setenv("POSESWEEP_K8S_SECONDS_PER_ITERATION", "0.2")
+    settings = Settings.from_env().pod
+    assert deadline_s("train", 250_000, 1, settings, 0.5) == 2 * 125_000 + 3600
+    assert deadline_s("train", 250_000, 1, settings, 0.1) == deadline_s("train", 250_000, 1, settings) \
+        == 2 * 50_000 + 3600
+    assert deadline_s("train", 250_000, 8, settings, 2.0) == 2 * 500_000 + 3600  # the run's, at its batch
+    assert deadline_s("evaluate", 250_000, 1, settings, 0.5) == 3600
+
+
 def test_the_pod_launcher_role_cannot_exec_into_pods():
     documents = list(yaml.safe_load_all((REPO / "docker" / "kubernetes" / "rbac.yaml").read_text()))
     role = next(d for d in documents if d["kind"] == "Role")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .config import StudyConfig
 from .errors import StudyConfigError
-from .layout import read_json
+from .layout import read_json, write_json_atomic
 
 # Seconds per iteration at batch 1 on this project's 2-core CPU (no GPU), by frame size in pixels:
 # benchmarks/cpu_training_cost.py on 2026-12-03 (DeepLabCut's TensorFlow training; posesweep's PyTorch trainer,
@@ -138,6 +138,19 @@ class Budget:
         return (f"{len(study.frame_set_sizes)} networks x {study.max_iterations:,} iterations x "
                 f"{self.seconds_per_iteration:.3g} s/iteration = {self.training_hours:.1f} h of training on the "
                 f"{where}; about {self.disk_bytes / 1e9:.1f} GB of disk")
+
+
+def record_expected_speed(budget: Budget, target: Path) -> None:
+    """Keep the estimate's speed with the run: a pod's deadline follows it (``kubernetes.deadline_s``), so a
+    deployment whose GPUs an earlier training measured slower than ``POSESWEEP_K8S_SECONDS_PER_ITERATION`` says
+    does not have its pods stopped while they train as fast as they can."""
+    write_json_atomic(target, {"seconds_per_iteration": budget.seconds_per_iteration,
+                               "measured_by": str(budget.measured.record) if budget.measured else None})
+
+
+def expected_seconds_per_iteration(target: Path) -> float | None:
+    """What ``record_expected_speed`` kept; None for a run prepared before it did."""
+    return float(read_json(target)["seconds_per_iteration"]) if target.exists() else None
 
 
 def cpu_seconds_per_iteration(engine: str, frame_size_px: tuple[int, int]) -> float:

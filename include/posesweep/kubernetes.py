@@ -17,7 +17,8 @@ The pod's settings are deployment settings (``settings.PodSettings``, from ``POS
     POSESWEEP_K8S_SECONDS_PER_ITERATION  expected training speed, seconds per iteration at batch 1, default
                                  0.25 (batch b: b times as long): the pod's deadline is twice max_iterations x
                                  batch_size x this, plus an hour (prepare_run's estimate, for pods and for a
-                                 local backend with GPUs, uses the same)
+                                 local backend with GPUs, uses the same); where an earlier training measured
+                                 the GPUs slower, the run's estimate is that speed, and the deadline follows it
 
 The pod runs the same ``posesweep`` arguments as the local backend; the PVC is
 mounted at the same data root path the Airflow workers use.
@@ -37,12 +38,15 @@ TRAINER_UID = 50000  # the posesweep user of docker/trainer/Dockerfile
 STARTUP_MARGIN_S = 3600  # image pull, imports, dataset decode and the last snapshot's scoring
 
 
-def deadline_s(command: str, max_iterations: int, batch_size: int, settings: PodSettings) -> int:
+def deadline_s(command: str, max_iterations: int, batch_size: int, settings: PodSettings,
+               run_seconds_per_iteration: float | None = None) -> int:
     """How long a pod may run before Kubernetes stops it (``activeDeadlineSeconds``): twice the expected training
     time plus an hour; a hung trainer cannot hold a GPU for longer. Expected as ``prepare_run`` states it
     (``budget.estimate``): ``seconds_per_iteration`` per image of a batch, so a batch-8 study's pods are not stopped
-    at a batch-1 study's deadline."""
-    expected = max_iterations * batch_size * settings.seconds_per_iteration if command == "train" else 0
+    at a batch-1 study's deadline; where the run's own estimate (``run_seconds_per_iteration``: an earlier
+    training's measured speed) is slower, that one."""
+    per_iteration = max(batch_size * settings.seconds_per_iteration, run_seconds_per_iteration or 0.0)
+    expected = max_iterations * per_iteration if command == "train" else 0
     return int(2 * expected + STARTUP_MARGIN_S)
 
 

@@ -127,6 +127,12 @@ class RunLayout:
         return self.run_dir / "labels" / "labels_validated.csv"
 
     @property
+    def expected_speed_file(self) -> Path:
+        """``prepare_run``'s expected seconds per iteration (``budget.record_expected_speed``), which a pod's
+        deadline follows."""
+        return self.run_dir / "expected_speed.json"
+
+    @property
     def validation_dir(self) -> Path:
         return self.run_dir / "validation"
 

@@ -20,7 +20,7 @@ from .cohort import (COHORT_FILE, PARTICIPANT_PATTERN_EXAMPLE, Cohort, CohortErr
                      videos_in_subfolders, videos_sharing_a_name, write_project_config)
 from .config import NETWORKS, StudyConfig, StudyConfigError
 from .budget import check as check_budget
-from .budget import estimate, measured_rate, written_bytes
+from .budget import estimate, measured_rate, record_expected_speed, written_bytes
 from .carried_labels import carry_earlier_labels, landmarks_still_to_add
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
 from .gpus import machine_gpus
@@ -97,6 +97,7 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
                                    file=layout.config_file, fix="use a new run name")
     else:
         write_json_atomic(layout.config_file, study.to_json_dict())
+    record_expected_speed(budget, layout.expected_speed_file)
     log.info("cohort %s: %d videos (%s), run folder %s; image scale: %s", cohort.name, len(cohort.videos),
              cohort.kind, layout.run_dir, scales.source)
     if cohort.kind == "dlc_project" and (set_aside := project_settings_set_aside(
