@@ -597,6 +597,10 @@ def analyse_and_report(run: Run) -> str:
     from .stats import analyse, analyse_fppa
 
     layout, study = run.layout, run.study
+    table = read_label_table(layout.validated_labels_file)
+    trained = [fs for fs in load_frame_sets(layout) if fs.frame_set_size in study.frame_set_sizes]
+    for fs in trained:  # the knee angles below pair the networks' errors with these labels
+        check_labels_unchanged(layout, fs, table)
     scales = scales_of(run.cohort, study)
     write_json_atomic(layout.evaluation_dir / "scale.json", scales.to_json_dict())
     errors = combine_error_tables(layout, list(study.frame_set_sizes), scales.px_per_mm)
@@ -606,7 +610,6 @@ def analyse_and_report(run: Run) -> str:
             a = result["anova"]
             log.info("%s error: F(%.0f, %.0f) = %.2f, p = %.3g; plateau at %s iterations", split, a["df_num"],
                      a["df_den"], a["F"], a["p_value"], result["plateau_iteration"])
-    table = read_label_table(layout.validated_labels_file)
     context = {
         "study_config": study.to_json_dict(),
         "initial_weights": read_json(layout.run_dir / "weights" / "initial_weights.json"),
@@ -619,7 +622,6 @@ def analyse_and_report(run: Run) -> str:
         "frames_source": "imported" if run.cohort.frames_extracted else "kmeans",
         "unmatched": unmatched_videos(run.cohort),
     }
-    trained = [fs for fs in load_frame_sets(layout) if fs.frame_set_size in study.frame_set_sizes]
     context["networks"] = network_addresses(layout, trained, analysis["chosen_iteration"], study.engine)
     for entry in context["training"]:
         entry.pop("train_dir", None)

@@ -3,9 +3,9 @@
 A stage whose output is complete is skipped (``stages``). A lab that corrects its labels after a run has made its
 training data, and clears the run's tasks in Airflow, would otherwise have its old networks scored against the
 corrected labels: a report of networks that never saw the labels it shows. ``prepare_training`` records, per
-frame set, each frame's role (train or test) and a digest of its labels; ``prepare_training``, ``train`` and
-``evaluate`` refuse a frame set whose labels or split differ from the record, naming the frames and the lab's
-files, and say how to train on the labels as they are now (a new run).
+frame set, each frame's role (train or test) and a digest of its labels; ``prepare_training``, ``train``,
+``evaluate`` and ``analyse_and_report`` refuse a frame set whose labels or split differ from the record, naming
+the frames and the lab's files, and say how to train on the labels as they are now (a new run).
 """
 
 from __future__ import annotations
