@@ -11,8 +11,6 @@ the frames and the lab's files, and say how to train on the labels as they are n
 from __future__ import annotations
 
 import hashlib
-import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,8 +18,6 @@ import pandas as pd
 from .errors import LabelsChangedSinceTrainingError
 from .layout import RunLayout, read_json, write_json_atomic
 from .splits import FrameSet
-
-log = logging.getLogger(__name__)
 
 # label positions are compared to a thousandth of a pixel: below any correction, above float round-off
 DIGEST_DECIMALS = 3
@@ -69,21 +65,20 @@ def check_labels_unchanged(layout: RunLayout, frame_set: FrameSet, labels: pd.Da
     if not (relabelled or moved or added or removed):
         return
     size = frame_set.frame_set_size
-    found = [f"{len(frames)} frame{'s' if len(frames) > 1 else ''} {what}" for frames, what in (
-        (relabelled, "with other labels"), (moved, "moved between train and test"), (added, "new in the set"),
-        (removed, "no longer in the set")) if frames]
-    details = [f"{what}: {_listed(frames)}" for frames, what in (
-        (relabelled, "other labels"), (moved, "moved between train and test"), (added, "new in the set"),
-        (removed, "no longer in the set")) if frames]
+    changes = [(frames, what) for frames, what in ((relabelled, "with other labels"),
+                                                   (moved, "moved between train and test"),
+                                                   (added, "new in the set"), (removed, "no longer in the set"))
+               if frames]
     raise LabelsChangedSinceTrainingError(
         f"frame set {size}: its labels changed after the run made its training data from them",
-        file=_label_files(layout, relabelled + moved + added + removed), where=f"frame set {size}",
-        found=f"{', '.join(found)}, compared with {record_file}",
+        file=_label_files(layout, relabelled + moved + added + removed),
+        found=", ".join(f"{len(frames)} frame{'s' if len(frames) > 1 else ''} {what}" for frames, what in changes)
+        + f", compared with {record_file}",
         allowed="the labels the run's training data was made from: a run trains each network once, and its later "
                 "stages (training, scoring, the report) would otherwise pair networks with labels they never saw",
         fix="trigger a new run of the DAG to train on the labels as they are now (it makes its own run folder); "
             "this run's networks and report stay as they were, made from the labels it was given",
-        details=details)
+        details=[f"{what}: {_listed(frames)}" for frames, what in changes])
 
 
 def _listed(frames: list[str], shown: int = 5) -> str:
