@@ -707,6 +707,42 @@ def _labelled_in_project(run, videos, stem: str, count: int | None = None):
     return write_collected_data(frame, run.layout.project_dir / "labeled-data", stem, "labeler")
 
 
+def test_a_participant_copied_into_the_cohort_while_its_run_waits_for_labels_is_the_next_runs(tiny_cohort, tmp_path,
+                                                                                                 caplog):
+    """A lab copies a new participant's video into the cohort while its run waits for labels (days, often). Each
+    look read the cohort folder afresh and failed on the new video's frame record, which the run never extracted:
+    a bare FileNotFoundError at every look, then at label_frames. A run's videos are those it extracted frames of;
+    the new one is the next run's (cohort_intake starts one), and the log says so. One taken out of the cohort
+    since (a participant who withdrew) is left out, and named."""
+    import shutil
+
+    from posesweep.run import Run
+
+    root, videos, first = _recorded_cohort_with_a_first_run(tiny_cohort, tmp_path)
+    shutil.copy(videos / "P001.mp4", videos / "P004.mp4")
+    run = Run.open(first.handle)  # each task opens the run afresh
+    assert stages.unlabeled_frames(run) == {"P001": 6, "P002": 6, "P003": 6}
+    added = ("videos copied into the cohort after this run extracted its frames are a new run's, not this one's "
+             "(cohort_intake starts one for a grown cohort): P004")
+    assert added in stages.labeling_status(run, stages.unlabeled_frames(run))  # told at each look
+    for stem in ("P001", "P002", "P003"):
+        _labelled_in_project(run, videos, stem)
+    assert stages.unlabeled_frames(run) == {}
+    (videos / "P003.mp4").unlink()
+    run = Run.open(first.handle)
+    with caplog.at_level(logging.WARNING, logger="posesweep.stages"):
+        assert stages.label_frames(run) == {"labeled_frames": 12, "videos": 2}
+    assert added in caplog.text
+    assert "videos this run extracted frames of that are no longer in the cohort are left out: P003" in caplog.text
+    # the report's scales are of the run's videos: a landing square per video, none yet for the new one (before,
+    # the report failed: "no landing square for video 'P004'")
+    square = json.loads((tiny_cohort / "cohorts" / "tiny" / "cohort.json").read_text())["landing_square"]
+    (root / "cohorts" / "tiny" / "cohort.json").write_text(json.dumps(
+        {"landing_square_by_video": {stem: square for stem in ("P001", "P002", "P003")}}))
+    run = Run.open(first.handle)
+    assert set(stages.studied_scales(run).px_per_mm) == {"P001", "P002", "P003"}
+
+
 def test_a_new_run_of_a_grown_cohort_keeps_the_labels_of_the_frames_labelled_in_an_earlier_run(tiny_cohort,
                                                                                                   tmp_path, caplog):
     """New participants are copied in, the intake starts a new run: the lab labels only what is new. A label is

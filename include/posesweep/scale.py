@@ -94,14 +94,15 @@ class VideoScales:
 
 
 def video_scales(video_stems: list[str], px_per_mm_param: float, manifest: dict | None,
-                 manifest_path: str = "cohort.json") -> VideoScales:
-    """Scale per video: the run parameter if set, else the cohort's landing square(s), else none."""
+                 manifest_path: str = "cohort.json", known_stems: list[str] | None = None) -> VideoScales:
+    """Scale per video: the run parameter if set, else the cohort's landing square(s), else none. A video named in
+    ``landing_square_by_video`` must be one of ``known_stems`` (default: ``video_stems``): a typo fails here."""
     if px_per_mm_param > 0:
         return VideoScales({stem: float(px_per_mm_param) for stem in video_stems}, "parameter")
     manifest = manifest or {}
     default = manifest.get("landing_square")
     by_video = manifest.get("landing_square_by_video") or {}
-    unknown = sorted(set(by_video) - set(video_stems))
+    unknown = sorted(set(by_video) - set(video_stems if known_stems is None else known_stems))
     if unknown:
         raise ScaleError(f"{manifest_path}: landing_square_by_video names videos the cohort does not have: {unknown}")
     if default is None and not by_video:

@@ -138,9 +138,18 @@ def available_frames(cohort: Cohort, study: StudyConfig) -> int:
     return len(cohort.videos) * study.frames_per_video
 
 
-def scales_of(cohort: Cohort, study: StudyConfig) -> VideoScales:
-    return video_scales([video_stem(v) for v in cohort.videos], study.px_per_mm, read_cohort_manifest(cohort.root),
-                        str(cohort.root / "cohort.json"))
+def scales_of(cohort: Cohort, study: StudyConfig, studied: list[str] | None = None) -> VideoScales:
+    """Pixels per mm of every video of the cohort, or of the videos a run studies (``studied``: its report's, where
+    the cohort may since have gained videos, and cohort.json their landing squares, or lost some)."""
+    stems = [video_stem(v) for v in cohort.videos]
+    return video_scales(stems if studied is None else studied, study.px_per_mm, read_cohort_manifest(cohort.root),
+                        str(cohort.root / "cohort.json"), known_stems=sorted({*stems, *(studied or [])}))
+
+
+def studied_scales(run: Run) -> VideoScales:
+    """Pixels per mm of the videos this run extracted frames of."""
+    extracted = read_json(run.layout.frames_dir / "summary.json")["frames_per_video"]
+    return scales_of(run.cohort, run.study, sorted(extracted))
 
 
 def extract_cohort_frames(run: Run, max_workers: int | None = None) -> dict:
@@ -214,8 +223,23 @@ def _check_extraction(run: Run, results: list[dict]) -> dict:
 
 
 def _usable_videos(layout: RunLayout, cohort) -> list[Path]:
+    """The cohort's videos this run extracted frames of, less the bad ones: a video copied into the cohort since
+    is a new run's (``cohort_intake`` starts one), and one taken out since is not used
+    (``videos_changed_since_extraction``)."""
+    extracted = read_json(layout.frames_dir / "summary.json")["frames_per_video"]
+    return [v for v in cohort.videos if video_stem(v) in extracted]
+
+
+def videos_changed_since_extraction(layout: RunLayout, cohort) -> list[str]:
+    """What the log says of the cohort's videos added or taken out after this run extracted its frames."""
     summary = read_json(layout.frames_dir / "summary.json")
-    return [v for v in cohort.videos if video_stem(v) not in summary["bad_videos"]]
+    now = {video_stem(v) for v in cohort.videos}
+    added = sorted(now - set(summary["frames_per_video"]) - set(summary["bad_videos"]))
+    gone = sorted(set(summary["frames_per_video"]) - now)
+    return ([f"videos copied into the cohort after this run extracted its frames are a new run's, not this one's "
+             f"(cohort_intake starts one for a grown cohort): {', '.join(added)}"] if added else []) + \
+        ([f"videos this run extracted frames of that are no longer in the cohort are left out: {', '.join(gone)}"]
+         if gone else [])
 
 
 def _human_labels(layout: RunLayout, cohort: Cohort, stem: str) -> Path | None:
@@ -290,6 +314,7 @@ def labeling_status(run: Run, missing: dict[str, int]) -> list[str]:
     label files of another scorer, or labels of frames other than the ones k-means picked."""
     layout, cohort = run.layout, run.cohort
     lines = [f"waiting for labels: {sum(missing.values())} frames of {len(missing)} videos"] if missing else []
+    lines += videos_changed_since_extraction(layout, cohort)
     for stem, count in sorted(missing.items()):
         images = read_json(layout.frame_record(stem))["image_names"]
         target = layout.project_dir / "labeled-data" / stem
@@ -328,6 +353,8 @@ def label_frames(run: Run) -> dict:
     cohort = run.cohort
     labeled_data = layout.project_dir / "labeled-data"
     videos = _usable_videos(layout, cohort)
+    for line in videos_changed_since_extraction(layout, cohort):
+        log.warning("%s", line)
     sources, copied = {}, {}
     for video in videos:
         stem = video_stem(video)
@@ -601,7 +628,7 @@ def analyse_and_report(run: Run) -> str:
     trained = [fs for fs in load_frame_sets(layout) if fs.frame_set_size in study.frame_set_sizes]
     for fs in trained:  # the knee angles below pair the networks' errors with these labels
         check_labels_unchanged(layout, fs, table)
-    scales = scales_of(run.cohort, study)
+    scales = studied_scales(run)
     write_json_atomic(layout.evaluation_dir / "scale.json", scales.to_json_dict())
     errors = combine_error_tables(layout, list(study.frame_set_sizes), scales.px_per_mm)
     analysis = analyse(errors)
