@@ -227,6 +227,26 @@ def test_an_imported_projects_own_training_settings_that_the_run_replaces_are_na
             "TrainingFraction: 0.95 (this run: 0.8); the run's parameters decide") in line
 
 
+def test_an_imported_project_with_fewer_labeled_frames_than_the_paper_is_told_the_frame_set_sizes_it_can_have(
+        reaching_project, tmp_path):
+    """The trigger form's defaults are the paper's 200-800 frames; a lab's project of 55 labeled frames is told the
+    same design scaled to what it has, and that proposal is a run prepare_run accepts."""
+    from posesweep import stages
+    from posesweep.errors import StudyConfigError
+
+    root = tmp_path / "data"
+    shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    with pytest.raises(StudyConfigError) as refused:
+        stages.prepare_run(root, {"cohort": "reach"}, "manual__paper_sizes")
+    paragraph = refused.value.explain()
+    assert "Found: frame_set_sizes=[200, 400, 600, 800]" in paragraph
+    assert "at most 55 frames (the images in the project's labeled-data folders)" in paragraph
+    assert "frame_set_sizes=[14, 28, 41, 55]" in paragraph.split("What to do:")[1]
+    run = stages.prepare_run(root, {"cohort": "reach", "frame_set_sizes": [14, 28, 41, 55], "max_iterations": 100,
+                                    "snapshot_interval": 50}, "manual__proposed")  # a day's CPU at most
+    assert run.study.frame_set_sizes == (14, 28, 41, 55)
+
+
 def test_by_participant_without_a_participant_pattern_warns_where_videos_look_like_one_persons_trials(
         tiny_cohort, tmp_path, caplog):
     """P01_trial1 and P01_trial2 held out as two participants would put one person in training and in test: with

@@ -28,6 +28,20 @@ def test_invalid_parameters_are_refused_with_their_name(bad, named):
         StudyConfig.from_mapping(bad)
 
 
+@pytest.mark.parametrize("sizes, train_fraction, frames, proposed", [
+    ([200, 400, 600, 800], 0.9, 55, [14, 28, 41, 55]),  # the paper's design on the Reaching project's 55 frames
+    ([200, 400, 600, 800], 0.9, 6, [6]),  # 2 and 3 frames are too few; 4 frames at 90/10 have no test frame
+    ([10, 11, 12], 0.5, 8, [7, 8]),  # 10 and 11 would both become 7: one network of 7 frames
+    ([200, 400], 0.9, 3, []),  # nothing that fits
+])
+def test_frame_set_sizes_scaled_to_a_smaller_cohort_keep_their_proportions_and_stay_valid(
+        sizes, train_fraction, frames, proposed):
+    study = StudyConfig(frame_set_sizes=sizes, train_fraction=train_fraction)
+    assert study.frame_set_sizes_within(frames) == proposed
+    if proposed:  # what the message proposes is a run the trigger form accepts
+        StudyConfig(frame_set_sizes=proposed, train_fraction=train_fraction)
+
+
 def test_unknown_parameter_is_refused():
     with pytest.raises(StudyConfigError, match="unknown study parameters"):
         StudyConfig.from_mapping({"iterations": 5})

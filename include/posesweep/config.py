@@ -52,6 +52,8 @@ DLC_NET_TYPE = {"resnet_50": "resnet_50", "resnet_101": "resnet_101", "resnet_50
 INVALID_LABEL_POLICIES = {
     "fail": "any failing label expectation stops the run before training (the message lists the frames)",
     "exclude_frames": "frames named by a failing expectation are left out and listed in the report"}
+# the trigger form's frame-set sizes: nested sets, one network each, of 4 frames at least
+FRAME_SET_SIZE_SCHEMA = {"type": "array", "items": {"type": "integer", "minimum": 4}, "minItems": 1, "maxItems": 12}
 MAX_SNAPSHOTS_PER_NETWORK = 100  # each is scored on every frame and kept (~100 MB each for a ResNet-50)
 
 
@@ -85,7 +87,7 @@ class StudyConfig:
     frame_set_sizes: tuple[int, ...] = _param(
         (200, 400, 600, 800), "Frame-set sizes",
         "Nested training-frame set sizes, one network each (paper: 200, 400, 600, 800).",
-        "Frames", type="array", items={"type": "integer", "minimum": 4}, minItems=1, maxItems=12,
+        "Frames", **FRAME_SET_SIZE_SCHEMA,
     )
     train_fraction: float = _param(
         0.9, "Train fraction", "Share of each frame set used for training; the rest is the test set.",
@@ -170,11 +172,24 @@ class StudyConfig:
             found.append(f"max_iterations / snapshot_interval = {snapshots} snapshots per network; at most "
                          f"{MAX_SNAPSHOTS_PER_NETWORK} (raise snapshot_interval)")
         smallest = min(self.frame_set_sizes)
-        if round(smallest * (1 - self.train_fraction)) < 1 or round(smallest * self.train_fraction) < 1:
+        if not self.splits_into_train_and_test(smallest):
             found.append(
                 f"train_fraction={self.train_fraction} leaves an empty train or test set for {smallest} frames"
             )
         return found
+
+    def splits_into_train_and_test(self, frames: int) -> bool:
+        """Whether a frame set of this many frames gets at least one train and one test frame."""
+        return round(frames * (1 - self.train_fraction)) >= 1 and round(frames * self.train_fraction) >= 1
+
+    def frame_set_sizes_within(self, frames: int) -> list[int]:
+        """The frame-set sizes scaled to ``frames`` in the same proportions (the largest set becomes all of them):
+        what to ask of a cohort that has fewer frames than the sizes need. Sizes that would coincide, or leave no
+        train or no test frame, are dropped; empty where none is left."""
+        largest = max(self.frame_set_sizes)
+        scaled = sorted({round(size * frames / largest) for size in self.frame_set_sizes})
+        smallest = FRAME_SET_SIZE_SCHEMA["items"]["minimum"]
+        return [size for size in scaled if size >= smallest and self.splits_into_train_and_test(size)]
 
     @property
     def progress_interval(self) -> int:

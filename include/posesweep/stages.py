@@ -47,6 +47,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LABELS_BEING_SAVED_S = 600
 
 
+def _fewer_frames_fix(study: StudyConfig, frames_available: int, frames_extracted: bool) -> str:
+    scaled = study.frame_set_sizes_within(frames_available)
+    return ("lower frame_set_sizes" + (f" (the same proportions up to the {frames_available} frames there are: "
+                                       f"frame_set_sizes={scaled})" if scaled else "")
+            + ("" if frames_extracted else ", raise frames_per_video") + " or add participants to the cohort")
+
+
 def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
     """Validate the parameters against the cohort and create the run folder."""
     study = StudyConfig.from_mapping(params)
@@ -61,8 +68,7 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
             allowed=f"at most {frames_available} frames (" + (
                 f"{len(cohort.videos)} videos x frames_per_video={study.frames_per_video})"
                 if not cohort.frames_extracted else "the images in the project's labeled-data folders)"),
-            fix="lower frame_set_sizes" + ("" if cohort.frames_extracted else ", raise frames_per_video")
-                + " or add participants to the cohort")
+            fix=_fewer_frames_fix(study, frames_available, cohort.frames_extracted))
     check_participants_to_hold_out(study.split_mode, [cohort.participant_of(video_stem(v)) for v in cohort.videos],
                                    cohort.root)
     sharing = videos_sharing_a_name([video_stem(v) for v in cohort.videos]) if (
