@@ -1205,3 +1205,37 @@ def test_labels_corrected_after_the_training_data_was_made_are_refused_not_paire
     for later in (lambda r: stages.evaluate(r, 20), stages.analyse_and_report):
         with pytest.raises(LabelsChangedSinceTrainingError):
             later(run)
+
+
+def test_landmarks_changed_in_the_cohort_while_its_run_is_under_way_are_the_next_runs(reaching_project, tmp_path,
+                                                                                        caplog):
+    """Each task opens its run afresh and read the cohort's landmarks as they are now. A lab that renamed a landmark
+    in its project's config.yaml (or cohort.json) while a run trained had the run's next network train that head on
+    no label at all, without a word; one that added a landmark had the next training crash (6 targets for 5 heads).
+    The run now keeps the landmarks it was labelled with, and each stage says the change is the next run's."""
+    from posesweep.run import Run
+
+    root, project = _reaching_cohort(reaching_project, tmp_path)
+    conf = {**REACH_CONF, "engine": "pytorch", "allow_random_init": True, "max_iterations": 2,
+            "snapshot_interval": 1}
+    run = stages.prepare_run(root, conf, "manual__under_way")
+    for stage in (stages.extract_cohort_frames, stages.label_frames, stages.validate_label_table,
+                  stages.make_frame_sets, stages.prepare_training):
+        stage(run)
+    landmarks = ("Hand", "Finger1", "Tongue", "Joystick1", "Joystick2")
+    assert run.cohort.bodyparts == landmarks
+    config = (project / "config.yaml").read_text()
+    caplog.set_level(logging.WARNING)
+    caplog.clear()
+    (project / "config.yaml").write_text(config.replace("- Hand\n", "- Palm\n"))  # renamed for the next run
+    renamed = Run.open(run.handle)
+    assert renamed.cohort.bodyparts == landmarks
+    [said] = [r.getMessage() for r in caplog.records if "this run keeps those it was labelled with" in r.getMessage()]
+    assert f"{project / 'config.yaml'} now lists the landmarks Palm, Finger1, Tongue, Joystick1, Joystick2" in said
+    assert f"{', '.join(landmarks)} (scorer Mackenzie)" in said and "the change is the next run's" in said
+
+    (project / "config.yaml").write_text(config.replace("- Hand\n", "- Palm\n- Hand\n"))  # one more landmark
+    grown = Run.open(run.handle)
+    assert grown.cohort.bodyparts == landmarks
+    trained = stages.train(grown, 20)  # crashed before: 6 targets for a network of 5 heads
+    assert trained["snapshot_iterations"] == [1, 2]

@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -547,6 +547,31 @@ def unmatched_videos(cohort: Cohort) -> dict[str, list[str]]:
                     [f + _other_scorers(labeled_data / f, cohort.scorer) for f in folders if f not in used]}
     stems = {video.stem for video in cohort.videos}
     return {"labeled-data folders without a video": [f for f in folders if f not in stems]}
+
+
+def with_the_runs_landmarks(cohort: Cohort, project_dir: Path) -> Cohort:
+    """The cohort with the landmarks and scorer of a run's own DeepLabCut project, once the run has written it
+    (with its frames): its labels, training data and networks are of those. A lab that changes the landmarks
+    (``bodyparts`` in cohort.json, or an imported project's config.yaml) or the scorer while a run is under way
+    changes the next run's; each stage of this one says so. Before, a landmark added mid-run crashed the next
+    training (one more target than the network has heads), and one renamed trained its head on no label at all."""
+    config_file = Path(project_dir) / "config.yaml"
+    if not config_file.is_file():
+        return cohort
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    bodyparts, scorer = tuple(map(str, config["bodyparts"])), str(config["scorer"])
+    if (bodyparts, scorer) == (tuple(map(str, cohort.bodyparts)), str(cohort.scorer)):
+        return cohort
+    kinematic = cohort.kinematic_landmarks
+    if kinematic and not set(kinematic.values()) <= set(bodyparts):
+        kinematic = None
+    where = cohort.root / ("config.yaml" if cohort.frames_extracted else COHORT_FILE)
+    log.warning("%s now lists the landmarks %s (scorer %s); this run keeps those it was labelled with, %s (scorer "
+                "%s), as its project %s has them: the change is the next run's (trigger one to use it)%s", where,
+                ", ".join(map(str, cohort.bodyparts)), cohort.scorer, ", ".join(bodyparts), scorer, config_file,
+                "; kinematic_landmarks names landmarks this run does not have, so the knee angles come from the "
+                "landmarks' names" if kinematic is None and cohort.kinematic_landmarks else "")
+    return replace(cohort, bodyparts=bodyparts, scorer=scorer, kinematic_landmarks=kinematic)
 
 
 def write_project_config(project_dir: Path, cohort: Cohort, video_sizes: dict[Path, tuple[int, int]],

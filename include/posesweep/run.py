@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .cohort import Cohort, load_cohort
+from .cohort import Cohort, load_cohort, with_the_runs_landmarks
 from .config import StudyConfig
 from .errors import RunNotFoundError
 from .layout import RunLayout
@@ -31,7 +31,8 @@ class Run:
             raise RunNotFoundError(f"no study run {layout.run_name} of cohort {layout.cohort}", file=layout.config_file,
                                    found="no study_config.json", fix="start the run from its beginning (the DAG's "
                                                                       "prepare_run task writes it)")
-        return cls(layout, StudyConfig.from_json_file(layout.config_file), load_cohort(layout.cohort_dir))
+        return cls(layout, StudyConfig.from_json_file(layout.config_file),
+                   with_the_runs_landmarks(load_cohort(layout.cohort_dir), layout.project_dir))
 
     @property
     def handle(self) -> dict[str, str]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .cohort import (COHORT_FILE, PARTICIPANT_PATTERN_EXAMPLE, Cohort, CohortError, label_files_by_scorer, load_cohort,
                      project_settings_set_aside, read_cohort_manifest, read_project_config, unmatched_videos,
-                     videos_in_subfolders, videos_sharing_a_name, write_project_config)
+                     videos_in_subfolders, videos_sharing_a_name, with_the_runs_landmarks, write_project_config)
 from .config import NETWORKS, StudyConfig, StudyConfigError
 from .budget import check as check_budget
 from .budget import estimate, measured_rate, record_expected_speed, written_bytes
@@ -58,7 +58,7 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
     """Validate the parameters against the cohort and create the run folder."""
     study = StudyConfig.from_mapping(params)
     layout = RunLayout.create(data_root, study.cohort, run_name)
-    cohort = load_cohort(layout.cohort_dir)
+    cohort = with_the_runs_landmarks(load_cohort(layout.cohort_dir), layout.project_dir)  # a rerun's own
     scales = scales_of(cohort, study)  # a broken landing-square entry fails here, not after training
     frames_available = available_frames(cohort, study)
     if max(study.frame_set_sizes) > frames_available:
