@@ -114,10 +114,17 @@ def test_broken_videos_are_named_in_the_error(tiny_cohort, tmp_path):
     not_video.write_text("this is not a video")
     with pytest.raises(VideoError, match="notes.mp4"):
         _extract(not_video, tmp_path)
-    truncated = tmp_path / "truncated.mp4"
+    truncated = tmp_path / "truncated.mp4"  # a copy cut short: an MP4's index is at its end
+    truncated.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(VideoError, match=r"truncated.mp4: cannot be opened as a video \(2.0 kB: a copy cut short"):
+        _extract(truncated, tmp_path)
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
     with pytest.raises(VideoError, match="truncated.mp4"):
         _extract(truncated, tmp_path)
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    with pytest.raises(VideoError, match=r"empty.mp4: the file is empty \(0 bytes\): a copy that did not finish"):
+        _extract(empty, tmp_path)
     with pytest.raises(VideoError, match=r"frames, fewer than the 100 asked for \(frames_per_video\): lower "
                                          r"frames_per_video to at most \d+, or leave this video out"):
         _extract(good, tmp_path, n=100)

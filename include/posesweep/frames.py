@@ -51,10 +51,14 @@ def probe_video(video: Path) -> VideoInfo:
     video = Path(video)
     if not video.is_file():
         raise VideoError(f"{video}: file does not exist")
+    size_bytes = video.stat().st_size
+    if size_bytes == 0:
+        raise VideoError(f"{video}: the file is empty (0 bytes): a copy that did not finish? Copy the video again")
     cap = cv2.VideoCapture(str(video))
     try:
         if not cap.isOpened():
-            raise VideoError(f"{video}: cannot be opened as a video (unreadable or not a video file)")
+            raise VideoError(f"{video}: cannot be opened as a video ({_size(size_bytes)}: a copy cut short, a damaged "
+                             f"file or not a video at all; compare its size with the original's)")
         fourcc = int(cap.get(cv2.CAP_PROP_FOURCC))
         info = VideoInfo(video, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS)),
                          int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
@@ -65,6 +69,13 @@ def probe_video(video: Path) -> VideoInfo:
     if info.frame_count <= 0 or info.width_px <= 0:
         raise VideoError(f"{video}: reports {info.frame_count} frames of {info.width_px}x{info.height_px} px")
     return info
+
+
+def _size(size_bytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size_bytes >= scale:
+            return f"{size_bytes / scale:.1f} {unit}"
+    return f"{size_bytes} bytes"
 
 
 def video_fingerprint(video: Path) -> str:
