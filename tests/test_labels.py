@@ -516,6 +516,55 @@ def test_a_header_of_two_labelers_is_read_as_the_scorers_or_refused_never_merged
     assert "Found: labelers Bob, Carol" in paragraph and "CollectedData_Mackenzie.h5" in paragraph
 
 
+def _with_individuals(frame: pd.DataFrame, individual_of) -> pd.DataFrame:
+    """A single-animal CollectedData table as a multi-animal project saves it: a header row of individuals."""
+    with_rows = frame.copy()
+    with_rows.columns = pd.MultiIndex.from_tuples(
+        [(scorer, individual_of(bodypart), bodypart, coord) for scorer, bodypart, coord in frame.columns],
+        names=["scorer", "individuals", "bodyparts", "coords"])
+    return with_rows
+
+
+def test_a_multi_animal_projects_label_file_of_one_individual_is_read_as_its_labels_and_of_two_refused(
+        reaching_project, tmp_path, caplog):
+    """A multi-animal DeepLabCut project saves a fourth header row, the individuals (and `single` for landmarks of
+    no one individual). Its .h5 was read with the extra row and its .csv not at all, and the run failed saying
+    the .csv had been edited after the .h5, with the .h5 to be rewritten from it. One individual's labels are one
+    participant's; two individuals with the same landmarks are refused, naming them."""
+    from posesweep.labels import LabelFileError
+
+    root, project = _reaching_cohort(reaching_project, tmp_path)
+    lab_file = project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
+    frame = read_collected_data(lab_file)
+    multi = _with_individuals(frame, lambda bodypart: "single" if bodypart.startswith("Joystick") else "mouse1")
+    multi.to_hdf(lab_file, key="df_with_missing", mode="w")
+    multi.to_csv(lab_file.with_suffix(".csv"))  # as DeepLabCut does, a moment after the .h5
+    os.utime(lab_file, (lab_file.stat().st_atime, lab_file.stat().st_mtime - 1))
+    run = stages.prepare_run(root, REACH_CONF, "manual__one_individual")
+    with caplog.at_level(logging.WARNING):
+        stages.extract_cohort_frames(run)
+        assert stages.label_frames(run) == {"labeled_frames": 55, "videos": 1}
+    assert f"{lab_file} is a multi-animal project's label file (individuals: mouse1, single)" in caplog.text
+    copy = read_collected_data(run.layout.project_dir / "labeled-data" / "reachingvideo1" / lab_file.name)
+    assert copy.columns.equals(frame.columns)  # the run's project: single-animal, as DeepLabCut reads it there
+    assert np.array_equal(copy.to_numpy(), frame.to_numpy(), equal_nan=True)
+    lab_file.with_suffix(".csv").unlink()  # the .csv alone reads the same
+    assert read_collected_data(lab_file).columns.nlevels == 3
+    multi.to_csv(lab_file.with_suffix(".csv"))
+    lab_file.unlink()
+    from_csv = read_collected_data(lab_file)
+    assert np.allclose(from_csv.to_numpy(), frame.to_numpy(), equal_nan=True)
+
+    two = pd.concat([_with_individuals(frame, lambda _: "mouse1"), _with_individuals(frame + 5.0, lambda _: "mouse2")],
+                    axis=1)
+    two.to_hdf(lab_file, key="df_with_missing", mode="w")
+    with pytest.raises(LabelFileError) as refused:
+        read_collected_data(lab_file)
+    paragraph = refused.value.explain()
+    assert "holds the labels of 2 individuals with the same landmarks" in paragraph
+    assert "Found: individuals mouse1, mouse2" in paragraph and f"File: {lab_file}" in paragraph
+
+
 @pytest.mark.parametrize("coords", [("x", "y"), ("x", "y", "visibility")])
 def test_frames_saved_without_any_label_are_left_out_of_an_imported_project_and_named(reaching_project, tmp_path,
                                                                                         caplog, coords):

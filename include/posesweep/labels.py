@@ -71,7 +71,10 @@ def read_collected_data(path: Path) -> pd.DataFrame:
             continue
         if problems:
             log.warning("%s cannot be read (%s); using DeepLabCut's copy %s instead", h5, problems[0], source)
-        frame = _with_three_level_index(frame)
+        frame, individuals = single_animal(_with_three_level_index(frame), source)
+        if individuals:
+            log.warning("%s is a multi-animal project's label file (individuals: %s): read as one animal's (or "
+                        "person's) labels, each landmark under its own name", source, ", ".join(individuals))
         if source == h5:
             _refuse_a_csv_edited_since(h5, csv, frame)
         return frame
@@ -104,7 +107,7 @@ def _refuse_a_csv_edited_since(h5: Path, csv: Path, from_h5: pd.DataFrame) -> No
     if not csv.exists() or csv.stat().st_mtime <= h5.stat().st_mtime:
         return
     try:
-        from_csv = _with_three_level_index(_read_csv(csv))
+        from_csv = single_animal(_with_three_level_index(_read_csv(csv)), csv)[0]
     except Exception as error:  # a lab's file: whatever stops the reading is what the lab must hear
         found = f"it cannot be read: {str(error).strip().splitlines()[0][:300]}"
     else:
@@ -152,14 +155,18 @@ def _label_differences(from_h5: pd.DataFrame, from_csv: pd.DataFrame) -> str | N
 
 def _read_csv(path: Path) -> pd.DataFrame:
     """DeepLabCut's CSV copy: one row index column ("labeled-data/<video>/<image>") or three (2.2+), read as text
-    (a folder named 0012 is not the number 12), then three header rows over the numbers."""
+    (a folder named 0012 is not the number 12), then three header rows over the numbers (four in a multi-animal
+    project's: its individuals under the scorer)."""
     with open(path, encoding="utf-8", errors="replace") as text:
-        first_line = text.readline()
+        first_line, second_line = text.readline(), text.readline()
     if first_line.count(";") > first_line.count(","):
         raise ValueError(f"its values are separated by ';', not ',' (saved by a spreadsheet set to a language "
                          f"with decimal commas; DeepLabCut reads only commas): {SEMICOLON_CSV_FIX}")
-    raw = pd.read_csv(path, header=[0, 1, 2], dtype=str)
-    coords = [column[2] for column in raw.columns]
+    levels = ["scorer", "bodyparts", "coords"]
+    if second_line.split(",")[0].strip() == "individuals":  # a multi-animal project's: a row of individuals
+        levels.insert(1, "individuals")
+    raw = pd.read_csv(path, header=list(range(len(levels))), dtype=str)
+    coords = [column[-1] for column in raw.columns]
     first_label = next((i for i, coord in enumerate(coords) if coord in ("x", "y", "likelihood")), None)
     if not first_label:
         raise ValueError("no x/y label columns under the header rows: not a DeepLabCut CollectedData table")
@@ -170,8 +177,28 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise ValueError("label columns are not numeric: not a DeepLabCut CollectedData table") from None
     frame.index = pd.MultiIndex.from_frame(names) if first_label > 1 else pd.Index(names.iloc[:, 0])
     frame.index.names = [None] * first_label
-    frame.columns = pd.MultiIndex.from_tuples(list(frame.columns), names=["scorer", "bodyparts", "coords"])
+    frame.columns = pd.MultiIndex.from_tuples(list(frame.columns), names=levels)
     return frame
+
+
+def single_animal(frame: pd.DataFrame, source: Path) -> tuple[pd.DataFrame, list[str]]:
+    """A multi-animal DeepLabCut project's table (a header row of individuals under the scorer) as single-animal
+    labels, and the individuals it named; a single-animal table as it is, and none. One individual (and its
+    ``single`` unique landmarks) is one participant; several with the same landmarks are refused."""
+    if frame.columns.nlevels != 4:
+        return frame, []
+    individuals = list(dict.fromkeys(str(name) for name in frame.columns.get_level_values(1)))
+    single = frame.droplevel(1, axis=1)
+    if single.columns.duplicated().any():
+        raise LabelFileError(f"the label file holds the labels of {len(individuals)} individuals with the same "
+                             f"landmarks", file=source, found="individuals " + ", ".join(individuals),
+                             allowed="one individual per file: posesweep trains single-animal DeepLabCut networks, "
+                                     "one participant per video",
+                             fix="keep one individual's columns (pandas: frame.xs('<individual>', "
+                                 "level='individuals', axis=1, drop_level=False)), or label the frames in a "
+                                 "single-animal DeepLabCut project")
+    single.columns = single.columns.set_names(["scorer", "bodyparts", "coords"])
+    return single, individuals
 
 
 def _with_three_level_index(frame: pd.DataFrame) -> pd.DataFrame:
