@@ -140,13 +140,22 @@ def _ffmpeg(*args):
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", *map(str, args)], check=True)
 
 
-def test_variable_frame_rate_video_is_refused(tiny_cohort, tmp_path):
+def test_variable_frame_rate_video_is_refused_with_the_line_that_re_encodes_it(tiny_cohort, tmp_path):
+    import re
+    import subprocess
+
+    import imageio_ffmpeg
+
     source = tiny_cohort / "cohorts" / "tiny" / "videos" / "P001.mp4"
     vfr = tmp_path / "vfr.mp4"
     # alternate frame intervals of 1.6/30 s and 0.4/30 s: a real variable-frame-rate file
     _ffmpeg("-i", source, "-vf", "setpts=(N+0.6*mod(N\\,2))/30/TB", "-fps_mode", "vfr", "-c:v", "libx264", vfr)
-    with pytest.raises(VideoError, match="vfr.mp4: variable frame rate"):
+    with pytest.raises(VideoError, match="vfr.mp4: variable frame rate") as refused:
         _extract(vfr, tmp_path)
+    [line] = re.findall(r"`ffmpeg ([^`]+)`", refused.value.what)  # the line the message gives, run as it says
+    assert line.startswith("-i vfr.mp4 ") and line.endswith(" vfr_cfr.mp4")
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", *line.split()], cwd=tmp_path, check=True)
+    assert _extract(tmp_path / "vfr_cfr.mp4", tmp_path)["frame_indices"]
 
 
 def test_all_bad_videos_are_reported_together_or_excluded(tiny_cohort, tmp_path):

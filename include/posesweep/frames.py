@@ -172,7 +172,9 @@ def _check_constant_rate(video: Path, pts: list[float], fps: float) -> None:
     if irregular.mean() > 0.01:
         raise VideoError(f"{video}: variable frame rate ({int(irregular.sum())} of {len(deltas)} frame intervals "
                          f"differ from 1/{fps:g} s by more than half); frame indices would not match DeepLabCut's. "
-                         f"Re-encode at a constant rate (e.g. ffmpeg -i in.mp4 -fps_mode cfr out.mp4)")
+                         f"Re-encode it at a constant rate, `ffmpeg -i {video.name} -fps_mode cfr -r {fps:g} -c:v "
+                         f"libx264 -crf 18 -pix_fmt yuv420p {video.stem}_cfr.mp4`, then move the original out of "
+                         f"videos/ and name the new file {video.stem}.mp4")
 
 
 def _downsampled_features(video: Path, info: VideoInfo, indices: np.ndarray) -> np.ndarray:
