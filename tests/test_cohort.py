@@ -247,6 +247,24 @@ def test_an_imported_project_with_fewer_labeled_frames_than_the_paper_is_told_th
     assert run.study.frame_set_sizes == (14, 28, 41, 55)
 
 
+def test_a_video_cohort_with_too_few_frames_is_told_the_frames_per_video_or_sizes_it_can_have(tiny_cohort, tmp_path):
+    """Three participants at 10 frames each cannot fill a frame set of 40: the paragraph gives both ways in the
+    cohort's own numbers, and each is a run prepare_run accepts."""
+    from posesweep import stages
+    from posesweep.errors import StudyConfigError
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_cohort / "cohorts" / "tiny", root / "cohorts" / "tiny")
+    conf = {"cohort": "tiny", "frames_per_video": 10, "frame_set_sizes": [20, 40], "max_iterations": 100,
+            "snapshot_interval": 50}
+    with pytest.raises(StudyConfigError) as refused:
+        stages.prepare_run(root, conf, "manual__too_few")
+    fix = refused.value.explain().split("What to do:")[1]
+    assert "frame_set_sizes=[15, 30]" in fix and "frames_per_video=14 for these 3 videos" in fix
+    stages.prepare_run(root, {**conf, "frame_set_sizes": [15, 30]}, "manual__fewer_frames_per_set")
+    stages.prepare_run(root, {**conf, "frames_per_video": 14}, "manual__more_frames_per_video")
+
+
 def test_by_participant_without_a_participant_pattern_warns_where_videos_look_like_one_persons_trials(
         tiny_cohort, tmp_path, caplog):
     """P01_trial1 and P01_trial2 held out as two participants would put one person in training and in test: with

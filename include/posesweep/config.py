@@ -52,6 +52,7 @@ DLC_NET_TYPE = {"resnet_50": "resnet_50", "resnet_101": "resnet_101", "resnet_50
 INVALID_LABEL_POLICIES = {
     "fail": "any failing label expectation stops the run before training (the message lists the frames)",
     "exclude_frames": "frames named by a failing expectation are left out and listed in the report"}
+FRAMES_PER_VIDEO_MAX = 500
 # the trigger form's frame-set sizes: nested sets, one network each, of 4 frames at least
 FRAME_SET_SIZE_SCHEMA = {"type": "array", "items": {"type": "integer", "minimum": 4}, "minItems": 1, "maxItems": 12}
 MAX_SNAPSHOTS_PER_NETWORK = 100  # each is scored on every frame and kept (~100 MB each for a ResNet-50)
@@ -81,7 +82,7 @@ class StudyConfig:
     )
     frames_per_video: int = _param(
         20, "Frames per video", "Frames picked per video by k-means clustering (paper: 18-20).",
-        "Frames", type="integer", minimum=2, maximum=500,
+        "Frames", type="integer", minimum=2, maximum=FRAMES_PER_VIDEO_MAX,
     )
     bad_video_policy: str = _choice("fail", "Bad videos", "Frames", BAD_VIDEO_POLICIES)
     frame_set_sizes: tuple[int, ...] = _param(

@@ -8,6 +8,7 @@ excepted); a stage whose output is already complete is skipped. Nothing here imp
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 from .cohort import (COHORT_FILE, PARTICIPANT_PATTERN_EXAMPLE, Cohort, CohortError, label_files_by_scorer, load_cohort,
                      project_settings_set_aside, read_cohort_manifest, read_project_config, unmatched_videos,
                      videos_in_subfolders, videos_sharing_a_name, with_the_runs_landmarks, write_project_config)
-from .config import NETWORKS, StudyConfig, StudyConfigError
+from .config import FRAMES_PER_VIDEO_MAX, NETWORKS, StudyConfig, StudyConfigError
 from .budget import check as check_budget
 from .budget import estimate, measured_rate, record_expected_speed, written_bytes
 from .carried_labels import carry_earlier_labels, landmarks_still_to_add
@@ -47,11 +48,17 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LABELS_BEING_SAVED_S = 600
 
 
-def _fewer_frames_fix(study: StudyConfig, frames_available: int, frames_extracted: bool) -> str:
+def _fewer_frames_fix(study: StudyConfig, cohort: Cohort, frames_available: int) -> str:
+    """What a cohort with fewer frames than the largest frame set can ask for instead, in its own numbers."""
     scaled = study.frame_set_sizes_within(frames_available)
-    return ("lower frame_set_sizes" + (f" (the same proportions up to the {frames_available} frames there are: "
-                                       f"frame_set_sizes={scaled})" if scaled else "")
-            + ("" if frames_extracted else ", raise frames_per_video") + " or add participants to the cohort")
+    fix = "lower frame_set_sizes" + (f" (the same proportions up to the {frames_available} frames there are: "
+                                     f"frame_set_sizes={scaled})" if scaled else "")
+    per_video = math.ceil(max(study.frame_set_sizes) / len(cohort.videos))
+    if not cohort.frames_extracted and per_video <= FRAMES_PER_VIDEO_MAX:
+        fix += f", raise frames_per_video (frames_per_video={per_video} for these {len(cohort.videos)} videos)"
+    elif not cohort.frames_extracted:
+        fix += ", raise frames_per_video"
+    return fix + " or add participants to the cohort"
 
 
 def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
@@ -68,7 +75,7 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
             allowed=f"at most {frames_available} frames (" + (
                 f"{len(cohort.videos)} videos x frames_per_video={study.frames_per_video})"
                 if not cohort.frames_extracted else "the images in the project's labeled-data folders)"),
-            fix=_fewer_frames_fix(study, frames_available, cohort.frames_extracted))
+            fix=_fewer_frames_fix(study, cohort, frames_available))
     check_participants_to_hold_out(study.split_mode, [cohort.participant_of(video_stem(v)) for v in cohort.videos],
                                    cohort.root)
     sharing = videos_sharing_a_name([video_stem(v) for v in cohort.videos]) if (
