@@ -114,12 +114,23 @@ def test_a_label_outside_the_image_and_a_half_labeled_landmark_fail_with_the_fra
     assert (tmp_path / "v" / "data_docs" / "index.html").exists()  # written before the failure
 
 
-def test_wrong_landmark_set_fails(labeled_run, tmp_path):
+def test_wrong_landmark_set_fails_naming_both_names_and_where_the_bodyparts_are(labeled_run, tmp_path, caplog):
+    """GX's own check for this (ExpectColumnDistinctValuesToEqualSet) failed as it should, and then GX's Data Docs
+    renderer logged an ERROR with a traceback into the task log (a KeyError of its own) above posesweep's message."""
     table = pd.read_csv(labeled_run.layout.labels_file)
     table["landmark"] = table["landmark"].replace({"left_hip": "L_hip"})
+    cohort_json = tmp_path / "cohort.json"
+    caplog.set_level(logging.WARNING)
     with pytest.raises(LabelValidationError, match="landmark names differ from the cohort's bodyparts(.|\n)*"
-                                                   "found landmarks L_hip not among the bodyparts, allowed .*left_hip"):
-        validate_labels(table, sorted(set(table["landmark"]) - {"L_hip"} | {"left_hip"}), 0.1, tmp_path / "r")
+                                                   "found landmarks L_hip not among the bodyparts, allowed .*left_hip"
+                       ) as failed:
+        validate_labels(table, sorted(set(table["landmark"]) - {"L_hip"} | {"left_hip"}), 0.1, tmp_path / "r",
+                        landmarks_file=cohort_json)
+    assert [r.getMessage()[:80] for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert (f"What to do: the labels name L_hip where the bodyparts in {cohort_json} list left_hip: if they are one "
+            f"landmark, write L_hip for left_hip there") in failed.value.explain()
+    assert "found no labels for left_hip" in failed.value.explain()
+    assert "missing in 100%" not in failed.value.explain()  # the same said frame by frame
 
 
 def _frontal_defect(labeled_run, tmp_path, plant):
@@ -1207,6 +1218,8 @@ def test_a_bodypart_named_otherwise_in_config_yaml_than_in_the_labels_fails_nami
     assert "landmark names differ from the cohort's bodyparts" in paragraph
     assert "found landmarks Hand not among the bodyparts, allowed Hnad, Finger1, Tongue, Joystick1, Joystick2" \
         in paragraph
+    assert (f"the bodyparts in {tmp_path / 'data' / 'cohorts' / 'reach' / 'config.yaml'} list Hnad: if they are one "
+            f"landmark, write Hand for Hnad there") in paragraph and "trigger a new run" in paragraph
 
 
 @pytest.mark.parametrize("cleared_from", ["label_frames", "train"])

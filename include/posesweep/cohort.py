@@ -98,6 +98,12 @@ class Cohort:
     def frames_extracted(self) -> bool:
         return self.kind == "dlc_project"
 
+    @property
+    def landmarks_file(self) -> Path:
+        """Where the lab lists the cohort's landmarks (``bodyparts``) and scorer: an imported project's config.yaml,
+        else cohort.json."""
+        return self.root / ("config.yaml" if self.frames_extracted else COHORT_FILE)
+
 
 def label_files_by_scorer(folder: Path) -> dict[str, Path]:
     """The DeepLabCut label files in one labeled-data folder, by scorer (``CollectedData_<scorer>.h5|csv``)."""
@@ -565,9 +571,9 @@ def with_the_runs_landmarks(cohort: Cohort, project_dir: Path) -> Cohort:
     kinematic = cohort.kinematic_landmarks
     if kinematic and not set(kinematic.values()) <= set(bodyparts):
         kinematic = None
-    where = cohort.root / ("config.yaml" if cohort.frames_extracted else COHORT_FILE)
     log.warning("%s now lists the landmarks %s (scorer %s); this run keeps those it was labelled with, %s (scorer "
-                "%s), as its project %s has them: the change is the next run's (trigger one to use it)%s", where,
+                "%s), as its project %s has them: the change is the next run's (trigger one to use it)%s",
+                cohort.landmarks_file,
                 ", ".join(map(str, cohort.bodyparts)), cohort.scorer, ", ".join(bodyparts), scorer, config_file,
                 "; kinematic_landmarks names landmarks this run does not have, so the knee angles come from the "
                 "landmarks' names" if kinematic is None and cohort.kinematic_landmarks else "")

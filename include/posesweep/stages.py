@@ -449,7 +449,8 @@ def validate_label_table(run: Run) -> dict:
     check = dict(bodyparts=list(cohort.bodyparts), max_missing_fraction=study.max_missing_label_fraction,
                  result_dir=layout.validation_dir, label_files=read_json(layout.label_sources_file),
                  images_root=layout.project_dir / "labeled-data",
-                 roles=roles, camera_view=cohort.camera_view, side_view_videos=side, back_view_videos=back)
+                 roles=roles, camera_view=cohort.camera_view, side_view_videos=side, back_view_videos=back,
+                 landmarks_file=cohort.landmarks_file)
     excluded: list[tuple[str, str]] = []
     try:
         summary = validate_labels(table, **check)

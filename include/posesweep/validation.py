@@ -215,7 +215,10 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
     batches: list[tuple[str, pd.DataFrame, list, list[str]]] = [
         ("label_table", table, [
             E.ExpectTableColumnsToMatchSet(column_set=TIDY_COLUMNS, exact_match=True),
-            E.ExpectColumnDistinctValuesToEqualSet(column="landmark", value_set=list(bodyparts)),
+            # two checks where GX has one (ExpectColumnDistinctValuesToEqualSet), whose failure with a name not in
+            # the set GX's own Data Docs renderer cannot draw: it logs an ERROR and a traceback into the task log
+            E.ExpectColumnValuesToBeInSet(column="landmark", value_set=list(bodyparts)),
+            E.ExpectColumnDistinctValuesToContainSet(column="landmark", value_set=list(bodyparts)),
             E.ExpectCompoundColumnsToBeUnique(column_list=ROW_ID_COLUMNS),
             E.ExpectColumnValuesToBeBetween(column="x_px", min_value=0),
             E.ExpectColumnValuesToBeBetween(column="y_px", min_value=0),
@@ -297,7 +300,8 @@ def _failures(result: Any) -> list[dict[str, Any]]:
             "unexpected_percent": details.get("unexpected_percent"),
             "observed_value": details.get("observed_value"),
             "missing_values": details.get("partial_missing_list") or [],
-            "unexpected_values": details.get("partial_unexpected_list") or [],
+            "unexpected_values": list(dict.fromkeys(map(str, details.get("unexpected_list")
+                                                        or details.get("partial_unexpected_list") or []))),
             "offending": offending[:200],
         })
     return out
@@ -351,6 +355,10 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str
         return (f"landmark {column} missing in {share:.0%} of the labeled frames, at most "
                 f"{max_missing_fraction:.0%} allowed (max_missing_label_fraction)",
                 lambda r: f"no {column} label", lambda r: f"a {column} label")
+    if kind == "expect_column_values_to_be_in_set" and column == "landmark":
+        return ("landmark names differ from the cohort's bodyparts",
+                lambda r: "landmarks " + ", ".join(failure.get("unexpected_values") or []) + " not among the bodyparts",
+                lambda r: ", ".join(map(str, kwargs.get("value_set") or [])))
     if kind == "expect_column_values_to_be_in_set" and column == "image_file_matches":
         return ("labeled image missing, unreadable or not the size it was labeled at",
                 lambda r: "no readable image of the recorded size", lambda r: "the image the labels were made on")
@@ -379,20 +387,52 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str
                 lambda r: f"{upper} level with or below {lower}", lambda r: f"{upper} above {lower}")
     if kind == "expect_column_values_to_be_in_set":
         return (f"frontal-plane check failed: {column.replace('_', ' ')}", lambda r: "false", lambda r: "true")
-    if kind == "expect_column_distinct_values_to_equal_set":
-        unexpected, missing = failure.get("unexpected_values") or [], failure.get("missing_values") or []
-        return ("landmark names differ from the cohort's bodyparts (config.yaml or cohort.json)",
-                lambda r: "landmarks " + ", ".join(map(str, unexpected)) + " not among the bodyparts" if unexpected
-                else "no labels for " + ", ".join(map(str, missing)),
-                lambda r: ", ".join(map(str, kwargs.get("value_set") or [])))
+    if kind == "expect_column_distinct_values_to_contain_set":
+        return ("bodyparts without a label in any frame",
+                lambda r: "no labels for " + ", ".join(map(str, failure.get("missing_values") or [])),
+                lambda r: "labels for every bodypart")
     if kind == "expect_compound_columns_to_be_unique":
         return "the same frame and landmark labeled twice", lambda r: "two rows", lambda r: "one row"
     return kind, lambda r: str(failure.get("observed_value")), lambda r: str(kwargs)
 
 
+def _names_a_landmark(failure: dict[str, Any]) -> bool:
+    return failure["expectation"] == "expect_column_values_to_be_in_set" and failure["kwargs"].get("column") == \
+        "landmark"
+
+
+def landmark_names_advice(failures: list[dict[str, Any]], landmarks_file: str | None) -> tuple[str, bool] | None:
+    """What to do where the labels' landmark names and the cohort's bodyparts differ, and whether that is all that
+    failed. A name is fixed where the bodyparts are listed; the run keeps the landmarks it started with (its own
+    project), so the correction is a new run's."""
+    unexpected = [n for f in failures if _names_a_landmark(f) for n in f.get("unexpected_values") or []]
+    missing = [str(n) for f in failures if f["expectation"] == "expect_column_distinct_values_to_contain_set"
+               for n in f.get("missing_values") or []]  # in the order of the bodyparts
+    if not unexpected and not missing:
+        return None
+    where = f"the bodyparts in {landmarks_file}" if landmarks_file else "the cohort's bodyparts"
+    if len(unexpected) == 1 and len(missing) == 1:
+        text = (f"the labels name {unexpected[0]} where {where} list {missing[0]}: if they are one landmark, write "
+                f"{unexpected[0]} for {missing[0]} there (the name the frames were labelled with)")
+    elif unexpected:
+        text = (f"the labels name {', '.join(unexpected)}, which {where} do not list, and none of "
+                f"{', '.join(missing)}, which they do: give each landmark the name its labels have there")
+    else:
+        them = "it" if len(missing) == 1 else "them"
+        text = (f"{where} list {', '.join(missing)}, which no frame has a label of: label {them} in DeepLabCut's "
+                f"labeling GUI (it offers the project's bodyparts) and save, or take {them} out of the bodyparts")
+    text += "; then trigger a new run (a run keeps the landmarks it was started with)"
+    only_names = all(_names_a_landmark(f) or f["expectation"] == "expect_column_distinct_values_to_contain_set"
+                     or (f["expectation"] == "expect_column_values_to_not_be_null"
+                         and f["kwargs"].get("column") in missing) for f in failures)
+    return text, only_names
+
+
 def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_missing_fraction: float,
-                  result_dir: Path, rows_shown: int = 5) -> "LabelValidationError":
-    """One paragraph for every failing expectation: the lab's file, frame and landmark, value found and allowed."""
+                  result_dir: Path, rows_shown: int = 5, landmarks_file: str | None = None) -> "LabelValidationError":
+    """One paragraph for every failing expectation: the lab's file, frame and landmark, value found and allowed.
+    ``landmarks_file``: where the cohort's bodyparts are listed (cohort.json, or an imported project's
+    config.yaml), named where the labels' landmark names differ from them."""
     failures = summary["failures"]
     files = list(dict.fromkeys(label_files.get(row.get("video"), row.get("video")) for failure in failures
                                for row in failure["offending"][:rows_shown] if row.get("video")))
@@ -417,9 +457,14 @@ def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_miss
                        f"frontal-plane checks or knee angles.")
     for video in summary.get("videos_with_sides_reversed", []):
         details.append(f"{label_files.get(video['video'], video['video'])}: {reversed_video_advice(video, summary)}")
+    unlabelled = {str(n) for f in failures if f["expectation"] == "expect_column_distinct_values_to_contain_set"
+                  for n in f.get("missing_values") or []}
     for failure in failures:
+        if failure["expectation"] == "expect_column_values_to_not_be_null" and \
+                failure["kwargs"].get("column") in unlabelled:
+            continue  # "missing in 100% of the frames", frame by frame: said once, as a bodypart without a label
         what, found, allowed = _rule(failure, max_missing_fraction, view, roles, summary.get("back_view_videos") or [])
-        rows = failure["offending"] or [{}]
+        rows = [{}] if _names_a_landmark(failure) else failure["offending"] or [{}]  # one line: the names
         count = failure.get("unexpected_count") or len(failure["offending"])
         details.append(f"{what}" + (f" ({count} rows)" if count and count > 1 else "") + ":")
         for row in rows[:rows_shown]:
@@ -432,11 +477,16 @@ def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_miss
     if out_of_sight:
         details.append(out_of_sight)
     shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    names = landmark_names_advice(failures, landmarks_file)
+    fix = ("correct these labels in DeepLabCut's labeling GUI and save (it rewrites the files named), put back any "
+           "missing image, or trigger the run with invalid_labels=exclude_frames to leave the named frames out")
+    if names and names[1]:
+        fix = names[0]
+    elif names:
+        details.append(f"Landmark names: {names[0]}.")
     return LabelValidationError(
         f"{len(failures)} expectation(s) not met", details=details, file=shown or None,
-        fix="correct these labels in DeepLabCut's labeling GUI and save (it rewrites the files named), put back "
-            "any missing image, or trigger the run with invalid_labels=exclude_frames to leave the named frames "
-            f"out. Every check, with its results: {summary['data_docs']}")
+        fix=f"{fix}. Every check, with its results: {summary['data_docs']}")
 
 
 def often_unlabelled(failures: list[dict[str, Any]]) -> str | None:
@@ -470,15 +520,18 @@ def validate_labels(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
                     result_dir: Path, label_files: dict[str, str] | None = None, images_root: Path | None = None,
                     roles: dict[str, str] | None = None, camera_view: str = "front",
                     side_view_videos: list[str] | tuple[str, ...] = (),
-                    back_view_videos: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+                    back_view_videos: list[str] | tuple[str, ...] = (),
+                    landmarks_file: Path | None = None) -> dict[str, Any]:
     """Run the suites, write results and Data Docs, raise with the full list of problems if any fails.
 
-    ``label_files`` maps each video to the lab's own CollectedData file, which the error names.
+    ``label_files`` maps each video to the lab's own CollectedData file, which the error names;
+    ``landmarks_file`` is where the cohort lists its bodyparts.
     """
     summary = run_label_suite(table, bodyparts, max_missing_fraction, result_dir, images_root, roles, camera_view,
                               side_view_videos, back_view_videos)
     if not summary["success"]:
-        raise failure_error(summary, label_files or {}, max_missing_fraction, Path(result_dir))
+        raise failure_error(summary, label_files or {}, max_missing_fraction, Path(result_dir),
+                            landmarks_file=str(landmarks_file) if landmarks_file else None)
     log.info("labels valid: %d frames, %d label rows, all expectations met", summary["labeled_frames"],
              summary["label_rows"])
     return summary
