@@ -536,6 +536,47 @@ def _with_individuals(frame: pd.DataFrame, individual_of) -> pd.DataFrame:
     return with_rows
 
 
+def test_a_frames_row_twice_in_a_label_file_is_read_once_where_the_same_and_refused_naming_the_frame_where_not(
+        reaching_project, tmp_path, caplog):
+    """Label files merged by hand can hold an image's row twice. posesweep said "the same frame and landmark
+    labeled twice" once per landmark and per row, and sent the lab to the labeling GUI; DeepLabCut would train on
+    the frame twice. The same labels twice are read once; other labels twice are refused once per frame."""
+    from posesweep.labels import write_collected_data
+
+    root, project = _reaching_cohort(reaching_project, tmp_path)
+    lab_file = project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
+    labels = read_collected_data(lab_file)
+    image = labels.index[3][2]
+    write_collected_data(pd.concat([labels, labels.iloc[[3]]]), lab_file.parent.parent, "reachingvideo1",
+                         "Mackenzie")
+    caplog.set_level(logging.WARNING)
+    run = stages.prepare_run(root, REACH_CONF, "manual__same_twice")
+    stages.extract_cohort_frames(run)
+    assert stages.label_frames(run)["labeled_frames"] == 55
+    assert f"{lab_file} holds the row of 1 image(s) twice, with the same labels ({image}): read once" in caplog.text
+    copied = read_collected_data(run.layout.project_dir / "labeled-data" / "reachingvideo1" /
+                                 "CollectedData_Mackenzie.h5")
+    assert len(copied) == 55 and not copied.index.duplicated().any()  # what DeepLabCut trains from
+    assert stages.validate_label_table(run)["success"]
+
+    other = labels.iloc[[3]].copy()
+    other[(labels.columns[0][0], "Hand", "x")] += 4.0  # the same image labelled again, elsewhere
+    write_collected_data(pd.concat([labels, other]), lab_file.parent.parent, "reachingvideo1", "Mackenzie")
+    run = stages.prepare_run(root, REACH_CONF, "manual__other_twice")
+    stages.extract_cohort_frames(run)
+    stages.label_frames(run)
+    with pytest.raises(LabelValidationError) as failed:
+        stages.validate_label_table(run)
+    paragraph = failed.value.explain()
+    assert "a frame labelled twice, with different positions" in paragraph
+    assert "deeplabcut.dropduplicatesinannotatinfiles" in paragraph
+    assert paragraph.count(f"{image}: found two rows of labels, allowed one row") == 1
+    excluded = stages.prepare_run(root, {**REACH_CONF, "invalid_labels": "exclude_frames"}, "manual__excluded")
+    stages.extract_cohort_frames(excluded)
+    stages.label_frames(excluded)
+    assert stages.validate_label_table(excluded) == {"labeled_frames": 54, "success": True, "excluded_frames": 1}
+
+
 def test_a_multi_animal_projects_label_file_of_one_individual_is_read_as_its_labels_and_of_two_refused(
         reaching_project, tmp_path, caplog):
     """A multi-animal DeepLabCut project saves a fourth header row, the individuals (and `single` for landmarks of

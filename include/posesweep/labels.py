@@ -234,6 +234,25 @@ def keyed_to_folder(frame: pd.DataFrame, folder: str, source: Path) -> pd.DataFr
     return keyed
 
 
+def once_per_image(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
+    """Each image's row once. A label file can hold an image's row twice (label files merged by hand, a refine
+    round saved over an earlier one): DeepLabCut's ``create_training_dataset`` then trains on the frame twice, and
+    its ``dropduplicatesinannotatinfiles`` keeps the first. A repeat with the same labels is read once, with a
+    warning; one with other labels is kept, and validation refuses the frame (which was meant is the lab's to say).
+    """
+    repeated = frame.index.duplicated(keep="first")
+    if not repeated.any():
+        return frame
+    first = frame[~repeated]
+    same = np.array([not flag or frame.iloc[i].equals(first.loc[frame.index[i]]) for i, flag in enumerate(repeated)])
+    images = sorted({str(frame.index[i][-1]) for i in np.flatnonzero(repeated & same)})
+    if images:
+        log.warning("%s holds the row of %d image(s) twice, with the same labels (%s): read once (DeepLabCut would "
+                    "train on them twice)", source, len(images), ", ".join(images[:5]) +
+                    (f" and {len(images) - 5} more" if len(images) > 5 else ""))
+    return frame[~(repeated & same)]
+
+
 def named_for_scorer(frame: pd.DataFrame, scorer: str, source: Path) -> pd.DataFrame:
     """Labels under the scorer their file is named for. DeepLabCut reads ``CollectedData_<scorer>.h5`` and then
     drops a file whose header does not start (its labelers sorted) with the scorer ("labeled by a different

@@ -26,8 +26,8 @@ from .carried_labels import carry_earlier_labels, landmarks_still_to_add
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
 from .gpus import machine_gpus
 from .labels import (LabelFileError, build_label_table, keyed_to_folder, labeled_images, named_for_scorer,
-                     positions_only, read_collected_data, read_label_table, to_dlc_frame, write_collected_data,
-                     write_label_table)
+                     once_per_image, positions_only, read_collected_data, read_label_table, to_dlc_frame,
+                     write_collected_data, write_label_table)
 from .layout import (RunLayout, file_version, read_json, visible_entries, write_csv_atomic, write_json_atomic,
                      write_text_atomic)
 from .locks import exclusive_writer
@@ -386,8 +386,8 @@ def label_frames(run: Run) -> dict:
         sources[stem] = str(source)
         if source.parent != labeled_data / stem:  # labels kept with the cohort: copy into the project
             frame = named_for_scorer(positions_only(read_collected_data(source)), cohort.scorer, source)
-            copied[stem] = file_version(write_collected_data(keyed_to_folder(frame, stem, source), labeled_data,
-                                                             stem, cohort.scorer))
+            frame = once_per_image(keyed_to_folder(frame, stem, source), source)
+            copied[stem] = file_version(write_collected_data(frame, labeled_data, stem, cohort.scorer))
     if copied:
         earlier = read_json(layout.cohort_label_copies_file) if layout.cohort_label_copies_file.exists() else {}
         write_json_atomic(layout.cohort_label_copies_file, {**earlier, **copied})

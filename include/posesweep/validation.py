@@ -391,8 +391,10 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str
         return ("bodyparts without a label in any frame",
                 lambda r: "no labels for " + ", ".join(map(str, failure.get("missing_values") or [])),
                 lambda r: "labels for every bodypart")
-    if kind == "expect_compound_columns_to_be_unique":
-        return "the same frame and landmark labeled twice", lambda r: "two rows", lambda r: "one row"
+    if kind == "expect_compound_columns_to_be_unique":  # a label file holding an image's row twice
+        return ("a frame labelled twice, with different positions (its row twice in the label file; which is meant "
+                "is the lab's to say: delete the other, or run deeplabcut.dropduplicatesinannotatinfiles(config.yaml), "
+                "which keeps the first)", lambda r: "two rows of labels", lambda r: "one row")
     return kind, lambda r: str(failure.get("observed_value")), lambda r: str(kwargs)
 
 
@@ -466,6 +468,10 @@ def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_miss
         what, found, allowed = _rule(failure, max_missing_fraction, view, roles, summary.get("back_view_videos") or [])
         rows = [{}] if _names_a_landmark(failure) else failure["offending"] or [{}]  # one line: the names
         count = failure.get("unexpected_count") or len(failure["offending"])
+        if failure["expectation"] == "expect_compound_columns_to_be_unique":  # one line a frame, not a landmark
+            rows = list({(r.get("video"), r.get("image")): {k: r[k] for k in FRAME_ID_COLUMNS if k in r}
+                         for r in rows}.values())
+            count = len(rows)
         details.append(f"{what}" + (f" ({count} rows)" if count and count > 1 else "") + ":")
         for row in rows[:rows_shown]:
             where = [label_files.get(row["video"], row["video"])] if len(files) > 1 and "video" in row else []
