@@ -677,8 +677,10 @@ def test_an_unreadable_image_is_called_that_not_a_missing_landmark(labeled_run):
     with pytest.raises(LabelValidationError) as failure:
         validate_labels(table, sorted(set(table["landmark"])), 0.1, layout.validation_dir,
                         images_root=layout.project_dir / "labeled-data")
-    assert "labeled image missing or unreadable (its size is unknown)" in str(failure.value)
-    assert "landmark image_width_px" not in str(failure.value)
+    message = str(failure.value)
+    assert "labeled image missing, unreadable or not the size it was labeled at" in message
+    assert "landmark image_width_px" not in message
+    assert message.count(victim["image"]) == 1  # once, for the image: not again for each of its landmarks
 
 
 def test_a_twelve_bit_cameras_sixteen_bit_frames_fail_as_nearly_black_and_full_range_ones_pass(labeled_run):

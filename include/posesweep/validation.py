@@ -403,6 +403,10 @@ def _names_a_landmark(failure: dict[str, Any]) -> bool:
         "landmark"
 
 
+def _frame_of(row: dict[str, Any]) -> tuple[Any, Any]:
+    return row.get("video"), row.get("image")
+
+
 def landmark_names_advice(failures: list[dict[str, Any]], landmarks_file: str | None) -> tuple[str, bool] | None:
     """What to do where the labels' landmark names and the cohort's bodyparts differ, and whether that is all that
     failed. A name is fixed where the bodyparts are listed; the run keeps the landmarks it started with (its own
@@ -461,16 +465,20 @@ def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_miss
         details.append(f"{label_files.get(video['video'], video['video'])}: {reversed_video_advice(video, summary)}")
     unlabelled = {str(n) for f in failures if f["expectation"] == "expect_column_distinct_values_to_contain_set"
                   for n in f.get("missing_values") or []}
+    images_named = {_frame_of(r) for f in failures if f["kwargs"].get("column") == "image_file_matches"
+                    for r in f["offending"]}
     for failure in failures:
-        if failure["expectation"] == "expect_column_values_to_not_be_null" and \
-                failure["kwargs"].get("column") in unlabelled:
+        kind, column = failure["expectation"], failure["kwargs"].get("column")
+        if kind == "expect_column_values_to_not_be_null" and column in unlabelled:
             continue  # "missing in 100% of the frames", frame by frame: said once, as a bodypart without a label
+        per_frame = kind == "expect_compound_columns_to_be_unique" or column == "image_width_px"
+        if column == "image_width_px" and {_frame_of(r) for r in failure["offending"]} <= images_named:
+            continue  # a missing image, landmark by landmark: said once, by the image check
         what, found, allowed = _rule(failure, max_missing_fraction, view, roles, summary.get("back_view_videos") or [])
         rows = [{}] if _names_a_landmark(failure) else failure["offending"] or [{}]  # one line: the names
         count = failure.get("unexpected_count") or len(failure["offending"])
-        if failure["expectation"] == "expect_compound_columns_to_be_unique":  # one line a frame, not a landmark
-            rows = list({(r.get("video"), r.get("image")): {k: r[k] for k in FRAME_ID_COLUMNS if k in r}
-                         for r in rows}.values())
+        if per_frame:  # a check of the label rows that fails a whole frame: one line a frame, not a landmark
+            rows = list({_frame_of(r): {k: r[k] for k in FRAME_ID_COLUMNS if k in r} for r in rows}.values())
             count = len(rows)
         details.append(f"{what}" + (f" ({count} rows)" if count and count > 1 else "") + ":")
         for row in rows[:rows_shown]:
