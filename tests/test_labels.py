@@ -1219,19 +1219,20 @@ def test_by_participant_with_one_participant_stops_at_prepare_run_before_anyone_
     stages.prepare_run(root, SMALL, "manual__one_person")  # the paper's split needs no second person
 
 
-def _reaching_labels_through_validation(reaching_project, tmp_path, bodyparts: list[str], run_name: str):
+def _reaching_labels_through_validation(reaching_project, tmp_path, bodyparts: list[str], run_name: str,
+                                        **conf):
     """The Reaching project with config.yaml listing ``bodyparts``, taken through labels and validation."""
     import shutil
 
     import yaml
 
     root = tmp_path / "data"
-    cohort = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    cohort = shutil.copytree(reaching_project, root / "cohorts" / "reach", dirs_exist_ok=True)
     config = yaml.safe_load((cohort / "config.yaml").read_text())
     (cohort / "config.yaml").write_text(yaml.safe_dump({**config, "bodyparts": bodyparts}))
     run = stages.prepare_run(root, {"cohort": "reach", "frame_set_sizes": [20, 40], "train_fraction": 0.8,
                                     "max_missing_label_fraction": 0.8, "allow_random_init": True,
-                                    "max_iterations": 20, "snapshot_interval": 10}, run_name)
+                                    "max_iterations": 20, "snapshot_interval": 10, **conf}, run_name)
     stages.extract_cohort_frames(run)
     stages.label_frames(run)
     return run, stages.validate_label_table(run)
@@ -1263,6 +1264,16 @@ def test_a_bodypart_named_otherwise_in_config_yaml_than_in_the_labels_fails_nami
         in paragraph
     assert (f"the bodyparts in {tmp_path / 'data' / 'cohorts' / 'reach' / 'config.yaml'} list Hnad: if they are one "
             f"landmark, write Hand for Hnad there") in paragraph and "trigger a new run" in paragraph
+    # leaving out the frames named would leave out all 55 (each has a Hand label), and the empty rest then failed
+    # for want of any label at all, the name no longer said
+    with pytest.raises(LabelValidationError) as excluding:
+        _reaching_labels_through_validation(reaching_project, tmp_path, ["Hnad", "Finger1", "Tongue", "Joystick1",
+                                                                         "Joystick2"], "manual__typo_excluding",
+                                            invalid_labels="exclude_frames")
+    paragraph = excluding.value.explain()
+    assert "found landmarks Hand not among the bodyparts" in paragraph and "write Hand for Hnad there" in paragraph
+    assert "invalid_labels=exclude_frames leaves out the frames named, and here every labeled frame is named (55)" \
+        in paragraph
 
 
 @pytest.mark.parametrize("cleared_from", ["label_frames", "train"])

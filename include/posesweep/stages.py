@@ -454,11 +454,16 @@ def validate_label_table(run: Run) -> dict:
     excluded: list[tuple[str, str]] = []
     try:
         summary = validate_labels(table, **check)
-    except LabelValidationError:
+    except LabelValidationError as failure:
         if study.invalid_labels != "exclude_frames":
             raise
         failed = read_json(layout.validation_dir / "validation_result.json")
         excluded = offending_frames(failed)
+        labeled = len(table[["video", "image"]].drop_duplicates())
+        if len(excluded) >= labeled:  # (then the empty rest failed for want of any label, hiding the cause)
+            failure.details.append(f"invalid_labels=exclude_frames leaves out the frames named, and here every "
+                                   f"labeled frame is named ({labeled}): none would be left to train on")
+            raise
         keep = ~table.set_index(["video", "image"]).index.isin(excluded)
         log.warning("excluding %d frames named by failing expectations: %s", len(excluded),
                     ", ".join(f"{v}/{i}" for v, i in excluded))
