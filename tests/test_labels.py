@@ -133,6 +133,40 @@ def test_wrong_landmark_set_fails_naming_both_names_and_where_the_bodyparts_are(
     assert "missing in 100%" not in failed.value.explain()  # the same said frame by frame
 
 
+def test_labels_failing_every_check_at_once_are_told_each_and_no_library_logs_an_error(labeled_run, tmp_path, caplog):
+    """Great Expectations renders its Data Docs as a check fails; where its renderer cannot draw a result it logs an
+    ERROR and a traceback (it did for a landmark name not among the bodyparts), which would sit in the task log
+    above the lab's paragraph. Every check failing at once: each is told, and nothing logs an ERROR."""
+    layout = labeled_run.layout
+    table = pd.read_csv(layout.labels_file)
+    frames = table[["video", "image"]].drop_duplicates().to_numpy()
+    row = lambda n, landmark: table.index[(table["video"] == frames[n][0]) & (table["image"] == frames[n][1])
+                                          & (table["landmark"] == landmark)][0]
+    table.loc[row(0, "left_knee"), "x_px"] = 400.0  # outside the image
+    table.loc[row(1, "left_knee"), "y_px"] = -3.0  # a negative coordinate
+    table.loc[row(2, "left_ankle"), ["x_px", "y_px"]] = 0.0  # the (0, 0) placeholder
+    table.loc[row(3, "left_hip"), "landmark"] = "L_hip"  # a name not among the bodyparts
+    knees = table[["x_px", "y_px"]].loc[[row(4, "left_knee"), row(4, "right_knee")]].to_numpy()
+    table.loc[[row(4, "left_knee"), row(4, "right_knee")], ["x_px", "y_px"]] = knees[::-1]  # sides swapped
+    table = pd.concat([table, table.loc[[row(5, "left_hip")]].assign(x_px=lambda t: t["x_px"] + 3)],
+                      ignore_index=True)  # a frame labelled twice, as read from its label file
+    table = table[table["landmark"] != "right_lateral_foot"]  # a bodypart without a label
+    (layout.project_dir / "labeled-data" / frames[6][0] / frames[6][1]).unlink()  # a missing image
+    bodyparts = sorted(set(table["landmark"]) - {"L_hip"} | {"right_lateral_foot"})
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(LabelValidationError) as failure:
+        validate_labels(table, bodyparts, 0.1, tmp_path / "v", images_root=layout.project_dir / "labeled-data",
+                        roles=frontal_check_roles(bodyparts, None)[0])
+    message = failure.value.explain()
+    for told in ("label outside the image (x)", "negative label coordinate (y)", "label at the image's corner (0, 0)",
+                 "landmark names differ from the cohort's bodyparts", "bodyparts without a label in any frame",
+                 "knee sides not swapped", "a frame labelled twice, with different positions",
+                 "labeled image missing, unreadable or not the size it was labeled at"):
+        assert told in message, told
+    assert [f"{r.name}: {r.getMessage()[:100]}" for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert (tmp_path / "v" / "data_docs" / "index.html").exists()
+
+
 def _frontal_defect(labeled_run, tmp_path, plant):
     """Plant one defect in one frame of a copy of a valid label table; return the error and the frame."""
     layout = labeled_run.layout
