@@ -138,6 +138,34 @@ def test_the_camera_view_in_cohort_json_is_front_back_side_or_refused(tmp_path):
     assert '"back": the camera is behind the participant' in paragraph
 
 
+def test_bodyparts_listing_a_landmark_twice_or_written_as_a_text_are_refused_naming_the_file_and_places(
+        tmp_path, reaching_project):
+    """A landmark listed twice passed validation and then failed prepare_training with a traceback of DeepLabCut's
+    project check (and was retried); bodyparts written as a text was read letter by letter."""
+    import json
+
+    import yaml
+
+    cohort = tmp_path / "cohorts" / "knee"
+    (cohort / "videos").mkdir(parents=True)
+    (cohort / "videos" / "P01.mp4").write_bytes(b"")
+    for bodyparts, said in ((["knee", "ankle", "knee"], "Found: knee at places 1 and 3"),
+                            ("knee, ankle", "Found: bodyparts: 'knee, ankle'"),
+                            (["knee", None, "ankle"], "Found: an empty name at place 2")):
+        (cohort / "cohort.json").write_text(json.dumps({"bodyparts": bodyparts}))
+        paragraph = _failure(cohort)
+        assert f"File: {cohort / 'cohort.json'}" in paragraph and said in paragraph, paragraph
+    (cohort / "cohort.json").write_text(json.dumps({"bodyparts": ["knee", "ankle"]}))
+    assert load_cohort(cohort).bodyparts == ("knee", "ankle")
+
+    config = yaml.safe_load((reaching_project / "config.yaml").read_text())
+    (reaching_project / "config.yaml").write_text(yaml.safe_dump({**config, "bodyparts": config["bodyparts"] +
+                                                                   ["Hand"]}))
+    paragraph = _failure(reaching_project)
+    assert "bodyparts names a landmark twice" in paragraph and "Found: Hand at places 1 and 6" in paragraph
+    assert f"File: {reaching_project / 'config.yaml'}" in paragraph and "keep one of each in config.yaml's" in paragraph
+
+
 def test_side_view_videos_in_cohort_json_name_the_side_cameras_videos_or_are_refused(tmp_path):
     import json
 

@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -182,7 +183,7 @@ def _load_dlc_project(cohort_dir: Path) -> Cohort:
                  f"CollectedData_{others[0]}.h5)" if others else
                  "label the frames with DeepLabCut (its GUI saves CollectedData_<scorer>.h5 beside them)"))
     manifest = read_cohort_manifest(cohort_dir) or {}
-    bodyparts = tuple(config["bodyparts"])
+    bodyparts = checked_bodyparts(config_file, config["bodyparts"])
     return Cohort(cohort_dir.name, cohort_dir, folders, bodyparts, scorer, "dlc_project",
                   participant_pattern(cohort_dir, manifest, [f.name for f in folders]),
                   declared_kinematic_landmarks(cohort_dir, manifest, bodyparts),
@@ -204,6 +205,31 @@ def camera_view_of(cohort_dir: Path, manifest: dict) -> str:
                           found=repr(view), allowed="; ".join(f'"{k}": {v}' for k, v in CAMERA_VIEWS.items()),
                           fix='set "camera_view" to "front", "back" or "side", or remove it (front)')
     return view
+
+
+def checked_bodyparts(file: Path, value: Any) -> tuple[str, ...]:
+    """A cohort's landmarks as ``file`` (cohort.json, or an imported project's config.yaml) lists them: a list of
+    names, each once. A name listed twice passed validation (its labels were read once) and then failed
+    ``prepare_training`` in DeepLabCut's own project check, as a traceback; a text ("left_knee, right_knee") was
+    read letter by letter."""
+    example = '["left_knee", "right_knee"]' if file.name == COHORT_FILE else "- left_knee / - right_knee, one a line"
+    if not isinstance(value, (list, tuple)) or not value:
+        raise CohortError("bodyparts is not a list of landmark names", file=file, found=f"bodyparts: {value!r}",
+                          allowed=f"a list of the landmarks' names, e.g. {example}",
+                          fix=f"write the landmarks as a list in {file.name}")
+    names = tuple(str(name) if name is not None else "" for name in value)
+    blank = [i + 1 for i, name in enumerate(names) if not name.strip()]
+    twice = sorted({name for name in names if name.strip() and names.count(name) > 1}, key=names.index)
+    if blank or twice:
+        found = [f"{name} at places " + " and ".join(str(i + 1) for i, n in enumerate(names) if n == name)
+                 for name in twice] + [f"an empty name at place {i}" for i in blank]
+        raise CohortError("bodyparts names a landmark twice" if twice else "bodyparts has an empty name", file=file,
+                          found="; ".join(found), allowed="each landmark once, by a name (DeepLabCut refuses a "
+                                                          "project listing one twice)",
+                          fix=(f"keep one of each in {file.name}'s bodyparts (a landmark meant as another: give "
+                               f"it its own name, and label it)" if twice else
+                               f"write the landmark's name there, or remove the empty entry from {file.name}"))
+    return names
 
 
 def declared_kinematic_landmarks(cohort_dir: Path, manifest: dict, bodyparts: tuple[str, ...]) -> dict | None:
@@ -455,7 +481,8 @@ def load_cohort(cohort_dir: Path) -> Cohort:
     manifest = read_cohort_manifest(cohort_dir)
     synthetic = bool(manifest and manifest.get("kind") == "synthetic")
     manifest = manifest or {}  # a lab's cohort.json may only say where the landing square is
-    bodyparts = tuple(manifest.get("bodyparts", FRONTAL_BODYPARTS))
+    bodyparts = checked_bodyparts(cohort_dir / COHORT_FILE, manifest["bodyparts"]) if "bodyparts" in manifest \
+        else FRONTAL_BODYPARTS
     scorer = manifest.get("scorer", HUMAN_SCORER)
     return Cohort(cohort_dir.name, cohort_dir, videos, bodyparts, scorer, "synthetic" if synthetic else "videos",
                   participant_pattern(cohort_dir, manifest, [v.stem for v in videos]),
