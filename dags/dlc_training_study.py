@@ -271,7 +271,8 @@ def _tee_output(log_file: Path):
     import sys
 
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    tee = subprocess.Popen(["tee", str(log_file)], stdin=subprocess.PIPE)
+    # (a session of its own: Ctrl-C at the terminal stops the study, not its log's copy to the terminal)
+    tee = subprocess.Popen(["tee", str(log_file)], stdin=subprocess.PIPE, start_new_session=True)
     saved = os.dup(1)
     sys.stdout.flush(), sys.stderr.flush()
     os.dup2(tee.stdin.fileno(), 1), os.dup2(tee.stdin.fileno(), 2)
@@ -324,8 +325,15 @@ if __name__ == "__main__":
     close_log = _tee_output(log_file)
     try:
         dag_run = study_dag.test(run_conf=conf)
+    except KeyboardInterrupt:
+        dag_run = None
     finally:
         close_log()
+    if dag_run is None:
+        print(f"\nstopped (Ctrl-C). What the run made stays under {DATA_ROOT / 'runs' / conf.get('cohort', 'demo')}: "
+              f"a later run of the cohort reuses its extracted frames and starts with the labels saved in its "
+              f"project.\nfull log: {log_file}")
+        raise SystemExit(130)
     report = RunLayout.create(DATA_ROOT, conf.get("cohort", "demo"), dag_run.run_id).report_dir / "index.html"
     print(f"\nstudy run {dag_run.run_id}: {dag_run.state}")
     if str(dag_run.state) != "success" or not report.exists():

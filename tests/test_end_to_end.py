@@ -248,15 +248,20 @@ def test_the_command_line_run_of_a_cohort_awaiting_labels_says_where_to_label_an
     child = subprocess.Popen([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), "--conf",
                               json.dumps(conf)], env={**os.environ, "POSESWEEP_DATA_ROOT": str(tmp_path / "data")},
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    seen = []
+    seen, rest = [], ""
     try:
         for line in child.stdout:  # up to the first line dag.test() logs while the sensor waits
             seen.append(line)
             if "No tasks to run" in line or "the run waits for the labels" in line:
                 break
+        os.killpg(child.pid, signal.SIGINT)  # Ctrl-C at the terminal, as the line says
+        rest = child.communicate(timeout=300)[0]
     finally:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode == 130 and "Traceback" not in rest, rest[-3000:]
+    assert f"stopped (Ctrl-C). What the run made stays under {tmp_path / 'data' / 'runs' / 'bikes'}" in rest
     text = "".join(seen)
     assert "P01: 10 of 10 picked frames still unlabeled; label them in" in text
     assert f"{tmp_path / 'data' / 'runs' / 'bikes'}" in text and "labeled-data/P01 (DeepLabCut, scorer labeler)" in text
