@@ -407,13 +407,18 @@ def _frame_of(row: dict[str, Any]) -> tuple[Any, Any]:
     return row.get("video"), row.get("image")
 
 
+def _unlabelled_bodyparts(failures: list[dict[str, Any]]) -> list[str]:
+    """The bodyparts no label names at all, in the order of the bodyparts."""
+    return [str(n) for f in failures if f["expectation"] == "expect_column_distinct_values_to_contain_set"
+            for n in f.get("missing_values") or []]
+
+
 def landmark_names_advice(failures: list[dict[str, Any]], landmarks_file: str | None) -> tuple[str, bool] | None:
     """What to do where the labels' landmark names and the cohort's bodyparts differ, and whether that is all that
     failed. A name is fixed where the bodyparts are listed; the run keeps the landmarks it started with (its own
     project), so the correction is a new run's."""
     unexpected = [n for f in failures if _names_a_landmark(f) for n in f.get("unexpected_values") or []]
-    missing = [str(n) for f in failures if f["expectation"] == "expect_column_distinct_values_to_contain_set"
-               for n in f.get("missing_values") or []]  # in the order of the bodyparts
+    missing = _unlabelled_bodyparts(failures)
     if not unexpected and not missing:
         return None
     where = f"the bodyparts in {landmarks_file}" if landmarks_file else "the cohort's bodyparts"
@@ -463,8 +468,7 @@ def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_miss
                        f"frontal-plane checks or knee angles.")
     for video in summary.get("videos_with_sides_reversed", []):
         details.append(f"{label_files.get(video['video'], video['video'])}: {reversed_video_advice(video, summary)}")
-    unlabelled = {str(n) for f in failures if f["expectation"] == "expect_column_distinct_values_to_contain_set"
-                  for n in f.get("missing_values") or []}
+    unlabelled = set(_unlabelled_bodyparts(failures))
     images_named = {_frame_of(r) for f in failures if f["kwargs"].get("column") == "image_file_matches"
                     for r in f["offending"]}
     for failure in failures:
