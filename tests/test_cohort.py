@@ -51,6 +51,26 @@ def test_a_folder_labeled_only_by_someone_else_is_left_out_and_named(reaching_pr
          "CollectedData_Mackenzie.csv, and they are read as Mackenzie's)"]
 
 
+def test_a_folder_holding_only_a_networks_predictions_is_told_to_refine_them_first(reaching_project):
+    """After an outlier round (deeplabcut.extract_outlier_frames), a labeled-data folder holds machinelabels-iter0.h5:
+    a network's predictions, not labels. Such a folder, and a project with no other, were told to label with the
+    GUI or that no scorer was found; now they are told to refine the predictions."""
+    labeled_data = reaching_project / "labeled-data"
+    outliers = labeled_data / "reachingvideo2"
+    outliers.mkdir()
+    shutil.copy(labeled_data / "reachingvideo1" / "CollectedData_Mackenzie.h5", outliers / "machinelabels-iter0.h5")
+    assert unmatched_videos(load_cohort(reaching_project))[
+        "labeled-data folders left out (no CollectedData_Mackenzie file)"] == [
+        "reachingvideo2 (holds machinelabels-iter0.h5: a network's predictions for the frames DeepLabCut's "
+        "extract_outlier_frames picked, not labels: correct them in deeplabcut.refine_labels and save (its GUI "
+        "writes CollectedData_Mackenzie.h5))"]
+    shutil.rmtree(labeled_data / "reachingvideo1")
+    paragraph = _failure(reaching_project)
+    assert "Found: scorer: Mackenzie; label files of no scorer" in paragraph
+    assert "machinelabels files in reachingvideo2" in paragraph
+    assert "What to do: the machinelabels files are a network's predictions" in paragraph
+
+
 @pytest.mark.parametrize("layout, expected", [
     ({"P01.mp4": "", "P02.MOV": ""}, ["the videos are not in the cohort's videos/ folder",
                                       "Found: 2 video(s) in the cohort folder itself: P01.mp4, P02.MOV",

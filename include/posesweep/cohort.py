@@ -174,13 +174,16 @@ def _load_dlc_project(cohort_dir: Path) -> Cohort:
     folders = tuple(p for p, files in by_folder.items() if scorer in files)
     if not folders:
         others = sorted({name for files in by_folder.values() for name in files})
+        predicted = [folder.name for folder in by_folder if machine_label_files(folder)]
         raise CohortError(
             f"no labels by the project's scorer {scorer!r}", file=config_file,
             found=f"scorer: {scorer}; label files of " + (", ".join(repr(o) for o in others) if others else
-                                                          f"no scorer in {labeled_data}/<video>/"),
+                                                          f"no scorer in {labeled_data}/<video>/") +
+                  (f"; machinelabels files in {', '.join(predicted)}" if predicted else ""),
             allowed=f"{labeled_data}/<video>/CollectedData_{scorer}.h5 or .csv",
             fix=(f"set scorer: in config.yaml to the name in the label files' names ({others[0]!r} for "
                  f"CollectedData_{others[0]}.h5)" if others else
+                 f"the machinelabels files are {MACHINE_LABELS_FIX.format(scorer=scorer)}" if predicted else
                  "label the frames with DeepLabCut (its GUI saves CollectedData_<scorer>.h5 beside them)"))
     manifest = read_cohort_manifest(cohort_dir) or {}
     bodyparts = checked_bodyparts(config_file, config["bodyparts"])
@@ -553,12 +556,26 @@ def _some(names: list[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
+MACHINE_LABELS_FIX = ("a network's predictions for the frames DeepLabCut's extract_outlier_frames picked, not "
+                      "labels: correct them in deeplabcut.refine_labels and save (its GUI writes "
+                      "CollectedData_{scorer}.h5)")
+
+
+def machine_label_files(folder: Path) -> list[str]:
+    """DeepLabCut's ``machinelabels-iter<N>.h5`` in a labeled-data folder: predictions awaiting refine_labels."""
+    return sorted(p.name for p in visible_entries(folder) if p.name.startswith("machinelabels") and p.suffix in
+                  (".h5", ".csv"))
+
+
 def _other_scorers(folder: Path, scorer: str) -> str:
-    """For a labeled-data folder left out: the label files of other scorers in it (a second labeler's videos) and
-    how to study them, or nothing."""
+    """For a labeled-data folder left out: the label files of other scorers in it (a second labeler's videos) or
+    a network's predictions (an outlier round not yet refined), and how to study them, or nothing."""
     others = sorted(path.name for name, path in label_files_by_scorer(folder).items() if name != scorer)
-    return (f" (holds {', '.join(others)}: another labeler's; to study them, rename the file to "
-            f"CollectedData_{scorer}{Path(others[0]).suffix}, and they are read as {scorer}'s)" if others else "")
+    if others:
+        return (f" (holds {', '.join(others)}: another labeler's; to study them, rename the file to "
+                f"CollectedData_{scorer}{Path(others[0]).suffix}, and they are read as {scorer}'s)")
+    predicted = machine_label_files(folder)
+    return f" (holds {', '.join(predicted)}: {MACHINE_LABELS_FIX.format(scorer=scorer)})" if predicted else ""
 
 
 def unmatched_videos(cohort: Cohort) -> dict[str, list[str]]:
