@@ -36,11 +36,15 @@ demo: install
 
 # The study on a cohort of your own, from the command line (one in-process run, dag.test; no scheduler):
 #   make study CONF='{"cohort": "<a folder under the data root's cohorts/>", ...}'
+# and a run stopped with Ctrl-C, where it stopped (the run id it printed):
+#   make study CONTINUE='<run id>'
 CONF ?=
+CONTINUE ?=
 study: install
-	@test -n '$(CONF)' || { echo "usage: make study CONF='{\"cohort\": \"<a folder in $(DATA_ROOT)/cohorts>\"}'"; exit 2; }
+	@test -n '$(CONF)$(CONTINUE)' || { echo "usage: make study CONF='{\"cohort\": \"<a folder in $(DATA_ROOT)/cohorts>\"}'  (or CONTINUE='<run id>')"; exit 2; }
 	AIRFLOW_HOME=$(CURDIR)/.airflow $(BIN)/airflow db migrate > /dev/null
-	AIRFLOW_HOME=$(CURDIR)/.airflow $(BIN)/python dags/dlc_training_study.py --conf '$(CONF)'
+	AIRFLOW_HOME=$(CURDIR)/.airflow $(BIN)/python dags/dlc_training_study.py \
+	  $(if $(CONTINUE),--continue '$(CONTINUE)',--conf '$(CONF)')
 
 test: install
 	$(BIN)/python -m pytest -v -rs $(PYTEST_ARGS) tests

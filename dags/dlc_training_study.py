@@ -18,13 +18,9 @@ Outputs: `<data root>/runs/<cohort>/<run id>/`, report in `report/index.html`.
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
-import logging
 import warnings
 from datetime import datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
@@ -71,6 +67,8 @@ def explained(body):
 
 def remember_failure(context, retried: bool = False) -> None:
     ti, error = context["ti"], context.get("exception")
+    if isinstance(error, KeyboardInterrupt):  # Ctrl-C at `make study`: nothing failed (terminal_run says so)
+        return
     where = ti.task_id + (f" [{ti.map_index}]" if ti.map_index >= 0 else "")
     text = str(error) if isinstance(error, (PosesweepError, AirflowFailException)) else \
         f"{type(error).__name__}: {error}"
@@ -264,79 +262,7 @@ def dlc_training_study():
 study_dag = dlc_training_study()
 
 
-def _tee_output(log_file: Path):
-    """Everything this process and its children print goes to the terminal and to ``log_file``; returns a closer."""
-    import os
-    import subprocess
-    import sys
+if __name__ == "__main__":  # make study: the study run once from a terminal (posesweep.terminal_run)
+    from posesweep.terminal_run import main
 
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    # (a session of its own: Ctrl-C at the terminal stops the study, not its log's copy to the terminal)
-    tee = subprocess.Popen(["tee", str(log_file)], stdin=subprocess.PIPE, start_new_session=True)
-    saved = os.dup(1)
-    sys.stdout.flush(), sys.stderr.flush()
-    os.dup2(tee.stdin.fileno(), 1), os.dup2(tee.stdin.fileno(), 2)
-
-    def close() -> None:
-        sys.stdout.flush(), sys.stderr.flush()
-        os.dup2(saved, 1), os.dup2(saved, 2)
-        tee.stdin.close()
-        tee.wait()
-
-    return close
-
-
-class _OneLineWhileLabelsAreAwaited(logging.Filter):
-    """Run from the command line (dag.test), Airflow logs "No tasks to run. unrunnable tasks: ..." once a second
-    while ``wait_for_labels`` waits for its next look (every 5 minutes, for up to 14 days): a console flooded
-    between the sensor's own lines, which say what is still to label and where. Said once, in words."""
-
-    told = False
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith("No tasks to run"):
-            return True
-        if self.told:
-            return False
-        self.told = True
-        record.msg, record.args = (
-            "the run waits for the labels named above: wait_for_labels looks again every %d minutes and the run "
-            "goes on once they are saved; Ctrl-C stops it, and a later run of the cohort starts with the labels "
-            "saved meanwhile", (LABELS_POKE_INTERVAL_S // 60,))
-        return True
-
-
-if __name__ == "__main__":
-    from posesweep.layout import RunLayout
-
-    logging.getLogger("airflow.sdk.definitions.dag").addFilter(_OneLineWhileLabelsAreAwaited())
-
-    parser = argparse.ArgumentParser(description="Run the study once in-process (dag.test).")
-    parser.add_argument("--conf", default="{}", help="JSON run configuration (parameter overrides)")
-    try:
-        conf = json.loads(parser.parse_args().conf)
-    except json.JSONDecodeError as bad:
-        raise SystemExit(f"--conf is not JSON ({bad}): give the run's parameters as one JSON object in single "
-                         f"quotes, e.g. --conf '{{\"cohort\": \"reach\", \"frame_set_sizes\": [14, 28]}}'") from None
-    if not isinstance(conf, dict):
-        raise SystemExit(f"--conf is {type(conf).__name__} JSON, not an object: give the run's parameters as "
-                         f"{{\"name\": value, ...}}, e.g. --conf '{{\"cohort\": \"reach\"}}'")
-    log_file = DATA_ROOT / "logs" / f"study-{datetime.now():%Y%m%dT%H%M%S}.log"
-    close_log = _tee_output(log_file)
-    try:
-        dag_run = study_dag.test(run_conf=conf)
-    except KeyboardInterrupt:
-        dag_run = None
-    finally:
-        close_log()
-    if dag_run is None:
-        print(f"\nstopped (Ctrl-C). What the run made stays under {DATA_ROOT / 'runs' / conf.get('cohort', 'demo')}: "
-              f"a later run of the cohort reuses its extracted frames and starts with the labels saved in its "
-              f"project.\nfull log: {log_file}")
-        raise SystemExit(130)
-    report = RunLayout.create(DATA_ROOT, conf.get("cohort", "demo"), dag_run.run_id).report_dir / "index.html"
-    print(f"\nstudy run {dag_run.run_id}: {dag_run.state}")
-    if str(dag_run.state) != "success" or not report.exists():
-        print("\n\n".join(FAILURES) or "no task reported a failure", f"\nfull log: {log_file}", sep="\n")
-        raise SystemExit(1)
-    print(f"report: {report}\nfull log: {log_file}")
+    main(study_dag, DATA_ROOT, FAILURES, LABELS_POKE_INTERVAL_S)

@@ -5,6 +5,7 @@ import json
 import math
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -261,13 +262,83 @@ def test_the_command_line_run_of_a_cohort_awaiting_labels_says_where_to_label_an
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
     assert child.returncode == 130 and "Traceback" not in rest, rest[-3000:]
-    assert f"stopped (Ctrl-C). What the run made stays under {tmp_path / 'data' / 'runs' / 'bikes'}" in rest
+    assert f"stopped (Ctrl-C). What the run made stays in {tmp_path / 'data' / 'runs' / 'bikes'}/manual__" in rest
+    assert "  make study CONTINUE='manual__" in rest
     text = "".join(seen)
     assert "P01: 10 of 10 picked frames still unlabeled; label them in" in text
     assert f"{tmp_path / 'data' / 'runs' / 'bikes'}" in text and "labeled-data/P01 (DeepLabCut, scorer labeler)" in text
     assert "No tasks to run" not in text
     assert ("the run waits for the labels named above: wait_for_labels looks again every 5 minutes and the run goes "
-            "on once they are saved") in seen[-1]
+            "on once they are saved; Ctrl-C stops it, and the run goes on where it stopped with --continue") in seen[-1]
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_a_network_trains_stops_the_study_and_continue_goes_on_from_the_resume_point(airflow_db,
+                                                                                                  tiny_cohort, tmp_path):
+    """`make study`, Ctrl-C while the first network trains: Airflow's task runner took the KeyboardInterrupt as that
+    task's failure (its traceback logged, the task up for retry) and dag.test went on to train the next network; the
+    study did not stop. Now the study stops there, says how to go on, and `--continue` goes on with the same run:
+    finished steps skipped, the interrupted network from its resume point, to the report."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from posesweep.layout import RunLayout
+
+    data_root = tmp_path / "data"
+    shutil.copytree(tiny_cohort, data_root)
+    conf = {**TINY_CONF, "frame_set_sizes": [10, 20], "max_iterations": 40, "snapshot_interval": 10,
+            "engine": "pytorch"}
+    env = {**os.environ, "POSESWEEP_DATA_ROOT": str(data_root), "POSESWEEP_RESUME_POINT_SECONDS": "0"}
+
+    def study(*arguments: str, ctrl_c_after: str | None = None) -> tuple[int, str, str]:
+        child = subprocess.Popen([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), *arguments], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        before = []
+        try:
+            for line in child.stdout if ctrl_c_after else ():
+                before.append(line)
+                if ctrl_c_after in line:
+                    os.killpg(child.pid, signal.SIGINT)  # Ctrl-C at the terminal
+                    break
+            after = child.communicate(timeout=600)[0]
+        finally:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+        return child.returncode, "".join(before), after
+
+    code, before, after = study("--conf", json.dumps(conf), ctrl_c_after="[frame set 10] iteration 20/40")
+    assert code == 130, after[-3000:]
+    assert "Traceback" not in after and "[error" not in after and "failed (try" not in after, after[-3000:]
+    assert "[frame set 10] resume point saved at iteration" in after  # the child was asked to stop, and saved
+    assert "--frame-set-size=20" not in before + after  # the study stopped: no next network started
+    run_id = re.search(r"  make study CONTINUE='(manual__[^']+)'", after).group(1)
+    layout = RunLayout.create(data_root, "tiny", run_id)
+    run_dir = layout.run_dir
+    assert f"What the run made stays in {run_dir}" in after
+    left = [p for p in Path("/proc").glob("[0-9]*") if run_dir.name in _cmdline(p)]
+    assert not left, "a training process outlived the stopped study"
+
+    code, _, continued = study("--continue", str(run_dir))  # the run's folder, as a lab finds it, does as well
+    assert code == 0, continued[-3000:]
+    assert f"continuing run {run_id} of cohort tiny with the parameters it started with" in continued
+    assert "P001.mp4: 8 frames already extracted, skipped" in continued
+    resumed = int(re.search(r"\[frame set 10\] resuming from the resume point at iteration (\d+)", continued).group(1))
+    assert resumed >= 20
+    assert "Traceback" not in continued and "[error" not in continued
+    summary = json.loads(layout.summary_file.read_text())
+    assert sorted({(r["frame_set_size"], r["snapshot_iteration"]) for r in summary["errors"]}) == \
+        [(size, it) for size in (10, 20) for it in (10, 20, 30, 40)]
+    assert f"report: {layout.report_dir / 'index.html'}" in continued
+
+
+def _cmdline(process: Path) -> str:
+    try:
+        return (process / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:  # ended meanwhile
+        return ""
 
 
 def test_a_command_line_run_given_parameters_that_are_not_a_json_object_is_told_how_to_write_them(tmp_path):

@@ -49,6 +49,9 @@ def resolve_inside(root: Path, relative: str | Path) -> Path:
     return candidate
 
 
+STUDY_CONFIG_FILE = "study_config.json"  # a run's parameters, written at its first step
+
+
 def safe_name(text: str) -> str:
     """A folder-safe version of an Airflow run id (which contains ':' and '+').
 
@@ -85,7 +88,7 @@ class RunLayout:
 
     @property
     def config_file(self) -> Path:
-        return self.run_dir / "study_config.json"
+        return self.run_dir / STUDY_CONFIG_FILE
 
     @property
     def project_dir(self) -> Path:

@@ -1,0 +1,228 @@
+"""The study run once from a terminal (``make study``: ``dag.test()`` in one process, no scheduler).
+
+Its output goes to the terminal and to a log file; Ctrl-C stops the whole study (not only the task it lands in:
+Airflow's task runner takes a ``KeyboardInterrupt`` in a task as that task's failure, logs its traceback and goes
+on with the next one, so a Ctrl-C during training stopped one network and started the next); a stopped run is
+continued where it stopped with ``--continue <run id>``: the same run again, whose finished steps are skipped and
+whose interrupted training goes on from its resume point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .layout import STUDY_CONFIG_FILE, RunLayout, safe_name
+
+CONF_EXAMPLE = "--conf '{\"cohort\": \"reach\", \"frame_set_sizes\": [14, 28]}'"
+RUN_ID_PREFIX = "manual__"  # dag.test's runs: manual__<the run's start, ISO 8601>
+# a run folder's name is its run id made folder-safe (":" and "+" as "_", a hash of the id appended)
+FOLDER_OF_A_RUN_ID = re.compile(r"manual__(\d{4}-\d\d-\d\dT\d\d)_(\d\d)_(\d\d(?:\.\d+)?)_(\d\d)_(\d\d)-[0-9a-f]{8}")
+
+
+@dataclass(frozen=True)
+class StoppedRun:
+    """A run of the data root to continue: its id (its start, to the microsecond) and the parameters it began with."""
+
+    run_id: str
+    started: datetime
+    conf: dict
+
+
+def parse_arguments(argv: list[str] | None = None) -> tuple[dict, str | None]:
+    """The run's parameters (``--conf``, a JSON object) or the run to continue (``--continue``); exits with one line
+    saying how to write them where they cannot be read."""
+    parser = argparse.ArgumentParser(description="Run the study once in-process (dag.test).")
+    parser.add_argument("--conf", default="{}", help="JSON run configuration (parameter overrides)")
+    parser.add_argument("--continue", dest="continue_run", metavar="RUN", default=None,
+                        help="continue a stopped run where it stopped: its run id or its folder under runs/<cohort>/")
+    arguments = parser.parse_args(argv)
+    try:
+        conf = json.loads(arguments.conf)
+    except json.JSONDecodeError as bad:
+        raise SystemExit(f"--conf is not JSON ({bad}): give the run's parameters as one JSON object in single "
+                         f"quotes, e.g. {CONF_EXAMPLE}") from None
+    if not isinstance(conf, dict):
+        raise SystemExit(f"--conf is {type(conf).__name__} JSON, not an object: give the run's parameters as "
+                         f"{{\"name\": value, ...}}, e.g. --conf '{{\"cohort\": \"reach\"}}'")
+    if arguments.continue_run is not None and conf:
+        raise SystemExit("--continue goes on with the run's own parameters (those it started with): leave out --conf, "
+                         "or start a new run with --conf alone")
+    return conf, arguments.continue_run
+
+
+def run_id_started_at(started: datetime) -> str:
+    """The id ``dag.test`` gives a manual run that starts (and is logically dated) at ``started``."""
+    from airflow.utils.types import DagRunType
+
+    return DagRunType.MANUAL.generate_run_id(suffix=started.isoformat())
+
+
+def stopped_run(data_root: Path, given: str) -> StoppedRun:
+    """The run ``given`` names (its run id, its folder's name, or its folder) under the data root's runs, with the
+    parameters saved when it began; exits naming the runs there where there is none such."""
+    name = Path(given.rstrip("/")).name  # a run id holds no "/"; a folder's path ends in the run's folder
+    run_id = _run_id_of_folder(name) if FOLDER_OF_A_RUN_ID.fullmatch(name) else name
+    runs = data_root / "runs"
+    config = next(iter(sorted(runs.glob(f"*/{safe_name(name)}/{STUDY_CONFIG_FILE}"))), None)
+    if config is None or run_id is None:
+        known = sorted(runs.glob(f"*/*/{STUDY_CONFIG_FILE}"), key=lambda f: f.stat().st_mtime)[-5:]
+        raise SystemExit(f"--continue {given}: no run of that name under {runs} (a run's folder, runs/<cohort>/<run>, "
+                         f"holds its {STUDY_CONFIG_FILE} from its first step on). Runs there, newest last: " +
+                         (", ".join(str(f.parent.relative_to(runs)) for f in known) or "none") +
+                         ". Give the run id a stopped run printed, or its folder's name")
+    try:
+        if not run_id.startswith(RUN_ID_PREFIX):
+            raise ValueError(run_id)
+        started = datetime.fromisoformat(run_id[len(RUN_ID_PREFIX):])
+    except ValueError:
+        raise SystemExit(f"--continue {given}: {run_id} is not a run started from the command line "
+                         f"(manual__<date and time>); continue a run of the Airflow UI there, by clearing its "
+                         f"failed tasks") from None
+    return StoppedRun(run_id, started, json.loads(config.read_text()))
+
+
+def _run_id_of_folder(folder_name: str) -> str | None:
+    """The run id a run folder was named after (its name keeps every digit; its hash tells the id apart)."""
+    day_hour, minute, second, offset_h, offset_m = FOLDER_OF_A_RUN_ID.fullmatch(folder_name).groups()
+    run_id = f"{RUN_ID_PREFIX}{day_hour}:{minute}:{second}+{offset_h}:{offset_m}"
+    return run_id if safe_name(run_id) == folder_name else None
+
+
+def forget_the_record_of(dag_id: str, run_id: str) -> None:
+    """Airflow's record of the stopped run, so that ``dag.test`` can make a run of the same id again (it replaces
+    a run of the same start only: a run started before posesweep gave both the same instant has two)."""
+    from sqlalchemy import select
+
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        for record in session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)):
+            session.delete(record)
+
+
+class CtrlC:
+    """Ctrl-C stops the study, wherever it lands.
+
+    In a task, Python raises ``KeyboardInterrupt`` there: a training child is asked to save a resume point and
+    stop (``runner``), and Airflow's task runner then logs the interruption as the task's failure, with its
+    traceback, and goes on with the next task. Here the traceback is left out (nothing failed), and the next line
+    ``dag.test`` logs (the task's end) raises the interruption again outside any task, which ends the run."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+
+    def __call__(self, signum, frame) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def install(self) -> None:
+        import structlog
+
+        signal.signal(signal.SIGINT, self)
+        logging.getLogger("airflow.sdk.definitions.dag").addFilter(self._ends_the_run)
+        structlog.configure(processors=[self._no_traceback, *structlog.get_config()["processors"]])
+
+    def _ends_the_run(self, record: logging.LogRecord) -> bool:
+        if self.pressed:
+            raise KeyboardInterrupt
+        return True
+
+    def _no_traceback(self, logger, method_name: str, event: dict) -> dict:
+        import structlog
+
+        if event.get("exc_info") and isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            raise structlog.DropEvent
+        return event
+
+
+class OneLineWhileLabelsAreAwaited(logging.Filter):
+    """Run from the command line, Airflow logs "No tasks to run. unrunnable tasks: ..." once a second while
+    ``wait_for_labels`` waits for its next look (every few minutes, for up to 14 days): a console flooded
+    between the sensor's own lines, which say what is still to label and where. Said once, in words."""
+
+    def __init__(self, poke_interval_s: int) -> None:
+        super().__init__()
+        self.poke_interval_s, self.told = poke_interval_s, False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("No tasks to run"):
+            return True
+        if self.told:
+            return False
+        self.told = True
+        record.msg, record.args = (
+            "the run waits for the labels named above: wait_for_labels looks again every %d minutes and the run "
+            "goes on once they are saved; Ctrl-C stops it, and the run goes on where it stopped with "
+            "--continue (printed then)", (self.poke_interval_s // 60,))
+        return True
+
+
+def tee_output(log_file: Path):
+    """Everything this process and its children print goes to the terminal and to ``log_file``; returns a closer."""
+    import os
+
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    # (a session of its own: Ctrl-C at the terminal stops the study, not its log's copy to the terminal)
+    tee = subprocess.Popen(["tee", str(log_file)], stdin=subprocess.PIPE, start_new_session=True)
+    saved = os.dup(1)
+    sys.stdout.flush(), sys.stderr.flush()
+    os.dup2(tee.stdin.fileno(), 1), os.dup2(tee.stdin.fileno(), 2)
+
+    def close() -> None:
+        sys.stdout.flush(), sys.stderr.flush()
+        os.dup2(saved, 1), os.dup2(saved, 2)
+        tee.stdin.close()
+        tee.wait()
+
+    return close
+
+
+def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s: int) -> None:
+    """``python dags/dlc_training_study.py --conf '{...}'`` (a new run) or ``--continue <run>`` (a stopped one)."""
+    conf, continue_run = parse_arguments()
+    logging.getLogger("airflow.sdk.definitions.dag").addFilter(OneLineWhileLabelsAreAwaited(labels_poke_interval_s))
+    if continue_run is not None:
+        stopped = stopped_run(data_root, continue_run)
+        conf, started = stopped.conf, stopped.started
+        forget_the_record_of(study_dag.dag_id, stopped.run_id)
+        print(f"continuing run {stopped.run_id} of cohort {conf['cohort']} with the parameters it started with: "
+              f"finished steps are not done again", flush=True)
+    else:
+        started = datetime.now(timezone.utc)
+    run_id = run_id_started_at(started)
+    cohort = conf.get("cohort", "demo")
+    log_file = data_root / "logs" / f"study-{datetime.now():%Y%m%dT%H%M%S}.log"
+    ctrl_c = CtrlC()
+    close_log = tee_output(log_file)
+    try:
+        ctrl_c.install()
+        dag_run = study_dag.test(run_conf=conf, logical_date=started, run_after=started)
+    except KeyboardInterrupt:
+        dag_run = None
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        close_log()
+    run_dir = RunLayout.create(data_root, cohort, run_id).run_dir
+    if dag_run is None:
+        print(f"\nstopped (Ctrl-C). What the run made stays in {run_dir}. To go on where it stopped (finished steps "
+              f"are not done again; a network stopped in training goes on from its last resume point):\n"
+              f"  make study CONTINUE='{run_id}'\n(or: python dags/dlc_training_study.py --continue '{run_id}'). "
+              f"A new run of the cohort also reuses its extracted frames and starts with the labels saved in its "
+              f"project.\nfull log: {log_file}")
+        raise SystemExit(130)
+    report = RunLayout.create(data_root, cohort, run_id).report_dir / "index.html"
+    print(f"\nstudy run {dag_run.run_id}: {dag_run.state}")
+    if str(dag_run.state) != "success" or not report.exists():
+        print("\n\n".join(failures) or "no task reported a failure", f"\nfull log: {log_file}", sep="\n")
+        raise SystemExit(1)
+    print(f"report: {report}\nfull log: {log_file}")
