@@ -269,12 +269,12 @@ def test_the_command_line_run_of_a_cohort_awaiting_labels_says_where_to_label_an
     assert f"{tmp_path / 'data' / 'runs' / 'bikes'}" in text and "labeled-data/P01 (DeepLabCut, scorer labeler)" in text
     assert "No tasks to run" not in text
     assert ("the run waits for the labels named above: wait_for_labels looks again every 5 minutes and the run goes "
-            "on once they are saved; Ctrl-C stops it, and the run goes on where it stopped with --continue") in seen[-1]
+            "on once they are saved; Ctrl-C stops it and prints the command that goes on where it stopped") in seen[-1]
 
 
 @pytest.mark.slow
-def test_ctrl_c_while_a_network_trains_stops_the_study_and_continue_goes_on_from_the_resume_point(airflow_db,
-                                                                                                  tiny_cohort, tmp_path):
+def test_ctrl_c_while_a_network_trains_stops_the_study_and_continue_goes_on_from_the_resume_point(
+        airflow_db, tiny_cohort, tmp_path):
     """`make study`, Ctrl-C while the first network trains: Airflow's task runner took the KeyboardInterrupt as that
     task's failure (its traceback logged, the task up for retry) and dag.test went on to train the next network; the
     study did not stop. Now the study stops there, says how to go on, and `--continue` goes on with the same run:

@@ -162,8 +162,8 @@ class OneLineWhileLabelsAreAwaited(logging.Filter):
         self.told = True
         record.msg, record.args = (
             "the run waits for the labels named above: wait_for_labels looks again every %d minutes and the run "
-            "goes on once they are saved; Ctrl-C stops it, and the run goes on where it stopped with "
-            "--continue (printed then)", (self.poke_interval_s // 60,))
+            "goes on once they are saved; Ctrl-C stops it and prints the command that goes on where it stopped",
+            (self.poke_interval_s // 60,))
         return True
 
 
@@ -195,8 +195,6 @@ def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s
         stopped = stopped_run(data_root, continue_run)
         conf, started = stopped.conf, stopped.started
         forget_the_record_of(study_dag.dag_id, stopped.run_id)
-        print(f"continuing run {stopped.run_id} of cohort {conf['cohort']} with the parameters it started with: "
-              f"finished steps are not done again", flush=True)
     else:
         started = datetime.now(timezone.utc)
     run_id = run_id_started_at(started)
@@ -204,6 +202,9 @@ def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s
     log_file = data_root / "logs" / f"study-{datetime.now():%Y%m%dT%H%M%S}.log"
     ctrl_c = CtrlC()
     close_log = tee_output(log_file)
+    if continue_run is not None:
+        print(f"continuing run {run_id} of cohort {cohort} with the parameters it started with: finished steps are "
+              f"not done again", flush=True)
     try:
         ctrl_c.install()
         dag_run = study_dag.test(run_conf=conf, logical_date=started, run_after=started)
@@ -212,15 +213,16 @@ def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         close_log()
-    run_dir = RunLayout.create(data_root, cohort, run_id).run_dir
+    layout = RunLayout.create(data_root, cohort, run_id)
     if dag_run is None:
-        print(f"\nstopped (Ctrl-C). What the run made stays in {run_dir}. To go on where it stopped (finished steps "
-              f"are not done again; a network stopped in training goes on from its last resume point):\n"
+        print(f"\nstopped (Ctrl-C). What the run made stays in {layout.run_dir}. To go on where it stopped "
+              f"(finished steps are not done again; a network stopped in training goes on from its last resume "
+              f"point):\n"
               f"  make study CONTINUE='{run_id}'\n(or: python dags/dlc_training_study.py --continue '{run_id}'). "
               f"A new run of the cohort also reuses its extracted frames and starts with the labels saved in its "
               f"project.\nfull log: {log_file}")
         raise SystemExit(130)
-    report = RunLayout.create(data_root, cohort, run_id).report_dir / "index.html"
+    report = layout.report_dir / "index.html"
     print(f"\nstudy run {dag_run.run_id}: {dag_run.state}")
     if str(dag_run.state) != "success" or not report.exists():
         print("\n\n".join(failures) or "no task reported a failure", f"\nfull log: {log_file}", sep="\n")
