@@ -334,6 +334,35 @@ def test_ctrl_c_while_a_network_trains_stops_the_study_and_continue_goes_on_from
     assert f"report: {layout.report_dir / 'index.html'}" in continued
 
 
+@pytest.mark.slow
+def test_a_command_line_run_that_fails_after_it_began_names_the_run_to_go_on_with_once_fixed(airflow_db,
+                                                                                             reaching_project,
+                                                                                             tmp_path):
+    """A run that fails in a later step (here validate_labels: the Reaching tongue is out of sight in more frames
+    than the default allows) prints its failure and then how to go on with the same run once that is fixed, keeping
+    its finished steps (after a day of training, a new run would train every network again)."""
+    import os
+    import subprocess
+    import sys
+
+    data_root = tmp_path / "data"
+    shutil.copytree(reaching_project, data_root / "cohorts" / "reach")
+    conf = {"cohort": "reach", "frame_set_sizes": [20], "max_iterations": 20, "snapshot_interval": 10}
+    done = subprocess.run([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), "--conf", json.dumps(conf)],
+                          env={**os.environ, "POSESWEEP_DATA_ROOT": str(data_root)}, capture_output=True, text=True,
+                          timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    failure = output[output.index("task validate_labels failed"):]
+    assert "Tongue" in failure and "max_missing_label_fraction" in failure
+    run_id = re.search(r"study run (manual__\S+): failed", output).group(1)
+    assert ("Once that is fixed, where the fix is not to the run's parameters or landmarks (a run keeps those it "
+            "began with), go on with this run, keeping its finished steps (trained networks included):\n"
+            f"  make study CONTINUE='{run_id}'\n") in failure
+    assert f"otherwise start a new run: make study CONF='{json.dumps(conf)}'" in failure
+    assert failure.rstrip().splitlines()[-1].startswith("full log: ")
+
+
 def _cmdline(process: Path) -> str:
     try:
         return (process / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")

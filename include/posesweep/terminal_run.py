@@ -187,6 +187,10 @@ def tee_output(log_file: Path):
     return close
 
 
+def continue_command(run_id: str) -> str:
+    return f"  make study CONTINUE='{run_id}'\n(or: python dags/dlc_training_study.py --continue '{run_id}')"
+
+
 def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s: int) -> None:
     """``python dags/dlc_training_study.py --conf '{...}'`` (a new run) or ``--continue <run>`` (a stopped one)."""
     conf, continue_run = parse_arguments()
@@ -217,14 +221,19 @@ def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s
     if dag_run is None:
         print(f"\nstopped (Ctrl-C). What the run made stays in {layout.run_dir}. To go on where it stopped "
               f"(finished steps are not done again; a network stopped in training goes on from its last resume "
-              f"point):\n"
-              f"  make study CONTINUE='{run_id}'\n(or: python dags/dlc_training_study.py --continue '{run_id}'). "
+              f"point):\n{continue_command(run_id)}. "
               f"A new run of the cohort also reuses its extracted frames and starts with the labels saved in its "
               f"project.\nfull log: {log_file}")
         raise SystemExit(130)
     report = layout.report_dir / "index.html"
     print(f"\nstudy run {dag_run.run_id}: {dag_run.state}")
     if str(dag_run.state) != "success" or not report.exists():
-        print("\n\n".join(failures) or "no task reported a failure", f"\nfull log: {log_file}", sep="\n")
+        print("\n\n".join(failures) or "no task reported a failure")
+        if layout.config_file.exists():  # past prepare_run: a run to go on with
+            print(f"\nOnce that is fixed, where the fix is not to the run's parameters or landmarks (a run keeps "
+                  f"those it began with), go on with this run, keeping its finished steps (trained networks "
+                  f"included):\n{continue_command(run_id)};\notherwise start a new run: make study "
+                  f"CONF='{json.dumps(conf)}'")
+        print(f"\nfull log: {log_file}")
         raise SystemExit(1)
     print(f"report: {report}\nfull log: {log_file}")
