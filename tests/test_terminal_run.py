@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pytest
 
 from posesweep.layout import RunLayout
-from posesweep.terminal_run import parse_arguments, run_id_started_at, stopped_run
+from posesweep.terminal_run import parse_arguments, run_id_started_at, stopped_run, what_a_stop_leaves
 
 STARTED = datetime(2026, 12, 5, 18, 59, 25, 2274, tzinfo=timezone.utc)
 
@@ -52,3 +52,13 @@ def test_continue_keeps_the_runs_own_parameters_and_refuses_others_given_with_it
     with pytest.raises(SystemExit) as refused:
         parse_arguments(["--continue", "manual__x", "--conf", '{"cohort": "reach"}'])
     assert "--continue goes on with the run's own parameters" in str(refused.value)
+
+
+def test_ctrl_c_before_the_run_began_says_to_start_it_again_and_after_names_the_run_to_go_on_with(tmp_path):
+    run_id = run_id_started_at(STARTED)
+    layout = RunLayout.create(tmp_path, "tiny", run_id)
+    told = what_a_stop_leaves(layout, run_id, {"cohort": "tiny"})  # in prepare_run: no run folder, nothing to go on
+    assert told == "stopped (Ctrl-C) before the run began: start it again with make study CONF='{\"cohort\": \"tiny\"}'"
+    _a_stopped_run(tmp_path)
+    told = what_a_stop_leaves(layout, run_id, {"cohort": "tiny"})
+    assert f"What the run made stays in {layout.run_dir}" in told and f"  make study CONTINUE='{run_id}'" in told

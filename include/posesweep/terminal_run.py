@@ -191,6 +191,16 @@ def continue_command(run_id: str) -> str:
     return f"  make study CONTINUE='{run_id}'\n(or: python dags/dlc_training_study.py --continue '{run_id}')"
 
 
+def what_a_stop_leaves(layout: RunLayout, run_id: str, conf: dict) -> str:
+    """What Ctrl-C left, and the command that goes on: the run's, once it began (its folder holds its parameters)."""
+    if not layout.config_file.exists():  # stopped in prepare_run: no run to go on with
+        return f"stopped (Ctrl-C) before the run began: start it again with make study CONF='{json.dumps(conf)}'"
+    return (f"stopped (Ctrl-C). What the run made stays in {layout.run_dir}. To go on where it stopped (finished "
+            f"steps are not done again; a network stopped in training goes on from its last resume point):\n"
+            f"{continue_command(run_id)}. A new run of the cohort also reuses its extracted frames and starts with "
+            f"the labels saved in its project.")
+
+
 def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s: int) -> None:
     """``python dags/dlc_training_study.py --conf '{...}'`` (a new run) or ``--continue <run>`` (a stopped one)."""
     conf, continue_run = parse_arguments()
@@ -219,11 +229,7 @@ def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s
         close_log()
     layout = RunLayout.create(data_root, cohort, run_id)
     if dag_run is None:
-        print(f"\nstopped (Ctrl-C). What the run made stays in {layout.run_dir}. To go on where it stopped "
-              f"(finished steps are not done again; a network stopped in training goes on from its last resume "
-              f"point):\n{continue_command(run_id)}. "
-              f"A new run of the cohort also reuses its extracted frames and starts with the labels saved in its "
-              f"project.\nfull log: {log_file}")
+        print(f"\n{what_a_stop_leaves(layout, run_id, conf)}\nfull log: {log_file}")
         raise SystemExit(130)
     report = layout.report_dir / "index.html"
     print(f"\nstudy run {dag_run.run_id}: {dag_run.state}")
