@@ -288,18 +288,18 @@ def test_ctrl_c_while_a_network_trains_stops_the_study_and_continue_goes_on_from
 
     data_root = tmp_path / "data"
     shutil.copytree(tiny_cohort, data_root)
-    conf = {**TINY_CONF, "frame_set_sizes": [10, 20], "max_iterations": 40, "snapshot_interval": 10,
-            "engine": "pytorch"}
+    conf = {**TINY_CONF, "frame_set_sizes": [10, 20], "max_iterations": 40, "snapshot_interval": 20,
+            "engine": "pytorch"}  # a progress line every 4 iterations, a snapshot at 20 and 40
     env = {**os.environ, "POSESWEEP_DATA_ROOT": str(data_root), "POSESWEEP_RESUME_POINT_SECONDS": "0"}
 
-    def study(*arguments: str, ctrl_c_after: str | None = None) -> tuple[int, str, str]:
+    def study(*arguments: str, ctrl_c_at: str | None = None) -> tuple[int, str, str]:
         child = subprocess.Popen([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), *arguments], env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         before = []
         try:
-            for line in child.stdout if ctrl_c_after else ():
+            for line in child.stdout if ctrl_c_at else ():
                 before.append(line)
-                if ctrl_c_after in line:
+                if re.search(ctrl_c_at, line):
                     os.killpg(child.pid, signal.SIGINT)  # Ctrl-C at the terminal
                     break
             after = child.communicate(timeout=600)[0]
@@ -309,11 +309,14 @@ def test_ctrl_c_while_a_network_trains_stops_the_study_and_continue_goes_on_from
                 child.wait()
         return child.returncode, "".join(before), after
 
-    code, before, after = study("--conf", json.dumps(conf), ctrl_c_after="[frame set 10] iteration 20/40")
+    # Ctrl-C in the first network's training (dag.test runs mapped tasks in no fixed order)
+    code, before, after = study("--conf", json.dumps(conf), ctrl_c_at=r"\[frame set \d+\] iteration 4/40")
     assert code == 130, after[-3000:]
     assert "Traceback" not in after and "[error" not in after and "failed (try" not in after, after[-3000:]
-    assert "[frame set 10] resume point saved at iteration" in after  # the child was asked to stop, and saved
-    assert "--frame-set-size=20" not in before + after  # the study stopped: no next network started
+    size = re.search(r"\[frame set (\d+)\] iteration 4/40", before.splitlines()[-1]).group(1)
+    saved = re.findall(rf"\[frame set {size}\] resume point saved at iteration (\d+) ", after)  # asked to stop
+    assert saved and 4 <= int(saved[-1]) < 20, after[-3000:]  # it saved (and its last line reached the log)
+    assert before.count("posesweep.cli train") == 1 and "posesweep.cli train" not in after  # no next network
     run_id = re.search(r"  make study CONTINUE='(manual__[^']+)'", after).group(1)
     layout = RunLayout.create(data_root, "tiny", run_id)
     run_dir = layout.run_dir
@@ -325,12 +328,11 @@ def test_ctrl_c_while_a_network_trains_stops_the_study_and_continue_goes_on_from
     assert code == 0, continued[-3000:]
     assert f"continuing run {run_id} of cohort tiny with the parameters it started with" in continued
     assert "P001.mp4: 8 frames already extracted, skipped" in continued
-    resumed = int(re.search(r"\[frame set 10\] resuming from the resume point at iteration (\d+)", continued).group(1))
-    assert resumed >= 20
+    assert f"[frame set {size}] resuming from the resume point at iteration {saved[-1]} " in continued
     assert "Traceback" not in continued and "[error" not in continued
     summary = json.loads(layout.summary_file.read_text())
     assert sorted({(r["frame_set_size"], r["snapshot_iteration"]) for r in summary["errors"]}) == \
-        [(size, it) for size in (10, 20) for it in (10, 20, 30, 40)]
+        [(size, it) for size in (10, 20) for it in (20, 40)]
     assert f"report: {layout.report_dir / 'index.html'}" in continued
 
 

@@ -122,6 +122,7 @@ def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Log
     except BaseException as interrupted:  # task killed or interrupted: never leave an orphan training process
         if child.returncode is None:
             _stopped(child, f"interrupted ({type(interrupted).__name__})", logger)
+            reader.join(timeout=5)  # its last lines (the resume point it saved) into the log before the task ends
         raise
     reader.join(timeout=5)
     if reported:
