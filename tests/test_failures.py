@@ -3,6 +3,7 @@ paragraph naming the lab's file, the value found, the value allowed and what to 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -169,10 +170,11 @@ def test_a_training_child_killed_with_sigkill_is_retried_and_the_run_succeeds(ai
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline and not killed:
             if any(tiny_root.glob("runs/tiny/*/project/dlc-models/**/train/snapshot-50.index")):
-                for process in psutil.process_iter(["cmdline"]):
-                    if "posesweep.cli" in (process.info["cmdline"] or []) and "train" in process.info["cmdline"]:
-                        os.kill(process.pid, signal.SIGKILL)
-                        killed.append(process.pid)
+                for process in psutil.Process().children(recursive=True):  # this test's only: never another run's
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        if "posesweep.cli" in process.cmdline() and "train" in process.cmdline():
+                            os.kill(process.pid, signal.SIGKILL)
+                            killed.append(process.pid)
             time.sleep(0.1)
 
     killer = threading.Thread(target=kill_the_trainer_after_its_first_snapshot, daemon=True)
