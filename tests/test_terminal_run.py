@@ -1,12 +1,19 @@
 """`make study`'s run from a terminal: which stopped run `--continue` names, and what it refuses."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 import pytest
 
+from conftest import REPO
 from posesweep.layout import RunLayout
-from posesweep.terminal_run import parse_arguments, run_id_started_at, stopped_run, what_a_stop_leaves
+from posesweep.locks import exclusive_writer
+from posesweep.terminal_run import (held_by_this_terminal, parse_arguments, run_id_started_at, stopped_run,
+                                    what_a_stop_leaves)
 
 STARTED = datetime(2026, 12, 5, 18, 59, 25, 2274, tzinfo=timezone.utc)
 
@@ -62,3 +69,53 @@ def test_ctrl_c_before_the_run_began_says_to_start_it_again_and_after_names_the_
     _a_stopped_run(tmp_path)
     told = what_a_stop_leaves(layout, run_id, {"cohort": "tiny"})
     assert f"What the run made stays in {layout.run_dir}" in told and f"  make study CONTINUE='{run_id}'" in told
+
+
+def _study(data_root, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), *arguments],
+                          env={**os.environ, "POSESWEEP_DATA_ROOT": str(data_root)}, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_continue_while_another_terminal_still_runs_the_run_is_refused_naming_that_process(airflow_db, tmp_path):
+    """Before, a second `make study CONTINUE=...` deleted the running run's Airflow record and ran its steps a second
+    time beside the first (a lab that lost its SSH window while the run went on in tmux, say)."""
+    run_id, layout = _a_stopped_run(tmp_path)
+    (tmp_path / "cohorts" / "tiny").mkdir(parents=True)
+    with exclusive_writer(layout.run_dir, "the run in the first terminal"):  # as that terminal's run holds it
+        done = _study(tmp_path, "--continue", run_id)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert (f"run {run_id} is still running, held by pid {os.getpid()} on {socket.gethostname()} since"
+                in done.stderr), done.stderr
+        assert "Ctrl-C there stops it" in done.stderr and "Traceback" not in done.stderr
+        assert "continuing run" not in done.stdout  # nothing of the run was started again
+    with held_by_this_terminal(layout, run_id):  # once that process has ended, the run is this one's
+        with pytest.raises(SystemExit) as refused, held_by_this_terminal(layout, run_id):
+            pass
+        assert "is still running, held by pid" in str(refused.value)
+    assert layout.config_file.exists()  # a run that began keeps its folder
+
+
+def test_a_run_that_stopped_before_it_began_leaves_no_folder_behind(tmp_path):
+    (tmp_path / "cohorts" / "tiny").mkdir(parents=True)
+    layout = RunLayout.create(tmp_path, "tiny", run_id_started_at(STARTED))
+    with held_by_this_terminal(layout, "manual__x"):
+        assert layout.run_dir.is_dir()  # held from the start: a continue of it while prepare_run runs is refused
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_new_runs_parameters_of_the_wrong_type_or_out_of_range_are_named_before_anything_starts(airflow_db,
+                                                                                                 tmp_path):
+    """Before, `make study CONF=...` with a mistyped value ended in Airflow's 40-line traceback of its parameter
+    validation."""
+    done = _study(tmp_path, "--conf", json.dumps({"cohort": "tiny", "engine": "torch", "max_iterations": "lots",
+                                                  "frame_set_sizes": [10.5, 20]}))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "invalid study parameters: 3 parameter(s) out of range",
+        "  - frame_set_sizes[]=10.5 is not of type integer",
+        "  - max_iterations='lots' is not of type integer",
+        "  - engine='torch' is not one of ['tensorflow', 'pytorch']",
+        "  What to do: correct them in CONF and start the run again (the parameters: README, \"The DAG\")",
+        "  Nothing was started."], done.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "logs").exists()

@@ -144,7 +144,8 @@ class StudyConfig:
     )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "frame_set_sizes", tuple(int(s) for s in self.frame_set_sizes))
+        if isinstance(self.frame_set_sizes, list):  # as JSON gives it; not int() each: 10.5 is refused, not 10
+            object.__setattr__(self, "frame_set_sizes", tuple(self.frame_set_sizes))
         problems = self.problems()
         if problems:
             raise StudyConfigError(f"{len(problems)} parameter(s) out of range", details=problems,

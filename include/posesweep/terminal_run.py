@@ -16,11 +16,15 @@ import re
 import signal
 import subprocess
 import sys
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
+from .errors import WriterBusyError
 from .layout import STUDY_CONFIG_FILE, RunLayout, safe_name
+from .locks import LOCK_FILE, exclusive_writer
 
 CONF_EXAMPLE = "--conf '{\"cohort\": \"reach\", \"frame_set_sizes\": [14, 28]}'"
 RUN_ID_PREFIX = "manual__"  # dag.test's runs: manual__<the run's start, ISO 8601>
@@ -108,6 +112,35 @@ def forget_the_record_of(dag_id: str, run_id: str) -> None:
     with create_session() as session:
         for record in session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)):
             session.delete(record)
+
+
+@contextmanager
+def held_by_this_terminal(layout: RunLayout, run_id: str) -> Iterator[None]:
+    """The run is this process's while it runs: ``--continue`` in a second terminal, while the first still runs it,
+    is refused naming that process (before, it deleted the running run's Airflow record and ran its steps a second
+    time beside it). The hold is the run folder's writer lock, gone with its holder however that ends; a folder made
+    for it alone (a run that stopped before it began) is removed again, as is one for a cohort there is not."""
+    if not layout.cohort_dir.is_dir():  # prepare_run fails naming the cohorts there: no run to continue, or to hold
+        yield
+        return
+    made = [folder for folder in (layout.run_dir, *layout.run_dir.parents) if not folder.exists()]  # innermost 1st
+    with ExitStack() as hold:
+        try:
+            hold.enter_context(exclusive_writer(layout.run_dir, f"run {run_id}"))
+        except WriterBusyError as busy:
+            raise SystemExit(f"run {run_id} is still running, {busy.found} (the terminal that started or continued "
+                             f"it shows where it is): Ctrl-C there stops it (a network in training saves a resume "
+                             f"point first), then continue it here. If that process should not be running, stop it, "
+                             f"and its hold on the run goes with it") from None
+        try:
+            yield
+        finally:
+            hold.close()
+            if layout.run_dir in made and [p.name for p in layout.run_dir.iterdir()] == [LOCK_FILE]:
+                (layout.run_dir / LOCK_FILE).unlink()
+                for folder in made:
+                    if not any(folder.iterdir()):
+                        folder.rmdir()
 
 
 class CtrlC:
@@ -201,6 +234,20 @@ def what_a_stop_leaves(layout: RunLayout, run_id: str, conf: dict) -> str:
             f"the labels saved in its project.")
 
 
+def refuse_parameters_out_of_range(conf: dict) -> None:
+    """A new run's parameters checked before it starts, as the trigger form checks them, with the paragraph
+    ``prepare_run`` would give (before, a value of the wrong type or out of range ended ``make study`` in Airflow's
+    40-line traceback of its parameter validation)."""
+    from .config import StudyConfig, StudyConfigError
+
+    try:
+        StudyConfig.from_mapping(conf)
+    except StudyConfigError as bad:
+        bad.fix = "correct them in CONF and start the run again (the parameters: README, \"The DAG\")"
+        bad.no_retry_note = "Nothing was started."
+        raise SystemExit(bad.explain()) from None
+
+
 def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s: int) -> None:
     """``python dags/dlc_training_study.py --conf '{...}'`` (a new run) or ``--continue <run>`` (a stopped one)."""
     conf, continue_run = parse_arguments()
@@ -208,26 +255,29 @@ def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s
     if continue_run is not None:
         stopped = stopped_run(data_root, continue_run)
         conf, started = stopped.conf, stopped.started
-        forget_the_record_of(study_dag.dag_id, stopped.run_id)
     else:
+        refuse_parameters_out_of_range(conf)
         started = datetime.now(timezone.utc)
     run_id = run_id_started_at(started)
     cohort = conf.get("cohort", "demo")
+    layout = RunLayout.create(data_root, cohort, run_id)
     log_file = data_root / "logs" / f"study-{datetime.now():%Y%m%dT%H%M%S}.log"
     ctrl_c = CtrlC()
-    close_log = tee_output(log_file)
-    if continue_run is not None:
-        print(f"continuing run {run_id} of cohort {cohort} with the parameters it started with: finished steps are "
-              f"not done again", flush=True)
-    try:
-        ctrl_c.install()
-        dag_run = study_dag.test(run_conf=conf, logical_date=started, run_after=started)
-    except KeyboardInterrupt:
-        dag_run = None
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        close_log()
-    layout = RunLayout.create(data_root, cohort, run_id)
+    with held_by_this_terminal(layout, run_id):
+        if continue_run is not None:
+            forget_the_record_of(study_dag.dag_id, run_id)
+        close_log = tee_output(log_file)
+        if continue_run is not None:
+            print(f"continuing run {run_id} of cohort {cohort} with the parameters it started with: finished steps "
+                  f"are not done again", flush=True)
+        try:
+            ctrl_c.install()
+            dag_run = study_dag.test(run_conf=conf, logical_date=started, run_after=started)
+        except KeyboardInterrupt:
+            dag_run = None
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            close_log()
     if dag_run is None:
         print(f"\n{what_a_stop_leaves(layout, run_id, conf)}\nfull log: {log_file}")
         raise SystemExit(130)
