@@ -362,6 +362,7 @@ def test_a_command_line_run_that_fails_after_it_began_names_the_run_to_go_on_wit
             "began with), go on with this run, keeping its finished steps (trained networks included):\n"
             f"  make study CONTINUE='{run_id}'\n") in failure
     assert f"otherwise start a new run: make study CONF='{json.dumps(conf)}'" in failure
+    assert "the run waits" not in output and "No tasks to run" not in output  # it failed: it waits for nothing
     assert failure.rstrip().splitlines()[-1].startswith("full log: ")
 
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import REPO
 from posesweep.layout import RunLayout
 from posesweep.locks import exclusive_writer
-from posesweep.terminal_run import (held_by_this_terminal, parse_arguments, run_id_started_at, stopped_run,
-                                    what_a_stop_leaves)
+from posesweep.terminal_run import (WhatTheRunWaitsFor, held_by_this_terminal, parse_arguments, run_id_started_at,
+                                    stopped_run, what_a_stop_leaves)
 
 STARTED = datetime(2026, 12, 5, 18, 59, 25, 2274, tzinfo=timezone.utc)
 
@@ -119,3 +119,33 @@ def test_a_new_runs_parameters_of_the_wrong_type_or_out_of_range_are_named_befor
         "  What to do: correct them in CONF and start the run again (the parameters: README, \"The DAG\")",
         "  Nothing was started."], done.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "logs").exists()
+
+
+def test_what_the_run_waits_for_is_said_once_per_wait_and_nothing_as_a_failed_run_ends():
+    """dag.test logs "No tasks to run. unrunnable tasks: {...}" once a second while nothing can run."""
+    import logging
+    from typing import NamedTuple
+
+    class ti(NamedTuple):  # what the filter reads of Airflow's TaskInstance
+        task_id: str
+        state: str | None
+        map_index: int = -1
+
+    said = WhatTheRunWaitsFor(poke_interval_s=300)
+
+    def told(*unrunnable) -> str | None:
+        record = logging.LogRecord("airflow.sdk.definitions.dag", logging.WARNING, __file__, 1,
+                                   "No tasks to run. unrunnable tasks: %s", (set(unrunnable),), None)
+        return record.getMessage() if said.filter(record) else None
+
+    labels = (ti("wait_for_labels", "up_for_reschedule"), ti("label_frames", None))
+    assert told(*labels).startswith("the run waits for the labels named above: wait_for_labels looks again every 5 "
+                                    "minutes")
+    assert told(*labels) is None  # once a second for 5 minutes: said once
+    retry = (ti("train_network", "up_for_retry", 1), ti("train_network", "success", 0), ti("evaluate_snapshots", None))
+    assert told(*retry) == ("the run waits for the retry of train_network[1] (a retry follows a task's failure named "
+                            "above after its retry delay)")
+    assert told(*retry) is None
+    assert told(ti("build_frame_sets", None), ti("train_network", None)) is None  # a failed run ends: said above
+    plain = logging.LogRecord("airflow.sdk.definitions.dag", logging.INFO, __file__, 1, "[DAG TEST] end task", (), None)
+    assert said.filter(plain)

@@ -76,7 +76,7 @@ def stopped_run(data_root: Path, given: str) -> StoppedRun:
     name = Path(given.rstrip("/")).name  # a run id holds no "/"; a folder's path ends in the run's folder
     run_id = _run_id_of_folder(name) if FOLDER_OF_A_RUN_ID.fullmatch(name) else name
     runs = data_root / "runs"
-    config = next(iter(sorted(runs.glob(f"*/{safe_name(name)}/{STUDY_CONFIG_FILE}"))), None)
+    config = min(runs.glob(f"*/{safe_name(name)}/{STUDY_CONFIG_FILE}"), default=None)
     if config is None or run_id is None:
         known = sorted(runs.glob(f"*/*/{STUDY_CONFIG_FILE}"), key=lambda f: f.stat().st_mtime)[-5:]
         raise SystemExit(f"--continue {given}: no run of that name under {runs} (a run's folder, runs/<cohort>/<run>, "
@@ -178,25 +178,35 @@ class CtrlC:
         return event
 
 
-class OneLineWhileLabelsAreAwaited(logging.Filter):
-    """Run from the command line, Airflow logs "No tasks to run. unrunnable tasks: ..." once a second while
-    ``wait_for_labels`` waits for its next look (every few minutes, for up to 14 days): a console flooded
-    between the sensor's own lines, which say what is still to label and where. Said once, in words."""
+class WhatTheRunWaitsFor(logging.Filter):
+    """Run from the command line, Airflow logs "No tasks to run. unrunnable tasks: <task instances>" once a second
+    while nothing can run: while ``wait_for_labels`` waits for its next look (every few minutes, for up to 14 days),
+    while a failed task waits for its retry, and once more as a failed run ends. Said once per wait, in words; and
+    not at all as a failed run ends (its failure is said above; before, it read "the run waits for the labels")."""
 
     def __init__(self, poke_interval_s: int) -> None:
         super().__init__()
-        self.poke_interval_s, self.told = poke_interval_s, False
+        self.poke_interval_s, self.said = poke_interval_s, None
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not str(record.msg).startswith("No tasks to run"):
             return True
-        if self.told:
+        unrunnable = record.args[0] if isinstance(record.args, tuple) and record.args else ()
+        waiting = sorted((str(ti.state), ti.task_id, ti.map_index) for ti in unrunnable
+                         if str(ti.state) in ("up_for_reschedule", "up_for_retry"))
+        if waiting == self.said or not waiting:
             return False
-        self.told = True
-        record.msg, record.args = (
-            "the run waits for the labels named above: wait_for_labels looks again every %d minutes and the run "
-            "goes on once they are saved; Ctrl-C stops it and prints the command that goes on where it stopped",
-            (self.poke_interval_s // 60,))
+        self.said = waiting
+        retried = [task if index < 0 else f"{task}[{index}]"
+                   for state, task, index in waiting if state == "up_for_retry"]
+        if retried:
+            record.msg, record.args = ("the run waits for the retry of %s (a retry follows a task's failure named "
+                                       "above after its retry delay)", (", ".join(retried),))
+        else:
+            record.msg, record.args = (
+                "the run waits for the labels named above: wait_for_labels looks again every %d minutes and the run "
+                "goes on once they are saved; Ctrl-C stops it and prints the command that goes on where it stopped",
+                (self.poke_interval_s // 60,))
         return True
 
 
@@ -224,10 +234,14 @@ def continue_command(run_id: str) -> str:
     return f"  make study CONTINUE='{run_id}'\n(or: python dags/dlc_training_study.py --continue '{run_id}')"
 
 
+def new_run_command(conf: dict) -> str:
+    return f"make study CONF='{json.dumps(conf)}'"
+
+
 def what_a_stop_leaves(layout: RunLayout, run_id: str, conf: dict) -> str:
     """What Ctrl-C left, and the command that goes on: the run's, once it began (its folder holds its parameters)."""
     if not layout.config_file.exists():  # stopped in prepare_run: no run to go on with
-        return f"stopped (Ctrl-C) before the run began: start it again with make study CONF='{json.dumps(conf)}'"
+        return f"stopped (Ctrl-C) before the run began: start it again with {new_run_command(conf)}"
     return (f"stopped (Ctrl-C). What the run made stays in {layout.run_dir}. To go on where it stopped (finished "
             f"steps are not done again; a network stopped in training goes on from its last resume point):\n"
             f"{continue_command(run_id)}. A new run of the cohort also reuses its extracted frames and starts with "
@@ -251,7 +265,7 @@ def refuse_parameters_out_of_range(conf: dict) -> None:
 def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s: int) -> None:
     """``python dags/dlc_training_study.py --conf '{...}'`` (a new run) or ``--continue <run>`` (a stopped one)."""
     conf, continue_run = parse_arguments()
-    logging.getLogger("airflow.sdk.definitions.dag").addFilter(OneLineWhileLabelsAreAwaited(labels_poke_interval_s))
+    logging.getLogger("airflow.sdk.definitions.dag").addFilter(WhatTheRunWaitsFor(labels_poke_interval_s))
     if continue_run is not None:
         stopped = stopped_run(data_root, continue_run)
         conf, started = stopped.conf, stopped.started
@@ -288,8 +302,7 @@ def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s
         if layout.config_file.exists():  # past prepare_run: a run to go on with
             print(f"\nOnce that is fixed, where the fix is not to the run's parameters or landmarks (a run keeps "
                   f"those it began with), go on with this run, keeping its finished steps (trained networks "
-                  f"included):\n{continue_command(run_id)};\notherwise start a new run: make study "
-                  f"CONF='{json.dumps(conf)}'")
+                  f"included):\n{continue_command(run_id)};\notherwise start a new run: {new_run_command(conf)}")
         print(f"\nfull log: {log_file}")
         raise SystemExit(1)
     print(f"report: {report}\nfull log: {log_file}")
