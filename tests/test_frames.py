@@ -279,7 +279,7 @@ def test_an_operator_states_how_much_faster_the_cpu_trains_and_the_estimate_foll
     with caplog.at_level("INFO", logger="posesweep.stages"):
         run = stages.prepare_run(root, paper_scale, "hundred")
     assert not run.study.allow_long_cpu_run
-    assert f"x {table / 100:.3g} s/iteration = {3 * 250_000 * table / 100 / 3600:.1f} h of training" in caplog.text
+    assert f"x {table / 100:.3g} s/iteration = {3 * 250_000 * table / 100 / 60:.0f} min of training" in caplog.text
     for wrong in ("0", "-2", "fast", "inf"):
         with pytest.raises(SettingsError, match="POSESWEEP_CPU_SPEEDUP"):
             Settings.from_env({"POSESWEEP_CPU_SPEEDUP": wrong})
@@ -393,3 +393,9 @@ def test_too_little_disk_and_too_many_snapshots_are_refused_with_the_numbers():
         StudyConfig(max_iterations=250_000, snapshot_interval=1000)
     with pytest.raises(StudyConfigError, match="frame_set_sizes"):
         StudyConfig(frame_set_sizes=tuple(range(10, 140, 10)))  # 13 networks: more than the form allows
+
+
+def test_a_short_studys_expected_training_time_is_said_in_minutes_or_seconds_not_as_zero_hours():
+    from posesweep.budget import _duration
+
+    assert [_duration(s) for s in (20, 69, 1800, 3600, 270_000)] == ["20 s", "1 min", "30 min", "1.0 h", "75.0 h"]

@@ -136,8 +136,15 @@ class Budget:
         elif self.local_gpus:
             where += ", at the expected GPU rate (POSESWEEP_K8S_SECONDS_PER_ITERATION)"
         return (f"{len(study.frame_set_sizes)} networks x {study.max_iterations:,} iterations x "
-                f"{self.seconds_per_iteration:.3g} s/iteration = {self.training_hours:.1f} h of training on the "
-                f"{where}; about {self.disk_bytes / 1e9:.1f} GB of disk")
+                f"{self.seconds_per_iteration:.3g} s/iteration = {_duration(self.training_hours * 3600)} of "
+                f"training on the {where}; about {self.disk_bytes / 1e9:.1f} GB of disk")
+
+
+def _duration(seconds: float) -> str:
+    """Hours from one hour on; a short study's minutes or seconds (it read "0.0 h")."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def record_expected_speed(budget: Budget, target: Path) -> None:
