@@ -210,6 +210,44 @@ class WhatTheRunWaitsFor(logging.Filter):
         return True
 
 
+class WithoutAirflowsCommentary:
+    """``make study``'s console (and its log file) without Airflow's running commentary of its own machinery.
+
+    Run from the command line, each task came with about 15 lines of Airflow's own: the task runner's
+    ``::group::``/``::endgroup::`` markers for its web UI, "Task started", "Task instance state updated", "Updating
+    RenderedTaskInstanceFields", "Pushing xcom", "Done. Returned value was: {...}", ``dag.test``'s "running task
+    <TaskInstance ...>", and before the run its DAG bag and scheduling info: about 190 of a demo run's 240 lines,
+    between posesweep's own. Left out: Airflow's lines below WARNING, except one line where each task starts.
+    Its warnings and errors stay, as does everything of posesweep's and of the training processes."""
+
+    STARTING = "[DAG TEST] starting task_id=%s map_index=%s"
+
+    def install(self) -> None:
+        import structlog
+
+        structlog.configure(processors=[self._airflows_info_left_out, *structlog.get_config()["processors"]])
+        for handler in logging.getLogger().handlers:  # dag.test's own lines go through the standard library's
+            handler.addFilter(self._task_starts_only)
+
+    @staticmethod
+    def _airflows_info_left_out(logger, method_name: str, event: dict) -> dict:
+        import structlog
+
+        name = getattr(logger, "name", None) or event.get("logger_name") or ""
+        if (name.startswith("airflow") or name == "task") and method_name in ("debug", "info"):
+            raise structlog.DropEvent
+        return event
+
+    def _task_starts_only(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("airflow") or record.levelno >= logging.WARNING:
+            return True
+        if record.msg != self.STARTING:
+            return False
+        task_id, map_index = record.args
+        record.msg, record.args = "task %s", (task_id if map_index < 0 else f"{task_id}[{map_index}]",)
+        return True
+
+
 def tee_output(log_file: Path):
     """Everything this process and its children print goes to the terminal and to ``log_file``; returns a closer."""
     import os
@@ -286,6 +324,7 @@ def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s
                   f"are not done again", flush=True)
         try:
             ctrl_c.install()
+            WithoutAirflowsCommentary().install()
             dag_run = study_dag.test(run_conf=conf, logical_date=started, run_after=started)
         except KeyboardInterrupt:
             dag_run = None
