@@ -654,8 +654,10 @@ def analyse_and_report(run: Run) -> str:
     for split, result in analysis["per_split"].items():
         if result["anova"]:
             a = result["anova"]
-            log.info("%s error: F(%.0f, %.0f) = %.2f, p = %.3g; plateau at %s iterations", split, a["df_num"],
-                     a["df_den"], a["F"], a["p_value"], result["plateau_iteration"])
+            plateau = result["plateau_iteration"]
+            log.info("%s error: F(%.0f, %.0f) = %.2f, p = %.3g; %s", split, a["df_num"], a["df_den"], a["F"],
+                     a["p_value"], f"plateau at {plateau:,} iterations" if plateau is not None else
+                     "no plateau: still improving significantly at the last snapshot")
     context = {
         "study_config": study.to_json_dict(),
         "initial_weights": read_json(layout.run_dir / "weights" / "initial_weights.json"),
