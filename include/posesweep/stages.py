@@ -213,8 +213,6 @@ def _check_extraction(run: Run, results: list[dict]) -> dict:
     summary = {"frames_per_video": good, "total_frames": sum(good.values()), "bad_videos": bad,
                "bad_video_policy": study.bad_video_policy}
     write_json_atomic(layout.frames_dir / "summary.json", summary)
-    for stem, frames in sorted(good.items()):
-        log.info("%s: %d frames", stem, frames)
     log.info("frames extracted: %d from %d videos", summary["total_frames"], len(good))
     if bad and (study.bad_video_policy == "fail" or not good):
         raise VideoError(f"{len(bad)} of {len(results)} videos cannot be used", details=list(bad.values()),
