@@ -307,6 +307,35 @@ def test_posesweep_watch_reports_the_inner_commands_input_error_with_its_exit_st
     assert "-starts-with-a-dash" in errors[0].explain()  # a run name starting with '-' stays a value
 
 
+def test_a_person_running_posesweep_at_a_terminal_reads_the_errors_paragraph_not_the_runners_line(tmp_path):
+    """`posesweep evaluate ...` by hand (re-scoring a run, as the README says) printed `POSESWEEP_ERROR {json}`."""
+    import os
+    import pty
+    import subprocess
+
+    from posesweep.errors import InputError
+
+    terminal, its_other_end = pty.openpty()
+    child = subprocess.Popen([sys.executable, "-m", "posesweep.cli", "evaluate", f"--data-root={tmp_path}",
+                              "--cohort=lab", "--run-name=nosuch"], stdout=its_other_end, stderr=its_other_end)
+    os.close(its_other_end)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # the child ended: the terminal has no other end any more
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(terminal)
+    assert child.wait(timeout=120) == InputError.exit_code
+    text = output.decode().replace("\r\n", "\n")
+    assert "POSESWEEP_ERROR" not in text, text
+    assert f"no such run: no study run nosuch of cohort lab\n  File: {tmp_path}/runs/lab/nosuch/study_config.json" \
+        in text, text
+
+
 def test_a_child_ending_by_os_exit_leaves_no_tensorflow_autograph_files_in_the_temporary_folder(tmp_path, monkeypatch, caplog):
     """TensorFlow's autograph writes a source file per converted function to the temporary folder and removes them
     only at a normal exit; a posesweep child that fails ends by ``os._exit`` (``cli.main``), and every failed

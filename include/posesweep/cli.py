@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; a ``PosesweepError`` is printed as one line for the runner and sets the exit status.
+    """Run one command; a ``PosesweepError`` is printed as one line for the runner (as its paragraph where the
+    output is a terminal) and sets the exit status.
 
     The process ends with ``os._exit`` after such an error: DeepLabCut's loader thread would otherwise keep a
     diverged training alive.
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             sys.stdout.flush(), sys.stderr.flush()
             os._exit(1)
-        print(error.to_line(), flush=True)
+        # a person at a terminal (re-scoring a run by hand) reads the paragraph; a runner or a pod parses the line
+        print(error.explain() if sys.stdout.isatty() else error.to_line(), flush=True)
         _write_termination_message(error.explain())
         sys.stderr.flush()
         os._exit(error.exit_code)
