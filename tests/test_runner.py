@@ -55,6 +55,9 @@ def test_deeplabcuts_chatter_stays_out_of_a_posesweep_childs_log_and_its_warning
     streamed = [r.getMessage() for r in caplog.records if not r.getMessage().startswith("running:")]
     assert streamed == ["WARNING deeplabcut.core: a warning from DeepLabCut", "INFO posesweep.training: posesweep info",
                         "[frame set 10] iteration 20/40", "[frame set 10] scored snapshot 20", "after the call"]
+    # the child's warning is a warning in the task log (it was logged at INFO: the Airflow UI showed it as such)
+    levels = [r.levelname for r in caplog.records if not r.getMessage().startswith("running:")]
+    assert levels == ["WARNING", "INFO", "INFO", "INFO", "INFO"]
 
 
 def test_a_child_that_crashes_without_saying_why_is_retryable_with_its_last_lines():

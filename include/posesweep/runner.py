@@ -48,6 +48,16 @@ NOISE = re.compile(r"Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning|
                    r"AVX2 AVX512F|To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS")
 
 
+# a line of the child's own logging (``cli``: "LEVEL name: message"): its warnings stay warnings in the task log
+CHILD_LOG_LINE = re.compile(r"(WARNING|ERROR|CRITICAL) [\w.]+: ")
+
+
+def _level_of(line: str) -> int:
+    """The level a child's line is logged at: that of the child's own record where the line is one, else INFO."""
+    found = CHILD_LOG_LINE.match(line)
+    return getattr(logging, found.group(1)) if found else logging.INFO
+
+
 def run_posesweep(args: list[str], stall_timeout_s: float | None = None, logger: logging.Logger = log,
                   on_one_gpu: str | None = None, cpu_only: bool = False) -> None:
     """Run ``posesweep <args>`` with this interpreter, streaming its output into ``logger``; ``on_one_gpu`` (who
@@ -100,7 +110,7 @@ def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Log
                 reported.append(error)
             elif line and not NOISE.search(line):
                 tail.append(line)
-                logger.info("%s", line)
+                logger.log(_level_of(line), "%s", line)
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
