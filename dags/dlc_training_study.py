@@ -28,7 +28,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from posesweep.config import param_specs
 from posesweep.disk import disk_full_from
-from posesweep.errors import PosesweepError
+from posesweep.errors import FailureParagraph, PosesweepError
 from posesweep.intake import COHORTS_ASSET_NAME, COHORTS_ASSET_URI, cohorts_waiting
 from posesweep.layout import cohort_names
 from posesweep.run import Run, stage_args
@@ -42,7 +42,7 @@ SETTINGS = Settings.from_env()
 DATA_ROOT = SETTINGS.data_root
 COHORTS = Asset(name=COHORTS_ASSET_NAME, uri=COHORTS_ASSET_URI)  # announced by cohort_intake
 LABELS_POKE_INTERVAL_S = 300  # wait_for_labels looks for human labels this often, holding no worker between looks
-FAILURES: list[str] = []  # this process's failed tasks, explained; `python dags/dlc_training_study.py` prints them
+FAILURES: list[FailureParagraph] = []  # failed tasks, explained; `python dags/dlc_training_study.py` prints them
 
 
 def explained(body):
@@ -55,7 +55,9 @@ def explained(body):
         except PosesweepError as error:
             if error.retryable:
                 raise
-            raise AirflowFailException(error.explain()) from None
+            failure = AirflowFailException(error.explain())
+            failure.parameters = error.parameters  # a setting that gets past it, for `make study`'s last words
+            raise failure from None
         except Exception as crash:  # a full disk, from any write: its paragraph, at once
             full = disk_full_from(crash, DATA_ROOT)
             if full is None:
@@ -72,7 +74,8 @@ def remember_failure(context, retried: bool = False) -> None:
     where = ti.task_id + (f" [{ti.map_index}]" if ti.map_index >= 0 else "")
     text = str(error) if isinstance(error, (PosesweepError, AirflowFailException)) else \
         f"{type(error).__name__}: {error}"
-    FAILURES.append(f"task {where} failed (try {ti.try_number}){', retried' if retried else ''}:\n{text}")
+    FAILURES.append(FailureParagraph(f"task {where} failed (try {ti.try_number}){', retried' if retried else ''}:"
+                                     f"\n{text}", retried=retried, parameters=getattr(error, "parameters", None)))
     print(f"\n{FAILURES[-1]}\n", flush=True)  # the failed task's log ends with what to fix
 
 

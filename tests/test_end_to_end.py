@@ -363,6 +363,13 @@ def test_a_command_line_run_that_fails_after_it_began_names_the_run_to_go_on_wit
             "began with), go on with this run, keeping its finished steps (trained networks included):\n"
             f"  make study CONTINUE='{run_id}'\n") in failure
     assert f"otherwise start a new run: make study CONF='{json.dumps(conf)}'" in failure
+    # the setting the paragraph suggests, as the command to run (the tongue is missing in 72.7% of the frames)
+    assert ("With the setting suggested above (max_missing_label_fraction=0.73), a new run: make study "
+            f"CONF='{json.dumps({**conf, 'max_missing_label_fraction': 0.73})}'") in failure
+    # the paragraph twice (as the task fails, and as the run ends), without Airflow's traceback through its task
+    # runner around it
+    assert output.count("the labels failed validation: 1 expectation(s) not met") == 2
+    assert "Traceback" not in output and "Task failed with exception" not in output
     assert "the run waits" not in output and "No tasks to run" not in output  # it failed: it waits for nothing
     # Airflow's running commentary of its own machinery (~15 lines a task) is left out; a line names each task
     for commentary in ("::group::", "::endgroup::", "Task instance state updated", "Returned value was", "running task"):

@@ -91,6 +91,7 @@ def test_a_broken_video_under_policy_fail_fails_at_once_naming_it(airflow_db, ti
     dag_run, tis, failures = _run(monkeypatch, tiny_root, TINY)
     paragraph = _failed_once(tis, failures, "extract_frames")
     assert str(video) in paragraph and "bad_video_policy=exclude" in paragraph
+    assert paragraph.parameters == {"bad_video_policy": "exclude"}  # make study prints the new run's command with it
 
 
 @pytest.mark.slow
@@ -107,6 +108,7 @@ def test_a_label_outside_the_image_fails_validation_at_once_naming_the_labs_file
     assert f"{image}, Hand: found x = 900 px, allowed x < 832 px (the image width)" in paragraph
     assert "What to do: correct these labels in DeepLabCut's labeling GUI" in paragraph
     assert str(tis[("build_frame_sets", -1)].state) == "upstream_failed"
+    assert paragraph.parameters == {}  # a label outside the image: no setting gets past it
 
 
 @pytest.mark.slow
@@ -123,6 +125,7 @@ def test_a_missing_image_and_a_missing_bodypart_fail_validation_at_once(airflow_
     assert (f"Landmark names: the bodyparts in {config} list Elbow, which no frame has a label of: label it in "
             f"DeepLabCut's labeling GUI") in paragraph and "or take it out of the bodyparts" in paragraph
     assert "out of sight" not in paragraph  # never labelled at all: a name, not occlusion; no setting proposed
+    assert paragraph.parameters == {}
 
 
 @pytest.mark.slow

@@ -42,10 +42,13 @@ class PosesweepError(Exception):
 
     def __init__(self, what: str, *, file: str | Path | None = None, where: str | None = None,
                  found: str | None = None, allowed: str | None = None, fix: str | None = None,
-                 details: list[str] | tuple[str, ...] = ()):
+                 details: list[str] | tuple[str, ...] = (), parameters: dict[str, Any] | None = None):
         super().__init__(what)
         self.what, self.file, self.where = what, str(file) if file else None, where
         self.found, self.allowed, self.fix, self.details = found, allowed, fix, list(details)
+        # run parameters that alone get past this failure, where the paragraph suggests a setting (e.g.
+        # {"bad_video_policy": "exclude"}): `make study` prints the new run's command with them
+        self.parameters = dict(parameters or {})
 
     def explain(self) -> str:
         """One paragraph: what failed, in which of the lab's files, what was found and allowed, what to do."""
@@ -67,7 +70,7 @@ class PosesweepError(Exception):
     def to_line(self) -> str:
         """The error as the one line the ``posesweep`` command prints before it exits."""
         fields = {k: getattr(self, k) for k in ("what", "file", "where", "found", "allowed", "fix", "details",
-                                                "no_retry_note")}
+                                                "no_retry_note", "parameters")}
         return ERROR_LINE_PREFIX + json.dumps({"kind": getattr(self, "kind", type(self).__name__),
                                                "retryable": self.retryable,
                                                "title": self.title, **fields})
@@ -219,11 +222,21 @@ class ChildReportedError(PosesweepError):
     def __init__(self, payload: dict[str, Any]):
         super().__init__(payload["what"], **{k: payload.get(k) for k in ("file", "where", "found", "allowed",
                                                                         "fix")},
-                         details=payload.get("details") or ())
+                         details=payload.get("details") or (), parameters=payload.get("parameters"))
         self.kind, self.retryable, self.title = payload.get("kind", "PosesweepError"), payload["retryable"], \
             payload.get("title", PosesweepError.title)
         self.exit_code = TransientError.exit_code if self.retryable else InputError.exit_code
         self.no_retry_note = payload.get("no_retry_note") or PosesweepError.no_retry_note
+
+
+class FailureParagraph(str):
+    """A failed task's paragraph as the DAG's failure callback printed it (a ``str``), with whether the task was
+    retried after it and the run parameters the failure suggests (``PosesweepError.parameters``)."""
+
+    def __new__(cls, text: str, *, retried: bool = False, parameters: dict[str, Any] | None = None):
+        paragraph = super().__new__(cls, text)
+        paragraph.retried, paragraph.parameters = retried, dict(parameters or {})
+        return paragraph
 
 
 def error_from_line(line: str) -> PosesweepError | None:

@@ -218,7 +218,8 @@ def _check_extraction(run: Run, results: list[dict]) -> dict:
         raise VideoError(f"{len(bad)} of {len(results)} videos cannot be used", details=list(bad.values()),
                          found=f"bad_video_policy={study.bad_video_policy}" + (", no usable video" if not good else ""),
                          fix="re-export or replace the videos named (a constant frame rate, every frame decodable), "
-                             "or trigger the run with bad_video_policy=exclude to leave them out")
+                             "or trigger the run with bad_video_policy=exclude to leave them out",
+                         parameters={"bad_video_policy": "exclude"} if good else None)
     if bad:
         log.warning("excluded %d bad videos: %s", len(bad), ", ".join(sorted(bad)))
     for kind, names in unmatched_videos(run.cohort).items():

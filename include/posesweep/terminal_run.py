@@ -218,7 +218,10 @@ class WithoutAirflowsCommentary:
     RenderedTaskInstanceFields", "Pushing xcom", "Done. Returned value was: {...}", ``dag.test``'s "running task
     <TaskInstance ...>", and before the run its DAG bag and scheduling info: about 190 of a demo run's 240 lines,
     between posesweep's own. Left out: Airflow's lines below WARNING, except one line where each task starts.
-    Its warnings and errors stay, as does everything of posesweep's and of the training processes."""
+    Its warnings and errors stay, as does everything of posesweep's and of the training processes, except the
+    traceback through Airflow's task runner that came with a failure posesweep explains (its paragraph follows, from
+    the DAG's failure callback: before, a label failure read as 40 lines of traceback, the paragraph inside it and
+    the paragraph again). An unexplained failure (a bug) keeps its traceback."""
 
     STARTING = "[DAG TEST] starting task_id=%s map_index=%s"
 
@@ -236,6 +239,8 @@ class WithoutAirflowsCommentary:
         name = getattr(logger, "name", None) or event.get("logger_name") or ""
         if (name.startswith("airflow") or name == "task") and method_name in ("debug", "info"):
             raise structlog.DropEvent
+        if event.get("exc_info") and _explained(sys.exc_info()[1]):
+            raise structlog.DropEvent
         return event
 
     def _task_starts_only(self, record: logging.LogRecord) -> bool:
@@ -246,6 +251,16 @@ class WithoutAirflowsCommentary:
         task_id, map_index = record.args
         record.msg, record.args = "task %s", (task_id if map_index < 0 else f"{task_id}[{map_index}]",)
         return True
+
+
+def _explained(failure: BaseException | None) -> bool:
+    """A failure whose paragraph the DAG's failure callback prints: a posesweep error (a retry follows), or the
+    ``AirflowFailException`` the DAG raises with a posesweep paragraph (no retry can help)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from .errors import PosesweepError
+
+    return isinstance(failure, (PosesweepError, AirflowFailException))
 
 
 def tee_output(log_file: Path):
@@ -284,6 +299,14 @@ def what_a_stop_leaves(layout: RunLayout, run_id: str, conf: dict) -> str:
             f"steps are not done again; a network stopped in training goes on from its last resume point):\n"
             f"{continue_command(run_id)}. A new run of the cohort also reuses its extracted frames and starts with "
             f"the labels saved in its project.")
+
+
+def suggested_parameters(failures: list) -> dict:
+    """The run parameters the failures' paragraphs suggest, together (each failure's own ``parameters``)."""
+    suggested: dict = {}
+    for failure in failures:
+        suggested.update(getattr(failure, "parameters", None) or {})
+    return suggested
 
 
 def refuse_parameters_out_of_range(conf: dict) -> None:
@@ -337,11 +360,16 @@ def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s
     report = layout.report_dir / "index.html"
     print(f"\nstudy run {dag_run.run_id}: {dag_run.state}")
     if str(dag_run.state) != "success" or not report.exists():
-        print("\n\n".join(failures) or "no task reported a failure")
+        final = [failure for failure in failures if not getattr(failure, "retried", False)]
+        print("\n\n".join(final or failures) or "no task reported a failure")
         if layout.config_file.exists():  # past prepare_run: a run to go on with
             print(f"\nOnce that is fixed, where the fix is not to the run's parameters or landmarks (a run keeps "
                   f"those it began with), go on with this run, keeping its finished steps (trained networks "
                   f"included):\n{continue_command(run_id)};\notherwise start a new run: {new_run_command(conf)}")
+        suggested = suggested_parameters(final)
+        if suggested:
+            print(f"\nWith the setting suggested above ({', '.join(f'{k}={v}' for k, v in suggested.items())}), a new "
+                  f"run: {new_run_command({**conf, **suggested})}")
         print(f"\nfull log: {log_file}")
         raise SystemExit(1)
     print(f"report: {report}\nfull log: {log_file}")

@@ -504,7 +504,7 @@ def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_miss
         details.append(f"Landmark names: {names[0]}.")
     return LabelValidationError(
         f"{len(failures)} expectation(s) not met", details=details, file=shown or None,
-        fix=f"{fix}. Every check, with its results: {summary['data_docs']}")
+        fix=f"{fix}. Every check, with its results: {summary['data_docs']}", parameters=setting_that_passes(failures))
 
 
 def often_unlabelled(failures: list[dict[str, Any]]) -> str | None:
@@ -512,20 +512,41 @@ def often_unlabelled(failures: list[dict[str, Any]]) -> str | None:
     out of sight in those frames (occluded, outside the image), left unlabelled as it should be, and the setting for
     it. ``invalid_labels=exclude_frames`` would drop every frame without it, most of the labels of a landmark seen
     only now and then. A landmark with no label at all is a name, not occlusion: the bodyparts check names it."""
-    shares = {failure["kwargs"].get("column"): (failure.get("unexpected_percent") or 0) / 100 for failure in failures
-              if failure["expectation"] == "expect_column_values_to_not_be_null"
-              and failure["kwargs"].get("column") not in ("image_width_px", None)}
-    shares = {landmark: share for landmark, share in shares.items() if 0 < share < 1}
+    shares = _missing_shares(failures)
     if not shares:
         return None
     largest = max(shares.values())
-    setting = math.ceil(largest * 100 - 1e-9) / 100
+    setting = _fraction_allowing(largest)
     return (f"If {', '.join(shares)} {'is' if len(shares) == 1 else 'are'} out of sight in those frames (behind the "
             f"body, outside the image), leaving {'it' if len(shares) == 1 else 'them'} unlabelled there is right: "
             f"DeepLabCut trains every frame on the landmarks it has, and posesweep scores a landmark only where it is "
             f"labelled. Then trigger the run with max_missing_label_fraction={setting:g} (the largest share found, "
             f"{largest:.1%}); invalid_labels=exclude_frames would instead leave out every labeled frame without "
             f"{'it' if len(shares) == 1 else 'one of them'}, {largest:.0%} or more of them.")
+
+
+def _missing_shares(failures: list[dict[str, Any]]) -> dict[str, float]:
+    """Landmark -> the share of labeled frames without it, for landmarks missing in more frames than allowed but
+    labelled in some."""
+    shares = {failure["kwargs"].get("column"): (failure.get("unexpected_percent") or 0) / 100 for failure in failures
+              if failure["expectation"] == "expect_column_values_to_not_be_null"
+              and failure["kwargs"].get("column") not in ("image_width_px", None)}
+    return {landmark: share for landmark, share in shares.items() if 0 < share < 1}
+
+
+def _fraction_allowing(share: float) -> float:
+    """The max_missing_label_fraction, in hundredths, that lets ``share`` pass."""
+    return math.ceil(share * 100 - 1e-9) / 100
+
+
+def setting_that_passes(failures: list[dict[str, Any]]) -> dict[str, Any]:
+    """{"max_missing_label_fraction": x} where landmarks missing in many frames are all that failed (a landmark
+    out of sight, as ``often_unlabelled`` says); nothing where any other check failed, which a setting of it alone
+    cannot get past."""
+    shares = _missing_shares(failures)
+    if not shares or len(shares) != len(failures):
+        return {}
+    return {"max_missing_label_fraction": _fraction_allowing(max(shares.values()))}
 
 
 def offending_frames(summary: dict[str, Any]) -> list[tuple[str, str]]:
