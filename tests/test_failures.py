@@ -159,6 +159,7 @@ def test_missing_initial_weights_fail_prepare_training_at_once(airflow_db, tiny_
     paragraph = _failed_once(tis, failures, "prepare_training")
     assert "no initial weights" in paragraph and "POSESWEEP_PRETRAINED_CHECKPOINT" in paragraph
     assert "allow_random_init=true" in paragraph
+    assert paragraph.parameters == {"allow_random_init": True}  # through the child's error line: the setting
 
 
 @pytest.mark.slow

@@ -95,7 +95,7 @@ def resolve_initial_weights(network: str, allow_random_init: bool, weights_dir: 
             f"no checkpoint in DeepLabCut's models/pretrained folder", allowed="a TensorFlow checkpoint prefix",
             fix=f"set {PRETRAINED_ENV} to a TF checkpoint prefix (e.g. /weights/resnet_v1_50.ckpt), bake it into "
                 f"the trainer image, or trigger with allow_random_init=true to train from random weights "
-                f"(errors will be far above the paper's)")
+                f"(errors will be far above the paper's)", parameters={"allow_random_init": True})
     prefix = Path(weights_dir) / f"{RESNET_SCOPES[network]}_random_init.ckpt"
     if not _checkpoint_exists(prefix):
         make_random_init_checkpoint(prefix, network, calibration_images, seed)

@@ -128,7 +128,9 @@ def write_initial_weights(model_cfg: dict, study: StudyConfig, target: Path) -> 
             found=f"nothing for {timm_model} under {os.environ.get('HF_HOME', '~/.cache/huggingface')}",
             allowed="timm's ImageNet weights already cached (posesweep downloads nothing), or random weights",
             fix="bake the weights into the trainer image (docker/trainer-pytorch/Dockerfile does), or trigger "
-                "the run with allow_random_init=true")
+                "the run with allow_random_init=true to train from random weights (errors far above those of "
+                "pretrained networks: a trial of the pipeline, not results)",
+            parameters={"allow_random_init": True})
     torch.manual_seed(study.seed)
     model = build_model(model_cfg, imagenet=cached is not None)
     kind = "imagenet" if cached else "random_init"
