@@ -2,6 +2,7 @@
 described as imported."""
 
 import json
+import logging
 
 import pandas as pd
 from markupsafe import escape
@@ -37,7 +38,17 @@ def _report(tmp_path, errors, **extra):
     return page, json.loads(layout.summary_file.read_text())
 
 
-def test_networks_that_did_not_learn_get_no_recommendation(tmp_path):
+def _said(summary: dict, caplog) -> list[tuple[int, str]]:
+    """What statistics_and_report's log says of the answer (stages.say_the_answer)."""
+    from posesweep.stages import say_the_answer
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="posesweep.stages"):
+        say_the_answer(summary)
+    return [(r.levelno, r.getMessage()) for r in caplog.records]
+
+
+def test_networks_that_did_not_learn_get_no_recommendation(tmp_path, caplog):
     errors = error_table()
     errors["error_px"] *= 6  # predictions collapsed far from the labels, as from a few random-init iterations
     errors["error_mm"] = errors["error_px"] / 1.25
@@ -48,6 +59,10 @@ def test_networks_that_did_not_learn_get_no_recommendation(tmp_path):
     assert "The networks did not learn." in page and "<b>Recommendation:</b>" not in page
     assert str(escape(summary["learning_rule"])) in page  # the rule, stated where the answer is withheld
     assert all(not row["learned"] for row in summary["learning_check"])
+    # the log says so too, as a warning after the plateaus it logged (found in any errors, learned or not)
+    [(level, said)] = _said(summary, caplog)
+    assert level == logging.WARNING and said.startswith("No recommendation: 2 of 2 networks did not learn")
+    assert said.endswith(summary["learning_rule"])
     _, with_networks = _report(tmp_path / "n", errors, networks=_networks(errors, 200))
     assert with_networks["network_to_use"] is None and with_networks["analyze_videos"] is None
 
@@ -58,7 +73,7 @@ def _networks(errors, iteration):
             for i, size in enumerate(sorted(errors["frame_set_size"].unique()))]
 
 
-def test_networks_that_learned_get_the_studys_answer_and_the_network_to_use(tmp_path):
+def test_networks_that_learned_get_the_studys_answer_and_the_network_to_use(tmp_path, caplog):
     errors = error_table()
     chosen = analyse(errors)["chosen_iteration"]
     errors.loc[(errors["frame_set_size"] == 10) & (errors["split"] == "test"), "error_px"] *= 0.1  # the smaller set best
@@ -70,6 +85,7 @@ def test_networks_that_learned_get_the_studys_answer_and_the_network_to_use(tmp_
     assert summary["analyze_videos"].endswith(", shuffle=1, trainingsetindex=0)")
     assert summary["analyze_videos"].startswith(f"# in {tmp_path}/runs/tiny/run/project/config.yaml: snapshotindex: 1")
     assert str(escape(summary["analyze_videos"])) in page
+    assert _said(summary, caplog) == [(logging.INFO, f"the study's answer: {summary['recommendation']}")]
 
 
 def test_the_papers_rows_only_for_the_papers_landmarks(tmp_path):

@@ -681,5 +681,15 @@ def analyse_and_report(run: Run) -> str:
         write_csv_atomic(kinematics, layout.evaluation_dir / "kinematic_errors.csv")
         fppa = analyse_fppa(kinematics)
     path = write_report(layout, analysis, errors, context, kinematics, fppa)
+    say_the_answer(read_json(layout.summary_file))
     return str(path)
+
+
+def say_the_answer(summary: dict) -> None:
+    """The report's answer in the log, or why there is none: the plateaus logged above are found also in the errors
+    of networks that learned nothing (a Reaching run from random weights: "plateau at 10 iterations" at 400 px)."""
+    if summary["recommendation_made"]:
+        log.info("the study's answer: %s", summary["recommendation"])
+    else:
+        log.warning("%s. %s", summary["recommendation"], summary.get("learning_rule", ""))
 
