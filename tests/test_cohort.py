@@ -309,7 +309,8 @@ def test_a_video_cohort_with_too_few_frames_is_told_the_frames_per_video_or_size
         stages.prepare_run(root, conf, "manual__too_few")
     fix = refused.value.explain().split("What to do:")[1]
     assert "frame_set_sizes=[15, 30]" in fix and "frames_per_video=14 for these 3 videos" in fix
-    stages.prepare_run(root, {**conf, "frame_set_sizes": [15, 30]}, "manual__fewer_frames_per_set")
+    assert refused.value.parameters == {"frame_set_sizes": [15, 30]}  # make study prints the new run with it
+    stages.prepare_run(root, {**conf, **refused.value.parameters}, "manual__fewer_frames_per_set")
     stages.prepare_run(root, {**conf, "frames_per_video": 14}, "manual__more_frames_per_video")
 
 

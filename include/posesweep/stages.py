@@ -75,7 +75,9 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
             allowed=f"at most {frames_available} frames (" + (
                 f"{len(cohort.videos)} videos x frames_per_video={study.frames_per_video})"
                 if not cohort.frames_extracted else "the images in the project's labeled-data folders)"),
-            fix=_fewer_frames_fix(study, cohort, frames_available))
+            fix=_fewer_frames_fix(study, cohort, frames_available),
+            parameters={"frame_set_sizes": scaled} if (scaled := study.frame_set_sizes_within(frames_available))
+            else None)
     check_participants_to_hold_out(study.split_mode, [cohort.participant_of(video_stem(v)) for v in cohort.videos],
                                    cohort.root)
     sharing = videos_sharing_a_name([video_stem(v) for v in cohort.videos]) if (
