@@ -275,6 +275,14 @@ def test_an_operator_states_how_much_faster_the_cpu_trains_and_the_estimate_foll
     per_iteration = table / 2
     assert f"x {per_iteration:.3g} s/iteration = {3 * 250_000 * per_iteration / 3600:.1f} h" in \
         refused.value.explain() and "sped up 2 times by POSESWEEP_CPU_SPEEDUP" in refused.value.explain()
+    # the iterations that fit in a day here, with the paper's 10 snapshots per network: a run prepare_run accepts
+    shorter = refused.value.parameters
+    assert shorter["max_iterations"] == 10 * shorter["snapshot_interval"]
+    assert (f"lower max_iterations (max_iterations={shorter['max_iterations']}, snapshot_interval="
+            f"{shorter['snapshot_interval']} keep the 10 snapshots per network and train in under 24 h here)"
+            in refused.value.explain())
+    assert 0.9 * 24 < 3 * shorter["max_iterations"] * per_iteration / 3600 <= 24  # as many as fit, nearly
+    stages.prepare_run(root, {**paper_scale, **shorter}, "within-a-day")
     monkeypatch.setenv("POSESWEEP_CPU_SPEEDUP", "100")
     with caplog.at_level("INFO", logger="posesweep.stages"):
         run = stages.prepare_run(root, paper_scale, "hundred")

@@ -208,6 +208,19 @@ def written_bytes(folders: list[Path]) -> int:
     return total
 
 
+def iterations_within(budget: Budget, study: StudyConfig, hours: float) -> dict[str, int]:
+    """``max_iterations`` and ``snapshot_interval`` that train the study's networks within ``hours`` at the
+    budget's speed with as many snapshots per network as the study asks (the interval rounded down to two
+    significant digits); nothing where not even one iteration per snapshot fits."""
+    snapshots = study.max_iterations // study.snapshot_interval
+    interval = int(hours * 3600 / (len(study.frame_set_sizes) * budget.seconds_per_iteration) / snapshots)
+    if interval < 1:
+        return {}
+    step = 10 ** max(0, len(str(interval)) - 2)
+    interval = interval // step * step
+    return {"max_iterations": interval * snapshots, "snapshot_interval": interval}
+
+
 def check(budget: Budget, study: StudyConfig, free_bytes: int, data_root: str, written: int = 0) -> None:
     """Refuse a study the machine cannot finish: too little disk, or days of CPU training unasked. ``written``:
     what a run resumed (or the cohort's frame store) already holds of the study's outputs."""
@@ -219,10 +232,15 @@ def check(budget: Budget, study: StudyConfig, free_bytes: int, data_root: str, w
             allowed=f"about {budget.disk_bytes / 1e9:.1f} GB needed",
             fix="free disk under the data root, or keep fewer snapshots (raise snapshot_interval) or frame sets")
     if budget.on_cpu and budget.training_hours > MAX_CPU_HOURS and not study.allow_long_cpu_run:
+        shorter = iterations_within(budget, study, MAX_CPU_HOURS)
+        lower = "lower max_iterations" + (
+            f" ({', '.join(f'{k}={v}' for k, v in shorter.items())} keep the "
+            f"{study.max_iterations // study.snapshot_interval} snapshots per network and train in under "
+            f"{MAX_CPU_HOURS:.0f} h here)" if shorter else "")
         raise StudyConfigError(
             "training would take more than a day on this machine's CPU", found=budget.describe(study),
-            allowed=f"at most {MAX_CPU_HOURS:.0f} h on the local backend",
-            fix="run it on GPUs (POSESWEEP_TRAINING_BACKEND=kubernetes), lower max_iterations, or trigger with "
+            allowed=f"at most {MAX_CPU_HOURS:.0f} h on the local backend", parameters=shorter,
+            fix=f"run it on GPUs (POSESWEEP_TRAINING_BACKEND=kubernetes), {lower}, or trigger with "
                 "allow_long_cpu_run=true to train on this CPU anyway" + (
                     " (the estimate is this machine's own earlier training's speed)" if budget.measured is not None
                     else " (the estimate is of a 2-core CPU" + (f" sped up {budget.cpu_speedup:g} times by "
