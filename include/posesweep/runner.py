@@ -49,13 +49,15 @@ NOISE = re.compile(r"Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning|
 
 
 # a line of the child's own logging (``cli``: "LEVEL name: message"): its warnings stay warnings in the task log
-CHILD_LOG_LINE = re.compile(r"(WARNING|ERROR|CRITICAL) [\w.]+: ")
+CHILD_LOG_LINE = re.compile(r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) (?=[\w.]+: )")
 
 
-def _level_of(line: str) -> int:
-    """The level a child's line is logged at: that of the child's own record where the line is one, else INFO."""
+def _as_logged(line: str) -> tuple[int, str]:
+    """The level and text a child's line is logged with: a record of the child's own logging at its level, without
+    the level word (the task log shows the level: it read "[warning] WARNING posesweep.training: ..."); any other
+    line at INFO, as it is."""
     found = CHILD_LOG_LINE.match(line)
-    return getattr(logging, found.group(1)) if found else logging.INFO
+    return (getattr(logging, found.group(1)), line[found.end():]) if found else (logging.INFO, line)
 
 
 def run_posesweep(args: list[str], stall_timeout_s: float | None = None, logger: logging.Logger = log,
@@ -110,7 +112,7 @@ def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Log
                 reported.append(error)
             elif line and not NOISE.search(line):
                 tail.append(line)
-                logger.log(_level_of(line), "%s", line)
+                logger.log(*_as_logged(line))
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
