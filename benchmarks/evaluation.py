@@ -58,9 +58,18 @@ def main() -> None:
     parser.add_argument("--snapshots", type=int, default=10)
     parser.add_argument("--frames-per-video", type=int, default=10)
     parser.add_argument("--participants", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep the trained project (else removed at the end)")
     args = parser.parse_args()
 
     data_root = Path(tempfile.mkdtemp(prefix="posesweep-bench-eval-"))
+    try:
+        measure(args, data_root)
+    finally:  # two trained projects, about 2 GB: a benchmark run again and again filled /tmp
+        if not args.keep:
+            shutil.rmtree(data_root, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, data_root: Path) -> None:
     generate_cohort(data_root / "cohorts" / "bench", SynthOptions(participants=args.participants, duration_s=2.0,
                                                                   seed=11))
     n_frames = args.participants * args.frames_per_video

