@@ -385,6 +385,59 @@ def _cmdline(process: Path) -> str:
         return ""
 
 
+@pytest.mark.slow
+def test_a_label_corrected_after_validation_failed_goes_on_in_the_same_run_with_continue(airflow_db, reaching_project,
+                                                                                         tmp_path):
+    """The paragraph of a failed label check says that once the labels are corrected the run goes on (label_frames
+    reads the lab's files each time): a hand labelled outside the image fails validate_labels; the lab puts it
+    back; `make study CONTINUE=...` goes on in the same run, with the corrected label, to the report."""
+    import os
+    import subprocess
+    import sys
+
+    from posesweep.labels import read_collected_data, read_label_table, write_collected_data
+    from posesweep.layout import RunLayout
+
+    data_root = tmp_path / "data"
+    shutil.copytree(reaching_project, data_root / "cohorts" / "reach")
+    lab_file = data_root / "cohorts" / "reach" / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
+    labels = read_collected_data(lab_file)
+    hand = (labels.columns[0][0], "Hand", "x")
+    image, correct_x = labels.index[3][2], labels.loc[labels.index[3], hand]
+    labels.loc[labels.index[3], hand] = 900.0  # the frames are 832 px wide
+    write_collected_data(labels, lab_file.parent.parent, "reachingvideo1", "Mackenzie")
+    conf = {"cohort": "reach", "frame_set_sizes": [20], "max_iterations": 20, "snapshot_interval": 10,
+            "max_missing_label_fraction": 0.75, "allow_random_init": True}
+
+    def study(*arguments: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), *arguments],
+                              env={**os.environ, "POSESWEEP_DATA_ROOT": str(data_root)}, capture_output=True,
+                              text=True, timeout=900)
+
+    failed = study("--conf", json.dumps(conf))
+    output = failed.stdout + failed.stderr
+    assert failed.returncode == 1, output[-3000:]
+    assert f"{image}, Hand: found x = 900 px, allowed x < 832 px (the image width)" in output
+    assert ("Once the labels are corrected, clear label_frames with its downstream tasks in Airflow (make study: the "
+            "CONTINUE command it prints): the run reads them again and goes on.") in output
+    assert "With the setting suggested above" not in output  # no setting gets past a label outside the image
+    run_id = re.search(r"  make study CONTINUE='(manual__[^']+)'", output).group(1)
+
+    labels.loc[labels.index[3], hand] = correct_x  # the lab corrects the label in DeepLabCut's GUI
+    write_collected_data(labels, lab_file.parent.parent, "reachingvideo1", "Mackenzie")
+    continued = study("--continue", run_id)
+    output = continued.stdout + continued.stderr
+    assert continued.returncode == 0, output[-3000:]
+    assert "labels valid: 55 frames" in output
+    layout = RunLayout.create(data_root, "reach", run_id)
+    assert f"report: {layout.report_dir / 'index.html'}" in output
+    validated = read_label_table(layout.validated_labels_file)  # what the network trained on: the corrected label
+    [x] = validated[(validated["image"].astype(str) == image) & (validated["landmark"] == "Hand")]["x_px"]
+    assert x == pytest.approx(correct_x)
+    summary = json.loads(layout.summary_file.read_text())
+    assert sorted({r["snapshot_iteration"] for r in summary["errors"]}) == [10, 20]  # trained and scored in this run
+
+
 def test_a_command_line_run_given_parameters_that_are_not_a_json_object_is_told_how_to_write_them(tmp_path):
     import subprocess
     import sys

@@ -134,6 +134,11 @@ class LabelFileError(InputError, title="the labels cannot be read"):
 class LabelValidationError(InputError, RuntimeError, title="the labels failed validation"):
     """Labels failed validation; the message lists expectations and offending frames."""
 
+    # label_frames reads the lab's files each time it runs: a corrected label needs no new run
+    no_retry_note = ("A retry cannot help. Once the labels are corrected, clear label_frames with its downstream "
+                     "tasks in Airflow (make study: the CONTINUE command it prints): the run reads them again and "
+                     "goes on. A change of the run's parameters or landmarks needs a new run.")
+
 
 class RunNotFoundError(InputError, title="no such run"):
     """A command names a run whose folder holds no validated parameters."""
