@@ -13,7 +13,7 @@ from conftest import REPO
 from posesweep.layout import RunLayout
 from posesweep.locks import exclusive_writer
 from posesweep.terminal_run import (WhatTheRunWaitsFor, held_by_this_terminal, parse_arguments, run_id_started_at,
-                                    stopped_run, what_a_stop_leaves)
+                                    stopped_run, suggested_run, what_a_stop_leaves)
 
 STARTED = datetime(2026, 12, 5, 18, 59, 25, 2274, tzinfo=timezone.utc)
 
@@ -149,3 +149,19 @@ def test_what_the_run_waits_for_is_said_once_per_wait_and_nothing_as_a_failed_ru
     assert told(ti("build_frame_sets", None), ti("train_network", None)) is None  # a failed run ends: said above
     plain = logging.LogRecord("airflow.sdk.definitions.dag", logging.INFO, __file__, 1, "[DAG TEST] end task", (), None)
     assert said.filter(plain)
+
+
+def test_the_new_run_a_failure_suggests_has_its_settings_written_as_the_paragraphs_write_them():
+    """The settings of every failure that names one, merged into the run's own parameters; none, no line."""
+    from posesweep.errors import FailureParagraph
+
+    conf = {"cohort": "reach", "frame_set_sizes": [200, 400]}
+    failures = [FailureParagraph("task prepare_training failed (try 1): ...", parameters={"allow_random_init": True}),
+                FailureParagraph("task x failed (try 1): ...", parameters={"frame_set_sizes": [14, 28]}),
+                FailureParagraph("task y failed (try 1): ...", parameters={"bad_video_policy": "exclude"}),
+                FailureParagraph("task z failed (try 1): ...")]
+    assert suggested_run(conf, failures) == (
+        "With the setting suggested above (allow_random_init=true, frame_set_sizes=[14, 28], bad_video_policy=exclude)"
+        ", a new run: make study CONF='{\"cohort\": \"reach\", \"frame_set_sizes\": [14, 28], "
+        "\"allow_random_init\": true, \"bad_video_policy\": \"exclude\"}'")
+    assert suggested_run(conf, failures[3:]) is None and suggested_run(conf, []) is None

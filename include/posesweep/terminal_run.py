@@ -301,12 +301,16 @@ def what_a_stop_leaves(layout: RunLayout, run_id: str, conf: dict) -> str:
             f"the labels saved in its project.")
 
 
-def suggested_parameters(failures: list) -> dict:
-    """The run parameters the failures' paragraphs suggest, together (each failure's own ``parameters``)."""
+def suggested_run(conf: dict, failures: list) -> str | None:
+    """The new run with the parameters the failures' paragraphs suggest (each failure's own ``parameters``), as
+    the paragraphs write them (``allow_random_init=true``); None where none suggests one."""
     suggested: dict = {}
     for failure in failures:
         suggested.update(getattr(failure, "parameters", None) or {})
-    return suggested
+    if not suggested:
+        return None
+    settings = ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in suggested.items())
+    return f"With the setting suggested above ({settings}), a new run: {new_run_command({**conf, **suggested})}"
 
 
 def refuse_parameters_out_of_range(conf: dict) -> None:
@@ -323,7 +327,7 @@ def refuse_parameters_out_of_range(conf: dict) -> None:
         raise SystemExit(bad.explain()) from None
 
 
-def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s: int) -> None:
+def main(study_dag, data_root: Path, failures: list, labels_poke_interval_s: int) -> None:
     """``python dags/dlc_training_study.py --conf '{...}'`` (a new run) or ``--continue <run>`` (a stopped one)."""
     conf, continue_run = parse_arguments()
     logging.getLogger("airflow.sdk.definitions.dag").addFilter(WhatTheRunWaitsFor(labels_poke_interval_s))
@@ -366,10 +370,9 @@ def main(study_dag, data_root: Path, failures: list[str], labels_poke_interval_s
             print(f"\nOnce that is fixed, where the fix is not to the run's parameters or landmarks (a run keeps "
                   f"those it began with), go on with this run, keeping its finished steps (trained networks "
                   f"included):\n{continue_command(run_id)};\notherwise start a new run: {new_run_command(conf)}")
-        suggested = suggested_parameters(final)
-        if suggested:
-            print(f"\nWith the setting suggested above ({', '.join(f'{k}={v}' for k, v in suggested.items())}), a new "
-                  f"run: {new_run_command({**conf, **suggested})}")
+        suggestion = suggested_run(conf, final)
+        if suggestion:
+            print(f"\n{suggestion}")
         print(f"\nfull log: {log_file}")
         raise SystemExit(1)
     print(f"report: {report}\nfull log: {log_file}")
