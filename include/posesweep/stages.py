@@ -48,9 +48,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LABELS_BEING_SAVED_S = 600
 
 
-def _fewer_frames_fix(study: StudyConfig, cohort: Cohort, frames_available: int) -> str:
-    """What a cohort with fewer frames than the largest frame set can ask for instead, in its own numbers."""
-    scaled = study.frame_set_sizes_within(frames_available)
+def _fewer_frames_fix(study: StudyConfig, cohort: Cohort, frames_available: int, scaled: list[int]) -> str:
+    """What a cohort with fewer frames than the largest frame set can ask for instead, in its own numbers
+    (``scaled``: the frame-set sizes in the same proportions that fit, empty where none do)."""
     fix = "lower frame_set_sizes" + (f" (the same proportions up to the {frames_available} frames there are: "
                                      f"frame_set_sizes={scaled})" if scaled else "")
     per_video = math.ceil(max(study.frame_set_sizes) / len(cohort.videos))
@@ -69,15 +69,15 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
     scales = scales_of(cohort, study)  # a broken landing-square entry fails here, not after training
     frames_available = available_frames(cohort, study)
     if max(study.frame_set_sizes) > frames_available:
+        scaled = study.frame_set_sizes_within(frames_available)
         raise StudyConfigError(
             "the largest frame set asks for more frames than the cohort can give",
             found=f"frame_set_sizes={list(study.frame_set_sizes)}",
             allowed=f"at most {frames_available} frames (" + (
                 f"{len(cohort.videos)} videos x frames_per_video={study.frames_per_video})"
                 if not cohort.frames_extracted else "the images in the project's labeled-data folders)"),
-            fix=_fewer_frames_fix(study, cohort, frames_available),
-            parameters={"frame_set_sizes": scaled} if (scaled := study.frame_set_sizes_within(frames_available))
-            else None)
+            fix=_fewer_frames_fix(study, cohort, frames_available, scaled),
+            parameters={"frame_set_sizes": scaled} if scaled else None)
     check_participants_to_hold_out(study.split_mode, [cohort.participant_of(video_stem(v)) for v in cohort.videos],
                                    cohort.root)
     sharing = videos_sharing_a_name([video_stem(v) for v in cohort.videos]) if (
@@ -694,4 +694,3 @@ def say_the_answer(summary: dict) -> None:
         log.info("the study's answer: %s", summary["recommendation"])
     else:
         log.warning("%s. %s", summary["recommendation"], summary.get("learning_rule", ""))
-
