@@ -275,6 +275,30 @@ def test_an_imported_projects_own_training_settings_that_the_run_replaces_are_na
             "TrainingFraction: 0.95 (this run: 0.8); the run's parameters decide") in line
 
 
+def test_a_projects_video_sets_and_labeled_data_folders_that_differ_are_logged_with_what_each_means(
+        reaching_project, tmp_path, caplog):
+    """The Reaching project's video_sets names a placeholder, not reachingvideo1. A video listed and never labelled
+    (a lab adds its analysis videos to video_sets) costs the study nothing: said, not warned; a labelled folder that
+    video_sets leaves out is studied, though DeepLabCut's own create_training_dataset would leave it out: warned."""
+    import logging
+
+    from posesweep import stages
+    from posesweep.cohort import FOLDERS_NOT_IN_VIDEO_SETS, VIDEOS_NEVER_LABELED
+    from posesweep.run import Run
+
+    root = tmp_path / "data"
+    shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    stages.prepare_run(root, {"cohort": "reach", "frame_set_sizes": [20], "max_iterations": 100,
+                              "snapshot_interval": 50}, "manual__mismatched")
+    caplog.set_level(logging.INFO)
+    summary = stages.extract_cohort_frames(Run.open({"data_root": str(root), "cohort": "reach",
+                                                     "run_name": "manual__mismatched"}))
+    assert summary["frames_per_video"] == {"reachingvideo1": 55}  # the folder video_sets leaves out: studied
+    said = {r.getMessage(): r.levelname for r in caplog.records if r.name == "posesweep.stages"}
+    assert said[f"{VIDEOS_NEVER_LABELED}: WILL BE AUTOMATICALLY UPDATED BY DEMO CODE"] == "INFO"
+    assert said[f"{FOLDERS_NOT_IN_VIDEO_SETS}: reachingvideo1"] == "WARNING"
+
+
 def test_an_imported_project_with_fewer_labeled_frames_than_the_paper_is_told_the_frame_set_sizes_it_can_have(
         reaching_project, tmp_path):
     """The trigger form's defaults are the paper's 200-800 frames; a lab's project of 55 labeled frames is told the

@@ -96,15 +96,18 @@ def test_the_papers_rows_only_for_the_papers_landmarks(tmp_path):
 
 
 def test_an_imported_project_is_described_as_imported_and_an_unmatched_video_is_named(reaching_project, tmp_path):
-    from posesweep.cohort import load_cohort, unmatched_videos
+    from posesweep.cohort import FOLDERS_NOT_IN_VIDEO_SETS, VIDEOS_NEVER_LABELED, load_cohort, unmatched_videos
 
     unmatched = unmatched_videos(load_cohort(reaching_project))
-    assert unmatched == {"videos in config.yaml without a labeled-data folder": ["WILL BE AUTOMATICALLY UPDATED BY DEMO CODE"],
-                         "labeled-data folders without a video in config.yaml": ["reachingvideo1"],
+    assert unmatched == {VIDEOS_NEVER_LABELED: ["WILL BE AUTOMATICALLY UPDATED BY DEMO CODE"],
+                         FOLDERS_NOT_IN_VIDEO_SETS: ["reachingvideo1"],
                          "labeled-data folders left out (no CollectedData_Mackenzie file)": []}
+    # each says what it means for the study: DeepLabCut itself would train on no folder video_sets leaves out
+    assert "(no labeled frames: not in the study)" in VIDEOS_NEVER_LABELED
+    assert "studied all the same" in FOLDERS_NOT_IN_VIDEO_SETS
     page, _ = _report(tmp_path, error_table(), frames_source="imported", unmatched=unmatched)
     assert "imported from an existing DeepLabCut project" in page and "picked by k-means from" not in page
-    assert "labeled-data folders without a video in config.yaml:</b> reachingvideo1" in page
+    assert f"{escape(FOLDERS_NOT_IN_VIDEO_SETS)}:</b> reachingvideo1" in page
 
 
 def test_the_report_shows_fppa_error_by_iterations_and_frame_set_size(tmp_path):

@@ -578,6 +578,14 @@ def _other_scorers(folder: Path, scorer: str) -> str:
     return f" (holds {', '.join(predicted)}: {MACHINE_LABELS_FIX.format(scorer=scorer)})" if predicted else ""
 
 
+# what a mismatch between an imported project's video_sets and its labeled-data folders means for the study
+# (DeepLabCut's create_training_dataset reads only the folders video_sets names: merge_annotateddatasets)
+VIDEOS_NEVER_LABELED = "videos in config.yaml without a labeled-data folder (no labeled frames: not in the study)"
+FOLDERS_NOT_IN_VIDEO_SETS = ("labeled-data folders without a video in config.yaml (studied all the same; "
+                             "DeepLabCut's own create_training_dataset leaves such a folder out of the project's "
+                             "training data)")
+
+
 def unmatched_videos(cohort: Cohort) -> dict[str, list[str]]:
     """Videos and labeled-data folders that do not belong together (by name), for the log and the report.
 
@@ -591,12 +599,13 @@ def unmatched_videos(cohort: Cohort) -> dict[str, list[str]]:
         config = read_project_config(cohort.root)
         videos = sorted({Path(str(v).replace("\\", "/")).stem for v in (config.get("video_sets") or {})})
         used = {folder.name for folder in cohort.videos}
-        return {"videos in config.yaml without a labeled-data folder": [v for v in videos if v not in folders],
-                "labeled-data folders without a video in config.yaml": [f for f in folders if f not in videos],
+        return {VIDEOS_NEVER_LABELED: [v for v in videos if v not in folders],
+                FOLDERS_NOT_IN_VIDEO_SETS: [f for f in folders if f not in videos],
                 f"labeled-data folders left out (no CollectedData_{cohort.scorer} file)":
                     [f + _other_scorers(labeled_data / f, cohort.scorer) for f in folders if f not in used]}
     stems = {video.stem for video in cohort.videos}
-    return {"labeled-data folders without a video": [f for f in folders if f not in stems]}
+    return {"labeled-data folders without a video (not studied: a folder's labels are of the video in videos/ of "
+            "its name)": [f for f in folders if f not in stems]}
 
 
 def with_the_runs_landmarks(cohort: Cohort, project_dir: Path) -> Cohort:
