@@ -8,7 +8,7 @@ DATA_ROOT ?= $(CURDIR)/data
 DEMO_COHORT ?= demo
 # Demo sizes fit a 2-core CPU in minutes: 8 participants x 10 frames, two frame sets, 6 snapshots each.
 DEMO_CONF ?= {"cohort": "$(DEMO_COHORT)", "frames_per_video": 10, "frame_set_sizes": [40, 80], \
-  "train_fraction": 0.9, "max_iterations": 1200, "snapshot_interval": 200, "allow_random_init": true}
+  "train_fraction": 0.8, "max_iterations": 1200, "snapshot_interval": 200, "allow_random_init": true}
 
 export POSESWEEP_DATA_ROOT := $(DATA_ROOT)
 export GX_ANALYTICS_ENABLED := false

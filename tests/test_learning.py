@@ -30,6 +30,9 @@ def test_the_mean_training_pose_and_the_rule_by_hand():
     assert late["error_ratio"] == pytest.approx(0.2) and bool(late["learned"])
     assert early["error_ratio"] == pytest.approx(0.8) and not bool(early["learned"])
     assert LEARNED_ERROR_RATIO == 0.5
+    more = pd.concat([errors, pd.DataFrame([_row("test", "d.png", 5, 10, 2.0)])])  # two landmarks' rows, one frame
+    assert learning_check(errors, 100)["test_frames"].tolist() == [1]
+    assert learning_check(more, 100)["test_frames"].tolist() == [2]
 
 
 def _report(tmp_path, errors, **extra):

@@ -1,6 +1,6 @@
 import pytest
 
-from posesweep.splits import FrameSetError, build_frame_sets
+from posesweep.splits import FEW_TEST_FRAMES, FrameSetError, build_frame_sets, few_test_frames_warning
 
 FRAMES = [(f"P{v:03d}", f"img{i:02d}.png") for v in range(1, 9) for i in range(10)]
 
@@ -58,3 +58,20 @@ def test_by_participant_keeps_all_trials_of_a_person_on_one_side():
         assert {v for v, _ in s.test} == {v for v, _ in trials if person[v] in tested}  # every trial of each
     by_video = build_frame_sets(trials, [30, 60], 0.8, seed=5, split_mode="by_participant")
     assert any({person[v] for v, _ in s.train} & {person[v] for v, _ in s.test} for s in by_video)
+
+
+def test_frame_sets_tested_on_few_frames_are_named_with_the_train_fraction_that_gives_them_more():
+    """A lab's 55 frames as the paper's four proportional sets at 90/10 test the smallest on 1 frame: said, with the
+    train_fraction that tests it on FEW_TEST_FRAMES (checked by splitting again with it); none where there is none."""
+    frames = [("P001", f"img{i:03d}.png") for i in range(55)]
+    sets = build_frame_sets(frames, [14, 28, 41, 55], 0.9, 42)
+    warning = few_test_frames_warning(sets, 0.9, "paper")
+    assert warning.startswith("frame sets 14 (1 test frame), 28 (3 test frames), 41 (4 test frames) test on fewer "
+                              f"than {FEW_TEST_FRAMES} frames")
+    fraction = float(warning.split("train_fraction=")[1].split(" ")[0])
+    assert fraction == 0.67 and "now 0.9" in warning
+    assert min(len(fs.test) for fs in build_frame_sets(frames, [14, 28, 41, 55], fraction, 42)) == FEW_TEST_FRAMES
+    assert len(build_frame_sets(frames, [14], fraction + 0.01, 42)[0].test) < FEW_TEST_FRAMES  # the highest such
+    # 6 frames cannot be tested on 5 while training on half: no train_fraction proposed
+    assert "train_fraction=" not in few_test_frames_warning(build_frame_sets(frames, [6, 12], 0.9, 42), 0.9, "paper")
+    assert few_test_frames_warning(build_frame_sets(frames, [50], 0.9, 42), 0.9, "paper") is None

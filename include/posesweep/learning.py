@@ -36,13 +36,16 @@ def mean_pose_errors(errors: pd.DataFrame) -> pd.DataFrame:
 
 
 def learning_check(errors: pd.DataFrame, iteration: int) -> pd.DataFrame:
-    """Per network at one snapshot: its test error, the mean-pose predictor's, their ratio, and whether it learned."""
+    """Per network at one snapshot: its test frames, its test error, the mean-pose predictor's, their ratio, and
+    whether it learned."""
     test = errors[(errors["split"] == "test") & (errors["snapshot_iteration"] == iteration)]
     network = test.groupby(["frame_set_size", "landmark"], as_index=False)["error_px"].mean()
     both = network.merge(mean_pose_errors(errors), on=["frame_set_size", "landmark"])
     table = both.groupby("frame_set_size", as_index=False).agg(test_error_px=("error_px", "mean"),
                                                                mean_pose_error_px=("mean_pose_error_px", "mean"))
     table.insert(1, "snapshot_iteration", int(iteration))
+    frames = test.drop_duplicates(["frame_set_size", "video", "image"]).groupby("frame_set_size").size()
+    table.insert(2, "test_frames", table["frame_set_size"].map(frames).astype(int))  # what each mean rests on
     table["error_ratio"] = table["test_error_px"] / table["mean_pose_error_px"]
     table["learned"] = table["error_ratio"] <= LEARNED_ERROR_RATIO
     return table

@@ -20,6 +20,7 @@ The result is saved with the run and reused by training and evaluation.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +131,32 @@ def _paper_splits(frames: list[FrameId], sizes: list[int], train_fraction: float
         train = tuple(sorted(members[i] for i in split[n_test:]))
         out.append(FrameSet(size, shuffle, train, test))
     return out
+
+
+# below this many test frames a network's test error is a few frames' and moves with the frames the split drew
+# (the paper's smallest set, 200 frames at 90/10, tests on 20)
+FEW_TEST_FRAMES = 5
+
+
+def few_test_frames_warning(frame_sets: list[FrameSet], train_fraction: float, split_mode: str) -> str | None:
+    """What to say where a frame set tests on fewer than ``FEW_TEST_FRAMES`` frames, with the train_fraction that
+    gives the smallest set that many (where it leaves at least half for training); None where every set has them."""
+    few = [fs for fs in frame_sets if len(fs.test) < FEW_TEST_FRAMES]
+    if not few:
+        return None
+    named = ", ".join(f"{fs.frame_set_size} ({len(fs.test)} test frame{'s' if len(fs.test) != 1 else ''})"
+                      for fs in few)
+    smallest = min(fs.frame_set_size for fs in frame_sets)
+    fraction = next((f / 100 for f in range(math.floor(train_fraction * 100), 49, -1)  # as _paper_splits rounds
+                     if int(round(smallest * (1 - f / 100))) >= FEW_TEST_FRAMES), 0.0)
+    lower = (f", or a lower train_fraction (train_fraction={fraction:g} tests the {smallest}-frame set on "
+             f"{FEW_TEST_FRAMES} or more; now {train_fraction:g})") if 0.5 <= fraction < train_fraction else ""
+    shared = " (shared by every frame set: split_mode " + split_mode + ")" if split_mode != "paper" else ""
+    return (f"frame set{'s' if len(few) > 1 else ''} {named} test{'s' if len(few) == 1 else ''} on fewer than "
+            f"{FEW_TEST_FRAMES} frames{shared}: such a test error is those frames' alone and moves with the frames "
+            f"the split drew (the paper tests its smallest set, 200 frames, on 20); read the comparisons of frame "
+            f"sets with that in mind. More labeled frames with larger frame_set_sizes give each set more test "
+            f"frames{lower}")
 
 
 def largest_frame(layout: RunLayout, frame_set: FrameSet) -> tuple[int, int]:
