@@ -110,7 +110,8 @@ def test_an_imported_project_is_described_as_imported_and_an_unmatched_video_is_
     assert "studied all the same" in FOLDERS_NOT_IN_VIDEO_SETS
     page, _ = _report(tmp_path, error_table(), frames_source="imported", unmatched=unmatched)
     assert "imported from an existing DeepLabCut project" in page and "picked by k-means from" not in page
-    assert f"{escape(FOLDERS_NOT_IN_VIDEO_SETS)}:</b> reachingvideo1" in page
+    assert f"<div class='warn'><b>{escape(FOLDERS_NOT_IN_VIDEO_SETS)}:</b> reachingvideo1" in page
+    assert f"<p><b>{escape(VIDEOS_NEVER_LABELED)}:</b> WILL BE AUTOMATICALLY UPDATED BY DEMO CODE</p>" in page
 
 
 def test_the_report_shows_fppa_error_by_iterations_and_frame_set_size(tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..cohort import VIDEOS_NEVER_LABELED
 from ..layout import RunLayout, write_csv_atomic, write_json_atomic, write_text_atomic
 from ..learning import RULE, learning_check
 from ..networks import analyze_videos_call
@@ -179,6 +180,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
             index=["split", "frame_set_size"], columns="quantity", values="mean_abs_error").reset_index(),
         kinematic_anova=None if kinematic is None or not len(kinematic["anova"]) else
         tables.by_split_columns(kinematic["anova"]),
+        videos_never_labeled=VIDEOS_NEVER_LABELED,  # said as a fact, not a warning: analysis-only videos are common
         pck_radii=", ".join(str(r) for r in tables.PCK_RADII_PX), scale_sentence=tables.scale_sentence(scale),
         minimum_frames=tables.minimum_frames_sentence(analysis["minimum_frames"]))
     write_text_atomic(out / "index.html", page)
