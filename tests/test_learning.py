@@ -112,6 +112,11 @@ def test_an_imported_project_is_described_as_imported_and_an_unmatched_video_is_
     assert "imported from an existing DeepLabCut project" in page and "picked by k-means from" not in page
     assert f"<div class='warn'><b>{escape(FOLDERS_NOT_IN_VIDEO_SETS)}:</b> reachingvideo1" in page
     assert f"<p><b>{escape(VIDEOS_NEVER_LABELED)}:</b> WILL BE AUTOMATICALLY UPDATED BY DEMO CODE</p>" in page
+    # the TensorFlow engine's random weights are BatchNorm-calibrated; the PyTorch engine's are its model's own
+    assert "started from random weights (BatchNorm-calibrated)." in page
+    pytorch, _ = _report(tmp_path / "pytorch", error_table(), study_config={**context()["study_config"],
+                                                                            "engine": "pytorch"})
+    assert "started from random weights." in pytorch and "BatchNorm-calibrated" not in pytorch
 
 
 def test_the_report_shows_fppa_error_by_iterations_and_frame_set_size(tmp_path):
