@@ -169,8 +169,8 @@ def test_the_report_names_the_labs_landmarks_behind_the_knee_angles_or_says_why_
     errors = error_table(landmarks=["RASIS", "LASIS", "RKneeLat", "LKneeLat", "RAnkle", "LAnkle"])
     roles, why = landmark_roles(errors["landmark"].unique())
     page, summary = _report(tmp_path / "unnamed", errors, kinematic_landmarks={"roles": roles, "how": why})
-    assert ("<p>Not computed: no landmark is named as the right knee; no landmark is named as the left knee: name "
-            "them in cohort.json") in page
+    assert ("<p>Not computed: no landmark is named as the right knee; no landmark is named as the left knee: where "
+            "the cohort has hips, knees and ankles by other names, name them in cohort.json") in page
     assert summary["kinematic_landmarks"] == {"roles": None, "how": why} and "figure_fppa_error" not in page
     page, _ = _report(tmp_path / "reaching", error_table(landmarks=["Hand", "Finger1", "Tongue"]),
                       kinematic_landmarks=dict(zip(("roles", "how"), landmark_roles(["Hand", "Finger1", "Tongue"]))))

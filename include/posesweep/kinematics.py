@@ -178,7 +178,8 @@ def landmark_roles(landmarks, declared: dict[str, str] | None = None,
         else:
             roles.update({role: found[role][0] for role in side_roles})
     if not roles:
-        return None, f"{'; '.join(why.values())}: {DECLARE_HINT}"
+        return None, (f"{'; '.join(why.values())}: where the cohort has hips, knees and ankles by other names, "
+                      f"{DECLARE_HINT}")
     how = "recognised by their names"
     if why:
         (side, reason), = why.items()
