@@ -58,6 +58,12 @@ FRAME_SET_SIZE_SCHEMA = {"type": "array", "items": {"type": "integer", "minimum"
 MAX_SNAPSHOTS_PER_NETWORK = 100  # each is scored on every frame and kept (~100 MB each for a ResNet-50)
 
 
+def count_test_frames(frame_set_size: int, train_fraction: float) -> int:
+    """How many of a frame set's frames its split tests on: ``round(size x (1 - train_fraction))``; it trains on the
+    rest."""
+    return int(round(frame_set_size * (1 - train_fraction)))
+
+
 def _param(default: Any, title: str, description: str, section: str, **schema: Any) -> Any:
     metadata = {"title": title, "description": description, "section": section, "schema": schema}
     if isinstance(default, (list, tuple)):
@@ -182,7 +188,7 @@ class StudyConfig:
 
     def splits_into_train_and_test(self, frames: int) -> bool:
         """Whether a frame set of this many frames gets at least one train and one test frame."""
-        return round(frames * (1 - self.train_fraction)) >= 1 and round(frames * self.train_fraction) >= 1
+        return 1 <= count_test_frames(frames, self.train_fraction) < frames
 
     def frame_set_sizes_within(self, frames: int) -> list[int]:
         """The frame-set sizes scaled to ``frames`` in the same proportions (the largest set becomes all of them):

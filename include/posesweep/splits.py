@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import count_test_frames
 from .errors import FrameSetError
 from .layout import RunLayout, read_csv_table
 
@@ -81,7 +82,7 @@ def build_frame_sets(frames: list[FrameId], sizes: list[int], train_fraction: fl
         return _paper_splits(frames, sorted(sizes), train_fraction, seed)
     if split_mode == "fixed_test":
         order = [frames[i] for i in np.random.default_rng(seed).permutation(len(frames))]
-        n_test = int(round(min(sizes) * (1 - train_fraction)))
+        n_test = count_test_frames(min(sizes), train_fraction)
         return _shared_test_splits(order[:n_test], order[n_test:], sorted(sizes))
     if split_mode == "by_participant":
         return _by_participant_splits(frames, sorted(sizes), train_fraction, seed, participant_of or {})
@@ -105,7 +106,7 @@ def _by_participant_splits(frames: list[FrameId], sizes: list[int], train_fracti
     participants = sorted(set(person.values()))
     check_participants_to_hold_out("by_participant", participants)
     rng = np.random.default_rng(seed)
-    wanted = max(1, int(round(min(sizes) * (1 - train_fraction))))
+    wanted = max(1, count_test_frames(min(sizes), train_fraction))
     test: list[FrameId] = []
     held_out = []
     for index in rng.permutation(len(participants)):
@@ -123,7 +124,7 @@ def _paper_splits(frames: list[FrameId], sizes: list[int], train_fraction: float
     out = []
     for shuffle, size in enumerate(sizes, start=1):
         members = [frames[i] for i in order[:size]]
-        n_test = int(round(size * (1 - train_fraction)))
+        n_test = count_test_frames(size, train_fraction)
         if n_test < 1 or n_test >= size:
             raise FrameSetError(f"train_fraction {train_fraction} leaves no train or test frames for {size} frames")
         split = np.random.default_rng([seed, size]).permutation(size)
@@ -147,8 +148,8 @@ def few_test_frames_warning(frame_sets: list[FrameSet], train_fraction: float, s
     named = ", ".join(f"{fs.frame_set_size} ({len(fs.test)} test frame{'s' if len(fs.test) != 1 else ''})"
                       for fs in few)
     smallest = min(fs.frame_set_size for fs in frame_sets)
-    fraction = next((f / 100 for f in range(math.floor(train_fraction * 100), 49, -1)  # as _paper_splits rounds
-                     if int(round(smallest * (1 - f / 100))) >= FEW_TEST_FRAMES), 0.0)
+    fraction = next((f / 100 for f in range(math.floor(train_fraction * 100), 49, -1)  # as the splits round
+                     if count_test_frames(smallest, f / 100) >= FEW_TEST_FRAMES), 0.0)
     lower = (f", or a lower train_fraction (train_fraction={fraction:g} tests the {smallest}-frame set on "
              f"{FEW_TEST_FRAMES} or more; now {train_fraction:g})") if 0.5 <= fraction < train_fraction else ""
     shared = " (shared by every frame set: split_mode " + split_mode + ")" if split_mode != "paper" else ""
