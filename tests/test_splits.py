@@ -75,3 +75,25 @@ def test_frame_sets_tested_on_few_frames_are_named_with_the_train_fraction_that_
     # 6 frames cannot be tested on 5 while training on half: no train_fraction proposed
     assert "train_fraction=" not in few_test_frames_warning(build_frame_sets(frames, [6, 12], 0.9, 42), 0.9, "paper")
     assert few_test_frames_warning(build_frame_sets(frames, [50], 0.9, 42), 0.9, "paper") is None
+
+
+def test_a_run_whose_frame_sets_test_on_few_frames_says_so_in_its_task_log(reaching_project, tmp_path, caplog):
+    """make_frame_sets logs the warning above where a lab reads: a 20-frame set at 80/20 tests on 4 frames."""
+    import logging
+    import shutil
+
+    from posesweep import stages
+
+    root = tmp_path / "data"
+    shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    conf = {"cohort": "reach", "frame_set_sizes": [20, 55], "train_fraction": 0.8, "max_iterations": 100,
+            "snapshot_interval": 50, "max_missing_label_fraction": 0.8}
+    run = stages.prepare_run(root, conf, "manual__few_test_frames")
+    stages.extract_cohort_frames(run)
+    stages.label_frames(run)
+    stages.validate_label_table(run)
+    with caplog.at_level(logging.INFO, logger="posesweep.stages"):
+        stages.make_frame_sets(run)
+    [warning] = [r for r in caplog.records if "test frames) tests on fewer than" in r.getMessage()]
+    assert warning.levelname == "WARNING" and warning.getMessage().startswith("frame set 20 (4 test frames) tests ")
+    assert "55 (" not in warning.getMessage()  # 11 test frames
