@@ -19,6 +19,13 @@ CONF = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [12], "train
         "max_iterations": 200, "snapshot_interval": 50, "allow_random_init": True}
 
 
+@pytest.fixture(autouse=True)
+def children_keep_their_temporary_files_in_pytests_folder(tmp_path_factory, monkeypatch):
+    """The training children these tests start and SIGKILL themselves (not through the runner, which gives each
+    child its own temporary folder) leave TensorFlow's autograph files behind: in pytest's folder, not in /tmp."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path_factory.mktemp("children-tmp")))
+
+
 @pytest.mark.slow
 def test_killed_training_resumes_from_its_newest_snapshot(tiny_cohort, tmp_path, caplog, monkeypatch):
     caplog.set_level(logging.INFO)
