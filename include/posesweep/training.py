@@ -306,6 +306,20 @@ def _merge_learning_stats(before: Path, after: Path, start_iteration: int) -> No
     write_text_atomic(after, "\n".join(old + new) + "\n")
 
 
+def seed_deeplabcuts_training(tf, seed: int) -> None:
+    """Seed what DeepLabCut's TensorFlow training draws from: the new graph's initial weights of the heads, and
+    its loader thread's frame picks (numpy) and augmentation (imgaug), so that a rerun on the same machine trains
+    the same network (DeepLabCut leaves them unseeded)."""
+    import random
+
+    import imgaug
+
+    tf.compat.v1.set_random_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    imgaug.seed(seed % 2**32)
+
+
 def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) -> dict:
     """Train the frame set's network to ``max_iterations``, keeping every snapshot.
 
@@ -365,6 +379,7 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
     try:
         if start_iteration < study.max_iterations:
             tf.compat.v1.reset_default_graph()
+            seed_deeplabcuts_training(tf, study.seed + frame_set.frame_set_size + start_iteration)
             with (_quiet_loader_shutdown(prefix, tf.errors.CancelledError), library_prints_silenced(),
                   logging_setup_skipped(dlc_train_module), resume_points.session_caught(tf)):
                 try:
