@@ -145,7 +145,8 @@ class StudyConfig:
     )
     invalid_labels: str = _choice("fail", "Invalid labels", "Labels", INVALID_LABEL_POLICIES)
     seed: int = _param(
-        42, "Random seed", "Seeds frame selection, label simulation and the train/test split.",
+        42, "Random seed", "Seeds frame selection, label simulation, the train/test split and training (initial "
+        "weights, frame order, augmentation): the same seed on the same machine trains the same networks.",
         "Reproducibility", type="integer", minimum=0,
     )
 
