@@ -310,13 +310,10 @@ def seed_deeplabcuts_training(tf, seed: int) -> None:
     """Seed what DeepLabCut's TensorFlow training draws from: the new graph's initial weights of the heads, and
     its loader thread's frame picks (numpy) and augmentation (imgaug), so that a rerun on the same machine trains
     the same network (DeepLabCut leaves them unseeded)."""
-    import random
-
     import imgaug
 
     tf.compat.v1.set_random_seed(seed)
     np.random.seed(seed % 2**32)
-    random.seed(seed)
     imgaug.seed(seed % 2**32)
 
 
