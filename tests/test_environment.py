@@ -1,0 +1,44 @@
+"""The environment is the one pinned: requirements.txt's direct pins and constraints.txt's transitive ones agree,
+and the running environment holds the versions constraints.txt names (``make install`` passes it to pip)."""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """``name==version`` lines of a requirements or constraints file, names normalised as pip compares them."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        name, separator, version = line.partition("==")
+        assert separator, f"{path.name}: {line!r} is not pinned with =="
+        pins[_normalised(re.sub(r"\[.*\]", "", name))] = version.strip()
+    return pins
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower().strip()
+
+
+def test_every_direct_pin_is_the_version_the_constraints_pin():
+    direct, locked = _pins(REPO / "requirements.txt"), _pins(REPO / "constraints.txt")
+    differ = {name: (version, locked.get(name)) for name, version in direct.items() if locked.get(name) != version}
+    assert not differ, f"requirements.txt and constraints.txt disagree (requirements, constraints): {differ}"
+
+
+def test_the_installed_environment_is_the_one_constraints_pins():
+    """Every installed package that constraints.txt names has its version; every direct pin is installed. (A
+    package constraints.txt names may be absent: CUDA's wheels come with torch on x86_64, not on aarch64.)"""
+    installed = {_normalised(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    differ = {name: (version, installed[name]) for name, version in _pins(REPO / "constraints.txt").items()
+              if name in installed and installed[name] != version}
+    assert not differ, f"installed versions differ from constraints.txt (pinned, installed): {differ}"
+    missing = sorted(_pins(REPO / "requirements.txt").keys() - installed.keys())
+    assert not missing, f"requirements.txt's packages not installed: {missing}"
