@@ -89,8 +89,9 @@ def test_recommendation_says_whether_errors_plateaued_and_is_withheld_when_a_net
                                                      "snapshot (175,000 iterations): train longer")
     one_failed = learned.assign(learned=[False, True], test_error_px=[35.0, 2.5])
     assert recommendation(plateau, one_failed) is None
-    assert no_recommendation(one_failed).startswith("No recommendation: 1 of 2 networks did not learn (frame sets "
-                                                    "200: test error 35.0 px against 40.0 px")
+    one_snapshot = pd.DataFrame({"split": ["test"], "snapshot_iteration": [175_000]})
+    assert no_recommendation(one_failed, one_snapshot).startswith("No recommendation: 1 of 2 networks did not learn "
+                                                                  "(frame sets 200: test error 35.0 px against 40.0 px")
 
 
 def test_the_smallest_sufficient_frame_set_is_said_in_words_and_why_none_with_one_size():

@@ -18,6 +18,9 @@ import numpy as np
 import pandas as pd
 
 LEARNED_ERROR_RATIO = 0.5
+# A network that did not learn, and whose test error at the last snapshot is at least this much below the one
+# before, is still learning: the report's first advice is then more iterations, not other labels or weights.
+STILL_FALLING_FRACTION = 0.05
 
 RULE = (f"A network counts as having learned when its mean test error is at most "
         f"{LEARNED_ERROR_RATIO:.0%} of the error of the mean training pose (each landmark of every test frame "

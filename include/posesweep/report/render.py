@@ -147,7 +147,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         "networks_learned": answer is not None,
         "learning_rule": RULE,
         "learning_check": learned.to_dict(orient="records"),
-        "recommendation": answer if answer is not None else tables.no_recommendation(learned),
+        "recommendation": answer if answer is not None else tables.no_recommendation(learned, errors),
         "recommendation_made": answer is not None,
         "paper": tables.PAPER,
         "kinematic_landmarks": context.get("kinematic_landmarks"),

@@ -7,6 +7,7 @@ import math
 import pandas as pd
 
 from ..config import FRONTAL_BODYPARTS
+from ..learning import STILL_FALLING_FRACTION, learning_check
 
 PCK_RADII_PX = (2, 5, 10)
 PAPER = {"iterations": 175_000, "frames": 400, "train_error_px": 2.8, "test_error_px": 3.7,
@@ -114,13 +115,42 @@ def network_to_use(networks: list[dict], by_network: pd.DataFrame, chosen: int, 
     return {**next(n for n in networks if n["frame_set_size"] == best), "test_error_px": float(at_chosen[best])}
 
 
-def no_recommendation(learned: pd.DataFrame) -> str:
+UNDECIDED_ADVICE = ("Train longer, from pretrained weights, or check the labels before reading any number below as "
+                    "an answer")
+
+
+def no_recommendation(learned: pd.DataFrame, errors: pd.DataFrame) -> str:
+    """Why no answer, and what to try first: a network whose test error still falls at the last snapshot wants
+    more iterations; one whose error has stopped falling is unlikely to learn from more of the same."""
     failed = learned[~learned["learned"]]
-    sizes = ", ".join(str(int(s)) for s in failed["frame_set_size"])
-    return (f"No recommendation: {len(failed)} of {len(learned)} networks did not learn (frame sets {sizes}: test "
+    named = ", ".join(str(int(s)) for s in failed["frame_set_size"])
+    said = (f"No recommendation: {len(failed)} of {len(learned)} networks did not learn (frame sets {named}: test "
             f"error {failed['test_error_px'].mean():.1f} px against {failed['mean_pose_error_px'].mean():.1f} px for "
-            f"the mean training pose at {int(learned['snapshot_iteration'].iloc[0]):,} iterations). Train longer, "
-            f"from pretrained weights, or check the labels before reading any number below as an answer")
+            f"the mean training pose at {int(learned['snapshot_iteration'].iloc[0]):,} iterations). ")
+    snapshots = sorted(int(i) for i in errors.loc[errors["split"] == "test", "snapshot_iteration"].unique())
+    sizes = []
+    if len(snapshots) >= 2:
+        before, last = (learning_check(errors, i).set_index("frame_set_size")["test_error_px"]
+                        for i in snapshots[-2:])
+        sizes = [int(s) for s in failed["frame_set_size"] if s in before.index and s in last.index]
+    if not sizes:
+        return said + UNDECIDED_ADVICE
+    falling = [s for s in sizes if last[s] <= (1 - STILL_FALLING_FRACTION) * before[s]]
+    flat = [s for s in sizes if s not in falling]
+
+    def course(group: list[int]) -> str:
+        return "; ".join(f"frame set {s}: {before[s]:.1f} px at {snapshots[-2]:,}, {last[s]:.1f} px at "
+                         f"{snapshots[-1]:,} iterations" for s in group)
+
+    advice = []
+    if falling:
+        advice.append(f"test error still falling at the last snapshot ({course(falling)}): train longer (a "
+                      f"larger max_iterations), or from pretrained weights")
+    if flat:
+        advice.append(f"test error no longer falling ({course(flat)}): more iterations alone are unlikely to help; "
+                      f"check the labels, or train from pretrained weights")
+    advice_said = "; ".join(advice)
+    return said + advice_said[0].upper() + advice_said[1:] + ", before reading any number below as an answer"
 
 
 def mean_mm_at(errors: pd.DataFrame, iteration: int) -> str:
