@@ -4,6 +4,7 @@ and the running environment holds the versions constraints.txt names (``make ins
 from __future__ import annotations
 
 import re
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -36,7 +37,10 @@ def test_every_direct_pin_is_the_version_the_constraints_pin():
 def test_the_installed_environment_is_the_one_constraints_pins():
     """Every installed package that constraints.txt names has its version; every direct pin is installed. (A
     package constraints.txt names may be absent: CUDA's wheels come with torch on x86_64, not on aarch64.)"""
-    installed = {_normalised(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    # the environment's own site-packages: importing setuptools puts its _vendor folder on sys.path, whose
+    # vendored copies (packaging, zipp, ...) are no install of their own
+    site_packages = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    installed = {_normalised(d.metadata["Name"]): d.version for d in metadata.distributions(path=site_packages)}
     differ = {name: (version, installed[name]) for name, version in _pins(REPO / "constraints.txt").items()
               if name in installed and installed[name] != version}
     assert not differ, f"installed versions differ from constraints.txt (pinned, installed): {differ}"
