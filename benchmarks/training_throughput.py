@@ -248,7 +248,7 @@ def main() -> None:
     include = str(HERE.parent / "include")
     sys.path.insert(0, include)
     from posesweep.layout import write_json_atomic
-    from posesweep.torch_engine.project import TIMM_MODEL
+    from posesweep.pretrained import TIMM_MODEL
     from posesweep.torch_engine.trainer import compiling_pays
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))  # cut off (benchmarks/on_device.sh): clean up, then go

@@ -263,7 +263,7 @@ def test_an_imported_projects_own_training_settings_that_the_run_replaces_are_na
     root = tmp_path / "data"
     project = shutil.copytree(reaching_project, root / "cohorts" / "reach")  # TrainingFraction 0.95, resnet_50
     conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.95, "max_iterations": 100,
-            "snapshot_interval": 50}
+            "snapshot_interval": 50, "allow_random_init": True}
     caplog.set_level(logging.INFO)
     stages.prepare_run(root, conf, "manual__as_the_project")
     assert "trains otherwise than this run" not in caplog.text  # DeepLabCut 2's project: no engine, so TF
@@ -289,7 +289,7 @@ def test_a_projects_video_sets_and_labeled_data_folders_that_differ_are_logged_w
     root = tmp_path / "data"
     shutil.copytree(reaching_project, root / "cohorts" / "reach")
     stages.prepare_run(root, {"cohort": "reach", "frame_set_sizes": [20], "max_iterations": 100,
-                              "snapshot_interval": 50}, "manual__mismatched")
+                              "snapshot_interval": 50, "allow_random_init": True}, "manual__mismatched")
     caplog.set_level(logging.INFO)
     summary = stages.extract_cohort_frames(Run.open({"data_root": str(root), "cohort": "reach",
                                                      "run_name": "manual__mismatched"}))
@@ -302,20 +302,27 @@ def test_a_projects_video_sets_and_labeled_data_folders_that_differ_are_logged_w
 def test_an_imported_project_with_fewer_labeled_frames_than_the_paper_is_told_the_frame_set_sizes_it_can_have(
         reaching_project, tmp_path):
     """The trigger form's defaults are the paper's 200-800 frames; a lab's project of 55 labeled frames is told the
-    same design scaled to what it has, and that proposal is a run prepare_run accepts."""
+    same design scaled to what it has. On this CPU without pretrained weights its first run has two more problems
+    (250,000 iterations take weeks here; no initial weights): all three come in one paragraph, each with its fix,
+    and the parameters they suggest together make a run prepare_run accepts."""
     from posesweep import stages
-    from posesweep.errors import StudyConfigError
+    from posesweep.errors import InputError
 
     root = tmp_path / "data"
     shutil.copytree(reaching_project, root / "cohorts" / "reach")
-    with pytest.raises(StudyConfigError) as refused:
+    with pytest.raises(InputError) as refused:
         stages.prepare_run(root, {"cohort": "reach"}, "manual__paper_sizes")
     paragraph = refused.value.explain()
+    assert paragraph.startswith("the study cannot run on this input: 3 problems, each with what to do")
     assert "Found: frame_set_sizes=[200, 400, 600, 800]" in paragraph
     assert "at most 55 frames (the images in the project's labeled-data folders)" in paragraph
-    assert "frame_set_sizes=[14, 28, 41, 55]" in paragraph.split("What to do:")[1]
-    run = stages.prepare_run(root, {"cohort": "reach", "frame_set_sizes": [14, 28, 41, 55], "max_iterations": 100,
-                                    "snapshot_interval": 50}, "manual__proposed")  # a day's CPU at most
+    assert "training would take more than a day on this machine's CPU" in paragraph
+    assert "no initial weights: no ImageNet-pretrained resnet_50 checkpoint on this machine" in paragraph
+    assert refused.value.parameters == {"frame_set_sizes": [14, 28, 41, 55], "max_iterations": 9300,
+                                        "snapshot_interval": 930, "allow_random_init": True}
+    assert "frame_set_sizes=[14, 28, 41, 55], max_iterations=9300" in paragraph.split("What to do:")[-1]
+    assert not refused.value.retryable
+    run = stages.prepare_run(root, {"cohort": "reach", **refused.value.parameters}, "manual__proposed")
     assert run.study.frame_set_sizes == (14, 28, 41, 55)
 
 
@@ -328,7 +335,7 @@ def test_a_video_cohort_with_too_few_frames_is_told_the_frames_per_video_or_size
     root = tmp_path / "data"
     shutil.copytree(tiny_cohort / "cohorts" / "tiny", root / "cohorts" / "tiny")
     conf = {"cohort": "tiny", "frames_per_video": 10, "frame_set_sizes": [20, 40], "max_iterations": 100,
-            "snapshot_interval": 50}
+            "snapshot_interval": 50, "allow_random_init": True}
     with pytest.raises(StudyConfigError) as refused:
         stages.prepare_run(root, conf, "manual__too_few")
     fix = refused.value.explain().split("What to do:")[1]
@@ -355,7 +362,7 @@ def test_by_participant_without_a_participant_pattern_warns_where_videos_look_li
     for old, new in (("P001", "P01_trial1"), ("P002", "P01_trial2"), ("P003", "P02_trial1")):
         (videos / f"{old}.mp4").rename(videos / f"{new}.mp4")
     conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6, 12], "split_mode": "by_participant",
-            "max_iterations": 20, "snapshot_interval": 10}
+            "max_iterations": 20, "snapshot_interval": 10, "allow_random_init": True}
     caplog.set_level(logging.WARNING, logger="posesweep.stages")
     stages.prepare_run(root, conf, "manual__trials")
     [warning] = [r.getMessage() for r in caplog.records if "look like one person's trials" in r.getMessage()]
@@ -478,7 +485,7 @@ def test_a_project_and_a_video_cohort_copied_from_a_mac_are_read_without_the_hid
         (path.parent / f"._{path.name}").write_bytes(APPLE_DOUBLE)
     (folder / ".DS_Store").write_bytes(b"Bud1")
     conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
-            "snapshot_interval": 50, "max_missing_label_fraction": 0.8}
+            "snapshot_interval": 50, "max_missing_label_fraction": 0.8, "allow_random_init": True}
     run = stages.prepare_run(root, conf, "manual__mac")
     assert [folder.name for folder in run.cohort.videos] == ["reachingvideo1"]
     assert stages.extract_cohort_frames(run)["total_frames"] == 55  # its labelled images, none of the ._ ones
@@ -522,7 +529,7 @@ def test_videos_in_subfolders_beside_the_cohorts_videos_are_named_as_not_studied
     shutil.copy(videos / "P001.mp4", videos / "session2" / "P001.mp4")
     (videos / "session2" / "notes.txt").write_text("second visit")
     conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6, 12], "max_iterations": 20,
-            "snapshot_interval": 10}
+            "snapshot_interval": 10, "allow_random_init": True}
     caplog.set_level(logging.WARNING, logger="posesweep.stages")
     run = stages.prepare_run(root, conf, "manual__sessions")
     assert [video.name for video in run.cohort.videos] == ["P001.mp4", "P002.mp4", "P003.mp4"]

@@ -126,7 +126,9 @@ def test_study_runs_end_to_end_and_reports(airflow_db, tiny_cohort, tmp_path, mo
 
 
 def test_training_refuses_to_start_without_weights_unless_allowed(tmp_path, monkeypatch):
-    from posesweep.training import PRETRAINED_ENV, WeightsUnavailableError, resolve_initial_weights
+    from posesweep.errors import WeightsUnavailableError
+    from posesweep.pretrained import PRETRAINED_ENV
+    from posesweep.training import resolve_initial_weights
 
     monkeypatch.delenv(PRETRAINED_ENV, raising=False)
     with pytest.raises(WeightsUnavailableError, match="allow_random_init"):
@@ -350,7 +352,8 @@ def test_a_command_line_run_that_fails_after_it_began_names_the_run_to_go_on_wit
 
     data_root = tmp_path / "data"
     shutil.copytree(reaching_project, data_root / "cohorts" / "reach")
-    conf = {"cohort": "reach", "frame_set_sizes": [20], "max_iterations": 20, "snapshot_interval": 10}
+    conf = {"cohort": "reach", "frame_set_sizes": [20], "max_iterations": 20, "snapshot_interval": 10,
+            "allow_random_init": True}
     done = subprocess.run([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), "--conf", json.dumps(conf)],
                           env={**os.environ, "POSESWEEP_DATA_ROOT": str(data_root)}, capture_output=True, text=True,
                           timeout=600)

@@ -153,10 +153,13 @@ def test_unreadable_h5_and_csv_fail_at_once_naming_both(airflow_db, reaching_roo
 
 
 @pytest.mark.slow
-def test_missing_initial_weights_fail_prepare_training_at_once(airflow_db, tiny_root, monkeypatch):
+def test_missing_initial_weights_fail_prepare_run_at_once(airflow_db, tiny_root, monkeypatch):
+    """On the local backend the weights are this machine's: looked for before any frame is extracted (a video
+    cohort's labelling can take days before the networks' initial weights were asked for)."""
     monkeypatch.delenv("POSESWEEP_PRETRAINED_CHECKPOINT", raising=False)
     dag_run, tis, failures = _run(monkeypatch, tiny_root, {**TINY, "allow_random_init": False})
-    paragraph = _failed_once(tis, failures, "prepare_training")
+    paragraph = _failed_once(tis, failures, "prepare_run")
+    assert str(tis[("extract_frames", -1)].state) == "upstream_failed"
     assert "no initial weights" in paragraph and "POSESWEEP_PRETRAINED_CHECKPOINT" in paragraph
     assert "allow_random_init=true" in paragraph
     assert paragraph.parameters == {"allow_random_init": True}  # through the child's error line: the setting

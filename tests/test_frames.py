@@ -169,7 +169,7 @@ def test_all_bad_videos_are_reported_together_or_excluded(tiny_cohort, tmp_path)
     (videos / "P002.mp4").write_bytes(b"not a video at all")
     (videos / "P003.mp4").write_bytes((videos / "P001.mp4").read_bytes()[:5000])
     conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "train_fraction": 0.5,
-            "max_iterations": 100, "snapshot_interval": 50}
+            "max_iterations": 100, "snapshot_interval": 50, "allow_random_init": True}
     run = stages.prepare_run(root, conf, "fail")
     with pytest.raises(VideoError) as failure:
         stages.extract_cohort_frames(run)
@@ -198,7 +198,7 @@ def test_runs_of_a_cohort_share_extracted_frames_and_a_new_video_extracts_only_i
     root = tmp_path / "data"
     shutil.copytree(tiny_cohort, root)
     conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "train_fraction": 0.5,
-            "max_iterations": 100, "snapshot_interval": 50}
+            "max_iterations": 100, "snapshot_interval": 50, "allow_random_init": True}
     first = stages.prepare_run(root, conf, "first")
     stages.extract_cohort_frames(first)
     videos = root / "cohorts" / "tiny" / "videos"
@@ -223,7 +223,8 @@ def test_a_frame_set_larger_than_the_cohort_can_label_stops_at_prepare_run(tiny_
 
     root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
     with pytest.raises(StudyConfigError) as refused:
-        stages.prepare_run(root, {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [10, 20]}, "big")
+        stages.prepare_run(root, {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [10, 20],
+                                  "max_iterations": 100, "snapshot_interval": 50, "allow_random_init": True}, "big")
     paragraph = refused.value.explain()
     assert "Found: frame_set_sizes=[10, 20]" in paragraph
     assert "Allowed: at most 18 frames (3 videos x frames_per_video=6)" in paragraph
@@ -236,7 +237,8 @@ def test_a_study_longer_than_a_day_on_this_cpu_stops_at_prepare_run_with_the_est
 
     monkeypatch.setenv("POSESWEEP_GPUS", "none")  # the local backend trains on this machine's CPU
     root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
-    paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600]}
+    paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600],
+                   "allow_random_init": True}
     with pytest.raises(StudyConfigError) as refused:
         stages.prepare_run(root, paper_scale, "long")
     paragraph = refused.value.explain()
@@ -266,7 +268,8 @@ def test_an_operator_states_how_much_faster_the_cpu_trains_and_the_estimate_foll
     from posesweep.settings import Settings, SettingsError
 
     root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
-    paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600]}
+    paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600],
+                   "allow_random_init": True}
     table = CPU_SECONDS_PER_ITERATION["tensorflow"][0][1]
     monkeypatch.setenv("POSESWEEP_GPUS", "none")  # the local backend trains on this machine's CPU
     monkeypatch.setenv("POSESWEEP_CPU_SPEEDUP", "2")
@@ -299,7 +302,8 @@ def test_a_workstation_with_gpus_is_estimated_at_the_gpu_rate_and_not_refused_as
     (gpus.py gives each child one): the paper's study was refused there as "more than a day on this machine's CPU",
     an estimate of a CPU nobody trains on."""
     root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
-    paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600]}
+    paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600],
+                   "allow_random_init": True}
     monkeypatch.setenv("POSESWEEP_GPUS", "0,1")  # as nvidia-smi would list them; the operator's setting here
     monkeypatch.setenv("POSESWEEP_K8S_SECONDS_PER_ITERATION", "0.1")
     with caplog.at_level("INFO", logger="posesweep.stages"):
@@ -343,7 +347,7 @@ def test_a_studys_estimate_is_the_speed_the_machines_own_earlier_training_of_tha
     seconds = 1 / record["iterations_per_second_after_start_up"]
 
     paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600],
-                   "engine": "pytorch"}
+                   "engine": "pytorch", "allow_random_init": True}
     expected = (f"3 networks x 250,000 iterations x {seconds:.3g} s/iteration = {750_000 * seconds / 3600:.1f} h "
                 f"of training on the local backend, at the speed an earlier training measured (40 iterations at "
                 f"batch 1 on 160x120 frames, CPU, fp32: {record_file}")
@@ -390,13 +394,13 @@ def test_the_cpu_estimate_is_the_measured_time_at_measured_sizes_and_grows_with_
 
 
 def test_too_little_disk_and_too_many_snapshots_are_refused_with_the_numbers():
-    from posesweep.budget import Budget, check
+    from posesweep.budget import Budget, problems
     from posesweep.config import StudyConfig, StudyConfigError
 
     study = StudyConfig(frame_set_sizes=(10, 20), max_iterations=200, snapshot_interval=50)
-    with pytest.raises(StudyConfigError, match=r"Found: 1\.0 GB free\n  Allowed: about 4\.0 GB needed"):
-        check(Budget("local", 0.15, 0.1, 4e9), study, int(1e9), "/data")
-    check(Budget("local", 0.15, 0.1, 4e9), study, int(5e9), "/data")
+    [too_little] = problems(Budget("local", 0.15, 0.1, 4e9), study, int(1e9), "/data")
+    assert "Found: 1.0 GB free\n  Allowed: about 4.0 GB needed" in too_little.explain()
+    assert problems(Budget("local", 0.15, 0.1, 4e9), study, int(5e9), "/data") == []
     with pytest.raises(StudyConfigError, match="250 snapshots per network; at most 100"):
         StudyConfig(max_iterations=250_000, snapshot_interval=1000)
     with pytest.raises(StudyConfigError, match="frame_set_sizes"):

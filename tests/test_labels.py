@@ -417,7 +417,8 @@ def test_a_video_labelled_by_image_side_throughout_is_told_so_not_sent_to_relabe
 
 
 REACH_CONF = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8, "max_iterations": 100,
-              "snapshot_interval": 50, "max_missing_label_fraction": 0.8}  # the Reaching tongue: out of sight often
+              "snapshot_interval": 50, "max_missing_label_fraction": 0.8,  # the Reaching tongue: out of sight often
+              "allow_random_init": True}  # no pretrained weights on this machine
 
 
 def _reaching_cohort(reaching_project: Path, tmp_path: Path) -> tuple[Path, Path]:

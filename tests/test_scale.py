@@ -97,12 +97,12 @@ def test_a_broken_landing_square_stops_the_run_at_prepare_run(tiny_cohort, tmp_p
     square = {"corners_px": [[100, 100], [300, 100], [340, 200], [60, 200]]}
     (cohort / "cohort.json").write_text(json.dumps(
         {"landing_square": square, "landing_square_by_video": {"P02": {"corners_px": [[1, 1], [2, 2]]}}}))
+    conf = {"cohort": "lab", "frame_set_sizes": [20, 40], "max_iterations": 1000, "snapshot_interval": 500,
+            "allow_random_init": True}
     with pytest.raises(ScaleError, match=r"cohort\.json: landing square of video 'P02': corners_px has 2 points"):
-        stages.prepare_run(tmp_path, {"cohort": "lab"}, "manual__1")
+        stages.prepare_run(tmp_path, conf, "manual__1")
     assert not (tmp_path / "runs" / "lab" / "manual__1" / "study_config.json").exists()
 
     (cohort / "cohort.json").write_text(json.dumps({"landing_square": square}))  # bodyparts/scorer default
-    run = stages.prepare_run(tmp_path, {"cohort": "lab", "frame_set_sizes": [20, 40], "max_iterations": 1000,
-                                        "snapshot_interval": 500},
-                             "manual__2")
+    run = stages.prepare_run(tmp_path, conf, "manual__2")
     assert len(run.videos) == 2

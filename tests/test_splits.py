@@ -87,7 +87,7 @@ def test_a_run_whose_frame_sets_test_on_few_frames_says_so_in_its_task_log(reach
     root = tmp_path / "data"
     shutil.copytree(reaching_project, root / "cohorts" / "reach")
     conf = {"cohort": "reach", "frame_set_sizes": [20, 55], "train_fraction": 0.8, "max_iterations": 100,
-            "snapshot_interval": 50, "max_missing_label_fraction": 0.8}
+            "snapshot_interval": 50, "max_missing_label_fraction": 0.8, "allow_random_init": True}
     run = stages.prepare_run(root, conf, "manual__few_test_frames")
     stages.extract_cohort_frames(run)
     stages.label_frames(run)

@@ -221,23 +221,25 @@ def iterations_within(budget: Budget, study: StudyConfig, hours: float) -> dict[
     return {"max_iterations": interval * snapshots, "snapshot_interval": interval}
 
 
-def check(budget: Budget, study: StudyConfig, free_bytes: int, data_root: str, written: int = 0) -> None:
-    """Refuse a study the machine cannot finish: too little disk, or days of CPU training unasked. ``written``:
-    what a run resumed (or the cohort's frame store) already holds of the study's outputs."""
+def problems(budget: Budget, study: StudyConfig, free_bytes: int, data_root: str,
+             written: int = 0) -> list[StudyConfigError]:
+    """Why the machine cannot finish the study, if it cannot: too little disk, days of CPU training unasked.
+    ``written``: what a run resumed (or the cohort's frame store) already holds of the study's outputs."""
+    found = []
     if budget.disk_bytes > free_bytes + written:
-        raise StudyConfigError(
+        found.append(StudyConfigError(
             "not enough free disk for the study's snapshots and frames", file=data_root,
             found=f"{free_bytes / 1e9:.1f} GB free" + (f" (and {written / 1e9:.1f} GB of the study's outputs already "
                                                         f"written)" if written else ""),
             allowed=f"about {budget.disk_bytes / 1e9:.1f} GB needed",
-            fix="free disk under the data root, or keep fewer snapshots (raise snapshot_interval) or frame sets")
+            fix="free disk under the data root, or keep fewer snapshots (raise snapshot_interval) or frame sets"))
     if budget.on_cpu and budget.training_hours > MAX_CPU_HOURS and not study.allow_long_cpu_run:
         shorter = iterations_within(budget, study, MAX_CPU_HOURS)
         lower = "lower max_iterations" + (
             f" ({', '.join(f'{k}={v}' for k, v in shorter.items())} keep the "
             f"{study.max_iterations // study.snapshot_interval} snapshots per network and train in under "
             f"{MAX_CPU_HOURS:.0f} h here)" if shorter else "")
-        raise StudyConfigError(
+        found.append(StudyConfigError(
             "training would take more than a day on this machine's CPU", found=budget.describe(study),
             allowed=f"at most {MAX_CPU_HOURS:.0f} h on the local backend", parameters=shorter,
             fix=f"run it on GPUs (POSESWEEP_TRAINING_BACKEND=kubernetes), {lower}, or trigger with "
@@ -247,4 +249,5 @@ def check(budget: Budget, study: StudyConfig, free_bytes: int, data_root: str, w
                                                                   "POSESWEEP_CPU_SPEEDUP" if budget.cpu_speedup != 1
                                                                   else "") +
                     "; benchmarks/cpu_training_cost.py measures this machine's speed-up, for the operator to set as "
-                    "POSESWEEP_CPU_SPEEDUP)"))
+                    "POSESWEEP_CPU_SPEEDUP)")))
+    return found

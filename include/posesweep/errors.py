@@ -105,6 +105,29 @@ class TransientError(PosesweepError):
     exit_code = 75
 
 
+def together(problems: list[InputError]) -> InputError:
+    """Input problems found in one look, as one failure: the problem itself where there is one, else one paragraph
+    naming each with its own file, values and fix, and the parameters that every suggestion sets (a lab mends them
+    all before its next try, instead of meeting them one run at a time)."""
+    if len(problems) == 1:
+        return problems[0]
+    details, parameters = [], {}
+    for problem in problems:
+        details.append(f"{problem.title}: {problem.what}")
+        fields = (("File", problem.file), ("Where", problem.where), ("Found", problem.found),
+                  ("Allowed", problem.allowed))
+        details += [f"  {label}: {value}" for label, value in fields if value]
+        details += [f"  {line.strip()}" for line in problem.details]
+        details += [f"  What to do: {problem.fix}"] if problem.fix else []
+        parameters.update(problem.parameters)
+    return InputError(f"{len(problems)} problems, each with what to do",
+                      details=details, parameters=parameters,
+                      fix="mend every one of them before the next run" + (
+                          f" (the parameters suggested above, together: "
+                          f"{', '.join(f'{k}={json.dumps(v)}' for k, v in parameters.items())})" if parameters
+                          else ""))
+
+
 # What the lab or the operator must change: every one fails its task at once.
 
 class StudyConfigError(InputError, ValueError, title="invalid study parameters"):

@@ -21,7 +21,8 @@ from .cohort import (COHORT_FILE, PARTICIPANT_PATTERN_EXAMPLE, VIDEOS_NEVER_LABE
                      read_project_config, unmatched_videos, videos_in_subfolders, videos_sharing_a_name,
                      with_the_runs_landmarks, write_project_config)
 from .config import FRAMES_PER_VIDEO_MAX, NETWORKS, StudyConfig, StudyConfigError
-from .budget import check as check_budget
+from .errors import InputError, together
+from .budget import problems as budget_problems
 from .budget import estimate, measured_rate, record_expected_speed, written_bytes
 from .carried_labels import carry_earlier_labels, landmarks_still_to_add
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
@@ -32,6 +33,7 @@ from .labels import (LabelFileError, build_label_table, keyed_to_folder, labeled
 from .layout import (RunLayout, file_version, read_json, visible_entries, write_csv_atomic, write_json_atomic,
                      write_text_atomic)
 from .locks import exclusive_writer
+from .pretrained import weights_problem
 from .resume_points import STOP_GRACE_SECONDS, told_of_output_after_task
 from .run import Run, video_stem
 from .scale import VideoScales, video_scales
@@ -63,25 +65,31 @@ def _fewer_frames_fix(study: StudyConfig, cohort: Cohort, frames_available: int,
     return fix + " or add participants to the cohort"
 
 
-def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
-    """Validate the parameters against the cohort and create the run folder."""
-    study = StudyConfig.from_mapping(params)
-    layout = RunLayout.create(data_root, study.cohort, run_name)
-    cohort = with_the_runs_landmarks(load_cohort(layout.cohort_dir), layout.project_dir)  # a rerun's own
-    scales = scales_of(cohort, study)  # a broken landing-square entry fails here, not after training
-    frames_available = available_frames(cohort, study)
-    if max(study.frame_set_sizes) > frames_available:
-        scaled = study.frame_set_sizes_within(frames_available)
-        raise StudyConfigError(
-            "the largest frame set asks for more frames than the cohort can give",
-            found=f"frame_set_sizes={list(study.frame_set_sizes)}",
-            allowed=f"at most {frames_available} frames (" + (
-                f"{len(cohort.videos)} videos x frames_per_video={study.frames_per_video})"
-                if not cohort.frames_extracted else "the images in the project's labeled-data folders)"),
-            fix=_fewer_frames_fix(study, cohort, frames_available, scaled),
-            parameters={"frame_set_sizes": scaled} if scaled else None)
-    check_participants_to_hold_out(study.split_mode, [cohort.participant_of(video_stem(v)) for v in cohort.videos],
-                                   cohort.root)
+def _noted(problems: list[InputError], check, *args):
+    """``check(*args)``'s value; its input problem, where it raises one, appended to ``problems``."""
+    try:
+        return check(*args)
+    except InputError as problem:
+        problems.append(problem)
+        return None
+
+
+def _frame_set_problems(study: StudyConfig, cohort: Cohort, frames_available: int) -> list[StudyConfigError]:
+    if max(study.frame_set_sizes) <= frames_available:
+        return []
+    scaled = study.frame_set_sizes_within(frames_available)
+    return [StudyConfigError(
+        "the largest frame set asks for more frames than the cohort can give",
+        found=f"frame_set_sizes={list(study.frame_set_sizes)}",
+        allowed=f"at most {frames_available} frames (" + (
+            f"{len(cohort.videos)} videos x frames_per_video={study.frames_per_video})"
+            if not cohort.frames_extracted else "the images in the project's labeled-data folders)"),
+        fix=_fewer_frames_fix(study, cohort, frames_available, scaled),
+        parameters={"frame_set_sizes": scaled} if scaled else None)]
+
+
+def _warn_of_videos_likely_misplaced(study: StudyConfig, cohort: Cohort) -> None:
+    """Videos that look like one participant's trials held out as several, or left in subfolders unstudied."""
     sharing = videos_sharing_a_name([video_stem(v) for v in cohort.videos]) if (
         study.split_mode == "by_participant" and not cohort.participant_pattern) else {}
     if sharing:
@@ -97,15 +105,36 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
                     "itself): %s. To study them, move them into videos/ with names of their own (e.g. "
                     "P01_session2.mp4)", len(left_out), cohort.root / "videos", ", ".join(left_out[:5]) +
                     (f" and {len(left_out) - 5} more" if len(left_out) > 5 else ""))
+
+
+def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
+    """Validate the parameters against the cohort and create the run folder. Every problem of the input known
+    here is said in one failure, so that a lab mends them all before its next try."""
+    study = StudyConfig.from_mapping(params)
+    layout = RunLayout.create(data_root, study.cohort, run_name)
+    cohort = with_the_runs_landmarks(load_cohort(layout.cohort_dir), layout.project_dir)  # a rerun's own
     settings = Settings.from_env()
+    problems: list[InputError] = []
+    scales = _noted(problems, scales_of, cohort, study)  # a broken landing-square entry fails here, not after training
+    frames_available = available_frames(cohort, study)
+    problems += _frame_set_problems(study, cohort, frames_available)
+    _noted(problems, check_participants_to_hold_out, study.split_mode,
+           [cohort.participant_of(video_stem(v)) for v in cohort.videos], cohort.root)
+    _warn_of_videos_likely_misplaced(study, cohort)
     local_gpus = len(machine_gpus(settings.gpus)) if settings.training_backend == "local" else 0
     on_gpu, frame_size = settings.training_backend != "local" or local_gpus > 0, frame_size_px(cohort)
     budget = estimate(study, frame_size, frames_available, settings.training_backend,
                       settings.pod.seconds_per_iteration, settings.cpu_speedup, local_gpus,
                       measured_rate(layout.data_root, study, frame_size, on_gpu))
-    check_budget(budget, study, shutil.disk_usage(layout.data_root if layout.data_root.exists() else
-                                                   layout.data_root.parent).free, str(layout.data_root),
-                 written_bytes([layout.run_dir, layout.frames_cache(study.frames_per_video, study.seed)]))
+    free_bytes = shutil.disk_usage(layout.data_root if layout.data_root.exists() else layout.data_root.parent).free
+    problems += budget_problems(budget, study, free_bytes, str(layout.data_root),
+                                written_bytes([layout.run_dir, layout.frames_cache(study.frames_per_video,
+                                                                                   study.seed)]))
+    # a pod's weights are its image's, not this machine's: only the local backend's are looked for here
+    if settings.training_backend == "local" and (weights := weights_problem(study)):
+        problems.append(weights)
+    if problems:
+        raise together(problems)
     log.info("expected cost: %s", budget.describe(study))
     if layout.config_file.exists():
         previous = read_json(layout.config_file)

@@ -33,11 +33,11 @@ import yaml
 
 from .budget import speed_fields
 from .config import StudyConfig
-from .errors import TrainingDivergedError, TrainingFailedError, WeightsUnavailableError
+from .errors import TrainingDivergedError, TrainingFailedError
 from .images import read_rgb
-from .settings import Settings
 from .gpu_memory import GpuMemory, step_out_of_memory
 from .gpus import gpu_given_but_unseen
+from .pretrained import checkpoint_exists, tensorflow_checkpoint, unavailable
 from .layout import RunLayout, atomic_path, read_json, write_json_atomic, write_text_atomic
 from .quiet import library_prints_silenced, logging_setup_skipped
 from .resume_points import (TensorflowResumePoints, remove_tensorflow_resume_points, resume_point_seconds,
@@ -47,7 +47,6 @@ from .splits import FrameSet, largest_frame
 
 log = logging.getLogger(__name__)
 
-PRETRAINED_ENV = "POSESWEEP_PRETRAINED_CHECKPOINT"  # named in messages; read through settings
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)  # DeepLabCut's mean_pixel
 RESNET_SCOPES = {"resnet_50": "resnet_v1_50", "resnet_101": "resnet_v1_101"}
 MIN_INPUT_SIZE_PX = 32  # DeepLabCut's default 64 rejects small frames after 0.5x scale jitter
@@ -62,42 +61,16 @@ class InitialWeights:
         return {"path": self.path, "kind": self.kind}
 
 
-def _checkpoint_exists(prefix: str | Path) -> bool:
-    return Path(f"{prefix}.index").exists()
-
-
-def find_pretrained_checkpoint(network: str) -> str | None:
-    explicit = Settings.from_env().pretrained_checkpoint
-    if explicit:
-        if not _checkpoint_exists(explicit):
-            raise WeightsUnavailableError(f"{PRETRAINED_ENV} names no checkpoint", file=f"{explicit}.index",
-                                          found="the file does not exist",
-                                          allowed="a TensorFlow checkpoint prefix (<prefix>.index and "
-                                                  "<prefix>.data-00000-of-00001 beside it)",
-                                          fix=f"point {PRETRAINED_ENV} at e.g. /weights/resnet_v1_50.ckpt")
-        return explicit
-    import deeplabcut.utils.auxfun_models as models
-    from deeplabcut.utils.auxiliaryfunctions import get_deeplabcut_path
-
-    baked = get_deeplabcut_path() / models.MODELTYPE_FILEPATH_MAP[network]
-    return str(baked) if _checkpoint_exists(baked) else None
-
-
 def resolve_initial_weights(network: str, allow_random_init: bool, weights_dir: Path,
                             calibration_images: list[Path], seed: int) -> InitialWeights:
-    pretrained = find_pretrained_checkpoint(network)
+    pretrained = tensorflow_checkpoint(network)
     if pretrained:
         log.info("initial weights: ImageNet-pretrained %s from %s", network, pretrained)
         return InitialWeights(pretrained, "imagenet")
     if not allow_random_init:
-        raise WeightsUnavailableError(
-            f"no ImageNet-pretrained {network} checkpoint on this machine", found=f"{PRETRAINED_ENV} unset and "
-            f"no checkpoint in DeepLabCut's models/pretrained folder", allowed="a TensorFlow checkpoint prefix",
-            fix=f"set {PRETRAINED_ENV} to a TF checkpoint prefix (e.g. /weights/resnet_v1_50.ckpt), bake it into "
-                f"the trainer image, or trigger with allow_random_init=true to train from random weights "
-                f"(errors will be far above the paper's)", parameters={"allow_random_init": True})
+        raise unavailable("tensorflow", network)
     prefix = Path(weights_dir) / f"{RESNET_SCOPES[network]}_random_init.ckpt"
-    if not _checkpoint_exists(prefix):
+    if not checkpoint_exists(prefix):
         make_random_init_checkpoint(prefix, network, calibration_images, seed)
     log.warning("INITIAL WEIGHTS ARE RANDOM (no ImageNet checkpoint available): %s. Errors will be far higher "
                 "than with pretrained weights; the report says so.", prefix)

@@ -28,15 +28,13 @@ from pathlib import Path
 import yaml
 
 from ..config import DLC_NET_TYPE, StudyConfig
-from ..errors import WeightsUnavailableError
 from ..layout import atomic_path, write_text_atomic
+from ..pretrained import TIMM_MODEL, timm_weights_file, unavailable
 from ..quiet import library_prints_silenced
 from ..shuffles import DATASET_DONE, frame_positions, model_folder
 from ..splits import FrameSet
 
 log = logging.getLogger(__name__)
-
-TIMM_MODEL = {"resnet_50": "resnet50_gn", "resnet_50_bn": "resnet50", "resnet_101": "resnet101"}
 
 
 def _pytorch_engine():
@@ -91,22 +89,6 @@ def create_shuffles(project_config: Path, frame_sets: list[FrameSet], study: Stu
                  fs.shuffle, len(fs.train), len(fs.test), TIMM_MODEL[study.network])
 
 
-def cached_imagenet_weights(timm_model: str) -> str | None:
-    """The local Hugging Face cache file of timm's ImageNet weights for the model, if present (no download)."""
-    import timm
-    from huggingface_hub import try_to_load_from_cache
-
-    pretrained = timm.models.get_pretrained_cfg(timm_model)
-    hub_id = getattr(pretrained, "hf_hub_id", None) if pretrained is not None else None
-    if not hub_id:
-        return None
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        found = try_to_load_from_cache(hub_id, filename)
-        if isinstance(found, str):
-            return found
-    return None
-
-
 def build_model(model_cfg: dict, imagenet: bool = False):
     """DeepLabCut's ``PoseModel`` for the configuration; ImageNet backbone weights only from the local cache."""
     from deeplabcut.pose_estimation_pytorch.models import PoseModel
@@ -121,16 +103,9 @@ def write_initial_weights(model_cfg: dict, study: StudyConfig, target: Path) -> 
     import torch
 
     timm_model = model_cfg["model"]["backbone"]["model_name"]
-    cached = cached_imagenet_weights(timm_model)
+    cached = timm_weights_file(timm_model)
     if cached is None and not study.allow_random_init:
-        raise WeightsUnavailableError(
-            f"no ImageNet weights of {timm_model} in the local Hugging Face cache",
-            found=f"nothing for {timm_model} under {os.environ.get('HF_HOME', '~/.cache/huggingface')}",
-            allowed="timm's ImageNet weights already cached (posesweep downloads nothing), or random weights",
-            fix="bake the weights into the trainer image (docker/trainer-pytorch/Dockerfile does), or trigger "
-                "the run with allow_random_init=true to train from random weights (errors far above those of "
-                "pretrained networks: a trial of the pipeline, not results)",
-            parameters={"allow_random_init": True})
+        raise unavailable("pytorch", study.network)
     torch.manual_seed(study.seed)
     model = build_model(model_cfg, imagenet=cached is not None)
     kind = "imagenet" if cached else "random_init"

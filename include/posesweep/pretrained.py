@@ -1,0 +1,95 @@
+"""Where the ImageNet-pretrained weights a network starts from lie on this machine, found without importing
+TensorFlow, torch, timm or DeepLabCut, so that ``prepare_run`` can ask before any work (a cohort's frame
+extraction can take an hour) and the training stages ask again where they load them.
+
+The TensorFlow engine starts from a TF-slim checkpoint: the one ``POSESWEEP_PRETRAINED_CHECKPOINT`` names, else
+the one a trainer image bakes into DeepLabCut's ``models/pretrained`` folder. The PyTorch engine starts from timm's
+ImageNet weights of the backbone, already in the local Hugging Face cache. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from .config import StudyConfig
+from .errors import WeightsUnavailableError
+from .settings import Settings
+
+PRETRAINED_ENV = "POSESWEEP_PRETRAINED_CHECKPOINT"  # named in messages; read through settings
+# DeepLabCut's MODELTYPE_FILEPATH_MAP (deeplabcut.utils.auxfun_models), under its package folder; importing that
+# module takes 6 s and 1 GB (it loads torch), so the paths are kept here and a test holds them equal to DeepLabCut's
+TENSORFLOW_CHECKPOINT = {"resnet_50": "pose_estimation_tensorflow/models/pretrained/resnet_v1_50.ckpt",
+                         "resnet_101": "pose_estimation_tensorflow/models/pretrained/resnet_v1_101.ckpt"}
+# the timm backbone of each network on the PyTorch engine, and the Hugging Face repository of its default ImageNet
+# weights (timm.models.get_pretrained_cfg(model).hf_hub_id, held equal by a test)
+TIMM_MODEL = {"resnet_50": "resnet50_gn", "resnet_50_bn": "resnet50", "resnet_101": "resnet101"}
+TIMM_HUB_ID = {"resnet50_gn": "timm/resnet50_gn.a1h_in1k", "resnet50": "timm/resnet50.a1_in1k",
+               "resnet101": "timm/resnet101.a1h_in1k"}
+TIMM_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def checkpoint_exists(prefix: str | Path) -> bool:
+    return Path(f"{prefix}.index").exists()
+
+
+def tensorflow_checkpoint(network: str) -> str | None:
+    """The TF checkpoint prefix to start from, or None; a ``POSESWEEP_PRETRAINED_CHECKPOINT`` naming nothing fails."""
+    explicit = Settings.from_env().pretrained_checkpoint
+    if explicit:
+        if not checkpoint_exists(explicit):
+            raise WeightsUnavailableError(f"{PRETRAINED_ENV} names no checkpoint", file=f"{explicit}.index",
+                                          found="the file does not exist",
+                                          allowed="a TensorFlow checkpoint prefix (<prefix>.index and "
+                                                  "<prefix>.data-00000-of-00001 beside it)",
+                                          fix=f"point {PRETRAINED_ENV} at e.g. /weights/resnet_v1_50.ckpt")
+        return explicit
+    spec = importlib.util.find_spec("deeplabcut")  # the package's folder, not importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    baked = Path(list(spec.submodule_search_locations)[0]) / TENSORFLOW_CHECKPOINT[network]
+    return str(baked) if checkpoint_exists(baked) else None
+
+
+def timm_weights_file(timm_model: str) -> str | None:
+    """The local Hugging Face cache file of timm's ImageNet weights for the model, if present (no download)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    hub_id = TIMM_HUB_ID.get(timm_model)
+    for filename in TIMM_WEIGHT_FILES if hub_id else ():
+        found = try_to_load_from_cache(hub_id, filename)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def unavailable(engine: str, network: str) -> WeightsUnavailableError:
+    """The failure of a run whose network has no pretrained weights here and may not start from random ones."""
+    if engine == "pytorch":
+        import os
+
+        timm_model = TIMM_MODEL[network]
+        return WeightsUnavailableError(
+            f"no ImageNet weights of {timm_model} in the local Hugging Face cache",
+            found=f"nothing for {timm_model} under {os.environ.get('HF_HOME', '~/.cache/huggingface')}",
+            allowed="timm's ImageNet weights already cached (posesweep downloads nothing), or random weights",
+            fix="bake the weights into the trainer image (docker/trainer-pytorch/Dockerfile does), or trigger "
+                "the run with allow_random_init=true to train from random weights (errors far above those of "
+                "pretrained networks: a trial of the pipeline, not results)",
+            parameters={"allow_random_init": True})
+    return WeightsUnavailableError(
+        f"no ImageNet-pretrained {network} checkpoint on this machine", found=f"{PRETRAINED_ENV} unset and "
+        f"no checkpoint in DeepLabCut's models/pretrained folder", allowed="a TensorFlow checkpoint prefix",
+        fix=f"set {PRETRAINED_ENV} to a TF checkpoint prefix (e.g. /weights/resnet_v1_50.ckpt), bake it into "
+            f"the trainer image, or trigger with allow_random_init=true to train from random weights "
+            f"(errors will be far above the paper's)", parameters={"allow_random_init": True})
+
+
+def weights_problem(study: StudyConfig) -> WeightsUnavailableError | None:
+    """What keeps the run's networks from their initial weights on this machine, or None."""
+    try:
+        found = (timm_weights_file(TIMM_MODEL[study.network]) if study.engine == "pytorch"
+                 else tensorflow_checkpoint(study.network))
+    except WeightsUnavailableError as problem:
+        return problem
+    return None if found or study.allow_random_init else unavailable(study.engine, study.network)
