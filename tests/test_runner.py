@@ -244,6 +244,14 @@ def test_a_child_dies_with_its_parent_even_when_the_parent_is_sigkilled(tmp_path
     parent.wait()
     child.wait(timeout=10)  # raises if the child outlives its parent by 10 s
     assert not psutil.pid_exists(child.pid) or child.status() == psutil.STATUS_ZOMBIE
+    # the child's temporary folder, which the killed parent could not remove: the next watched child's parent does
+    from posesweep.runner import SCRATCH_PREFIX, run_watched
+
+    [left] = Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}{parent.pid}-*")
+    run_watched([sys.executable, "-c", "import os, tempfile; print(tempfile.gettempdir())"], 60,
+                logging.getLogger("test"), None)
+    assert not left.exists()
+    assert not list(Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}{os.getpid()}-*"))  # its own, removed
 
 
 def test_a_second_writer_of_a_training_folder_is_refused_naming_the_holder(tmp_path):

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 from .disk import disk_full_in_output
 from .errors import PosesweepError, TrainerCommandError, error_from_line
@@ -39,6 +40,7 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+SCRATCH_PREFIX = "posesweep-child-"  # + the parent's pid: a child's temporary folder
 
 # TensorFlow's C++ start-up lines that are no failure (a machine without CUDA libraries, a child shown no GPU):
 # nothing a lab can act on
@@ -76,11 +78,39 @@ def run_watched(command: list[str], stall_timeout_s: float | None = None, logger
                 env: dict[str, str] | None = None) -> None:
     """Run ``command`` as a watched child, with ``env`` added to this process's environment."""
     stall_timeout_s = stall_timeout_s or Settings.from_env().stall_timeout_s
-    scratch = tempfile.mkdtemp(prefix="posesweep-child-")
+    remove_scratch_of_ended_parents()
+    scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
     try:
         _run_watched(command, stall_timeout_s, logger, scratch, env or {})
     finally:  # what the child left in its temporary folder, however it ended
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def remove_scratch_of_ended_parents() -> list[str]:
+    """Remove the children's temporary folders whose parent no longer runs: a worker killed outright (the
+    out-of-memory killer's SIGKILL) never reaches ``run_watched``'s ``finally``. A folder whose parent's pid now
+    belongs to another process is left (it is removed once that one ends); another user's is never touched."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = folder.name[len(SCRATCH_PREFIX):].split("-")[0]
+        try:
+            owned = folder.stat().st_uid == os.getuid()
+        except OSError:  # removed meanwhile
+            continue
+        if pid.isdigit() and owned and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(str(folder))
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _run_watched(command: list[str], stall_timeout_s: float, logger: logging.Logger, scratch: str,
