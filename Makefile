@@ -7,8 +7,12 @@ INSTALLED := $(VENV)/.installed
 DATA_ROOT ?= $(CURDIR)/data
 DEMO_COHORT ?= demo
 # Demo sizes fit a 2-core CPU in minutes: 8 participants x 10 frames, two frame sets, 6 snapshots each.
+# From random weights (nothing may be downloaded) DeepLabCut 3's PyTorch engine learns in these 1,200 iterations;
+# the paper's TensorFlow engine often does not (README, "Initial weights"): make demo DEMO_ENGINE=tensorflow
+DEMO_ENGINE ?= pytorch
 DEMO_CONF ?= {"cohort": "$(DEMO_COHORT)", "frames_per_video": 10, "frame_set_sizes": [40, 80], \
-  "train_fraction": 0.8, "max_iterations": 1200, "snapshot_interval": 200, "allow_random_init": true}
+  "train_fraction": 0.8, "max_iterations": 1200, "snapshot_interval": 200, "allow_random_init": true, \
+  "engine": "$(DEMO_ENGINE)"}
 
 export POSESWEEP_DATA_ROOT := $(DATA_ROOT)
 export GX_ANALYTICS_ENABLED := false
