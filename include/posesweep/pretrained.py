@@ -82,7 +82,9 @@ def unavailable(engine: str, network: str) -> WeightsUnavailableError:
         f"no checkpoint in DeepLabCut's models/pretrained folder", allowed="a TensorFlow checkpoint prefix",
         fix=f"set {PRETRAINED_ENV} to a TF checkpoint prefix (e.g. /weights/resnet_v1_50.ckpt), bake it into "
             f"the trainer image, or trigger with allow_random_init=true to train from random weights "
-            f"(errors will be far above the paper's)", parameters={"allow_random_init": True})
+            f"(errors will be far above the paper's; from random weights DeepLabCut 3's PyTorch engine, "
+            f"engine=pytorch, learns in far fewer iterations: README, 'Initial weights')",
+        parameters={"allow_random_init": True})
 
 
 def weights_problem(study: StudyConfig) -> WeightsUnavailableError | None:
