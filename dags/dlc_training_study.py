@@ -29,7 +29,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from posesweep.config import param_specs
 from posesweep.disk import disk_full_from
 from posesweep.errors import FailureParagraph, PosesweepError
-from posesweep.intake import COHORTS_ASSET_NAME, COHORTS_ASSET_URI, cohorts_waiting
+from posesweep.intake import COHORTS_ASSET_NAME, COHORTS_ASSET_URI, announced_run_parameters, cohorts_waiting
 from posesweep.layout import cohort_names
 from posesweep.run import Run, stage_args
 from posesweep.settings import Settings, SettingsError
@@ -166,8 +166,8 @@ def dlc_training_study():
         context = get_current_context()
         params = dict(context["params"])
         waiting = cohorts_waiting([event.extra for event in context["triggering_asset_events"].get(COHORTS, [])])
-        if waiting:  # started by a cohort announcement: the first cohort in line
-            params["cohort"] = waiting[0]["cohort"]
+        if waiting:  # started by a cohort announcement: the first cohort in line, as the lab last studied it
+            params = announced_run_parameters(DATA_ROOT, waiting[0]["cohort"], params)
         return stages.prepare_run(DATA_ROOT, params, context["run_id"]).handle
 
     @task(outlets=[COHORTS])

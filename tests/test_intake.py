@@ -108,3 +108,29 @@ def test_a_folder_that_is_no_cohort_yet_is_announced_so_its_run_says_what_to_fix
         video.rename(loose / "videos" / video.name)
     fixed = register_next_cohort(root, quiet_s=0)
     assert fixed["cohort"] == "loose" and fixed["version"] != found["version"]
+
+
+def test_an_announced_run_takes_the_parameters_of_the_cohorts_latest_run(tiny_cohort, tmp_path, caplog):
+    """A grown cohort is studied again as the lab last studied it (engine, frame sets, iterations, seed), not with
+    the paper's 250,000 iterations on 200-800 frames, which its first run had to be told to leave."""
+    from posesweep.config import StudyConfig, param_specs
+    from posesweep.intake import announced_run_parameters
+    from posesweep.stages import prepare_run
+
+    root = shutil.copytree(tiny_cohort, tmp_path / "data")
+    defaults = {name: spec["default"] for name, spec in param_specs().items()}
+    with caplog.at_level("INFO", logger="posesweep.intake"):
+        first = announced_run_parameters(root, "tiny", defaults)
+    assert first == {**defaults, "cohort": "tiny"} and "its first run, with the DAG's default parameters" in caplog.text
+    older = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6, 12], "max_iterations": 20,
+             "snapshot_interval": 10, "allow_random_init": True}
+    newer = {**older, "engine": "pytorch", "seed": 7}
+    for name, conf in (("manual__older", older), ("manual__newer", newer)):
+        run = prepare_run(root, conf, name)
+    os.utime(run.layout.config_file.parent.parent / "manual__older" / "study_config.json", (1, 1))
+    caplog.clear()
+    with caplog.at_level("INFO", logger="posesweep.intake"):
+        again = announced_run_parameters(root, "tiny", defaults)
+    assert StudyConfig.from_mapping(again) == StudyConfig.from_mapping(newer)
+    assert "the parameters of its latest run, manual__newer (" in caplog.text and "engine=pytorch" in caplog.text
+    assert prepare_run(root, again, "asset_triggered__grown").study == run.study  # a run prepare_run accepts

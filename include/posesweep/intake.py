@@ -145,3 +145,25 @@ def cohorts_waiting(event_extras: list[dict]) -> list[dict]:
                 order.append(item["cohort"])
             newest[item["cohort"]] = {"cohort": item["cohort"], "version": item.get("version")}
     return [newest[name] for name in order]
+
+
+def announced_run_parameters(data_root: str | Path, cohort: str, defaults: dict) -> dict:
+    """The parameters of a run the intake started for ``cohort``: those of the cohort's latest run that passed
+    ``prepare_run`` (a grown cohort is studied again as the lab last studied it: its engine, frame sets, seed, ...),
+    else ``defaults`` (the DAG's: the paper's design). The choice is logged, naming the run it follows."""
+    from .config import StudyConfig
+
+    configs = [path for path in (Path(data_root) / "runs" / cohort).glob("*/study_config.json")
+               if not path.parent.name.startswith(".")]
+    if not configs:
+        log.info("cohort %s: its first run, with the DAG's default parameters (the paper's design); a later "
+                 "announced run of the cohort takes the parameters of its latest run", cohort)
+        return {**defaults, "cohort": cohort}
+    latest = max(configs, key=lambda path: path.stat().st_mtime)
+    known = {name for name in StudyConfig.__dataclass_fields__}
+    earlier = {k: v for k, v in read_json(latest).items() if k in known}
+    differ = {k: v for k, v in earlier.items() if k in defaults and defaults[k] != v and k != "cohort"}
+    log.info("cohort %s: the parameters of its latest run, %s%s", cohort, latest.parent.name,
+             f" ({', '.join(f'{k}={v}' for k, v in differ.items())}; the rest the DAG's defaults)" if differ
+             else " (the DAG's defaults)")
+    return {**defaults, **earlier, "cohort": cohort}
