@@ -52,6 +52,7 @@ def test_without_weights_on_this_machine_each_engine_says_so_unless_random_weigh
     said = looked["said"]
     assert "no ImageNet-pretrained resnet_50 checkpoint on this machine" in said["tensorflow False"]
     assert "no ImageNet weights of resnet50_gn in the local Hugging Face cache" in said["pytorch False"]
+    assert f"nothing for resnet50_gn (timm/resnet50_gn.a1h_in1k) under {tmp_path / 'hub'}" in said["pytorch False"]
     assert "allow_random_init=true" in said["pytorch False"]
     assert said["tensorflow True"] is None and said["pytorch True"] is None
 

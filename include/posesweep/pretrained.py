@@ -66,12 +66,12 @@ def timm_weights_file(timm_model: str) -> str | None:
 def unavailable(engine: str, network: str) -> WeightsUnavailableError:
     """The failure of a run whose network has no pretrained weights here and may not start from random ones."""
     if engine == "pytorch":
-        import os
+        from huggingface_hub import constants
 
         timm_model = TIMM_MODEL[network]
         return WeightsUnavailableError(
             f"no ImageNet weights of {timm_model} in the local Hugging Face cache",
-            found=f"nothing for {timm_model} under {os.environ.get('HF_HOME', '~/.cache/huggingface')}",
+            found=f"nothing for {timm_model} ({TIMM_HUB_ID[timm_model]}) under {constants.HF_HUB_CACHE}",
             allowed="timm's ImageNet weights already cached (posesweep downloads nothing), or random weights",
             fix="bake the weights into the trainer image (docker/trainer-pytorch/Dockerfile does), or trigger "
                 "the run with allow_random_init=true to train from random weights (errors far above those of "
