@@ -160,7 +160,7 @@ def announced_run_parameters(data_root: str | Path, cohort: str, defaults: dict)
                  "announced run of the cohort takes the parameters of its latest run", cohort)
         return {**defaults, "cohort": cohort}
     latest = max(configs, key=lambda path: path.stat().st_mtime)
-    known = {name for name in StudyConfig.__dataclass_fields__}
+    known = set(StudyConfig.__dataclass_fields__)
     earlier = {k: v for k, v in read_json(latest).items() if k in known}
     differ = {k: v for k, v in earlier.items() if k in defaults and defaults[k] != v and k != "cohort"}
     log.info("cohort %s: the parameters of its latest run, %s%s", cohort, latest.parent.name,

@@ -86,11 +86,10 @@ def run_watched(command: list[str], stall_timeout_s: float | None = None, logger
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def remove_scratch_of_ended_parents() -> list[str]:
+def remove_scratch_of_ended_parents() -> None:
     """Remove the children's temporary folders whose parent no longer runs: a worker killed outright (the
     out-of-memory killer's SIGKILL) never reaches ``run_watched``'s ``finally``. A folder whose parent's pid now
     belongs to another process is left (it is removed once that one ends); another user's is never touched."""
-    removed = []
     for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
         pid = folder.name[len(SCRATCH_PREFIX):].split("-")[0]
         try:
@@ -99,8 +98,6 @@ def remove_scratch_of_ended_parents() -> list[str]:
             continue
         if pid.isdigit() and owned and not _running(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-            removed.append(str(folder))
-    return removed
 
 
 def _running(pid: int) -> bool:
