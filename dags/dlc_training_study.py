@@ -29,7 +29,8 @@ from airflow.sdk.exceptions import AirflowFailException
 from posesweep.config import param_specs
 from posesweep.disk import disk_full_from
 from posesweep.errors import FailureParagraph, PosesweepError
-from posesweep.intake import COHORTS_ASSET_NAME, COHORTS_ASSET_URI, announced_run_parameters, cohorts_waiting
+from posesweep.intake import (COHORTS_ASSET_NAME, COHORTS_ASSET_URI, announced_run_parameters, cohorts_waiting,
+                              with_the_announced_parameters)
 from posesweep.layout import cohort_names
 from posesweep.run import Run, stage_args
 from posesweep.settings import Settings, SettingsError
@@ -166,9 +167,14 @@ def dlc_training_study():
         context = get_current_context()
         params = dict(context["params"])
         waiting = cohorts_waiting([event.extra for event in context["triggering_asset_events"].get(COHORTS, [])])
-        if waiting:  # started by a cohort announcement: the first cohort in line, as the lab last studied it
-            params = announced_run_parameters(DATA_ROOT, waiting[0]["cohort"], params)
-        return stages.prepare_run(DATA_ROOT, params, context["run_id"]).handle
+        if not waiting:
+            return stages.prepare_run(DATA_ROOT, params, context["run_id"]).handle
+        # started by a cohort announcement: the first cohort in line, as the lab last studied it
+        announced = announced_run_parameters(DATA_ROOT, waiting[0]["cohort"], params)
+        try:
+            return stages.prepare_run(DATA_ROOT, announced, context["run_id"]).handle
+        except PosesweepError as error:
+            raise with_the_announced_parameters(error, announced, params) from None
 
     @task(outlets=[COHORTS])
     def pass_on_waiting_cohorts(*, outlet_events=None) -> list[dict]:
@@ -239,8 +245,8 @@ def dlc_training_study():
 
     train_network = network_stage("train_network", "train", "Train one network per frame-set size: DeepLabCut's "
                                   "TensorFlow engine, or its PyTorch engine with posesweep's on-device data path.")
-    evaluate_snapshots = network_stage("evaluate_snapshots", "evaluate", "Score the snapshots training did not score; assemble the "
-                                                   "network's error table.")
+    evaluate_snapshots = network_stage("evaluate_snapshots", "evaluate", "Score the snapshots training did not "
+                                       "score; assemble the network's error table.")
 
     @task
     @explained

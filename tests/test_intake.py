@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import time
@@ -134,3 +135,30 @@ def test_an_announced_run_takes_the_parameters_of_the_cohorts_latest_run(tiny_co
     assert StudyConfig.from_mapping(again) == StudyConfig.from_mapping(newer)
     assert "the parameters of its latest run, manual__newer (" in caplog.text and "engine=pytorch" in caplog.text
     assert prepare_run(root, again, "asset_triggered__grown").study == run.study  # a run prepare_run accepts
+
+
+def test_an_announced_run_that_fails_prepare_run_gives_the_whole_run_to_trigger(tiny_cohort, tmp_path):
+    """The fix of an announced run's failure names the parameters it took from the cohort's latest run: a lab who
+    triggers the suggested setting from the form alone would start from the DAG's defaults (the paper's 250,000
+    iterations on the TensorFlow engine) and lose the engine and frames it last studied the cohort with."""
+    from posesweep.config import StudyConfig, param_specs
+    from posesweep.errors import InputError
+    from posesweep.intake import announced_run_parameters, with_the_announced_parameters
+    from posesweep.stages import prepare_run
+
+    root = shutil.copytree(tiny_cohort, tmp_path / "data")
+    defaults = {name: spec["default"] for name, spec in param_specs().items()}
+    latest = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [9, 18], "max_iterations": 20,
+              "snapshot_interval": 10, "allow_random_init": True, "engine": "pytorch"}
+    prepare_run(root, latest, "manual__latest")
+    (root / "cohorts" / "tiny" / "videos" / "P001.mp4").unlink()  # a participant withdrawn: 12 frames are left
+    announced = announced_run_parameters(root, "tiny", defaults)
+    with pytest.raises(InputError) as failed:
+        prepare_run(root, announced, "asset_triggered__shrunk")
+    error = with_the_announced_parameters(failed.value, announced, defaults)
+    conf = json.loads(error.fix.rsplit("trigger the new one with ", 1)[1])
+    assert conf == {**latest, "frame_set_sizes": [6, 12]}
+    assert "parameters of the cohort's latest run (" in error.explain() and 'engine="pytorch"' in error.fix
+    assert prepare_run(root, conf, "manual__as_suggested").study == StudyConfig.from_mapping(conf)
+    first = InputError("a cohort's first run", fix="do this")  # its parameters are the form's: nothing to add
+    assert with_the_announced_parameters(first, {**defaults, "cohort": "tiny"}, defaults).fix == "do this"

@@ -20,12 +20,14 @@ announced.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import PosesweepError
 from .layout import read_json, visible_entries, write_json_atomic
 
 REGISTRY = "intake_registry.json"
@@ -167,3 +169,18 @@ def announced_run_parameters(data_root: str | Path, cohort: str, defaults: dict)
              f" ({', '.join(f'{k}={v}' for k, v in differ.items())}; the rest the DAG's defaults)" if differ
              else " (the DAG's defaults)")
     return {**defaults, **earlier, "cohort": cohort}
+
+
+def with_the_announced_parameters(error: PosesweepError, params: dict, defaults: dict) -> PosesweepError:
+    """``error`` (an announced run's ``prepare_run`` failure) told the parameters the run took from the cohort's
+    latest run: a lab who triggers the suggested run from the form starts from the DAG's defaults instead, and
+    loses the engine, frame sets and seed it last studied the cohort with. Its fix then gives the whole run."""
+    kept = {k: v for k, v in params.items() if k in defaults and defaults[k] != v and k != "cohort"}
+    if error.retryable or not kept:
+        return error
+    conf = {"cohort": params["cohort"], **kept, **error.parameters}
+    error.fix = (f"{error.fix}. " if error.fix else "") + (
+        "This run was started by the cohort's announcement, with the parameters of the cohort's latest run ("
+        f"{', '.join(f'{k}={json.dumps(v)}' for k, v in kept.items())}); a run triggered from the form starts from "
+        f"the DAG's defaults instead: trigger the new one with {json.dumps(conf)}")
+    return error
