@@ -393,6 +393,30 @@ def test_the_cpu_estimate_is_the_measured_time_at_measured_sizes_and_grows_with_
     assert cpu_seconds_per_iteration(engine, (2 * p1, 1)) == pytest.approx(s1 + (s1 - s0) * p1 / (p1 - p0))
 
 
+def test_the_estimate_is_of_the_cohorts_largest_frames_not_its_first_videos(tmp_path, reaching_project):
+    """Training pays for the largest frames (the PyTorch engine pads the others to them; a training records them
+    beside its speed): a cohort whose first video is 160x120 and whose next is 320x240 is estimated at 320x240, and
+    so is an imported project with one larger image."""
+    import cv2
+
+    from posesweep.cohort import load_cohort
+    from posesweep.synthetic import SynthOptions, generate_cohort
+
+    small, large = tmp_path / "small", tmp_path / "large"
+    generate_cohort(small, SynthOptions(participants=1, duration_s=0.5, seed=1))
+    generate_cohort(large, SynthOptions(participants=2, duration_s=0.5, seed=2, width_px=320, height_px=240))
+    mixed = shutil.copytree(small, tmp_path / "cohorts" / "mixed")
+    shutil.copy(large / "videos" / "P002.mp4", mixed / "videos" / "P002.mp4")
+    assert [v.name for v in load_cohort(mixed).videos][0] == "P001.mp4"
+    assert stages.frame_size_px(load_cohort(mixed)) == (320, 240)
+
+    project = load_cohort(reaching_project)
+    width, height = stages.frame_size_px(project)
+    image = sorted(project.videos[-1].glob("*.png"))[-1]  # the last image read, of the last folder
+    cv2.imwrite(str(image), cv2.resize(cv2.imread(str(image)), (width + 100, height + 50)))
+    assert stages.frame_size_px(load_cohort(reaching_project)) == (width + 100, height + 50)
+
+
 def test_too_little_disk_and_too_many_snapshots_are_refused_with_the_numbers():
     from posesweep.budget import Budget, problems
     from posesweep.config import StudyConfig, StudyConfigError

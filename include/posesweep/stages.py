@@ -155,25 +155,35 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
 
 
 def frame_size_px(cohort: Cohort) -> tuple[int, int]:
-    """(width, height) of the cohort's frames: its first video, or an imported project's first image."""
-    import cv2
+    """(width, height) in px that the cohort's largest frames fill: the largest width and height of its videos, or
+    of an imported project's images (read from their headers). Training costs that much per frame: the PyTorch
+    engine pads smaller frames to it, and a training records it beside its speed (``splits.largest_frame``), which
+    a later estimate scales from. The first video alone said 1280x720 for a cohort filmed at 1920x1080 after it."""
+    from PIL import Image, UnidentifiedImageError
 
+    sizes = []
     if cohort.frames_extracted:
         for folder in cohort.videos:
             for image in visible_entries(folder):
                 if image.suffix.lower() in IMAGE_SUFFIXES:
-                    frame = cv2.imread(str(image), cv2.IMREAD_UNCHANGED)
-                    if frame is not None:
-                        return frame.shape[1], frame.shape[0]
-        raise CohortError("no readable image in the project's labeled-data folders", file=cohort.root)
-    for video in cohort.videos:
-        try:
-            info = probe_video(video)
-        except VideoError:
-            continue  # reported with every other bad video after extraction
-        return info.width_px, info.height_px
-    raise CohortError("no readable video in the cohort", file=cohort.root / "videos",
-                      fix="check that the videos are complete H.264/MPEG-4 files")
+                    try:
+                        with Image.open(image) as opened:
+                            sizes.append(opened.size)
+                    except (OSError, UnidentifiedImageError):
+                        continue  # reported by validate_labels with the frame's labels
+        if not sizes:
+            raise CohortError("no readable image in the project's labeled-data folders", file=cohort.root)
+    else:
+        for video in cohort.videos:
+            try:
+                info = probe_video(video)
+            except VideoError:
+                continue  # reported with every other bad video after extraction
+            sizes.append((info.width_px, info.height_px))
+        if not sizes:
+            raise CohortError("no readable video in the cohort", file=cohort.root / "videos",
+                              fix="check that the videos are complete H.264/MPEG-4 files")
+    return max(width for width, _ in sizes), max(height for _, height in sizes)
 
 
 def available_frames(cohort: Cohort, study: StudyConfig) -> int:
