@@ -263,7 +263,7 @@ def test_an_imported_projects_own_training_settings_that_the_run_replaces_are_na
     root = tmp_path / "data"
     project = shutil.copytree(reaching_project, root / "cohorts" / "reach")  # TrainingFraction 0.95, resnet_50
     conf = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.95, "max_iterations": 100,
-            "snapshot_interval": 50, "allow_random_init": True}
+            "snapshot_interval": 50, "allow_random_init": True, "max_missing_label_fraction": 0.8}
     caplog.set_level(logging.INFO)
     stages.prepare_run(root, conf, "manual__as_the_project")
     assert "trains otherwise than this run" not in caplog.text  # DeepLabCut 2's project: no engine, so TF
@@ -289,7 +289,8 @@ def test_a_projects_video_sets_and_labeled_data_folders_that_differ_are_logged_w
     root = tmp_path / "data"
     shutil.copytree(reaching_project, root / "cohorts" / "reach")
     stages.prepare_run(root, {"cohort": "reach", "frame_set_sizes": [20], "max_iterations": 100,
-                              "snapshot_interval": 50, "allow_random_init": True}, "manual__mismatched")
+                              "snapshot_interval": 50, "allow_random_init": True, "max_missing_label_fraction": 0.8},
+                       "manual__mismatched")
     caplog.set_level(logging.INFO)
     summary = stages.extract_cohort_frames(Run.open({"data_root": str(root), "cohort": "reach",
                                                      "run_name": "manual__mismatched"}))
@@ -302,9 +303,10 @@ def test_a_projects_video_sets_and_labeled_data_folders_that_differ_are_logged_w
 def test_an_imported_project_with_fewer_labeled_frames_than_the_paper_is_told_the_frame_set_sizes_it_can_have(
         reaching_project, tmp_path):
     """The trigger form's defaults are the paper's 200-800 frames; a lab's project of 55 labeled frames is told the
-    same design scaled to what it has. On this CPU without pretrained weights its first run has two more problems
-    (250,000 iterations take weeks here; no initial weights): all three come in one paragraph, each with its fix,
-    and the parameters they suggest together make a run prepare_run accepts."""
+    same design scaled to what it has. On this CPU without pretrained weights its first run has more problems
+    (250,000 iterations take weeks here; no initial weights; the Tongue, out of sight in 73% of the frames, would
+    fail validate_labels seconds into the next run): all four come in one paragraph, each with its fix, and the
+    parameters they suggest together make a run prepare_run accepts and whose labels pass validation."""
     from posesweep import stages
     from posesweep.errors import InputError
 
@@ -313,17 +315,27 @@ def test_an_imported_project_with_fewer_labeled_frames_than_the_paper_is_told_th
     with pytest.raises(InputError) as refused:
         stages.prepare_run(root, {"cohort": "reach"}, "manual__paper_sizes")
     paragraph = refused.value.explain()
-    assert paragraph.startswith("the study cannot run on this input: 3 problems, each with what to do")
+    assert paragraph.startswith("the study cannot run on this input: 4 problems, each with what to do")
     assert "Found: frame_set_sizes=[200, 400, 600, 800]" in paragraph
     assert "at most 55 frames (the images in the project's labeled-data folders)" in paragraph
     assert "training would take more than a day on this machine's CPU" in paragraph
     assert "no initial weights: no ImageNet-pretrained resnet_50 checkpoint on this machine" in paragraph
-    assert refused.value.parameters == {"frame_set_sizes": [14, 28, 41, 55], "max_iterations": 9300,
-                                        "snapshot_interval": 930, "allow_random_init": True}
-    assert "frame_set_sizes=[14, 28, 41, 55], max_iterations=9300" in paragraph.split("What to do:")[-1]
+    assert "the labels would fail validation: landmark Tongue missing in more of the project's labeled" in paragraph
+    assert "Found: Tongue missing in 72.7% of the 55 labeled frames" in paragraph
+    assert f"File: {root / 'cohorts' / 'reach' / 'labeled-data' / 'reachingvideo1'}" in paragraph
+    assert refused.value.parameters == {"frame_set_sizes": [14, 28, 41, 55], "max_missing_label_fraction": 0.73,
+                                        "max_iterations": 9300, "snapshot_interval": 930, "allow_random_init": True}
+    assert "frame_set_sizes=[14, 28, 41, 55], max_missing_label_fraction=0.73" in paragraph.split("What to do:")[-1]
     assert not refused.value.retryable
     run = stages.prepare_run(root, {"cohort": "reach", **refused.value.parameters}, "manual__proposed")
     assert run.study.frame_set_sizes == (14, 28, 41, 55)
+    stages.extract_cohort_frames(run)
+    stages.label_frames(run)
+    assert stages.validate_label_table(run)["success"]  # Great Expectations' suite reads the same share
+    tighter = {"cohort": "reach", **refused.value.parameters, "max_missing_label_fraction": 0.72}
+    with pytest.raises(InputError, match="Tongue missing in 72.7%"):
+        stages.prepare_run(root, tighter, "manual__tighter")
+    stages.prepare_run(root, {**tighter, "invalid_labels": "exclude_frames"}, "manual__excluding")  # no failure
 
 
 def test_a_video_cohort_with_too_few_frames_is_told_the_frames_per_video_or_sizes_it_can_have(tiny_cohort, tmp_path):

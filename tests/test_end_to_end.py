@@ -341,43 +341,43 @@ def test_ctrl_c_while_a_network_trains_stops_the_study_and_continue_goes_on_from
 
 @pytest.mark.slow
 def test_a_command_line_run_that_fails_after_it_began_names_the_run_to_go_on_with_once_fixed(airflow_db,
-                                                                                             reaching_project,
+                                                                                             tiny_cohort,
                                                                                              tmp_path):
-    """A run that fails in a later step (here validate_labels: the Reaching tongue is out of sight in more frames
-    than the default allows) prints its failure and then how to go on with the same run once that is fixed, keeping
-    its finished steps (after a day of training, a new run would train every network again)."""
+    """A run that fails in a later step (here extract_frames: a video cut short while it was copied) prints its
+    failure and then how to go on with the same run once that is fixed, keeping its finished steps (after a day of
+    training, a new run would train every network again), and the new run with the setting that gets past it."""
     import os
     import subprocess
     import sys
 
-    data_root = tmp_path / "data"
-    shutil.copytree(reaching_project, data_root / "cohorts" / "reach")
-    conf = {"cohort": "reach", "frame_set_sizes": [20], "max_iterations": 20, "snapshot_interval": 10,
-            "allow_random_init": True}
+    data_root = shutil.copytree(tiny_cohort, tmp_path / "data")
+    video = data_root / "cohorts" / "tiny" / "videos" / "P002.mp4"
+    video.write_bytes(video.read_bytes()[:2000])
+    conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "max_iterations": 20,
+            "snapshot_interval": 10, "allow_random_init": True}
     done = subprocess.run([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), "--conf", json.dumps(conf)],
                           env={**os.environ, "POSESWEEP_DATA_ROOT": str(data_root)}, capture_output=True, text=True,
                           timeout=600)
     output = done.stdout + done.stderr
     assert done.returncode == 1, output[-3000:]
-    failure = output[output.index("task validate_labels failed"):]
-    assert "Tongue" in failure and "max_missing_label_fraction" in failure
+    failure = output[output.index("task extract_frames failed"):]
+    assert str(video) in failure and "bad_video_policy=exclude" in failure
     run_id = re.search(r"study run (manual__\S+): failed", output).group(1)
     assert ("Once that is fixed, where the fix is not to the run's parameters or landmarks (a run keeps those it "
             "began with), go on with this run, keeping its finished steps (trained networks included):\n"
             f"  make study CONTINUE='{run_id}'\n") in failure
     assert f"otherwise start a new run: make study CONF='{json.dumps(conf)}'" in failure
-    # the setting the paragraph suggests, as the command to run (the tongue is missing in 72.7% of the frames)
-    assert ("With the setting suggested above (max_missing_label_fraction=0.73), a new run: make study "
-            f"CONF='{json.dumps({**conf, 'max_missing_label_fraction': 0.73})}'") in failure
+    assert ("With the setting suggested above (bad_video_policy=exclude), a new run: make study "
+            f"CONF='{json.dumps({**conf, 'bad_video_policy': 'exclude'})}'") in failure
     # the paragraph twice (as the task fails, and as the run ends), without Airflow's traceback through its task
     # runner around it
-    assert output.count("the labels failed validation: 1 expectation(s) not met") == 2
+    assert output.count("a video cannot be used: 1 of 3 videos cannot be used") == 2
     assert "Traceback" not in output and "Task failed with exception" not in output
     assert "the run waits" not in output and "No tasks to run" not in output  # it failed: it waits for nothing
     # Airflow's running commentary of its own machinery (~15 lines a task) is left out; a line names each task
     for commentary in ("::group::", "::endgroup::", "Task instance state updated", "Returned value was", "running task"):
         assert commentary not in output, commentary
-    assert re.search(r"\] task validate_labels +\[", output) and "labels: 55 frames from 1 videos" in output
+    assert re.search(r"\] task extract_frames +\[", output) and "frames extracted: 12 from 2 videos" in output
     assert failure.rstrip().splitlines()[-1].startswith("full log: ")
 
 

@@ -1390,3 +1390,20 @@ def test_landmarks_changed_in_the_cohort_while_its_run_is_under_way_are_the_next
     assert grown.cohort.bodyparts == landmarks
     trained = stages.train(grown, 20)  # crashed before: 6 targets for a network of 5 heads
     assert trained["snapshot_iterations"] == [1, 2]
+
+
+def test_missing_label_shares_count_labeled_frames_and_a_half_label_as_missing():
+    """A frame with no label at all is not a labeled frame; a landmark with an x and no y has no position; a
+    landmark never labelled is missing everywhere (the label checks name it), and is no occlusion to allow for."""
+    from posesweep.labels import missing_label_shares, to_dlc_frame
+    from posesweep.validation import often_unlabelled_problem
+
+    nan = float("nan")
+    wide = pd.DataFrame({"Knee_x": [1, 2, nan, 4, 5], "Knee_y": [1, 2, nan, 4, 5],
+                         "Toe_x": [1, nan, nan, 4, 5], "Toe_y": [1, nan, nan, nan, 5]})
+    table = to_dlc_frame(wide, "P01", [f"img{i}.png" for i in range(5)], ["Knee", "Toe"], "lab")
+    shares, labeled = missing_label_shares([table], ["Knee", "Toe", "Hip"])
+    assert labeled == 4 and shares == {"Knee": 0.0, "Toe": 0.5, "Hip": 1.0}
+    problem = often_unlabelled_problem(shares, labeled, 0.1, [Path("CollectedData_lab.h5")])
+    assert problem.parameters == {"max_missing_label_fraction": 0.5} and "Hip" not in problem.what
+    assert often_unlabelled_problem(shares, labeled, 0.5, [Path("CollectedData_lab.h5")]) is None  # 50% allowed

@@ -163,6 +163,10 @@ class LabelValidationError(InputError, RuntimeError, title="the labels failed va
                      "goes on. A change of the run's parameters or landmarks needs a new run.")
 
 
+class LabelsWouldFailValidationError(InputError, title="the labels would fail validation"):
+    """What ``validate_labels`` would fail on, seen by ``prepare_run`` where its fix is a run parameter."""
+
+
 class RunNotFoundError(InputError, title="no such run"):
     """A command names a run whose folder holds no validated parameters."""
 

@@ -320,6 +320,24 @@ def labeled_images(frame: pd.DataFrame) -> list[str]:
             if labeled]
 
 
+def missing_label_shares(tables: list[pd.DataFrame], bodyparts: list[str]) -> tuple[dict[str, float], int]:
+    """Each landmark's share of the labeled frames of CollectedData ``tables`` without its position (an x and a
+    y), and how many labeled frames there are: what ``validate_labels`` reads from the run's label table, read here
+    straight from a project's files (no image opened)."""
+    missing, labeled = dict.fromkeys(bodyparts, 0), 0
+    for table in tables:
+        positions = positions_only(table)
+        positions = positions[positions.notna().any(axis=1)]
+        labeled += len(positions)
+        present = set(positions.columns.get_level_values("bodyparts"))
+        for bodypart in bodyparts:
+            if bodypart in present:
+                missing[bodypart] += int(positions.xs(bodypart, axis=1, level="bodyparts").isna().any(axis=1).sum())
+            else:
+                missing[bodypart] += len(positions)
+    return ({bodypart: count / labeled for bodypart, count in missing.items()} if labeled else {}), labeled
+
+
 def build_label_table(labeled_data_dir: Path, video_stems: list[str], scorer: str) -> pd.DataFrame:
     """Every labeled frame of the videos, one row per landmark; a frame whose row holds no label at all is not a
     labeled frame (it would count towards a frame set while teaching nothing) and is left out, with a warning."""

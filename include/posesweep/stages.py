@@ -27,9 +27,9 @@ from .budget import estimate, measured_rate, record_expected_speed, written_byte
 from .carried_labels import carry_earlier_labels, landmarks_still_to_add
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
 from .gpus import machine_gpus
-from .labels import (LabelFileError, build_label_table, keyed_to_folder, labeled_images, named_for_scorer,
-                     once_per_image, positions_only, read_collected_data, read_label_table, to_dlc_frame,
-                     write_collected_data, write_label_table)
+from .labels import (LabelFileError, build_label_table, keyed_to_folder, labeled_images, missing_label_shares,
+                     named_for_scorer, once_per_image, positions_only, read_collected_data, read_label_table,
+                     to_dlc_frame, write_collected_data, write_label_table)
 from .layout import (RunLayout, file_version, read_json, visible_entries, write_csv_atomic, write_json_atomic,
                      write_text_atomic)
 from .locks import exclusive_writer
@@ -88,6 +88,25 @@ def _frame_set_problems(study: StudyConfig, cohort: Cohort, frames_available: in
         parameters={"frame_set_sizes": scaled} if scaled else None)]
 
 
+def _labels_that_would_fail(cohort: Cohort, study: StudyConfig) -> list[InputError]:
+    """An imported project's landmarks missing in more of its labeled frames than ``max_missing_label_fraction``
+    allows: ``validate_labels`` would stop the run there, seconds after a paragraph that said nothing of it, and its
+    fix is a run parameter (a new run). A label to correct is left to ``validate_labels``: the run goes on from
+    there once it is."""
+    if not cohort.frames_extracted or study.invalid_labels == "exclude_frames":
+        return []
+    from .validation import often_unlabelled_problem
+
+    files = [file for folder in cohort.videos if (file := label_files_by_scorer(folder).get(cohort.scorer))]
+    unreadable: list[InputError] = []
+    tables = [_noted(unreadable, read_collected_data, file) for file in files]
+    if unreadable:  # said now: nothing can be trained from them
+        return unreadable
+    shares, labeled = missing_label_shares(tables, list(cohort.bodyparts))
+    problem = often_unlabelled_problem(shares, labeled, study.max_missing_label_fraction, files)
+    return [problem] if problem else []
+
+
 def _warn_of_videos_likely_misplaced(study: StudyConfig, cohort: Cohort) -> None:
     """Videos that look like one participant's trials held out as several, or left in subfolders unstudied."""
     sharing = videos_sharing_a_name([video_stem(v) for v in cohort.videos]) if (
@@ -120,6 +139,7 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
     problems += _frame_set_problems(study, cohort, frames_available)
     _noted(problems, check_participants_to_hold_out, study.split_mode,
            [cohort.participant_of(video_stem(v)) for v in cohort.videos], cohort.root)
+    problems += _labels_that_would_fail(cohort, study)
     _warn_of_videos_likely_misplaced(study, cohort)
     local_gpus = len(machine_gpus(settings.gpus)) if settings.training_backend == "local" else 0
     on_gpu, frame_size = settings.training_backend != "local" or local_gpus > 0, frame_size_px(cohort)

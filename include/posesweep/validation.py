@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import LabelValidationError
+from .errors import LabelsWouldFailValidationError, LabelValidationError
 from .kinematics import (FPPA_LANDMARKS, SIDE_VIEW_HIPS_APART, hips_apart_in_thigh_lengths,
                          videos_looking_filmed_from_the_side)
 from .labels import TIDY_COLUMNS
@@ -513,8 +513,11 @@ def often_unlabelled(failures: list[dict[str, Any]]) -> str | None:
     it. ``invalid_labels=exclude_frames`` would drop every frame without it, most of the labels of a landmark seen
     only now and then. A landmark with no label at all is a name, not occlusion: the bodyparts check names it."""
     shares = _missing_shares(failures)
-    if not shares:
-        return None
+    return out_of_sight_advice(shares) if shares else None
+
+
+def out_of_sight_advice(shares: dict[str, float]) -> str:
+    """``often_unlabelled``'s words for landmark -> share of the labeled frames without it."""
     largest = max(shares.values())
     setting = _fraction_allowing(largest)
     return (f"If {', '.join(shares)} {'is' if len(shares) == 1 else 'are'} out of sight in those frames (behind the "
@@ -523,6 +526,30 @@ def often_unlabelled(failures: list[dict[str, Any]]) -> str | None:
             f"labelled. Then trigger the run with max_missing_label_fraction={setting:g} (the largest share found, "
             f"{largest:.1%}); invalid_labels=exclude_frames would instead leave out every labeled frame without "
             f"{'it' if len(shares) == 1 else 'one of them'}, {largest:.0%} or more of them.")
+
+
+def often_unlabelled_problem(shares: dict[str, float], labeled_frames: int, max_missing_fraction: float,
+                             label_files: list[Path]) -> LabelsWouldFailValidationError | None:
+    """The failure ``validate_labels`` would meet for landmarks missing in more of an imported project's labeled
+    frames than ``max_missing_fraction`` allows (shares from ``labels.missing_label_shares``), said by
+    ``prepare_run`` with the run's other problems: its fix is a run parameter, and a run keeps those it began with.
+    A landmark never labelled is left to the label checks (a name that differs, not occlusion)."""
+    over = {landmark: share for landmark, share in shares.items()
+            if 0 < share < 1 and 1 - share < 1 - max_missing_fraction}  # as the suite's ``mostly`` decides
+    if not over:
+        return None
+    setting = _fraction_allowing(max(over.values()))
+    return LabelsWouldFailValidationError(
+        f"{'landmark' if len(over) == 1 else 'landmarks'} {', '.join(over)} missing in more of the project's "
+        "labeled frames than max_missing_label_fraction allows",
+        file=label_files[0] if len(label_files) == 1 else f"the {len(label_files)} CollectedData files under "
+        f"{label_files[0].parent.parent}",
+        found=", ".join(f"{landmark} missing in {share:.1%} of the {labeled_frames} labeled frames"
+                        for landmark, share in over.items()),
+        allowed=f"at most {max_missing_fraction:.0%} (max_missing_label_fraction)", details=[out_of_sight_advice(over)],
+        fix=f"trigger the run with max_missing_label_fraction={setting:g}, or label {', '.join(over)} where "
+            f"{'it is' if len(over) == 1 else 'they are'} in sight in DeepLabCut's labeling GUI",
+        parameters={"max_missing_label_fraction": setting})
 
 
 def _missing_shares(failures: list[dict[str, Any]]) -> dict[str, float]:
