@@ -40,23 +40,30 @@ def test_a_network_that_did_not_learn_is_told_to_train_longer_only_while_its_tes
 
     def errors(test_error_before: float, test_error_last: float) -> pd.DataFrame:
         # the mean training pose is (5, 0), 10 px from the test label: both snapshots are above the line (5 px)
-        return pd.DataFrame([_row("train", "a.png", 0, 0, 1.0), _row("train", "b.png", 10, 0, 1.0),
-                             _row("test", "c.png", 5, 10, test_error_before, iteration=50),
-                             _row("test", "c.png", 5, 10, test_error_last, iteration=100)])
+        return pd.DataFrame([_row("train", "a.png", 0, 0, 1.0, iteration=5000),
+                             _row("train", "b.png", 10, 0, 1.0, iteration=5000),
+                             _row("test", "c.png", 5, 10, test_error_before, iteration=2500),
+                             _row("test", "c.png", 5, 10, test_error_last, iteration=5000)])
 
     falling = errors(8.0, 6.0)
-    said = no_recommendation(learning_check(falling, 100), falling)
+    said = no_recommendation(learning_check(falling, 5000), falling)
     assert said.startswith("No recommendation: 1 of 1 networks did not learn (frame sets 10: test error 6.0 px "
-                           "against 10.0 px for the mean training pose at 100 iterations). ")
-    assert "Test error still falling at the last snapshot (frame set 10: 8.0 px at 50, 6.0 px at 100 iterations): " \
-           "train longer (a larger max_iterations)" in said
+                           "against 10.0 px for the mean training pose at 5,000 iterations). ")
+    assert "Test error still falling at the last snapshot (frame set 10: 8.0 px at 2,500, 6.0 px at 5,000 " \
+           "iterations): train longer (a larger max_iterations)" in said
     assert "no longer falling" not in said and said.endswith("before reading any number below as an answer")
     flat = errors(6.1, 6.0)  # under 5% lower: it has stopped learning, more of the same will not help
-    said = no_recommendation(learning_check(flat, 100), flat)
-    assert "Test error no longer falling (frame set 10: 6.1 px at 50, 6.0 px at 100 iterations): more iterations " \
-           "alone are unlikely to help; check the labels" in said and "still falling" not in said
-    one_snapshot = errors(8.0, 6.0).query("snapshot_iteration == 100 or split == 'train'")
-    assert no_recommendation(learning_check(one_snapshot, 100), one_snapshot).endswith(
+    said = no_recommendation(learning_check(flat, 5000), flat)
+    assert "Test error no longer falling (frame set 10: 6.1 px at 2,500, 6.0 px at 5,000 iterations): more " \
+           "iterations alone are unlikely to help; check the labels" in said and "still falling" not in said
+    # before 1,000 iterations a test error that stopped falling is no evidence: 60 iterations from random weights
+    early = flat.assign(snapshot_iteration=flat["snapshot_iteration"] // 2500 * 30)  # snapshots at 30 and 60
+    said = no_recommendation(learning_check(early, 60), early)
+    assert "Test error not falling (frame set 10: 6.1 px at 30, 6.0 px at 60 iterations), but 60 iterations are " \
+           "too few to tell whether more would help" in said and "train longer (a larger max_iterations)" in said
+    assert "unlikely to help" not in said
+    one_snapshot = errors(8.0, 6.0).query("snapshot_iteration == 5000 or split == 'train'")
+    assert no_recommendation(learning_check(one_snapshot, 5000), one_snapshot).endswith(
         "Train longer, from pretrained weights, or check the labels before reading any number below as an answer")
 
 

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from ..config import FRONTAL_BODYPARTS
-from ..learning import STILL_FALLING_FRACTION, learning_check
+from ..learning import MIN_ITERATIONS_TO_JUDGE_A_PLATEAU, STILL_FALLING_FRACTION, learning_check
 
 PCK_RADII_PX = (2, 5, 10)
 PAPER = {"iterations": 175_000, "frames": 400, "train_error_px": 2.8, "test_error_px": 3.7,
@@ -121,7 +121,8 @@ UNDECIDED_ADVICE = ("Train longer, from pretrained weights, or check the labels 
 
 def no_recommendation(learned: pd.DataFrame, errors: pd.DataFrame) -> str:
     """Why no answer, and what to try first: a network whose test error still falls at the last snapshot wants
-    more iterations; one whose error has stopped falling is unlikely to learn from more of the same."""
+    more iterations; one whose error has stopped falling is unlikely to learn from more of the same, once it has
+    trained long enough for that to mean anything (``MIN_ITERATIONS_TO_JUDGE_A_PLATEAU``)."""
     failed = learned[~learned["learned"]]
     named = ", ".join(str(int(s)) for s in failed["frame_set_size"])
     said = (f"No recommendation: {len(failed)} of {len(learned)} networks did not learn (frame sets {named}: test "
@@ -137,6 +138,8 @@ def no_recommendation(learned: pd.DataFrame, errors: pd.DataFrame) -> str:
         return said + UNDECIDED_ADVICE
     falling = [s for s in sizes if last[s] <= (1 - STILL_FALLING_FRACTION) * before[s]]
     flat = [s for s in sizes if s not in falling]
+    early = flat if snapshots[-1] < MIN_ITERATIONS_TO_JUDGE_A_PLATEAU else []
+    flat = [s for s in flat if s not in early]
 
     def course(group: list[int]) -> str:
         return "; ".join(f"frame set {s}: {before[s]:.1f} px at {snapshots[-2]:,}, {last[s]:.1f} px at "
@@ -146,6 +149,11 @@ def no_recommendation(learned: pd.DataFrame, errors: pd.DataFrame) -> str:
     if falling:
         advice.append(f"test error still falling at the last snapshot ({course(falling)}): train longer (a "
                       f"larger max_iterations), or from pretrained weights")
+    if early:
+        advice.append(f"test error not falling ({course(early)}), but {snapshots[-1]:,} iterations are too few to "
+                      f"tell whether more would help (a network's first {MIN_ITERATIONS_TO_JUDGE_A_PLATEAU:,} do not "
+                      f"show it; from random weights the demo's learn within 1,200): train longer (a larger max_iterations), or "
+                      f"from pretrained weights")
     if flat:
         advice.append(f"test error no longer falling ({course(flat)}): more iterations alone are unlikely to help; "
                       f"check the labels, or train from pretrained weights")
