@@ -357,6 +357,38 @@ def test_a_video_cohort_with_too_few_frames_is_told_the_frames_per_video_or_size
     stages.prepare_run(root, {**conf, "frames_per_video": 14}, "manual__more_frames_per_video")
 
 
+def test_videos_shorter_than_frames_per_video_are_named_at_prepare_run_with_what_fits(tiny_cohort, tmp_path):
+    """A clip shorter than frames_per_video failed extract_frames after every other video had been decoded; the
+    fix, a run parameter, is now said at prepare_run, and the frame sets are checked against the frames that
+    setting gives. A suggestion to raise frames_per_video never goes past the shortest video's frames."""
+    from posesweep import stages
+    from posesweep.errors import InputError, StudyConfigError
+
+    root = shutil.copytree(tiny_cohort, tmp_path / "data")  # 3 videos of 60 frames
+    conf = {"cohort": "tiny", "frames_per_video": 80, "frame_set_sizes": [40, 200], "max_iterations": 20,
+            "snapshot_interval": 10, "allow_random_init": True}
+    with pytest.raises(InputError) as refused:
+        stages.prepare_run(root, conf, "manual__long_picks")
+    paragraph = refused.value.explain()
+    assert "3 of 3 videos have fewer frames than frames_per_video asks for" in paragraph
+    assert "Found: P001.mp4: 60 frames; P002.mp4: 60 frames; P003.mp4: 60 frames (frames_per_video=80)" in paragraph
+    assert "at most 180 frames (3 videos x frames_per_video=60)" in paragraph  # as the suggested setting gives
+    assert refused.value.parameters == {"frames_per_video": 60, "frame_set_sizes": [36, 180]}
+    run = stages.prepare_run(root, {**conf, **refused.value.parameters}, "manual__as_suggested")
+    assert stages.extract_cohort_frames(run)["total_frames"] == 180
+    # bad_video_policy=exclude leaves short videos out at extract_frames, as asked: only the frames left count
+    (root / "cohorts" / "tiny" / "videos" / "P003.mp4").write_bytes(b"")  # and an empty one
+    excluding = {**conf, "frames_per_video": 40, "frame_set_sizes": [20, 80], "bad_video_policy": "exclude"}
+    assert stages.prepare_run(root, excluding, "manual__excluding").study.bad_video_policy == "exclude"
+    with pytest.raises(StudyConfigError) as left_out:
+        stages.prepare_run(root, {**excluding, "frame_set_sizes": [20, 120]}, "manual__excluding_too_many")
+    assert ("at most 80 frames (2 videos x frames_per_video=40, the other 1 unreadable or too short: "
+            "bad_video_policy=exclude leaves them out)") in str(left_out.value)
+    with pytest.raises(StudyConfigError) as too_many:
+        stages.prepare_run(root, {**conf, "frames_per_video": 20, "frame_set_sizes": [100, 400]}, "manual__more")
+    assert "raise frames_per_video (at most 60, the shortest video's frames: 180 frames in all)" in str(too_many.value)
+
+
 def test_by_participant_without_a_participant_pattern_warns_where_videos_look_like_one_persons_trials(
         tiny_cohort, tmp_path, caplog):
     """P01_trial1 and P01_trial2 held out as two participants would put one person in training and in test: with

@@ -237,7 +237,7 @@ def test_a_study_longer_than_a_day_on_this_cpu_stops_at_prepare_run_with_the_est
 
     monkeypatch.setenv("POSESWEEP_GPUS", "none")  # the local backend trains on this machine's CPU
     root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
-    paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600],
+    paper_scale = {"cohort": "tiny", "frames_per_video": 60, "frame_set_sizes": [60, 120, 180],
                    "allow_random_init": True}
     with pytest.raises(StudyConfigError) as refused:
         stages.prepare_run(root, paper_scale, "long")
@@ -268,7 +268,7 @@ def test_an_operator_states_how_much_faster_the_cpu_trains_and_the_estimate_foll
     from posesweep.settings import Settings, SettingsError
 
     root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
-    paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600],
+    paper_scale = {"cohort": "tiny", "frames_per_video": 60, "frame_set_sizes": [60, 120, 180],
                    "allow_random_init": True}
     table = CPU_SECONDS_PER_ITERATION["tensorflow"][0][1]
     monkeypatch.setenv("POSESWEEP_GPUS", "none")  # the local backend trains on this machine's CPU
@@ -302,7 +302,7 @@ def test_a_workstation_with_gpus_is_estimated_at_the_gpu_rate_and_not_refused_as
     (gpus.py gives each child one): the paper's study was refused there as "more than a day on this machine's CPU",
     an estimate of a CPU nobody trains on."""
     root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
-    paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600],
+    paper_scale = {"cohort": "tiny", "frames_per_video": 60, "frame_set_sizes": [60, 120, 180],
                    "allow_random_init": True}
     monkeypatch.setenv("POSESWEEP_GPUS", "0,1")  # as nvidia-smi would list them; the operator's setting here
     monkeypatch.setenv("POSESWEEP_K8S_SECONDS_PER_ITERATION", "0.1")
@@ -346,7 +346,7 @@ def test_a_studys_estimate_is_the_speed_the_machines_own_earlier_training_of_tha
     assert record["iterations_per_second_after_start_up"] > 0
     seconds = 1 / record["iterations_per_second_after_start_up"]
 
-    paper_scale = {"cohort": "tiny", "frames_per_video": 200, "frame_set_sizes": [200, 400, 600],
+    paper_scale = {"cohort": "tiny", "frames_per_video": 60, "frame_set_sizes": [60, 120, 180],
                    "engine": "pytorch", "allow_random_init": True}
     expected = (f"3 networks x 250,000 iterations x {seconds:.3g} s/iteration = {750_000 * seconds / 3600:.1f} h "
                 f"of training on the local backend, at the speed an earlier training measured (40 iterations at "

@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import time
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +26,7 @@ from .errors import InputError, together
 from .budget import problems as budget_problems
 from .budget import estimate, measured_rate, record_expected_speed, written_bytes
 from .carried_labels import carry_earlier_labels, landmarks_still_to_add
-from .frames import VideoError, extract_frames, import_extracted_frames, link_frames, probe_video
+from .frames import VideoError, VideoInfo, extract_frames, import_extracted_frames, link_frames, probe_video
 from .gpus import machine_gpus
 from .labels import (LabelFileError, build_label_table, keyed_to_folder, labeled_images, missing_label_shares,
                      named_for_scorer, once_per_image, positions_only, read_collected_data, read_label_table,
@@ -52,16 +53,21 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LABELS_BEING_SAVED_S = 600
 
 
-def _fewer_frames_fix(study: StudyConfig, cohort: Cohort, frames_available: int, scaled: list[int]) -> str:
+def _fewer_frames_fix(study: StudyConfig, cohort: Cohort, frames_available: int, scaled: list[int],
+                      shortest_video_frames: int | None = None) -> str:
     """What a cohort with fewer frames than the largest frame set can ask for instead, in its own numbers
-    (``scaled``: the frame-set sizes in the same proportions that fit, empty where none do)."""
+    (``scaled``: the frame-set sizes in the same proportions that fit, empty where none do;
+    ``shortest_video_frames``: no video gives more frames than that, where known)."""
     fix = "lower frame_set_sizes" + (f" (the same proportions up to the {frames_available} frames there are: "
                                      f"frame_set_sizes={scaled})" if scaled else "")
     per_video = math.ceil(max(study.frame_set_sizes) / len(cohort.videos))
-    if not cohort.frames_extracted and per_video <= FRAMES_PER_VIDEO_MAX:
+    most = min(FRAMES_PER_VIDEO_MAX, shortest_video_frames or FRAMES_PER_VIDEO_MAX)
+    if not cohort.frames_extracted and per_video <= most:
         fix += f", raise frames_per_video (frames_per_video={per_video} for these {len(cohort.videos)} videos)"
-    elif not cohort.frames_extracted:
-        fix += ", raise frames_per_video"
+    elif not cohort.frames_extracted and most > study.frames_per_video:
+        fix += f", raise frames_per_video (at most {most}" + (
+            f", the shortest video's frames: {most * len(cohort.videos)} frames in all)" if most < FRAMES_PER_VIDEO_MAX
+            else ")")
     return fix + " or add participants to the cohort"
 
 
@@ -74,18 +80,44 @@ def _noted(problems: list[InputError], check, *args):
         return None
 
 
-def _frame_set_problems(study: StudyConfig, cohort: Cohort, frames_available: int) -> list[StudyConfigError]:
+def _frame_set_problems(study: StudyConfig, cohort: Cohort, frames_available: int,
+                        videos: dict[Path, VideoInfo] | None = None) -> list[StudyConfigError]:
     if max(study.frame_set_sizes) <= frames_available:
         return []
     scaled = study.frame_set_sizes_within(frames_available)
+    shortest_video_frames = min((info.frame_count for info in (videos or {}).values()), default=None)
+    extracted = len(_extracted_videos(cohort, study, videos))
+    left_out = (f", the other {len(cohort.videos) - extracted} unreadable or too short: bad_video_policy=exclude "
+                f"leaves them out" if extracted < len(cohort.videos) else "")
     return [StudyConfigError(
         "the largest frame set asks for more frames than the cohort can give",
         found=f"frame_set_sizes={list(study.frame_set_sizes)}",
         allowed=f"at most {frames_available} frames (" + (
-            f"{len(cohort.videos)} videos x frames_per_video={study.frames_per_video})"
+            f"{extracted} videos x frames_per_video={study.frames_per_video}{left_out})"
             if not cohort.frames_extracted else "the images in the project's labeled-data folders)"),
-        fix=_fewer_frames_fix(study, cohort, frames_available, scaled),
+        fix=_fewer_frames_fix(study, cohort, frames_available, scaled, shortest_video_frames),
         parameters={"frame_set_sizes": scaled} if scaled else None)]
+
+
+def _short_video_problems(study: StudyConfig, videos: dict[Path, VideoInfo]) -> list[StudyConfigError]:
+    """Videos with fewer frames than ``frames_per_video``: ``extract_frames`` would fail on each after extracting
+    every other video (minutes to hours of decoding), and the fix is a run parameter. With
+    ``bad_video_policy=exclude`` they are left out there, as asked."""
+    short = {video: info.frame_count for video, info in sorted(videos.items())
+             if info.frame_count < study.frames_per_video}
+    if not short or study.bad_video_policy == "exclude":
+        return []
+    shortest = min(short.values())
+    listed = "; ".join(f"{video.name}: {frames} frames" for video, frames in list(short.items())[:5])
+    return [StudyConfigError(
+        f"{len(short)} of {len(videos)} videos have fewer frames than frames_per_video asks for",
+        file=next(iter(short)) if len(short) == 1 else next(iter(short)).parent,
+        found=f"{listed}{f' and {len(short) - 5} more' if len(short) > 5 else ''} (frames_per_video="
+              f"{study.frames_per_video})",
+        allowed=f"at least {study.frames_per_video} frames in every video (k-means picks that many of each)",
+        fix=f"lower frames_per_video (frames_per_video={shortest} picks as many from every video), replace the "
+            f"videos named with their full recordings, or trigger with bad_video_policy=exclude to leave them out",
+        parameters={"frames_per_video": shortest})]
 
 
 def _labels_that_would_fail(cohort: Cohort, study: StudyConfig) -> list[InputError]:
@@ -135,14 +167,17 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
     settings = Settings.from_env()
     problems: list[InputError] = []
     scales = _noted(problems, scales_of, cohort, study)  # a broken landing-square entry fails here, not after training
-    frames_available = available_frames(cohort, study)
-    problems += _frame_set_problems(study, cohort, frames_available)
+    videos = probed_videos(cohort)
+    problems += (short := _short_video_problems(study, videos))
+    picked = replace(study, frames_per_video=short[0].parameters["frames_per_video"]) if short else study
+    frames_available = available_frames(cohort, picked, videos)  # with the frames_per_video suggested, if one is
+    problems += _frame_set_problems(picked, cohort, frames_available, videos)
     _noted(problems, check_participants_to_hold_out, study.split_mode,
            [cohort.participant_of(video_stem(v)) for v in cohort.videos], cohort.root)
     problems += _labels_that_would_fail(cohort, study)
     _warn_of_videos_likely_misplaced(study, cohort)
     local_gpus = len(machine_gpus(settings.gpus)) if settings.training_backend == "local" else 0
-    on_gpu, frame_size = settings.training_backend != "local" or local_gpus > 0, frame_size_px(cohort)
+    on_gpu, frame_size = settings.training_backend != "local" or local_gpus > 0, frame_size_px(cohort, videos)
     budget = estimate(study, frame_size, frames_available, settings.training_backend,
                       settings.pod.seconds_per_iteration, settings.cpu_speedup, local_gpus,
                       measured_rate(layout.data_root, study, frame_size, on_gpu))
@@ -174,11 +209,26 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
     return Run(layout, study, cohort)
 
 
-def frame_size_px(cohort: Cohort) -> tuple[int, int]:
-    """(width, height) in px that the cohort's largest frames fill: the largest width and height of its videos, or
-    of an imported project's images (read from their headers). Training costs that much per frame: the PyTorch
-    engine pads smaller frames to it, and a training records it beside its speed (``splits.largest_frame``), which
-    a later estimate scales from. The first video alone said 1280x720 for a cohort filmed at 1920x1080 after it."""
+def probed_videos(cohort: Cohort) -> dict[Path, VideoInfo]:
+    """What OpenCV reads of each video of a video cohort (an imported project's, none); a video it cannot read is
+    left out here and reported with every other bad video by ``extract_frames``."""
+    if cohort.frames_extracted:
+        return {}
+    found = {}
+    for video in cohort.videos:
+        try:
+            found[video] = probe_video(video)
+        except VideoError:
+            continue
+    return found
+
+
+def frame_size_px(cohort: Cohort, videos: dict[Path, VideoInfo] | None = None) -> tuple[int, int]:
+    """(width, height) in px that the cohort's largest frames fill: the largest width and height of its videos
+    (``videos``: ``probed_videos``, where already read), or of an imported project's images (read from their
+    headers). Training costs that much per frame: the PyTorch engine pads smaller frames to it, and a training
+    records it beside its speed (``splits.largest_frame``), which a later estimate scales from. The first video
+    alone said 1280x720 for a cohort filmed at 1920x1080 after it."""
     from PIL import Image, UnidentifiedImageError
 
     sizes = []
@@ -194,24 +244,28 @@ def frame_size_px(cohort: Cohort) -> tuple[int, int]:
         if not sizes:
             raise CohortError("no readable image in the project's labeled-data folders", file=cohort.root)
     else:
-        for video in cohort.videos:
-            try:
-                info = probe_video(video)
-            except VideoError:
-                continue  # reported with every other bad video after extraction
-            sizes.append((info.width_px, info.height_px))
+        sizes = [(info.width_px, info.height_px) for info in (probed_videos(cohort) if videos is None
+                                                              else videos).values()]
         if not sizes:
             raise CohortError("no readable video in the cohort", file=cohort.root / "videos",
                               fix="check that the videos are complete H.264/MPEG-4 files")
     return max(width for width, _ in sizes), max(height for _, height in sizes)
 
 
-def available_frames(cohort: Cohort, study: StudyConfig) -> int:
-    """How many frames a study of this cohort can label at most."""
+def available_frames(cohort: Cohort, study: StudyConfig, videos: dict[Path, VideoInfo] | None = None) -> int:
+    """How many frames a study of this cohort can label at most. ``videos`` (``probed_videos``): under
+    ``bad_video_policy=exclude``, only the videos OpenCV reads with ``frames_per_video`` frames or more count (the
+    others are left out at ``extract_frames``)."""
     if cohort.frames_extracted:
         return sum(1 for folder in cohort.videos for image in visible_entries(folder)
                    if image.suffix.lower() in IMAGE_SUFFIXES)
-    return len(cohort.videos) * study.frames_per_video
+    return len(_extracted_videos(cohort, study, videos)) * study.frames_per_video
+
+
+def _extracted_videos(cohort: Cohort, study: StudyConfig, videos: dict[Path, VideoInfo] | None) -> list[Path]:
+    if videos is None or study.bad_video_policy != "exclude":
+        return list(cohort.videos)
+    return [video for video, info in videos.items() if info.frame_count >= study.frames_per_video]
 
 
 def scales_of(cohort: Cohort, study: StudyConfig, studied: list[str] | None = None) -> VideoScales:
