@@ -36,6 +36,17 @@ CPU_SECONDS_PER_ITERATION: dict[str, tuple[tuple[int, float], ...]] = {
     "pytorch": ((160 * 120, 0.315), (320 * 240, 0.512), (640 * 480, 1.765), (1280 * 720, 5.030),
                 (1920 * 1080, 15.40)),
 }
+# What each image of a batch beyond the first adds to an iteration on this CPU, as a fraction of a batch-1
+# iteration, by frame size in pixels: (t4 / t1 - 1) / 3 from benchmarks/cpu_training_cost.py --batch-sizes 1 4 on
+# 2026-12-06 (benchmarks/results/2026-12-06-cpu-batch/). Small frames pay a batch's fixed work once (the
+# optimizer's step over ResNet-50's weights, per-step overhead): at 160x120 a batch of 4 took 1.8 times a batch of
+# 1, not 4. Large ones cost more than in proportion with the PyTorch engine (at 1280x720, 5.7 times: its
+# activations outgrow the CPU's caches). Between sizes a line through both; beyond the table, its first (or last)
+# value.
+CPU_EXTRA_IMAGE_FRACTION: dict[str, tuple[tuple[int, float], ...]] = {
+    "tensorflow": ((160 * 120, 0.26), (640 * 480, 0.60), (1280 * 720, 0.68)),
+    "pytorch": ((160 * 120, 0.28), (640 * 480, 1.03), (1280 * 720, 1.55)),
+}
 # a snapshot: DeepLabCut TF (.data + .index + .meta: 98.8 MB for resnet_50), or a PyTorch state dict (96.3 MB);
 # the initial weights are one more of the same size, and the PyTorch trainer keeps its newest resumable state
 # (model and optimizer: two snapshots' size) per network, two of them while it writes the next; while a network
@@ -53,7 +64,8 @@ MAX_PIXEL_RATIO_FOR_A_RATE = 2.0  # a measured speed is scaled in pixels per fra
 
 @dataclass(frozen=True)
 class MeasuredRate:
-    """An earlier training's own speed, as seconds per iteration at batch 1 on this study's frame size."""
+    """An earlier training's own speed, as seconds per iteration at batch 1 on this study's frame size (on a CPU a
+    batch of n counted as ``cpu_batch_iterations`` batch-1 iterations, on a GPU as n)."""
 
     seconds_per_iteration: float
     record: Path  # its training.json
@@ -87,8 +99,9 @@ def measured_rate(data_root: Path, study: StudyConfig, frame_size_px: tuple[int,
                   on_gpu: bool) -> MeasuredRate | None:
     """The newest earlier training under the data root of the study's engine and network, on the same kind of
     device (a CPU: this host's), of ``MIN_ITERATIONS_FOR_A_RATE`` or more iterations on frames within
-    ``MAX_PIXEL_RATIO_FOR_A_RATE`` of this study's in pixels (time per iteration taken to grow with the batch and
-    the pixels); None where there is none."""
+    ``MAX_PIXEL_RATIO_FOR_A_RATE`` of this study's in pixels (time per iteration taken to grow with the pixels,
+    and with the batch as ``cpu_batch_iterations`` says on a CPU, in proportion on a GPU); None where there is
+    none."""
     pixels = frame_size_px[0] * frame_size_px[1]
     found = []
     for path in Path(data_root).glob("runs/*/*/training/frame_set_*/training.json"):
@@ -107,7 +120,9 @@ def measured_rate(data_root: Path, study: StudyConfig, frame_size_px: tuple[int,
     if not found:
         return None
     _, path, record, measured_pixels, trained = max(found, key=lambda item: item[:2])
-    seconds = pixels / measured_pixels / _rate(record) / record["batch_size"]
+    batch = record["batch_size"] if on_gpu else cpu_batch_iterations(study.engine, record["frame_size_px"],
+                                                                    record["batch_size"])
+    seconds = pixels / measured_pixels / _rate(record) / batch
     width, height = record["frame_size_px"]
     return MeasuredRate(seconds, Path(path), f"{trained:,} iterations at batch {record['batch_size']} on {width}x"
                                              f"{height} frames, {record['device']}")
@@ -170,16 +185,33 @@ def cpu_seconds_per_iteration(engine: str, frame_size_px: tuple[int, int]) -> fl
     return y0 + (y1 - y0) * (pixels - x0) / (x1 - x0)
 
 
+def cpu_batch_iterations(engine: str, frame_size_px: tuple[int, int], batch_size: int) -> float:
+    """An iteration at ``batch_size`` on a CPU, in batch-1 iterations: 1 plus each further image's measured share
+    (``CPU_EXTRA_IMAGE_FRACTION``)."""
+    points = CPU_EXTRA_IMAGE_FRACTION[engine]
+    pixels = frame_size_px[0] * frame_size_px[1]
+    if pixels <= points[0][0]:
+        extra = points[0][1]
+    elif pixels >= points[-1][0]:
+        extra = points[-1][1]
+    else:
+        (x0, y0), (x1, y1) = next((a, b) for a, b in zip(points, points[1:]) if pixels <= b[0])
+        extra = y0 + (y1 - y0) * (pixels - x0) / (x1 - x0)
+    return 1 + extra * (batch_size - 1)
+
+
 def estimate(study: StudyConfig, frame_size_px: tuple[int, int], frames: int, backend: str,
              gpu_seconds_per_iteration: float, cpu_speedup: float = 1.0, local_gpus: int = 0,
              measured: MeasuredRate | None = None) -> Budget:
     """The study's cost; ``local_gpus``: the GPUs the local backend trains on (0: its CPU, the measured table);
     ``measured``: an earlier training's speed on the same kind of device, which then decides."""
     local_gpus = local_gpus if backend == "local" else 0
+    on_cpu = backend == "local" and not local_gpus
+    batch = cpu_batch_iterations(study.engine, frame_size_px, study.batch_size) if on_cpu else study.batch_size
     if measured is not None:
-        per_iteration, cpu_speedup = measured.seconds_per_iteration * study.batch_size, 1.0
-    elif backend == "local" and not local_gpus:
-        per_iteration = cpu_seconds_per_iteration(study.engine, frame_size_px) * study.batch_size / cpu_speedup
+        per_iteration, cpu_speedup = measured.seconds_per_iteration * batch, 1.0
+    elif on_cpu:
+        per_iteration = cpu_seconds_per_iteration(study.engine, frame_size_px) * batch / cpu_speedup
     else:
         per_iteration = gpu_seconds_per_iteration * study.batch_size
     networks = len(study.frame_set_sizes)
