@@ -40,9 +40,8 @@ CPU_SECONDS_PER_ITERATION: dict[str, tuple[tuple[int, float], ...]] = {
 # iteration, by frame size in pixels: (t4 / t1 - 1) / 3 from benchmarks/cpu_training_cost.py --batch-sizes 1 4 on
 # 2026-12-06 (benchmarks/results/2026-12-06-cpu-batch/). Small frames pay a batch's fixed work once (the
 # optimizer's step over ResNet-50's weights, per-step overhead): at 160x120 a batch of 4 took 1.8 times a batch of
-# 1, not 4. Large ones cost more than in proportion with the PyTorch engine (at 1280x720, 5.7 times: its
-# activations outgrow the CPU's caches). Between sizes a line through both; beyond the table, its first (or last)
-# value.
+# 1, not 4. Large ones cost more than in proportion with the PyTorch engine (at 1280x720, 5.7 times; why was not
+# measured). Between sizes a line through both; beyond the table, its first (or last) value.
 CPU_EXTRA_IMAGE_FRACTION: dict[str, tuple[tuple[int, float], ...]] = {
     "tensorflow": ((160 * 120, 0.26), (640 * 480, 0.60), (1280 * 720, 0.68)),
     "pytorch": ((160 * 120, 0.28), (640 * 480, 1.03), (1280 * 720, 1.55)),

@@ -228,7 +228,7 @@ def frame_size_px(cohort: Cohort, videos: dict[Path, VideoInfo] | None = None) -
     (``videos``: ``probed_videos``, where already read), or of an imported project's images (read from their
     headers). Training costs that much per frame: the PyTorch engine pads smaller frames to it, and a training
     records it beside its speed (``splits.largest_frame``), which a later estimate scales from. The first video
-    alone said 1280x720 for a cohort filmed at 1920x1080 after it."""
+    alone (read before) underestimated a cohort whose later videos are larger."""
     from PIL import Image, UnidentifiedImageError
 
     sizes = []
