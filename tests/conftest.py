@@ -62,6 +62,19 @@ def reaching_project(tmp_path) -> Path:
     return Path(shutil.copytree(source, tmp_path / "dlc-reaching"))
 
 
+def cut_short_with_its_index_first(video: Path) -> None:
+    """``video`` as a copy cut short leaves it when its MP4 index comes first ("fast start", as web exports and some
+    cameras write it): it opens, announces all its frames and decodes only the first half. (Cut short with the index
+    at the end, as most cameras write it, an MP4 does not open at all.)"""
+    import imageio_ffmpeg
+
+    whole = video.with_name(f"whole-{video.name}")
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(video), "-c", "copy", "-movflags",
+                    "+faststart", str(whole)], check=True)
+    video.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    whole.unlink()
+
+
 def labeled_run(cohort_root: Path, data_root: Path, conf: dict, run_name: str) -> dict:
     """A copy of a cohort's data root taken through frame extraction and labeling: the input of training."""
     import shutil

@@ -384,9 +384,14 @@ def test_videos_shorter_than_frames_per_video_are_named_at_prepare_run_with_what
         stages.prepare_run(root, {**excluding, "frame_set_sizes": [20, 120]}, "manual__excluding_too_many")
     assert ("at most 80 frames (2 videos x frames_per_video=40, the other 1 unreadable or too short: "
             "bad_video_policy=exclude leaves them out)") in str(left_out.value)
-    with pytest.raises(StudyConfigError) as too_many:
+    with pytest.raises(InputError) as too_many:  # and the empty video named, with the setting that leaves it out
         stages.prepare_run(root, {**conf, "frames_per_video": 20, "frame_set_sizes": [100, 400]}, "manual__more")
-    assert "raise frames_per_video (at most 60, the shortest video's frames: 180 frames in all)" in str(too_many.value)
+    assert "1 of 3 videos cannot be opened" in too_many.value.explain()
+    assert ("at most 40 frames (2 videos x frames_per_video=20, the other 1 unreadable or too short: "
+            "bad_video_policy=exclude leaves them out)") in too_many.value.explain()  # as the setting suggested gives
+    assert "raise frames_per_video (at most 60, the shortest video's frames: 120 frames in all)" in \
+        too_many.value.explain()
+    assert too_many.value.parameters == {"bad_video_policy": "exclude", "frame_set_sizes": [10, 40]}
 
 
 def test_by_participant_without_a_participant_pattern_warns_where_videos_look_like_one_persons_trials(

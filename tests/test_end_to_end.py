@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, analysed_as_the_report_says
+from conftest import REPO, analysed_as_the_report_says, cut_short_with_its_index_first
 
 TINY_CONF = {"cohort": "tiny", "frames_per_video": 8, "frame_set_sizes": [10, 20], "train_fraction": 0.8,
              "max_iterations": 200, "snapshot_interval": 50, "allow_random_init": True}
@@ -343,16 +343,17 @@ def test_ctrl_c_while_a_network_trains_stops_the_study_and_continue_goes_on_from
 def test_a_command_line_run_that_fails_after_it_began_names_the_run_to_go_on_with_once_fixed(airflow_db,
                                                                                              tiny_cohort,
                                                                                              tmp_path):
-    """A run that fails in a later step (here extract_frames: a video cut short while it was copied) prints its
-    failure and then how to go on with the same run once that is fixed, keeping its finished steps (after a day of
-    training, a new run would train every network again), and the new run with the setting that gets past it."""
+    """A run that fails in a later step (here extract_frames: a video cut short while it was copied, which opens
+    and stops decoding halfway) prints its failure and then how to go on with the same run once that is fixed,
+    keeping its finished steps (after a day of training, a new run would train every network again), and the new
+    run with the setting that gets past it."""
     import os
     import subprocess
     import sys
 
     data_root = shutil.copytree(tiny_cohort, tmp_path / "data")
     video = data_root / "cohorts" / "tiny" / "videos" / "P002.mp4"
-    video.write_bytes(video.read_bytes()[:2000])
+    cut_short_with_its_index_first(video)
     conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "max_iterations": 20,
             "snapshot_interval": 10, "allow_random_init": True}
     done = subprocess.run([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), "--conf", json.dumps(conf)],

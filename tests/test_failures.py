@@ -87,9 +87,10 @@ def test_a_cohort_without_videos_fails_at_once_naming_the_folder(airflow_db, tin
 @pytest.mark.slow
 def test_a_broken_video_under_policy_fail_fails_at_once_naming_it(airflow_db, tiny_root, monkeypatch):
     video = tiny_root / "cohorts" / "tiny" / "videos" / "P002.mp4"
-    video.write_bytes(video.read_bytes()[:2000])  # truncated while copying
+    video.write_bytes(video.read_bytes()[:2000])  # truncated while copying: it does not open
     dag_run, tis, failures = _run(monkeypatch, tiny_root, TINY)
-    paragraph = _failed_once(tis, failures, "extract_frames")
+    paragraph = _failed_once(tis, failures, "prepare_run")  # before any video is decoded
+    assert "1 of 3 videos cannot be opened" in paragraph and "(2.0 kB: a copy cut short" in paragraph
     assert str(video) in paragraph and "bad_video_policy=exclude" in paragraph
     assert paragraph.parameters == {"bad_video_policy": "exclude"}  # make study prints the new run's command with it
 

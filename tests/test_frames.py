@@ -2,6 +2,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import cut_short_with_its_index_first
 
 from posesweep import stages
 from posesweep.budget import CPU_SECONDS_PER_ITERATION
@@ -158,7 +159,10 @@ def test_variable_frame_rate_video_is_refused_with_the_line_that_re_encodes_it(t
     assert _extract(tmp_path / "vfr_cfr.mp4", tmp_path)["frame_indices"]
 
 
-def test_all_bad_videos_are_reported_together_or_excluded(tiny_cohort, tmp_path):
+def test_videos_that_do_not_open_are_named_before_any_video_is_decoded_or_excluded(tiny_cohort, tmp_path):
+    """A copy cut short (an MP4 whose index was to come at its end) or a file that is no video: prepare_run names
+    them all with the setting that leaves them out, before extract_frames decodes every other video (an hour of a
+    large cohort) and fails on them."""
     import shutil
 
     from posesweep.layout import read_json
@@ -170,17 +174,51 @@ def test_all_bad_videos_are_reported_together_or_excluded(tiny_cohort, tmp_path)
     (videos / "P003.mp4").write_bytes((videos / "P001.mp4").read_bytes()[:5000])
     conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "train_fraction": 0.5,
             "max_iterations": 100, "snapshot_interval": 50, "allow_random_init": True}
-    run = stages.prepare_run(root, conf, "fail")
     with pytest.raises(VideoError) as failure:
-        stages.extract_cohort_frames(run)
-    assert "2 of 3 videos cannot be used" in str(failure.value)
-    assert "P002.mp4" in str(failure.value) and "P003.mp4" in str(failure.value)
+        stages.prepare_run(root, conf, "fail")
+    assert "2 of 3 videos cannot be opened" in str(failure.value) and not failure.value.retryable
+    assert f"File: {videos}" in str(failure.value)
+    assert "P002.mp4: cannot be opened as a video (18 bytes" in str(failure.value)
+    assert "P003.mp4: cannot be opened as a video (5.0 kB: a copy cut short" in str(failure.value)
+    assert failure.value.parameters == {"bad_video_policy": "exclude"}
+    assert not (root / "runs" / "tiny" / ".frames").exists()  # no video decoded
 
-    run = stages.prepare_run(root, {**conf, "bad_video_policy": "exclude"}, "exclude")
+    run = stages.prepare_run(root, {**conf, **failure.value.parameters}, "exclude")
     summary = stages.extract_cohort_frames(run)
     assert summary["frames_per_video"] == {"P001": 6} and set(summary["bad_videos"]) == {"P002", "P003"}
     assert stages.label_frames(run)["videos"] == 1
     assert read_json(run.layout.frames_dir / "summary.json")["total_frames"] == 6
+
+    for video in ("P001.mp4", "P002.mp4", "P003.mp4"):
+        (videos / video).write_bytes(b"")  # none opens: leaving them out leaves no video, and is not suggested
+    with pytest.raises(VideoError) as none_opens:
+        stages.prepare_run(root, {**conf, "bad_video_policy": "exclude"}, "none")
+    assert "3 of 3 videos cannot be opened" in str(none_opens.value) and "no video that opens" in str(none_opens.value)
+    assert "the file is empty (0 bytes)" in str(none_opens.value) and not none_opens.value.parameters
+
+
+def test_bad_videos_found_while_decoding_are_reported_together_or_excluded(tiny_cohort, tmp_path):
+    """A video that opens but whose frames cannot all be decoded (cut short after its index) is found by
+    extract_frames: with every other such video, or left out under bad_video_policy=exclude."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_cohort, root)
+    videos = root / "cohorts" / "tiny" / "videos"
+    for name in ("P002.mp4", "P003.mp4"):
+        cut_short_with_its_index_first(videos / name)
+    conf = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6], "train_fraction": 0.5,
+            "max_iterations": 100, "snapshot_interval": 50, "allow_random_init": True}
+    run = stages.prepare_run(root, conf, "fail")
+    with pytest.raises(VideoError) as failure:
+        stages.extract_cohort_frames(run)
+    assert "2 of 3 videos cannot be used" in str(failure.value)
+    assert "P002.mp4: decoded" in str(failure.value) and "P003.mp4: decoded" in str(failure.value)
+    assert failure.value.parameters == {"bad_video_policy": "exclude"}
+
+    run = stages.prepare_run(root, {**conf, "bad_video_policy": "exclude"}, "exclude")
+    summary = stages.extract_cohort_frames(run)
+    assert summary["frames_per_video"] == {"P001": 6} and set(summary["bad_videos"]) == {"P002", "P003"}
 
 
 def test_a_file_without_video_frames_is_refused(tmp_path):

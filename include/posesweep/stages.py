@@ -54,19 +54,21 @@ LABELS_BEING_SAVED_S = 600
 
 
 def _fewer_frames_fix(study: StudyConfig, cohort: Cohort, frames_available: int, scaled: list[int],
-                      shortest_video_frames: int | None = None) -> str:
+                      shortest_video_frames: int | None = None, video_count: int | None = None) -> str:
     """What a cohort with fewer frames than the largest frame set can ask for instead, in its own numbers
     (``scaled``: the frame-set sizes in the same proportions that fit, empty where none do;
-    ``shortest_video_frames``: no video gives more frames than that, where known)."""
+    ``shortest_video_frames``: no video gives more frames than that, where known; ``video_count``: the videos
+    frames are extracted from, where not all the cohort's are)."""
     fix = "lower frame_set_sizes" + (f" (the same proportions up to the {frames_available} frames there are: "
                                      f"frame_set_sizes={scaled})" if scaled else "")
-    per_video = math.ceil(max(study.frame_set_sizes) / len(cohort.videos))
+    videos = video_count or len(cohort.videos)
+    per_video = math.ceil(max(study.frame_set_sizes) / videos)
     most = min(FRAMES_PER_VIDEO_MAX, shortest_video_frames or FRAMES_PER_VIDEO_MAX)
     if not cohort.frames_extracted and per_video <= most:
-        fix += f", raise frames_per_video (frames_per_video={per_video} for these {len(cohort.videos)} videos)"
+        fix += f", raise frames_per_video (frames_per_video={per_video} for these {videos} videos)"
     elif not cohort.frames_extracted and most > study.frames_per_video:
         fix += f", raise frames_per_video (at most {most}" + (
-            f", the shortest video's frames: {most * len(cohort.videos)} frames in all)" if most < FRAMES_PER_VIDEO_MAX
+            f", the shortest video's frames: {most * videos} frames in all)" if most < FRAMES_PER_VIDEO_MAX
             else ")")
     return fix + " or add participants to the cohort"
 
@@ -95,7 +97,7 @@ def _frame_set_problems(study: StudyConfig, cohort: Cohort, frames_available: in
         allowed=f"at most {frames_available} frames (" + (
             f"{extracted} videos x frames_per_video={study.frames_per_video}{left_out})"
             if not cohort.frames_extracted else "the images in the project's labeled-data folders)"),
-        fix=_fewer_frames_fix(study, cohort, frames_available, scaled, shortest_video_frames),
+        fix=_fewer_frames_fix(study, cohort, frames_available, scaled, shortest_video_frames, extracted),
         parameters={"frame_set_sizes": scaled} if scaled else None)]
 
 
@@ -118,6 +120,24 @@ def _short_video_problems(study: StudyConfig, videos: dict[Path, VideoInfo]) -> 
         fix=f"lower frames_per_video (frames_per_video={shortest} picks as many from every video), replace the "
             f"videos named with their full recordings, or trigger with bad_video_policy=exclude to leave them out",
         parameters={"frames_per_video": shortest})]
+
+
+def _unreadable_video_problems(study: StudyConfig, videos: dict[Path, VideoInfo],
+                               unreadable: dict[Path, str]) -> list[VideoError]:
+    """Videos OpenCV cannot open (a copy cut short, which leaves an MP4 without its index, an empty file): said at
+    once, with every other problem, instead of by ``extract_frames`` after it has decoded all the other videos (an
+    hour of a large cohort). Under ``bad_video_policy=exclude`` they are left out there, as asked, while any video
+    is left."""
+    if not unreadable or (study.bad_video_policy == "exclude" and videos):
+        return []
+    first = next(iter(sorted(unreadable)))
+    return [VideoError(
+        f"{len(unreadable)} of {len(videos) + len(unreadable)} videos cannot be opened",
+        file=first if len(unreadable) == 1 else first.parent, details=[unreadable[v] for v in sorted(unreadable)],
+        found=f"bad_video_policy={study.bad_video_policy}" + ("" if videos else ", no video that opens"),
+        fix="copy the videos named again from the camera or the original (a copy's size should match it), or "
+            "re-export them" + (", or trigger with bad_video_policy=exclude to leave them out" if videos else ""),
+        parameters={"bad_video_policy": "exclude"} if videos else None)]
 
 
 def _labels_that_would_fail(cohort: Cohort, study: StudyConfig) -> list[InputError]:
@@ -167,9 +187,13 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
     settings = Settings.from_env()
     problems: list[InputError] = []
     scales = _noted(problems, scales_of, cohort, study)  # a broken landing-square entry fails here, not after training
-    videos = probed_videos(cohort)
+    videos, unreadable = videos_probed(cohort)
     problems += (short := _short_video_problems(study, videos))
-    picked = replace(study, frames_per_video=short[0].parameters["frames_per_video"]) if short else study
+    problems += (cannot_open := _unreadable_video_problems(study, videos, unreadable))
+    if unreadable and not videos:  # no frame to count or to size the training by: the videos come first
+        raise together(problems)
+    picked = replace(study, **{key: value for problem in short + cannot_open  # the settings suggested
+                               for key, value in problem.parameters.items()})
     frames_available = available_frames(cohort, picked, videos)  # with the frames_per_video suggested, if one is
     problems += _frame_set_problems(picked, cohort, frames_available, videos)
     _noted(problems, check_participants_to_hold_out, study.split_mode,
@@ -210,17 +234,21 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
 
 
 def probed_videos(cohort: Cohort) -> dict[Path, VideoInfo]:
-    """What OpenCV reads of each video of a video cohort (an imported project's, none); a video it cannot read is
-    left out here and reported with every other bad video by ``extract_frames``."""
-    if cohort.frames_extracted:
-        return {}
-    found = {}
-    for video in cohort.videos:
+    """What OpenCV reads of each video of a video cohort (an imported project's, none); a video it cannot open is
+    left out (``videos_probed``: with why)."""
+    return videos_probed(cohort)[0]
+
+
+def videos_probed(cohort: Cohort) -> tuple[dict[Path, VideoInfo], dict[Path, str]]:
+    """What OpenCV reads of each video of a video cohort, and why each video it cannot open is unusable (a copy cut
+    short before its index, an empty file, not a video)."""
+    found, unreadable = {}, {}
+    for video in [] if cohort.frames_extracted else cohort.videos:
         try:
             found[video] = probe_video(video)
-        except VideoError:
-            continue
-    return found
+        except VideoError as error:
+            unreadable[video] = error.what
+    return found, unreadable
 
 
 def frame_size_px(cohort: Cohort, videos: dict[Path, VideoInfo] | None = None) -> tuple[int, int]:
