@@ -91,8 +91,9 @@ def test_a_full_disk_stops_the_stage_that_meets_it_naming_the_disk_and_the_run_g
     # the run cleared from its start: prepare_run counts what the run has already written as room it has
     from posesweep.budget import estimate, written_bytes
     from posesweep.errors import StudyConfigError
+    from posesweep.input_checks import available_frames, frame_size_px
 
-    need = estimate(run.study, stages.frame_size_px(run.cohort), stages.available_frames(run.cohort, run.study),
+    need = estimate(run.study, frame_size_px(run.cohort), available_frames(run.cohort, run.study),
                     "local", 0.0).disk_bytes
     written = written_bytes([run.layout.run_dir, run.layout.frames_cache(run.study.frames_per_video,
                                                                          run.study.seed)])

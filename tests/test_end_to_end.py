@@ -173,12 +173,12 @@ def test_an_existing_deeplabcut_project_runs_through_the_study(airflow_db, reach
     assert np.isfinite(labelled[["x_pred_px", "y_pred_px", "error_px"]].to_numpy()).all()
     assert errors.loc[errors["x_label_px"].isna(), "error_px"].isna().all()  # no label, no error
 
-    from posesweep import stages
     from posesweep.budget import SNAPSHOT_BYTES, estimate, written_bytes
+    from posesweep.input_checks import available_frames, frame_size_px
     from posesweep.run import Run
 
     run = Run.open({"data_root": str(data_root), "cohort": "reaching", "run_name": dag_run.run_id})
-    budget = estimate(run.study, stages.frame_size_px(run.cohort), stages.available_frames(run.cohort, run.study),
+    budget = estimate(run.study, frame_size_px(run.cohort), available_frames(run.cohort, run.study),
                       "local", 0.0)  # what prepare_run asked of the disk before the study began
     written = written_bytes([layout.run_dir])
     kept = budget.disk_bytes - budget.transient_disk_bytes  # resume points are gone once a network is done

@@ -438,6 +438,7 @@ def test_the_estimate_is_of_the_cohorts_largest_frames_not_its_first_videos(tmp_
     import cv2
 
     from posesweep.cohort import load_cohort
+    from posesweep.input_checks import frame_size_px
     from posesweep.synthetic import SynthOptions, generate_cohort
 
     small, large = tmp_path / "small", tmp_path / "large"
@@ -446,13 +447,13 @@ def test_the_estimate_is_of_the_cohorts_largest_frames_not_its_first_videos(tmp_
     mixed = shutil.copytree(small, tmp_path / "cohorts" / "mixed")
     shutil.copy(large / "videos" / "P002.mp4", mixed / "videos" / "P002.mp4")
     assert [v.name for v in load_cohort(mixed).videos][0] == "P001.mp4"
-    assert stages.frame_size_px(load_cohort(mixed)) == (320, 240)
+    assert frame_size_px(load_cohort(mixed)) == (320, 240)
 
     project = load_cohort(reaching_project)
-    width, height = stages.frame_size_px(project)
+    width, height = frame_size_px(project)
     image = sorted(project.videos[-1].glob("*.png"))[-1]  # the last image read, of the last folder
     cv2.imwrite(str(image), cv2.resize(cv2.imread(str(image)), (width + 100, height + 50)))
-    assert stages.frame_size_px(load_cohort(reaching_project)) == (width + 100, height + 50)
+    assert frame_size_px(load_cohort(reaching_project)) == (width + 100, height + 50)
 
 
 @pytest.mark.parametrize("engine", ["tensorflow", "pytorch"])
