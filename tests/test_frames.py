@@ -6,6 +6,7 @@ from conftest import cut_short_with_its_index_first
 
 from posesweep import stages
 from posesweep.budget import CPU_SECONDS_PER_ITERATION
+from posesweep.errors import InputError
 from posesweep.frames import VideoError, extract_frames, image_name
 
 
@@ -334,24 +335,52 @@ def test_an_operator_states_how_much_faster_the_cpu_trains_and_the_estimate_foll
             Settings.from_env({"POSESWEEP_CPU_SPEEDUP": wrong})
 
 
-def test_a_workstation_with_gpus_is_estimated_at_the_gpu_rate_and_not_refused_as_days_of_cpu(tiny_cohort, tmp_path,
-                                                                                              monkeypatch, caplog):
+def test_a_workstation_with_gpus_is_estimated_at_the_gpu_rate_and_not_refused_as_days_of_cpu():
     """A lab's own workstation with GPUs runs the local backend (no cluster), and its trainings run on the GPUs
     (gpus.py gives each child one): the paper's study was refused there as "more than a day on this machine's CPU",
-    an estimate of a CPU nobody trains on."""
+    an estimate of a CPU nobody trains on. (Where the engine sees none of the GPUs, it trains on the CPU and is
+    estimated so: the next test.)"""
+    from posesweep.budget import cpu_time_problem, estimate
+    from posesweep.config import StudyConfig
+
+    paper_scale = StudyConfig(frames_per_video=60, frame_set_sizes=(60, 120, 180), allow_random_init=True)
+    on_two_gpus = estimate(paper_scale, (160, 120), 180, "local", 0.1, local_gpus=2)
+    assert (f"3 networks x 250,000 iterations x 0.1 s/iteration = {3 * 250_000 * 0.1 / 3600:.1f} h of training on "
+            f"the local backend's 2 GPU(s), at the expected GPU rate") in on_two_gpus.describe(paper_scale)
+    assert cpu_time_problem(on_two_gpus, paper_scale) is None
+    on_its_cpu = estimate(paper_scale, (160, 120), 180, "local", 0.1)  # the same machine told to train on its CPU
+    assert "more than a day on this machine's CPU" in str(cpu_time_problem(on_its_cpu, paper_scale))
+
+
+def test_gpus_the_engine_does_not_see_are_named_at_prepare_run_and_the_study_estimated_on_the_cpu(
+        tiny_cohort, tmp_path, monkeypatch, caplog):
+    """A workstation set up with requirements.txt alone: its GPUs listed, but TensorFlow 2.15 without CUDA 12.2 (or
+    torch on an older driver) sees none, and the networks would train on the CPU, a hundred times slower, after an
+    estimate of GPU hours that let the study through. The engines are asked for real, in a child given the GPU as a
+    training is; a GPU named by a UUID no machine has is one no engine sees, here or on a machine with GPUs."""
     root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
+    gpu = "GPU-00000000-0000-0000-0000-000000000000"
+    monkeypatch.setenv("POSESWEEP_GPUS", gpu)
+    monkeypatch.setenv("POSESWEEP_K8S_SECONDS_PER_ITERATION", "0.1")
     paper_scale = {"cohort": "tiny", "frames_per_video": 60, "frame_set_sizes": [60, 120, 180],
                    "allow_random_init": True}
-    monkeypatch.setenv("POSESWEEP_GPUS", "0,1")  # as nvidia-smi would list them; the operator's setting here
-    monkeypatch.setenv("POSESWEEP_K8S_SECONDS_PER_ITERATION", "0.1")
+    with pytest.raises(InputError) as refused:
+        stages.prepare_run(root, paper_scale, "workstation")
+    paragraph = refused.value.explain()
+    assert f"engine tensorflow sees no GPU in a training child given GPU {gpu}" in paragraph
+    assert f"Found: 1 GPU(s) for the local backend ({gpu}: POSESWEEP_GPUS" in paragraph
+    assert "none seen by tensorflow, nor by pytorch" in paragraph
+    assert "pip install 'tensorflow[and-cuda]==2.15.0.post1'" in paragraph and "POSESWEEP_GPUS=none" in paragraph
+    assert "training would take more than a day on this machine's CPU" in paragraph  # estimated where it would run
+    assert set(refused.value.parameters) == {"max_iterations", "snapshot_interval"}  # what fits the CPU's day
+
+    small = {**paper_scale, "frames_per_video": 6, "frame_set_sizes": [6, 12], "max_iterations": 100,
+             "snapshot_interval": 50}
     with caplog.at_level("INFO", logger="posesweep.stages"):
-        run = stages.prepare_run(root, paper_scale, "workstation")
-    assert not run.study.allow_long_cpu_run
-    assert (f"3 networks x 250,000 iterations x 0.1 s/iteration = {3 * 250_000 * 0.1 / 3600:.1f} h of training on "
-            f"the local backend's 2 GPU(s), at the expected GPU rate") in caplog.text
-    monkeypatch.setenv("POSESWEEP_GPUS", "none")  # the same machine told to train on its CPU: refused as before
-    with pytest.raises(Exception, match="more than a day on this machine's CPU"):
-        stages.prepare_run(root, paper_scale, "workstation-cpu")
+        stages.prepare_run(root, {**small, "engine": "pytorch"}, "small")  # a CPU's minutes: it goes on, warned
+    assert "the training engine sees none of this machine's GPUs: engine pytorch sees no GPU" in caplog.text
+    assert "torch.cuda.is_available() is False" in caplog.text
+    assert "of training on the local backend;" in caplog.text and "GPU rate" not in caplog.text
 
 
 @pytest.mark.slow
@@ -366,6 +395,7 @@ def test_a_studys_estimate_is_the_speed_the_machines_own_earlier_training_of_tha
 
     from conftest import training_ready_run
     from posesweep import budget
+    from posesweep.config import StudyConfig
     from posesweep.layout import read_json
     from posesweep.runner import run_posesweep
 
@@ -397,17 +427,17 @@ def test_a_studys_estimate_is_the_speed_the_machines_own_earlier_training_of_tha
     with caplog.at_level("INFO", logger="posesweep.stages"):
         stages.prepare_run(run.layout.data_root, {**paper_scale, "allow_long_cpu_run": True}, "paper-anyway")
         stages.prepare_run(run.layout.data_root, {**paper_scale, "engine": "tensorflow"}, "other-engine")
-        monkeypatch.setenv("POSESWEEP_GPUS", "0")
-        stages.prepare_run(run.layout.data_root, paper_scale, "on-a-gpu")
         monkeypatch.setattr(budget, "MIN_ITERATIONS_FOR_A_RATE", 1000)
-        monkeypatch.setenv("POSESWEEP_GPUS", "none")
         stages.prepare_run(run.layout.data_root, paper_scale, "too-short-to-be-a-speed")
     costs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("expected cost")]
-    assert len(costs) == 4 and expected in costs[0]
+    assert len(costs) == 3 and expected in costs[0]
     assert all("earlier training" not in cost for cost in costs[1:]), costs
-    assert "at the expected GPU rate" in costs[2]
     table = budget.cpu_seconds_per_iteration("pytorch", (160, 120)) / 1000
-    assert f"x {table:.3g} s/iteration" in costs[3]
+    assert f"x {table:.3g} s/iteration" in costs[2]
+    monkeypatch.setattr(budget, "MIN_ITERATIONS_FOR_A_RATE", 40)
+    study = StudyConfig.from_mapping(paper_scale)
+    assert budget.measured_rate(run.layout.data_root, study, (160, 120), on_gpu=False) is not None
+    assert budget.measured_rate(run.layout.data_root, study, (160, 120), on_gpu=True) is None  # a CPU's, not a GPU's
     # the run keeps its estimate's speed: its pods' deadline follows it (tests/test_kubernetes.py -k slower)
     from posesweep.layout import RunLayout
 

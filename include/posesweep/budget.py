@@ -4,7 +4,8 @@ Stated by ``prepare_run`` before anyone labels or trains. On the local backend
 without a GPU (this machine's CPU) a study expected to train for more than a day stops there,
 with the estimate and the two ways out, unless ``allow_long_cpu_run`` is set. On the local
 backend of a machine with GPUs (a lab's workstation; ``gpus.machine_gpus``) the estimate is a GPU's,
-at the rate the operator expects of its GPUs (``POSESWEEP_K8S_SECONDS_PER_ITERATION``, as for pods).
+at the rate the operator expects of its GPUs (``POSESWEEP_K8S_SECONDS_PER_ITERATION``, as for pods), unless the
+study's engine sees none of them (``gpus.gpus_not_seen``): its networks would then train on the CPU, the estimate's.
 The CPU estimate is of the 2-core machine the table below was measured on; a
 deployment whose CPU trains N times as fast says so with ``POSESWEEP_CPU_SPEEDUP=N``
 (``benchmarks/cpu_training_cost.py`` measures N on the machine itself).
@@ -256,21 +257,31 @@ def problems(budget: Budget, study: StudyConfig, free_bytes: int, data_root: str
              written: int = 0) -> list[StudyConfigError]:
     """Why the machine cannot finish the study, if it cannot: too little disk, days of CPU training unasked.
     ``written``: what a run resumed (or the cohort's frame store) already holds of the study's outputs."""
-    found = []
+    return [problem for problem in (disk_problem(budget, free_bytes, data_root, written),
+                                    cpu_time_problem(budget, study)) if problem]
+
+
+def disk_problem(budget: Budget, free_bytes: int, data_root: str, written: int = 0) -> StudyConfigError | None:
+    """Too little disk under the data root for the study's snapshots and frames."""
     if budget.disk_bytes > free_bytes + written:
-        found.append(StudyConfigError(
+        return StudyConfigError(
             "not enough free disk for the study's snapshots and frames", file=data_root,
             found=f"{free_bytes / 1e9:.1f} GB free" + (f" (and {written / 1e9:.1f} GB of the study's outputs already "
                                                         f"written)" if written else ""),
             allowed=f"about {budget.disk_bytes / 1e9:.1f} GB needed",
-            fix="free disk under the data root, or keep fewer snapshots (raise snapshot_interval) or frame sets"))
+            fix="free disk under the data root, or keep fewer snapshots (raise snapshot_interval) or frame sets")
+    return None
+
+
+def cpu_time_problem(budget: Budget, study: StudyConfig) -> StudyConfigError | None:
+    """More than ``MAX_CPU_HOURS`` of training on the local backend's CPU, unasked (``allow_long_cpu_run``)."""
     if budget.on_cpu and budget.training_hours > MAX_CPU_HOURS and not study.allow_long_cpu_run:
         shorter = iterations_within(budget, study, MAX_CPU_HOURS)
         lower = "lower max_iterations" + (
             f" ({', '.join(f'{k}={v}' for k, v in shorter.items())} keep the "
             f"{study.max_iterations // study.snapshot_interval} snapshots per network and train in under "
             f"{MAX_CPU_HOURS:.0f} h here)" if shorter else "")
-        found.append(StudyConfigError(
+        return StudyConfigError(
             "training would take more than a day on this machine's CPU", found=budget.describe(study),
             allowed=f"at most {MAX_CPU_HOURS:.0f} h on the local backend", parameters=shorter,
             fix=f"run it on GPUs (POSESWEEP_TRAINING_BACKEND=kubernetes), {lower}, or trigger with "
@@ -280,5 +291,5 @@ def problems(budget: Budget, study: StudyConfig, free_bytes: int, data_root: str
                                                                   "POSESWEEP_CPU_SPEEDUP" if budget.cpu_speedup != 1
                                                                   else "") +
                     "; benchmarks/cpu_training_cost.py measures this machine's speed-up, for the operator to set as "
-                    "POSESWEEP_CPU_SPEEDUP)")))
-    return found
+                    "POSESWEEP_CPU_SPEEDUP)"))
+    return None

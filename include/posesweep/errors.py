@@ -183,6 +183,10 @@ class MemoryTooSmallError(InputError, MemoryError, title="the frame set does not
     """The training frames would not fit in the memory this machine or pod has: the same machine fails again."""
 
 
+class GpusNotSeenError(InputError, RuntimeError, title="the training engine sees none of this machine's GPUs"):
+    """The local backend has GPUs, but the engine, in a child given one, sees none: it would train on the CPU."""
+
+
 class GpuMemoryTooSmallError(InputError, MemoryError, title="a training step does not fit in the GPU's memory"):
     """The step ran out of GPU memory with the GPU (nearly) to itself: the same GPU fails again."""
 

@@ -20,12 +20,14 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from .errors import GpusNotSeenError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -143,14 +145,55 @@ def _holder(lock_dir: Path, gpu: str) -> str:
 
 
 # why an engine may not see the GPU it was given, and what makes it see it
-UNSEEN_GPU_FIX = {
+GPU_SETUP_FIX = {
     "tensorflow": "TensorFlow 2.15 uses a GPU only with CUDA 12.2 and cuDNN 8.9 beside it (pip install "
                   "'tensorflow[and-cuda]==2.15.0.post1' in the environment, or train in the trainer image, "
-                  "docker/trainer), or train with engine pytorch",
+                  "docker/trainer)",
     "pytorch": "torch finds no usable GPU (torch.cuda.is_available() is False): the NVIDIA driver is older than "
                "this torch's CUDA build needs (compare nvidia-smi's CUDA version with torch.version.cuda), or torch "
                "is a CPU-only build; install the torch of requirements.txt on a current driver",
 }
+UNSEEN_GPU_FIX = {**GPU_SETUP_FIX, "tensorflow": GPU_SETUP_FIX["tensorflow"] + ", or train with engine pytorch"}
+# what a training child of each engine runs to find its GPUs: the number it sees, printed
+ENGINE_GPU_PROBES = {
+    "tensorflow": "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))",
+    "pytorch": "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)",
+}
+ENGINE_GPU_PROBE_TIMEOUT_S = 300.0
+
+
+def engine_sees_a_gpu(engine: str, gpu: str, timeout_s: float = ENGINE_GPU_PROBE_TIMEOUT_S) -> bool | None:
+    """Whether ``engine`` sees a GPU in a child process given ``gpu`` as a training child is (its
+    ``CUDA_VISIBLE_DEVICES``), with this Python: the engine imported for real (TensorFlow: seconds), nothing
+    else. None where the probe itself fails or runs out of time: then nothing is known."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    try:
+        done = subprocess.run([sys.executable, "-c", ENGINE_GPU_PROBES[engine]], env=env, capture_output=True,
+                              text=True, timeout=timeout_s)
+        return int(done.stdout.split()[-1]) > 0 if done.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def gpus_not_seen(engine: str, gpus: tuple[str, ...]) -> GpusNotSeenError | None:
+    """Where the local backend has GPUs (``machine_gpus``) but ``engine`` sees none in a child given the first, as
+    on a lab's workstation set up with requirements.txt alone (TensorFlow 2.15 without its CUDA 12.2 libraries,
+    or a driver older than torch's CUDA build): its networks would train on the CPU, about a hundred times slower,
+    after an estimate of GPU hours. With the fix that makes it see one, and the other engine where that one does."""
+    if not gpus or engine_sees_a_gpu(engine, gpus[0]) is not False:
+        return None
+    other = next(name for name in ENGINE_GPU_PROBES if name != engine)
+    other_sees = engine_sees_a_gpu(other, gpus[0]) is True
+    return GpusNotSeenError(
+        f"engine {engine} sees no GPU in a training child given GPU {gpus[0]}; its networks would train on the CPU, "
+        f"about a hundred times slower",
+        found=f"{len(gpus)} GPU(s) for the local backend ({', '.join(gpus)}: POSESWEEP_GPUS, else "
+              f"CUDA_VISIBLE_DEVICES, else nvidia-smi), none seen by {engine}" + (
+                  f"; {other} sees GPU {gpus[0]}" if other_sees else f", nor by {other}"),
+        allowed=f"a GPU that {engine} sees, or the CPU, told so with POSESWEEP_GPUS=none",
+        fix=GPU_SETUP_FIX[engine] + (f"; or trigger with engine={other}, which sees the GPU here" if other_sees
+                                     else "") + "; or set POSESWEEP_GPUS=none to train on this CPU",
+        parameters={"engine": other} if other_sees else None)
 
 
 def gpu_given_but_unseen(engine: str, engine_sees_a_gpu: bool) -> str | None:

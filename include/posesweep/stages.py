@@ -22,11 +22,10 @@ from .cohort import (COHORT_FILE, PARTICIPANT_PATTERN_EXAMPLE, VIDEOS_NEVER_LABE
                      with_the_runs_landmarks, write_project_config)
 from .config import NETWORKS, StudyConfig, StudyConfigError
 from .errors import InputError, together
-from .budget import problems as budget_problems
-from .budget import estimate, measured_rate, record_expected_speed, written_bytes
+from .budget import cpu_time_problem, disk_problem, estimate, measured_rate, record_expected_speed, written_bytes
 from .carried_labels import carry_earlier_labels, landmarks_still_to_add
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames
-from .gpus import machine_gpus
+from .gpus import gpus_not_seen, machine_gpus
 from .input_checks import (available_frames, frame_set_problems, frame_size_px,
                            labels_that_would_fail, noted, short_video_problems, unreadable_video_problems,
                            videos_probed)
@@ -95,15 +94,24 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
            [cohort.participant_of(video_stem(v)) for v in cohort.videos], cohort.root)
     problems += labels_that_would_fail(cohort, study)
     _warn_of_videos_likely_misplaced(study, cohort)
-    local_gpus = len(machine_gpus(settings.gpus)) if settings.training_backend == "local" else 0
+    gpus = machine_gpus(settings.gpus) if settings.training_backend == "local" else ()
+    not_seen = gpus_not_seen(study.engine, gpus)  # then its networks train on the CPU, and are estimated so
+    local_gpus = 0 if not_seen else len(gpus)
     on_gpu, frame_size = settings.training_backend != "local" or local_gpus > 0, frame_size_px(cohort, videos)
     budget = estimate(study, frame_size, frames_available, settings.training_backend,
                       settings.pod.seconds_per_iteration, settings.cpu_speedup, local_gpus,
                       measured_rate(layout.data_root, study, frame_size, on_gpu))
     free_bytes = shutil.disk_usage(layout.data_root if layout.data_root.exists() else layout.data_root.parent).free
-    problems += budget_problems(budget, study, free_bytes, str(layout.data_root),
-                                written_bytes([layout.run_dir, layout.frames_cache(study.frames_per_video,
-                                                                                   study.seed)]))
+    if disk := disk_problem(budget, free_bytes, str(layout.data_root),
+                            written_bytes([layout.run_dir, layout.frames_cache(study.frames_per_video, study.seed)])):
+        problems.append(disk)
+    too_long = cpu_time_problem(budget, study)
+    if not_seen and too_long:  # the other engine, where it sees the GPU, makes the CPU's hours moot
+        problems += [not_seen] + ([] if not_seen.parameters else [too_long])
+    elif not_seen:  # a study the CPU finishes within its limit (or allowed longer) goes on there
+        log.warning("%s: %s (%s). %s", not_seen.title, not_seen.what, not_seen.found, not_seen.fix)
+    elif too_long:
+        problems.append(too_long)
     # a pod's weights are its image's, not this machine's: only the local backend's are looked for here
     if settings.training_backend == "local" and (weights := weights_problem(study)):
         problems.append(weights)
