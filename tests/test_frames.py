@@ -1,3 +1,4 @@
+import re
 import shutil
 from pathlib import Path
 
@@ -321,9 +322,13 @@ def test_an_operator_states_how_much_faster_the_cpu_trains_and_the_estimate_foll
     shorter = refused.value.parameters
     assert shorter["max_iterations"] == 10 * shorter["snapshot_interval"]
     assert (f"lower max_iterations (max_iterations={shorter['max_iterations']}, snapshot_interval="
-            f"{shorter['snapshot_interval']} keep the 10 snapshots per network and train in under 24 h here)"
-            in refused.value.explain())
+            f"{shorter['snapshot_interval']} keep the 10 snapshots per network and train in under 24 h here; "
+            f"a first look at the whole study on this cohort in about 30 min, too short to learn from (the report "
+            f"says so): max_iterations=") in refused.value.explain()
     assert 0.9 * 24 < 3 * shorter["max_iterations"] * per_iteration / 3600 <= 24  # as many as fit, nearly
+    glance = re.search(r"about 30 min, .*?: max_iterations=(\d+), snapshot_interval=(\d+)\)",
+                       refused.value.explain())
+    assert int(glance[1]) == 10 * int(glance[2]) and 0.8 * 30 < 3 * int(glance[1]) * per_iteration / 60 <= 30
     stages.prepare_run(root, {**paper_scale, **shorter}, "within-a-day")
     monkeypatch.setenv("POSESWEEP_CPU_SPEEDUP", "100")
     with caplog.at_level("INFO", logger="posesweep.stages"):

@@ -58,6 +58,7 @@ TRAIN_STATE_SNAPSHOTS = {"tensorflow": 0, "pytorch": 4}
 RESUME_POINT_SNAPSHOTS = {"tensorflow": 2, "pytorch": 6}
 PNG_BYTES_PER_PIXEL = 1.5  # an extracted frame, twice: the shared frame store and the run's project links none
 MAX_CPU_HOURS = 24.0
+FIRST_LOOK_HOURS = 0.5  # a run that shows a lab the whole study on its own data, not its answer
 MIN_ITERATIONS_FOR_A_RATE = 1000  # fewer: a speed over a few progress lines (and start-up in older records' speed)
 MAX_PIXEL_RATIO_FOR_A_RATE = 2.0  # a measured speed is scaled in pixels per frame only this far
 
@@ -277,10 +278,14 @@ def cpu_time_problem(budget: Budget, study: StudyConfig) -> StudyConfigError | N
     """More than ``MAX_CPU_HOURS`` of training on the local backend's CPU, unasked (``allow_long_cpu_run``)."""
     if budget.on_cpu and budget.training_hours > MAX_CPU_HOURS and not study.allow_long_cpu_run:
         shorter = iterations_within(budget, study, MAX_CPU_HOURS)
+        glance = iterations_within(budget, study, FIRST_LOOK_HOURS)
         lower = "lower max_iterations" + (
             f" ({', '.join(f'{k}={v}' for k, v in shorter.items())} keep the "
             f"{study.max_iterations // study.snapshot_interval} snapshots per network and train in under "
-            f"{MAX_CPU_HOURS:.0f} h here)" if shorter else "")
+            f"{MAX_CPU_HOURS:.0f} h here" + (
+                f"; a first look at the whole study on this cohort in about {FIRST_LOOK_HOURS * 60:.0f} min, too "
+                f"short to learn from (the report says so): {', '.join(f'{k}={v}' for k, v in glance.items())}"
+                if glance else "") + ")" if shorter else "")
         return StudyConfigError(
             "training would take more than a day on this machine's CPU", found=budget.describe(study),
             allowed=f"at most {MAX_CPU_HOURS:.0f} h on the local backend", parameters=shorter,
