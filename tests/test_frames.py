@@ -537,13 +537,12 @@ def test_a_batch_on_the_cpu_costs_what_was_measured_not_its_images_times_one(eng
 
 
 def test_too_little_disk_and_too_many_snapshots_are_refused_with_the_numbers():
-    from posesweep.budget import Budget, problems
+    from posesweep.budget import Budget, disk_problem
     from posesweep.config import StudyConfig, StudyConfigError
 
-    study = StudyConfig(frame_set_sizes=(10, 20), max_iterations=200, snapshot_interval=50)
-    [too_little] = problems(Budget("local", 0.15, 0.1, 4e9), study, int(1e9), "/data")
+    too_little = disk_problem(Budget("local", 0.15, 0.1, 4e9), int(1e9), "/data")
     assert "Found: 1.0 GB free\n  Allowed: about 4.0 GB needed" in too_little.explain()
-    assert problems(Budget("local", 0.15, 0.1, 4e9), study, int(5e9), "/data") == []
+    assert disk_problem(Budget("local", 0.15, 0.1, 4e9), int(5e9), "/data") is None
     with pytest.raises(StudyConfigError, match="250 snapshots per network; at most 100"):
         StudyConfig(max_iterations=250_000, snapshot_interval=1000)
     with pytest.raises(StudyConfigError, match="frame_set_sizes"):

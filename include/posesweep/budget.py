@@ -254,14 +254,6 @@ def iterations_within(budget: Budget, study: StudyConfig, hours: float) -> dict[
     return {"max_iterations": interval * snapshots, "snapshot_interval": interval}
 
 
-def problems(budget: Budget, study: StudyConfig, free_bytes: int, data_root: str,
-             written: int = 0) -> list[StudyConfigError]:
-    """Why the machine cannot finish the study, if it cannot: too little disk, days of CPU training unasked.
-    ``written``: what a run resumed (or the cohort's frame store) already holds of the study's outputs."""
-    return [problem for problem in (disk_problem(budget, free_bytes, data_root, written),
-                                    cpu_time_problem(budget, study)) if problem]
-
-
 def disk_problem(budget: Budget, free_bytes: int, data_root: str, written: int = 0) -> StudyConfigError | None:
     """Too little disk under the data root for the study's snapshots and frames."""
     if budget.disk_bytes > free_bytes + written:

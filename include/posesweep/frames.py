@@ -31,6 +31,7 @@ from .layout import atomic_path, read_json, visible_entries, write_json_atomic
 log = logging.getLogger(__name__)
 
 DOWNSAMPLED_WIDTH_PX = 30
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # the frames a DeepLabCut project's labeled-data folders hold
 PROGRESS_INTERVAL_S = 30.0  # a decode pass of a long recording says where it is this often in the task log
 
 
@@ -325,7 +326,7 @@ def import_extracted_frames(folder: Path, labeled_data_dir: Path, record_file: P
 
     folder = Path(folder)
     out_dir = Path(labeled_data_dir) / folder.name
-    images = [p for p in visible_entries(folder) if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+    images = [p for p in visible_entries(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
     if not images:
         raise VideoError(f"{folder}: no extracted frames (png/jpg)")
     first = cv2.imread(str(images[0]), cv2.IMREAD_UNCHANGED)

@@ -12,11 +12,9 @@ from pathlib import Path
 from .cohort import Cohort, CohortError, label_files_by_scorer
 from .config import FRAMES_PER_VIDEO_MAX, StudyConfig, StudyConfigError
 from .errors import InputError
-from .frames import VideoError, VideoInfo, probe_video
+from .frames import IMAGE_SUFFIXES, VideoError, VideoInfo, probe_video
 from .labels import missing_label_shares, read_collected_data
 from .layout import visible_entries
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def _fewer_frames_fix(study: StudyConfig, cohort: Cohort, frames_available: int, scaled: list[int],
@@ -98,7 +96,7 @@ def unreadable_video_problems(study: StudyConfig, videos: dict[Path, VideoInfo],
     is left."""
     if not unreadable or (study.bad_video_policy == "exclude" and videos):
         return []
-    first = next(iter(sorted(unreadable)))
+    first = min(unreadable)
     return [VideoError(
         f"{len(unreadable)} of {len(videos) + len(unreadable)} videos cannot be opened",
         file=first if len(unreadable) == 1 else first.parent, details=[unreadable[v] for v in sorted(unreadable)],
