@@ -122,3 +122,33 @@ def test_a_whole_body_projects_landmarks_each_get_their_own_line_and_the_legend_
     for ax in fig.axes:
         assert not box.overlaps(ax.get_window_extent(renderer)), "the legend covers a panel"
     _pyplot().close(fig)
+
+
+def test_a_landmark_out_of_sight_counts_in_no_error_and_no_pck_and_every_table_gives_one_error_per_network():
+    """A rarely visible landmark (the Reaching project's tongue, out of sight in 73% of its frames) has no label in
+    most frames. Its unlabeled rows counted as misses in PCK and the share above the p-cutoff, hid the mm columns, and
+    a network's test error differed between the learning check (mean over landmarks) and the tables (mean over
+    points): 332.1 px against 310.0 px for one network of one run."""
+    from posesweep.learning import learning_check
+    from posesweep.report.tables import errors_by_network, mean_mm_at
+
+    rows = []
+    for split, images in (("train", ["a", "b", "c", "d"]), ("test", ["e", "f", "g", "h"])):
+        for i, image in enumerate(images):
+            for landmark, error in (("hand", 1.0), ("tongue", 9.0 if i == 0 else float("nan"))):
+                label = float("nan") if math.isnan(error) else 100.0 + 10 * i
+                rows.append({"frame_set_size": 8, "snapshot_iteration": 100, "split": split, "video": "v",
+                             "image": image, "landmark": landmark, "x_label_px": label, "y_label_px": label,
+                             "error_px": error, "likelihood": 0.9, "error_mm": error / 2.0})
+    errors = pd.DataFrame(rows)
+    by_landmark = accuracy_table(errors, 100, pcutoff=0.6).set_index(["landmark", "split"])
+    tongue = by_landmark.loc[("tongue", "test")]
+    assert tongue["pck_10px"] == 1.0 and tongue["share_above_pcutoff"] == 1.0  # its one labeled frame, within 10 px
+    assert tongue["error_mm"] == pytest.approx(4.5)
+    by_snapshot = accuracy_by_snapshot(errors, pcutoff=0.6).set_index("split")
+    assert by_snapshot.loc["test", "pck_2px"] == pytest.approx(4 / 5)  # 4 hands of 5 labeled points
+    study_error = (1.0 + 9.0) / 2  # per landmark over its labeled frames, then over the landmarks
+    assert by_snapshot.loc["test", "error_px"] == pytest.approx(study_error)  # not (4 * 1 + 9) / 5 = 2.6
+    assert errors_by_network(errors).iloc[0]["test_error_px"] == pytest.approx(study_error)
+    assert learning_check(errors, 100).iloc[0]["test_error_px"] == pytest.approx(study_error)
+    assert mean_mm_at(errors, 100) == f"{study_error / 2:.2f} / {study_error / 2:.2f}"

@@ -30,6 +30,7 @@ import pandas as pd
 
 from .layout import RunLayout, atomic_path, read_csv_table, read_json
 from .splits import FrameSet
+from .stats import study_mean
 from .images import read_rgb
 from .training import pose_cfg_paths, snapshot_iterations_in
 
@@ -255,7 +256,7 @@ def score_snapshot(layout: RunLayout, data: ScoringInput, scorer: SnapshotScorer
     with atomic_path(target) as tmp:
         table.to_csv(tmp, index=False)
     seconds = time.perf_counter() - started
-    means = table.groupby("split")["error_px"].mean()
+    means = {split: study_mean(rows) for split, rows in table.groupby("split")}  # the report's number
     print(f"[frame set {data.frame_set_size}] scored snapshot {iteration}{position}: "
           + ", ".join(f"{split} error {means[split]:.2f} px" for split in ("train", "test") if split in means)
           + f" ({len(data.images)} images in {seconds:.1f} s, {len(data.images) / seconds:.1f} images/s)", flush=True)
@@ -268,7 +269,8 @@ def assemble_network_table(layout: RunLayout, frame_set_size: int, iterations: l
     target = layout.evaluation_file(frame_set_size)
     with atomic_path(target) as tmp:
         table.to_csv(tmp, index=False)
-    summary = table.groupby(["snapshot_iteration", "split"])["error_px"].mean().unstack()
+    summary = (table.groupby(["snapshot_iteration", "split", "landmark"])["error_px"].mean()
+               .groupby(["snapshot_iteration", "split"]).mean().unstack())  # as stats.study_mean, per snapshot
     print(f"[frame set {frame_set_size}] mean error (px) by snapshot:\n{summary.round(2)}", flush=True)
     return target
 

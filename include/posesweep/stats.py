@@ -18,6 +18,17 @@ import pandas as pd
 ALPHA = 0.05
 
 
+def study_mean(rows: pd.DataFrame, column: str = "error_px") -> float:
+    """The study's mean error of some rows of the error table: each (network, landmark)'s mean over its labeled
+    frames, then the mean of those, as the paper averages "across networks/landmarks".
+
+    Not the mean over all labeled points (DeepLabCut's ``evaluate_network``): where a landmark is out of sight in
+    many frames, that weighs it less, and a network's error would differ between the report's tables, its learning
+    check and the statistics. With every landmark labeled in every frame the two agree for one network.
+    """
+    return float(rows.groupby(["frame_set_size", "landmark"])[column].mean().mean())
+
+
 def subject_means(errors: pd.DataFrame) -> pd.DataFrame:
     """Mean error over frames per (split, frame set, landmark, snapshot)."""
     means = (errors.groupby(["split", "frame_set_size", "landmark", "snapshot_iteration"], as_index=False)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from ..config import FRONTAL_BODYPARTS
 from ..learning import MIN_ITERATIONS_TO_JUDGE_A_PLATEAU, STILL_FALLING_FRACTION, learning_check
+from ..stats import study_mean
 
 PCK_RADII_PX = (2, 5, 10)
 PAPER = {"iterations": 175_000, "frames": 400, "train_error_px": 2.8, "test_error_px": 3.7,
@@ -15,14 +16,17 @@ PAPER = {"iterations": 175_000, "frames": 400, "train_error_px": 2.8, "test_erro
 
 
 def accuracy(errors: pd.DataFrame, by: list[str], pcutoff: float) -> pd.DataFrame:
-    """Per group: mean error in px (and mm where every row has a scale), error of the predictions at least
-    ``pcutoff`` likely, their share, and PCK (share within each of ``PCK_RADII_PX``)."""
+    """Per group: mean error in px (and mm where every labeled point has a scale), the study's way
+    (``stats.study_mean``), error of the predictions at least ``pcutoff`` likely, their share, and PCK (share
+    within each of ``PCK_RADII_PX``); the last three over the group's labeled points. A landmark out of sight in a
+    frame has no label there and counts in none of them (before, it counted as a prediction outside every PCK
+    radius: a landmark labeled in a quarter of its frames could reach at most 25%)."""
     rows = []
-    for keys, group in errors.groupby(by):
+    for keys, group in errors[errors["error_px"].notna()].groupby(by):
         confident = group[group["likelihood"] >= pcutoff]
-        row = {**dict(zip(by, keys)), "error_px": group["error_px"].mean()}
+        row = {**dict(zip(by, keys)), "error_px": study_mean(group)}
         if "error_mm" in group and group["error_mm"].notna().all():
-            row["error_mm"] = group["error_mm"].mean()
+            row["error_mm"] = study_mean(group, "error_mm")
         row["error_pcutoff_px"] = confident["error_px"].mean() if len(confident) else float("nan")
         row["share_above_pcutoff"] = len(confident) / len(group)
         for radius in PCK_RADII_PX:
@@ -46,9 +50,10 @@ def _error_columns(series: pd.Series, index: list[str]) -> pd.DataFrame:
 
 
 def errors_by_network(errors: pd.DataFrame) -> pd.DataFrame:
-    """Mean train and test error per network (frame-set size) and snapshot."""
+    """Mean train and test error per network (frame-set size) and snapshot, the study's way (``study_mean``)."""
     keys = ["frame_set_size", "snapshot_iteration"]
-    return _error_columns(errors.groupby([*keys, "split"])["error_px"].mean(), keys)
+    means = errors.groupby([*keys, "split", "landmark"])["error_px"].mean().groupby([*keys, "split"]).mean()
+    return _error_columns(means, keys)
 
 
 def errors_by_landmark(by_frame_set: pd.DataFrame) -> pd.DataFrame:
@@ -163,11 +168,10 @@ def no_recommendation(learned: pd.DataFrame, errors: pd.DataFrame) -> str:
 
 def mean_mm_at(errors: pd.DataFrame, iteration: int) -> str:
     """Train / test error in mm at one iteration (mean over networks), or "no scale"."""
-    rows = errors[errors["snapshot_iteration"] == iteration]
+    rows = errors[(errors["snapshot_iteration"] == iteration) & errors["error_px"].notna()]
     if "error_mm" not in rows or not len(rows) or not rows["error_mm"].notna().all():
         return "no scale"
-    mm = rows.groupby(["frame_set_size", "split"])["error_mm"].mean().groupby("split").mean()
-    return " / ".join(f"{mm.get(split, float('nan')):.2f}" for split in ("train", "test"))
+    return " / ".join(f"{study_mean(rows[rows['split'] == split], 'error_mm'):.2f}" for split in ("train", "test"))
 
 
 def paper_comparison(errors: pd.DataFrame, analysis: dict, by_network: pd.DataFrame, by_landmark: pd.DataFrame,
