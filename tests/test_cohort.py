@@ -31,13 +31,6 @@ def test_a_config_yaml_that_is_not_yaml_names_the_line(reaching_project):
     assert "config.yaml is not valid YAML" in paragraph and f"File: {config}" in paragraph and "line" in paragraph
 
 
-def test_a_multi_animal_project_is_refused_with_what_is_supported(reaching_project):
-    config = reaching_project / "config.yaml"
-    config.write_text(config.read_text() + "multianimalproject: true\n")
-    paragraph = _failure(reaching_project)
-    assert "multi-animal" in paragraph and "Allowed: a single-animal project" in paragraph
-
-
 def test_a_folder_labeled_only_by_someone_else_is_left_out_and_named(reaching_project):
     labeled_data = reaching_project / "labeled-data"
     other = labeled_data / "reachingvideo2"

@@ -652,6 +652,50 @@ def test_a_multi_animal_projects_label_file_of_one_individual_is_read_as_its_lab
     assert "Found: individuals mouse1, mouse2" in paragraph and f"File: {lab_file}" in paragraph
 
 
+def test_a_multi_animal_project_of_one_labelled_individual_is_studied_as_one_participant_per_video(
+        reaching_project, tmp_path, caplog):
+    """A lab that made its project multi-animal (DeepLabCut's tracker, or by chance) has `bodyparts: MULTI!` in its
+    config.yaml, the landmarks under `multianimalbodyparts` and `uniquebodyparts`, and DeepLabCut's default
+    individual1..3, of which it labelled one: the others' columns are empty in every label file. Such a project was
+    refused outright, the lab told to build a single-animal project of the same labels by hand."""
+    root, project = _reaching_cohort(reaching_project, tmp_path)
+    config = project / "config.yaml"
+    config.write_text(config.read_text().replace(
+        "bodyparts:\n- Hand\n- Finger1\n- Tongue\n- Joystick1\n- Joystick2\n",
+        "multianimalproject: true\nidentity: false\nindividuals:\n- individual1\n- individual2\n- individual3\n"
+        "uniquebodyparts:\n- Joystick1\n- Joystick2\nmultianimalbodyparts:\n- Hand\n- Finger1\n- Tongue\n"
+        "bodyparts: MULTI!\n", 1))
+    assert "bodyparts: MULTI!" in config.read_text()
+    lab_file = project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
+    frame = read_collected_data(lab_file)
+    unique = ("Joystick1", "Joystick2")
+    labelled = _with_individuals(frame, lambda bodypart: "single" if bodypart in unique else "individual1")
+    empty = [_with_individuals(frame.drop(columns=list(unique), level="bodyparts") * np.nan, lambda _: name)
+             for name in ("individual2", "individual3")]
+    multi = pd.concat([labelled.drop(columns="single", level="individuals"), *empty,
+                       labelled.xs("single", level="individuals", axis=1, drop_level=False)], axis=1)
+    multi.to_hdf(lab_file, key="df_with_missing", mode="w")
+    multi.to_csv(lab_file.with_suffix(".csv"))
+    os.utime(lab_file, (lab_file.stat().st_atime, lab_file.stat().st_mtime - 1))
+    with caplog.at_level(logging.INFO):
+        run = stages.prepare_run(root, REACH_CONF, "manual__multi_animal")
+        assert run.cohort.bodyparts == ("Hand", "Finger1", "Tongue", "Joystick1", "Joystick2")
+        stages.extract_cohort_frames(run)
+        assert stages.label_frames(run) == {"labeled_frames": 55, "videos": 1}
+        assert stages.validate_label_table(run)["success"]
+    assert "is a multi-animal DeepLabCut project (individuals: individual1, individual2, individual3)" in caplog.text
+    assert "(individuals: individual1, single)" in caplog.text  # the empty two are no one's labels
+    copy = read_collected_data(run.layout.project_dir / "labeled-data" / "reachingvideo1" / lab_file.name)
+    assert np.array_equal(copy[frame.columns].to_numpy(), frame.to_numpy(), equal_nan=True)
+
+    config.write_text(config.read_text().replace("multianimalbodyparts:\n- Hand\n- Finger1\n- Tongue\n", "")
+                      .replace("uniquebodyparts:\n- Joystick1\n- Joystick2\n", "uniquebodyparts: []\n"))
+    with pytest.raises(CohortError) as refused:
+        stages.prepare_run(root, REACH_CONF, "manual__no_landmarks")
+    assert "the multi-animal project's config.yaml lists no landmarks" in str(refused.value)
+    assert "Found: multianimalbodyparts: []; uniquebodyparts: []" in str(refused.value)
+
+
 @pytest.mark.parametrize("coords", [("x", "y"), ("x", "y", "visibility")])
 def test_frames_saved_without_any_label_are_left_out_of_an_imported_project_and_named(reaching_project, tmp_path,
                                                                                         caplog, coords):

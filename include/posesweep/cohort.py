@@ -164,10 +164,8 @@ def _load_dlc_project(cohort_dir: Path) -> Cohort:
             raise CohortError(f"the project's config.yaml has no {key!r} entry", file=config_file,
                               found=f"{key}: {config.get(key)!r}", fix=f"add the project's {key} to config.yaml "
                               f"(as DeepLabCut wrote it when the project was created)")
-    if config.get("multianimalproject"):
-        raise CohortError("multi-animal DeepLabCut projects are not supported", file=config_file,
-                          found="multianimalproject: true", allowed="a single-animal project",
-                          fix="use a single-animal DeepLabCut project of the same frames and labels")
+    if config.get("multianimalproject"):  # its bodyparts: MULTI!, its landmarks under two other names
+        config = {**config, "bodyparts": multi_animal_landmarks(config_file, config)}
     scorer = str(config["scorer"])
     labeled_data = cohort_dir / "labeled-data"
     by_folder = {p: label_files_by_scorer(p) for p in visible_entries(labeled_data) if p.is_dir()}
@@ -192,6 +190,25 @@ def _load_dlc_project(cohort_dir: Path) -> Cohort:
                   declared_kinematic_landmarks(cohort_dir, manifest, bodyparts),
                   **camera_settings(cohort_dir, manifest, [f.name for f in folders]),
                   renamed_landmarks=declared_renames(cohort_dir, manifest, bodyparts))
+
+
+def multi_animal_landmarks(config_file: Path, config: dict) -> list[str]:
+    """The landmarks of a multi-animal DeepLabCut project (``multianimalproject: true``): its
+    ``multianimalbodyparts``, then its ``uniquebodyparts``, as its label files hold them. Such a project of one
+    participant per video (a lab that chose multi-animal for DeepLabCut's tracker, or by chance, and labelled one
+    individual) is studied as a single-animal one; its label files are read so (``labels.single_animal``).
+    Before, every multi-animal project was refused, and the lab told to build a single-animal one by hand."""
+    listed = {key: config.get(key) or [] for key in ("multianimalbodyparts", "uniquebodyparts")}
+    bad = {key: value for key, value in listed.items() if not isinstance(value, list)}
+    if bad or not any(listed.values()):
+        raise CohortError("the multi-animal project's config.yaml lists no landmarks", file=config_file,
+                          found="; ".join(f"{key}: {value!r}" for key, value in listed.items()),
+                          allowed="multianimalbodyparts (and uniquebodyparts) as lists of landmark names",
+                          fix="copy the project's own config.yaml, as DeepLabCut wrote it")
+    log.info("%s is a multi-animal DeepLabCut project (individuals: %s): studied as one participant per video, "
+             "its landmarks %s", config_file, ", ".join(map(str, config.get("individuals") or [])) or "none",
+             ", ".join(map(str, listed["multianimalbodyparts"] + listed["uniquebodyparts"])))
+    return listed["multianimalbodyparts"] + listed["uniquebodyparts"]
 
 
 CAMERA_VIEWS = {"front": "the camera faces the participant (the paper's set-up)",

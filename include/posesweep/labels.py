@@ -187,7 +187,13 @@ def single_animal(frame: pd.DataFrame, source: Path) -> tuple[pd.DataFrame, list
     ``single`` unique landmarks) is one participant; several with the same landmarks are refused."""
     if frame.columns.nlevels != 4:
         return frame, []
-    individuals = list(dict.fromkeys(str(name) for name in frame.columns.get_level_values(1)))
+    # DeepLabCut's new multi-animal project lists individual1..3; a lab that labels one leaves the others' columns
+    # empty: an individual without a single label is no one's labels (`single`, the unique landmarks, is kept)
+    named = frame.columns.get_level_values(1).astype(str)
+    animals = [name for name in dict.fromkeys(named) if name != "single"]
+    labelled = [name for name in animals if frame.loc[:, named == name].notna().to_numpy().any()]
+    individuals = (labelled or animals[:1]) + (["single"] if "single" in set(named) else [])
+    frame = frame.loc[:, named.isin(individuals)]
     single = frame.droplevel(1, axis=1)
     if single.columns.duplicated().any():
         raise LabelFileError(f"the label file holds the labels of {len(individuals)} individuals with the same "
