@@ -1148,6 +1148,8 @@ def test_the_wait_for_labels_says_why_when_the_labs_label_files_do_not_match_the
         in status
     assert "P003: 6 of 6 picked frames still unlabeled; label them in " \
            f"{run.layout.project_dir / 'labeled-data' / 'P003'}" in status
+    # DeepLabCut 3's call that opens the folder in napari-deeplabcut, as a lab can paste it
+    assert f"deeplabcut.label_frames('{run.layout.project_dir / 'config.yaml'}', image_folder='P003')" in status
 
 
 def test_a_corrupt_h5_is_read_from_the_csv_deeplabcut_writes_beside_it(labeled_run, caplog):

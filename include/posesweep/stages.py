@@ -316,7 +316,9 @@ def labeling_status(run: Run, missing: dict[str, int]) -> list[str]:
         images = read_json(layout.frame_record(stem))["image_names"]
         target = layout.project_dir / "labeled-data" / stem
         lines.append(f"{stem}: {count} of {len(images)} picked frames still unlabeled; label them in {target} "
-                     f"(DeepLabCut, scorer {cohort.scorer})")
+                     f"(DeepLabCut, scorer {cohort.scorer}: deeplabcut.label_frames("
+                     f"{str(layout.project_dir / 'config.yaml')!r}, image_folder={stem!r}) opens them, and "
+                     f"saving there goes on with the run)")
         to_add = landmarks_still_to_add(layout, stem, label_files_by_scorer(target).get(cohort.scorer))
         if to_add:
             lines.append(f"  their labels were carried from an earlier run, which had no {', '.join(to_add)} (new "
