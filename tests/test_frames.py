@@ -409,6 +409,43 @@ def test_gpus_the_engine_does_not_see_are_named_at_prepare_run_and_the_study_est
     assert "of training on the local backend;" in caplog.text and "GPU rate" not in caplog.text
 
 
+def test_a_gpu_older_than_torchs_build_is_refused_at_prepare_run_and_at_a_trainings_start(tiny_cohort, tmp_path,
+                                                                                         monkeypatch):
+    """torch 2.14's CUDA 13 build runs on compute capability 7.5 and newer: on a V100 (7.0) or a GTX 1080 Ti (6.1)
+    it sees the GPU and every kernel fails ("no kernel image is available"), so a lab's study was estimated in GPU
+    hours, labelled, and failed at its first training step. The torch probe runs one kernel; no such GPU is here,
+    so its answer on one is given as torch prints it there (the probe's own code runs for real in the test above:
+    0 GPUs on this machine). A study short enough to go on with a warning where no GPU is seen is refused here:
+    its networks would not train on the CPU, they would fail."""
+    from posesweep import gpus
+    from posesweep.errors import GpuCannotRunError, GpuTooOldError, MachineError
+
+    on_a_v100 = ["cannot run", "Tesla V100-SXM2-32GB", "7.0", "2.14.1+cu130", "sm_75 sm_80 sm_86 sm_90 sm_100 sm_120",
+                 "CUDA error: no kernel image is available for execution on the device"]
+    real_probe = gpus.probe_engine_gpu
+    monkeypatch.setattr(gpus, "probe_engine_gpu",
+                        lambda engine, gpu, *a: on_a_v100 if engine == "pytorch" else real_probe(engine, gpu, *a))
+    root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
+    monkeypatch.setenv("POSESWEEP_GPUS", "0")
+    small = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6, 12], "max_iterations": 100,
+             "snapshot_interval": 50, "allow_random_init": True, "engine": "pytorch"}
+    with pytest.raises(GpuTooOldError) as refused:
+        stages.prepare_run(root, small, "v100")
+    paragraph = refused.value.explain()
+    assert "the training engine cannot run on this machine's GPU: torch sees GPU 0 (Tesla V100-SXM2-32GB)" in paragraph
+    assert ("Found: GPU 0: Tesla V100-SXM2-32GB, compute capability 7.0; torch 2.14.1+cu130 is built for sm_75 sm_80 "
+            "sm_86 sm_90 sm_100 sm_120 (CUDA error: no kernel image") in paragraph
+    assert "install a torch build that lists sm_70" in paragraph and "POSESWEEP_GPUS=none" in paragraph
+    assert "engine=tensorflow" not in paragraph  # TensorFlow, asked for real here, sees no GPU either
+    assert not refused.value.retryable
+    # a training's own check (a pod on an older GPU's node): the machine must change, so no retry
+    in_training = gpus.torch_cannot_run_on("GPU-1234", on_a_v100)
+    assert isinstance(in_training, GpuCannotRunError) and isinstance(in_training, MachineError)
+    assert not in_training.retryable and not in_training.parameters
+    suggested = gpus.torch_cannot_run_on("0", on_a_v100, GpuTooOldError, other_engine_sees=True)
+    assert suggested.parameters == {"engine": "tensorflow"} and "trigger with engine=tensorflow" in suggested.fix
+
+
 @pytest.mark.slow
 def test_a_studys_estimate_is_the_speed_the_machines_own_earlier_training_of_that_engine_measured(tiny_cohort,
                                                                                                   tmp_path,

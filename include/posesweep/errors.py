@@ -187,6 +187,15 @@ class GpusNotSeenError(InputError, RuntimeError, title="the training engine sees
     """The local backend has GPUs, but the engine, in a child given one, sees none: it would train on the CPU."""
 
 
+class GpuCannotRunError(MachineError, title="the training engine cannot run on this machine's GPU"):
+    """torch sees the GPU but runs no kernel on it (a GPU older than the architectures its build was compiled for):
+    every training step fails the same way until torch, the engine or the GPU changes."""
+
+
+class GpuTooOldError(GpusNotSeenError, title="the training engine cannot run on this machine's GPU"):
+    """``prepare_run``'s form of ``GpuCannotRunError``: found before anyone labels, with a new run's settings."""
+
+
 class GpuMemoryTooSmallError(InputError, MemoryError, title="a training step does not fit in the GPU's memory"):
     """The step ran out of GPU memory with the GPU (nearly) to itself: the same GPU fails again."""
 

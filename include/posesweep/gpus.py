@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from .errors import GpusNotSeenError
+from .errors import GpuCannotRunError, GpusNotSeenError, GpuTooOldError, PosesweepError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -154,36 +154,110 @@ GPU_SETUP_FIX = {
                "is a CPU-only build; install the torch of requirements.txt on a current driver",
 }
 UNSEEN_GPU_FIX = {**GPU_SETUP_FIX, "tensorflow": GPU_SETUP_FIX["tensorflow"] + ", or train with engine pytorch"}
+# torch sees a GPU older than the architectures its build was compiled for, and then fails every kernel there ("no
+# kernel image is available"): requirements.txt's torch 2.14 is a CUDA 13 build, compiled for compute capability
+# 7.5 and newer (torch.cuda.get_arch_list()), so a V100 (7.0) or a GTX 1080 Ti (6.1), common in labs, is seen and
+# cannot be trained on. Its probe runs one kernel there (``torch_kernel_problem``).
+TORCH_GPU_PROBE = "from posesweep.gpus import torch_gpu_probe_line; print(torch_gpu_probe_line())"
+
+
+def torch_kernel_problem(device) -> list[str] | None:
+    """None where torch runs a kernel on ``device`` (a CUDA ``torch.device``); else (``cannot run``, the GPU's
+    name, its compute capability, torch's version, the architectures its build is for, the error)."""
+    import torch
+
+    try:
+        torch.ones(8, device=device).mul(2).sum().item()
+        return None
+    except Exception as error:  # RuntimeError or torch.AcceleratorError: "no kernel image is available ..."
+        major, minor = torch.cuda.get_device_capability(device)
+        said = str(error).strip().splitlines()
+        return ["cannot run", torch.cuda.get_device_name(device), f"{major}.{minor}", torch.__version__,
+                " ".join(torch.cuda.get_arch_list()), said[0] if said else type(error).__name__]
+
+
+def torch_gpu_probe_line() -> str:
+    """What torch's probe child prints: the number of GPUs torch sees, or its kernel problem on the first,
+    tab-separated."""
+    import torch
+
+    seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    problem = torch_kernel_problem(torch.device("cuda", 0)) if seen else None
+    return "\t".join(problem) if problem else str(seen)
+
+
 # what a training child of each engine runs to find its GPUs: the number it sees, printed
 ENGINE_GPU_PROBES = {
     "tensorflow": "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))",
-    "pytorch": "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)",
+    "pytorch": TORCH_GPU_PROBE,
 }
 ENGINE_GPU_PROBE_TIMEOUT_S = 300.0
 
 
-def engine_sees_a_gpu(engine: str, gpu: str, timeout_s: float = ENGINE_GPU_PROBE_TIMEOUT_S) -> bool | None:
-    """Whether ``engine`` sees a GPU in a child process given ``gpu`` as a training child is (its
-    ``CUDA_VISIBLE_DEVICES``), with this Python: the engine imported for real (TensorFlow: seconds), nothing
-    else. None where the probe itself fails or runs out of time: then nothing is known."""
+def probe_engine_gpu(engine: str, gpu: str, timeout_s: float = ENGINE_GPU_PROBE_TIMEOUT_S) -> list[str] | None:
+    """What ``engine`` finds in a child process given ``gpu`` as a training child is (its ``CUDA_VISIBLE_DEVICES``),
+    with this Python: the engine imported for real (TensorFlow: seconds), nothing else. The probe's last line,
+    split at tabs: the number of GPUs it sees, or torch's ``cannot run`` and what it found. None where the probe
+    itself fails or runs out of time: then nothing is known."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu, "TF_CPP_MIN_LOG_LEVEL": "3"}
     try:
         done = subprocess.run([sys.executable, "-c", ENGINE_GPU_PROBES[engine]], env=env, capture_output=True,
                               text=True, timeout=timeout_s)
-        return int(done.stdout.split()[-1]) > 0 if done.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+    except (OSError, subprocess.SubprocessError):
         return None
+    lines = done.stdout.strip().splitlines()
+    return lines[-1].split("\t") if done.returncode == 0 and lines else None
+
+
+def engine_sees_a_gpu(engine: str, gpu: str, timeout_s: float = ENGINE_GPU_PROBE_TIMEOUT_S) -> bool | None:
+    """Whether ``engine`` sees a GPU it can run on, in a child given ``gpu`` (``probe_engine_gpu``); None where
+    nothing is known."""
+    return _sees(probe_engine_gpu(engine, gpu, timeout_s))
+
+
+def _sees(found: list[str] | None) -> bool | None:
+    if found is None or found[0] == "cannot run":
+        return None if found is None else False
+    try:
+        return int(found[0]) > 0
+    except ValueError:
+        return None
+
+
+def torch_cannot_run_on(gpu: str, found: list[str], error_class: type = GpuCannotRunError,
+                        other_engine_sees: bool = False) -> PosesweepError:
+    """torch's probe (or a training's first step) found GPU ``gpu`` but ran no kernel there: ``found`` is
+    (``cannot run``, its name, its compute capability, torch's version, its build's architectures, the error)."""
+    name, capability, version, arch_list, error = (found[1:] + [""] * 5)[:5]
+    needed = f"sm_{capability.replace('.', '')}" if capability else "its architecture"
+    return error_class(
+        f"torch sees GPU {gpu} ({name}) but runs nothing on it: every training step would fail",
+        found=f"GPU {gpu}: {name}, compute capability {capability}; torch {version} is built for "
+              f"{arch_list or 'no GPU architecture'} ({error})",
+        allowed="a GPU whose architecture this torch lists (torch.cuda.get_arch_list()), or the CPU",
+        fix=f"install a torch build that lists {needed} (a build for an older CUDA: pytorch.org's 'previous "
+            f"versions' names them) in this environment and the trainer image"
+            + ("; or trigger with engine=tensorflow, which runs on this GPU here" if other_engine_sees else "")
+            + "; or set POSESWEEP_GPUS=none to train on this CPU",
+        parameters={"engine": "tensorflow"} if other_engine_sees and error_class is GpuTooOldError else None)
 
 
 def gpus_not_seen(engine: str, gpus: tuple[str, ...]) -> GpusNotSeenError | None:
     """Where the local backend has GPUs (``machine_gpus``) but ``engine`` sees none in a child given the first, as
     on a lab's workstation set up with requirements.txt alone (TensorFlow 2.15 without its CUDA 12.2 libraries,
-    or a driver older than torch's CUDA build): its networks would train on the CPU, about a hundred times slower,
-    after an estimate of GPU hours. With the fix that makes it see one, and the other engine where that one does."""
-    if not gpus or engine_sees_a_gpu(engine, gpus[0]) is not False:
+    or a driver older than torch's CUDA build), or sees it and runs nothing there (a GPU older than torch's build:
+    ``torch_cannot_run_on``): its networks would train on the CPU, about a hundred times slower, after an estimate
+    of GPU hours, or fail at their first step. With the fix that makes it see one, and the other engine where that
+    one does."""
+    if not gpus:
+        return None
+    found = probe_engine_gpu(engine, gpus[0])
+    if _sees(found) is not False:  # it sees one, or nothing is known
         return None
     other = next(name for name in ENGINE_GPU_PROBES if name != engine)
     other_sees = engine_sees_a_gpu(other, gpus[0]) is True
+    if found[0] == "cannot run":
+        return torch_cannot_run_on(gpus[0], found, GpuTooOldError, other_sees)
     return GpusNotSeenError(
         f"engine {engine} sees no GPU in a training child given GPU {gpus[0]}; its networks would train on the CPU, "
         f"about a hundred times slower",

@@ -21,7 +21,7 @@ from .cohort import (COHORT_FILE, PARTICIPANT_PATTERN_EXAMPLE, VIDEOS_NEVER_LABE
                      read_project_config, unmatched_videos, videos_in_subfolders, videos_sharing_a_name,
                      with_the_runs_landmarks, write_project_config)
 from .config import NETWORKS, StudyConfig, StudyConfigError
-from .errors import InputError, together
+from .errors import GpuTooOldError, InputError, together
 from .budget import cpu_time_problem, disk_problem, estimate, measured_rate, record_expected_speed, written_bytes
 from .carried_labels import carry_earlier_labels, landmarks_still_to_add
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames
@@ -106,7 +106,9 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
                             written_bytes([layout.run_dir, layout.frames_cache(study.frames_per_video, study.seed)])):
         problems.append(disk)
     too_long = cpu_time_problem(budget, study)
-    if not_seen and too_long:  # the other engine, where it sees the GPU, makes the CPU's hours moot
+    if isinstance(not_seen, GpuTooOldError):  # its networks would fail at their first step, not train on the CPU
+        problems += [not_seen] + ([too_long] if too_long and not not_seen.parameters else [])
+    elif not_seen and too_long:  # the other engine, where it sees the GPU, makes the CPU's hours moot
         problems += [not_seen] + ([] if not_seen.parameters else [too_long])
     elif not_seen:  # a study the CPU finishes within its limit (or allowed longer) goes on there
         log.warning("%s: %s (%s). %s", not_seen.title, not_seen.what, not_seen.found, not_seen.fix)

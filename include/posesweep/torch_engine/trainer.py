@@ -50,7 +50,7 @@ from ..layout import RunLayout, atomic_path, read_json, write_json_atomic
 from ..splits import FrameSet, largest_frame
 from . import augment
 from ..gpu_memory import GpuMemory, step_out_of_memory
-from ..gpus import gpu_given_but_unseen
+from ..gpus import gpu_given_but_unseen, torch_cannot_run_on, torch_kernel_problem
 from .frame_cache import FrameCache, load_frame_cache
 from .graphed_step import GraphedStep, graph_safe_loss, make_capturable, portable_optimizer_state
 from .project import build_model, model_config_path, read_model_config
@@ -328,6 +328,9 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
     prefix = f"[frame set {size}]"
     if device is None and (unseen := gpu_given_but_unseen("pytorch", torch.cuda.is_available())):
         log.warning("%s %s", prefix, unseen)
+    device = device or default_device()
+    if device.type == "cuda" and (problem := torch_kernel_problem(device)):  # a pod on an older GPU's node, say
+        raise torch_cannot_run_on(os.environ.get("CUDA_VISIBLE_DEVICES") or str(device), problem)
 
     done = [it for it in snapshot_iterations_in(train_dir) if it in expected]
     start = max(done, default=0)
@@ -339,7 +342,7 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
         start, state, start_weights = resume_point["iteration"], resume_point, resume_point["model"]
     loop = TrainingLoop.build(model_cfg, start_weights,
                               layout.project_dir / "labeled-data", list(frame_set.train), labels, bodyparts,
-                              study.batch_size, study.seed + size, device or default_device(),
+                              study.batch_size, study.seed + size, device,
                               state["optimizer"] if state is not None else None, start, study.max_iterations - start,
                               frames_on_device=frames_kept_off_gpu is None)
     if resume_point is not None:
