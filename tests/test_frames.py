@@ -442,6 +442,7 @@ def test_a_gpu_older_than_torchs_build_is_refused_at_prepare_run_and_at_a_traini
     in_training = gpus.torch_cannot_run_on("GPU-1234", on_a_v100)
     assert isinstance(in_training, GpuCannotRunError) and isinstance(in_training, MachineError)
     assert not in_training.retryable and not in_training.parameters
+    assert "POSESWEEP_K8S_NODE_SELECTOR" in in_training.fix and "POSESWEEP_K8S_NODE_SELECTOR" not in paragraph
     suggested = gpus.torch_cannot_run_on("0", on_a_v100, GpuTooOldError, other_engine_sees=True)
     assert suggested.parameters == {"engine": "tensorflow"} and "trigger with engine=tensorflow" in suggested.fix
 

@@ -238,6 +238,9 @@ def torch_cannot_run_on(gpu: str, found: list[str], error_class: type = GpuCanno
         fix=f"install a torch build that lists {needed} (a build for an older CUDA: pytorch.org's 'previous "
             f"versions' names them) in this environment and the trainer image"
             + ("; or trigger with engine=tensorflow, which runs on this GPU here" if other_engine_sees else "")
+            + ("; on a cluster, POSESWEEP_K8S_NODE_SELECTOR can send training pods to nodes of a newer GPU (GPU "
+               "Feature Discovery labels each node's nvidia.com/gpu.product)" if error_class is GpuCannotRunError
+               else "")
             + "; or set POSESWEEP_GPUS=none to train on this CPU",
         parameters={"engine": "tensorflow"} if other_engine_sees and error_class is GpuTooOldError else None)
 
