@@ -628,7 +628,7 @@ def test_a_multi_animal_projects_label_file_of_one_individual_is_read_as_its_lab
     multi.to_csv(lab_file.with_suffix(".csv"))  # as DeepLabCut does, a moment after the .h5
     os.utime(lab_file, (lab_file.stat().st_atime, lab_file.stat().st_mtime - 1))
     run = stages.prepare_run(root, REACH_CONF, "manual__one_individual")
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         stages.extract_cohort_frames(run)
         assert stages.label_frames(run) == {"labeled_frames": 55, "videos": 1}
     assert f"{lab_file} is a multi-animal project's label file (individuals: mouse1, single)" in caplog.text
@@ -684,6 +684,7 @@ def test_a_multi_animal_project_of_one_labelled_individual_is_studied_as_one_par
         assert stages.label_frames(run) == {"labeled_frames": 55, "videos": 1}
         assert stages.validate_label_table(run)["success"]
     assert "is a multi-animal DeepLabCut project (individuals: individual1, individual2, individual3)" in caplog.text
+    assert caplog.text.count("is a multi-animal DeepLabCut project") == 1  # by prepare_run, not by every stage
     assert "(individuals: individual1, single)" in caplog.text  # the empty two are no one's labels
     copy = read_collected_data(run.layout.project_dir / "labeled-data" / "reachingvideo1" / lab_file.name)
     assert np.array_equal(copy[frame.columns].to_numpy(), frame.to_numpy(), equal_nan=True)

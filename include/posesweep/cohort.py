@@ -196,7 +196,8 @@ def multi_animal_landmarks(config_file: Path, config: dict) -> list[str]:
     """The landmarks of a multi-animal DeepLabCut project (``multianimalproject: true``): its
     ``multianimalbodyparts``, then its ``uniquebodyparts``, as its label files hold them. Such a project of one
     participant per video (a lab that chose multi-animal for DeepLabCut's tracker, or by chance, and labelled one
-    individual) is studied as a single-animal one; its label files are read so (``labels.single_animal``).
+    individual) is studied as a single-animal one; its label files are read so (``labels.single_animal``), and
+    ``prepare_run``'s log says so.
     Before, every multi-animal project was refused, and the lab told to build a single-animal one by hand."""
     listed = {key: config.get(key) or [] for key in ("multianimalbodyparts", "uniquebodyparts")}
     bad = {key: value for key, value in listed.items() if not isinstance(value, list)}
@@ -205,9 +206,6 @@ def multi_animal_landmarks(config_file: Path, config: dict) -> list[str]:
                           found="; ".join(f"{key}: {value!r}" for key, value in listed.items()),
                           allowed="multianimalbodyparts (and uniquebodyparts) as lists of landmark names",
                           fix="copy the project's own config.yaml, as DeepLabCut wrote it")
-    log.info("%s is a multi-animal DeepLabCut project (individuals: %s): studied as one participant per video, "
-             "its landmarks %s", config_file, ", ".join(map(str, config.get("individuals") or [])) or "none",
-             ", ".join(map(str, listed["multianimalbodyparts"] + listed["uniquebodyparts"])))
     return listed["multianimalbodyparts"] + listed["uniquebodyparts"]
 
 

@@ -73,8 +73,8 @@ def read_collected_data(path: Path) -> pd.DataFrame:
             log.warning("%s cannot be read (%s); using DeepLabCut's copy %s instead", h5, problems[0], source)
         frame, individuals = single_animal(_with_three_level_index(frame), source)
         if individuals:
-            log.warning("%s is a multi-animal project's label file (individuals: %s): read as one animal's (or "
-                        "person's) labels, each landmark under its own name", source, ", ".join(individuals))
+            log.info("%s is a multi-animal project's label file (individuals: %s): read as one animal's (or "
+                     "person's) labels, each landmark under its own name", source, ", ".join(individuals))
         if source == h5:
             _refuse_a_csv_edited_since(h5, csv, frame)
         return frame

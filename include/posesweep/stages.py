@@ -130,8 +130,14 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
     record_expected_speed(budget, layout.expected_speed_file)
     log.info("cohort %s: %d videos (%s), run folder %s; image scale: %s", cohort.name, len(cohort.videos),
              cohort.kind, layout.run_dir, scales.source)
+    project_config = read_project_config(cohort.root) if cohort.kind == "dlc_project" else {}
+    if project_config.get("multianimalproject"):
+        log.info("%s is a multi-animal DeepLabCut project (individuals: %s): studied as one participant per video, "
+                 "an individual labelled in none of a file's frames as no one's labels; its landmarks: %s",
+                 cohort.root / "config.yaml", ", ".join(map(str, project_config.get("individuals") or [])) or
+                 "none", ", ".join(cohort.bodyparts))
     if cohort.kind == "dlc_project" and (set_aside := project_settings_set_aside(
-            read_project_config(cohort.root), study.engine, study.network, study.train_fraction)):
+            project_config, study.engine, study.network, study.train_fraction)):
         log.info("the project's config.yaml trains otherwise than this run: %s; the run's parameters decide (set "
                  "engine, network (%s) or train_fraction in the trigger form to train as the project does)",
                  "; ".join(set_aside), ", ".join(NETWORKS))
