@@ -30,7 +30,7 @@ import pandas as pd
 
 from .layout import RunLayout, atomic_path, read_csv_table, read_json
 from .splits import FrameSet
-from .stats import study_mean
+from .stats import study_means
 from .images import read_rgb
 from .training import pose_cfg_paths, snapshot_iterations_in
 
@@ -256,7 +256,7 @@ def score_snapshot(layout: RunLayout, data: ScoringInput, scorer: SnapshotScorer
     with atomic_path(target) as tmp:
         table.to_csv(tmp, index=False)
     seconds = time.perf_counter() - started
-    means = {split: study_mean(rows) for split, rows in table.groupby("split")}  # the report's number
+    means = study_means(table, ["split"])  # the report's number
     print(f"[frame set {data.frame_set_size}] scored snapshot {iteration}{position}: "
           + ", ".join(f"{split} error {means[split]:.2f} px" for split in ("train", "test") if split in means)
           + f" ({len(data.images)} images in {seconds:.1f} s, {len(data.images) / seconds:.1f} images/s)", flush=True)
@@ -269,8 +269,7 @@ def assemble_network_table(layout: RunLayout, frame_set_size: int, iterations: l
     target = layout.evaluation_file(frame_set_size)
     with atomic_path(target) as tmp:
         table.to_csv(tmp, index=False)
-    summary = (table.groupby(["snapshot_iteration", "split", "landmark"])["error_px"].mean()
-               .groupby(["snapshot_iteration", "split"]).mean().unstack())  # as stats.study_mean, per snapshot
+    summary = study_means(table, ["snapshot_iteration", "split"]).unstack()
     print(f"[frame set {frame_set_size}] mean error (px) by snapshot:\n{summary.round(2)}", flush=True)
     return target
 

@@ -29,6 +29,12 @@ def study_mean(rows: pd.DataFrame, column: str = "error_px") -> float:
     return float(rows.groupby(["frame_set_size", "landmark"])[column].mean().mean())
 
 
+def study_means(errors: pd.DataFrame, by: list[str], column: str = "error_px") -> pd.Series:
+    """``study_mean`` of each group of ``by`` (e.g. per network, snapshot and split), indexed by ``by``."""
+    units = list(dict.fromkeys([*by, "frame_set_size", "landmark"]))
+    return errors.groupby(units)[column].mean().groupby(by).mean()
+
+
 def subject_means(errors: pd.DataFrame) -> pd.DataFrame:
     """Mean error over frames per (split, frame set, landmark, snapshot)."""
     means = (errors.groupby(["split", "frame_set_size", "landmark", "snapshot_iteration"], as_index=False)

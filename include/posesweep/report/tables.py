@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..config import FRONTAL_BODYPARTS
 from ..learning import MIN_ITERATIONS_TO_JUDGE_A_PLATEAU, STILL_FALLING_FRACTION, learning_check
-from ..stats import study_mean
+from ..stats import study_mean, study_means
 
 PCK_RADII_PX = (2, 5, 10)
 PAPER = {"iterations": 175_000, "frames": 400, "train_error_px": 2.8, "test_error_px": 3.7,
@@ -52,8 +52,7 @@ def _error_columns(series: pd.Series, index: list[str]) -> pd.DataFrame:
 def errors_by_network(errors: pd.DataFrame) -> pd.DataFrame:
     """Mean train and test error per network (frame-set size) and snapshot, the study's way (``study_mean``)."""
     keys = ["frame_set_size", "snapshot_iteration"]
-    means = errors.groupby([*keys, "split", "landmark"])["error_px"].mean().groupby([*keys, "split"]).mean()
-    return _error_columns(means, keys)
+    return _error_columns(study_means(errors, [*keys, "split"]), keys)
 
 
 def errors_by_landmark(by_frame_set: pd.DataFrame) -> pd.DataFrame:
