@@ -317,7 +317,7 @@ def test_an_imported_project_with_fewer_labeled_frames_than_the_paper_is_told_th
     assert "Found: Tongue missing in 72.7% of the 55 labeled frames" in paragraph
     assert f"File: {root / 'cohorts' / 'reach' / 'labeled-data' / 'reachingvideo1'}" in paragraph
     assert refused.value.parameters == {"frame_set_sizes": [14, 28, 41, 55], "max_missing_label_fraction": 0.73,
-                                        "max_iterations": 9300, "snapshot_interval": 930, "allow_random_init": True}
+                                        "max_iterations": 9100, "snapshot_interval": 910, "allow_random_init": True}
     assert "frame_set_sizes=[14, 28, 41, 55], max_missing_label_fraction=0.73" in paragraph.split("What to do:")[-1]
     assert not refused.value.retryable
     run = stages.prepare_run(root, {"cohort": "reach", **refused.value.parameters}, "manual__proposed")

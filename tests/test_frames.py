@@ -6,7 +6,7 @@ import pytest
 from conftest import cut_short_with_its_index_first
 
 from posesweep import stages
-from posesweep.budget import CPU_SECONDS_PER_ITERATION
+from posesweep.budget import CPU_SECONDS_PER_ITERATION, SCORING_FRACTION
 from posesweep.errors import InputError
 from posesweep.frames import VideoError, extract_frames, image_name
 
@@ -343,13 +343,18 @@ def test_an_operator_states_how_much_faster_the_cpu_trains_and_the_estimate_foll
     shorter = refused.value.parameters
     assert shorter["max_iterations"] == 10 * shorter["snapshot_interval"]
     assert (f"lower max_iterations (max_iterations={shorter['max_iterations']}, snapshot_interval="
-            f"{shorter['snapshot_interval']} keep the 10 snapshots per network and train in under 24 h here; "
-            f"a first look at the whole study on this cohort in about 30 min, too short to learn from (the report "
-            f"says so): max_iterations=") in refused.value.explain()
-    assert 0.9 * 24 < 3 * shorter["max_iterations"] * per_iteration / 3600 <= 24  # as many as fit, nearly
+            f"{shorter['snapshot_interval']} keep the 10 snapshots per network and train and score in under 24 h "
+            f"here; a first look at the whole study on this cohort in about 30 min, too short to learn from (the "
+            f"report says so): max_iterations=") in refused.value.explain()
+    # each of the 10 snapshots scores every network's frames, 60 + 120 + 180, at a fraction of an iteration's time
+    scoring_s = 10 * (60 + 120 + 180) * SCORING_FRACTION["tensorflow"][0][1] * per_iteration  # at 160x120
+    assert f"and {scoring_s / 60:.0f} min scoring each network's frames at its 10 snapshots (360 frames each time)" \
+        in refused.value.explain()
+    assert 0.9 * 24 < (3 * shorter["max_iterations"] * per_iteration + scoring_s) / 3600 <= 24  # as many as fit
     glance = re.search(r"about 30 min, .*?: max_iterations=(\d+), snapshot_interval=(\d+)\)",
                        refused.value.explain())
-    assert int(glance[1]) == 10 * int(glance[2]) and 0.8 * 30 < 3 * int(glance[1]) * per_iteration / 60 <= 30
+    assert int(glance[1]) == 10 * int(glance[2])
+    assert 0.8 * 30 < (3 * int(glance[1]) * per_iteration + scoring_s) / 60 <= 30
     stages.prepare_run(root, {**paper_scale, **shorter}, "within-a-day")
     monkeypatch.setenv("POSESWEEP_CPU_SPEEDUP", "100")
     with caplog.at_level("INFO", logger="posesweep.stages"):
@@ -376,6 +381,30 @@ def test_a_workstation_with_gpus_is_estimated_at_the_gpu_rate_and_not_refused_as
     assert cpu_time_problem(on_two_gpus, paper_scale) is None
     on_its_cpu = estimate(paper_scale, (160, 120), 180, "local", 0.1)  # the same machine told to train on its CPU
     assert "more than a day on this machine's CPU" in str(cpu_time_problem(on_its_cpu, paper_scale))
+
+
+def test_scoring_every_snapshot_counts_in_the_estimate_and_a_first_look_keeps_fewer_snapshots_where_ten_do_not_fit():
+    """Every snapshot of every network scores all of its frames: the Reaching project's 138 frames (four frame sets)
+    at 832x747 take 3 min per snapshot level on this CPU, so ten levels alone overran the 30-minute first look
+    that was suggested from training time alone, and at the paper's 2,000 frames in 1080p scoring adds a day."""
+    from posesweep.budget import cpu_seconds_per_iteration, estimate, iterations_within
+    from posesweep.config import StudyConfig
+
+    reaching = StudyConfig(frame_set_sizes=(14, 28, 41, 55), allow_random_init=True)  # 250k iterations, 10 levels
+    budget = estimate(reaching, (832, 747), 55, "local", 0.25)
+    per_iteration = cpu_seconds_per_iteration("tensorflow", (832, 747))
+    per_level_s = 138 * SCORING_FRACTION["tensorflow"][1][1] * per_iteration  # the table's 832x747 point
+    assert budget.scoring_hours == pytest.approx(10 * per_level_s / 3600)
+    assert budget.hours == pytest.approx(budget.training_hours + budget.scoring_hours)
+    glance = iterations_within(budget, reaching, 0.5)
+    levels = glance["max_iterations"] // glance["snapshot_interval"]
+    assert 2 <= levels < 10 and 10 * per_level_s > 1800  # ten levels' scoring alone is past the half hour
+    assert 0.8 * 1800 < 4 * glance["max_iterations"] * per_iteration + levels * per_level_s <= 1800
+    day = iterations_within(budget, reaching, 24)
+    assert day["max_iterations"] // day["snapshot_interval"] == 10  # a day keeps the study's ten
+    paper = StudyConfig(allow_random_init=True)
+    at_1080p = estimate(paper, (1920, 1080), 800, "local", 0.25)
+    assert at_1080p.scoring_hours > 20 and iterations_within(at_1080p, paper, 0.5) == {}  # no first look fits
 
 
 def test_gpus_the_engine_does_not_see_are_named_at_prepare_run_and_the_study_estimated_on_the_cpu(
@@ -406,7 +435,7 @@ def test_gpus_the_engine_does_not_see_are_named_at_prepare_run_and_the_study_est
         stages.prepare_run(root, {**small, "engine": "pytorch"}, "small")  # a CPU's minutes: it goes on, warned
     assert "the training engine sees none of this machine's GPUs: engine pytorch sees no GPU" in caplog.text
     assert "torch.cuda.is_available() is False" in caplog.text
-    assert "of training on the local backend;" in caplog.text and "GPU rate" not in caplog.text
+    assert "of training on the local backend, and " in caplog.text and "GPU rate" not in caplog.text
 
 
 def test_a_gpu_older_than_torchs_build_is_refused_at_prepare_run_and_at_a_trainings_start(tiny_cohort, tmp_path,

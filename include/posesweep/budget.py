@@ -56,6 +56,20 @@ CPU_EXTRA_IMAGE_FRACTION: dict[str, tuple[tuple[int, float], ...]] = {
 SNAPSHOT_BYTES = {"resnet_50": 110e6, "resnet_101": 180e6, "resnet_50_bn": 100e6}
 TRAIN_STATE_SNAPSHOTS = {"tensorflow": 0, "pytorch": 4}
 RESUME_POINT_SNAPSHOTS = {"tensorflow": 2, "pytorch": 6}
+# Scoring one frame at a snapshot (a forward pass, in batches) as a fraction of a batch-1 training iteration on the
+# same device and frames (forward and backward), by engine and frame size in pixels (between sizes a line through
+# both; beyond the table, its first or last value): every snapshot of every network scores all of its frames, train
+# and test, so at the paper's scale (10 snapshots x 2,000 frames) scoring adds about a day on this CPU. Measured on
+# this project's 2-core CPU on 2026-12-06, training's s/iteration against scoring's s/image (scoring alone, after
+# training) in the same `make study` run (the machine's speed varies by day, the ratio less): the synthetic cohort's
+# 160x120 frames, TensorFlow 0.037 s/image against 0.23 s/iteration, PyTorch 0.028 against 0.24; the Reaching
+# project's 832x747, TensorFlow 0.49 against 0.80, PyTorch 0.80 against 2.4. Small frames train at a fixed cost per
+# step (the optimizer's update of ResNet-50's weights) that scoring does not pay. Not measured on a GPU: used there
+# too.
+SCORING_FRACTION: dict[str, tuple[tuple[int, float], ...]] = {
+    "tensorflow": ((160 * 120, 0.16), (832 * 747, 0.61)),
+    "pytorch": ((160 * 120, 0.12), (832 * 747, 0.33)),
+}
 PNG_BYTES_PER_PIXEL = 1.5  # an extracted frame, twice: the shared frame store and the run's project links none
 MAX_CPU_HOURS = 24.0
 FIRST_LOOK_HOURS = 0.5  # a run that shows a lab the whole study on its own data, not its answer
@@ -139,6 +153,13 @@ class Budget:
     transient_disk_bytes: float = 0.0  # the part of disk_bytes only needed while networks train
     local_gpus: int = 0  # the GPUs the local backend trains on (none: its CPU)
     measured: MeasuredRate | None = None  # an earlier training's own speed, where there is one
+    scoring_hours: float = 0.0  # every network's frames scored at each of its snapshots
+    scored_images_per_snapshot: int = 0  # over all networks: the sum of the frame-set sizes
+
+    @property
+    def hours(self) -> float:
+        """Training and scoring: what a lab waits for."""
+        return self.training_hours + self.scoring_hours
 
     @property
     def on_cpu(self) -> bool:
@@ -151,9 +172,13 @@ class Budget:
                       f"{self.measured.record}, scaled to this study's frames and batch)")
         elif self.local_gpus:
             where += ", at the expected GPU rate (POSESWEEP_K8S_SECONDS_PER_ITERATION)"
+        snapshots = study.max_iterations // study.snapshot_interval
+        scoring = (f", and {_duration(self.scoring_hours * 3600)} scoring each network's frames at its "
+                   f"{snapshots} snapshots ({self.scored_images_per_snapshot:,} frames each time)"
+                   if self.scoring_hours else "")
         return (f"{len(study.frame_set_sizes)} networks x {study.max_iterations:,} iterations x "
                 f"{self.seconds_per_iteration:.3g} s/iteration = {_duration(self.training_hours * 3600)} of "
-                f"training on the {where}; about {self.disk_bytes / 1e9:.1f} GB of disk")
+                f"training on the {where}{scoring}; about {self.disk_bytes / 1e9:.1f} GB of disk")
 
 
 def _duration(seconds: float) -> str:
@@ -189,16 +214,20 @@ def cpu_seconds_per_iteration(engine: str, frame_size_px: tuple[int, int]) -> fl
 def cpu_batch_iterations(engine: str, frame_size_px: tuple[int, int], batch_size: int) -> float:
     """An iteration at ``batch_size`` on a CPU, in batch-1 iterations: 1 plus each further image's measured share
     (``CPU_EXTRA_IMAGE_FRACTION``)."""
-    points = CPU_EXTRA_IMAGE_FRACTION[engine]
+    extra = _within_table(CPU_EXTRA_IMAGE_FRACTION[engine], frame_size_px)
+    return 1 + extra * (batch_size - 1)
+
+
+def _within_table(points: tuple[tuple[int, float], ...], frame_size_px: tuple[int, int]) -> float:
+    """A measured table by frame size in pixels: a line through the two sizes around this one; beyond the table,
+    its first (or last) value."""
     pixels = frame_size_px[0] * frame_size_px[1]
     if pixels <= points[0][0]:
-        extra = points[0][1]
-    elif pixels >= points[-1][0]:
-        extra = points[-1][1]
-    else:
-        (x0, y0), (x1, y1) = next((a, b) for a, b in zip(points, points[1:]) if pixels <= b[0])
-        extra = y0 + (y1 - y0) * (pixels - x0) / (x1 - x0)
-    return 1 + extra * (batch_size - 1)
+        return points[0][1]
+    if pixels >= points[-1][0]:
+        return points[-1][1]
+    (x0, y0), (x1, y1) = next((a, b) for a, b in zip(points, points[1:]) if pixels <= b[0])
+    return y0 + (y1 - y0) * (pixels - x0) / (x1 - x0)
 
 
 def estimate(study: StudyConfig, frame_size_px: tuple[int, int], frames: int, backend: str,
@@ -217,12 +246,16 @@ def estimate(study: StudyConfig, frame_size_px: tuple[int, int], frames: int, ba
         per_iteration = gpu_seconds_per_iteration * study.batch_size
     networks = len(study.frame_set_sizes)
     snapshots = study.max_iterations // study.snapshot_interval
+    scored = sum(study.frame_set_sizes)  # each network scores its frame set, train and test, at every snapshot
+    scoring_hours = (snapshots * scored * _within_table(SCORING_FRACTION[study.engine], frame_size_px)
+                     * per_iteration / batch / 3600)
     snapshot = SNAPSHOT_BYTES[study.network]
     transient = networks * RESUME_POINT_SNAPSHOTS[study.engine] * snapshot
     disk = (snapshot + networks * (snapshots + TRAIN_STATE_SNAPSHOTS[study.engine]) * snapshot
             + frames * frame_size_px[0] * frame_size_px[1] * PNG_BYTES_PER_PIXEL + transient)
     return Budget(backend, per_iteration, networks * study.max_iterations * per_iteration / 3600, disk,
-                  cpu_speedup if backend == "local" and not local_gpus else 1.0, transient, local_gpus, measured)
+                  cpu_speedup if backend == "local" and not local_gpus else 1.0, transient, local_gpus, measured,
+                  scoring_hours, scored)
 
 
 def written_bytes(folders: list[Path]) -> int:
@@ -242,16 +275,20 @@ def written_bytes(folders: list[Path]) -> int:
 
 
 def iterations_within(budget: Budget, study: StudyConfig, hours: float) -> dict[str, int]:
-    """``max_iterations`` and ``snapshot_interval`` that train the study's networks within ``hours`` at the
-    budget's speed with as many snapshots per network as the study asks (the interval rounded down to two
-    significant digits); nothing where not even one iteration per snapshot fits."""
-    snapshots = study.max_iterations // study.snapshot_interval
-    interval = int(hours * 3600 / (len(study.frame_set_sizes) * budget.seconds_per_iteration) / snapshots)
-    if interval < 1:
-        return {}
-    step = 10 ** max(0, len(str(interval)) - 2)
-    interval = interval // step * step
-    return {"max_iterations": interval * snapshots, "snapshot_interval": interval}
+    """``max_iterations`` and ``snapshot_interval`` that train and score the study's networks within ``hours`` at
+    the budget's speed, with as many snapshots per network as the study asks where that fits, else as many as fit
+    (halved down to 2, each scoring every network's frames); the interval rounded down to two significant digits.
+    Nothing where not even one iteration per snapshot fits."""
+    asked = study.max_iterations // study.snapshot_interval
+    scoring_per_snapshot_s = budget.scoring_hours * 3600 / asked
+    for snapshots in sorted({asked, *(n for n in (asked // 2, asked // 4, 2) if 2 <= n < asked)}, reverse=True):
+        training_s = hours * 3600 - snapshots * scoring_per_snapshot_s
+        interval = int(training_s / (len(study.frame_set_sizes) * budget.seconds_per_iteration) / snapshots)
+        if interval >= 1:
+            step = 10 ** max(0, len(str(interval)) - 2)
+            interval = interval // step * step
+            return {"max_iterations": interval * snapshots, "snapshot_interval": interval}
+    return {}
 
 
 def disk_problem(budget: Budget, free_bytes: int, data_root: str, written: int = 0) -> StudyConfigError | None:
@@ -268,13 +305,14 @@ def disk_problem(budget: Budget, free_bytes: int, data_root: str, written: int =
 
 def cpu_time_problem(budget: Budget, study: StudyConfig) -> StudyConfigError | None:
     """More than ``MAX_CPU_HOURS`` of training on the local backend's CPU, unasked (``allow_long_cpu_run``)."""
-    if budget.on_cpu and budget.training_hours > MAX_CPU_HOURS and not study.allow_long_cpu_run:
+    if budget.on_cpu and budget.hours > MAX_CPU_HOURS and not study.allow_long_cpu_run:
         shorter = iterations_within(budget, study, MAX_CPU_HOURS)
         glance = iterations_within(budget, study, FIRST_LOOK_HOURS)
+        kept = shorter and shorter["max_iterations"] // shorter["snapshot_interval"]
         lower = "lower max_iterations" + (
-            f" ({', '.join(f'{k}={v}' for k, v in shorter.items())} keep the "
-            f"{study.max_iterations // study.snapshot_interval} snapshots per network and train in under "
-            f"{MAX_CPU_HOURS:.0f} h here" + (
+            f" ({', '.join(f'{k}={v}' for k, v in shorter.items())} keep "
+            + (f"the {kept}" if kept == study.max_iterations // study.snapshot_interval else f"{kept}")
+            + f" snapshots per network and train and score in under {MAX_CPU_HOURS:.0f} h here" + (
                 f"; a first look at the whole study on this cohort in about {FIRST_LOOK_HOURS * 60:.0f} min, too "
                 f"short to learn from (the report says so): {', '.join(f'{k}={v}' for k, v in glance.items())}"
                 if glance else "") + ")" if shorter else "")

@@ -89,7 +89,11 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
     picked = replace(study, **{key: value for problem in short + cannot_open  # the settings suggested
                                for key, value in problem.parameters.items()})
     frames_available = available_frames(cohort, picked, videos)  # with the frames_per_video suggested, if one is
-    problems += frame_set_problems(picked, cohort, frames_available, videos)
+    problems += (too_few := frame_set_problems(picked, cohort, frames_available, videos))
+    # the study as suggested so far: its cost (scoring counts every network's frames) is of the frame sets it would
+    # train, not of sizes the cohort cannot fill
+    sized = replace(picked, **{key: value for problem in too_few for key, value in problem.parameters.items()
+                               if key == "frame_set_sizes"})
     noted(problems, check_participants_to_hold_out, study.split_mode,
            [cohort.participant_of(video_stem(v)) for v in cohort.videos], cohort.root)
     problems += labels_that_would_fail(cohort, study)
@@ -98,14 +102,14 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
     not_seen = gpus_not_seen(study.engine, gpus)  # then its networks train on the CPU, and are estimated so
     local_gpus = 0 if not_seen else len(gpus)
     on_gpu, frame_size = settings.training_backend != "local" or local_gpus > 0, frame_size_px(cohort, videos)
-    budget = estimate(study, frame_size, frames_available, settings.training_backend,
+    budget = estimate(sized, frame_size, frames_available, settings.training_backend,
                       settings.pod.seconds_per_iteration, settings.cpu_speedup, local_gpus,
                       measured_rate(layout.data_root, study, frame_size, on_gpu))
     free_bytes = shutil.disk_usage(layout.data_root if layout.data_root.exists() else layout.data_root.parent).free
     if disk := disk_problem(budget, free_bytes, str(layout.data_root),
                             written_bytes([layout.run_dir, layout.frames_cache(study.frames_per_video, study.seed)])):
         problems.append(disk)
-    too_long = cpu_time_problem(budget, study)
+    too_long = cpu_time_problem(budget, sized)
     if isinstance(not_seen, GpuTooOldError):  # its networks would fail at their first step, not train on the CPU
         problems += [not_seen] + ([too_long] if too_long and not not_seen.parameters else [])
     elif not_seen and too_long:  # the other engine, where it sees the GPU, makes the CPU's hours moot
