@@ -304,7 +304,8 @@ def disk_problem(budget: Budget, free_bytes: int, data_root: str, written: int =
 
 
 def cpu_time_problem(budget: Budget, study: StudyConfig) -> StudyConfigError | None:
-    """More than ``MAX_CPU_HOURS`` of training on the local backend's CPU, unasked (``allow_long_cpu_run``)."""
+    """More than ``MAX_CPU_HOURS`` of training and scoring on the local backend's CPU, unasked
+    (``allow_long_cpu_run``)."""
     if budget.on_cpu and budget.hours > MAX_CPU_HOURS and not study.allow_long_cpu_run:
         shorter = iterations_within(budget, study, MAX_CPU_HOURS)
         glance = iterations_within(budget, study, FIRST_LOOK_HOURS)
