@@ -268,7 +268,9 @@ def test_the_command_line_run_of_a_cohort_awaiting_labels_says_where_to_label_an
     assert "  make study CONTINUE='manual__" in rest
     text = "".join(seen)
     assert "P01: 10 of 10 picked frames still unlabeled; label them in" in text
-    assert f"{tmp_path / 'data' / 'runs' / 'bikes'}" in text and "labeled-data/P01 (DeepLabCut, scorer labeler)" in text
+    assert f"{tmp_path / 'data' / 'runs' / 'bikes'}" in text
+    assert "labeled-data/P01 (DeepLabCut, scorer labeler: " in text
+    assert "deeplabcut.label_frames('" in text and "/project/config.yaml', image_folder='P01') opens them" in text
     assert "No tasks to run" not in text
     assert ("the run waits for the labels named above: wait_for_labels looks again every 5 minutes and the run goes "
             "on once they are saved; Ctrl-C stops it and prints the command that goes on where it stopped") in seen[-1]
