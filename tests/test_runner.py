@@ -216,6 +216,28 @@ def test_an_input_error_reported_by_the_child_comes_back_with_its_paragraph_and_
     assert "A retry cannot help" in paragraph
 
 
+def test_a_tensorflow_network_diverging_from_random_weights_names_the_pytorch_engine_as_the_new_runs_parameter():
+    """From pretrained weights the fix is the labels or the learning rate; from random ones DeepLabCut's TensorFlow
+    ResNet (batch norm fixed) can blow up where the PyTorch engine learns: that comes first, as a parameter that
+    reaches the parent (the command line's suggested new run)."""
+    child = ("import sys; from posesweep.errors import TrainingDivergedError\n"
+             "e = TrainingDivergedError.of_network(10, 'nan at iteration 6', 'loss nan at iteration 6', "
+             "'pose_cfg.yaml', tensorflow_from_random_weights={random})\n"
+             "print(e.to_line()); sys.exit(e.exit_code)")
+    explained = {}
+    for random in (False, True):
+        with pytest.raises(PosesweepError) as raised:
+            run_watched([sys.executable, "-c", child.format(random=random)], 30)
+        assert not raised.value.retryable
+        explained[random] = (raised.value.explain(), raised.value.parameters)
+    assert "engine=pytorch" not in explained[False][0] and explained[False][1] == {}
+    assert "What to do: check the labels" in explained[False][0]
+    paragraph, parameters = explained[True]
+    assert "Found: loss nan at iteration 6, from random weights" in paragraph
+    assert "What to do: trigger with engine=pytorch" in paragraph and "lower the learning rate in" in paragraph
+    assert parameters == {"engine": "pytorch"}
+
+
 def test_a_stalled_child_is_killed_by_the_watchdog():
     started = time.monotonic()
     with pytest.raises(TrainerCommandError, match="stalled") as raised:

@@ -133,7 +133,8 @@ def test_frames_larger_than_deeplabcuts_max_input_size_are_trained_on_not_refuse
 @pytest.mark.slow
 def test_a_real_training_that_diverges_fails_without_retry_and_says_what_to_do(tiny_cohort, tmp_path):
     """DeepLabCut trained with an absurd learning rate: the loss turns NaN, the child stops at once and the task's
-    error is an input error (no retry) with the iteration and what to change."""
+    error is an input error (no retry) with the iteration and what to change: from random weights (this run's),
+    first DeepLabCut 3's PyTorch engine, as a parameter the command line's new run takes up."""
     from posesweep.errors import PosesweepError
 
     run = training_ready_run(tiny_cohort, tmp_path / "data", CONF, "manual__diverge")
@@ -148,6 +149,8 @@ def test_a_real_training_that_diverges_fails_without_retry_and_says_what_to_do(t
     paragraph = error.explain()
     assert "training diverged: frame set 12: the loss became nan" in paragraph.lower()
     assert "lower the learning rate" in paragraph and "A retry cannot help" in paragraph
+    assert "from random weights" in paragraph and "What to do: trigger with engine=pytorch" in paragraph
+    assert error.parameters == {"engine": "pytorch"}
     assert not (run.layout.training_dir(12) / "training.json").exists()
     assert not (train_dir / "snapshot-200.index").exists()  # stopped at once, not after all its iterations
 

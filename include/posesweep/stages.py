@@ -123,7 +123,7 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
         problems.append(weights)
     if problems:
         raise together(problems)
-    log.info("expected cost: %s", budget.describe(study))
+    log.info("expected cost: %s", budget.describe(sized))
     if layout.config_file.exists():
         previous = read_json(layout.config_file)
         if previous != study.to_json_dict():

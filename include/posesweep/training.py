@@ -231,9 +231,10 @@ class ProgressLog(logging.Filter):
     pattern = re.compile(r"iteration: (\d+) loss: ([-+\w.]+) lr: ([-+\w.]+)")
 
     def __init__(self, frame_set_size: int, max_iterations: int,
-                 on_progress: Callable[[int], None] | None = None):
+                 on_progress: Callable[[int], None] | None = None, from_random_weights: bool = False):
         super().__init__()
         self.frame_set_size, self.max_iterations = frame_set_size, max_iterations
+        self.from_random_weights = from_random_weights
         self.on_progress = on_progress  # called with the iteration of each line with a finite loss
         self.started = time.monotonic()
         self.first: tuple[float, int] | None = None  # (time, iteration) of the first line: start-up is over
@@ -257,7 +258,8 @@ class ProgressLog(logging.Filter):
         if not math.isfinite(loss):
             raise TrainingDivergedError.of_network(  # through DeepLabCut's loop; the CLI reports it and ends the process
                 self.frame_set_size, f"{loss} at iteration {iteration}",
-                f"loss {loss} at iteration {iteration}, learning rate {lr:g}", "the network's pose_cfg.yaml")
+                f"loss {loss} at iteration {iteration}, learning rate {lr:g}", "the network's pose_cfg.yaml",
+                self.from_random_weights)
         if self.on_progress is not None:
             self.on_progress(iteration)
         return False
@@ -341,7 +343,8 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
     root = logging.getLogger()
     resume_points = TensorflowResumePoints(train_cfg.parent, expected, resume_point_seconds(),
                                            frame_set.frame_set_size)
-    progress = ProgressLog(frame_set.frame_set_size, study.max_iterations, resume_points.at_progress)
+    progress = ProgressLog(frame_set.frame_set_size, study.max_iterations, resume_points.at_progress,
+                           weights["kind"] == "random_init")
     root.addFilter(progress)
     started = time.perf_counter()
     print(f"{prefix} training {study.network} on {len(frame_set.train)} frames to {study.max_iterations} "
@@ -361,7 +364,7 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
                         raise
                     raise TrainingDivergedError.of_network(
                         frame_set.frame_set_size, "NaN or infinite", "TensorFlow: LossTensor is inf or nan",
-                        str(train_cfg)) from None
+                        str(train_cfg), weights["kind"] == "random_init") from None
                 except tf.errors.ResourceExhaustedError as error:
                     if not ran_out_on_a_gpu(str(error)):
                         raise  # host memory: the kernel's out-of-memory killer and the runner say more
