@@ -1,6 +1,8 @@
+import pandas as pd
 import pytest
 
-from posesweep.splits import FEW_TEST_FRAMES, FrameSetError, build_frame_sets, few_test_frames_warning
+from posesweep.splits import (FEW_TEST_FRAMES, FrameSetError, build_frame_sets, few_test_frames_warning,
+                              landmarks_unlabeled_warning)
 
 FRAMES = [(f"P{v:03d}", f"img{i:02d}.png") for v in range(1, 9) for i in range(10)]
 
@@ -75,6 +77,31 @@ def test_frame_sets_tested_on_few_frames_are_named_with_the_train_fraction_that_
     # 6 frames cannot be tested on 5 while training on half: no train_fraction proposed
     assert "train_fraction=" not in few_test_frames_warning(build_frame_sets(frames, [6, 12], 0.9, 42), 0.9, "paper")
     assert few_test_frames_warning(build_frame_sets(frames, [50], 0.9, 42), 0.9, "paper") is None
+
+
+def test_a_landmark_labeled_in_none_of_a_sets_training_or_test_frames_is_named_with_what_it_means():
+    """A landmark often out of sight (the Reaching project's tongue: labeled in 27% of its frames, in 1 of a 20-frame
+    set's 4 test frames in one run here) can be labeled in none of a small set's frames on one side of its split:
+    said for exactly those sets and sides; a landmark labeled in every frame never is."""
+    frames = [("P001", f"img{i:02d}.png") for i in range(20)]
+    sets = build_frame_sets(frames, [10, 20], 0.8, 42)
+    tongue = {sets[0].train[0], sets[0].train[1]}  # in the small set's training frames only
+    rows = [{"video": v, "image": i, "landmark": name, "x_px": 5.0 if name == "Hand" or (v, i) in tongue else None,
+             "y_px": 7.0 if name == "Hand" or (v, i) in tongue else None}
+            for v, i in frames for name in ("Hand", "Tongue")]
+    warning = landmarks_unlabeled_warning(sets, pd.DataFrame(rows))
+    expected = [(fs.frame_set_size, side, len(part)) for fs in sets
+                for side, part in (("training", fs.train), ("test", fs.test)) if not tongue & set(part)]
+    assert ("frame set 10", "training") not in [(f"frame set {n}", side) for n, side, _ in expected]
+    assert (10, "test", 2) in expected  # the case the warning is for
+    sentences = warning.split(". ")
+    for size, side, count in expected:
+        [sentence] = [s for s in sentences if s.startswith(f"Landmarks labeled in none of a frame set's {side} ")]
+        assert f"frame set {size}: Tongue (of {count} frames)" in sentence
+    assert warning.count("Tongue (of") == len(expected) and "Hand" not in warning
+    assert "which its test error then leaves out" in warning and "in more frames where they are in sight" in warning
+    everywhere = pd.DataFrame([{**row, "x_px": 5.0, "y_px": 7.0} for row in rows])
+    assert landmarks_unlabeled_warning(sets, everywhere) is None
 
 
 def test_a_run_whose_frame_sets_test_on_few_frames_says_so_in_its_task_log(reaching_project, tmp_path, caplog):

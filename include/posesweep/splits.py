@@ -160,6 +160,34 @@ def few_test_frames_warning(frame_sets: list[FrameSet], train_fraction: float, s
             f"frames{lower}")
 
 
+def landmarks_unlabeled_warning(frame_sets: list[FrameSet], label_table: pd.DataFrame) -> str | None:
+    """What to say where a landmark is labeled in none of a frame set's training or test frames (a landmark often
+    out of sight, a small set): its network is never shown it, or its test error leaves it out; None where every
+    set has a label of every landmark on both sides of its split."""
+    labeled = label_table.dropna(subset=["x_px", "y_px"])
+    seen: dict[FrameId, set[str]] = {}
+    for video, image, landmark in labeled[["video", "image", "landmark"]].itertuples(index=False, name=None):
+        seen.setdefault((str(video), str(image)), set()).add(str(landmark))
+    landmarks = [str(name) for name in pd.unique(label_table["landmark"])]
+    sentences = []
+    for side, meaning in (("training", "which its network is then never shown"),
+                          ("test", "which its test error then leaves out (the statistics compare frame sets on "
+                                   "the landmarks every one tests)")):
+        named = []
+        for fs in frame_sets:
+            frames = fs.train if side == "training" else fs.test
+            present = set().union(*(seen.get(frame, set()) for frame in frames))
+            if missing := [name for name in landmarks if name not in present]:
+                named.append(f"frame set {fs.frame_set_size}: {', '.join(missing)} (of {len(frames)} frames)")
+        if named:
+            sentences.append(f"Landmarks labeled in none of a frame set's {side} frames, {meaning}: "
+                             + "; ".join(named))
+    if not sentences:
+        return None
+    return (". ".join(sentences) + ". Labeling those landmarks in more frames where they are in sight (DeepLabCut's "
+            "labeling GUI), or larger frame_set_sizes, gives every set some")
+
+
 def largest_frame(layout: RunLayout, frame_set: FrameSet) -> tuple[int, int]:
     """The width and height in px of the frame set's largest training frame, from the validated label table."""
     labels = read_csv_table(layout.validated_labels_file, usecols=["video", "image", "image_width_px",

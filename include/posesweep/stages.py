@@ -41,7 +41,7 @@ from .run import Run, video_stem
 from .scale import VideoScales, video_scales
 from .settings import Settings
 from .splits import (FrameSet, build_frame_sets, check_participants_to_hold_out, few_test_frames_warning,
-                     labeled_frames, largest_frame)
+                     labeled_frames, landmarks_unlabeled_warning, largest_frame)
 from .trained_labels import check_labels_unchanged, record_labels_trained_on
 
 if TYPE_CHECKING:
@@ -488,6 +488,8 @@ def make_frame_sets(run: Run) -> list[dict]:
                  len(fs.train), len(fs.test), fs.shuffle)
     if few := few_test_frames_warning(frame_sets, study.train_fraction, study.split_mode):
         log.warning("%s", few)
+    if unlabeled := landmarks_unlabeled_warning(frame_sets, table):
+        log.warning("%s", unlabeled)
     if study.split_mode == "by_participant":
         held_out = sorted({participant_of[video] for video, _ in frame_sets[0].test})
         log.info("participants held out for testing: %s (%d of %d)%s", ", ".join(held_out), len(held_out),
