@@ -34,6 +34,7 @@ from posesweep.intake import (COHORTS_ASSET_NAME, COHORTS_ASSET_URI, announced_r
 from posesweep.layout import cohort_names
 from posesweep.run import Run, stage_args
 from posesweep.settings import Settings, SettingsError
+from posesweep.terminal_run import sigterm_stops_a_terminal_run
 
 # apache-airflow-providers-standard 1.21.0 (the newest) imports a helper Airflow 3.3 has deprecated, warning once
 # per parse when @task.sensor is used: Airflow's own matter, nothing a lab can act on
@@ -153,7 +154,8 @@ def network_stage(task_id: str, command: str, doc: str):
     params={name: Param(**spec) for name, spec in param_specs(cohorts=cohort_names(DATA_ROOT)).items()},
     # failures a retry can fix (a killed worker or child, an evicted pod) are retried; input errors fail at once
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30), "on_failure_callback": remember_failure,
-                  "on_retry_callback": functools.partial(remember_failure, retried=True)},
+                  "on_retry_callback": functools.partial(remember_failure, retried=True),
+                  "on_execute_callback": sigterm_stops_a_terminal_run},  # `make study` only: SIGTERM as Ctrl-C
     tags=["posesweep", "deeplabcut"],
     doc_md=__doc__,
 )

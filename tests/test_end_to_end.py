@@ -342,6 +342,49 @@ def test_ctrl_c_while_a_network_trains_stops_the_study_and_continue_goes_on_from
 
 
 @pytest.mark.slow
+def test_sigterm_to_a_command_line_run_while_a_network_trains_stops_it_as_ctrl_c_does(airflow_db, tiny_cohort,
+                                                                                        tmp_path):
+    """`kill <pid>` (a job scheduler's or a service manager's stop) to `make study` while a network trains:
+    Airflow's task runner took SIGTERM for its operator's on_kill alone, the stopped training was retried and the
+    run went on to its end. Now it stops as Ctrl-C does: the training saves a resume point, nothing is retried, and
+    the command that goes on is printed; exit status 143 (128 + SIGTERM)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    data_root = shutil.copytree(tiny_cohort, tmp_path / "data")
+    conf = {**TINY_CONF, "frame_set_sizes": [10, 20], "max_iterations": 40, "snapshot_interval": 20,
+            "engine": "pytorch"}
+    child = subprocess.Popen([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), "--conf",
+                              json.dumps(conf)],
+                             env={**os.environ, "POSESWEEP_DATA_ROOT": str(data_root),
+                                  "POSESWEEP_RESUME_POINT_SECONDS": "0"},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    before = []
+    try:
+        for line in child.stdout:
+            before.append(line)
+            if re.search(r"\[frame set \d+\] iteration 4/40", line):
+                os.kill(child.pid, signal.SIGTERM)  # the process alone, as `kill <pid>` sends it
+                break
+        after = child.communicate(timeout=600)[0]
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode == 143, after[-3000:]
+    assert "Traceback" not in after and "[error" not in after and "failed (try" not in after, after[-3000:]
+    size = re.search(r"\[frame set (\d+)\] iteration 4/40", before[-1]).group(1)
+    saved = re.findall(rf"\[frame set {size}\] resume point saved at iteration (\d+) ", after)
+    assert saved and 4 <= int(saved[-1]) < 20, after[-3000:]
+    assert "posesweep.cli train" not in after  # neither a retry nor the next network
+    assert "stopped (SIGTERM). What the run made stays in " in after and "  make study CONTINUE='manual__" in after
+    assert not [p for p in Path("/proc").glob("[0-9]*") if f"--data-root={data_root}" in _cmdline(p)], \
+        "a training process outlived the stopped study"
+
+
+@pytest.mark.slow
 def test_a_command_line_run_that_fails_after_it_began_names_the_run_to_go_on_with_once_fixed(airflow_db,
                                                                                              tiny_cohort,
                                                                                              tmp_path):

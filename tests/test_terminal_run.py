@@ -1,6 +1,7 @@
 """`make study`'s run from a terminal: which stopped run `--continue` names, and what it refuses."""
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -12,8 +13,9 @@ import pytest
 from conftest import REPO
 from posesweep.layout import RunLayout
 from posesweep.locks import exclusive_writer
-from posesweep.terminal_run import (WhatTheRunWaitsFor, held_by_this_terminal, parse_arguments, run_id_started_at,
-                                    stopped_run, suggested_run, what_a_stop_leaves)
+from posesweep.terminal_run import (CtrlC, WhatTheRunWaitsFor, held_by_this_terminal, parse_arguments,
+                                    run_id_started_at, sigterm_stops_a_terminal_run, stopped_run, suggested_run,
+                                    what_a_stop_leaves)
 
 STARTED = datetime(2026, 12, 5, 18, 59, 25, 2274, tzinfo=timezone.utc)
 
@@ -69,6 +71,36 @@ def test_ctrl_c_before_the_run_began_says_to_start_it_again_and_after_names_the_
     _a_stopped_run(tmp_path)
     told = what_a_stop_leaves(layout, run_id, {"cohort": "tiny"})
     assert f"What the run made stays in {layout.run_dir}" in told and f"  make study CONTINUE='{run_id}'" in told
+
+
+def test_sigterm_stops_a_terminal_run_as_ctrl_c_does_after_the_handler_a_tasks_runner_set_and_nowhere_else():
+    """`kill <pid>`, a job scheduler's or a service manager's stop: Airflow's task runner sets a SIGTERM handler in
+    each task (its operator's on_kill, then the task goes on), and `make study` went on, retrying what it stopped.
+    Each task's on_execute_callback now chains it, in a terminal run only: that handler runs, then Ctrl-C's."""
+    import signal
+
+    import structlog
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    processors = structlog.get_config()["processors"]
+    on_kill, stop = [], CtrlC()
+    try:
+        signal.signal(signal.SIGTERM, lambda signum, frame: on_kill.append(signum))  # a real Airflow task's
+        sigterm_stops_a_terminal_run({})  # not a terminal run: Airflow's handler stays alone
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert on_kill == [signal.SIGTERM]
+        stop.install()
+        signal.signal(signal.SIGTERM, lambda signum, frame: on_kill.append(signum))  # the next task's runner
+        sigterm_stops_a_terminal_run({})
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert on_kill == [signal.SIGTERM] * 2 and stop.pressed and stop.signal_name == "SIGTERM"
+    finally:
+        CtrlC.active = None
+        logging.getLogger("airflow.sdk.definitions.dag").removeFilter(stop._ends_the_run)
+        structlog.configure(processors=processors)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def _study(data_root, *arguments: str) -> subprocess.CompletedProcess:

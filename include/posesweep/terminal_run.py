@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -144,24 +145,33 @@ def held_by_this_terminal(layout: RunLayout, run_id: str) -> Iterator[None]:
 
 
 class CtrlC:
-    """Ctrl-C stops the study, wherever it lands.
+    """Ctrl-C stops the study, wherever it lands; so does SIGTERM (``kill <pid>``, a job scheduler's or a service
+    manager's stop), which Airflow's task runner otherwise takes for its operator's ``on_kill`` alone: the run went
+    on, and a training stopped by it was retried.
 
     In a task, Python raises ``KeyboardInterrupt`` there: a training child is asked to save a resume point and
     stop (``runner``), and Airflow's task runner then logs the interruption as the task's failure, with its
     traceback, and goes on with the next task. Here the traceback is left out (nothing failed), and the next line
     ``dag.test`` logs (the task's end) raises the interruption again outside any task, which ends the run."""
 
+    active: "CtrlC | None" = None  # the terminal run's, while it runs: what SIGTERM in a task comes to
+
     def __init__(self) -> None:
         self.pressed = False
+        self.signal_name = "Ctrl-C"
 
     def __call__(self, signum, frame) -> None:
         self.pressed = True
+        if signum == signal.SIGTERM:
+            self.signal_name = "SIGTERM"
         raise KeyboardInterrupt
 
     def install(self) -> None:
         import structlog
 
+        CtrlC.active = self
         signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGTERM, self)  # until a task's runner sets its own: sigterm_stops_a_terminal_run
         logging.getLogger("airflow.sdk.definitions.dag").addFilter(self._ends_the_run)
         structlog.configure(processors=[self._no_traceback, *structlog.get_config()["processors"]])
 
@@ -176,6 +186,27 @@ class CtrlC:
         if event.get("exc_info") and isinstance(sys.exc_info()[1], KeyboardInterrupt):
             raise structlog.DropEvent
         return event
+
+
+def sigterm_stops_a_terminal_run(context=None) -> None:
+    """Every task's ``on_execute_callback``. In a run from a terminal, Airflow's task runner has just set its own
+    SIGTERM handler (the operator's ``on_kill``, then the task goes on): SIGTERM now does that and then what Ctrl-C
+    does (``CtrlC``); the handler stays for the time between tasks. Anywhere else (a real Airflow's task process,
+    whose supervisor sends SIGTERM to end the task) nothing changes."""
+    stop = CtrlC.active
+    if stop is None or threading.current_thread() is not threading.main_thread():
+        return
+    airflows = signal.getsignal(signal.SIGTERM)
+    if getattr(airflows, "stops_the_terminal_run", False):
+        return
+
+    def stopped(signum, frame) -> None:
+        if callable(airflows):
+            airflows(signum, frame)  # the operator's on_kill (a pod deleted)
+        stop(signum, frame)
+
+    stopped.stops_the_terminal_run = True
+    signal.signal(signal.SIGTERM, stopped)
 
 
 class WhatTheRunWaitsFor(logging.Filter):
@@ -291,11 +322,12 @@ def new_run_command(conf: dict) -> str:
     return f"make study CONF='{json.dumps(conf)}'"
 
 
-def what_a_stop_leaves(layout: RunLayout, run_id: str, conf: dict) -> str:
-    """What Ctrl-C left, and the command that goes on: the run's, once it began (its folder holds its parameters)."""
+def what_a_stop_leaves(layout: RunLayout, run_id: str, conf: dict, stopped_by: str = "Ctrl-C") -> str:
+    """What Ctrl-C (or SIGTERM) left, and the command that goes on: the run's, once it began (its folder holds its
+    parameters)."""
     if not layout.config_file.exists():  # stopped in prepare_run: no run to go on with
-        return f"stopped (Ctrl-C) before the run began: start it again with {new_run_command(conf)}"
-    return (f"stopped (Ctrl-C). What the run made stays in {layout.run_dir}. To go on where it stopped (finished "
+        return f"stopped ({stopped_by}) before the run began: start it again with {new_run_command(conf)}"
+    return (f"stopped ({stopped_by}). What the run made stays in {layout.run_dir}. To go on where it stopped (finished "
             f"steps are not done again; a network stopped in training goes on from its last resume point):\n"
             f"{continue_command(run_id)}. A new run of the cohort also reuses its extracted frames and starts with "
             f"the labels saved in its project.")
@@ -357,10 +389,12 @@ def main(study_dag, data_root: Path, failures: list, labels_poke_interval_s: int
             dag_run = None
         finally:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            CtrlC.active = None
             close_log()
     if dag_run is None:
-        print(f"\n{what_a_stop_leaves(layout, run_id, conf)}\nfull log: {log_file}")
-        raise SystemExit(130)
+        print(f"\n{what_a_stop_leaves(layout, run_id, conf, ctrl_c.signal_name)}\nfull log: {log_file}")
+        raise SystemExit(143 if ctrl_c.signal_name == "SIGTERM" else 130)
     report = layout.report_dir / "index.html"
     print(f"\nstudy run {dag_run.run_id}: {dag_run.state}")
     if str(dag_run.state) != "success" or not report.exists():
