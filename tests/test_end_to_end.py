@@ -285,8 +285,6 @@ def test_ctrl_c_while_a_network_trains_stops_the_study_and_continue_goes_on_from
     finished steps skipped, the interrupted network from its resume point, to the report."""
     import os
     import signal
-    import subprocess
-    import sys
 
     from posesweep.layout import RunLayout
 
@@ -297,21 +295,8 @@ def test_ctrl_c_while_a_network_trains_stops_the_study_and_continue_goes_on_from
     env = {**os.environ, "POSESWEEP_DATA_ROOT": str(data_root), "POSESWEEP_RESUME_POINT_SECONDS": "0"}
 
     def study(*arguments: str, ctrl_c_at: str | None = None) -> tuple[int, str, str]:
-        child = subprocess.Popen([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), *arguments], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        before = []
-        try:
-            for line in child.stdout if ctrl_c_at else ():
-                before.append(line)
-                if re.search(ctrl_c_at, line):
-                    os.killpg(child.pid, signal.SIGINT)  # Ctrl-C at the terminal
-                    break
-            after = child.communicate(timeout=600)[0]
-        finally:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
-        return child.returncode, "".join(before), after
+        return _terminal_study(env, *arguments, stop_at=ctrl_c_at,
+                               stop=lambda pid: os.killpg(pid, signal.SIGINT))  # Ctrl-C at the terminal
 
     # Ctrl-C in the first network's training (dag.test runs mapped tasks in no fixed order)
     code, before, after = study("--conf", json.dumps(conf), ctrl_c_at=r"\[frame set \d+\] iteration 4/40")
@@ -350,32 +335,16 @@ def test_sigterm_to_a_command_line_run_while_a_network_trains_stops_it_as_ctrl_c
     the command that goes on is printed; exit status 143 (128 + SIGTERM)."""
     import os
     import signal
-    import subprocess
-    import sys
 
     data_root = shutil.copytree(tiny_cohort, tmp_path / "data")
     conf = {**TINY_CONF, "frame_set_sizes": [10, 20], "max_iterations": 40, "snapshot_interval": 20,
             "engine": "pytorch"}
-    child = subprocess.Popen([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), "--conf",
-                              json.dumps(conf)],
-                             env={**os.environ, "POSESWEEP_DATA_ROOT": str(data_root),
-                                  "POSESWEEP_RESUME_POINT_SECONDS": "0"},
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    before = []
-    try:
-        for line in child.stdout:
-            before.append(line)
-            if re.search(r"\[frame set \d+\] iteration 4/40", line):
-                os.kill(child.pid, signal.SIGTERM)  # the process alone, as `kill <pid>` sends it
-                break
-        after = child.communicate(timeout=600)[0]
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-    assert child.returncode == 143, after[-3000:]
+    env = {**os.environ, "POSESWEEP_DATA_ROOT": str(data_root), "POSESWEEP_RESUME_POINT_SECONDS": "0"}
+    code, before, after = _terminal_study(env, "--conf", json.dumps(conf), stop_at=r"\[frame set \d+\] iteration 4/40",
+                                          stop=lambda pid: os.kill(pid, signal.SIGTERM))  # as `kill <pid>` sends it
+    assert code == 143, after[-3000:]
     assert "Traceback" not in after and "[error" not in after and "failed (try" not in after, after[-3000:]
-    size = re.search(r"\[frame set (\d+)\] iteration 4/40", before[-1]).group(1)
+    size = re.search(r"\[frame set (\d+)\] iteration 4/40", before.splitlines()[-1]).group(1)
     saved = re.findall(rf"\[frame set {size}\] resume point saved at iteration (\d+) ", after)
     assert saved and 4 <= int(saved[-1]) < 20, after[-3000:]
     assert "posesweep.cli train" not in after  # neither a retry nor the next network
@@ -425,6 +394,32 @@ def test_a_command_line_run_that_fails_after_it_began_names_the_run_to_go_on_wit
         assert commentary not in output, commentary
     assert re.search(r"\] task extract_frames +\[", output) and "frames extracted: 12 from 2 videos" in output
     assert failure.rstrip().splitlines()[-1].startswith("full log: ")
+
+
+def _terminal_study(env: dict, *arguments: str, stop_at: str | None = None, stop=None) -> tuple[int, str, str]:
+    """`python dags/dlc_training_study.py <arguments>` as `make study` runs it, in its own process group;
+    ``stop(pid)`` at its first output line that matches ``stop_at``. Its exit status, output up to that line and
+    output after it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), *arguments], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    before = []
+    try:
+        for line in child.stdout if stop_at else ():
+            before.append(line)
+            if re.search(stop_at, line):
+                stop(child.pid)
+                break
+        after = child.communicate(timeout=600)[0]
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    return child.returncode, "".join(before), after
 
 
 def _cmdline(process: Path) -> str:
