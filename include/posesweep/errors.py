@@ -222,18 +222,16 @@ class TrainingDivergedError(InputError, title="training diverged"):
         made for pretrained weights: from random weights (posesweep calibrates them once, on the cohort's frames)
         nothing normalises the activations as the weights move at the paper's learning rate, and the loss can blow
         up. DeepLabCut 3's PyTorch ``resnet_50`` normalises every image (GroupNorm) as it trains."""
+        what = f"frame set {frame_set_size}: the loss became {became}"
         fix = ("check the labels (a landmark far outside the body can blow up the loss), start from pretrained "
                f"weights, or lower the learning rate in {config_file}")
-        if not tensorflow_from_random_weights:
-            return cls(f"frame set {frame_set_size}: the loss became {became}", found=found,
-                       allowed="a finite loss", fix=fix)
-        return cls(f"frame set {frame_set_size}: the loss became {became}", found=f"{found}, from random weights",
-                   allowed="a finite loss",
-                   fix=f"trigger with engine=pytorch: DeepLabCut 3's resnet_50 normalises each image as it trains "
-                       f"and learns from random weights, where DeepLabCut's TensorFlow ResNet keeps the fixed "
-                       f"batch-norm statistics made for pretrained weights and its loss can blow up as the weights "
-                       f"move; or {fix}",
-                   parameters={"engine": "pytorch"})
+        if tensorflow_from_random_weights:
+            return cls(what, found=f"{found}, from random weights", allowed="a finite loss",
+                       fix=f"trigger with engine=pytorch: DeepLabCut 3's resnet_50 normalises each image as it trains "
+                           f"and learns from random weights, where DeepLabCut's TensorFlow ResNet keeps the fixed "
+                           f"batch-norm statistics made for pretrained weights and its loss can blow up as the "
+                           f"weights move; or {fix}", parameters={"engine": "pytorch"})
+        return cls(what, found=found, allowed="a finite loss", fix=fix)
 
 
 # What the machine did: the task keeps its retries.
