@@ -332,6 +332,63 @@ def test_a_pytorch_training_told_to_stop_saves_a_resume_point_first_and_its_retr
     assert record["resumed_from_iteration"] == stopped_at and record["snapshot_iterations"] == [20, 40, 60, 80, 100]
 
 
+@pytest.mark.slow
+def test_a_pytorch_training_stopped_and_resumed_trains_the_network_it_would_have_trained_straight_through(
+        tiny_cohort, tmp_path, monkeypatch):
+    """A training stopped (a pod preempted, a task cleared, SIGTERM) and resumed, once from its resume point and
+    once from its newest snapshot, gives the same snapshots, weight for weight on the CPU, as the same training run
+    straight through: the batches, their augmentation draws, the weights and the optimizer state all go on from the
+    iteration where they stopped, so a lab's numbers do not depend on whether its cluster preempted a pod."""
+    from conftest import training_ready_run
+    from posesweep import stages
+    from posesweep.errors import TrainingStoppedError
+    from posesweep.resume_points import STOP_REQUESTED
+    from posesweep.torch_engine import trainer
+    from posesweep.torch_engine.trainer import RESUME_POINT_FILE
+
+    conf = {**PYTORCH_CONF, "max_iterations": 60}
+    straight = training_ready_run(tiny_cohort, tmp_path / "straight", conf, "manual__straight")
+    stages.train(straight, 12)
+    run = training_ready_run(tiny_cohort, tmp_path / "stopped", conf, "manual__stopped")
+    save_snapshot = trainer._save_snapshot
+
+    def stop_after(snapshot: int):
+        def save_then_ask_to_stop(model, optimizer, train_dir, iteration, *state):
+            save_snapshot(model, optimizer, train_dir, iteration, *state)
+            if iteration == snapshot:
+                STOP_REQUESTED.set()  # as SIGTERM sets it: the training stops at its next iteration
+        monkeypatch.setattr(trainer, "_save_snapshot", save_then_ask_to_stop)
+
+    try:
+        stop_after(20)
+        with pytest.raises(TrainingStoppedError, match="at iteration 21"):
+            stages.train(run, 12)
+        STOP_REQUESTED.clear()
+        stop_after(40)  # goes on from the resume point at 21, and stops again at 41
+        with pytest.raises(TrainingStoppedError, match="at iteration 41"):
+            stages.train(run, 12)
+    finally:
+        STOP_REQUESTED.clear()
+    monkeypatch.setattr(trainer, "_save_snapshot", save_snapshot)
+    [point] = run.layout.project_dir.glob(f"dlc-models-pytorch/**/{RESUME_POINT_FILE}")
+    point.unlink()  # this time from snapshot 40 and its optimizer state
+    assert stages.train(run, 12)["resumed_from_iteration"] == 40
+
+    def snapshots(of) -> dict[int, dict]:
+        return {int(p.stem.split("-")[1]): torch.load(p, weights_only=True)["model"]
+                for p in of.layout.project_dir.glob("dlc-models-pytorch/**/snapshot-*.pt")}
+    expected, resumed = snapshots(straight), snapshots(run)
+    assert sorted(expected) == sorted(resumed) == [20, 40, 60]
+    initial = torch.load(json.loads((run.layout.run_dir / "weights" / "initial_weights.json").read_text())["path"],
+                         weights_only=True)["model"]
+    for iteration in (20, 40, 60):
+        moved = [name for name, value in expected[iteration].items() if not torch.equal(value, initial[name])]
+        assert moved, "training left the weights as they were"
+        different = [name for name, value in expected[iteration].items()
+                     if not torch.equal(value, resumed[iteration][name])]
+        assert not different, f"snapshot {iteration}: {len(different)} tensors differ, first {different[0]}"
+
+
 def test_a_resume_point_counts_only_past_the_newest_snapshot_and_before_the_end(tmp_path, caplog, monkeypatch):
     """A resume point left from before a snapshot (killed between the snapshot's write and the point's removal), one
     at or past the end, and one that cannot be read are passed over: training goes on from the newest snapshot."""

@@ -24,8 +24,10 @@ images/s at batch 8 (compiled), 27 at batch 1 (graphed); BatchNorm ``resnet_50_b
 
 Snapshots land at the study's iteration levels as DeepLabCut snapshots
 (``snapshot-<iteration>.pt``, ``{"model": state_dict, "metadata": ...}``), written
-atomically, with the optimizer state beside the newest one (``train_state-<iteration>.pt``)
-so a killed training resumes from its newest snapshot as if it had not stopped.
+atomically, with the optimizer and augmentation-generator state beside the newest one
+(``train_state-<iteration>.pt``; a resume point between snapshots holds the same), so a killed training resumes
+as if it had not stopped: the batch order is a function of the iteration, and on a CPU the resumed network is the
+straight-through one weight for weight (GPU kernels are not bitwise deterministic).
 """
 
 from __future__ import annotations
@@ -211,7 +213,8 @@ class TrainingLoop:
     def build(cls, model_cfg: dict, weights: Path | dict, labeled_data: Path, frames: list[tuple[str, str]],
               labels: pd.DataFrame, bodyparts: list[str], batch_size: int, seed: int, device: torch.device,
               optimizer_state: dict | None = None, start_iteration: int = 0, iterations_to_train: int = 0,
-              settings: StepSettings | None = None, frames_on_device: bool = True) -> "TrainingLoop":
+              settings: StepSettings | None = None, frames_on_device: bool = True,
+              generator_state: dict | None = None) -> "TrainingLoop":
         settings = settings or StepSettings.for_device(device, model_cfg["model"]["backbone"]["model_name"],
                                                        batch_size, iterations_to_train * batch_size)
         if settings.device.type == "cuda":  # every batch has one shape (frames padded to one size): tune once
@@ -239,11 +242,16 @@ class TrainingLoop:
         loop = cls(model, optimizer, base_lr, cache, augment.AugmentationConfig.from_dlc(model_cfg["data"]["train"]),
                    TargetConfig.from_dlc(model_cfg["model"]["heads"]["bodypart"]["target_generator"]),
                    float(model.get_stride("bodypart")), BatchSampler(len(cache), batch_size, seed),
-                   torch.Generator(device=device).manual_seed(seed + start_iteration), settings,
+                   resumed_generator(device, seed, start_iteration, generator_state), settings,
                    torch.compile(model) if settings.compiled else model)
         if settings.cuda_graph:
             loop.use_graph()
         return loop
+
+    def generator_state(self) -> dict:
+        """The augmentation generator's state, saved with the optimizer's so that a resumed training draws what
+        the training would have drawn had it not stopped (``resumed_generator``)."""
+        return {"device": self.generator.device.type, "state": self.generator.get_state()}
 
     def use_graph(self) -> None:
         """Run every step through a ``GraphedStep`` (captured on a GPU; on a CPU the same body, eagerly)."""
@@ -344,7 +352,8 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
                               layout.project_dir / "labeled-data", list(frame_set.train), labels, bodyparts,
                               study.batch_size, study.seed + size, device,
                               state["optimizer"] if state is not None else None, start, study.max_iterations - start,
-                              frames_on_device=frames_kept_off_gpu is None)
+                              frames_on_device=frames_kept_off_gpu is None,
+                              generator_state=state.get("generator") if state is not None else None)
     if resume_point is not None:
         print(f"{prefix} resuming from the resume point at iteration {start} ({len(done)} of {len(expected)} "
               f"snapshots complete, optimizer state restored)", flush=True)
@@ -391,11 +400,11 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
                                                        f"rate {lr:g}", str(config_path))
         stop = STOP_REQUESTED.is_set() and done_iterations < study.max_iterations  # SIGTERM: save, then end
         if done_iterations in expected:
-            _save_snapshot(loop.model, loop.optimizer, train_dir, done_iterations)
+            _save_snapshot(loop.model, loop.optimizer, train_dir, done_iterations, loop.generator_state())
             (train_dir / RESUME_POINT_FILE).unlink(missing_ok=True)  # the snapshot is newer
             last_resume_point = time.perf_counter()
         elif stop or (done_iterations % display == 0 and time.perf_counter() - last_resume_point >= resume_every):
-            _save_resume_point(loop.model, loop.optimizer, train_dir, done_iterations)
+            _save_resume_point(loop.model, loop.optimizer, train_dir, done_iterations, loop.generator_state())
             last_resume_point = time.perf_counter()
             print(f"{prefix} resume point saved at iteration {done_iterations} (a killed training goes on from "
                   f"here)", flush=True)
@@ -432,6 +441,21 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
     return record
 
 
+def resumed_generator(device: torch.device, seed: int, start_iteration: int,
+                      saved: dict | None = None) -> torch.Generator:
+    """The augmentation generator of a training starting at ``start_iteration``: seeded at the start, and where a
+    stopped training saved its generator's state on the same kind of device, that state, so that the resumed
+    training draws the augmentations it would have drawn had it run straight through (on a CPU the same network,
+    weight for weight). A state from another kind of device, or none (an older resume point), reseeds."""
+    generator = torch.Generator(device=device)
+    if saved is not None and saved.get("device") == generator.device.type:
+        try:
+            return generator.set_state(saved["state"])
+        except (RuntimeError, TypeError, KeyError) as error:  # another torch's format: reseeded below
+            log.info("the saved augmentation state cannot be restored (%s): augmentation reseeded", error)
+    return generator.manual_seed(seed + start_iteration)
+
+
 def train_state_file(train_dir: Path, iteration: int) -> Path:
     return Path(train_dir) / f"{TRAIN_STATE_PREFIX}-{iteration}.pt"
 
@@ -456,18 +480,22 @@ def read_resume_point(train_dir: Path, newest_snapshot: int, max_iterations: int
 
 
 def _save_resume_point(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_dir: Path,
-                       iteration: int) -> None:
-    """Weights and optimizer state at ``iteration``, in one file written atomically (not a DeepLabCut snapshot)."""
+                       iteration: int, generator_state: dict | None = None) -> None:
+    """Weights, optimizer and generator state at ``iteration``, in one file written atomically (not a DeepLabCut
+    snapshot)."""
     weights = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     with atomic_path(Path(train_dir) / RESUME_POINT_FILE) as tmp:
-        torch.save({"iteration": iteration, "model": weights, "optimizer": portable_optimizer_state(optimizer)}, tmp)
+        torch.save({"iteration": iteration, "model": weights, "optimizer": portable_optimizer_state(optimizer),
+                    **({"generator": generator_state} if generator_state else {})}, tmp)
 
 
-def _save_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_dir: Path, iteration: int) -> None:
-    """The optimizer state of the iteration, then DeepLabCut's snapshot; older optimizer states go only once the
-    snapshot is complete, so a kill at any point leaves the newest snapshot with its own optimizer state."""
+def _save_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_dir: Path, iteration: int,
+                   generator_state: dict | None = None) -> None:
+    """The optimizer (and generator) state of the iteration, then DeepLabCut's snapshot; older optimizer states go
+    only once the snapshot is complete, so a kill at any point leaves the newest snapshot with its own state."""
     with atomic_path(train_state_file(train_dir, iteration)) as tmp:
-        torch.save({"iteration": iteration, "optimizer": portable_optimizer_state(optimizer)}, tmp)
+        torch.save({"iteration": iteration, "optimizer": portable_optimizer_state(optimizer),
+                    **({"generator": generator_state} if generator_state else {})}, tmp)
     weights = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     with atomic_path(train_dir / f"snapshot-{iteration}.pt") as tmp:
         torch.save({"model": weights, "metadata": {"iteration": iteration, "epoch": iteration}}, tmp)
