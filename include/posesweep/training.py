@@ -317,6 +317,7 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
         _copy_atomic(train_cfg, original_cfg)
     stats = train_cfg.with_name("learning_stats.csv")
     weights = read_json(layout.run_dir / "weights" / "initial_weights.json")
+    from_random_weights = weights["kind"] == "random_init"
     done = [it for it in snapshot_iterations_in(train_cfg.parent) if it in expected]
     start_iteration = max(done, default=0)
     start_weights = train_cfg.parent / f"snapshot-{start_iteration}"
@@ -344,7 +345,7 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
     resume_points = TensorflowResumePoints(train_cfg.parent, expected, resume_point_seconds(),
                                            frame_set.frame_set_size)
     progress = ProgressLog(frame_set.frame_set_size, study.max_iterations, resume_points.at_progress,
-                           weights["kind"] == "random_init")
+                           from_random_weights)
     root.addFilter(progress)
     started = time.perf_counter()
     print(f"{prefix} training {study.network} on {len(frame_set.train)} frames to {study.max_iterations} "
@@ -364,7 +365,7 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
                         raise
                     raise TrainingDivergedError.of_network(
                         frame_set.frame_set_size, "NaN or infinite", "TensorFlow: LossTensor is inf or nan",
-                        str(train_cfg), weights["kind"] == "random_init") from None
+                        str(train_cfg), from_random_weights) from None
                 except tf.errors.ResourceExhaustedError as error:
                     if not ran_out_on_a_gpu(str(error)):
                         raise  # host memory: the kernel's out-of-memory killer and the runner say more
