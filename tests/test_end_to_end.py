@@ -5,6 +5,7 @@ import json
 import math
 import re
 import shutil
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,11 @@ def test_study_runs_end_to_end_and_reports(airflow_db, tiny_cohort, tmp_path, mo
     # what each network trained on and at: the largest training frame as a camera's size, the batch, the device
     assert [(t["frame_size_px"], t["batch_size"], t["on_gpu"]) for t in summary["training"]] == \
         [("160x120", 1, False)] * 2
+    # the software that trained them (the paper's engine), as the training processes ran it
+    [trained_with] = summary["software"]["training"]
+    assert trained_with["frame_set_sizes"] == [10, 20] and "software" not in summary["training"][0]
+    assert trained_with["software"]["tensorflow"] == version("tensorflow") == \
+        json.loads((layout.training_dir(10) / "software_at_start.json").read_text())["tensorflow"]
     html = (layout.report_dir / "index.html").read_text()
     assert "Random initial weights" in html and html.count("data:image/png;base64,") == 4
     # frontal-plane kinematics from real predictions: FPPA error by iterations and frame-set size

@@ -169,10 +169,19 @@ def test_study_runs_end_to_end_on_the_pytorch_engine(airflow_db, tiny_cohort, tm
     layout = RunLayout.create(data_root, "tiny", dag_run.run_id)
     summary = json.loads(layout.summary_file.read_text())
     assert summary["engine"].startswith("DeepLabCut 3's PyTorch engine, backbone resnet50_gn")
-    assert "PyTorch engine, backbone resnet50_gn (timm)" in (layout.report_dir / "index.html").read_text()
+    page = (layout.report_dir / "index.html").read_text()
+    assert "PyTorch engine, backbone resnet50_gn (timm)" in page
     for size in (8, 12):
         record = json.loads((layout.training_dir(size) / "training.json").read_text())
         assert record["engine"] == "pytorch" and record["snapshot_iterations"] == [20, 40, 60]
+    # the software a methods section names: what the training processes ran, once for both networks
+    from importlib.metadata import version
+    [trained_with] = summary["software"]["training"]
+    assert trained_with["frame_set_sizes"] == [8, 12] and "software_before_resume" not in record
+    assert {name: trained_with["software"][name] for name in ("deeplabcut", "torch", "timm")} == \
+        {name: version(name) for name in ("deeplabcut", "torch", "timm")}
+    assert f"Networks trained with deeplabcut {version('deeplabcut')}, torch {version('torch')}" in page
+    assert f"statsmodels {version('statsmodels')}" in page and "Mixed software" not in page
     assert len(list((layout.project_dir / "dlc-models-pytorch").glob("**/snapshot-*.pt"))) == 6
     rows = summary["errors"]
     assert sorted((r["frame_set_size"], r["snapshot_iteration"]) for r in rows) == \

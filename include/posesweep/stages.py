@@ -36,6 +36,8 @@ from .layout import (RunLayout, file_version, read_json, write_csv_atomic, write
                      write_text_atomic)
 from .locks import exclusive_writer
 from .pretrained import weights_problem
+from .provenance import (analysis_software, mixed_software_warning, software_at_start,
+                         training_software_by_network)
 from .resume_points import STOP_GRACE_SECONDS, told_of_output_after_task
 from .run import Run, video_stem
 from .scale import VideoScales, video_scales
@@ -559,6 +561,8 @@ def train(run: Run, frame_set_size: int) -> dict:
     with exclusive_writer(layout.training_dir(frame_set_size), f"the network of frame set {frame_set_size}",
                           wait_s=STOP_GRACE_SECONDS + 15, waiting=lambda note: print(note, flush=True)):
         told_of_output_after_task(layout.training_dir(frame_set_size))
+        if not (layout.training_dir(frame_set_size) / "training.json").exists():
+            software_at_start(layout.training_dir(frame_set_size), study.engine)
         if study.engine == "pytorch":
             from .errors import GpuMemorySharedWithFramesError
             from .torch_engine.trainer import train_network
@@ -673,8 +677,14 @@ def analyse_and_report(run: Run) -> str:
         "unmatched": unmatched_videos(run.cohort),
     }
     context["networks"] = network_addresses(layout, trained, analysis["chosen_iteration"], study.engine)
+    context["software"] = {"training": training_software_by_network(context["training"]),
+                           "analysis": analysis_software()}
+    if mixed := mixed_software_warning(context["software"]["training"]):
+        log.warning("%s", mixed)
     for entry in context["training"]:
         entry.pop("train_dir", None)
+        entry.pop("software", None)  # said once for all networks, below the table
+        entry.pop("software_before_resume", None)
         entry["initial_weights"] = entry["initial_weights"]["kind"]
         if "frame_size_px" in entry:  # the largest training frame, as a camera's size is written
             entry["frame_size_px"] = "x".join(map(str, entry["frame_size_px"]))

@@ -39,6 +39,7 @@ from .gpu_memory import GpuMemory, step_out_of_memory
 from .gpus import gpu_given_but_unseen
 from .pretrained import checkpoint_exists, tensorflow_checkpoint, unavailable
 from .layout import RunLayout, atomic_path, read_json, write_json_atomic, write_text_atomic
+from .provenance import record_fields
 from .quiet import library_prints_silenced, logging_setup_skipped
 from .resume_points import (TensorflowResumePoints, remove_tensorflow_resume_points, resume_point_seconds,
                             tensorflow_resume_point)
@@ -398,6 +399,7 @@ def train_frame_set(layout: RunLayout, frame_set: FrameSet, study: StudyConfig) 
         "device": _device_name(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU the local backend gave it
         "engine": "tensorflow",
+        **record_fields(record_file.parent, "tensorflow"),
         **speed_fields(study.batch_size, largest_frame(layout, frame_set),  # a later study's estimate
                        bool(tf.config.list_physical_devices("GPU")),
                        (progress.first, progress.last) if progress.first else None),

@@ -13,6 +13,7 @@ from ..cohort import VIDEOS_NEVER_LABELED
 from ..layout import RunLayout, write_csv_atomic, write_json_atomic, write_text_atomic
 from ..learning import RULE, learning_check
 from ..networks import analyze_videos_call
+from ..provenance import mixed_software_warning, software_sentence
 from ..stats import errors_by_iteration
 from . import figures, tables
 
@@ -150,6 +151,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         "recommendation": answer if answer is not None else tables.no_recommendation(learned, errors),
         "recommendation_made": answer is not None,
         "paper": tables.PAPER,
+        "software": context.get("software"),
         "kinematic_landmarks": context.get("kinematic_landmarks"),
         "networks": networks,
         "network_to_use": to_use,
@@ -180,6 +182,8 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
             index=["split", "frame_set_size"], columns="quantity", values="mean_abs_error").reset_index(),
         kinematic_anova=None if kinematic is None or not len(kinematic["anova"]) else
         tables.by_split_columns(kinematic["anova"]),
+        software_sentence=software_sentence(context["software"]) if context.get("software") else None,
+        mixed_software=mixed_software_warning(context["software"]["training"]) if context.get("software") else None,
         videos_never_labeled=VIDEOS_NEVER_LABELED,  # said as a fact, not a warning: analysis-only videos are common
         pck_radii=", ".join(str(r) for r in tables.PCK_RADII_PX), scale_sentence=tables.scale_sentence(scale),
         minimum_frames=tables.minimum_frames_sentence(analysis["minimum_frames"]))

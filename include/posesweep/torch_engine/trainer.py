@@ -56,6 +56,7 @@ from ..gpus import gpu_given_but_unseen, torch_cannot_run_on, torch_kernel_probl
 from .frame_cache import FrameCache, load_frame_cache
 from .graphed_step import GraphedStep, graph_safe_loss, make_capturable, portable_optimizer_state
 from .project import build_model, model_config_path, read_model_config
+from ..provenance import record_fields
 from ..resume_points import STOP_REQUESTED, resume_point_seconds, stopped
 from .targets import TargetConfig, heatmap_targets
 
@@ -433,6 +434,7 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU the local backend gave it
         "frames_cached_in": loop.cache.where,
         "frames_kept_off_gpu": frames_kept_off_gpu,
+        **record_fields(record_file.parent, "pytorch"),
         **speed_fields(study.batch_size, largest_frame(layout, frame_set), loop.settings.device.type == "cuda",
                        (first_progress, (last_time, last_iteration)) if first_progress else None),
     }
