@@ -52,3 +52,18 @@ def test_report_tables_and_summary_are_unchanged(tmp_path):
     summary["run"] = GOLDEN["summary"]["run"]
     for key in GOLDEN["summary"]:
         assert _same(summary[key], GOLDEN["summary"][key]), key
+
+
+def test_the_report_states_the_split_and_seed_a_methods_section_needs(tmp_path):
+    """Beside the network, frame sets and iterations: the train fraction, the split's design and the seed (before,
+    only in summary.json's study_config)."""
+    import re
+
+    layout = RunLayout.create(tmp_path, "tiny", "methods")
+    errors = error_table()
+    page = write_report(layout, analyse(errors), errors, {**context(), "study_config": {
+        **context()["study_config"], "split_mode": "by_participant", "train_fraction": 0.85, "seed": 7}}).read_text()
+    opening = re.sub(r"\s+", " ", page.split("</p>")[0])
+    assert ("Train fraction 0.85, split by_participant: test frames only from participants never seen in training "
+            "(cohort.json participant_pattern: several videos per participant); seed 7 (frame picks, splits, "
+            "training).") in opening
