@@ -31,8 +31,9 @@ side sees the sagittal plane, where none of these quantities means anything: coh
 labels whose hips overlap across the image (``side_view_suspected``).
 
 ``fppa_sd_deg`` propagates independent, isotropic Gaussian label noise (SD per
-landmark, px) to the FPPA to first order (delta method), so a lab can see how much
-of a network's FPPA error its labels' own noise explains.
+landmark, px) to the FPPA to first order (delta method): what a given pixel noise
+costs in degrees. The synthetic cohort's simulated labelling noise is checked
+against it (tests/test_kinematics.py); the report measures FPPA errors directly.
 """
 
 from __future__ import annotations
