@@ -12,13 +12,14 @@ from posesweep.provenance import (analysis_software, mixed_software_warning, pos
 
 
 def test_the_training_software_is_the_installed_engine_and_posesweeps_commit():
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                            text=True, check=True).stdout.strip()
+    # a clone names its commit; a copy without .git (a downloaded archive) its version alone
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+    named = f"{version('posesweep')} (commit {head.stdout.strip()}" if head.returncode == 0 else version("posesweep")
     for engine, packages in (("pytorch", ("deeplabcut", "torch", "timm")), ("tensorflow", ("deeplabcut",
                                                                                         "tensorflow"))):
         software = training_software(engine)
         assert {name: software[name] for name in packages} == {name: version(name) for name in packages}
-        assert software["posesweep"].startswith(f"{version('posesweep')} (commit {commit}")
+        assert software["posesweep"].startswith(named)
     assert {"numpy", "scipy", "statsmodels", "pandas"} <= set(analysis_software())
 
 

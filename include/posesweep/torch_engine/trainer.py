@@ -249,10 +249,16 @@ class TrainingLoop:
             loop.use_graph()
         return loop
 
-    def generator_state(self) -> dict:
+    def generator_state(self) -> dict | None:
         """The augmentation generator's state, saved with the optimizer's so that a resumed training draws what
-        the training would have drawn had it not stopped (``resumed_generator``)."""
-        return {"device": self.generator.device.type, "state": self.generator.get_state()}
+        the training would have drawn had it not stopped (``resumed_generator``). None where the generator will
+        not give it (a CUDA graph's, on a torch that refuses): the resumed training then reseeds, as before."""
+        try:
+            return {"device": self.generator.device.type, "state": self.generator.get_state()}
+        except RuntimeError as error:
+            log.info("the augmentation generator's state cannot be saved (%s): a resumed training reseeds it",
+                     str(error).splitlines()[0] if str(error) else type(error).__name__)
+            return None
 
     def use_graph(self) -> None:
         """Run every step through a ``GraphedStep`` (captured on a GPU; on a CPU the same body, eagerly)."""
