@@ -185,7 +185,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         tables.by_split_columns(kinematic["anova"]),
         software_sentence=software_sentence(context["software"]) if context.get("software") else None,
         mixed_software=mixed_software_warning(context["software"]["training"]) if context.get("software") else None,
-        split_description=SPLIT_MODES.get(study.get("split_mode", "paper"), study.get("split_mode")),
+        split_description=SPLIT_MODES[study["split_mode"]],
         videos_never_labeled=VIDEOS_NEVER_LABELED,  # said as a fact, not a warning: analysis-only videos are common
         pck_radii=", ".join(str(r) for r in tables.PCK_RADII_PX), scale_sentence=tables.scale_sentence(scale),
         minimum_frames=tables.minimum_frames_sentence(analysis["minimum_frames"]))
