@@ -476,6 +476,55 @@ def test_a_gpu_older_than_torchs_build_is_refused_at_prepare_run_and_at_a_traini
     assert suggested.parameters == {"engine": "tensorflow"} and "trigger with engine=tensorflow" in suggested.fix
 
 
+
+def test_a_workstation_with_one_gpu_older_than_torchs_build_is_refused_with_the_gpus_torch_runs_on(tiny_cohort,
+                                                                                                     tmp_path,
+                                                                                                     monkeypatch):
+    """A lab's workstation often holds GPUs of two generations (a GTX 1080 Ti beside an RTX 3090). Each training is
+    given whichever GPU is free, so a network given the older one failed at its first step after the others had
+    trained, while prepare_run, which looked at the first GPU only, had let the study start (the 3090 listed first)
+    or refused it outright saying to install another torch (the 1080 Ti first). Every GPU is probed as a training
+    child is given it; the refusal names the GPUs torch runs on, as the POSESWEEP_GPUS that trains on them, and
+    the estimate is of those GPUs, not of the CPU. The probes' answers on such GPUs are given as torch prints them
+    there (none is here; the probes run for real in test_gpus_the_engine_does_not_see_are_named_at_prepare_run...)."""
+    from posesweep import gpus
+    from posesweep.errors import SomeGpusTooOldError
+
+    on_a_1080_ti = ["cannot run", "NVIDIA GeForce GTX 1080 Ti", "6.1", "2.14.1+cu130",
+                    "sm_75 sm_80 sm_86 sm_90 sm_100 sm_120",
+                    "CUDA error: no kernel image is available for execution on the device"]
+    probed = []
+
+    def probe(engine, gpu, *args):
+        probed.append((engine, gpu))
+        return on_a_1080_ti if gpu in old_gpus else ["1"]
+
+    monkeypatch.setattr(gpus, "probe_engine_gpu", probe)
+    root = Path(shutil.copytree(tiny_cohort, tmp_path / "data"))
+    # long enough that this CPU would refuse it: the estimate must be of the GPUs torch runs on
+    paper_length = {"cohort": "tiny", "frames_per_video": 6, "frame_set_sizes": [6, 12], "max_iterations": 250000,
+                    "snapshot_interval": 25000, "allow_random_init": True, "engine": "pytorch"}
+    for listed, old_gpus, runs in ((("0", "1"), {"1"}, "0"), (("0", "1", "2"), {"0"}, "1,2")):
+        monkeypatch.setenv("POSESWEEP_GPUS", ",".join(listed))
+        probed.clear()
+        with pytest.raises(SomeGpusTooOldError) as refused:
+            stages.prepare_run(root, paper_length, f"two-generations-{len(listed)}")
+        assert sorted(gpu for _, gpu in probed) == sorted(listed)  # each GPU once, as a training child gets it
+        paragraph = refused.value.explain()
+        old = ", ".join(sorted(old_gpus))
+        assert f"torch runs on GPU {runs.replace(',', ', ')} but not on GPU {old}: a network given that GPU " \
+               "would fail at its first training step" in paragraph
+        assert f"GPU {old}: NVIDIA GeForce GTX 1080 Ti, compute capability 6.1; torch 2.14.1+cu130 is built " \
+               "for sm_75" in paragraph
+        assert f"set POSESWEEP_GPUS={runs} in the worker's environment" in paragraph and "sm_61" in paragraph
+        assert "more than a day on this machine's CPU" not in paragraph  # its networks would train on a GPU
+        assert refused.value.runs == tuple(runs.split(",")) and not refused.value.retryable
+    # the fix it names: only the GPU torch runs on, which is not refused
+    monkeypatch.setenv("POSESWEEP_GPUS", "0")
+    old_gpus = {"1"}
+    stages.prepare_run(root, paper_length, "on-the-newer-gpu")
+    assert probed[-1] == ("pytorch", "0")
+
 @pytest.mark.slow
 def test_a_studys_estimate_is_the_speed_the_machines_own_earlier_training_of_that_engine_measured(tiny_cohort,
                                                                                                   tmp_path,

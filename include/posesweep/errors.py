@@ -196,6 +196,14 @@ class GpuTooOldError(GpusNotSeenError, title="the training engine cannot run on 
     """``prepare_run``'s form of ``GpuCannotRunError``: found before anyone labels, with a new run's settings."""
 
 
+class SomeGpusTooOldError(GpuTooOldError):
+    """torch runs on some of the local backend's GPUs and not on others (``runs``: those it runs on)."""
+
+    def __init__(self, what: str, *, runs: tuple[str, ...], **fields):
+        super().__init__(what, **fields)
+        self.runs = tuple(runs)
+
+
 class GpuMemoryTooSmallError(InputError, MemoryError, title="a training step does not fit in the GPU's memory"):
     """The step ran out of GPU memory with the GPU (nearly) to itself: the same GPU fails again."""
 

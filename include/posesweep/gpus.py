@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from .errors import GpuCannotRunError, GpusNotSeenError, GpuTooOldError, PosesweepError
+from .errors import GpuCannotRunError, GpusNotSeenError, GpuTooOldError, PosesweepError, SomeGpusTooOldError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -251,10 +251,18 @@ def gpus_not_seen(engine: str, gpus: tuple[str, ...]) -> GpusNotSeenError | None
     or a driver older than torch's CUDA build), or sees it and runs nothing there (a GPU older than torch's build:
     ``torch_cannot_run_on``): its networks would train on the CPU, about a hundred times slower, after an estimate
     of GPU hours, or fail at their first step. With the fix that makes it see one, and the other engine where that
-    one does."""
+    one does. torch is asked on every GPU, each in its own child: where it runs on some and not on others
+    (``some_gpus_cannot_run``), a network given one of those would fail at its first step."""
     if not gpus:
         return None
     found = probe_engine_gpu(engine, gpus[0])
+    # torch runs kernels on the first GPU, or sees it and runs none: a workstation may hold GPUs of two generations
+    if engine == "pytorch" and len(gpus) > 1 and found and (found[0] == "cannot run" or _sees(found)):
+        found_on = {gpus[0]: found, **{gpu: probe_engine_gpu(engine, gpu) for gpu in gpus[1:]}}
+        runs = tuple(gpu for gpu in gpus if _sees(found_on[gpu]))
+        cannot = {gpu: seen for gpu, seen in found_on.items() if seen and seen[0] == "cannot run"}
+        if runs and cannot:
+            return some_gpus_cannot_run(cannot, runs)
     if _sees(found) is not False:  # it sees one, or nothing is known
         return None
     other = next(name for name in ENGINE_GPU_PROBES if name != engine)
@@ -271,6 +279,29 @@ def gpus_not_seen(engine: str, gpus: tuple[str, ...]) -> GpusNotSeenError | None
         fix=GPU_SETUP_FIX[engine] + (f"; or trigger with engine={other}, which sees the GPU here" if other_sees
                                      else "") + "; or set POSESWEEP_GPUS=none to train on this CPU",
         parameters={"engine": other} if other_sees else None)
+
+
+def some_gpus_cannot_run(cannot: dict[str, list[str]], runs: tuple[str, ...]) -> SomeGpusTooOldError:
+    """torch runs on the GPUs ``runs`` of the local backend and on none of ``cannot`` (each GPU: its probe's
+    ``cannot run`` fields): a lab's workstation with a GPU older than torch's build beside a newer one. Each
+    training is given whichever GPU is free, so a network given an older one would fail at its first step."""
+    fields = {gpu: (found[1:] + [""] * 5)[:5] for gpu, found in cannot.items()}  # name, capability, torch's ...
+    described = [f"GPU {gpu}: {name}, compute capability {capability}"
+                 for gpu, (name, capability, *_) in fields.items()]
+    _, _, version, arch_list, error = next(iter(fields.values()))
+    needed = " ".join(sorted({f"sm_{capability.replace('.', '')}" for _, capability, *_ in fields.values()
+                              if capability}))
+    return SomeGpusTooOldError(
+        f"torch runs on GPU {', '.join(runs)} but not on GPU {', '.join(cannot)}: a network given "
+        f"{'that GPU' if len(cannot) == 1 else 'one of those'} would fail at its first training step",
+        found="; ".join(described) + f"; torch {version} is built for {arch_list or 'no GPU architecture'} "
+              f"({error})",
+        allowed="GPUs whose architecture this torch lists (torch.cuda.get_arch_list())",
+        fix=f"set POSESWEEP_GPUS={','.join(runs)} in the worker's environment (the local backend then gives "
+            f"trainings only those GPUs; `POSESWEEP_GPUS={','.join(runs)} make study ...` for one run), or install "
+            f"a torch build that lists {needed or 'their architecture'} (a build for an older CUDA: pytorch.org's "
+            f"'previous versions' names them) in this environment",
+        runs=runs)
 
 
 def gpu_given_but_unseen(engine: str, engine_sees_a_gpu: bool) -> str | None:

@@ -21,7 +21,7 @@ from .cohort import (COHORT_FILE, PARTICIPANT_PATTERN_EXAMPLE, VIDEOS_NEVER_LABE
                      read_project_config, unmatched_videos, videos_in_subfolders, videos_sharing_a_name,
                      with_the_runs_landmarks, write_project_config)
 from .config import NETWORKS, StudyConfig, StudyConfigError
-from .errors import GpuTooOldError, InputError, together
+from .errors import GpuTooOldError, InputError, SomeGpusTooOldError, together
 from .budget import cpu_time_problem, disk_problem, estimate, measured_rate, record_expected_speed, written_bytes
 from .carried_labels import carry_earlier_labels, landmarks_still_to_add
 from .frames import VideoError, extract_frames, import_extracted_frames, link_frames
@@ -102,7 +102,8 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
     _warn_of_videos_likely_misplaced(study, cohort)
     gpus = machine_gpus(settings.gpus) if settings.training_backend == "local" else ()
     not_seen = gpus_not_seen(study.engine, gpus)  # then its networks train on the CPU, and are estimated so
-    local_gpus = 0 if not_seen else len(gpus)
+    # the GPUs its networks would train on: with some too old for torch, those it runs on (as the fix says)
+    local_gpus = len(not_seen.runs) if isinstance(not_seen, SomeGpusTooOldError) else 0 if not_seen else len(gpus)
     on_gpu, frame_size = settings.training_backend != "local" or local_gpus > 0, frame_size_px(cohort, videos)
     budget = estimate(sized, frame_size, frames_available, settings.training_backend,
                       settings.pod.seconds_per_iteration, settings.cpu_speedup, local_gpus,
