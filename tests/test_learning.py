@@ -11,7 +11,8 @@ from report_input import context, error_table
 
 from posesweep.config import FRONTAL_BODYPARTS
 from posesweep.layout import RunLayout
-from posesweep.learning import LEARNED_ERROR_RATIO, learning_check, mean_pose_errors
+from posesweep.learning import (LEARNED_ERROR_RATIO, landmarks_without_training_labels, learning_check,
+                                mean_pose_errors)
 from posesweep.report import write_report
 from posesweep.stats import analyse
 
@@ -122,6 +123,30 @@ def test_networks_that_learned_get_the_studys_answer_and_the_network_to_use(tmp_
     assert str(escape(summary["analyze_videos"])) in page
     assert _said(summary, caplog) == [(logging.INFO, f"the study's answer: {summary['recommendation']}")]
 
+
+def test_a_landmark_labelled_in_test_frames_only_is_left_out_of_the_learning_check_and_named(tmp_path):
+    """A landmark out of sight in most frames (the Reaching project's tongue: 73% of its frames) can be labelled in
+    none of a small frame set's training frames and in some of its test frames. The network was never shown it and
+    the mean training pose has no place for it: counted in the network's error alone, its tens of pixels made a
+    network that learned every landmark it was shown read as one that learned nothing, and withheld the answer."""
+    errors = error_table()
+    hidden = (errors["landmark"] == "right_ankle") & (errors["frame_set_size"] == 10)
+    errors.loc[hidden & (errors["split"] == "train"), ["x_label_px", "y_label_px", "error_px", "error_mm"]] = None
+    errors.loc[hidden & (errors["split"] == "test"), "error_px"] = 400.0  # never shown: found nowhere near
+    errors["error_mm"] = errors["error_px"] / 1.25
+    assert landmarks_without_training_labels(errors) == {10: ["right_ankle"]}
+    chosen = analyse(errors)["chosen_iteration"]
+    judged = learning_check(errors, chosen).set_index("frame_set_size")
+    shown = errors[~(hidden | ((errors["landmark"] == "right_ankle") & (errors["frame_set_size"] == 20)))]
+    assert judged.loc[10, "test_error_px"] == pytest.approx(
+        learning_check(shown, chosen).set_index("frame_set_size").loc[10, "test_error_px"])  # over the two knees
+    assert judged["learned"].all()
+    page, summary = _report(tmp_path, errors)
+    assert summary["networks_learned"] is True and summary["landmarks_without_training_labels"] == {
+        "10": ["right_ankle"]}
+    assert "Left out of this check, labelled in test frames only:\nright_ankle in frame set 10. No training" in page
+    _, everywhere = _report(tmp_path / "all", error_table())
+    assert everywhere["landmarks_without_training_labels"] == {}
 
 def test_the_papers_rows_only_for_the_papers_landmarks(tmp_path):
     page, _ = _report(tmp_path / "frontal", error_table(landmarks=list(FRONTAL_BODYPARTS)))

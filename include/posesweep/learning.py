@@ -43,12 +43,29 @@ def mean_pose_errors(errors: pd.DataFrame) -> pd.DataFrame:
     return test.groupby(["frame_set_size", "landmark"], as_index=False)["mean_pose_error_px"].mean()
 
 
+def landmarks_without_training_labels(errors: pd.DataFrame) -> dict[int, list[str]]:
+    """Per network: the landmarks labelled in its test frames and in none of its training frames (a landmark out
+    of sight in most frames, in a small frame set). It has no mean training pose and the network was never shown
+    it: it is left out of the learning check, on both sides."""
+    labelled = errors.dropna(subset=["x_label_px", "y_label_px"])
+    in_split = labelled.groupby(["frame_set_size", "split"])["landmark"].agg(set)
+    found = {}
+    for size in sorted(labelled["frame_set_size"].unique()):
+        missing = in_split.get((size, "test"), set()) - in_split.get((size, "train"), set())
+        if missing:
+            found[int(size)] = sorted(missing)
+    return found
+
+
 def learning_check(errors: pd.DataFrame, iteration: int) -> pd.DataFrame:
     """Per network at one snapshot: its test frames, its test error, the mean-pose predictor's, their ratio, and
-    whether it learned."""
+    whether it learned; over the landmarks that have a mean training pose (``landmarks_without_training_labels``:
+    with one in the network's error and not in the predictor's, a network that learned every landmark it was shown
+    could read as one that learned nothing)."""
     test = errors[(errors["split"] == "test") & (errors["snapshot_iteration"] == iteration)]
     network = test.groupby(["frame_set_size", "landmark"], as_index=False)["error_px"].mean()
-    both = network.merge(mean_pose_errors(errors), on=["frame_set_size", "landmark"])
+    both = network.merge(mean_pose_errors(errors).dropna(subset=["mean_pose_error_px"]),
+                         on=["frame_set_size", "landmark"])
     table = both.groupby("frame_set_size", as_index=False).agg(test_error_px=("error_px", "mean"),
                                                                mean_pose_error_px=("mean_pose_error_px", "mean"))
     table.insert(1, "snapshot_iteration", int(iteration))

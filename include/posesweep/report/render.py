@@ -12,7 +12,7 @@ import pandas as pd
 from ..cohort import VIDEOS_NEVER_LABELED
 from ..config import SPLIT_MODES
 from ..layout import RunLayout, write_csv_atomic, write_json_atomic, write_text_atomic
-from ..learning import RULE, learning_check
+from ..learning import RULE, landmarks_without_training_labels, learning_check
 from ..networks import analyze_videos_call
 from ..provenance import mixed_software_warning, software_sentence
 from ..stats import errors_by_iteration
@@ -149,6 +149,9 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         "networks_learned": answer is not None,
         "learning_rule": RULE,
         "learning_check": learned.to_dict(orient="records"),
+        # per frame set, as JSON keys are strings: its landmarks left out of the check (no training label)
+        "landmarks_without_training_labels": {str(size): names for size, names
+                                              in landmarks_without_training_labels(errors).items()},
         "recommendation": answer if answer is not None else tables.no_recommendation(learned, errors),
         "recommendation_made": answer is not None,
         "paper": tables.PAPER,
