@@ -15,7 +15,9 @@ The forward pass is compiled (``torch.compile``) where that was measured to help
 long enough to repay it (``compiling_pays``): at batch 2 or more (an H100 at 1080p, batch 8 bf16:
 83 -> 114 images/s with a BatchNorm ResNet-50, 41 -> 74 with DeepLabCut's GroupNorm one), and at batch 1 for the
 BatchNorm one (an H200: 69 -> 85 images/s, inside the CUDA graph); a compilation that fails falls back to
-the eager step with a warning. At batch 1 on a GPU, where launching kernels costs more than running
+the eager step with a warning. On a CPU nothing is compiled: there it was measured slower (this project's 2-core
+machine, ``resnet_50`` at 160x120, batch 1: 0.279 s per step compiled against 0.224 eager, after 53 s of compiling;
+channels_last gained nothing there either). At batch 1 on a GPU, where launching kernels costs more than running
 them, the whole step runs as one CUDA graph (``graphed_step``); a capture that fails falls back to the
 eager step with a warning. Snapshots hold the model's own parameter names. Measured with this code on an
 H200 at 1080p (README, "Measured on a GPU"): 0.96-0.99 of the bare model step; GroupNorm ``resnet_50`` 85
