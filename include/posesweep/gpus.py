@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -258,7 +259,9 @@ def gpus_not_seen(engine: str, gpus: tuple[str, ...]) -> GpusNotSeenError | None
     found = probe_engine_gpu(engine, gpus[0])
     # torch runs kernels on the first GPU, or sees it and runs none: a workstation may hold GPUs of two generations
     if engine == "pytorch" and len(gpus) > 1 and found and (found[0] == "cannot run" or _sees(found)):
-        found_on = {gpus[0]: found, **{gpu: probe_engine_gpu(engine, gpu) for gpu in gpus[1:]}}
+        with ThreadPoolExecutor(max_workers=min(len(gpus) - 1, 8)) as probes:  # each child imports torch: seconds
+            found_on = {gpus[0]: found, **dict(zip(gpus[1:], probes.map(lambda gpu: probe_engine_gpu(engine, gpu),
+                                                                         gpus[1:])))}
         runs = tuple(gpu for gpu in gpus if _sees(found_on[gpu]))
         cannot = {gpu: seen for gpu, seen in found_on.items() if seen and seen[0] == "cannot run"}
         if runs and cannot:
