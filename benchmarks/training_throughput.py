@@ -162,6 +162,8 @@ if {mode!r} == "posesweep without CUDA graph":
     settings = dataclasses.replace(settings, cuda_graph=False)
 if {mode!r} == COMPILED_GRAPH:  # a trial: not what a study runs
     settings = dataclasses.replace(settings, compiled=True)
+if {precision!r} != "auto":  # --precision: e.g. fp16 (what a V100 or T4 trains in) on a GPU that would use bf16
+    settings = dataclasses.replace(settings, bf16={precision!r} == "bf16", fp16={precision!r} == "fp16")
 loop = TrainingLoop.build(cfg, Path(info["weights"]), Path(info["config"]).parent / "labeled-data",
                           [tuple(f) for f in info["train"]], pd.read_csv(Path({root!r}, "labels.csv")),
                           cfg["metadata"]["bodyparts"], {batch}, 0, device,
@@ -237,6 +239,10 @@ def main() -> None:
                         "compiled inside its CUDA graph where a study does not compile it (DeepLabCut's GroupNorm "
                         "resnet_50, whose graphed eager step is GPU-bound at 27 images/s on an H200; resnet_50_bn "
                         "went from 69 to 85 that way and a study now compiles it)")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+                        help="posesweep's step and the ceiling in this precision instead of the device's own choice "
+                        "(auto: bf16 on compute capability 8+, fp16 with loss scaling on 7, else fp32): fp16 on an "
+                        "H100 exercises what a V100 or T4 runs")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
     try:
@@ -294,7 +300,7 @@ def main() -> None:
                 def posesweep_mode(mode: str) -> None:
                     record(mode, prelude + POSESWEEP_CHILD.format(
                         root=str(root), batch=batch, mode=mode, steps=args.steps, warmup=args.warmup,
-                        compiled_graph=COMPILED_GRAPH))
+                        compiled_graph=COMPILED_GRAPH, precision=args.precision))
 
                 # the rows the ratios need first, the extra ones last: a call cut off by its limit (a lease's end)
                 # has lost a trial, not the comparison (it lost DeepLabCut's batch-1 rows twice that way)

@@ -1,6 +1,7 @@
 """The PyTorch engine: its on-device data path against DeepLabCut's loader, its scoring against DeepLabCut's own
 evaluation, and the whole study DAG on it."""
 
+import copy
 import glob
 import json
 import logging
@@ -342,19 +343,25 @@ def test_a_pytorch_training_told_to_stop_saves_a_resume_point_first_and_its_retr
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_a_pytorch_training_stopped_and_resumed_trains_the_network_it_would_have_trained_straight_through(
-        tiny_cohort, tmp_path, monkeypatch):
+        tiny_cohort, tmp_path, monkeypatch, precision):
     """A training stopped (a pod preempted, a task cleared, SIGTERM) and resumed, once from its resume point and
     once from its newest snapshot, gives the same snapshots, weight for weight on the CPU, as the same training run
     straight through: the batches, their augmentation draws, the weights and the optimizer state all go on from the
-    iteration where they stopped, so a lab's numbers do not depend on whether its cluster preempted a pod."""
+    iteration where they stopped, so a lab's numbers do not depend on whether its cluster preempted a pod. In fp16
+    (what a V100 or T4 trains in; here on the CPU, its loss scale made to move every 2 steps, so that it grows
+    until steps overflow and are skipped) the loss scale goes on from where it stopped too."""
     from conftest import training_ready_run
     from posesweep import stages
     from posesweep.errors import TrainingStoppedError
     from posesweep.resume_points import STOP_REQUESTED
-    from posesweep.torch_engine import trainer
+    from posesweep.torch_engine import loss_scale, trainer
     from posesweep.torch_engine.trainer import RESUME_POINT_FILE
 
+    if precision == "fp16":
+        monkeypatch.setattr(trainer, "device_precision", lambda device: "fp16")  # as on a GPU of compute capability 7
+        monkeypatch.setattr(loss_scale, "GROWTH_INTERVAL", 2)
     conf = {**PYTORCH_CONF, "max_iterations": 60}
     straight = training_ready_run(tiny_cohort, tmp_path / "straight", conf, "manual__straight")
     stages.train(straight, 12)
@@ -388,6 +395,11 @@ def test_a_pytorch_training_stopped_and_resumed_trains_the_network_it_would_have
                 for p in of.layout.project_dir.glob("dlc-models-pytorch/**/snapshot-*.pt")}
     expected, resumed = snapshots(straight), snapshots(run)
     assert sorted(expected) == sorted(resumed) == [20, 40, 60]
+    record = json.loads((straight.layout.training_dir(12) / "training.json").read_text())
+    assert ("fp16 autocast, dynamic loss scaling" in record["device"]) == (precision == "fp16")
+    [state] = straight.layout.project_dir.glob("dlc-models-pytorch/**/train_state-60.pt")
+    if precision == "fp16":  # it overflowed and backed off at least once: without the skips the scale would be 2**46
+        assert 1 < torch.load(state, weights_only=True)["loss_scale"]["scale"] < 2.0 ** 46
     initial = torch.load(json.loads((run.layout.run_dir / "weights" / "initial_weights.json").read_text())["path"],
                          weights_only=True)["model"]
     for iteration in (20, 40, 60):
@@ -506,34 +518,41 @@ def test_the_cuda_graph_body_trains_like_the_eager_step_and_a_failed_capture_fal
 
 
 @pytest.mark.slow
-def test_the_gpu_precision_settings_train_on_the_cpu_too(tiny_cohort, tmp_path):
-    """bf16 autocast and channels_last (what a GPU step uses) run on the CPU, so a dtype or layout mistake between the
-    bf16 outputs, DeepLabCut's float32 targets and loss, and the float32 weights shows here, not first on a lab's
-    GPU: the first loss matches fp32 to bf16's precision, the graph body (its graph-safe loss) gives the eager
-    step's losses under bf16 too, weights and optimizer state stay float32, and the snapshot is DeepLabCut's."""
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_the_gpu_precision_settings_train_on_the_cpu_too(tiny_cohort, tmp_path, precision):
+    """bf16 or fp16 autocast and channels_last (what a GPU step uses) run on the CPU, so a dtype or layout mistake
+    between the half-precision outputs, DeepLabCut's float32 targets and loss, and the float32 weights shows here,
+    not first on a lab's GPU: the first loss matches fp32 to the half precision's, the graph body (its graph-safe
+    loss, the learning rate a tensor; in fp16 the loss scaling too) gives the eager step's losses, weights and
+    optimizer state stay float32, and the snapshot is DeepLabCut's."""
     from posesweep.torch_engine.trainer import StepSettings, TrainingLoop, _save_snapshot
 
-    build, cpu = cpu_loops(tiny_cohort, tmp_path, "manual__bf16"), torch.device("cpu")
+    build, cpu = cpu_loops(tiny_cohort, tmp_path, f"manual__{precision}"), torch.device("cpu")
 
-    def loop(bf16: bool) -> TrainingLoop:
-        return build(2, StepSettings(cpu, bf16=bf16, channels_last=bf16))
+    def loop(half: bool, graph: bool = False) -> TrainingLoop:
+        return build(2, StepSettings(cpu, bf16=half and precision == "bf16", fp16=half and precision == "fp16",
+                                     channels_last=half, cuda_graph=graph))
 
-    fp32, bf16, bf16_graph_body = loop(False), loop(True), loop(True)
-    assert "bf16 autocast, channels_last" in bf16.settings.describe()
-    convolution_weights = [p for p in bf16.model.parameters() if p.dim() == 4 and p.shape[2] > 1]
+    fp32, half, half_graph_body = loop(False), loop(True), loop(True, graph=True)
+    assert f"{precision} autocast" in half.settings.describe() and "channels_last" in half.settings.describe()
+    assert (half.scaler is not None) == (precision == "fp16")
+    convolution_weights = [p for p in half.model.parameters() if p.dim() == 4 and p.shape[2] > 1]
     assert convolution_weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in convolution_weights)
-    first_fp32, first_bf16 = fp32.step(0).item(), bf16.step(0).item()
-    assert math.isfinite(first_bf16) and first_bf16 == pytest.approx(first_fp32, rel=0.03)
-    assert first_bf16 != first_fp32  # autocast took effect: bf16's rounding shows
-    assert bf16_graph_body.graph_body(bf16.sampler.indices(0)).item() == pytest.approx(first_bf16, rel=1e-4)
+    first_fp32, first_half = fp32.step(0).item(), half.step(0).item()
+    assert math.isfinite(first_half) and first_half == pytest.approx(first_fp32, rel=0.03)
+    assert first_half != first_fp32  # autocast took effect: the half precision's rounding shows
+    assert half_graph_body.graph_body(half.sampler.indices(0)).item() == pytest.approx(first_half, rel=1e-4)
     for iteration in range(1, 3):
-        loss = bf16.step(iteration).item()
+        loss = half.step(iteration).item()
         assert math.isfinite(loss)
-        assert bf16_graph_body.graph_body(bf16.sampler.indices(iteration)).item() == pytest.approx(loss, rel=1e-4)
-    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
-    assert all(v.dtype == torch.float32 for state in bf16.optimizer.state.values() for k, v in state.items()
+        assert half_graph_body.graph_body(half.sampler.indices(iteration)).item() == pytest.approx(loss, rel=1e-4)
+    assert all(p.dtype == torch.float32 for p in half.model.parameters())
+    assert all(v.dtype == torch.float32 for state in half.optimizer.state.values() for k, v in state.items()
                if k != "step")
-    _save_snapshot(bf16.model, bf16.optimizer, tmp_path, 3)
+    if precision == "fp16":  # no step overflowed at 2**16: each updated the weights
+        assert half.scaler.state()["growth_tracker"] == 3
+        assert all(state["step"].item() == 3 for state in half.optimizer.state.values())
+    _save_snapshot(half.model, half.optimizer, tmp_path, 3)
     saved = torch.load(tmp_path / "snapshot-3.pt", weights_only=True)["model"]
     assert list(saved) == list(fp32.model.state_dict())
     assert all(value.dtype == fp32.model.state_dict()[name].dtype for name, value in saved.items())
@@ -695,14 +714,22 @@ def test_a_frame_cache_larger_than_the_machine_fails_before_it_is_built_saying_h
     assert failure.value.exit_code == 3  # a pod reporting it fails its task without a retry
 
 
-def test_bf16_autocast_only_where_the_gpu_computes_in_bf16():
+def test_autocast_precision_follows_the_gpus_tensor_cores(monkeypatch):
     """torch.cuda.is_bf16_supported() says yes for a T4 or V100 (it only emulates bf16: no bf16 tensor cores); the
-    trainer asks for compute capability 8 or more, and never uses bf16 on a CPU."""
-    from posesweep.torch_engine.trainer import StepSettings, bf16_is_native
+    trainer uses bf16 from compute capability 8, fp16 with loss scaling at 7 (fp16 tensor cores), fp32 below (a GTX
+    1080's fp16 is a fraction of its fp32 rate), on a CPU, and wherever the study asks for precision=fp32."""
+    from posesweep.torch_engine import trainer
+    from posesweep.torch_engine.trainer import StepSettings, precision_of_compute_capability
 
-    assert [bf16_is_native(cc) for cc in [(6, 1), (7, 0), (7, 5), (8, 0), (8, 6), (8, 9), (9, 0), (10, 0)]] == \
-        [False, False, False, True, True, True, True, True]
-    assert StepSettings.for_device(torch.device("cpu"), "resnet50", 8, 10**6).bf16 is False
+    assert [precision_of_compute_capability(cc) for cc in [(6, 1), (7, 0), (7, 5), (8, 0), (8, 6), (9, 0), (10, 0)]] \
+        == ["fp32", "fp16", "fp16", "bf16", "bf16", "bf16", "bf16"]
+    cpu = StepSettings.for_device(torch.device("cpu"), "resnet50", 8, 10**6)
+    assert (cpu.bf16, cpu.fp16, cpu.precision) == (False, False, "fp32")
+    assert StepSettings(torch.device("cpu"), bf16=False, channels_last=False, fp16=True).describe() == \
+        "CPU, fp16 autocast, dynamic loss scaling"
+    monkeypatch.setattr(trainer, "device_precision", lambda device: "fp16")  # as a T4 answers
+    assert StepSettings.for_device(torch.device("cpu"), "resnet50", 8, 10**6).fp16
+    assert StepSettings.for_device(torch.device("cpu"), "resnet50", 8, 10**6, precision="fp32").precision == "fp32"
 
 
 def test_compilation_only_where_it_was_measured_to_repay_its_minute():
@@ -785,3 +812,73 @@ def test_a_training_whose_step_ran_out_of_gpu_memory_beside_its_frames_retries_w
     assert record["snapshot_iterations"] == [10, 20] and record["frames_cached_in"] == "host memory"
     assert record["frames_kept_off_gpu"] == error.what
     assert "[frame set 12] frames kept in host memory, copied to the GPU per batch" in capsys.readouterr().out
+
+
+def test_an_fp16_step_that_overflowed_is_skipped_on_the_device_and_the_scale_backs_off(monkeypatch):
+    """fp16's loss scaling without a host wait (a CUDA graph holds it): gradients unscaled before AdamW sees them
+    (the same update as without scaling), a step whose scaled gradients overflowed skipped (weights, moments and
+    step count as they were) and the scale halved, doubled again after GROWTH_INTERVAL clean steps; its state
+    saved and restored."""
+    from posesweep.torch_engine import loss_scale
+    from posesweep.torch_engine.loss_scale import INITIAL_SCALE, LossScaler
+
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.GroupNorm(2, 8), torch.nn.ReLU(),
+                                torch.nn.Conv2d(8, 2, 1))
+    unscaled = copy.deepcopy(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    reference = torch.optim.AdamW(unscaled.parameters(), lr=1e-3, fused=True)
+    scaler = LossScaler(cpu)
+    images = torch.randn(2, 3, 16, 16)
+
+    def step(factor: float = 1.0) -> None:
+        optimizer.zero_grad()
+        scaler.backward(model(images).pow(2).mean() * factor)
+        scaler.step(optimizer)
+
+    step()  # fp32 here, so the scaled gradients are exact: the update must be the unscaled one
+    reference.zero_grad()
+    unscaled(images).pow(2).mean().backward()
+    reference.step()
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), unscaled.parameters()))
+    assert scaler.state() == {"scale": INITIAL_SCALE, "growth_tracker": 1}
+
+    first = next(model.parameters())
+    weights = [p.detach().clone() for p in model.parameters()]
+    moments = optimizer.state[first]["exp_avg"].clone()
+    step(float("inf"))  # its gradients overflow
+    assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters()))
+    assert torch.equal(optimizer.state[first]["exp_avg"], moments) and optimizer.state[first]["step"].item() == 1
+    assert scaler.state() == {"scale": INITIAL_SCALE / 2, "growth_tracker": 0}
+    monkeypatch.setattr(loss_scale, "GROWTH_INTERVAL", 3)
+    for _ in range(3):
+        step()
+    assert scaler.state() == {"scale": INITIAL_SCALE, "growth_tracker": 0}
+    assert optimizer.state[first]["step"].item() == 4 and not torch.equal(first, weights[0])
+
+    assert LossScaler.resumed(cpu, {"scale": 512.0, "growth_tracker": 7}).state() == {"scale": 512.0,
+                                                                                     "growth_tracker": 7}
+    assert LossScaler.resumed(cpu, None).state() == {"scale": INITIAL_SCALE, "growth_tracker": 0}
+    assert LossScaler(cpu).collapsed() is None and LossScaler(cpu, 2.0 ** -11).collapsed() == 2.0 ** -11
+
+
+def test_an_fp16_training_fails_as_diverged_only_when_its_loss_scale_collapses(caplog):
+    """In fp16 one non-finite loss is a skipped step (the weights untouched), said in a warning; a loss scale fallen
+    below 2**-10 (every step overflowing) fails the network with precision=fp32 as the setting that gets past it.
+    In bf16 and fp32 a non-finite loss fails at once, as before."""
+    from posesweep.errors import TrainingDivergedError
+    from posesweep.torch_engine.loss_scale import LossScaler
+    from posesweep.torch_engine.trainer import diverged
+
+    cpu = torch.device("cpu")
+    assert diverged(float("nan"), None) == "loss nan" and diverged(0.3, None) is None
+    assert diverged(float("inf"), LossScaler(cpu)) is None
+    assert "the loss overflowed fp16 (inf); that step was skipped" in caplog.text
+    found = diverged(0.3, LossScaler(cpu, 2.0 ** -12))
+    assert found == "loss 0.3 with the fp16 loss scale fallen to 0.000244 (every recent step overflowed)"
+    error = TrainingDivergedError.of_network(12, f"{found} at iteration 400", f"{found} at iteration 400",
+                                             "pytorch_config.yaml", in_fp16=True)
+    assert error.parameters == {"precision": "fp32"} and "in fp16" in error.found
+    assert "trigger with precision=fp32" in error.explain()
+    assert TrainingDivergedError.of_network(12, "nan", "loss nan", "pytorch_config.yaml").parameters == {}

@@ -48,6 +48,11 @@ NETWORKS = {
     "resnet_50": "ResNet-50 (paper); PyTorch engine: DeepLabCut 3's, with GroupNorm",
     "resnet_101": "ResNet-101",
     "resnet_50_bn": "PyTorch engine only: ResNet-50 with BatchNorm (timm resnet50), faster on a GPU"}
+PRECISIONS = {
+    "auto": "PyTorch engine on a GPU: bf16 autocast where it has bf16 tensor cores (A100, RTX 30xx, H100), fp16 "
+            "autocast with dynamic loss scaling where it has fp16 ones only (V100, T4, RTX 20xx), else fp32",
+    "fp32": "fp32 throughout (the TensorFlow engine and any CPU train in fp32 anyway): slower on a GPU; the "
+            "setting for a network whose fp16 training overflowed"}
 DLC_NET_TYPE = {"resnet_50": "resnet_50", "resnet_101": "resnet_101", "resnet_50_bn": "resnet_50"}  # DeepLabCut's name
 INVALID_LABEL_POLICIES = {
     "fail": "any failing label expectation stops the run before training (the message lists the frames)",
@@ -116,6 +121,7 @@ class StudyConfig:
         1, "Batch size", "Training batch size (DeepLabCut's TensorFlow default: 1).",
         "Training", type="integer", minimum=1, maximum=64,
     )
+    precision: str = _choice("auto", "Precision", "Training", PRECISIONS)
     allow_long_cpu_run: bool = _param(
         False, "Allow a CPU run longer than a day",
         "On the local backend without a GPU, a study whose expected training time exceeds 24 hours stops at its "

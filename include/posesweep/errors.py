@@ -223,7 +223,7 @@ class TrainingDivergedError(InputError, title="training diverged"):
 
     @classmethod
     def of_network(cls, frame_set_size: int, became: str, found: str, config_file: str,
-                   tensorflow_from_random_weights: bool = False) -> "TrainingDivergedError":
+                   tensorflow_from_random_weights: bool = False, in_fp16: bool = False) -> "TrainingDivergedError":
         """The error for one network, whichever engine trained it; ``config_file`` holds its learning rate.
 
         DeepLabCut's TensorFlow ResNet runs its batch normalisation with ``is_training=False``, on fixed statistics
@@ -239,6 +239,12 @@ class TrainingDivergedError(InputError, title="training diverged"):
                            f"and learns from random weights, where DeepLabCut's TensorFlow ResNet keeps the fixed "
                            f"batch-norm statistics made for pretrained weights and its loss can blow up as the "
                            f"weights move; or {fix}", parameters={"engine": "pytorch"})
+        if in_fp16:  # its weights are still finite: the overflowing steps were skipped
+            return cls(what, found=f"{found}, in fp16 (this GPU has no bf16 tensor cores)",
+                       allowed="a finite loss, and gradients fp16 can hold",
+                       fix=f"trigger with precision=fp32: fp16's range (at most 65504) is far narrower than fp32's, "
+                           f"and this network's activations or gradients left it; or {fix}",
+                       parameters={"precision": "fp32"})
         return cls(what, found=found, allowed="a finite loss", fix=fix)
 
 

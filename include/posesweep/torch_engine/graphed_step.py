@@ -7,7 +7,7 @@ DeepLabCut's GroupNorm one, whose step is GPU-bound there). The graph holds ever
 from the device's frame cache, the augmentation draws (from the loop's generator, registered
 with the graph, so every replay draws anew), warping, targets, forward pass, loss, backward
 pass and the AdamW update (``capturable``, its learning rate a device tensor the schedule
-fills). Per iteration the host writes the batch's frame indices into the graph's input and
+fills; in fp16 also the loss scaling and the skip of an overflowed step, ``loss_scale``). Per iteration the host writes the batch's frame indices into the graph's input and
 replays it.
 
 Graph-safe means nothing in the step waits for the host. DeepLabCut's weighted criterion
@@ -136,9 +136,11 @@ def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> N
 
 
 def portable_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
-    """The optimizer's state as any trainer loads it: the learning rate a number, not captured for a graph."""
+    """The optimizer's state as any trainer loads it: the learning rate a number, not captured for a graph, no
+    kernel chosen (fp16's fused one)."""
     state = optimizer.state_dict()
     for group in state["param_groups"]:
         group["lr"] = float(group["lr"])
         group["capturable"] = False
+        group["fused"] = None
     return state

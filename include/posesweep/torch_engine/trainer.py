@@ -8,8 +8,9 @@ learning-rate schedule are DeepLabCut's from ``pytorch_config.yaml`` (AdamW; the
 run, are placed at the same fractions of ``max_iterations``).
 
 On a CUDA device the step runs under bf16 autocast where the GPU computes in bf16 natively
-(compute capability 8 or more: Ampere, Ada, Hopper; older ones, such as a T4 or V100, have no
-bf16 tensor cores, only emulation, and train in fp32), and BatchNorm backbones use channels_last
+(compute capability 8 or more: Ampere, Ada, Hopper), under fp16 autocast with dynamic loss scaling where it has
+fp16 tensor cores and no bf16 ones (compute capability 7: V100, T4, RTX 20xx; ``loss_scale``), in fp32 on older
+GPUs, on a CPU and where the study's ``precision`` is ``fp32``; BatchNorm backbones use channels_last
 (GroupNorm runs slower that way on an H100).
 The forward pass is compiled (``torch.compile``) where that was measured to help, on a CUDA device for a run
 long enough to repay it (``compiling_pays``): at batch 2 or more (an H100 at 1080p, batch 8 bf16:
@@ -57,6 +58,7 @@ from ..gpu_memory import GpuMemory, step_out_of_memory
 from ..gpus import gpu_given_but_unseen, torch_cannot_run_on, torch_kernel_problem
 from .frame_cache import FrameCache, load_frame_cache
 from .graphed_step import GraphedStep, graph_safe_loss, make_capturable, portable_optimizer_state
+from .loss_scale import LossScaler
 from .project import build_model, model_config_path, read_model_config
 from ..provenance import record_fields
 from ..resume_points import STOP_REQUESTED, resume_point_seconds, stopped
@@ -83,18 +85,26 @@ class StepSettings:
     channels_last: bool
     compiled: bool = False
     cuda_graph: bool = False  # the whole step as one CUDA graph (batch 1: launch-bound), with frames on the device
+    fp16: bool = False  # fp16 autocast with dynamic loss scaling (a GPU with fp16 tensor cores and no bf16 ones)
 
     @classmethod
     def for_device(cls, device: torch.device, timm_model: str, batch_size: int = 1,
-                   images_to_train: int = 0) -> "StepSettings":
+                   images_to_train: int = 0, precision: str = "auto") -> "StepSettings":
         cuda = device.type == "cuda"
-        return cls(device, cuda and native_bf16(device), cuda and not timm_model.endswith("_gn"),
-                   cuda and compiling_pays(timm_model, batch_size, images_to_train), cuda and batch_size == 1)
+        autocast = device_precision(device) if precision == "auto" else "fp32"
+        return cls(device, bf16=autocast == "bf16", fp16=autocast == "fp16",
+                   channels_last=cuda and not timm_model.endswith("_gn"),
+                   compiled=cuda and compiling_pays(timm_model, batch_size, images_to_train),
+                   cuda_graph=cuda and batch_size == 1)
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
 
     def describe(self) -> str:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
-        return (f"{name}, {'bf16 autocast' if self.bf16 else 'fp32'}" + (", channels_last" if self.channels_last
-                                                                           else "")
+        autocast = {"bf16": "bf16 autocast", "fp16": "fp16 autocast, dynamic loss scaling", "fp32": "fp32"}
+        return (f"{name}, {autocast[self.precision]}" + (", channels_last" if self.channels_last else "")
                 + (", torch.compile" if self.compiled else "") + (", CUDA graph" if self.cuda_graph else ""))
 
 
@@ -108,15 +118,20 @@ def compiling_pays(timm_model: str, batch_size: int, images_to_train: int) -> bo
     return batch_size > 1 or not timm_model.endswith("_gn")
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether this CUDA device computes in bf16 natively. ``torch.cuda.is_bf16_supported()`` also answers yes for
-    GPUs that only emulate it (compute capability 7: T4, V100, RTX 20xx: no bf16 tensor cores), and asks about the
-    current device rather than this one."""
-    return bool(torch.version.hip) or bf16_is_native(torch.cuda.get_device_capability(device))
+def device_precision(device: torch.device) -> str:
+    """The autocast precision this device trains fastest in: ``bf16``, ``fp16`` or ``fp32`` (a CPU trains in fp32).
+    ``torch.cuda.is_bf16_supported()`` also answers yes for GPUs that only emulate bf16 (compute
+    capability 7: T4, V100, RTX 20xx: no bf16 tensor cores), and asks about the current device rather than this one."""
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.version.hip else precision_of_compute_capability(torch.cuda.get_device_capability(device))
 
 
-def bf16_is_native(compute_capability: tuple[int, int]) -> bool:
-    return compute_capability[0] >= 8
+def precision_of_compute_capability(compute_capability: tuple[int, int]) -> str:
+    """bf16 from compute capability 8 (bf16 tensor cores); fp16 at 7 (fp16 tensor cores only: Volta, Turing);
+    fp32 below (Pascal's GTX 10xx compute fp16 at a fraction of their fp32 rate)."""
+    major = compute_capability[0]
+    return "bf16" if major >= 8 else "fp16" if major == 7 else "fp32"
 
 
 def default_device() -> torch.device:
@@ -175,20 +190,27 @@ def augmented_batch(cache: FrameCache, indices: torch.Tensor, config: augment.Au
 
 def model_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                targets_for: Callable[[torch.Tensor], dict], settings: StepSettings,
-               forward: Callable | None = None, loss_of: Callable | None = None) -> torch.Tensor:
-    """Forward (``forward``: the model, or its compiled form; bf16 autocast where set), DeepLabCut's loss against
-    ``targets_for(heatmap output)`` (``loss_of``: ``model.get_loss`` or its graph-safe form), backward, update:
-    with precomputed targets, the step's ceiling."""
+               forward: Callable | None = None, loss_of: Callable | None = None,
+               scaler: LossScaler | None = None) -> torch.Tensor:
+    """Forward (``forward``: the model, or its compiled form; bf16 or fp16 autocast where set), DeepLabCut's loss
+    against ``targets_for(heatmap output)`` (``loss_of``: ``model.get_loss`` or its graph-safe form), backward, update
+    (through ``scaler`` where given: fp16): with precomputed targets, the step's ceiling."""
     if settings.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
+    dtype = torch.float16 if settings.fp16 else torch.bfloat16
     # no autocast weight cache: each weight is cast once per forward pass anyway, and a CUDA graph may not keep one
-    with torch.autocast(settings.device.type, dtype=torch.bfloat16, enabled=settings.bf16, cache_enabled=False):
+    with torch.autocast(settings.device.type, dtype=dtype, enabled=settings.bf16 or settings.fp16,
+                        cache_enabled=False):
         outputs = (model if forward is None else forward)(images)
     outputs = {head: {name: value.float() for name, value in out.items()} for head, out in outputs.items()}
     loss = (loss_of or model.get_loss)(outputs, targets_for(outputs["bodypart"]["heatmap"]))["total_loss"]
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.backward(loss)
+        scaler.step(optimizer)
     return loss
 
 
@@ -211,15 +233,17 @@ class TrainingLoop:
     compiled_step_done: bool = False
     graphed: GraphedStep | None = None  # the whole step as a CUDA graph, where settings.cuda_graph
     learning_rate: float | None = None
+    scaler: LossScaler | None = None  # fp16's loss scale, where settings.fp16
 
     @classmethod
     def build(cls, model_cfg: dict, weights: Path | dict, labeled_data: Path, frames: list[tuple[str, str]],
               labels: pd.DataFrame, bodyparts: list[str], batch_size: int, seed: int, device: torch.device,
               optimizer_state: dict | None = None, start_iteration: int = 0, iterations_to_train: int = 0,
               settings: StepSettings | None = None, frames_on_device: bool = True,
-              generator_state: dict | None = None) -> "TrainingLoop":
+              generator_state: dict | None = None, precision: str = "auto",
+              loss_scale: dict | None = None) -> "TrainingLoop":
         settings = settings or StepSettings.for_device(device, model_cfg["model"]["backbone"]["model_name"],
-                                                       batch_size, iterations_to_train * batch_size)
+                                                       batch_size, iterations_to_train * batch_size, precision)
         if settings.device.type == "cuda":  # every batch has one shape (frames padded to one size): tune once
             torch.backends.cudnn.benchmark = True  # (DeepLabCut turns it off: its crops vary in size)
         model = build_model(model_cfg)
@@ -235,9 +259,16 @@ class TrainingLoop:
             raise TrainingFailedError(f"posesweep's PyTorch trainer runs AdamW; the model configuration asks for "
                                       f"{optimizer_cfg['type']}")
         base_lr = float(optimizer_cfg["params"]["lr"])
-        optimizer = torch.optim.AdamW(model.parameters(), lr=base_lr)
+        # fp16: AdamW's fused kernel, which skips an overflowed step on the device (LossScaler)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=base_lr, fused=settings.fp16 or None)
         if optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
+            for group in optimizer.param_groups:  # the saved kernel choice is the saving trainer's, not this one's
+                group["fused"], group["foreach"] = settings.fp16 or None, None
+                for parameter in group["params"] if settings.fp16 else ():  # the fused kernel's step counts lie
+                    state = optimizer.state.get(parameter, {})             # beside the weights
+                    if "step" in state:
+                        state["step"] = state["step"].to(parameter.device, torch.float32)
         cache = load_frame_cache(labeled_data, frames, labels, bodyparts, device, frames_on_device)
         if settings.cuda_graph and cache.frames.device.type != device.type:  # frames copied per batch from the host
             log.info("frames in %s: the step runs without a CUDA graph", cache.where)
@@ -246,7 +277,8 @@ class TrainingLoop:
                    TargetConfig.from_dlc(model_cfg["model"]["heads"]["bodypart"]["target_generator"]),
                    float(model.get_stride("bodypart")), BatchSampler(len(cache), batch_size, seed),
                    resumed_generator(device, seed, start_iteration, generator_state), settings,
-                   torch.compile(model) if settings.compiled else model)
+                   torch.compile(model) if settings.compiled else model,
+                   scaler=LossScaler.resumed(device, loss_scale) if settings.fp16 else None)
         if settings.cuda_graph:
             loop.use_graph()
         return loop
@@ -261,6 +293,13 @@ class TrainingLoop:
             log.info("the augmentation generator's state cannot be saved (%s): a resumed training reseeds it",
                      str(error).splitlines()[0] if str(error) else type(error).__name__)
             return None
+
+    def saved_state(self) -> dict:
+        """What a snapshot's train state and a resume point keep beside the optimizer's: the augmentation
+        generator's state and, in fp16, the loss scale."""
+        generator = self.generator_state()
+        return {**({"generator": generator} if generator else {}),
+                **({"loss_scale": self.scaler.state()} if self.scaler is not None else {})}
 
     def use_graph(self) -> None:
         """Run every step through a ``GraphedStep`` (captured on a GPU; on a CPU the same body, eagerly)."""
@@ -316,13 +355,15 @@ class TrainingLoop:
         training goes on uncompiled."""
         first_compiled = self.forward is not self.model and not self.compiled_step_done
         try:
-            loss = model_step(self.model, self.optimizer, images, targets_for, self.settings, self.forward, loss_of)
+            loss = model_step(self.model, self.optimizer, images, targets_for, self.settings, self.forward, loss_of,
+                              self.scaler)
         except Exception as error:  # noqa: BLE001 - any compiler failure; the eager step below re-raises real ones
             if not first_compiled:
                 raise
             log.warning("torch.compile failed (%s); training continues uncompiled", str(error).splitlines()[0])
             self.forward, self.settings = self.model, dataclasses.replace(self.settings, compiled=False)
-            return model_step(self.model, self.optimizer, images, targets_for, self.settings, loss_of=loss_of)
+            return model_step(self.model, self.optimizer, images, targets_for, self.settings, loss_of=loss_of,
+                              scaler=self.scaler)
         self.compiled_step_done = self.forward is not self.model
         return loss
 
@@ -362,7 +403,9 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
                               study.batch_size, study.seed + size, device,
                               state["optimizer"] if state is not None else None, start, study.max_iterations - start,
                               frames_on_device=frames_kept_off_gpu is None,
-                              generator_state=state.get("generator") if state is not None else None)
+                              generator_state=state.get("generator") if state is not None else None,
+                              precision=study.precision,
+                              loss_scale=state.get("loss_scale") if state is not None else None)
     if resume_point is not None:
         print(f"{prefix} resuming from the resume point at iteration {start} ({len(done)} of {len(expected)} "
               f"snapshots complete, optimizer state restored)", flush=True)
@@ -391,7 +434,7 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
                 raise
             cached = loop.cache.frames.nbytes if loop.cache.frames.device.type == "cuda" else 0
             raise step_out_of_memory(GpuMemory.of(loop.settings.device, cached), study.batch_size, loop.cache.width,
-                                     loop.cache.height, "bf16" if loop.settings.bf16 else "fp32", size) from None
+                                     loop.cache.height, loop.settings.precision, size) from None
         done_iterations = iteration + 1
         if done_iterations % display == 0 or done_iterations == study.max_iterations:
             value = float(loss.detach())
@@ -403,17 +446,19 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
             print(f"{prefix} iteration {done_iterations}/{study.max_iterations} loss {value:.5f} lr {lr:g} "
                   f"{rate * study.batch_size:.3g} images/s {1 / rate:.3g} s/iteration ETA {eta / 60:.1f} min",
                   flush=True)  # (3 digits: 1080p on a CPU trains at about 0.07 images/s)
-            if not math.isfinite(value):
-                raise TrainingDivergedError.of_network(size, f"{value} at iteration {done_iterations}",
-                                                       f"loss {value} at iteration {done_iterations}, learning "
-                                                       f"rate {lr:g}", str(config_path))
+            diverged_at = diverged(value, loop.scaler)
+            if diverged_at:
+                raise TrainingDivergedError.of_network(size, f"{diverged_at} at iteration {done_iterations}",
+                                                       f"{diverged_at} at iteration {done_iterations}, learning "
+                                                       f"rate {lr:g}", str(config_path),
+                                                       in_fp16=loop.scaler is not None)
         stop = STOP_REQUESTED.is_set() and done_iterations < study.max_iterations  # SIGTERM: save, then end
         if done_iterations in expected:
-            _save_snapshot(loop.model, loop.optimizer, train_dir, done_iterations, loop.generator_state())
+            _save_snapshot(loop.model, loop.optimizer, train_dir, done_iterations, loop.saved_state())
             (train_dir / RESUME_POINT_FILE).unlink(missing_ok=True)  # the snapshot is newer
             last_resume_point = time.perf_counter()
         elif stop or (done_iterations % display == 0 and time.perf_counter() - last_resume_point >= resume_every):
-            _save_resume_point(loop.model, loop.optimizer, train_dir, done_iterations, loop.generator_state())
+            _save_resume_point(loop.model, loop.optimizer, train_dir, done_iterations, loop.saved_state())
             last_resume_point = time.perf_counter()
             print(f"{prefix} resume point saved at iteration {done_iterations} (a killed training goes on from "
                   f"here)", flush=True)
@@ -449,6 +494,20 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
     write_json_atomic(record_file, record)
     print(f"{prefix} done: {len(snapshots)} snapshots in {seconds / 60:.1f} min", flush=True)
     return record
+
+
+def diverged(loss: float, scaler: LossScaler | None) -> str | None:
+    """What shows a training diverged, else None. In bf16 and fp32 a non-finite loss: its gradients have already
+    reached the weights. In fp16 an overflowing step is skipped (the weights stay as they were) and the scale
+    halved, so one non-finite loss is no failure; a scale that keeps falling is (``LossScaler.collapsed``)."""
+    if scaler is None:
+        return None if math.isfinite(loss) else f"loss {loss}"
+    collapsed = scaler.collapsed()
+    if collapsed is not None:
+        return f"loss {loss} with the fp16 loss scale fallen to {collapsed:.3g} (every recent step overflowed)"
+    if not math.isfinite(loss):
+        log.warning("the loss overflowed fp16 (%s); that step was skipped, the weights are as they were", loss)
+    return None
 
 
 def resumed_generator(device: torch.device, seed: int, start_iteration: int,
@@ -490,22 +549,22 @@ def read_resume_point(train_dir: Path, newest_snapshot: int, max_iterations: int
 
 
 def _save_resume_point(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_dir: Path,
-                       iteration: int, generator_state: dict | None = None) -> None:
-    """Weights, optimizer and generator state at ``iteration``, in one file written atomically (not a DeepLabCut
-    snapshot)."""
+                       iteration: int, loop_state: dict | None = None) -> None:
+    """Weights, optimizer state and ``loop_state`` (``TrainingLoop.saved_state``) at ``iteration``, in one file
+    written atomically (not a DeepLabCut snapshot)."""
     weights = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     with atomic_path(Path(train_dir) / RESUME_POINT_FILE) as tmp:
         torch.save({"iteration": iteration, "model": weights, "optimizer": portable_optimizer_state(optimizer),
-                    **({"generator": generator_state} if generator_state else {})}, tmp)
+                    **(loop_state or {})}, tmp)
 
 
 def _save_snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_dir: Path, iteration: int,
-                   generator_state: dict | None = None) -> None:
-    """The optimizer (and generator) state of the iteration, then DeepLabCut's snapshot; older optimizer states go
-    only once the snapshot is complete, so a kill at any point leaves the newest snapshot with its own state."""
+                   loop_state: dict | None = None) -> None:
+    """The optimizer state (and ``loop_state``) of the iteration, then DeepLabCut's snapshot; older optimizer states
+    go only once the snapshot is complete, so a kill at any point leaves the newest snapshot with its own state."""
     with atomic_path(train_state_file(train_dir, iteration)) as tmp:
         torch.save({"iteration": iteration, "optimizer": portable_optimizer_state(optimizer),
-                    **({"generator": generator_state} if generator_state else {})}, tmp)
+                    **(loop_state or {})}, tmp)
     weights = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     with atomic_path(train_dir / f"snapshot-{iteration}.pt") as tmp:
         torch.save({"model": weights, "metadata": {"iteration": iteration, "epoch": iteration}}, tmp)
