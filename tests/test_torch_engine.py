@@ -350,8 +350,9 @@ def test_a_pytorch_training_stopped_and_resumed_trains_the_network_it_would_have
     once from its newest snapshot, gives the same snapshots, weight for weight on the CPU, as the same training run
     straight through: the batches, their augmentation draws, the weights and the optimizer state all go on from the
     iteration where they stopped, so a lab's numbers do not depend on whether its cluster preempted a pod. In fp16
-    (what a V100 or T4 trains in; here on the CPU, its loss scale made to move every 2 steps, so that it grows
-    until steps overflow and are skipped) the loss scale goes on from where it stopped too."""
+    (what a V100 or T4 trains in; here on the CPU, where it is slow: half the iterations, the loss scale started
+    near overflow and made to grow every 2 steps, so that steps overflow and are skipped) the loss scale goes on
+    from where it stopped too."""
     from conftest import training_ready_run
     from posesweep import stages
     from posesweep.errors import TrainingStoppedError
@@ -359,10 +360,12 @@ def test_a_pytorch_training_stopped_and_resumed_trains_the_network_it_would_have
     from posesweep.torch_engine import loss_scale, trainer
     from posesweep.torch_engine.trainer import RESUME_POINT_FILE
 
+    interval = 20 if precision == "fp32" else 10
     if precision == "fp16":
         monkeypatch.setattr(trainer, "device_precision", lambda device: "fp16")  # as on a GPU of compute capability 7
         monkeypatch.setattr(loss_scale, "GROWTH_INTERVAL", 2)
-    conf = {**PYTORCH_CONF, "max_iterations": 60}
+        monkeypatch.setattr(loss_scale, "INITIAL_SCALE", 2.0 ** 24)
+    conf = {**PYTORCH_CONF, "max_iterations": 3 * interval, "snapshot_interval": interval}
     straight = training_ready_run(tiny_cohort, tmp_path / "straight", conf, "manual__straight")
     stages.train(straight, 12)
     run = training_ready_run(tiny_cohort, tmp_path / "stopped", conf, "manual__stopped")
@@ -376,33 +379,33 @@ def test_a_pytorch_training_stopped_and_resumed_trains_the_network_it_would_have
         monkeypatch.setattr(trainer, "_save_snapshot", save_then_ask_to_stop)
 
     try:
-        stop_after(20)
-        with pytest.raises(TrainingStoppedError, match="at iteration 21"):
+        stop_after(interval)
+        with pytest.raises(TrainingStoppedError, match=f"at iteration {interval + 1}"):
             stages.train(run, 12)
         STOP_REQUESTED.clear()
-        stop_after(40)  # goes on from the resume point at 21, and stops again at 41
-        with pytest.raises(TrainingStoppedError, match="at iteration 41"):
+        stop_after(2 * interval)  # goes on from the resume point after the first snapshot, stops after the second
+        with pytest.raises(TrainingStoppedError, match=f"at iteration {2 * interval + 1}"):
             stages.train(run, 12)
     finally:
         STOP_REQUESTED.clear()
     monkeypatch.setattr(trainer, "_save_snapshot", save_snapshot)
     [point] = run.layout.project_dir.glob(f"dlc-models-pytorch/**/{RESUME_POINT_FILE}")
     point.unlink()  # this time from snapshot 40 and its optimizer state
-    assert stages.train(run, 12)["resumed_from_iteration"] == 40
+    assert stages.train(run, 12)["resumed_from_iteration"] == 2 * interval
 
     def snapshots(of) -> dict[int, dict]:
         return {int(p.stem.split("-")[1]): torch.load(p, weights_only=True)["model"]
                 for p in of.layout.project_dir.glob("dlc-models-pytorch/**/snapshot-*.pt")}
     expected, resumed = snapshots(straight), snapshots(run)
-    assert sorted(expected) == sorted(resumed) == [20, 40, 60]
+    assert sorted(expected) == sorted(resumed) == [interval, 2 * interval, 3 * interval]
     record = json.loads((straight.layout.training_dir(12) / "training.json").read_text())
     assert ("fp16 autocast, dynamic loss scaling" in record["device"]) == (precision == "fp16")
-    [state] = straight.layout.project_dir.glob("dlc-models-pytorch/**/train_state-60.pt")
-    if precision == "fp16":  # it overflowed and backed off at least once: without the skips the scale would be 2**46
-        assert 1 < torch.load(state, weights_only=True)["loss_scale"]["scale"] < 2.0 ** 46
+    [state] = straight.layout.project_dir.glob(f"dlc-models-pytorch/**/train_state-{3 * interval}.pt")
+    if precision == "fp16":  # it overflowed and backed off at least once: without the skips the scale would be 2**39
+        assert 1 < torch.load(state, weights_only=True)["loss_scale"]["scale"] < 2.0 ** 39
     initial = torch.load(json.loads((run.layout.run_dir / "weights" / "initial_weights.json").read_text())["path"],
                          weights_only=True)["model"]
-    for iteration in (20, 40, 60):
+    for iteration in (interval, 2 * interval, 3 * interval):
         moved = [name for name, value in expected[iteration].items() if not torch.equal(value, initial[name])]
         assert moved, "training left the weights as they were"
         different = [name for name, value in expected[iteration].items()

@@ -32,7 +32,8 @@ COLLAPSED_BELOW = 2.0 ** -10
 class LossScaler:
     """The scale, its growth tracker and the last step's overflow flag, as device tensors."""
 
-    def __init__(self, device: torch.device, scale: float = INITIAL_SCALE, growth_tracker: int = 0):
+    def __init__(self, device: torch.device, scale: float | None = None, growth_tracker: int = 0):
+        scale = INITIAL_SCALE if scale is None else scale
         self.scale = torch.full((), float(scale), dtype=torch.float32, device=device)
         self.growth_tracker = torch.full((), int(growth_tracker), dtype=torch.int32, device=device)
         self.found_inf = torch.zeros((), dtype=torch.float32, device=device)
@@ -64,7 +65,7 @@ class LossScaler:
         point of a bf16 or fp32 training, or an older one)."""
         if not saved:
             return cls(device)
-        return cls(device, float(saved.get("scale", INITIAL_SCALE)), int(saved.get("growth_tracker", 0)))
+        return cls(device, float(saved["scale"]) if "scale" in saved else None, int(saved.get("growth_tracker", 0)))
 
     def collapsed(self) -> float | None:
         """The scale where it has fallen below ``COLLAPSED_BELOW`` (a host wait), else None."""
