@@ -538,7 +538,7 @@ def test_a_studys_estimate_is_the_speed_the_machines_own_earlier_training_of_tha
     from conftest import training_ready_run
     from posesweep import budget
     from posesweep.config import StudyConfig
-    from posesweep.layout import read_json
+    from posesweep.layout import read_json, write_json_atomic
     from posesweep.runner import run_posesweep
 
     monkeypatch.setenv("POSESWEEP_GPUS", "none")
@@ -580,6 +580,14 @@ def test_a_studys_estimate_is_the_speed_the_machines_own_earlier_training_of_tha
     study = StudyConfig.from_mapping(paper_scale)
     assert budget.measured_rate(run.layout.data_root, study, (160, 120), on_gpu=False) is not None
     assert budget.measured_rate(run.layout.data_root, study, (160, 120), on_gpu=True) is None  # a CPU's, not a GPU's
+    assert record["precision"] == "auto"
+    # on a GPU, a training at precision=fp32 (several times slower there than bf16 or fp16) is no study's estimate
+    # at precision=auto, nor one in auto of an fp32 study (this CPU's record, read as a GPU's)
+    write_json_atomic(record_file, {**record, "on_gpu": True, "precision": "fp32"})
+    assert budget.measured_rate(run.layout.data_root, study, (160, 120), on_gpu=True) is None
+    fp32_study = StudyConfig.from_mapping({**paper_scale, "precision": "fp32"})
+    assert budget.measured_rate(run.layout.data_root, fp32_study, (160, 120), on_gpu=True) is not None
+    write_json_atomic(record_file, record)
     # the run keeps its estimate's speed: its pods' deadline follows it (tests/test_kubernetes.py -k slower)
     from posesweep.layout import RunLayout
 

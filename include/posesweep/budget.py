@@ -114,7 +114,7 @@ def _rate(record: dict) -> float:
 def measured_rate(data_root: Path, study: StudyConfig, frame_size_px: tuple[int, int],
                   on_gpu: bool) -> MeasuredRate | None:
     """The newest earlier training under the data root of the study's engine and network, on the same kind of
-    device (a CPU: this host's), of ``MIN_ITERATIONS_FOR_A_RATE`` or more iterations on frames within
+    device (a CPU: this host's; a GPU: at the study's ``precision``), of ``MIN_ITERATIONS_FOR_A_RATE`` or more iterations on frames within
     ``MAX_PIXEL_RATIO_FOR_A_RATE`` of this study's in pixels (time per iteration taken to grow with the pixels,
     and with the batch as ``cpu_batch_iterations`` says on a CPU, in proportion on a GPU); None where there is
     none."""
@@ -127,6 +127,8 @@ def measured_rate(data_root: Path, study: StudyConfig, frame_size_px: tuple[int,
             trained = max(record["snapshot_iterations"]) - record["resumed_from_iteration"]
             usable = (record["engine"] == study.engine and record["network"] == study.network
                       and record["on_gpu"] is on_gpu and (on_gpu or record["host"] == socket.gethostname())
+                      # a GPU's fp32 runs at a fraction of its bf16 or fp16 speed (a CPU trains in fp32 either way)
+                      and (not on_gpu or record.get("precision", "auto") == study.precision)
                       and trained >= MIN_ITERATIONS_FOR_A_RATE and _rate(record) > 0
                       and 1 / MAX_PIXEL_RATIO_FOR_A_RATE <= pixels / measured_pixels <= MAX_PIXEL_RATIO_FOR_A_RATE)
         except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):  # being written, or from before

@@ -484,6 +484,7 @@ def train_network(layout: RunLayout, frame_set: FrameSet, study: StudyConfig, la
         "images_per_second": round(trained_here * study.batch_size / seconds, 2) if trained_here else None,
         "initial_weights": weights,
         "device": loop.settings.describe(),
+        "precision": study.precision,  # the study's setting (loop.settings.precision: what this device made of it)
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPU the local backend gave it
         "frames_cached_in": loop.cache.where,
         "frames_kept_off_gpu": frames_kept_off_gpu,
