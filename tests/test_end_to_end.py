@@ -154,8 +154,13 @@ def test_an_existing_deeplabcut_project_runs_through_the_study(airflow_db, reach
     data_root = tmp_path / "data"
     shutil.copytree(reaching_project, data_root / "cohorts" / "reaching")
     module = _load_dag(monkeypatch, data_root)
-    conf = {"cohort": "reaching", "frame_set_sizes": [20, 40], "train_fraction": 0.8, "max_iterations": 20,
-            "snapshot_interval": 10, "allow_random_init": True, "engine": engine,
+    # DeepLabCut's TensorFlow ResNet from random weights (nothing pretrained offline) at the paper's learning rate
+    # is at the edge of divergence on these frames: on an AMD EPYC the 20-frame network's loss went 0.88, 0.92, 46,
+    # 10926 at iterations 2, 4, 6, 8 (the same in two runs: deterministic), where a Xeon's rounding kept it finite
+    # to 20. What this test checks is the import, a real training and its scoring, not learning: 4 iterations.
+    interval = {"tensorflow": 2, "pytorch": 10}[engine]
+    conf = {"cohort": "reaching", "frame_set_sizes": [20, 40], "train_fraction": 0.8, "max_iterations": 2 * interval,
+            "snapshot_interval": interval, "allow_random_init": True, "engine": engine,
             "max_missing_label_fraction": 0.8}  # the tongue is out in only 15 of 55 frames
     dag_run = module.study_dag.test(run_conf=conf)
     assert str(dag_run.state) == "success"
@@ -166,7 +171,7 @@ def test_an_existing_deeplabcut_project_runs_through_the_study(airflow_db, reach
     summary = json.loads(layout.summary_file.read_text())
     assert summary["labels"] == {"labeled_frames": 55, "videos": 1}
     assert sorted((r["frame_set_size"], r["snapshot_iteration"]) for r in summary["errors"]) == \
-        [(20, 10), (20, 20), (40, 10), (40, 20)]
+        [(20, interval), (20, 2 * interval), (40, interval), (40, 2 * interval)]
     landmarks = {row["landmark"] for row in summary["errors_by_landmark_at_chosen_iteration"]}
     assert landmarks == {"Hand", "Finger1", "Tongue", "Joystick1", "Joystick2"}
     assert summary["anova"]["test"]["n_subjects"] == 10
