@@ -114,10 +114,10 @@ def _rate(record: dict) -> float:
 def measured_rate(data_root: Path, study: StudyConfig, frame_size_px: tuple[int, int],
                   on_gpu: bool) -> MeasuredRate | None:
     """The newest earlier training under the data root of the study's engine and network, on the same kind of
-    device (a CPU: this host's; a GPU: at the study's ``precision``), of ``MIN_ITERATIONS_FOR_A_RATE`` or more iterations on frames within
-    ``MAX_PIXEL_RATIO_FOR_A_RATE`` of this study's in pixels (time per iteration taken to grow with the pixels,
-    and with the batch as ``cpu_batch_iterations`` says on a CPU, in proportion on a GPU); None where there is
-    none."""
+    device (a CPU: this host's; a GPU: at the study's ``precision``), of ``MIN_ITERATIONS_FOR_A_RATE`` or more
+    iterations on frames within ``MAX_PIXEL_RATIO_FOR_A_RATE`` of this study's in pixels (time per iteration taken
+    to grow with the pixels, and with the batch as ``cpu_batch_iterations`` says on a CPU, in proportion on a GPU);
+    None where there is none."""
     pixels = frame_size_px[0] * frame_size_px[1]
     found = []
     for path in Path(data_root).glob("runs/*/*/training/frame_set_*/training.json"):

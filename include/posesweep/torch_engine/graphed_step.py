@@ -7,7 +7,8 @@ DeepLabCut's GroupNorm one, whose step is GPU-bound there). The graph holds ever
 from the device's frame cache, the augmentation draws (from the loop's generator, registered
 with the graph, so every replay draws anew), warping, targets, forward pass, loss, backward
 pass and the AdamW update (``capturable``, its learning rate a device tensor the schedule
-fills; in fp16 also the loss scaling and the skip of an overflowed step, ``loss_scale``). Per iteration the host writes the batch's frame indices into the graph's input and
+fills; in fp16 also the loss scaling and the skip of an overflowed step, ``loss_scale``).
+Per iteration the host writes the batch's frame indices into the graph's input and
 replays it.
 
 Graph-safe means nothing in the step waits for the host. DeepLabCut's weighted criterion

@@ -265,8 +265,9 @@ class TrainingLoop:
             optimizer.load_state_dict(optimizer_state)
             for group in optimizer.param_groups:  # the saved kernel choice is the saving trainer's, not this one's
                 group["fused"], group["foreach"] = settings.fp16 or None, None
-                for parameter in group["params"] if settings.fp16 else ():  # the fused kernel's step counts lie
-                    state = optimizer.state.get(parameter, {})             # beside the weights
+                # the fused kernel (fp16) keeps its step counts beside the weights
+                for parameter in group["params"] if settings.fp16 else ():
+                    state = optimizer.state.get(parameter, {})
                     if "step" in state:
                         state["step"] = state["step"].to(parameter.device, torch.float32)
         cache = load_frame_cache(labeled_data, frames, labels, bodyparts, device, frames_on_device)
