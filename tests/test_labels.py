@@ -1215,6 +1215,42 @@ def test_labels_corrected_in_the_csv_after_the_h5_are_refused_until_converted_as
     assert "separated by ';'" in str(failure.value) and f"File: {csv}\n" in str(failure.value)
 
 
+def test_a_csv_naming_each_image_in_one_column_under_a_three_column_header_keeps_every_label_its_own(tmp_path,
+                                                                                                  caplog):
+    """A lab's CollectedData .csv as another tool rewrote it (one such is public, a mouse's elevated-plus-maze
+    labels): DeepLabCut 2.2's header, which gives three columns to name the image, over rows that name it in one
+    (``labeled-data/<video>/<image>``). Read by the header, every label was one landmark to the left of its own,
+    without a word (the first landmark took the second's position, the last none). It is read as its rows name the
+    image, as DeepLabCut's ``convertcsv2h5`` reads them; a row of another width fails, naming its line."""
+    caplog.set_level(logging.INFO, logger="posesweep")
+    folder = tmp_path / "labeled-data" / "M708149_EPM-converted"
+    folder.mkdir(parents=True)
+    columns = pd.MultiIndex.from_product([["Loukia"], ["snout", "left_ear", "tail_end"], ["x", "y"]])
+    labels = pd.DataFrame([[np.nan, np.nan, np.nan, np.nan, 596.5, 219.25],
+                           [np.nan, np.nan, 526.5, 451.25, 727.5, 559.75]],
+                          index=pd.MultiIndex.from_tuples([("labeled-data", folder.name, "img00000.png"),
+                                                           ("labeled-data", folder.name, "img00583.png")]),
+                          columns=columns)
+    csv = folder / "CollectedData_Loukia.csv"
+    labels.to_csv(csv)  # as DeepLabCut 2.2 writes it: three columns name each image
+    pd.testing.assert_frame_equal(read_collected_data(csv.with_suffix(".h5")), labels, check_names=False)
+
+    lines = csv.read_text().splitlines()
+    one_column = ["/".join(line.split(",")[:3]) + "," + line.split(",", 3)[3] for line in lines[3:]]
+    csv.write_text("\n".join(lines[:3] + one_column) + "\n")
+    read = read_collected_data(csv.with_suffix(".h5"))
+    pd.testing.assert_frame_equal(read, labels, check_names=False)
+    assert read.loc[("labeled-data", folder.name, "img00583.png"), ("Loukia", "left_ear", "x")] == 526.5
+    assert f"{csv} names each image in one column (labeled-data/<video>/<image>) under a header that gives that 3" \
+        in caplog.text
+
+    csv.write_text("\n".join(lines[:4] + [",".join(lines[4].split(",")[:7])]) + "\n")  # the last two values cut
+    with pytest.raises(LabelFileError) as failure:
+        read_collected_data(csv.with_suffix(".h5"))
+    assert f"File: {csv}\n" in str(failure.value) and not failure.value.retryable
+    assert "line 5 has 7 fields where the header has 9 (3 naming the image, 6 label values)" in str(failure.value)
+
+
 class _CreatesAFile:
     """What an attacker would plant: unpickling it calls ``open(path, "w")``."""
 

@@ -9,6 +9,7 @@ the tidy table instead: one row per frame and landmark.
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def read_collected_data(path: Path) -> pd.DataFrame:
                                  "(numbers and names only)", fix="replace the file with the lab's own copy from "
                                  "DeepLabCut, and find out who wrote this one") from None
         except Exception as error:  # a lab's file: any failure to parse it is reported with the file's name
-            problems.append(f"{source}: {type(error).__name__}: {str(error).strip().splitlines()[0][:200]}")
+            problems.append(f"{source}: {type(error).__name__}: {str(error).strip().splitlines()[0][:400]}")
             continue
         if problems:
             log.warning("%s cannot be read (%s); using DeepLabCut's copy %s instead", h5, problems[0], source)
@@ -156,29 +157,64 @@ def _label_differences(from_h5: pd.DataFrame, from_csv: pd.DataFrame) -> str | N
 def _read_csv(path: Path) -> pd.DataFrame:
     """DeepLabCut's CSV copy: one row index column ("labeled-data/<video>/<image>") or three (2.2+), read as text
     (a folder named 0012 is not the number 12), then three header rows over the numbers (four in a multi-animal
-    project's: its individuals under the scorer)."""
-    with open(path, encoding="utf-8", errors="replace") as text:
-        first_line, second_line = text.readline(), text.readline()
+    project's: its individuals under the scorer).
+
+    How many columns name the image is read from the rows, as DeepLabCut's ``convertcsv2h5`` reads it, not from
+    the header: a file whose rows name it in one column under 2.2's three-column header (rewritten by another
+    tool) was read with every label one landmark to the left of its own, without a word."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as text:
+        lines = list(csv.reader(text))
+    first_line = ",".join(lines[0]) if lines else ""
     if first_line.count(";") > first_line.count(","):
         raise ValueError(f"its values are separated by ';', not ',' (saved by a spreadsheet set to a language "
                          f"with decimal commas; DeepLabCut reads only commas): {SEMICOLON_CSV_FIX}")
     levels = ["scorer", "bodyparts", "coords"]
-    if second_line.split(",")[0].strip() == "individuals":  # a multi-animal project's: a row of individuals
+    if len(lines) > 1 and lines[1] and lines[1][0].strip() == "individuals":  # a multi-animal project's
         levels.insert(1, "individuals")
-    raw = pd.read_csv(path, header=list(range(len(levels))), dtype=str)
-    coords = [column[-1] for column in raw.columns]
+    header = lines[:len(levels)]
+    coords = header[-1] if len(header) == len(levels) else []
     first_label = next((i for i, coord in enumerate(coords) if coord in ("x", "y", "likelihood")), None)
     if not first_label:
         raise ValueError("no x/y label columns under the header rows: not a DeepLabCut CollectedData table")
-    names = raw.iloc[:, :first_label]
+    values_per_row = len(coords) - first_label
+    columns = pd.MultiIndex.from_tuples(
+        [tuple(row[i] if i < len(row) and row[i] else f"Unnamed: {i}_level_{level}"
+               for level, row in enumerate(header)) for i in range(first_label, len(coords))], names=levels)
+    if not any(lines[len(levels):]):  # the header alone: no frame labelled
+        return pd.DataFrame(columns=columns, index=pd.MultiIndex.from_tuples([], names=[None] * 3), dtype=float)
+    index_width = _index_columns_of_rows(lines[len(levels):], len(levels), first_label, values_per_row)
+    if index_width != first_label:
+        log.info("%s names each image in one column (labeled-data/<video>/<image>) under a header that gives "
+                 "that %d: read as one", path, first_label)
+    raw = pd.read_csv(path, header=None, skiprows=len(levels), dtype=str)
+    names = raw.iloc[:, :index_width]
     try:
-        frame = raw.iloc[:, first_label:].apply(pd.to_numeric)
+        frame = raw.iloc[:, index_width:].apply(pd.to_numeric)
     except ValueError:
         raise ValueError("label columns are not numeric: not a DeepLabCut CollectedData table") from None
-    frame.index = pd.MultiIndex.from_frame(names) if first_label > 1 else pd.Index(names.iloc[:, 0])
-    frame.index.names = [None] * first_label
-    frame.columns = pd.MultiIndex.from_tuples(list(frame.columns), names=levels)
+    frame.index = pd.MultiIndex.from_frame(names) if index_width > 1 else pd.Index(names.iloc[:, 0])
+    frame.index.names = [None] * index_width
+    frame.columns = columns
     return frame
+
+
+def _index_columns_of_rows(rows: list[list[str]], header_lines: int, header_index_width: int,
+                           values_per_row: int) -> int:
+    """How many leading columns of the label rows name the image: the header's (one, or DeepLabCut 2.2's three),
+    or one where every row holds the whole path in one under a three-column header. A row of any other width (cut
+    short, a value added) fails naming its line: read by position, its labels would be other landmarks'."""
+    widths = {line: len(row) - values_per_row for line, row in enumerate(rows, start=header_lines + 1) if row}
+    found = set(widths.values())
+    if not found or found == {header_index_width}:
+        return header_index_width
+    if found == {1}:
+        return 1
+    line, width = next((line, width) for line, width in widths.items() if width != header_index_width)
+    raise ValueError(f"line {line} has {width + values_per_row} fields where the header has "
+                     f"{header_index_width + values_per_row} ({header_index_width} naming the image, "
+                     f"{values_per_row} label values): a row cut short or with fields added cannot be read by "
+                     f"position (its labels would be other landmarks'); mend that row, or save the labels again "
+                     f"from DeepLabCut's labeling GUI")
 
 
 def single_animal(frame: pd.DataFrame, source: Path) -> tuple[pd.DataFrame, list[str]]:
