@@ -10,7 +10,10 @@ ImageNet weights of the backbone, already in the local Hugging Face cache. Nothi
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
+
+import yaml
 
 from .config import StudyConfig
 from .errors import WeightsUnavailableError
@@ -30,7 +33,11 @@ TIMM_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def checkpoint_exists(prefix: str | Path) -> bool:
-    return Path(f"{prefix}.index").exists()
+    """A TensorFlow checkpoint at ``prefix``: TF 1.x's current format (``<prefix>.index`` beside its data), or the
+    single file of the format before it, which TF-slim's ImageNet ResNets are (``resnet_v1_50_2016_08_28.tar.gz``
+    holds ``resnet_v1_50.ckpt`` alone, and DeepLabCut downloads and restores exactly that file). Looking for the
+    ``.index`` alone refused the checkpoint every DeepLabCut install and the trainer image use."""
+    return Path(f"{prefix}.index").exists() or Path(prefix).is_file()
 
 
 def tensorflow_checkpoint(network: str) -> str | None:
@@ -38,16 +45,18 @@ def tensorflow_checkpoint(network: str) -> str | None:
     explicit = Settings.from_env().pretrained_checkpoint
     if explicit:
         if not checkpoint_exists(explicit):
-            raise WeightsUnavailableError(f"{PRETRAINED_ENV} names no checkpoint", file=f"{explicit}.index",
-                                          found="the file does not exist",
-                                          allowed="a TensorFlow checkpoint prefix (<prefix>.index and "
-                                                  "<prefix>.data-00000-of-00001 beside it)",
+            raise WeightsUnavailableError(f"{PRETRAINED_ENV} names no checkpoint", file=explicit,
+                                          found=f"neither that file nor {Path(explicit).name}.index beside it "
+                                                f"exists",
+                                          allowed="a TensorFlow checkpoint: TF-slim's single file (the "
+                                                  "resnet_v1_50.ckpt that resnet_v1_50_2016_08_28.tar.gz holds), "
+                                                  "or a prefix with <prefix>.index and its data beside it",
                                           fix=f"point {PRETRAINED_ENV} at e.g. /weights/resnet_v1_50.ckpt")
         return explicit
-    spec = importlib.util.find_spec("deeplabcut")  # the package's folder, not importing it
-    if spec is None or not spec.submodule_search_locations:
+    folder = _deeplabcut_folder()
+    if folder is None:
         return None
-    baked = Path(list(spec.submodule_search_locations)[0]) / TENSORFLOW_CHECKPOINT[network]
+    baked = folder / TENSORFLOW_CHECKPOINT[network]
     return str(baked) if checkpoint_exists(baked) else None
 
 
@@ -73,18 +82,48 @@ def unavailable(engine: str, network: str) -> WeightsUnavailableError:
             f"no ImageNet weights of {timm_model} in the local Hugging Face cache",
             found=f"nothing for {timm_model} ({TIMM_HUB_ID[timm_model]}) under {constants.HF_HUB_CACHE}",
             allowed="timm's ImageNet weights already cached (posesweep downloads nothing), or random weights",
-            fix="bake the weights into the trainer image (docker/trainer-pytorch/Dockerfile does), or trigger "
-                "the run with allow_random_init=true to train from random weights (errors far above those of "
-                "pretrained networks: a trial of the pipeline, not results)",
+            fix=f"once, on this machine with internet: {sys.executable} -c \"from huggingface_hub import "
+                f"hf_hub_download; hf_hub_download('{TIMM_HUB_ID[timm_model]}', '{TIMM_WEIGHT_FILES[0]}', "
+                f"cache_dir='{constants.HF_HUB_CACHE}')\" (the trainer image "
+                f"bakes them in so: docker/trainer-pytorch/Dockerfile); offline: copy a Hugging Face cache that "
+                f"holds them to {constants.HF_HUB_CACHE}; or trigger the run with allow_random_init=true to train "
+                f"from random weights (errors far above those of pretrained networks: a trial of the pipeline, "
+                f"not results)",
             parameters={"allow_random_init": True})
+    folder = _deeplabcut_folder()
+    pretrained_dir = (folder / TENSORFLOW_CHECKPOINT[network]).parent if folder else None
+    url = tensorflow_checkpoint_url(network) or "TF-slim's resnet_v1 checkpoint"
+    fetch = f"curl -fsSL {url} | tar xz -C {pretrained_dir}" if pretrained_dir else f"download {url}"
     return WeightsUnavailableError(
         f"no ImageNet-pretrained {network} checkpoint on this machine", found=f"{PRETRAINED_ENV} unset and "
-        f"no checkpoint in DeepLabCut's models/pretrained folder", allowed="a TensorFlow checkpoint prefix",
-        fix=f"set {PRETRAINED_ENV} to a TF checkpoint prefix (e.g. /weights/resnet_v1_50.ckpt), bake it into "
-            f"the trainer image, or trigger with allow_random_init=true to train from random weights "
-            f"(errors will be far above the paper's; from random weights DeepLabCut 3's PyTorch engine, "
-            f"engine=pytorch, learns in far fewer iterations: README, 'Initial weights')",
+        f"no checkpoint in DeepLabCut's models/pretrained folder ({pretrained_dir})",
+        allowed=f"TF-slim's ImageNet checkpoint ({Path(TENSORFLOW_CHECKPOINT[network]).name}, the file DeepLabCut "
+                f"downloads), where DeepLabCut keeps it or named by {PRETRAINED_ENV}; posesweep downloads nothing",
+        fix=f"once, on this machine with internet: {fetch} (what docker/trainer/Dockerfile does); offline: "
+            f"unpack {url.rsplit('/', 1)[-1]} elsewhere, copy its {Path(TENSORFLOW_CHECKPOINT[network]).name} "
+            f"here and set {PRETRAINED_ENV} to that file; or trigger with allow_random_init=true to train from "
+            f"random weights (errors will be far above the paper's; from random weights DeepLabCut 3's PyTorch "
+            f"engine, engine=pytorch, learns in far fewer iterations: README, 'Initial weights')",
         parameters={"allow_random_init": True})
+
+
+def _deeplabcut_folder() -> Path | None:
+    """DeepLabCut's package folder, found without importing it."""
+    spec = importlib.util.find_spec("deeplabcut")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def tensorflow_checkpoint_url(network: str) -> str | None:
+    """Where DeepLabCut downloads the network's TF-slim ImageNet checkpoint from (its own
+    ``models/pretrained/pretrained_model_urls.yaml``), or None where that file is not there to say."""
+    folder = _deeplabcut_folder()
+    urls_file = (folder / TENSORFLOW_CHECKPOINT[network]).parent / "pretrained_model_urls.yaml" if folder else None
+    if urls_file is None or not urls_file.is_file():
+        return None
+    url = (yaml.safe_load(urls_file.read_text(encoding="utf-8")) or {}).get(network)
+    return str(url) if url else None
 
 
 def weights_problem(study: StudyConfig) -> WeightsUnavailableError | None:

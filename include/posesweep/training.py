@@ -5,7 +5,7 @@ never inside the Airflow worker, so TensorFlow stays out of the scheduler.
 
 Initial weights: DeepLabCut's TF engine downloads ImageNet ResNet weights on
 first use, which cannot work offline. posesweep resolves weights itself:
-``POSESWEEP_PRETRAINED_CHECKPOINT`` (a TF checkpoint prefix), else a checkpoint
+``POSESWEEP_PRETRAINED_CHECKPOINT`` (TF-slim's one-file checkpoint, or a prefix), else a checkpoint
 baked into DeepLabCut's ``models/pretrained`` folder (the trainer image does this),
 else -- only if the run allows it -- a randomly initialised ResNet whose
 BatchNorm statistics are calibrated on the cohort's own frames (uncalibrated,
