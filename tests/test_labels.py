@@ -421,6 +421,40 @@ REACH_CONF = {"cohort": "reach", "frame_set_sizes": [20], "train_fraction": 0.8,
               "allow_random_init": True}  # no pretrained weights on this machine
 
 
+def test_a_video_labelled_before_a_landmark_was_added_has_it_unlabelled_in_each_of_its_frames(reaching_project,
+                                                                                                tmp_path, caplog):
+    """A lab added Joystick2 to its project after labelling one video: that video's label file has no Joystick2
+    column. DeepLabCut reads the landmark as unlabelled there (it reindexes each file by config.yaml's bodyparts)
+    and trains; posesweep's label table had no row for it in that video's frames, so the networks trained and the
+    scoring of their snapshots failed on the first such frame (a KeyError, retried as if the machine were at fault).
+    Each of those frames has it unlabelled, as scoring reads every (video, image, landmark), and the log names the
+    file."""
+    import shutil
+
+    earlier = Path(shutil.copytree(reaching_project / "labeled-data" / "reachingvideo1",
+                                   reaching_project / "labeled-data" / "reachingvideo0"))
+    labels = read_collected_data(earlier / "CollectedData_Mackenzie.h5").drop(columns="Joystick2", level="bodyparts")
+    labels.index = pd.MultiIndex.from_tuples([("labeled-data", earlier.name, image) for *_, image in labels.index])
+    labels.to_hdf(earlier / "CollectedData_Mackenzie.h5", key="df_with_missing", mode="w")
+    labels.to_csv(earlier / "CollectedData_Mackenzie.csv")
+    with caplog.at_level(logging.WARNING, logger="posesweep.stages"):
+        run, validated = _reaching_labels_through_validation(
+            reaching_project, tmp_path, ["Hand", "Finger1", "Tongue", "Joystick1", "Joystick2"], "manual__added")
+    assert validated["success"] and validated["labeled_frames"] == 110
+    table = read_label_table(run.layout.validated_labels_file)
+    landmarks = ["Hand", "Finger1", "Tongue", "Joystick1", "Joystick2"]
+    scored = {(row.video, row.image, row.landmark) for row in table.itertuples()}  # what scoring looks up
+    assert all((video, image, landmark) in scored for video, image in table[["video", "image"]].drop_duplicates()
+               .itertuples(index=False) for landmark in landmarks)
+    added = table[(table["video"] == "reachingvideo0") & (table["landmark"] == "Joystick2")]
+    assert len(added) == 55 and added[["x_px", "y_px"]].isna().all().all()
+    hand = table[(table["video"] == "reachingvideo0") & (table["landmark"] == "Hand")]
+    sizes = ["image", "frame_index", "image_width_px", "image_height_px"]
+    pd.testing.assert_frame_equal(added[sizes].reset_index(drop=True), hand[sizes].reset_index(drop=True))
+    assert "reachingvideo0/CollectedData_Mackenzie.h5 (Joystick2, 55 frames)" in caplog.text
+    assert "label it there in DeepLabCut's GUI" in caplog.text
+
+
 def _reaching_cohort(reaching_project: Path, tmp_path: Path) -> tuple[Path, Path]:
     """The Reaching project as a cohort of a fresh data root: (the data root, the cohort's folder)."""
     import shutil

@@ -395,6 +395,7 @@ def label_frames(run: Run) -> dict:
     write_json_atomic(layout.label_sources_file, sources)
     table = build_label_table(labeled_data, [video_stem(v) for v in videos], cohort.scorer)
     table = without_landmarks_left_out_of_the_bodyparts(table, cohort, sources)
+    table = with_landmarks_added_after_a_video_was_labelled(table, cohort, sources)
     table["participant"] = table["video"].astype(str).map(cohort.participant_of)
     write_label_table(table, layout.labels_file)
     frames = table[["video", "image"]].drop_duplicates()
@@ -425,6 +426,35 @@ def without_landmarks_left_out_of_the_bodyparts(table: "pd.DataFrame", cohort: C
         log.warning("%d frames had labels only of those landmarks and are left out as well", blank)
     kept = kept.merge(labeled, on=["video", "image"])
     return kept.reset_index(drop=True)
+
+
+def with_landmarks_added_after_a_video_was_labelled(table: "pd.DataFrame", cohort: Cohort,
+                                                     sources: dict[str, str]) -> "pd.DataFrame":
+    """A video whose label file has no column for one of the cohort's landmarks that other videos' files label
+    (labelled before the lab added it) has that landmark unlabelled in each of its frames, as DeepLabCut's
+    ``create_training_dataset`` reads the file (it reindexes every file by config.yaml's bodyparts), with a warning
+    naming the files and landmarks. Before, its frames had no row for it: the networks trained, and scoring their
+    snapshots failed on the first such frame (KeyError), retried as if the machine were at fault."""
+    import pandas as pd
+
+    labelled = set(table["landmark"].astype(str))
+    landmarks = [name for name in map(str, cohort.bodyparts) if name in labelled]
+    added, notes = [], []
+    for video, rows in table.groupby("video", sort=False):
+        absent = [name for name in landmarks if name not in set(rows["landmark"].astype(str))]
+        if not absent:
+            continue
+        frames = rows.drop_duplicates(["video", "image"]).drop(columns=["landmark", "x_px", "y_px"])
+        added += [frames.assign(landmark=name, x_px=float("nan"), y_px=float("nan")) for name in absent]
+        notes.append(f"{sources.get(str(video), video)} ({' and '.join(absent)}, {len(frames)} frames)")
+    if not added:
+        return table
+    log.warning("label files without a column for a landmark the other videos' files label (labelled before it "
+                "was added?): %s. Those frames count as that landmark unlabelled, as DeepLabCut reads the files: "
+                "the networks learn and are scored on it from the other videos' frames; label it there in "
+                "DeepLabCut's GUI (deeplabcut.label_frames) to count them too", "; ".join(notes))
+    completed = pd.concat([table, *added], ignore_index=True)[list(table.columns)]
+    return completed.sort_values(["video", "image", "landmark"], kind="stable").reset_index(drop=True)
 
 
 def validate_label_table(run: Run) -> dict:
