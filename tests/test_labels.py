@@ -1285,6 +1285,26 @@ def test_a_csv_naming_each_image_in_one_column_under_a_three_column_header_keeps
     assert "line 5 has 7 fields where the header has 9 (3 naming the image, 6 label values)" in str(failure.value)
 
 
+def test_a_label_file_naming_its_images_by_a_whole_path_or_by_name_alone_is_read_as_deeplabcut_names_them(tmp_path):
+    """Conversion scripts write a frame's path whole (C:\\Users\\...\\labeled-data\\<video>\\<image>, or a POSIX
+    one), or only its folder and name, or its name alone. Each split into as many index levels as the path had
+    parts, and every later stage, written for DeepLabCut's three, broke on it. Read as ("labeled-data", <video>,
+    <image>), the name alone in the folder the file is in."""
+    folder = tmp_path / "labeled-data" / "m4s1"
+    folder.mkdir(parents=True)
+    csv = folder / "CollectedData_Pranav.csv"
+    standard = ["scorer,Pranav,Pranav", "bodyparts,snout,snout", "coords,x,y",
+                "labeled-data/m4s1/img0000.png,21.5,265.25", "labeled-data/m4s1/img0001.png,10.25,288.5"]
+    csv.write_text("\n".join(standard) + "\n")
+    expected = read_collected_data(csv.with_suffix(".h5"))
+    assert expected.index.tolist() == [("labeled-data", "m4s1", "img0000.png"), ("labeled-data", "m4s1", "img0001.png")]
+    for prefix in ("C:\\Users\\lab\\openfield-Pranav-2018-10-30\\labeled-data\\m4s1\\",
+                   "/home/lab/openfield-Pranav-2018-10-30/labeled-data/m4s1/", "m4s1/", ""):
+        rows = [row.replace("labeled-data/m4s1/", prefix) for row in standard[3:]]
+        csv.write_text("\n".join(standard[:3] + rows) + "\n")
+        pd.testing.assert_frame_equal(read_collected_data(csv.with_suffix(".h5")), expected)
+
+
 class _CreatesAFile:
     """What an attacker would plant: unpickling it calls ``open(path, "w")``."""
 

@@ -72,7 +72,7 @@ def read_collected_data(path: Path) -> pd.DataFrame:
             continue
         if problems:
             log.warning("%s cannot be read (%s); using DeepLabCut's copy %s instead", h5, problems[0], source)
-        frame, individuals = single_animal(_with_three_level_index(frame), source)
+        frame, individuals = single_animal(_with_three_level_index(frame, h5.parent.name), source)
         if individuals:
             log.info("%s is a multi-animal project's label file (individuals: %s): read as one animal's (or "
                      "person's) labels, each landmark under its own name", source, ", ".join(individuals))
@@ -108,7 +108,7 @@ def _refuse_a_csv_edited_since(h5: Path, csv: Path, from_h5: pd.DataFrame) -> No
     if not csv.exists() or csv.stat().st_mtime <= h5.stat().st_mtime:
         return
     try:
-        from_csv = single_animal(_with_three_level_index(_read_csv(csv)), csv)[0]
+        from_csv = single_animal(_with_three_level_index(_read_csv(csv), h5.parent.name), csv)[0]
     except Exception as error:  # a lab's file: whatever stops the reading is what the lab must hear
         found = f"it cannot be read: {str(error).strip().splitlines()[0][:300]}"
     else:
@@ -243,11 +243,23 @@ def single_animal(frame: pd.DataFrame, source: Path) -> tuple[pd.DataFrame, list
     return single, individuals
 
 
-def _with_three_level_index(frame: pd.DataFrame) -> pd.DataFrame:
+def _with_three_level_index(frame: pd.DataFrame, folder: str) -> pd.DataFrame:
+    """Rows indexed ("labeled-data", <video folder>, <image>), however the file names its images: DeepLabCut 2.2's
+    three columns, or one path, "labeled-data/<stem>/<img>" as older projects write it, but also a path written
+    whole by a conversion script (C:\\Users\\...\\labeled-data\\<stem>\\<img>: its last three parts) or the
+    image's name alone (in the folder the file is in, ``folder``). Other lengths broke every later stage."""
     if not isinstance(frame.index, pd.MultiIndex):  # older projects: "labeled-data/<stem>/<img>"
-        parts = [tuple(str(p).replace("\\", "/").split("/")) for p in frame.index]
-        frame.index = pd.MultiIndex.from_tuples(parts)
+        parts = [tuple(part for part in str(p).replace("\\", "/").split("/") if part) for p in frame.index]
+        frame.index = pd.MultiIndex.from_tuples([_as_labeled_data_path(p, folder) for p in parts])
     return frame
+
+
+def _as_labeled_data_path(parts: tuple[str, ...], folder: str) -> tuple[str, str, str]:
+    if len(parts) >= 3:
+        return parts[-3], parts[-2], parts[-1]
+    if len(parts) == 2:
+        return "labeled-data", parts[0], parts[1]
+    return "labeled-data", folder, parts[-1] if parts else ""
 
 
 def positions_only(frame: pd.DataFrame) -> pd.DataFrame:
