@@ -121,7 +121,7 @@ def test_a_missing_image_and_a_missing_bodypart_fail_validation_at_once(airflow_
     dag_run, tis, failures = _run(monkeypatch, reaching_root, REACHING, AFTER_VALIDATION)
     paragraph = _failed_once(tis, failures, "validate_labels")
     assert f"File: {folder / 'CollectedData_Mackenzie.h5'}" in paragraph
-    assert "img020.png: found no readable image" in paragraph
+    assert "img020.png: found no img020.png in " in paragraph
     assert "bodyparts without a label in any frame:\n      found no labels for Elbow" in paragraph
     assert (f"Landmark names: the bodyparts in {config} list Elbow, which no frame has a label of: label it in "
             f"DeepLabCut's labeling GUI") in paragraph and "or take it out of the bodyparts" in paragraph

@@ -455,6 +455,29 @@ def test_a_video_labelled_before_a_landmark_was_added_has_it_unlabelled_in_each_
     assert "label it there in DeepLabCut's GUI" in caplog.text
 
 
+def test_a_label_file_holding_no_labelled_frame_leaves_its_video_out_naming_the_file(reaching_project, tmp_path,
+                                                                                        caplog):
+    """A video whose label file holds its header alone (saved before anyone labelled it): reading the labels
+    crashed (an IndexError, naming nothing) and a frame-less file beside the others made pandas warn into the log.
+    The video is left out, and the warning names the lab's file."""
+    import shutil
+    import warnings
+
+    unlabelled = Path(shutil.copytree(reaching_project / "labeled-data" / "reachingvideo1",
+                                      reaching_project / "labeled-data" / "reachingvideo2"))
+    header = read_collected_data(unlabelled / "CollectedData_Mackenzie.h5").iloc[:0]
+    header.to_hdf(unlabelled / "CollectedData_Mackenzie.h5", key="df_with_missing", mode="w")
+    header.to_csv(unlabelled / "CollectedData_Mackenzie.csv")
+    with caplog.at_level(logging.WARNING, logger="posesweep"), warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        run, validated = _reaching_labels_through_validation(
+            reaching_project, tmp_path, ["Hand", "Finger1", "Tongue", "Joystick1", "Joystick2"], "manual__header")
+    assert validated["success"] and validated["labeled_frames"] == 55
+    assert set(read_label_table(run.layout.validated_labels_file)["video"]) == {"reachingvideo1"}
+    lab_file = tmp_path / "data" / "cohorts" / "reach" / "labeled-data" / unlabelled.name / "CollectedData_Mackenzie.h5"
+    assert f"{lab_file} holds no labelled frame: video reachingvideo2 is not in the study" in caplog.text
+
+
 def _reaching_cohort(reaching_project: Path, tmp_path: Path) -> tuple[Path, Path]:
     """The Reaching project as a cohort of a fresh data root: (the data root, the cohort's folder)."""
     import shutil
@@ -783,11 +806,19 @@ def test_a_video_named_with_digits_only_keeps_its_name_through_labels_validation
 
 
 def test_an_unreadable_image_is_called_that_not_a_missing_landmark(labeled_run):
+    """Each image named for what is wrong with it: unreadable, or not there where a namesake of another format is
+    (a lab converted its frames to .jpg to save space; the label file, and DeepLabCut, name the .png)."""
+    import cv2
+
     layout = labeled_run.layout
     table = pd.read_csv(layout.labels_file)
     victim = table.iloc[0]
     (layout.project_dir / "labeled-data" / victim["video"] / victim["image"]).write_bytes(b"not a png")
     table.loc[table["image"] == victim["image"], ["image_width_px", "image_height_px"]] = float("nan")
+    converted = table[table["image"] != victim["image"]].iloc[0]
+    png = layout.project_dir / "labeled-data" / converted["video"] / converted["image"]
+    cv2.imwrite(str(png.with_suffix(".jpg")), cv2.imread(str(png)))
+    png.unlink()
     with pytest.raises(LabelValidationError) as failure:
         validate_labels(table, sorted(set(table["landmark"])), 0.1, layout.validation_dir,
                         images_root=layout.project_dir / "labeled-data")
@@ -795,6 +826,9 @@ def test_an_unreadable_image_is_called_that_not_a_missing_landmark(labeled_run):
     assert "labeled image missing, unreadable or not the size it was labeled at" in message
     assert "landmark image_width_px" not in message
     assert message.count(victim["image"]) == 1  # once, for the image: not again for each of its landmarks
+    assert f"{victim['image']}: found a file that cannot be read as an image" in message
+    assert (f"{png.name}: found no {png.name}, but {png.stem}.jpg beside it (the label file names .png images, and "
+            f"DeepLabCut reads the images it names: convert them back to .png)") in message
 
 
 def test_a_twelve_bit_cameras_sixteen_bit_frames_fail_as_nearly_black_and_full_range_ones_pass(labeled_run):
@@ -828,7 +862,8 @@ def test_a_missing_image_fails_and_excluding_offending_frames_keeps_the_rest(lab
     victim = table.iloc[0]
     (layout.project_dir / "labeled-data" / victim["video"] / victim["image"]).unlink()
     with pytest.raises(LabelValidationError, match=f"File: .*{victim['video']}/CollectedData_simulated.h5(.|\n)*"
-                                                   f"labeled image missing(.|\n)*{victim['image']}: found no readable"):
+                                                   f"labeled image missing(.|\n)*{victim['image']}: found no "
+                                                   f"{victim['image']} in .*{victim['video']}, allowed"):
         stages.validate_label_table(labeled_run)
 
     run = stages.prepare_run(layout.data_root, {**SMALL, "invalid_labels": "exclude_frames"}, "manual__exclude")

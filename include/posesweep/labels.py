@@ -273,7 +273,7 @@ def keyed_to_folder(frame: pd.DataFrame, folder: str, source: Path) -> pd.DataFr
     """Labels keyed to the labeled-data folder their file sits in, beside its images: the file of a renamed
     folder still names the old one, and DeepLabCut would look for the images there."""
     named = list(frame.index.get_level_values(1).unique())
-    if named == [folder]:
+    if named in ([folder], []):  # (a file of no rows names no folder: nothing to key)
         return frame
     if len(named) > 1:
         raise LabelFileError("one label file names the frames of several videos", file=source,
@@ -392,17 +392,25 @@ def missing_label_shares(tables: list[pd.DataFrame], bodyparts: list[str]) -> tu
     return ({bodypart: count / labeled for bodypart, count in missing.items()} if labeled else {}), labeled
 
 
-def build_label_table(labeled_data_dir: Path, video_stems: list[str], scorer: str) -> pd.DataFrame:
+def build_label_table(labeled_data_dir: Path, video_stems: list[str], scorer: str,
+                      sources: dict[str, str] | None = None) -> pd.DataFrame:
     """Every labeled frame of the videos, one row per landmark; a frame whose row holds no label at all is not a
-    labeled frame (it would count towards a frame set while teaching nothing) and is left out, with a warning."""
+    labeled frame (it would count towards a frame set while teaching nothing) and is left out, with a warning that
+    names the lab's file (``sources``: video stem -> the file the labels were copied from, where not the project's
+    own)."""
     tables = []
     for stem in video_stems:
         path = collected_data_file(labeled_data_dir, stem, scorer)
         frame = read_collected_data(path)
         labeled = labeled_images(frame)
+        named = (sources or {}).get(stem, path)
+        if not labeled:  # its header alone, or rows without a label: a video no one has labelled yet
+            log.warning("%s holds no labelled frame: video %s is not in the study (label its frames in "
+                        "DeepLabCut's GUI and save, then start a new run)", named, stem)
+            continue
         if len(labeled) < len(frame):
             blank = sorted(set(frame.index.get_level_values(-1)) - set(labeled))
-            log.warning("%s: %d of %d frames have no label at all and are left out (%s%s)", path, len(blank),
+            log.warning("%s: %d of %d frames have no label at all and are left out (%s%s)", named, len(blank),
                         len(frame), ", ".join(blank[:5]), " ..." if len(blank) > 5 else "")
             frame = frame[frame.index.get_level_values(-1).isin(labeled)]
         tables.append(tidy_from_collected(frame, labeled_data_dir))

@@ -217,8 +217,10 @@ def _check_extraction(run: Run, results: list[dict]) -> dict:
     if bad and (study.bad_video_policy == "fail" or not good):
         raise VideoError(f"{len(bad)} of {len(results)} videos cannot be used", details=list(bad.values()),
                          found=f"bad_video_policy={study.bad_video_policy}" + (", no usable video" if not good else ""),
-                         fix="re-export or replace the videos named (a constant frame rate, every frame decodable), "
-                             "or trigger the run with bad_video_policy=exclude to leave them out",
+                         fix=("put each labeled-data folder's images back beside its CollectedData file (the "
+                              "labelled frames, as DeepLabCut extracted them)" if run.cohort.frames_extracted else
+                              "re-export or replace the videos named (a constant frame rate, every frame "
+                              "decodable)") + ", or trigger the run with bad_video_policy=exclude to leave them out",
                          parameters={"bad_video_policy": "exclude"} if good else None)
     if bad:
         log.warning("excluded %d bad videos: %s", len(bad), ", ".join(sorted(bad)))
@@ -393,7 +395,7 @@ def label_frames(run: Run) -> dict:
         earlier = read_json(layout.cohort_label_copies_file) if layout.cohort_label_copies_file.exists() else {}
         write_json_atomic(layout.cohort_label_copies_file, {**earlier, **copied})
     write_json_atomic(layout.label_sources_file, sources)
-    table = build_label_table(labeled_data, [video_stem(v) for v in videos], cohort.scorer)
+    table = build_label_table(labeled_data, [video_stem(v) for v in videos], cohort.scorer, sources)
     table = without_landmarks_left_out_of_the_bodyparts(table, cohort, sources)
     table = with_landmarks_added_after_a_video_was_labelled(table, cohort, sources)
     table["participant"] = table["video"].astype(str).map(cohort.participant_of)

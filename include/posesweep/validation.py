@@ -22,6 +22,7 @@ frames and landmarks -- after the Data Docs are written.
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
 import os
@@ -76,15 +77,33 @@ def frame_table(table: pd.DataFrame, images_root: Path | None = None) -> pd.Data
 
         sizes = labeled.drop_duplicates(FRAME_ID_COLUMNS).set_index(FRAME_ID_COLUMNS)[
             ["image_width_px", "image_height_px"]]
-        matches, brightest = [], []
+        matches, brightest, problems = [], [], []
         for video, image in wide[FRAME_ID_COLUMNS].itertuples(index=False):
             path = Path(images_root) / video / image
             found = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.exists() else None
             recorded = tuple(sizes.loc[(video, image)])
             matches.append(found is not None and (found.shape[1], found.shape[0]) == recorded)
             brightest.append(brightest_level_as_read(found) if found is not None else np.nan)
+            problems.append("" if matches[-1] else _image_problem(path, found, recorded))
         wide["image_file_matches"], wide["image_brightest_level"] = matches, brightest
+        wide["image_problem"] = problems
     return wide
+
+
+def _image_problem(path: Path, found: np.ndarray | None, recorded: tuple) -> str:
+    """What is wrong with a labeled frame's image file, in the words of the validation paragraph."""
+    if found is not None:
+        width, height = recorded
+        return (f"an image of {found.shape[1]}x{found.shape[0]} px where the labels were made on one of "
+                f"{_number(width)}x{_number(height)} px")
+    if path.exists():
+        return "a file that cannot be read as an image"
+    namesakes = sorted(p.name for p in path.parent.glob(f"{glob.escape(path.stem)}.*") if p != path) \
+        if path.parent.is_dir() else []
+    if namesakes:
+        return (f"no {path.name}, but {namesakes[0]} beside it (the label file names {path.suffix} images, and "
+                f"DeepLabCut reads the images it names: convert them back to {path.suffix})")
+    return f"no {path.name} in {path.parent}"
 
 
 def frontal_check_roles(bodyparts, declared: dict[str, str] | None,
@@ -264,9 +283,13 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
         run = checkpoint.run(batch_parameters={"dataframe": data})
         results[name] = next(iter(run.run_results.values()))
 
+    failures = [f for r in results.values() for f in _failures(r)]
+    problems = frames.set_index(FRAME_ID_COLUMNS)["image_problem"].to_dict() if "image_problem" in frames else {}
+    for row in (row for f in failures if f["kwargs"].get("column") == "image_file_matches" for row in f["offending"]):
+        row["image_problem"] = problems.get(_frame_of(row), "")  # what is wrong with it, for the paragraph
     summary = {
         "success": all(r.success for r in results.values()),
-        "failures": [f for r in results.values() for f in _failures(r)],
+        "failures": failures,
         "suites": {name: r.to_json_dict() for name, r in results.items()},
         "data_docs": str(docs_dir / "index.html"),
         "labeled_frames": int(len(frames)),
@@ -361,7 +384,8 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str
                 lambda r: ", ".join(map(str, kwargs.get("value_set") or [])))
     if kind == "expect_column_values_to_be_in_set" and column == "image_file_matches":
         return ("labeled image missing, unreadable or not the size it was labeled at",
-                lambda r: "no readable image of the recorded size", lambda r: "the image the labels were made on")
+                lambda r: r.get("image_problem") or "no readable image of the recorded size",
+                lambda r: "the image the labels were made on")
     if kind == "expect_column_values_to_be_in_set" and column.endswith("_sides_not_swapped"):
         joint = column.split("_")[0]
         right, left = name(f"right_{joint}", f"right_{joint}"), name(f"left_{joint}", f"left_{joint}")
