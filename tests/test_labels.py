@@ -478,6 +478,20 @@ def test_a_label_file_holding_no_labelled_frame_leaves_its_video_out_naming_the_
     assert f"{lab_file} holds no labelled frame: video reachingvideo2 is not in the study" in caplog.text
 
 
+def test_landmarks_a_lab_numbered_stay_names_through_the_label_table(reaching_project, tmp_path):
+    """A project whose bodyparts are numbered (``- 1`` ... ``- 5`` in config.yaml, which YAML reads as numbers): the
+    label table, read back from its .csv, had them as numbers, and validation failed with "found landmarks 1, 2, 3,
+    4, 5 not among the bodyparts, allowed 1, 2, 3, 4, 5". Landmark names are read as text, as video names are."""
+    numbered = {"Hand": "1", "Finger1": "2", "Tongue": "3", "Joystick1": "4", "Joystick2": "5"}
+    file = reaching_project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
+    labels = read_collected_data(file).rename(columns=numbered, level="bodyparts")
+    labels.to_hdf(file, key="df_with_missing", mode="w")
+    labels.to_csv(file.with_suffix(".csv"))
+    run, validated = _reaching_labels_through_validation(reaching_project, tmp_path, [1, 2, 3, 4, 5], "manual__1to5")
+    assert validated["success"] and validated["labeled_frames"] == 55
+    assert sorted(read_label_table(run.layout.validated_labels_file)["landmark"].unique()) == ["1", "2", "3", "4", "5"]
+
+
 def _reaching_cohort(reaching_project: Path, tmp_path: Path) -> tuple[Path, Path]:
     """The Reaching project as a cohort of a fresh data root: (the data root, the cohort's folder)."""
     import shutil

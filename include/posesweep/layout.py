@@ -236,7 +236,8 @@ def write_csv_atomic(table, target: Path) -> Path:
     return target
 
 
-NAME_COLUMNS = {"video": str, "participant": str, "image": str}  # names, even where they look like numbers
+# names, even where they look like numbers (a video 0012, landmarks a lab numbered 1 to 5)
+NAME_COLUMNS = {"video": str, "participant": str, "image": str, "landmark": str}
 
 
 def read_csv_table(path: Path, **kwargs):
