@@ -208,6 +208,37 @@ def test_frontal_plane_defects_name_the_expectation_and_the_frame(labeled_run, t
     assert "the whole video" not in message and "filmed from the side" not in message  # one frame's slip
 
 
+def test_thighs_foreshortened_at_a_landings_peak_knee_flexion_pass_and_a_knee_clicked_at_the_ankle_fails(
+        labeled_run, tmp_path):
+    """At a drop landing's peak knee flexion the thighs lean 50-70 degrees towards a frontal camera and appear at
+    0.35-0.65 of their length with the leg extended: the frames the study exists for. The check against a band
+    around the participant's median length (0.65 to 1.35x) failed them; flexion only shortens a segment, so what
+    fails now is longer than it can appear (a knee clicked at the ankle) or collapsed onto one spot."""
+    layout = labeled_run.layout
+    table = pd.read_csv(layout.labels_file)
+    landmarks = sorted(table["landmark"].unique())
+    images = layout.project_dir / "labeled-data"
+    frames = table[["video", "image"]].drop_duplicates()
+    frame = frames.iloc[4]
+    in_frame = (table["video"] == frame["video"]) & (table["image"] == frame["image"])
+    row = lambda landmark: in_frame & (table["landmark"] == landmark)  # noqa: E731
+    flexed = table.copy()
+    for side in ("right", "left"):  # the hips drop towards the knees: each thigh appears at 0.45 of its length
+        hip_y, knee_y = (float(table.loc[row(f"{side}_{joint}"), "y_px"].iloc[0]) for joint in ("hip", "knee"))
+        flexed.loc[row(f"{side}_hip"), "y_px"] = knee_y - 0.45 * (knee_y - hip_y)
+    summary = validate_labels(flexed, landmarks, 0.1, tmp_path / "flexed", images_root=images, roles=PAPER_ROLES)
+    assert summary["success"], summary["failures"]
+
+    clicked = table.copy()
+    clicked.loc[row("left_knee"), ["x_px", "y_px"]] = \
+        table.loc[row("left_ankle"), ["x_px", "y_px"]].to_numpy() - [0.0, 3.0]  # just above the ankle
+    with pytest.raises(LabelValidationError) as failure:
+        validate_labels(clicked, landmarks, 0.1, tmp_path / "clicked", images_root=images, roles=PAPER_ROLES)
+    message = str(failure.value)
+    assert "left thigh length unlike the participant's other frames (flexion shortens it" in message
+    assert f"{frame['image']}: found 1." in message and "allowed 0.2 to 1.5 x that" in message
+
+
 LAB_NAMES = {"right_hip": "RASIS", "left_hip": "LASIS", "right_knee": "RKnee", "left_knee": "LKnee",
              "right_ankle": "RAnkle", "left_ankle": "LAnkle", "right_medial_foot": "RMT1",
              "right_lateral_foot": "RMT5", "left_medial_foot": "LMT1", "left_lateral_foot": "LMT5"}
