@@ -2,6 +2,7 @@
 and the networks of one study trained with different software (a run continued after an upgrade) named as such."""
 
 import json
+import re
 import subprocess
 from importlib.metadata import version
 
@@ -46,7 +47,9 @@ def test_networks_trained_or_resumed_with_other_software_are_named_and_the_same_
     warning = mixed_software_warning(mixed)
     assert warning.startswith(f"the networks were trained with different software (frame sets 12, 24: deeplabcut "
                               f"{version('deeplabcut')}, ")
-    assert "; frame set 24: deeplabcut 3.0.0rc8, " in warning and "48" not in warning
+    assert "; frame set 24: deeplabcut 3.0.0rc8, " in warning
+    # frame set 48 (no record) is not named; a bare "48" could be in the commit's hash the warning quotes
+    assert re.search(r"frame sets? [\d, ]*\b48\b", warning) is None
     assert "(frame set 48)" in software_sentence({"training": mixed, "analysis": analysis_software()})
     assert mixed_software_warning(training_software_by_network([{"frame_set_size": 12, "software": current},
                                                                 {"frame_set_size": 24}])) is None
