@@ -156,6 +156,9 @@ def test_a_labs_own_landmark_names_are_recognised_only_where_each_role_has_one()
     assert landmark_roles(plug_in_gait) == ({"right_hip": "RASI", "right_knee": "RKNE", "right_ankle": "RANK",
                                              "left_hip": "LASI", "left_knee": "LKNE", "left_ankle": "LANK"},
                                             "recognised by their names")  # Vicon's marker names, as mocap labs use
+    joint_centres = ["RHJC", "RKJC", "RAJC", "L_HJC", "L_KJC", "L_AJC", "RTOE"]  # Visual3D's joint centres
+    assert landmark_roles(joint_centres)[0] == {"right_hip": "RHJC", "right_knee": "RKJC", "right_ankle": "RAJC",
+                                                "left_hip": "L_HJC", "left_knee": "L_KJC", "left_ankle": "L_AJC"}
     declared = {**LAB_NAMES, "right_knee": "RKneeLat"}
     assert landmark_roles(["RKneeLat", *LAB_NAMES.values()], declared) == (declared, "named in cohort.json "
                                                                                      "(kinematic_landmarks)")

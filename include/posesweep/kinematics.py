@@ -23,7 +23,7 @@ mirrored):
 The six landmarks are named by role (``right_hip`` ... ``left_ankle``, the paper's names).
 A cohort whose landmarks are named otherwise gets them recognised when each role has
 exactly one landmark named only by its side and joint (``RKnee``, ``knee_R``,
-``LeftHip``, ``R_ASIS``: side right|r|rt|left|l|lt, joint hip|asis|knee|ankle, any case
+``LeftHip``, ``R_ASIS``, ``RKJC``: side right|r|rt|left|l|lt, joint hip|asis|hjc|knee|kjc|ankle|ajc, any case
 or separator); ``cohort.json``'s ``kinematic_landmarks`` names them where that is
 ambiguous or the names say more (``RKneeLat``): ``landmark_roles``. A camera from the
 side sees the sagittal plane, where none of these quantities means anything: cohort.json's
@@ -84,8 +84,9 @@ def frame_kinematics(points: dict[str, np.ndarray], camera_view: str = "front") 
 
 
 SIDE_WORDS = {"right": ("right", "rt", "r"), "left": ("left", "lt", "l")}
-# with the marker names of Vicon's Plug-in Gait, which motion-capture labs carry over to video (RASI, RKNE, RANK)
-JOINT_WORDS = {"hip": ("hip", "asis", "asi"), "knee": ("knee", "kne"), "ankle": ("ankle", "ank")}
+# with the marker names of Vicon's Plug-in Gait, which motion-capture labs carry over to video (RASI, RKNE, RANK),
+# and the joint centres biomechanics software names (Visual3D's RHJC, RKJC, RAJC)
+JOINT_WORDS = {"hip": ("hip", "asis", "asi", "hjc"), "knee": ("knee", "kne", "kjc"), "ankle": ("ankle", "ank", "ajc")}
 DECLARE_HINT = ('name them in cohort.json, e.g. "kinematic_landmarks": {"right_hip": "RASIS", "right_knee": '
                 '"RKnee", "right_ankle": "RAnkle", "left_hip": "LASIS", "left_knee": "LKnee", "left_ankle": "LAnkle"}')
 
