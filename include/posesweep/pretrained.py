@@ -92,7 +92,7 @@ def unavailable(engine: str, network: str) -> WeightsUnavailableError:
             parameters={"allow_random_init": True})
     folder = _deeplabcut_folder()
     pretrained_dir = (folder / TENSORFLOW_CHECKPOINT[network]).parent if folder else None
-    url = tensorflow_checkpoint_url(network) or "TF-slim's resnet_v1 checkpoint"
+    url = (pretrained_dir and _checkpoint_url(pretrained_dir, network)) or "TF-slim's resnet_v1 checkpoint"
     fetch = f"curl -fsSL {url} | tar xz -C {pretrained_dir}" if pretrained_dir else f"download {url}"
     return WeightsUnavailableError(
         f"no ImageNet-pretrained {network} checkpoint on this machine", found=f"{PRETRAINED_ENV} unset and "
@@ -115,12 +115,11 @@ def _deeplabcut_folder() -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def tensorflow_checkpoint_url(network: str) -> str | None:
+def _checkpoint_url(pretrained_dir: Path, network: str) -> str | None:
     """Where DeepLabCut downloads the network's TF-slim ImageNet checkpoint from (its own
     ``models/pretrained/pretrained_model_urls.yaml``), or None where that file is not there to say."""
-    folder = _deeplabcut_folder()
-    urls_file = (folder / TENSORFLOW_CHECKPOINT[network]).parent / "pretrained_model_urls.yaml" if folder else None
-    if urls_file is None or not urls_file.is_file():
+    urls_file = pretrained_dir / "pretrained_model_urls.yaml"
+    if not urls_file.is_file():
         return None
     url = (yaml.safe_load(urls_file.read_text(encoding="utf-8")) or {}).get(network)
     return str(url) if url else None

@@ -383,7 +383,7 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str
         segment = column.replace("_length_ratio", "").replace("_", " ")
         return (f"{segment} length unlike the participant's other frames (flexion shortens it; longer than it can "
                 f"appear, or collapsed onto one spot, is a landmark on the wrong joint)",
-                lambda r: f"{_number(round(float(r.get(column)), 3))} x the video's {segment} length with the leg "
+                lambda r: f"{_number(r.get(column))} x the video's {segment} length with the leg "
                           f"extended ({SEGMENT_LENGTH_PERCENTILE}th percentile)",
                 lambda r: f"{kwargs['min_value']:g} to {kwargs['max_value']:g} x that")
     if kind == "expect_column_values_to_not_be_null" and column == "image_width_px":
