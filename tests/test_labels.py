@@ -1372,6 +1372,31 @@ def test_a_csv_naming_each_image_in_one_column_under_a_three_column_header_keeps
     assert "line 5 has 7 fields where the header has 9 (3 naming the image, 6 label values)" in str(failure.value)
 
 
+def test_a_csv_a_spreadsheet_padded_with_empty_columns_and_a_row_of_commas_is_read_as_its_labels(tmp_path):
+    """A CollectedData .csv opened in a spreadsheet to mend a click and saved again: a cell typed in and cleared
+    right of the last landmark pads every row with empty fields, one below the last frame adds a row of commas
+    alone. Read before as a landmark of no name ("Unnamed: 11_level_1") and a frame of no name, which failed a later
+    stage with a TypeError naming nothing. The padding is not data; a value under no header still fails."""
+    folder = tmp_path / "labeled-data" / "trial 1"
+    folder.mkdir(parents=True)
+    columns = pd.MultiIndex.from_product([["Mackenzie"], ["Hand", "Joystick2"], ["x", "y"]])
+    labels = pd.DataFrame([[185.25, 610.5, 364.25, 623.0], [191.5, 615.75, np.nan, np.nan]],
+                          index=pd.MultiIndex.from_tuples([("labeled-data", folder.name, "img005.png"),
+                                                           ("labeled-data", folder.name, "img020.png")]),
+                          columns=columns)
+    csv = folder / "CollectedData_Mackenzie.csv"
+    labels.to_csv(csv)
+    lines = csv.read_text().splitlines()
+    csv.write_text("\r\n".join([line + ",," for line in lines] + [",,,,,,,,,"]) + "\r\n")
+    read = read_collected_data(csv.with_suffix(".h5"))
+    pd.testing.assert_frame_equal(read, labels, check_names=False)
+
+    csv.write_text("\n".join([line + ",," for line in lines[:4]] + [lines[4] + ",,12.5"]) + "\n")
+    with pytest.raises(LabelFileError) as failure:
+        read_collected_data(csv.with_suffix(".h5"))
+    assert "line 5 has 9 fields where the header has 7 (3 naming the image, 4 label values)" in str(failure.value)
+
+
 def test_a_label_file_naming_its_images_by_a_whole_path_or_by_name_alone_is_read_as_deeplabcut_names_them(tmp_path):
     """Conversion scripts write a frame's path whole (C:\\Users\\...\\labeled-data\\<video>\\<image>, or a POSIX
     one), or only its folder and name, or its name alone. Each split into as many index levels as the path had

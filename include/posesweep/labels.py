@@ -161,7 +161,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
     How many columns name the image is read from the rows, as DeepLabCut's ``convertcsv2h5`` reads it, not from
     the header: a file whose rows name it in one column under 2.2's three-column header (rewritten by another
-    tool) was read with every label one landmark to the left of its own, without a word."""
+    tool) was read with every label one landmark to the left of its own, without a word. A spreadsheet's padding
+    (empty columns after the last landmark, a row of commas alone, where a cell was once typed in and cleared) is
+    not data: it made a landmark of no name that failed every later stage."""
     with open(path, encoding="utf-8", errors="replace", newline="") as text:
         lines = list(csv.reader(text))
     first_line = ",".join(lines[0]) if lines else ""
@@ -171,7 +173,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     levels = ["scorer", "bodyparts", "coords"]
     if len(lines) > 1 and lines[1] and lines[1][0].strip() == "individuals":  # a multi-animal project's
         levels.insert(1, "individuals")
-    header = lines[:len(levels)]
+    header, rows = _without_spreadsheet_padding(lines[:len(levels)], lines[len(levels):])
     coords = header[-1] if len(header) == len(levels) else []
     first_label = next((i for i, coord in enumerate(coords) if coord in ("x", "y", "likelihood")), None)
     if not first_label:
@@ -180,22 +182,43 @@ def _read_csv(path: Path) -> pd.DataFrame:
     columns = pd.MultiIndex.from_tuples(
         [tuple(row[i] if i < len(row) and row[i] else f"Unnamed: {i}_level_{level}"
                for level, row in enumerate(header)) for i in range(first_label, len(coords))], names=levels)
-    if not any(lines[len(levels):]):  # the header alone: no frame labelled
+    if not any(rows):  # the header alone: no frame labelled
         return pd.DataFrame(columns=columns, index=pd.MultiIndex.from_tuples([], names=[None] * 3), dtype=float)
-    index_width = _index_columns_of_rows(lines[len(levels):], len(levels), first_label, values_per_row)
+    index_width = _index_columns_of_rows(rows, len(levels), first_label, values_per_row)
     if index_width != first_label:
         log.info("%s names each image in one column (labeled-data/<video>/<image>) under a header that gives "
                  "that %d: read as one", path, first_label)
-    raw = pd.read_csv(path, header=None, skiprows=len(levels), dtype=str)
+    raw = pd.DataFrame([row + [""] * (index_width + values_per_row - len(row)) for row in rows if row], dtype=str)
     names = raw.iloc[:, :index_width]
     try:
-        frame = raw.iloc[:, index_width:].apply(pd.to_numeric)
+        frame = raw.iloc[:, index_width:].replace(r"^\s*$", np.nan, regex=True).apply(pd.to_numeric)
     except ValueError:
         raise ValueError("label columns are not numeric: not a DeepLabCut CollectedData table") from None
     frame.index = pd.MultiIndex.from_frame(names) if index_width > 1 else pd.Index(names.iloc[:, 0])
     frame.index.names = [None] * index_width
     frame.columns = columns
     return frame
+
+
+def _without_spreadsheet_padding(header: list[list[str]], rows: list[list[str]]
+                                 ) -> tuple[list[list[str]], list[list[str]]]:
+    """The header rows and label rows without what a spreadsheet pads a table with: a row of empty cells alone
+    becomes ``[]`` (its line number kept), and the empty cells every header row ends with are taken off each label
+    row too, where they are empty there (a value under no header still fails, naming its line)."""
+    def blank(cells: list[str]) -> bool:
+        return not any(cell.strip() for cell in cells)
+
+    rows = [[] if blank(row) else row for row in rows]
+    padding = min((len(row) - len(row[:_last_filled(row) + 1]) for row in header), default=0)
+    if not padding:
+        return header, rows
+    return ([row[:len(row) - padding] for row in header],
+            [row[:len(row) - padding] if len(row) >= padding and blank(row[len(row) - padding:]) else row
+             for row in rows])
+
+
+def _last_filled(cells: list[str]) -> int:
+    return max((i for i, cell in enumerate(cells) if cell.strip()), default=-1)
 
 
 def _index_columns_of_rows(rows: list[list[str]], header_lines: int, header_index_width: int,
