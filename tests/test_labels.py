@@ -1397,6 +1397,33 @@ def test_a_csv_a_spreadsheet_padded_with_empty_columns_and_a_row_of_commas_is_re
     assert "line 5 has 9 fields where the header has 7 (3 naming the image, 4 label values)" in str(failure.value)
 
 
+def test_label_files_a_labs_script_wrote_a_space_after_each_comma_or_a_backup_dataset_beside_are_read(tmp_path,
+                                                                                                       caplog):
+    """Two shapes a lab's own script gives DeepLabCut's files: a .csv written with ", " between fields (its header
+    cells " x", " y" were no label columns: "not a DeepLabCut CollectedData table"), and an .h5 holding a second
+    dataset beside DeepLabCut's ``df_with_missing`` (a backup appended: pandas refuses a file of several datasets
+    without a key, and the .csv beside it, possibly older, was read instead with a warning)."""
+    folder = tmp_path / "labeled-data" / "P01"
+    folder.mkdir(parents=True)
+    columns = pd.MultiIndex.from_product([["Mackenzie"], ["Hand", "Joystick2"], ["x", "y"]])
+    labels = pd.DataFrame([[185.25, 610.5, 364.25, 623.0], [191.5, 615.75, np.nan, np.nan]],
+                          index=pd.MultiIndex.from_tuples([("labeled-data", folder.name, "img005.png"),
+                                                           ("labeled-data", folder.name, "img020.png")]),
+                          columns=columns)
+    csv = folder / "CollectedData_Mackenzie.csv"
+    labels.to_csv(csv)
+    csv.write_text("\n".join(", ".join(line.split(",")) for line in csv.read_text().splitlines()) + "\n")
+    pd.testing.assert_frame_equal(read_collected_data(csv.with_suffix(".h5")), labels, check_names=False)
+
+    h5 = csv.with_suffix(".h5")
+    labels.to_hdf(h5, key="df_with_missing", mode="w")
+    labels.iloc[:1].to_hdf(h5, key="backup_before_edit", mode="a")
+    csv.unlink()
+    with caplog.at_level(logging.WARNING, logger="posesweep"):
+        pd.testing.assert_frame_equal(read_collected_data(h5), labels, check_names=False)
+    assert "cannot be read" not in caplog.text
+
+
 def test_a_label_file_naming_its_images_by_a_whole_path_or_by_name_alone_is_read_as_deeplabcut_names_them(tmp_path):
     """Conversion scripts write a frame's path whole (C:\\Users\\...\\labeled-data\\<video>\\<image>, or a POSIX
     one), or only its folder and name, or its name alone. Each split into as many index levels as the path had

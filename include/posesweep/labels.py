@@ -165,7 +165,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     (empty columns after the last landmark, a row of commas alone, where a cell was once typed in and cleared) is
     not data: it made a landmark of no name that failed every later stage."""
     with open(path, encoding="utf-8", errors="replace", newline="") as text:
-        lines = list(csv.reader(text))
+        lines = [[cell.strip() for cell in row] for row in csv.reader(text)]  # "x, y" as a script writes it too
     first_line = ",".join(lines[0]) if lines else ""
     if first_line.count(";") > first_line.count(","):
         raise ValueError(f"its values are separated by ';', not ',' (saved by a spreadsheet set to a language "
@@ -191,7 +191,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     raw = pd.DataFrame([row + [""] * (index_width + values_per_row - len(row)) for row in rows if row], dtype=str)
     names = raw.iloc[:, :index_width]
     try:
-        frame = raw.iloc[:, index_width:].replace(r"^\s*$", np.nan, regex=True).apply(pd.to_numeric)
+        frame = raw.iloc[:, index_width:].replace("", np.nan).apply(pd.to_numeric)
     except ValueError:
         raise ValueError("label columns are not numeric: not a DeepLabCut CollectedData table") from None
     frame.index = pd.MultiIndex.from_frame(names) if index_width > 1 else pd.Index(names.iloc[:, 0])
@@ -206,7 +206,7 @@ def _without_spreadsheet_padding(header: list[list[str]], rows: list[list[str]]
     becomes ``[]`` (its line number kept), and the empty cells every header row ends with are taken off each label
     row too, where they are empty there (a value under no header still fails, naming its line)."""
     def blank(cells: list[str]) -> bool:
-        return not any(cell.strip() for cell in cells)
+        return not any(cells)
 
     rows = [[] if blank(row) else row for row in rows]
     padding = min((len(row) - len(row[:_last_filled(row) + 1]) for row in header), default=0)
@@ -218,7 +218,7 @@ def _without_spreadsheet_padding(header: list[list[str]], rows: list[list[str]]
 
 
 def _last_filled(cells: list[str]) -> int:
-    return max((i for i, cell in enumerate(cells) if cell.strip()), default=-1)
+    return max((i for i, cell in enumerate(cells) if cell), default=-1)
 
 
 def _index_columns_of_rows(rows: list[list[str]], header_lines: int, header_index_width: int,

@@ -20,6 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 _PATCH_LOCK = threading.Lock()
+# the dataset DeepLabCut writes its labels under, then napari-deeplabcut's: read where a file holds more than one
+LABEL_KEYS = ("/df_with_missing", "/keypoints")
 
 
 class CodeInPickleError(pickle.UnpicklingError):
@@ -58,7 +60,7 @@ def read_hdf_without_code(path: Path) -> pd.DataFrame:
         for module in modules:
             module.pickle = shim
         try:
-            frame = pd.read_hdf(path)
+            frame = pd.read_hdf(path, key=_labels_key(path))
         except Exception:
             if not refused:
                 raise
@@ -69,3 +71,11 @@ def read_hdf_without_code(path: Path) -> pd.DataFrame:
     if refused:
         raise CodeInPickleError(f"the file asks to call {', '.join(sorted(set(refused)))} while it is read")
     return frame
+
+
+def _labels_key(path: Path) -> str | None:
+    """The dataset to read: the only one, or DeepLabCut's (napari-deeplabcut's) beside others, such as a copy a
+    lab's script appended as a backup (pandas refuses a file of several without a key)."""
+    with pd.HDFStore(path, mode="r") as store:
+        keys = store.keys()
+    return next((key for key in LABEL_KEYS if key in keys), None) if len(keys) > 1 else None
