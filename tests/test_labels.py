@@ -1372,12 +1372,9 @@ def test_a_csv_naming_each_image_in_one_column_under_a_three_column_header_keeps
     assert "line 5 has 7 fields where the header has 9 (3 naming the image, 6 label values)" in str(failure.value)
 
 
-def test_a_csv_a_spreadsheet_padded_with_empty_columns_and_a_row_of_commas_is_read_as_its_labels(tmp_path):
-    """A CollectedData .csv opened in a spreadsheet to mend a click and saved again: a cell typed in and cleared
-    right of the last landmark pads every row with empty fields, one below the last frame adds a row of commas
-    alone. Read before as a landmark of no name ("Unnamed: 11_level_1") and a frame of no name, which failed a later
-    stage with a TypeError naming nothing. The padding is not data; a value under no header still fails."""
-    folder = tmp_path / "labeled-data" / "trial 1"
+def _two_labelled_frames_as_csv(folder: Path) -> tuple[pd.DataFrame, Path]:
+    """Two frames' labels (the second's Joystick2 unlabelled) and the .csv DeepLabCut 2.2 writes of them, in
+    ``folder``."""
     folder.mkdir(parents=True)
     columns = pd.MultiIndex.from_product([["Mackenzie"], ["Hand", "Joystick2"], ["x", "y"]])
     labels = pd.DataFrame([[185.25, 610.5, 364.25, 623.0], [191.5, 615.75, np.nan, np.nan]],
@@ -1386,6 +1383,15 @@ def test_a_csv_a_spreadsheet_padded_with_empty_columns_and_a_row_of_commas_is_re
                           columns=columns)
     csv = folder / "CollectedData_Mackenzie.csv"
     labels.to_csv(csv)
+    return labels, csv
+
+
+def test_a_csv_a_spreadsheet_padded_with_empty_columns_and_a_row_of_commas_is_read_as_its_labels(tmp_path):
+    """A CollectedData .csv opened in a spreadsheet to mend a click and saved again: a cell typed in and cleared
+    right of the last landmark pads every row with empty fields, one below the last frame adds a row of commas
+    alone. Read before as a landmark of no name ("Unnamed: 11_level_1") and a frame of no name, which failed a later
+    stage with a TypeError naming nothing. The padding is not data; a value under no header still fails."""
+    labels, csv = _two_labelled_frames_as_csv(tmp_path / "labeled-data" / "trial 1")
     lines = csv.read_text().splitlines()
     csv.write_text("\r\n".join([line + ",," for line in lines] + [",,,,,,,,,"]) + "\r\n")
     read = read_collected_data(csv.with_suffix(".h5"))
@@ -1403,15 +1409,7 @@ def test_label_files_a_labs_script_wrote_a_space_after_each_comma_or_a_backup_da
     cells " x", " y" were no label columns: "not a DeepLabCut CollectedData table"), and an .h5 holding a second
     dataset beside DeepLabCut's ``df_with_missing`` (a backup appended: pandas refuses a file of several datasets
     without a key, and the .csv beside it, possibly older, was read instead with a warning)."""
-    folder = tmp_path / "labeled-data" / "P01"
-    folder.mkdir(parents=True)
-    columns = pd.MultiIndex.from_product([["Mackenzie"], ["Hand", "Joystick2"], ["x", "y"]])
-    labels = pd.DataFrame([[185.25, 610.5, 364.25, 623.0], [191.5, 615.75, np.nan, np.nan]],
-                          index=pd.MultiIndex.from_tuples([("labeled-data", folder.name, "img005.png"),
-                                                           ("labeled-data", folder.name, "img020.png")]),
-                          columns=columns)
-    csv = folder / "CollectedData_Mackenzie.csv"
-    labels.to_csv(csv)
+    labels, csv = _two_labelled_frames_as_csv(tmp_path / "labeled-data" / "P01")
     csv.write_text("\n".join(", ".join(line.split(",")) for line in csv.read_text().splitlines()) + "\n")
     pd.testing.assert_frame_equal(read_collected_data(csv.with_suffix(".h5")), labels, check_names=False)
 
