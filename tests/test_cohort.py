@@ -72,7 +72,8 @@ def test_a_folder_holding_only_a_networks_predictions_is_told_to_refine_them_fir
         "the cohort has no videos", "Found: videos in subfolders, which are not read: P01/front.mp4, P02/front.mp4",
         "named after the participant"]),
     ({"videos/P01.braw": "x" * 1000, "videos/0_notes.txt": "x"}, [  # the example converts the video, not notes
-        "Found: other files only: 0_notes.txt, P01.braw", "Allowed: one video per participant in {cohort}/videos, as .mp4",
+        "Found: other files only: 0_notes.txt, P01.braw",
+        "Allowed: one video per participant in {cohort}/videos, as .mp4",
         "ffmpeg -i P01.braw -c:v libx264 -pix_fmt yuv420p P01.mp4"]),
     ({"labeled-data/P01/img001.png": ""}, ["part of a DeepLabCut project", "Found: labeled-data/ but no config.yaml",
                                            "copy the project's config.yaml into {cohort}"]),

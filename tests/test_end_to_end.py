@@ -401,7 +401,8 @@ def test_a_command_line_run_that_fails_after_it_began_names_the_run_to_go_on_wit
     assert "Traceback" not in output and "Task failed with exception" not in output
     assert "the run waits" not in output and "No tasks to run" not in output  # it failed: it waits for nothing
     # Airflow's running commentary of its own machinery (~15 lines a task) is left out; a line names each task
-    for commentary in ("::group::", "::endgroup::", "Task instance state updated", "Returned value was", "running task"):
+    for commentary in ("::group::", "::endgroup::", "Task instance state updated", "Returned value was",
+                       "running task"):
         assert commentary not in output, commentary
     assert re.search(r"\] task extract_frames +\[", output) and "frames extracted: 12 from 2 videos" in output
     assert failure.rstrip().splitlines()[-1].startswith("full log: ")

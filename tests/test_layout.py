@@ -17,7 +17,8 @@ def test_paths_outside_the_data_root_are_refused(tmp_path):
 def test_run_names_from_airflow_run_ids_become_folder_names(tmp_path):
     layout = RunLayout.create(tmp_path, "demo", "manual__2026-11-24T05:34:13+00:00")
     assert layout.run_dir.parent == tmp_path.resolve() / "runs" / "demo"
-    assert layout.run_name.startswith("manual__2026-11-24T05_34_13_00_00-") and len(layout.run_name) == len("manual__2026-11-24T05_34_13_00_00-") + 8
+    prefix = "manual__2026-11-24T05_34_13_00_00-"
+    assert layout.run_name.startswith(prefix) and len(layout.run_name) == len(prefix) + 8
     assert layout.summary_file.parent == layout.report_dir
     # opening a run by its folder name finds the same folder
     assert RunLayout.create(tmp_path, "demo", layout.run_name).run_dir == layout.run_dir

@@ -39,7 +39,8 @@ def mean_pose_errors(errors: pd.DataFrame) -> pd.DataFrame:
     mean_pose = (train.groupby(["frame_set_size", "landmark"])[["x_label_px", "y_label_px"]].mean()
                  .rename(columns={"x_label_px": "x_mean_px", "y_label_px": "y_mean_px"}).reset_index())
     test = labels[labels["split"] == "test"].merge(mean_pose, on=["frame_set_size", "landmark"])
-    test["mean_pose_error_px"] = np.hypot(test["x_label_px"] - test["x_mean_px"], test["y_label_px"] - test["y_mean_px"])
+    test["mean_pose_error_px"] = np.hypot(test["x_label_px"] - test["x_mean_px"],
+                                          test["y_label_px"] - test["y_mean_px"])
     return test.groupby(["frame_set_size", "landmark"], as_index=False)["mean_pose_error_px"].mean()
 
 

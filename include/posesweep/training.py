@@ -257,7 +257,8 @@ class ProgressLog(logging.Filter):
               f"loss {loss:.4f} lr {lr:g} {s_per_it:.3f} s/iteration ETA {eta / 60:.1f} min", flush=True,
               file=self.console)
         if not math.isfinite(loss):
-            raise TrainingDivergedError.of_network(  # through DeepLabCut's loop; the CLI reports it and ends the process
+            # through DeepLabCut's loop; the CLI reports it and ends the process
+            raise TrainingDivergedError.of_network(
                 self.frame_set_size, f"{loss} at iteration {iteration}",
                 f"loss {loss} at iteration {iteration}, learning rate {lr:g}", "the network's pose_cfg.yaml",
                 self.from_random_weights)

@@ -103,7 +103,8 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         if to_use is not None:  # what the network to use gets wrong in the knee angle itself
             fppa = tables.fppa_error_deg(kinematics[kinematics["frame_set_size"] == to_use["frame_set_size"]], chosen)
             to_use["test_fppa_error_deg"] = fppa if math.isfinite(fppa) else None
-    csv_tables = {"learning_check": learned, "errors_by_network_and_snapshot": by_network, "errors_by_iteration": by_iteration,
+    csv_tables = {"learning_check": learned, "errors_by_network_and_snapshot": by_network,
+                  "errors_by_iteration": by_iteration,
                   "accuracy_by_network_and_snapshot": snapshot_accuracy, "errors_by_landmark": by_landmark,
                   "anova": anova, "accuracy_by_landmark": accuracy, "frame_set_comparisons": comparisons,
                   **{f"posthoc_{split}": table for split, table in pairwise.items()}}

@@ -105,7 +105,8 @@ def recommendation(analysis: dict, learned: pd.DataFrame) -> str | None:
                 f"Errors were still improving significantly at the last snapshot ({chosen:,} iterations): train "
                 f"longer")
     if minimum is not None:
-        sentence += f"; at that point {minimum} frames give a test error not significantly worse than any larger frame set"
+        sentence += (f"; at that point {minimum} frames give a test error not significantly worse than any larger "
+                     f"frame set")
     return sentence
 
 
@@ -156,8 +157,8 @@ def no_recommendation(learned: pd.DataFrame, errors: pd.DataFrame) -> str:
     if early:
         advice.append(f"test error not falling ({course(early)}), but {snapshots[-1]:,} iterations are too few to "
                       f"tell whether more would help (a network's first {MIN_ITERATIONS_TO_JUDGE_A_PLATEAU:,} do not "
-                      f"show it; from random weights the demo's learn within 1,200): train longer (a larger max_iterations), or "
-                      f"from pretrained weights")
+                      f"show it; from random weights the demo's learn within 1,200): train longer (a larger "
+                      f"max_iterations), or from pretrained weights")
     if flat:
         advice.append(f"test error no longer falling ({course(flat)}): more iterations alone are unlikely to help; "
                       f"check the labels, or train from pretrained weights")

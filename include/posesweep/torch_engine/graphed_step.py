@@ -3,8 +3,8 @@
 At batch 1 a ResNet-50 step launches a few thousand small kernels, and on an H100 under bf16
 launching them takes longer than running them (issue #13's prototype at 1080p: 25 steps/s
 eager, 67 as one graph; this code on an H200: 29 -> 69 with the BatchNorm ResNet-50, 23 -> 27 with
-DeepLabCut's GroupNorm one, whose step is GPU-bound there). The graph holds everything after the choice of frames: the gather
-from the device's frame cache, the augmentation draws (from the loop's generator, registered
+DeepLabCut's GroupNorm one, whose step is GPU-bound there). The graph holds everything after the choice of
+frames: the gather from the device's frame cache, the augmentation draws (from the loop's generator, registered
 with the graph, so every replay draws anew), warping, targets, forward pass, loss, backward
 pass and the AdamW update (``capturable``, its learning rate a device tensor the schedule
 fills; in fp16 also the loss scaling and the skip of an overflowed step, ``loss_scale``).

@@ -174,7 +174,8 @@ class BatchSampler:
 
 
 def augmented_batch(cache: FrameCache, indices: torch.Tensor, config: augment.AugmentationConfig,
-                    generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    generator: torch.Generator, device: torch.device
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(network input, keypoints, visibility) of a batch, augmented on the device."""
     frames, keypoints, sizes = cache.batch(indices, device)
     params = augment.sample_params(config, len(indices), generator, device)
