@@ -68,3 +68,20 @@ def test_a_cohort_folder_name_that_cannot_be_used_is_refused_with_a_name_that_ca
     assert "cohort='Knie Studie ü 1' must match" in str(failure.value)
     assert "rename the folder, e.g. to 'Knie_Studie_u_1'" in str(failure.value)
     StudyConfig.from_mapping({"cohort": "Knie_Studie_u_1"})  # the suggestion is itself accepted
+
+
+@pytest.mark.parametrize("given, told", [
+    ("/srv/posesweep/cohorts/knee_2026/", "for this one, the data root /srv/posesweep (make study "
+                                          "DATA_ROOT=/srv/posesweep ..., or POSESWEEP_DATA_ROOT) and cohort 'knee_2026'"),
+    ("/home/me/Reaching Mackenzie", "copy this folder there as cohorts/Reaching_Mackenzie (a link to it is refused; "
+                                    "links to its videos are read) and give cohort 'Reaching_Mackenzie'"),
+    ("C:\\Users\\me\\knee", "copy this folder there as cohorts/knee"),
+])
+def test_a_cohort_given_as_the_path_to_its_folder_is_told_the_data_root_and_name_that_find_it(given, told):
+    """A new lab's first try gives the path to its project: before, told to rename its folder to
+    'srv_posesweep_cohorts_knee_2026'."""
+    with pytest.raises(StudyConfigError) as failure:
+        StudyConfig.from_mapping({"cohort": given})
+    assert f"cohort={given!r} is a path: the cohort is the name of a folder in the data root's cohorts/ folder" \
+        in str(failure.value)
+    assert told in str(failure.value) and "rename the folder" not in str(failure.value)

@@ -9,9 +9,15 @@ def test_paths_outside_the_data_root_are_refused(tmp_path):
     with pytest.raises(OutsideDataRootError):
         RunLayout.create(tmp_path, "../../etc", "run")
     (tmp_path / "cohorts").mkdir()
-    (tmp_path / "cohorts" / "link").symlink_to("/tmp")
-    with pytest.raises(OutsideDataRootError):
+    kept_elsewhere = tmp_path / "lab share" / "knee study"
+    kept_elsewhere.mkdir(parents=True)
+    (tmp_path / "cohorts" / "link").symlink_to(kept_elsewhere)
+    with pytest.raises(OutsideDataRootError) as failure:  # a lab linked its project in: told to copy it in
         RunLayout.create(tmp_path, "link", "run").cohort_dir
+    link = tmp_path.resolve() / "cohorts" / "link"
+    assert f"File: {link}\n" in str(failure.value) and not failure.value.retryable
+    assert f"What to do: remove the link and copy the folder in: rm '{link}' && cp -r '{kept_elsewhere}' '{link}'" \
+        in str(failure.value)
 
 
 def test_run_names_from_airflow_run_ids_become_folder_names(tmp_path):

@@ -244,7 +244,8 @@ def _schema_problems(name: str, value: Any, schema: dict[str, Any]) -> list[str]
         "array": lambda v: isinstance(v, (list, tuple)),
     }
     if kind and not checks[kind](value):
-        return [f"{name}={value!r} is not of type {kind}"]
+        in_json = " (a JSON list in square brackets, e.g. [20, 40])" if kind == "array" else ""
+        return [f"{name}={value!r} is not of type {kind}{in_json}"]
     out = []
     if "minimum" in schema and value < schema["minimum"]:
         out.append(f"{name}={value!r} is below the minimum {schema['minimum']}")
@@ -266,8 +267,12 @@ def _schema_problems(name: str, value: Any, schema: dict[str, Any]) -> list[str]
 
             plain = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
             suggestion = re.sub(r"[^A-Za-z0-9._-]+", "_", plain).strip("._-") or "cohort_1"
-            out.append(f"{name}={value!r} must match {schema['pattern']}: letters, digits, '.', '_' and '-', "
-                       f"starting with a letter or digit (a folder name; rename the folder, e.g. to {suggestion!r})")
+            if name == "cohort" and re.search(r"[/\\]", value.rstrip("/\\")):
+                out.append(_cohort_given_as_a_path(value))
+            else:
+                out.append(f"{name}={value!r} must match {schema['pattern']}: letters, digits, '.', '_' and '-', "
+                           f"starting with a letter or digit (a folder name; rename the folder, e.g. to "
+                           f"{suggestion!r})")
     if kind == "array":
         if len(value) < schema.get("minItems", 0):
             out.append(f"{name} needs at least {schema['minItems']} entries")
@@ -276,6 +281,26 @@ def _schema_problems(name: str, value: Any, schema: dict[str, Any]) -> list[str]
         for item in value:
             out += _schema_problems(f"{name}[]", item, schema.get("items", {}))
     return out
+
+
+def _cohort_given_as_a_path(value: str) -> str:
+    """What to do where the cohort was given as the path to its folder (a new lab's first try): the cohort is a
+    folder's name under the data root's ``cohorts/``."""
+    import ntpath
+    import posixpath
+
+    paths = ntpath if "\\" in value else posixpath
+    folder = paths.normpath(value)
+    parent, cohort = paths.split(folder)
+    data_root, cohorts = paths.split(parent)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", cohort).strip("._-") or "cohort_1"
+    what_to_do = (f"for this one, the data root {data_root} (make study DATA_ROOT={data_root} ..., or "
+                  f"POSESWEEP_DATA_ROOT) and cohort {name!r}" if cohorts == "cohorts" and name == cohort else
+                  f"copy this folder there as cohorts/{name} (a link to it is refused; links to its videos are "
+                  f"read) and give cohort {name!r}")
+    return (f"cohort={value!r} is a path: the cohort is the name of a folder in the data root's cohorts/ folder "
+            f"(<data root>/cohorts/<cohort>; the data root is data/ in the repository, or POSESWEEP_DATA_ROOT): "
+            f"{what_to_do}")
 
 
 def param_specs(defaults: StudyConfig | None = None, cohorts: list[str] = ()) -> dict[str, dict[str, Any]]:

@@ -45,6 +45,15 @@ def resolve_inside(root: Path, relative: str | Path) -> Path:
     root = Path(root).resolve()
     candidate = (root / relative).resolve()
     if candidate != root and root not in candidate.parents:
+        linked = next((path for path in [root / relative, *(root / relative).parents] if path.is_symlink()), None)
+        if linked is not None and linked.parent == root:  # a lab linked a folder kept elsewhere into the data root
+            raise OutsideDataRootError(
+                f"{relative!s} is a link to {candidate}, outside the data root {root}", file=linked,
+                found=f"a link to {linked.resolve()}",
+                allowed=f"a folder in {root} (a run reads the cohort and writes beside it; only a video in its "
+                        f"videos/ folder may be a link)",
+                fix=f"remove the link and copy the folder in: rm '{linked}' && cp -r '{linked.resolve()}' "
+                    f"'{linked}' (for videos kept elsewhere: a cohort folder here whose videos/ links to each)")
         raise OutsideDataRootError(f"{relative!s} resolves to {candidate}, outside the data root {root}")
     return candidate
 
