@@ -31,6 +31,27 @@ def test_a_config_yaml_that_is_not_yaml_names_the_line(reaching_project):
     assert "config.yaml is not valid YAML" in paragraph and f"File: {config}" in paragraph and "line" in paragraph
 
 
+@pytest.mark.parametrize("edit, told", [
+    (("project_path: WILL BE AUTOMATICALLY UPDATED BY DEMO CODE", 'project_path: "C:\\Users\\Lab\\Reaching"'),
+     "What to do: on line 7, a backslash inside double quotes starts an escape in YAML (\\U, \\s ...): write a "
+     "Windows path in single quotes ('C:\\Users\\...') or without quotes, as DeepLabCut writes it"),
+    (("- Hand", "\t- Hand"), "What to do: YAML indents with spaces only: replace the tab on line 14 with spaces"),
+    (("scorer: Mackenzie\n", ""), "What to do: add the project's scorer to config.yaml (as DeepLabCut wrote it when "
+                                  "the project was created): `scorer: Mackenzie`, the name in its label files "
+                                  "(CollectedData_Mackenzie.h5)"),
+    (("bodyparts:\n- Hand\n- Finger1\n- Tongue\n- Joystick1\n- Joystick2\n", "bodyparts:\n"),
+     "(as DeepLabCut wrote it when the project was created): the landmarks its label files hold, in their order: "
+     "bodyparts: [Hand, Finger1, Tongue, Joystick1, Joystick2]"),
+])
+def test_a_config_yaml_a_lab_edited_by_hand_is_told_the_line_that_mends_it(reaching_project, edit, told):
+    """The slips of a hand edit: a Windows path in double quotes (YAML reads \\U as an escape), a tab to indent, an
+    entry deleted. Before: YAML's own message, or "add the project's scorer", where the label files name it."""
+    config = reaching_project / "config.yaml"
+    assert edit[0] in config.read_text()
+    config.write_text(config.read_text().replace(*edit, 1))
+    assert told in _failure(reaching_project)
+
+
 def test_a_folder_labeled_only_by_someone_else_is_left_out_and_named(reaching_project):
     labeled_data = reaching_project / "labeled-data"
     other = labeled_data / "reachingvideo2"

@@ -134,13 +134,46 @@ def read_project_config(cohort_dir: Path) -> dict:
         config = yaml.safe_load(read_lab_text(config_file))
     except yaml.YAMLError as error:
         raise CohortError("the project's config.yaml is not valid YAML", file=config_file,
-                          found=" ".join(str(error).split()), fix="correct the line named (DeepLabCut writes this "
-                          "file; a new project's config.yaml shows the expected form)") from None
+                          found=" ".join(str(error).split()), fix=_yaml_fix(error)) from None
     if not isinstance(config, dict):
         raise CohortError("the project's config.yaml does not hold DeepLabCut's settings", file=config_file,
                           found=type(config).__name__, allowed="a mapping with bodyparts:, scorer:, video_sets:",
                           fix="copy the project's own config.yaml, as DeepLabCut wrote it")
     return config
+
+
+def _yaml_fix(error: yaml.YAMLError) -> str:
+    """What to do about a config.yaml YAML cannot read: the two slips a lab's hand edit makes most, said as such."""
+    mark = getattr(error, "problem_mark", None)
+    line = f"line {mark.line + 1}" if mark is not None else "the line named"
+    text = str(error)
+    if "escape" in text and "double-quoted" in text:
+        return (f"on {line}, a backslash inside double quotes starts an escape in YAML (\\U, \\s ...): write a "
+                f"Windows path in single quotes ('C:\\Users\\...') or without quotes, as DeepLabCut writes it")
+    if "'\\t'" in text:
+        return f"YAML indents with spaces only: replace the tab on {line} with spaces"
+    return (f"correct {line} (DeepLabCut writes this file; a new project's config.yaml shows the expected "
+            f"form)")
+
+
+def _from_the_label_files(key: str, labeled_data: Path) -> str:
+    """The ``scorer`` or ``bodyparts`` a project's label files give, as config.yaml's line, where they give one."""
+    files = {scorer: path for folder in visible_entries(labeled_data) if folder.is_dir()
+             for scorer, path in label_files_by_scorer(folder).items()} if labeled_data.is_dir() else {}
+    if not files:
+        return ""
+    if key == "scorer":
+        scorer, path = next(iter(files.items())) if len(files) == 1 else (None, None)
+        return (f": `scorer: {scorer}`, the name in its label files ({path.name})" if scorer else
+                f" (its label files name {', '.join(sorted(files))})")
+    from .labels import LabelFileError, read_collected_data
+
+    try:
+        landmarks = read_collected_data(next(iter(files.values()))).columns.get_level_values("bodyparts")
+    except (LabelFileError, KeyError):
+        return ""
+    return ": the landmarks its label files hold, in their order: bodyparts: [" + \
+        ", ".join(dict.fromkeys(str(name) for name in landmarks)) + "]"
 
 
 def project_settings_set_aside(config: dict, engine: str, network: str, train_fraction: float) -> list[str]:
@@ -163,7 +196,8 @@ def _load_dlc_project(cohort_dir: Path) -> Cohort:
         if not config.get(key):
             raise CohortError(f"the project's config.yaml has no {key!r} entry", file=config_file,
                               found=f"{key}: {config.get(key)!r}", fix=f"add the project's {key} to config.yaml "
-                              f"(as DeepLabCut wrote it when the project was created)")
+                              f"(as DeepLabCut wrote it when the project was created)"
+                              f"{_from_the_label_files(key, cohort_dir / 'labeled-data')}")
     if config.get("multianimalproject"):  # its bodyparts: MULTI!, its landmarks under two other names
         config = {**config, "bodyparts": multi_animal_landmarks(config_file, config)}
     scorer = str(config["scorer"])
