@@ -135,6 +135,64 @@ LAB_NAMES = {"right_hip": "R_ASIS", "right_knee": "RKnee", "right_ankle": "ankle
              "left_knee": "knee l", "left_ankle": "LAnkle"}
 
 
+def test_landmarks_numbered_1_and_2_as_deeplabcuts_human_model_names_them_are_proposed_not_taken_as_sides():
+    """DeepLabCut's human model (create_pretrained_project's full_human) lists ankle1, knee1, hip1, hip2, knee2,
+    ankle2 in MPII's order, 1 the right. A lab that started from it was told only the generic example (RASIS,
+    RKnee, ...). It is now proposed the line for its own names; not taken by itself (the other way round, every
+    FPPA changes sign): declared, the left/right label check tells whether the sides lie right."""
+    import json
+    import re
+
+    full_human = ["ankle1", "knee1", "hip1", "hip2", "knee2", "ankle2", "wrist1", "elbow1", "shoulder1",
+                  "shoulder2", "elbow2", "wrist2", "chin", "forehead"]
+    roles, why = landmark_roles(full_human)
+    assert roles is None
+    assert "hip1, knee1, ankle1 and hip2, knee2, ankle2 are numbered, not named by side; where 1 is the " \
+           "participant's right, as in DeepLabCut's human model (MPII's order), say so in cohort.json" in why
+    proposed = json.loads("{" + re.search(r'("kinematic_landmarks": \{.*?\})', why).group(1) + "}")
+    assert landmark_roles(full_human, proposed["kinematic_landmarks"])[0] == {
+        "right_hip": "hip1", "right_knee": "knee1", "right_ankle": "ankle1",
+        "left_hip": "hip2", "left_knee": "knee2", "left_ankle": "ankle2"}
+    assert "numbered" not in landmark_roles(["hip1", "knee1", "Knee_1", "ankle1", "hip2", "knee2", "ankle2"])[1]
+
+
+def test_prepare_run_says_numbered_landmarks_need_their_sides_before_anything_trains(reaching_project, tmp_path,
+                                                                                       caplog):
+    """Said where the lab can still act on it: declared, the numbered landmarks get the frontal-plane label
+    checks too, not only the report's knee angles; once declared, nothing more is said."""
+    import json
+    import logging
+    import shutil
+
+    import yaml
+
+    from posesweep import stages
+
+    root = tmp_path / "data"
+    project = shutil.copytree(reaching_project, root / "cohorts" / "human")
+    numbered = dict(zip(["Hand", "Finger1", "Tongue", "Joystick1", "Joystick2"],
+                        ["hip1", "knee1", "ankle1", "hip2", "knee2"]))
+    config = yaml.safe_load((project / "config.yaml").read_text())
+    (project / "config.yaml").write_text(yaml.safe_dump({**config, "bodyparts": [*numbered.values(), "ankle2"]}))
+    lab_file = project / "labeled-data" / "reachingvideo1" / "CollectedData_Mackenzie.h5"
+    pd.read_hdf(lab_file).rename(columns=numbered, level="bodyparts").to_hdf(lab_file, key="df_with_missing",
+                                                                             mode="w")
+    lab_file.with_suffix(".csv").unlink()
+    params = {"cohort": "human", "frame_set_sizes": [20, 40], "train_fraction": 0.8, "allow_random_init": True,
+              "max_missing_label_fraction": 0.8, "max_iterations": 20, "snapshot_interval": 10}
+    with caplog.at_level(logging.WARNING, logger="posesweep.stages"):
+        stages.prepare_run(root, params, "manual__numbered")
+    assert "knee angles and the frontal-plane label checks: hip1, knee1, ankle1 and hip2, knee2, ankle2 are " \
+           "numbered" in caplog.text
+    caplog.clear()
+    (project / "cohort.json").write_text(json.dumps({"kinematic_landmarks": {
+        "right_hip": "hip1", "right_knee": "knee1", "right_ankle": "ankle1", "left_hip": "hip2", "left_knee": "knee2",
+        "left_ankle": "ankle2"}}))
+    with caplog.at_level(logging.WARNING, logger="posesweep.stages"):
+        stages.prepare_run(root, params, "manual__declared")
+    assert "numbered" not in caplog.text
+
+
 def test_a_labs_own_landmark_names_are_recognised_only_where_each_role_has_one():
     assert landmark_roles(FRONTAL_BODYPARTS) == ({r: r for r in LAB_NAMES}, "the paper's landmark names")
     roles, how = landmark_roles([*LAB_NAMES.values(), "RToe", "RKneeLat"])  # more landmarks are fine

@@ -180,13 +180,36 @@ def landmark_roles(landmarks, declared: dict[str, str] | None = None,
         else:
             roles.update({role: found[role][0] for role in side_roles})
     if not roles:
-        return None, (f"{'; '.join(why.values())}: where the cohort has hips, knees and ankles by other names, "
-                      f"{DECLARE_HINT}")
+        numbered = _numbered_sides(normalised)
+        return None, (f"{'; '.join(why.values())}: " + (numbered or f"where the cohort has hips, knees and ankles by "
+                                                                    f"other names, {DECLARE_HINT}"))
     how = "recognised by their names"
     if why:
         (side, reason), = why.items()
         how += f" ({side} side left out: {reason})"
     return roles, how
+
+
+def _numbered_sides(normalised: dict[str, str]) -> str | None:
+    """Where each joint is two landmarks numbered 1 and 2 (``hip1``, ``knee2``: DeepLabCut's human model, in
+    MPII's order, numbers the right 1), the cohort.json line that declares 1 the right, or None. Not taken as
+    such by itself: were it the other way round, every FPPA would change sign; declared, the left/right label
+    check then says whether the sides lie right."""
+    proposal = {}
+    for side, digit in (("right", "1"), ("left", "2")):
+        for joint in JOINTS:
+            named = [name for name, plain in normalised.items()
+                     if plain in {word + digit for word in JOINT_WORDS[joint]} | {digit + word for word in
+                                                                                 JOINT_WORDS[joint]}]
+            if len(named) != 1:
+                return None
+            proposal[f"{side}_{joint}"] = named[0]
+    numbered = ", ".join(proposal[f"right_{joint}"] for joint in JOINTS)
+    other = ", ".join(proposal[f"left_{joint}"] for joint in JOINTS)
+    line = ", ".join(f'"{role}": "{name}"' for role, name in proposal.items())
+    return (f"{numbered} and {other} are numbered, not named by side; where 1 is the participant's right, as in "
+            f"DeepLabCut's human model (MPII's order), say so in cohort.json: \"kinematic_landmarks\": {{{line}}} "
+            f"(the left/right label check then tells whether the sides lie right)")
 
 
 def roles_text(roles: dict[str, str]) -> str:
