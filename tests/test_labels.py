@@ -1422,6 +1422,30 @@ def test_label_files_a_labs_script_wrote_a_space_after_each_comma_or_a_backup_da
     assert "cannot be read" not in caplog.text
 
 
+def test_a_label_file_holding_a_networks_likelihood_is_read_as_labels_and_said_to_be_predictions(reaching_project,
+                                                                                                   caplog):
+    """A machinelabels file renamed CollectedData_<scorer>.h5 (a shortcut past refine_labels) holds x, y and
+    likelihood per landmark: its positions were read as labels without a word, and the networks were then trained
+    and tested on another network's output."""
+    from posesweep.labels import build_label_table
+
+    labeled_data = reaching_project / "labeled-data"
+    lab_file = labeled_data / "reachingvideo1" / "CollectedData_Mackenzie.h5"
+    labels = read_collected_data(lab_file)
+    as_labelled = build_label_table(labeled_data, ["reachingvideo1"], "Mackenzie")
+    assert "likelihood" not in caplog.text
+    predicted = labels.copy()
+    for bodypart in labels.columns.get_level_values("bodyparts").unique():
+        predicted[("Mackenzie", bodypart, "likelihood")] = np.where(labels[("Mackenzie", bodypart, "x")].notna(),
+                                                                     0.87, np.nan)
+    predicted.to_hdf(lab_file, key="df_with_missing", mode="w")
+    lab_file.with_suffix(".csv").unlink()
+    with caplog.at_level(logging.WARNING, logger="posesweep.labels"):
+        pd.testing.assert_frame_equal(build_label_table(labeled_data, ["reachingvideo1"], "Mackenzie"), as_labelled)
+    assert f"{lab_file} holds a likelihood beside each x and y, as a network's predictions do (a machinelabels " \
+           f"file renamed?)" in caplog.text
+
+
 def test_a_label_file_naming_its_images_by_a_whole_path_or_by_name_alone_is_read_as_deeplabcut_names_them(tmp_path):
     """Conversion scripts write a frame's path whole (C:\\Users\\...\\labeled-data\\<video>\\<image>, or a POSIX
     one), or only its folder and name, or its name alone. Each split into as many index levels as the path had

@@ -431,6 +431,11 @@ def build_label_table(labeled_data_dir: Path, video_stems: list[str], scorer: st
             log.warning("%s holds no labelled frame: video %s is not in the study (label its frames in "
                         "DeepLabCut's GUI and save, then start a new run)", named, stem)
             continue
+        if frame.loc[:, frame.columns.get_level_values(-1) == "likelihood"].notna().to_numpy().any():
+            log.warning("%s holds a likelihood beside each x and y, as a network's predictions do (a "
+                        "machinelabels file renamed?): its positions are read as labels. Where no person has "
+                        "checked them, correct them in deeplabcut.refine_labels first: networks trained and tested "
+                        "on another network's output measure their agreement with it, not with a labeller", named)
         if len(labeled) < len(frame):
             blank = sorted(set(frame.index.get_level_values(-1)) - set(labeled))
             log.warning("%s: %d of %d frames have no label at all and are left out (%s%s)", named, len(blank),
