@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from .config import DLC_NET_TYPE, FRONTAL_BODYPARTS, StudyConfig
-from .errors import CohortError
+from .errors import CohortError, LabelFileError
 from .layout import visible_entries, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def _from_the_label_files(key: str, labeled_data: Path) -> str:
         scorer, path = next(iter(files.items())) if len(files) == 1 else (None, None)
         return (f": `scorer: {scorer}`, the name in its label files ({path.name})" if scorer else
                 f" (its label files name {', '.join(sorted(files))})")
-    from .labels import LabelFileError, read_collected_data
+    from .labels import read_collected_data
 
     try:
         landmarks = read_collected_data(next(iter(files.values()))).columns.get_level_values("bodyparts")

@@ -263,16 +263,12 @@ def _schema_problems(name: str, value: Any, schema: dict[str, Any]) -> list[str]
         import re
 
         if not re.fullmatch(schema["pattern"].removeprefix("^").removesuffix("$"), value):  # "$" passes "x\n"
-            import unicodedata
-
-            plain = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
-            suggestion = re.sub(r"[^A-Za-z0-9._-]+", "_", plain).strip("._-") or "cohort_1"
             if name == "cohort" and re.search(r"[/\\]", value.rstrip("/\\")):
                 out.append(_cohort_given_as_a_path(value))
             else:
                 out.append(f"{name}={value!r} must match {schema['pattern']}: letters, digits, '.', '_' and '-', "
                            f"starting with a letter or digit (a folder name; rename the folder, e.g. to "
-                           f"{suggestion!r})")
+                           f"{_folder_name_like(value)!r})")
     if kind == "array":
         if len(value) < schema.get("minItems", 0):
             out.append(f"{name} needs at least {schema['minItems']} entries")
@@ -281,6 +277,15 @@ def _schema_problems(name: str, value: Any, schema: dict[str, Any]) -> list[str]
         for item in value:
             out += _schema_problems(f"{name}[]", item, schema.get("items", {}))
     return out
+
+
+def _folder_name_like(value: str) -> str:
+    """A cohort folder name the parameter check accepts, as close to ``value`` as it allows (Knie Studie ü 1 ->
+    Knie_Studie_u_1)."""
+    import unicodedata
+
+    plain = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", plain).strip("._-") or "cohort_1"
 
 
 def _cohort_given_as_a_path(value: str) -> str:
@@ -293,7 +298,7 @@ def _cohort_given_as_a_path(value: str) -> str:
     folder = paths.normpath(value)
     parent, cohort = paths.split(folder)
     data_root, cohorts = paths.split(parent)
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", cohort).strip("._-") or "cohort_1"
+    name = _folder_name_like(cohort)
     what_to_do = (f"for this one, the data root {data_root} (make study DATA_ROOT={data_root} ..., or "
                   f"POSESWEEP_DATA_ROOT) and cohort {name!r}" if cohorts == "cohorts" and name == cohort else
                   f"copy this folder there as cohorts/{name} (a link to it is refused; links to its videos are "

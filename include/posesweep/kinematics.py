@@ -180,7 +180,7 @@ def landmark_roles(landmarks, declared: dict[str, str] | None = None,
         else:
             roles.update({role: found[role][0] for role in side_roles})
     if not roles:
-        numbered = _numbered_sides(normalised)
+        numbered = numbered_sides(landmarks)
         return None, (f"{'; '.join(why.values())}: " + (numbered or f"where the cohort has hips, knees and ankles by "
                                                                     f"other names, {DECLARE_HINT}"))
     how = "recognised by their names"
@@ -190,11 +190,12 @@ def landmark_roles(landmarks, declared: dict[str, str] | None = None,
     return roles, how
 
 
-def _numbered_sides(normalised: dict[str, str]) -> str | None:
+def numbered_sides(landmarks) -> str | None:
     """Where each joint is two landmarks numbered 1 and 2 (``hip1``, ``knee2``: DeepLabCut's human model, in
     MPII's order, numbers the right 1), the cohort.json line that declares 1 the right, or None. Not taken as
     such by itself: were it the other way round, every FPPA would change sign; declared, the left/right label
     check then says whether the sides lie right."""
+    normalised = {name: "".join(ch for ch in str(name).lower() if ch.isalnum()) for name in landmarks}
     proposal = {}
     for side, digit in (("right", "1"), ("left", "2")):
         for joint in JOINTS:

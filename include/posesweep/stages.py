@@ -155,11 +155,11 @@ def prepare_run(data_root: str | Path, params: dict, run_name: str) -> Run:
 def _say_where_numbered_landmarks_need_their_sides(cohort: Cohort) -> None:
     """Landmarks numbered 1 and 2 (DeepLabCut's human model's): said before the labels are checked and the networks
     trained, since declared they get the frontal-plane label checks as well as the report's knee angles."""
-    from .kinematics import landmark_roles
+    from .kinematics import landmark_roles, numbered_sides
 
-    roles, why = landmark_roles(cohort.bodyparts, cohort.kinematic_landmarks, cohort.camera_view)
-    if roles is None and " are numbered, not named by side" in why:
-        log.warning("knee angles and the frontal-plane label checks: %s", why.split(": ", 1)[1])
+    roles, _ = landmark_roles(cohort.bodyparts, cohort.kinematic_landmarks, cohort.camera_view)
+    if roles is None and cohort.camera_view != "side" and (proposal := numbered_sides(cohort.bodyparts)):
+        log.warning("knee angles and the frontal-plane label checks: %s", proposal)
 
 
 def scales_of(cohort: Cohort, study: StudyConfig, studied: list[str] | None = None) -> VideoScales:
