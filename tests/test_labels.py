@@ -1405,13 +1405,24 @@ def test_a_csv_a_spreadsheet_padded_with_empty_columns_and_a_row_of_commas_is_re
 
 def test_label_files_a_labs_script_wrote_a_space_after_each_comma_or_a_backup_dataset_beside_are_read(tmp_path,
                                                                                                        caplog):
-    """Two shapes a lab's own script gives DeepLabCut's files: a .csv written with ", " between fields (its header
-    cells " x", " y" were no label columns: "not a DeepLabCut CollectedData table"), and an .h5 holding a second
+    """Shapes a lab's own script gives DeepLabCut's files: a .csv written with ", " between fields (its header
+    cells " x", " y" were no label columns: "not a DeepLabCut CollectedData table"), or NA for a landmark not
+    labelled (read as nothing; a word where a number belongs is named with its line), and an .h5 holding a second
     dataset beside DeepLabCut's ``df_with_missing`` (a backup appended: pandas refuses a file of several datasets
     without a key, and the .csv beside it, possibly older, was read instead with a warning)."""
     labels, csv = _two_labelled_frames_as_csv(tmp_path / "labeled-data" / "P01")
-    csv.write_text("\n".join(", ".join(line.split(",")) for line in csv.read_text().splitlines()) + "\n")
+    written = csv.read_text()
+    csv.write_text("\n".join(", ".join(line.split(",")) for line in written.splitlines()) + "\n")
     pd.testing.assert_frame_equal(read_collected_data(csv.with_suffix(".h5")), labels, check_names=False)
+    for missing in ("NA", "None", "#N/A"):  # R's write.csv, Python's str(None), a spreadsheet's lookup
+        assert "615.75,,\n" in written
+        csv.write_text(written.replace("615.75,,\n", f"615.75,{missing},{missing}\n"))
+        pd.testing.assert_frame_equal(read_collected_data(csv.with_suffix(".h5")), labels, check_names=False)
+    csv.write_text(written.replace("615.75", "n.v."))
+    with pytest.raises(LabelFileError) as failure:
+        read_collected_data(csv.with_suffix(".h5"))
+    assert "line 5 holds 'n.v.' as Hand's y, where a number (or nothing, for a landmark not labelled) belongs" \
+        in str(failure.value)
 
     h5 = csv.with_suffix(".h5")
     labels.to_hdf(h5, key="df_with_missing", mode="w")

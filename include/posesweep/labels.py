@@ -98,6 +98,9 @@ def read_collected_data(path: Path) -> pd.DataFrame:
 SEMICOLON_CSV_FIX = ("open it in the spreadsheet with '.' as its decimal separator (Excel: File > Options > "
                      "Advanced, untick 'Use system separators') and save it as 'CSV (Comma delimited)', or label in "
                      "DeepLabCut's GUI, which writes both files")
+# what pandas' read_csv reads as missing, which this reader read so too: R's NA, Python's None, Excel's #N/A
+NOT_A_NUMBER = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+                "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
 LABEL_VALUE_TOLERANCE_PX = 1e-3  # a spreadsheet rounds a number it saves to ~10 digits; a correction moves pixels
 
 
@@ -188,12 +191,17 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if index_width != first_label:
         log.info("%s names each image in one column (labeled-data/<video>/<image>) under a header that gives "
                  "that %d: read as one", path, first_label)
-    raw = pd.DataFrame([row + [""] * (index_width + values_per_row - len(row)) for row in rows if row], dtype=str)
+    numbered = [(line, row + [""] * (index_width + values_per_row - len(row)))
+                for line, row in enumerate(rows, start=len(levels) + 1) if row]
+    raw = pd.DataFrame([row for _, row in numbered], dtype=str)
     names = raw.iloc[:, :index_width]
-    try:
-        frame = raw.iloc[:, index_width:].replace("", np.nan).apply(pd.to_numeric)
-    except ValueError:
-        raise ValueError("label columns are not numeric: not a DeepLabCut CollectedData table") from None
+    values = raw.iloc[:, index_width:].mask(raw.iloc[:, index_width:].isin(NOT_A_NUMBER))
+    frame = values.apply(pd.to_numeric, errors="coerce")
+    if (words := frame.isna() & values.notna()).to_numpy().any():
+        row, column = np.argwhere(words.to_numpy())[0]
+        raise ValueError(f"line {numbered[row][0]} holds {values.iat[row, column]!r} as {columns[column][-2]}'s "
+                         f"{columns[column][-1]}, where a number (or nothing, for a landmark not labelled) belongs: "
+                         f"not a DeepLabCut CollectedData table as written; mend that cell")
     frame.index = pd.MultiIndex.from_frame(names) if index_width > 1 else pd.Index(names.iloc[:, 0])
     frame.index.names = [None] * index_width
     frame.columns = columns
