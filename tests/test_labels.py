@@ -1407,7 +1407,8 @@ def test_label_files_a_labs_script_wrote_a_space_after_each_comma_or_a_backup_da
                                                                                                        caplog):
     """Shapes a lab's own script gives DeepLabCut's files: a .csv written with ", " between fields (its header
     cells " x", " y" were no label columns: "not a DeepLabCut CollectedData table"), or NA for a landmark not
-    labelled (read as nothing; a word where a number belongs is named with its line), and an .h5 holding a second
+    labelled (read as nothing; a word where a number belongs is named with its line), Windows' code page (a
+    spreadsheet's there: a landmark Knöchel was read Kn\ufffdchel), and an .h5 holding a second
     dataset beside DeepLabCut's ``df_with_missing`` (a backup appended: pandas refuses a file of several datasets
     without a key, and the .csv beside it, possibly older, was read instead with a warning)."""
     labels, csv = _two_labelled_frames_as_csv(tmp_path / "labeled-data" / "P01")
@@ -1418,6 +1419,9 @@ def test_label_files_a_labs_script_wrote_a_space_after_each_comma_or_a_backup_da
         assert "615.75,,\n" in written
         csv.write_text(written.replace("615.75,,\n", f"615.75,{missing},{missing}\n"))
         pd.testing.assert_frame_equal(read_collected_data(csv.with_suffix(".h5")), labels, check_names=False)
+    csv.write_bytes(written.replace("Joystick2", "Knöchel").encode("cp1252"))  # saved by a spreadsheet on Windows
+    pd.testing.assert_frame_equal(read_collected_data(csv.with_suffix(".h5")),
+                                  labels.rename(columns={"Joystick2": "Knöchel"}), check_names=False)
     csv.write_text(written.replace("615.75", "n.v."))
     with pytest.raises(LabelFileError) as failure:
         read_collected_data(csv.with_suffix(".h5"))

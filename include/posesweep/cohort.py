@@ -33,7 +33,7 @@ import yaml
 
 from .config import DLC_NET_TYPE, FRONTAL_BODYPARTS, StudyConfig
 from .errors import CohortError, LabelFileError
-from .layout import visible_entries, write_text_atomic
+from .layout import read_lab_text, visible_entries, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -113,18 +113,6 @@ def label_files_by_scorer(folder: Path) -> dict[str, Path]:
         if path.suffix.lower() in (".h5", ".csv"):  # the .h5 where DeepLabCut wrote both
             found.setdefault(path.stem[len("CollectedData_"):], path)
     return found
-
-
-def read_lab_text(path: Path) -> str:
-    """A settings file a lab wrote, as text, whichever way Windows saved it: UTF-8 (with or without the byte-order
-    mark Notepad puts first), else Windows' Western code page, which DeepLabCut on Windows writes ``config.yaml``
-    in (its ``write_config`` opens the file in the system's encoding: ``C:\\Users\\Müller`` in
-    ``project_path`` is then not UTF-8, and DeepLabCut on Windows reads it back the same way)."""
-    data = Path(path).read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
 
 
 def read_project_config(cohort_dir: Path) -> dict:

@@ -10,6 +10,7 @@ the tidy table instead: one row per frame and landmark.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pandas as pd
 
 from .errors import LabelFileError
 from .frames import frame_index_of
-from .layout import atomic_path, read_csv_table, write_csv_atomic
+from .layout import atomic_path, read_csv_table, read_lab_text, write_csv_atomic
 from .safe_hdf import CodeInPickleError, read_hdf_without_code
 
 log = logging.getLogger(__name__)
@@ -167,8 +168,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
     tool) was read with every label one landmark to the left of its own, without a word. A spreadsheet's padding
     (empty columns after the last landmark, a row of commas alone, where a cell was once typed in and cleared) is
     not data: it made a landmark of no name that failed every later stage."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as text:
-        lines = [[cell.strip() for cell in row] for row in csv.reader(text)]  # "x, y" as a script writes it too
+    text = io.StringIO(read_lab_text(path), newline="")  # a spreadsheet on Windows saves its code page
+    lines = [[cell.strip() for cell in row] for row in csv.reader(text)]  # "x, y" as a script writes it too
     first_line = ",".join(lines[0]) if lines else ""
     if first_line.count(";") > first_line.count(","):
         raise ValueError(f"its values are separated by ';', not ',' (saved by a spreadsheet set to a language "

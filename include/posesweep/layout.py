@@ -40,6 +40,19 @@ from typing import Any, Iterator
 from .errors import OutsideDataRootError
 
 
+def read_lab_text(path: Path) -> str:
+    """A file a lab wrote (settings, a label .csv), as text, whichever way Windows saved it: UTF-8 (with or
+    without the byte-order mark Notepad puts first), else Windows' Western code page, which DeepLabCut on Windows
+    writes ``config.yaml`` in (its ``write_config`` opens the file in the system's encoding: ``C:\\Users\\Müller``
+    in ``project_path`` is then not UTF-8, and DeepLabCut on Windows reads it back the same way) and a spreadsheet
+    there saves a .csv in."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
 def resolve_inside(root: Path, relative: str | Path) -> Path:
     """``root / relative``, refusing anything that escapes ``root`` (.., absolute, symlinks)."""
     root = Path(root).resolve()
