@@ -244,6 +244,18 @@ def test_thighs_foreshortened_at_a_landings_peak_knee_flexion_pass_and_a_knee_cl
     assert "left thigh length unlike the participant's other frames (flexion shortens it" in message
     assert f"{frame['image']}: found 1." in message and "allowed 0.2 to 1.5 x that" in message
 
+    # a free ankle hidden behind its knee bent 90 degrees, clicked where it would be: told to leave it unlabelled
+    hidden = table.copy()
+    hidden.loc[row("left_ankle"), ["x_px", "y_px"]] = table.loc[row("left_knee"), ["x_px", "y_px"]].to_numpy() + 0.5
+    with pytest.raises(LabelValidationError) as failure:
+        validate_labels(hidden, landmarks, 0.1, tmp_path / "hidden", images_root=images, roles=PAPER_ROLES)
+    assert "left shank length unlike the participant's other frames" in str(failure.value)
+    assert "as a single-leg landing's free ankle behind its knee bent 90 degrees: leave such a landmark " \
+           "unlabelled, as out of sight" in str(failure.value)
+    hidden.loc[row("left_ankle"), ["x_px", "y_px"]] = np.nan
+    assert validate_labels(hidden, landmarks, 0.1, tmp_path / "unlabelled", images_root=images,
+                           roles=PAPER_ROLES)["success"]
+
 
 LAB_NAMES = {"right_hip": "RASIS", "left_hip": "LASIS", "right_knee": "RKnee", "left_knee": "LKnee",
              "right_ankle": "RAnkle", "left_ankle": "LAnkle", "right_medial_foot": "RMT1",

@@ -382,7 +382,9 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str
     if kind == "expect_column_values_to_be_between":  # a segment length against the video's extended one
         segment = column.replace("_length_ratio", "").replace("_", " ")
         return (f"{segment} length unlike the participant's other frames (flexion shortens it; longer than it can "
-                f"appear, or collapsed onto one spot, is a landmark on the wrong joint)",
+                f"appear, or collapsed onto one spot, is a landmark on the wrong joint; collapsed, it may also be a "
+                f"joint hidden behind the other, as a single-leg landing's free ankle behind its knee bent 90 "
+                f"degrees: leave such a landmark unlabelled, as out of sight)",
                 lambda r: f"{_number(r.get(column))} x the video's {segment} length with the leg "
                           f"extended ({SEGMENT_LENGTH_PERCENTILE}th percentile)",
                 lambda r: f"{kwargs['min_value']:g} to {kwargs['max_value']:g} x that")
