@@ -143,7 +143,8 @@ def test_labels_failing_every_check_at_once_are_told_each_and_no_library_logs_an
     row = lambda n, landmark: table.index[(table["video"] == frames[n][0]) & (table["image"] == frames[n][1])
                                           & (table["landmark"] == landmark)][0]
     table.loc[row(0, "left_knee"), "x_px"] = 400.0  # outside the image
-    table.loc[row(1, "left_knee"), "y_px"] = -3.0  # a negative coordinate
+    table.loc[row(1, "left_knee"), "y_px"] = -3.0  # above the image
+    table.loc[row(1, "right_knee"), "x_px"] = -0.3  # the first pixel's left half: inside the image
     table.loc[row(2, "left_ankle"), ["x_px", "y_px"]] = 0.0  # the (0, 0) placeholder
     table.loc[row(3, "left_hip"), "landmark"] = "L_hip"  # a name not among the bodyparts
     knees = table[["x_px", "y_px"]].loc[[row(4, "left_knee"), row(4, "right_knee")]].to_numpy()
@@ -158,11 +159,13 @@ def test_labels_failing_every_check_at_once_are_told_each_and_no_library_logs_an
         validate_labels(table, bodyparts, 0.1, tmp_path / "v", images_root=layout.project_dir / "labeled-data",
                         roles=frontal_check_roles(bodyparts, None)[0])
     message = failure.value.explain()
-    for told in ("label outside the image (x)", "negative label coordinate (y)", "label at the image's corner (0, 0)",
+    for told in ("label outside the image (x)", "label outside the image (y below its first pixel)",
+                 "label at the image's corner (0, 0)",
                  "landmark names differ from the cohort's bodyparts", "bodyparts without a label in any frame",
                  "knee sides not swapped", "a frame labelled twice, with different positions",
                  "labeled image missing, unreadable or not the size it was labeled at"):
         assert told in message, told
+    assert "x = -0.3 px" not in message and "y = -3 px" in message
     assert [f"{r.name}: {r.getMessage()[:100]}" for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert (tmp_path / "v" / "data_docs" / "index.html").exists()
 

@@ -48,6 +48,9 @@ FRAME_ID_COLUMNS = ["video", "image"]
 # leans 50-70 degrees towards a frontal camera and appears at 0.35-0.65 of that, so a band around the median (0.65
 # to 1.35, before) failed the frames the study exists for. Longer than 1.5x is a landmark on another joint (a knee
 # clicked at the ankle: about 2x); under 0.2x, two landmarks on one spot (a knee clicked on the hip).
+# where the image begins in label coordinates: DeepLabCut's labeling GUIs put pixel centres at 0, 1, ..., so a
+# click on the left half of the first pixel column is x = -0.3 (a foot at the frame's edge), inside the image
+IMAGE_EDGE_PX = -0.5
 SEGMENT_LENGTH_PERCENTILE = 75
 SEGMENT_LENGTH_RANGE = (0.2, 1.5)
 # hip above knee above ankle: the upper may lie below the lower by up to this share of the segment's extended length.
@@ -252,8 +255,8 @@ def run_label_suite(table: pd.DataFrame, bodyparts: list[str], max_missing_fract
             E.ExpectColumnValuesToBeInSet(column="landmark", value_set=list(bodyparts)),
             E.ExpectColumnDistinctValuesToContainSet(column="landmark", value_set=list(bodyparts)),
             E.ExpectCompoundColumnsToBeUnique(column_list=ROW_ID_COLUMNS),
-            E.ExpectColumnValuesToBeBetween(column="x_px", min_value=0),
-            E.ExpectColumnValuesToBeBetween(column="y_px", min_value=0),
+            E.ExpectColumnValuesToBeBetween(column="x_px", min_value=IMAGE_EDGE_PX),
+            E.ExpectColumnValuesToBeBetween(column="y_px", min_value=IMAGE_EDGE_PX),
             E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="image_width_px", column_B="x_px",
                                                       ignore_row_if="either_value_is_missing"),
             E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="image_height_px", column_B="y_px",
@@ -370,8 +373,9 @@ def _rule(failure: dict[str, Any], max_missing_fraction: float, camera_view: str
                 lambda r: "x = 0 px, y = 0 px", lambda r: "the landmark's position, or no label (empty) where it "
                 "cannot be seen")
     if kind == "expect_column_values_to_be_between" and column in ("x_px", "y_px"):
-        return f"negative label coordinate ({axis})", lambda r: f"{axis} = {_number(r.get(column))} px", \
-            lambda r: f"{axis} >= 0 px"
+        return (f"label outside the image ({axis} below its first pixel)",
+                lambda r: f"{axis} = {_number(r.get(column))} px",
+                lambda r: f"{axis} >= {IMAGE_EDGE_PX:g} px (the first pixel's edge: pixel centres lie at 0, 1, ...)")
     if kind == "expect_column_values_to_be_between" and column == "image_brightest_level":
         return ("labeled frame nearly black as the networks read it (8-bit grey levels; DeepLabCut's loaders divide "
                 "a 16-bit image by 256, so a 12-bit camera's frames saved as 16-bit read as 0-15: re-export those as "
