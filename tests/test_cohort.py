@@ -298,7 +298,7 @@ def test_a_projects_video_sets_and_labeled_data_folders_that_differ_are_logged_w
     import logging
 
     from posesweep import stages
-    from posesweep.cohort import FOLDERS_NOT_IN_VIDEO_SETS, VIDEOS_NEVER_LABELED
+    from posesweep.cohort import FOLDERS_NOT_IN_VIDEO_SETS, VIDEO_SETS_WITHOUT_A_VIDEO
     from posesweep.run import Run
 
     root = tmp_path / "data"
@@ -311,7 +311,7 @@ def test_a_projects_video_sets_and_labeled_data_folders_that_differ_are_logged_w
                                                      "run_name": "manual__mismatched"}))
     assert summary["frames_per_video"] == {"reachingvideo1": 55}  # the folder video_sets leaves out: studied
     said = {r.getMessage(): r.levelname for r in caplog.records if r.name == "posesweep.stages"}
-    assert said[f"{VIDEOS_NEVER_LABELED}: WILL BE AUTOMATICALLY UPDATED BY DEMO CODE"] == "INFO"
+    assert said[f"{VIDEO_SETS_WITHOUT_A_VIDEO}: WILL BE AUTOMATICALLY UPDATED BY DEMO CODE"] == "INFO"
     assert said[f"{FOLDERS_NOT_IN_VIDEO_SETS}: reachingvideo1"] == "WARNING"
 
 

@@ -156,10 +156,15 @@ def test_the_papers_rows_only_for_the_papers_landmarks(tmp_path):
 
 
 def test_an_imported_project_is_described_as_imported_and_an_unmatched_video_is_named(reaching_project, tmp_path):
-    from posesweep.cohort import FOLDERS_NOT_IN_VIDEO_SETS, VIDEOS_NEVER_LABELED, load_cohort, unmatched_videos
+    from posesweep.cohort import (FOLDERS_NOT_IN_VIDEO_SETS, VIDEO_SETS_WITHOUT_A_VIDEO, VIDEOS_NEVER_LABELED,
+                                  load_cohort, unmatched_videos)
 
+    config = reaching_project / "config.yaml"  # DeepLabCut's example holds a placeholder: here a video beside it
+    config.write_text(config.read_text().replace("video_sets:\n", "video_sets:\n  C:\\lab\\videos\\reach2.AVI:\n"
+                                                                   "    crop: 0, 832, 0, 747\n"))
     unmatched = unmatched_videos(load_cohort(reaching_project))
-    assert unmatched == {VIDEOS_NEVER_LABELED: ["WILL BE AUTOMATICALLY UPDATED BY DEMO CODE"],
+    assert unmatched == {VIDEOS_NEVER_LABELED: ["reach2"],
+                         VIDEO_SETS_WITHOUT_A_VIDEO: ["WILL BE AUTOMATICALLY UPDATED BY DEMO CODE"],
                          FOLDERS_NOT_IN_VIDEO_SETS: ["reachingvideo1"],
                          "labeled-data folders left out (no CollectedData_Mackenzie file)": []}
     # each says what it means for the study: DeepLabCut itself would train on no folder video_sets leaves out
@@ -168,7 +173,8 @@ def test_an_imported_project_is_described_as_imported_and_an_unmatched_video_is_
     page, _ = _report(tmp_path, error_table(), frames_source="imported", unmatched=unmatched)
     assert "imported from an existing DeepLabCut project" in page and "picked by k-means from" not in page
     assert f"<div class='warn'><b>{escape(FOLDERS_NOT_IN_VIDEO_SETS)}:</b> reachingvideo1" in page
-    assert f"<p><b>{escape(VIDEOS_NEVER_LABELED)}:</b> WILL BE AUTOMATICALLY UPDATED BY DEMO CODE</p>" in page
+    assert f"<p><b>{escape(VIDEOS_NEVER_LABELED)}:</b> reach2</p>" in page
+    assert f"<p><b>{escape(VIDEO_SETS_WITHOUT_A_VIDEO)}:</b> WILL BE AUTOMATICALLY UPDATED BY DEMO CODE</p>" in page
     # the TensorFlow engine's random weights are BatchNorm-calibrated; the PyTorch engine's are its model's own
     assert "started from random weights (BatchNorm-calibrated)." in page
     pytorch, _ = _report(tmp_path / "pytorch", error_table(), study_config={**context()["study_config"],

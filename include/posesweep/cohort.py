@@ -618,6 +618,10 @@ def _other_scorers(folder: Path, scorer: str) -> str:
 # what a mismatch between an imported project's video_sets and its labeled-data folders means for the study
 # (DeepLabCut's create_training_dataset reads only the folders video_sets names: merge_annotateddatasets)
 VIDEOS_NEVER_LABELED = "videos in config.yaml without a labeled-data folder (no labeled frames: not in the study)"
+VIDEO_SETS_WITHOUT_A_VIDEO = ("entries of config.yaml's video_sets that name no video file (DeepLabCut's example "
+                              "projects hold this placeholder until deeplabcut.load_demo_data writes their paths)")
+# said as facts, not warnings: they cost the study nothing (analysis-only videos are common)
+UNMATCHED_FACTS = (VIDEOS_NEVER_LABELED, VIDEO_SETS_WITHOUT_A_VIDEO)
 FOLDERS_NOT_IN_VIDEO_SETS = ("labeled-data folders without a video in config.yaml (studied all the same; "
                              "DeepLabCut's own create_training_dataset leaves such a folder out of the project's "
                              "training data)")
@@ -634,9 +638,11 @@ def unmatched_videos(cohort: Cohort) -> dict[str, list[str]]:
                      if p.is_dir() and not p.name.endswith("_labeled"))
     if cohort.frames_extracted:
         config = read_project_config(cohort.root)
-        videos = sorted({Path(str(v).replace("\\", "/")).stem for v in (config.get("video_sets") or {})})
+        listed = [Path(str(v).replace("\\", "/")) for v in (config.get("video_sets") or {})]
+        videos = sorted({v.stem for v in listed if v.suffix.lower() in VIDEO_SUFFIXES})
         used = {folder.name for folder in cohort.videos}
         return {VIDEOS_NEVER_LABELED: [v for v in videos if v not in folders],
+                VIDEO_SETS_WITHOUT_A_VIDEO: sorted(str(v) for v in listed if v.suffix.lower() not in VIDEO_SUFFIXES),
                 FOLDERS_NOT_IN_VIDEO_SETS: [f for f in folders if f not in videos],
                 f"labeled-data folders left out (no CollectedData_{cohort.scorer} file)":
                     [f + _other_scorers(labeled_data / f, cohort.scorer) for f in folders if f not in used]}

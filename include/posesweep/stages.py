@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cohort import (COHORT_FILE, PARTICIPANT_PATTERN_EXAMPLE, VIDEOS_NEVER_LABELED, Cohort, CohortError,
+from .cohort import (COHORT_FILE, PARTICIPANT_PATTERN_EXAMPLE, UNMATCHED_FACTS, Cohort, CohortError,
                      label_files_by_scorer, load_cohort, project_settings_set_aside, read_cohort_manifest,
                      read_project_config, unmatched_videos, videos_in_subfolders, videos_sharing_a_name,
                      with_the_runs_landmarks, write_project_config)
@@ -237,7 +237,7 @@ def _check_extraction(run: Run, results: list[dict]) -> dict:
         log.warning("excluded %d bad videos: %s", len(bad), ", ".join(sorted(bad)))
     for kind, names in unmatched_videos(run.cohort).items():
         if names:  # a project's videos added for analysis only, never labeled, are common and cost the study nothing
-            (log.info if kind == VIDEOS_NEVER_LABELED else log.warning)("%s: %s", kind, ", ".join(names))
+            (log.info if kind in UNMATCHED_FACTS else log.warning)("%s: %s", kind, ", ".join(names))
     cohort = run.cohort
     sizes = {}
     for video in _usable_videos(layout, cohort):

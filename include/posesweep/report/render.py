@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..cohort import VIDEOS_NEVER_LABELED
+from ..cohort import UNMATCHED_FACTS
 from ..config import SPLIT_MODES
 from ..layout import RunLayout, write_csv_atomic, write_json_atomic, write_text_atomic
 from ..learning import RULE, landmarks_without_training_labels, learning_check
@@ -190,7 +190,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         software_sentence=software_sentence(context["software"]) if context.get("software") else None,
         mixed_software=mixed_software_warning(context["software"]["training"]) if context.get("software") else None,
         split_description=SPLIT_MODES[study["split_mode"]],
-        videos_never_labeled=VIDEOS_NEVER_LABELED,  # said as a fact, not a warning: analysis-only videos are common
+        unmatched_facts=UNMATCHED_FACTS,  # said as facts, not warnings: analysis-only videos are common
         pck_radii=", ".join(str(r) for r in tables.PCK_RADII_PX), scale_sentence=tables.scale_sentence(scale),
         minimum_frames=tables.minimum_frames_sentence(analysis["minimum_frames"]))
     write_text_atomic(out / "index.html", page)
