@@ -85,3 +85,16 @@ def test_a_cohort_given_as_the_path_to_its_folder_is_told_the_data_root_and_name
     assert f"cohort={given!r} is a path: the cohort is the name of a folder in the data root's cohorts/ folder" \
         in str(failure.value)
     assert told in str(failure.value) and "rename the folder" not in str(failure.value)
+
+
+def test_a_deployments_paths_starting_with_a_tilde_are_in_the_home_folder(monkeypatch, tmp_path):
+    """An Airflow deployment's environment (a .env file, a systemd unit) hands "~/posesweep" on as it is: no shell
+    expands it, and the data root became a folder named "~" in the worker's working directory."""
+    from posesweep.settings import Settings
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    settings = Settings.from_env({"POSESWEEP_DATA_ROOT": "~/posesweep",
+                                  "POSESWEEP_PRETRAINED_CHECKPOINT": "~/weights/resnet_v1_50.ckpt"})
+    assert settings.data_root == tmp_path.resolve() / "posesweep"
+    assert settings.pretrained_checkpoint == str(tmp_path / "weights" / "resnet_v1_50.ckpt")
+    assert Settings.from_env({}).pretrained_checkpoint is None

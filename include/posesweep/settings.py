@@ -130,12 +130,13 @@ class Settings:
         if backend == "kubernetes" and not pod.image:
             raise SettingsError("POSESWEEP_K8S_IMAGE must name the trainer image when the kubernetes backend is used")
         return cls(
-            data_root=Path(env.get("POSESWEEP_DATA_ROOT") or DEFAULT_DATA_ROOT).resolve(),
+            # "~/posesweep" as an Airflow deployment's environment or a systemd unit gives it: no shell expands it
+            data_root=Path(env.get("POSESWEEP_DATA_ROOT") or DEFAULT_DATA_ROOT).expanduser().resolve(),
             training_backend=backend,
             stall_timeout_s=number("POSESWEEP_STALL_TIMEOUT_S", 900.0),
             intake_interval_s=number("POSESWEEP_INTAKE_INTERVAL_S", 300, int),
             intake_quiet_s=number("POSESWEEP_INTAKE_QUIET_S", 60.0),
-            pretrained_checkpoint=env.get("POSESWEEP_PRETRAINED_CHECKPOINT") or None,
+            pretrained_checkpoint=os.path.expanduser(env.get("POSESWEEP_PRETRAINED_CHECKPOINT") or "") or None,
             gpu_pool=env.get("POSESWEEP_GPU_POOL", "posesweep_gpu"),
             gpu_pool_slots=pool_slots or None,
             max_active_runs=number("POSESWEEP_MAX_ACTIVE_RUNS", 8, int),
