@@ -874,7 +874,8 @@ def test_a_video_named_with_digits_only_keeps_its_name_through_labels_validation
 
 def test_an_unreadable_image_is_called_that_not_a_missing_landmark(labeled_run):
     """Each image named for what is wrong with it: unreadable, or not there where a namesake of another format is
-    (a lab converted its frames to .jpg to save space; the label file, and DeepLabCut, name the .png)."""
+    (a lab converted its frames to .jpg to save space; the label file, and DeepLabCut, name the .png), or one whose
+    name differs in case alone (img005.PNG: Windows does not tell them apart; told to convert it, before)."""
     import cv2
 
     layout = labeled_run.layout
@@ -886,6 +887,9 @@ def test_an_unreadable_image_is_called_that_not_a_missing_landmark(labeled_run):
     png = layout.project_dir / "labeled-data" / converted["video"] / converted["image"]
     cv2.imwrite(str(png.with_suffix(".jpg")), cv2.imread(str(png)))
     png.unlink()
+    renamed = table[~table["image"].isin([victim["image"], converted["image"]])].iloc[0]  # copied from Windows
+    cased = layout.project_dir / "labeled-data" / renamed["video"] / renamed["image"]
+    cased.rename(cased.with_suffix(".PNG"))
     with pytest.raises(LabelValidationError) as failure:
         validate_labels(table, sorted(set(table["landmark"])), 0.1, layout.validation_dir,
                         images_root=layout.project_dir / "labeled-data")
@@ -896,6 +900,8 @@ def test_an_unreadable_image_is_called_that_not_a_missing_landmark(labeled_run):
     assert f"{victim['image']}: found a file that cannot be read as an image" in message
     assert (f"{png.name}: found no {png.name}, but {png.stem}.jpg beside it (the label file names .png images, and "
             f"DeepLabCut reads the images it names: convert them back to .png)") in message
+    assert (f"{cased.name}: found no {cased.name}, but {cased.stem}.PNG beside it: the name differs in case alone, "
+            f"which Windows and macOS do not tell apart") in message
 
 
 def test_a_twelve_bit_cameras_sixteen_bit_frames_fail_as_nearly_black_and_full_range_ones_pass(labeled_run):

@@ -22,7 +22,6 @@ frames and landmarks -- after the Data Docs are written.
 
 from __future__ import annotations
 
-import glob
 import logging
 import math
 import os
@@ -111,8 +110,12 @@ def _image_problem(path: Path, found: np.ndarray | None, recorded: tuple) -> str
                 f"{_number(width)}x{_number(height)} px")
     if path.exists():
         return "a file that cannot be read as an image"
-    namesakes = sorted(p.name for p in path.parent.glob(f"{glob.escape(path.stem)}.*") if p != path) \
-        if path.parent.is_dir() else []
+    beside = sorted(p.name for p in path.parent.iterdir() if p != path) if path.parent.is_dir() else []
+    if cased := [name for name in beside if name.lower() == path.name.lower()]:
+        return (f"no {path.name}, but {cased[0]} beside it: the name differs in case alone, which Windows and "
+                f"macOS do not tell apart and this machine (and DeepLabCut on it) does: rename the images as the "
+                f"label file names them")
+    namesakes = [name for name in beside if Path(name).stem == path.stem]
     if namesakes:
         return (f"no {path.name}, but {namesakes[0]} beside it (the label file names {path.suffix} images, and "
                 f"DeepLabCut reads the images it names: convert them back to {path.suffix})")
@@ -512,9 +515,9 @@ def failure_error(summary: dict[str, Any], label_files: dict[str, str], max_miss
         details.append(f"{len(side_on)} video(s) look filmed from the side (hips labelled under "
                        f"{SIDE_VIEW_HIPS_APART:g} thigh lengths apart): {', '.join(side_on[:8])}"
                        + (f" and {len(side_on) - 8} more" if len(side_on) > 8 else "") + ". If a second camera "
-                       f'filmed them from the side, name them in cohort.json, e.g. "side_view_videos": "_side$" (a '
-                       f"regular expression found in their names): they then train the networks but get no "
-                       f"frontal-plane checks or knee angles.")
+                       'filmed them from the side, name them in cohort.json, e.g. "side_view_videos": "_side$" (a '
+                       "regular expression found in their names): they then train the networks but get no "
+                       "frontal-plane checks or knee angles.")
     for video in summary.get("videos_with_sides_reversed", []):
         details.append(f"{label_files.get(video['video'], video['video'])}: {reversed_video_advice(video, summary)}")
     unlabelled = set(_unlabelled_bodyparts(failures))
