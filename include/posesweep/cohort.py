@@ -557,15 +557,20 @@ def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:
     if (cohort_dir / "config.yaml").is_file() or (cohort_dir / "labeled-data").is_dir():
         present, missing = ("config.yaml", "labeled-data/") if (cohort_dir / "config.yaml").is_file() \
             else ("labeled-data/", "config.yaml")
+        cased = _named_in_another_case(cohort_dir, missing.rstrip("/"))
         raise CohortError("this looks like part of a DeepLabCut project", file=cohort_dir,
-                          found=f"{present} but no {missing}", allowed="a project's config.yaml and labeled-data/ "
-                          "folder side by side, or videos in videos/",
-                          fix=f"copy the project's {missing} into {cohort_dir} as well")
+                          found=f"{present} but no {missing}" + (f" ({cased} differs in case alone)" if cased else ""),
+                          allowed="a project's config.yaml and labeled-data/ folder side by side, or videos in "
+                                  "videos/",
+                          fix=f"rename {cased} {missing.rstrip('/')} (this machine tells the cases apart)" if cased
+                          else f"copy the project's {missing} into {cohort_dir} as well")
     if not videos_dir.is_dir():
+        cased = _named_in_another_case(cohort_dir, "videos")
         raise CohortError("the cohort has no videos/ folder", file=cohort_dir,
                           found=f"in the folder: {_some(sorted(p.name for p in cohort_dir.iterdir())) or 'nothing'}",
                           allowed=allowed + ", or a DeepLabCut project (config.yaml and labeled-data/)",
-                          fix=f"put the videos in {videos_dir}/")
+                          fix=f"rename {cased}/ videos/ (this machine tells the cases apart, where Windows and macOS "
+                              f"do not)" if cased else f"put the videos in {videos_dir}/")
     nested = videos_in_subfolders(videos_dir)
     others = [p.name for p in visible_entries(videos_dir) if p.is_file()]
     if nested:
@@ -578,6 +583,12 @@ def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:
         fix = (f"add the videos, or convert them to one of these formats (e.g. ffmpeg -i {example} -c:v libx264 "
                f"-pix_fmt yuv420p {Path(example).stem}.mp4)")
     raise CohortError("the cohort has no videos", file=videos_dir, found=found, allowed=allowed, fix=fix)
+
+
+def _named_in_another_case(folder: Path, name: str) -> str | None:
+    """The entry of ``folder`` named ``name`` in another case (``Videos``, ``Labeled-Data``: a cohort copied from
+    Windows or macOS, which do not tell them apart), or None."""
+    return next((p.name for p in visible_entries(folder) if p.name != name and p.name.lower() == name.lower()), None)
 
 
 def videos_in_subfolders(videos_dir: Path) -> list[str]:
