@@ -102,10 +102,10 @@ def test_a_folder_holding_only_a_networks_predictions_is_told_to_refine_them_fir
         "several videos share a name", "Found: P01.avi and P01.mp4", "remove or rename the others"]),
     ({"readme.txt": ""}, ["the cohort has no videos/ folder", "Found: in the folder: readme.txt"]),
     ({"Videos/P01.mp4": ""}, ["the cohort has no videos/ folder", "Found: in the folder: Videos",  # from Windows
-                              "What to do: rename Videos/ videos/ (this machine tells the cases apart"]),
+                              "What to do: rename Videos/ to videos/ (this machine tells the cases apart"]),
     ({"config.yaml": "", "Labeled-Data/P01/img001.png": ""}, [
         "part of a DeepLabCut project", "Found: config.yaml but no labeled-data/ (Labeled-Data differs in case alone)",
-        "What to do: rename Labeled-Data labeled-data"]),
+        "What to do: rename Labeled-Data to labeled-data"]),
 ], ids=["videos-beside-videos-folder", "videos-in-subfolders", "unreadable-format", "half-a-project",
         "same-name-twice", "no-videos-folder", "videos-folder-in-another-case", "labeled-data-in-another-case"])
 def test_a_cohort_folder_laid_out_otherwise_is_told_what_was_found_and_where_the_files_go(tmp_path, layout,

@@ -562,15 +562,15 @@ def _cohort_videos(cohort_dir: Path) -> tuple[Path, ...]:
                           found=f"{present} but no {missing}" + (f" ({cased} differs in case alone)" if cased else ""),
                           allowed="a project's config.yaml and labeled-data/ folder side by side, or videos in "
                                   "videos/",
-                          fix=f"rename {cased} {missing.rstrip('/')} (this machine tells the cases apart)" if cased
+                          fix=f"rename {cased} to {missing.rstrip('/')} (this machine tells the cases apart)" if cased
                           else f"copy the project's {missing} into {cohort_dir} as well")
     if not videos_dir.is_dir():
         cased = _named_in_another_case(cohort_dir, "videos")
         raise CohortError("the cohort has no videos/ folder", file=cohort_dir,
                           found=f"in the folder: {_some(sorted(p.name for p in cohort_dir.iterdir())) or 'nothing'}",
                           allowed=allowed + ", or a DeepLabCut project (config.yaml and labeled-data/)",
-                          fix=f"rename {cased}/ videos/ (this machine tells the cases apart, where Windows and macOS "
-                              f"do not)" if cased else f"put the videos in {videos_dir}/")
+                          fix=f"rename {cased}/ to videos/ (this machine tells the cases apart, where Windows and "
+                              f"macOS do not)" if cased else f"put the videos in {videos_dir}/")
     nested = videos_in_subfolders(videos_dir)
     others = [p.name for p in visible_entries(videos_dir) if p.is_file()]
     if nested:
