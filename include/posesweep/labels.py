@@ -175,7 +175,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise ValueError(f"its values are separated by ';', not ',' (saved by a spreadsheet set to a language "
                          f"with decimal commas; DeepLabCut reads only commas): {SEMICOLON_CSV_FIX}")
     levels = ["scorer", "bodyparts", "coords"]
-    if len(lines) > 1 and lines[1] and lines[1][0].strip() == "individuals":  # a multi-animal project's
+    if len(lines) > 1 and lines[1] and lines[1][0] == "individuals":  # a multi-animal project's
         levels.insert(1, "individuals")
     header, rows = _without_spreadsheet_padding(lines[:len(levels)], lines[len(levels):])
     coords = header[-1] if len(header) == len(levels) else []
@@ -214,20 +214,14 @@ def _without_spreadsheet_padding(header: list[list[str]], rows: list[list[str]]
     """The header rows and label rows without what a spreadsheet pads a table with: a row of empty cells alone
     becomes ``[]`` (its line number kept), and the empty cells every header row ends with are taken off each label
     row too, where they are empty there (a value under no header still fails, naming its line)."""
-    def blank(cells: list[str]) -> bool:
-        return not any(cells)
-
-    rows = [[] if blank(row) else row for row in rows]
-    padding = min((len(row) - len(row[:_last_filled(row) + 1]) for row in header), default=0)
+    rows = [row if any(row) else [] for row in rows]
+    # the empty cells after the last filled one, in the header row that has fewest
+    padding = min((next((i for i, cell in enumerate(reversed(row)) if cell), len(row)) for row in header), default=0)
     if not padding:
         return header, rows
     return ([row[:len(row) - padding] for row in header],
-            [row[:len(row) - padding] if len(row) >= padding and blank(row[len(row) - padding:]) else row
+            [row[:len(row) - padding] if len(row) >= padding and not any(row[len(row) - padding:]) else row
              for row in rows])
-
-
-def _last_filled(cells: list[str]) -> int:
-    return max((i for i, cell in enumerate(cells) if cell), default=-1)
 
 
 def _index_columns_of_rows(rows: list[list[str]], header_lines: int, header_index_width: int,

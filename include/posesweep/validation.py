@@ -42,14 +42,14 @@ log = logging.getLogger(__name__)
 
 ROW_ID_COLUMNS = ["video", "image", "landmark"]
 FRAME_ID_COLUMNS = ["video", "image"]
+# where the image begins in label coordinates: DeepLabCut's labeling GUIs put pixel centres at 0, 1, ..., so a
+# click on the left half of the first pixel column is x = -0.3 (a foot at the frame's edge), inside the image
+IMAGE_EDGE_PX = -0.5
 # A thigh or shank as the camera sees it, against the video's 75th percentile of it (its length with the leg
 # extended: standing, stepping off, flight). Flexion only shortens it: at a landing's peak knee flexion the thigh
 # leans 50-70 degrees towards a frontal camera and appears at 0.35-0.65 of that, so a band around the median (0.65
 # to 1.35, before) failed the frames the study exists for. Longer than 1.5x is a landmark on another joint (a knee
 # clicked at the ankle: about 2x); under 0.2x, two landmarks on one spot (a knee clicked on the hip).
-# where the image begins in label coordinates: DeepLabCut's labeling GUIs put pixel centres at 0, 1, ..., so a
-# click on the left half of the first pixel column is x = -0.3 (a foot at the frame's edge), inside the image
-IMAGE_EDGE_PX = -0.5
 SEGMENT_LENGTH_PERCENTILE = 75
 SEGMENT_LENGTH_RANGE = (0.2, 1.5)
 # hip above knee above ankle: the upper may lie below the lower by up to this share of the segment's extended length.
