@@ -605,3 +605,35 @@ def test_videos_in_subfolders_beside_the_cohorts_videos_are_named_as_not_studied
     [warning] = [r.getMessage() for r in caplog.records if "subfolders" in r.getMessage()]
     assert f"1 video(s) in subfolders of {videos} are not studied" in warning and ": session2/P001.mp4." in warning
     assert "move them into videos/ with names of their own" in warning
+
+
+@pytest.mark.parametrize("frames_as", ["tiff", "not_copied"])
+def test_a_project_without_frames_deeplabcut_reads_is_told_what_its_folders_hold_and_what_to_do(
+        reaching_project, tmp_path, frames_as):
+    """A project whose frames are TIFFs (a high-speed camera's export, a conversion script) or whose images were not
+    copied with its labels (a project shared without them, its images kept out of Git) was told only "no readable
+    image in the project's labeled-data folders", naming the cohort: now what the folders hold, and the fix."""
+    from posesweep import stages
+    import cv2
+
+    root = tmp_path / "data"
+    project = shutil.copytree(reaching_project, root / "cohorts" / "reach")
+    for image in (project / "labeled-data" / "reachingvideo1").glob("*.png"):
+        if frames_as == "tiff":
+            cv2.imwrite(str(image.with_suffix(".tif")), cv2.imread(str(image)))
+        image.unlink()
+    with pytest.raises(CohortError) as refused:
+        stages.prepare_run(root, {"cohort": "reach", "frame_set_sizes": [20, 40], "allow_random_init": True},
+                           "manual__no_frames")
+    paragraph = refused.value.explain()
+    assert f"File: {project / 'labeled-data'}" in paragraph
+    assert "Allowed: frames as .png, .jpg or .jpeg files beside the label file that names them" in paragraph
+    if frames_as == "tiff":
+        assert "hold no frame in a format DeepLabCut projects use" in paragraph
+        assert "Found: 55 other file(s) (.tif), e.g. labeled-data/reachingvideo1/img" in paragraph
+        assert 'for f in *.tif; do ffmpeg -v error -i "$f" "${f%.*}.png"; done' in paragraph
+    else:
+        assert "hold no frame images: the frames were not copied with the labels" in paragraph
+        assert ("Found: only label files (2: labeled-data/reachingvideo1/CollectedData_Mackenzie.csv, "
+                "labeled-data/reachingvideo1/CollectedData_Mackenzie.h5)") in paragraph
+        assert "copy each labeled-data/<video>/ folder in whole" in paragraph

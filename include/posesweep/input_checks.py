@@ -162,7 +162,7 @@ def frame_size_px(cohort: Cohort, videos: dict[Path, VideoInfo] | None = None) -
                     except (OSError, UnidentifiedImageError):
                         continue  # reported by validate_labels with the frame's labels
         if not sizes:
-            raise CohortError("no readable image in the project's labeled-data folders", file=cohort.root)
+            raise _no_frame_images(cohort)
     else:
         sizes = [(info.width_px, info.height_px) for info in (probed_videos(cohort) if videos is None
                                                               else videos).values()]
@@ -170,6 +170,37 @@ def frame_size_px(cohort: Cohort, videos: dict[Path, VideoInfo] | None = None) -
             raise CohortError("no readable video in the cohort", file=cohort.root / "videos",
                               fix="check that the videos are complete H.264/MPEG-4 files")
     return max(width for width, _ in sizes), max(height for _, height in sizes)
+
+
+def _no_frame_images(cohort: Cohort) -> CohortError:
+    """The failure of an imported project whose labeled-data folders hold no frame posesweep (and DeepLabCut) can
+    read: its frames saved in another format (TIFF from a high-speed camera's software, a conversion script), or
+    not copied with its label files (a project shared without its images, kept out of Git as large files)."""
+    files = [path for folder in cohort.videos for path in visible_entries(folder) if path.is_file()]
+    frames = [path for path in files if path.suffix.lower() not in (".h5", ".csv", ".pickle", ".pkl", ".yaml")]
+    where = cohort.root / "labeled-data"
+    allowed = ("frames as .png, .jpg or .jpeg files beside the label file that names them (as DeepLabCut's "
+               "labeling GUIs open and save them)")
+    if frames:
+        suffixes = sorted({path.suffix.lower() or "(no suffix)" for path in frames})
+        return CohortError(
+            "the labeled-data folders hold no frame in a format DeepLabCut projects use", file=where,
+            found=f"{len(frames)} other file(s) ({', '.join(suffixes)}), e.g. {frames[0].relative_to(cohort.root)}",
+            allowed=allowed,
+            fix=f"convert the frames to PNG beside them (e.g. in each folder: for f in *{suffixes[0]}; do ffmpeg "
+                f"-v error -i \"$f\" \"${{f%.*}}.png\"; done), name the .png files in each "
+                "CollectedData_<scorer>.csv, remove the .h5 beside it (posesweep reads the .csv; "
+                "deeplabcut.convertcsv2h5 writes the .h5 again), then trigger a new run")
+    label_files = [path for path in files if path.name.startswith("CollectedData_")]
+    return CohortError(
+        "the labeled-data folders hold no frame images: the frames were not copied with the labels", file=where,
+        found=(f"only label files ({len(label_files)}: " + ", ".join(
+            str(path.relative_to(cohort.root)) for path in label_files[:3]) + (", ..." if len(label_files) > 3
+                                                                             else "") + ")") if label_files
+        else "no file in any of its folders",
+        allowed=allowed,
+        fix="copy each labeled-data/<video>/ folder in whole, with the images its CollectedData file names "
+            "(img0042.png ...), from the lab's own DeepLabCut project, then trigger a new run")
 
 
 def available_frames(cohort: Cohort, study: StudyConfig, videos: dict[Path, VideoInfo] | None = None) -> int:
