@@ -89,3 +89,27 @@ def test_a_test_run_that_stops_its_servers_itself_leaves_its_watcher_nothing_to_
     assert owner.returncode == 0, said
     assert not alive, f"still running after their owner stopped them: {alive}"
     assert processes["reaper"] in gone and "reaper:" not in said  # told "done": it ended, having stopped nothing
+
+
+def test_make_airflow_on_a_port_another_program_holds_says_so_and_which_port_to_use_instead(tmp_path):
+    """With port 8080 taken (a Jupyter server, a second `make airflow`), Airflow started without its API server, the
+    "address already in use" among a hundred lines, while the address printed led to the other program. Now
+    `make airflow` stops before starting anything, naming the port and a free one to use."""
+    import socket
+
+    import pytest
+
+    from support.airflow_local import main, port_in_use
+
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", 0))
+        other_program.listen()
+        taken = other_program.getsockname()[1]
+        assert port_in_use(taken)
+        with pytest.raises(SystemExit) as stopped:
+            main(["--home", str(tmp_path / "airflow"), "--port", str(taken)])
+    said = str(stopped.value.code)
+    assert said.startswith(f"make airflow: port {taken} is already in use on this machine")
+    suggested = int(said.rsplit("AIRFLOW_PORT=", 1)[1].split()[0])
+    assert suggested > taken and not port_in_use(suggested)
+    assert not (tmp_path / "airflow").exists()  # no PostgreSQL started, no home made

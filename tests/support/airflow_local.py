@@ -46,6 +46,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_in_use(port: int) -> bool:
+    """Whether Airflow's API server could not listen on ``port``: it binds every interface, as tried here (with
+    SO_REUSEADDR, as uvicorn binds, so the closing connections of an Airflow just stopped do not count)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return True
+    return False
+
+
+def port_taken_message(port: int) -> str:
+    """What ``make airflow`` says where its port is taken: before, Airflow started without its API server, whose
+    "address already in use" scrolled past among a hundred lines, and the address printed led to the other
+    program."""
+    others = (candidate for candidate in range(port + 1, port + 100) if not port_in_use(candidate))
+    other = next(others, None)
+    return (f"make airflow: port {port} is already in use on this machine (another program listens there: a "
+            f"second make airflow, a Jupyter or another web server), so Airflow's API server cannot start there. "
+            + (f"Use another port: make airflow AIRFLOW_PORT={other} (free now)" if other else
+               "Stop that program, or choose a free port: make airflow AIRFLOW_PORT=<port>"))
+
+
 class Reaper:
     """Stops this process's Airflow and PostgreSQL if it dies without stopping them (``reaper.py``: the watcher)."""
 
@@ -246,6 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("POSESWEEP_DATA_ROOT", REPO / "data")))
     args = parser.parse_args(argv)
+    if port_in_use(args.port):
+        sys.exit(port_taken_message(args.port))
     args.home.mkdir(parents=True, exist_ok=True)
     with MetadataDatabase(args.home) as database:
         env = airflow_env(args.home.resolve(), args.port, args.data_root.resolve(), database.sql_alchemy_conn)
