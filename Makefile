@@ -25,7 +25,10 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 install: $(INSTALLED)
 
 $(INSTALLED): requirements.txt constraints.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"posesweep needs Python 3.11, {sys.executable} is {sys.version.split()[0]}"'
+	@$(PYTHON) -c 'import shutil, sys; sys.exit(None if sys.version_info[:2] == (3, 11) else \
+	  f"posesweep needs Python 3.11; {sys.executable} is {sys.version.split()[0]}: " + \
+	  ("run make PYTHON=python3.11 $(MAKECMDGOALS)" if shutil.which("python3.11") else \
+	   "install Python 3.11 and run make PYTHON=<its path> $(MAKECMDGOALS)"))'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==24.3.1
 	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
