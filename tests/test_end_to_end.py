@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+import os
 import re
 import shutil
 from importlib.metadata import version
@@ -504,3 +505,14 @@ def test_a_command_line_run_given_parameters_that_are_not_a_json_object_is_told_
                               capture_output=True, text=True)
         assert done.returncode == 1 and said in done.stderr, done.stderr[-2000:]
         assert "e.g. --conf '{\"cohort\": \"reach\"" in done.stderr and "Traceback" not in done.stderr
+    # what a lab types to make (CONF=...) gets make's words, and the parameters it meant as JSON to copy; make's
+    # single quotes around CONF leave {'cohort': 'reach'} as {cohort: reach}
+    for conf, meant in (("{cohort: reach, frame_set_sizes: [20, 40], allow_random_init: true}",
+                         '{"cohort": "reach", "frame_set_sizes": [20, 40], "allow_random_init": true}'),
+                        ("cohort=reach train_fraction=0.8", '{"cohort": "reach", "train_fraction": 0.8}'),
+                        ("reach", '{"cohort": "reach"}')):
+        done = subprocess.run([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), "--conf", conf],
+                              capture_output=True, text=True, env={**os.environ, "MAKELEVEL": "1"})
+        assert done.returncode == 1 and done.stderr.startswith("CONF is not JSON ("), done.stderr[-2000:]
+        assert done.stderr.rstrip().endswith(f"e.g. make study CONF='{{\"cohort\": \"reach\", \"frame_set_sizes\": "
+                                             f"[14, 28]}}'; yours as JSON: make study CONF='{meant}'"), done.stderr

@@ -53,8 +53,7 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[dict, str | None]:
     try:
         conf = json.loads(arguments.conf)
     except json.JSONDecodeError as bad:
-        raise SystemExit(f"--conf is not JSON ({bad}): give the run's parameters as one JSON object in single "
-                         f"quotes, e.g. {CONF_EXAMPLE}") from None
+        raise SystemExit(not_json_message(arguments.conf, bad)) from None
     if not isinstance(conf, dict):
         raise SystemExit(f"--conf is {type(conf).__name__} JSON, not an object: give the run's parameters as "
                          f"{{\"name\": value, ...}}, e.g. --conf '{{\"cohort\": \"reach\"}}'")
@@ -62,6 +61,38 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[dict, str | None]:
         raise SystemExit("--continue goes on with the run's own parameters (those it started with): leave out --conf, "
                          "or start a new run with --conf alone")
     return conf, arguments.continue_run
+
+
+def not_json_message(text: str, error: json.JSONDecodeError) -> str:
+    """The line a run's parameters that are not JSON get: how to write them, and, where they read as a mapping
+    written otherwise (Python's or YAML's ``{'cohort': 'reach'}``, ``{cohort: reach}`` as the shell leaves it inside
+    make's single quotes, ``cohort=reach``), the same parameters as JSON, to copy. Under make (``MAKELEVEL`` set)
+    in make's words: the lab typed ``CONF=``, not ``--conf``."""
+    import os
+
+    under_make = "MAKELEVEL" in os.environ
+    name, example = ("CONF", "make study " + CONF_EXAMPLE.replace("--conf ", "CONF=")) if under_make else \
+        ("--conf", CONF_EXAMPLE)
+    meant = _mapping_written_otherwise(text)
+    return (f"{name} is not JSON ({error}): give the run's parameters as one JSON object in single quotes, e.g. "
+            f"{example}" + (f"; yours as JSON: {example.split(chr(39))[0]}'{json.dumps(meant)}'" if meant else ""))
+
+
+def _mapping_written_otherwise(text: str) -> dict | None:
+    """``text`` read as a YAML flow mapping (which Python's dict literals of names, numbers and lists also are), as
+    ``name=value`` pairs, or as a cohort's name alone, where it is one; else None."""
+    import yaml
+
+    if re.fullmatch(r"[A-Za-z_][\w.-]*", text.strip()):
+        return {"cohort": text.strip()}
+    pairs = re.findall(r"(\w+)\s*=\s*(\[[^\]]*\]|[^\s,]+)", text)
+    if pairs and re.fullmatch(r"[\s,]*", re.sub(r"(\w+)\s*=\s*(\[[^\]]*\]|[^\s,]+)", "", text)):
+        text = "{" + ", ".join(f"{key}: {value}" for key, value in pairs) + "}"
+    try:
+        meant = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    return meant if isinstance(meant, dict) and meant and all(isinstance(key, str) for key in meant) else None
 
 
 def run_id_started_at(started: datetime) -> str:
