@@ -179,7 +179,8 @@ class Budget:
         scoring = (f", and {_duration(self.scoring_hours * 3600)} scoring each network's frames at its "
                    f"{snapshots} snapshots ({self.scored_images_per_snapshot:,} frames each time)"
                    if self.scoring_hours else "")
-        return (f"{len(study.frame_set_sizes)} networks x {study.max_iterations:,} iterations x "
+        networks = len(study.frame_set_sizes)
+        return (f"{networks} network{'s' if networks != 1 else ''} x {study.max_iterations:,} iterations x "
                 f"{self.seconds_per_iteration:.3g} s/iteration = {_duration(self.training_hours * 3600)} of "
                 f"training on the {where}{scoring}; about {self.disk_bytes / 1e9:.1f} GB of disk")
 
