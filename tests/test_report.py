@@ -89,6 +89,23 @@ def test_recommendation_says_whether_errors_plateaued_and_is_withheld_when_a_net
                                                      "snapshot (175,000 iterations): train longer")
     one_failed = learned.assign(learned=[False, True], test_error_px=[35.0, 2.5])
     assert recommendation(plateau, one_failed) is None
+    # a split whose post-hoc tests told no two levels apart places no plateau (stats.placed_plateau), and says so
+    subject_means = pd.DataFrame({"split": ["test"] * 4, "subject": ["a", "b"] * 2, "error_px": [13.0, 12.0, 7.0, 6.0],
+                                  "snapshot_iteration": [25_000, 25_000, 250_000, 250_000]})
+    undecided = {"per_split": {"test": {"no_two_levels_differ": True, "plateau_iteration": None,
+                                        "anova": {"n_subjects": 2}},
+                               "train": {"no_two_levels_differ": False, "plateau_iteration": 175_000}},
+                 "subject_means": subject_means}
+    assert recommendation({**plateau, **undecided}, learned).startswith(
+        "Errors stop improving significantly at 175,000 iterations (the test error places no plateau: no two of "
+        "its iteration levels differ significantly); at that point 400 frames")
+    undecided["per_split"]["train"] = undecided["per_split"]["test"]
+    assert recommendation({**plateau, **undecided, "chosen_iteration": 250_000, "chosen_iteration_is_plateau": False,
+                           "minimum_frames": {}}, learned) == (
+        "No two iteration levels' errors differ significantly (the test error went from 12.50 px at 25,000 "
+        "iterations to 6.50 px at 250,000), so the study places no plateau: its tests, on 2 (network, landmark) "
+        "pairs, tell no snapshot from another (more frame sets or landmarks give them more); the numbers below are "
+        "read at the last snapshot (250,000 iterations)")
     one_snapshot = pd.DataFrame({"split": ["test"], "snapshot_iteration": [175_000]})
     assert no_recommendation(one_failed, one_snapshot).startswith("No recommendation: 1 of 2 networks did not learn "
                                                                   "(frame sets 200: test error 35.0 px against 40.0 px")

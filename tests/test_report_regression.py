@@ -43,6 +43,12 @@ def test_report_tables_and_summary_are_unchanged(tmp_path):
         if table.get("quantity", [None])[0] == "test":
             table["quantity"] = ["method", *table["quantity"][1:]]
     assert not [t for t in tables if "test" in t.get("quantity", [])]
+    # and another: below its plateau, each split's ANOVA says whether its post-hoc tests told no two iteration
+    # levels apart (then no plateau is placed; here every split's tests tell some apart)
+    for table in golden:
+        if table.get("quantity", [None])[-1] == "plateau_iteration":
+            for column in table:
+                table[column] = [*table[column], "no_two_levels_differ" if column == "quantity" else "False"]
     # another deliberate change: the paper's rows only for the paper's 10 landmarks (this input has 3)
     paper = [t for t in golden if "paper" in t]
     assert len(paper) == 1 and paper[0] not in tables and "this cohort's landmarks are others" in page
@@ -50,6 +56,7 @@ def test_report_tables_and_summary_are_unchanged(tmp_path):
     assert positions == sorted(positions)
     summary = json.loads(json.dumps(json.loads(layout.summary_file.read_text()), sort_keys=True, default=str))
     summary["run"] = GOLDEN["summary"]["run"]
+    assert [row.pop("no_two_levels_differ") for row in summary["anova"].values()] == [False, False]
     for key in GOLDEN["summary"]:
         assert _same(summary[key], GOLDEN["summary"][key]), key
 

@@ -130,3 +130,43 @@ def test_minimum_frames_is_the_smallest_size_not_worse_than_any_larger_one():
     improving = pd.DataFrame([{"split": "test", "frame_set_size": s, "landmark": lm, "error_px": b + 10 - s / 100
                                + rng.normal(0, 0.05)} for s in (200, 400, 600, 800) for lm, b in zip(landmarks, base)])
     assert minimum_frames(compare_frame_sets(improving), [200, 400, 600, 800]) == 800
+
+
+def _few_subjects(test_noise_px: float, train_noise_px: float, seed: int = 0) -> pd.DataFrame:
+    """4 subjects (2 networks x 2 landmarks, as the demo's FPPA ANOVA has 2 networks x 2 knees), 6 levels: both
+    errors halve and level off from the third snapshot on; the test error's subjects scatter by ``test_noise_px``."""
+    rng = np.random.default_rng(seed)
+    curve = np.array([13.0, 9.0, 7.0, 6.7, 6.6, 6.6])
+    rows = []
+    for size in (40, 80):
+        for landmark in ("left_knee", "right_knee"):
+            for split, noise in (("test", test_noise_px), ("train", train_noise_px)):
+                for level, error in zip((200, 400, 600, 800, 1000, 1200), curve + rng.normal(0, noise, 6)):
+                    rows.append({"frame_set_size": size, "landmark": landmark, "snapshot_iteration": level,
+                                 "split": split, "image": "0", "error_px": error})
+    return pd.DataFrame(rows)
+
+
+def test_a_test_that_tells_no_two_levels_apart_places_no_plateau_at_the_first_snapshot():
+    """The rule (the smallest level from which on no pair differs) names the first level wherever no pair of levels
+    differs significantly at all: the demo's FPPA error, 4 subjects for 15 pairs, halved from 13 deg at the first
+    snapshot and its report read "plateau at 200". Such a split places no plateau; the chosen iteration is the
+    other split's plateau, or the last snapshot."""
+    from posesweep.stats import placed_plateau
+
+    mixed = analyse(_few_subjects(test_noise_px=3.0, train_noise_px=0.05))
+    test, train = mixed["per_split"]["test"], mixed["per_split"]["train"]
+    assert not test["pairwise"]["significant"].any()
+    assert plateau_iteration(test["pairwise"], [200, 400, 600, 800, 1000, 1200]) == 200  # what the report said
+    assert (test["plateau_iteration"], test["no_two_levels_differ"]) == (None, True)
+    assert train["pairwise"]["significant"].any() and not train["no_two_levels_differ"]
+    assert train["plateau_iteration"] in (600, 800, 1000)  # where it levels off, give or take the noise
+    assert (mixed["chosen_iteration"], mixed["chosen_iteration_is_plateau"]) == (train["plateau_iteration"], True)
+
+    neither = analyse(_few_subjects(test_noise_px=3.0, train_noise_px=3.0))
+    assert all(split["no_two_levels_differ"] for split in neither["per_split"].values())
+    assert (neither["chosen_iteration"], neither["chosen_iteration_is_plateau"]) == (1200, False)
+    # an error still falling at the last snapshot still asks for more training, whatever the other split says
+    rng = np.random.default_rng(3)
+    steady = _long(np.array([30, 25, 20, 15, 10, 5.0]) + rng.normal(0, 0.3, (20, 6)), [1, 2, 3, 4, 5, 6])
+    assert placed_plateau(pairwise_bonferroni(steady), [1, 2, 3, 4, 5, 6]) == (None, False)

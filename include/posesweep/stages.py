@@ -707,6 +707,8 @@ def analyse_and_report(run: Run) -> str:
             plateau = result["plateau_iteration"]
             log.info("%s error: F(%.0f, %.0f) = %.2f, p = %.3g; %s", split, a["df_num"], a["df_den"], a["F"],
                      a["p_value"], f"plateau at {plateau:,} iterations" if plateau is not None else
+                     f"no plateau placed: no two iteration levels differ significantly ({a['n_subjects']} "
+                     f"subjects)" if result["no_two_levels_differ"] else
                      "no plateau: still improving significantly at the last snapshot")
     context = {
         "study_config": study.to_json_dict(),

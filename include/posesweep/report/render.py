@@ -92,8 +92,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         kinematic = {"by_iteration": tables.kinematic_error_by_iteration(kinematics),
                      "by_frame_set": tables.kinematic_error_by_frame_set(kinematics, chosen),
                      "test_fppa_deg": tables.fppa_error_deg(kinematics, chosen),
-                     "anova": pd.DataFrame([{"split": split, **result["anova"],
-                                             "plateau_iteration": result["plateau_iteration"]}
+                     "anova": pd.DataFrame([tables.plateau_row(split, result)
                                             for split, result in (fppa_analysis or {}).items() if result["anova"]])}
         if answer is not None:
             knees = sorted(q.split("_")[0] for q in kinematics["quantity"].unique() if q.endswith("_fppa_deg"))

@@ -62,8 +62,14 @@ def errors_by_landmark(by_frame_set: pd.DataFrame) -> pd.DataFrame:
 
 def anova_rows(analysis: dict) -> dict[str, dict]:
     """Per split: the repeated-measures ANOVA over iteration levels and where errors plateau."""
-    return {split: {"split": split, **result["anova"], "plateau_iteration": result["plateau_iteration"]}
-            for split, result in analysis["per_split"].items() if result["anova"]}
+    return {split: plateau_row(split, result) for split, result in analysis["per_split"].items() if result["anova"]}
+
+
+def plateau_row(split: str, result: dict) -> dict:
+    """One split's ANOVA, where its errors plateau, and whether its post-hoc tests told no two levels apart (then
+    no plateau is placed: ``stats.placed_plateau``)."""
+    return {"split": split, **result["anova"], "plateau_iteration": result["plateau_iteration"],
+            "no_two_levels_differ": bool(result.get("no_two_levels_differ"))}
 
 
 def posthoc_tables(analysis: dict) -> dict[str, pd.DataFrame]:
@@ -100,14 +106,33 @@ def recommendation(analysis: dict, learned: pd.DataFrame) -> str | None:
     if not learned["learned"].all():
         return None
     chosen, minimum = analysis["chosen_iteration"], analysis["minimum_frames"].get("test")
-    sentence = (f"Errors stop improving significantly at {chosen:,} iterations"
-                if analysis["chosen_iteration_is_plateau"] else
-                f"Errors were still improving significantly at the last snapshot ({chosen:,} iterations): train "
-                f"longer")
+    splits = analysis.get("per_split", {})
+    undecided = sorted(split for split, result in splits.items() if result.get("no_two_levels_differ"))
+    if analysis["chosen_iteration_is_plateau"]:
+        sentence = f"Errors stop improving significantly at {chosen:,} iterations" + (
+            f" (the {undecided[0]} error places no plateau: no two of its iteration levels differ significantly)"
+            if len(undecided) == 1 else "")
+    elif undecided and len(undecided) == len(splits):
+        sentence = f"No two iteration levels' errors differ significantly ({_change(analysis, 'test')}), so the " \
+                   f"study places no plateau: its tests, on {splits[undecided[0]]['anova']['n_subjects']} " \
+                   f"(network, landmark) pairs, tell no snapshot from another (more frame sets or landmarks give " \
+                   f"them more); the numbers below are read at the last snapshot ({chosen:,} iterations)"
+    else:
+        sentence = (f"Errors were still improving significantly at the last snapshot ({chosen:,} iterations): train "
+                    f"longer")
     if minimum is not None:
         sentence += (f"; at that point {minimum} frames give a test error not significantly worse than any larger "
                      f"frame set")
     return sentence
+
+
+def _change(analysis: dict, split: str) -> str:
+    """How a split's error went from the first snapshot to the last, in words (mean over its subjects)."""
+    means = analysis["subject_means"]
+    means = means[(means["split"] == split) & means["error_px"].notna()]
+    by_level = means.groupby("snapshot_iteration")["error_px"].mean().sort_index()
+    return (f"the {split} error went from {by_level.iloc[0]:.2f} px at {int(by_level.index[0]):,} iterations to "
+            f"{by_level.iloc[-1]:.2f} px at {int(by_level.index[-1]):,}")
 
 
 def network_to_use(networks: list[dict], by_network: pd.DataFrame, chosen: int, learned: pd.DataFrame) -> dict | None:
