@@ -122,8 +122,21 @@ def recommendation(analysis: dict, learned: pd.DataFrame) -> str | None:
                     f"longer")
     if minimum is not None:
         sentence += (f"; at that point {minimum} frames give a test error not significantly worse than any larger "
-                     f"frame set")
+                     f"frame set{_smallest_and_largest(analysis, minimum)}")
     return sentence
+
+
+def _smallest_and_largest(analysis: dict, minimum: int) -> str:
+    """The test errors behind the minimum frame count, in parentheses: its own and the largest frame set's (a
+    comparison the tests could not decide, few landmarks for many pairs, reads the same as one of equal errors)."""
+    by_frame_set = analysis.get("by_frame_set")
+    if by_frame_set is None or not len(by_frame_set):
+        return ""
+    test = by_frame_set[by_frame_set["split"] == "test"].groupby("frame_set_size")["error_px"].mean()
+    largest = int(test.index.max())
+    if minimum not in test.index or largest == minimum:
+        return ""
+    return f" ({test[minimum]:.2f} px; {test[largest]:.2f} px with {largest})"
 
 
 def _change(analysis: dict, split: str) -> str:
