@@ -201,6 +201,14 @@ def test_the_report_shows_fppa_error_by_iterations_and_frame_set_size(tmp_path):
                      (kinematics["snapshot_iteration"] == chosen) & kinematics["quantity"].str.endswith("fppa_deg")]
     assert best["test_fppa_error_deg"] == pytest.approx(own["abs_error"].mean())
     assert f"knee FPPA\n{best['test_fppa_error_deg']:.1f} deg, mean absolute over its test frames" in page
+    # and how far its knee angles stray from the labels', against how much they vary (test frames, both knees)
+    own_both = own["predicted"] - own["labelled"]
+    low, high = best["test_fppa_limits_of_agreement_deg"]
+    assert (low, high) == pytest.approx((own_both.mean() - 1.96 * own_both.std(ddof=1),
+                                         own_both.mean() + 1.96 * own_both.std(ddof=1)))
+    assert best["test_fppa_labelled_sd_deg"] == pytest.approx(own["labelled"].std(ddof=1))
+    assert (f", within\n{low:.1f} to\n{high:.1f} deg of the labels' (95% limits of\nagreement, both knees) where the "
+            f"labelled FPPA varies by\n{best['test_fppa_labelled_sd_deg']:.1f} deg (SD))") in page
     at = [r for r in summary["kinematic_errors_at_chosen_iteration"] if r["quantity"] == "right_fppa_deg"]
     assert {r["frame_set_size"] for r in at} == {10, 20} and all(r["mean_abs_error"] > 0 for r in at)
     expected = kinematics[(kinematics["snapshot_iteration"] == chosen) & (kinematics["split"] == "test")
@@ -249,3 +257,40 @@ def test_the_report_names_the_labs_landmarks_behind_the_knee_angles_or_says_why_
     summary = json.loads(layout.summary_file.read_text())
     assert "deg (mean absolute over the right knee, every network and test frame)" in summary["recommendation"]
     assert {row["quantity"] for row in summary["kinematic_errors_at_chosen_iteration"]} == {"right_fppa_deg"}
+
+
+def test_the_report_gives_each_networks_fppa_agreement_with_the_labels_as_bias_and_limits_of_agreement(tmp_path):
+    """A mean absolute FPPA error hid whether a network reads every knee a few degrees too valgus (a bias a lab can
+    correct for) or scatters, and how that compares with how much the knees differ: the report gives, per network
+    and knee on the test frames at the chosen iteration, the labelled FPPA's mean and SD, the bias and the 95%
+    limits of agreement (Bland & Altman), numbers worked here by hand from the frames' own angles."""
+    from posesweep.kinematics import kinematic_errors
+    from posesweep.report.tables import fppa_agreement
+    from posesweep.stats import analyse_fppa
+
+    errors = error_table(landmarks=list(FRONTAL_BODYPARTS))
+    kinematics = kinematic_errors(errors)
+    layout = RunLayout.create(tmp_path, "tiny", "run")
+    page = write_report(layout, analyse(errors), errors, context(), kinematics, analyse_fppa(kinematics)).read_text()
+    summary = json.loads(layout.summary_file.read_text())
+    chosen = summary["chosen_iteration"]
+    rows = {(r["frame_set_size"], r["knee"]): r for r in summary["fppa_agreement_at_chosen_iteration"]}
+    assert set(rows) == {(10, "right"), (20, "right"), (10, "left"), (20, "left")}
+    frames = kinematics[(kinematics["frame_set_size"] == 20) & (kinematics["quantity"] == "left_fppa_deg")
+                        & (kinematics["split"] == "test") & (kinematics["snapshot_iteration"] == chosen)]
+    difference = frames["predicted"] - frames["labelled"]
+    half_width = 1.96 * difference.std(ddof=1)
+    row = rows[(20, "left")]
+    assert row["frames"] == len(frames) > 1
+    assert row["bias_deg"] == pytest.approx(difference.mean()) and row["bias_deg"] != 0
+    assert (row["loa_low_deg"], row["loa_high_deg"]) == pytest.approx((difference.mean() - half_width,
+                                                                     difference.mean() + half_width))
+    assert row["labelled_sd_deg"] == pytest.approx(frames["labelled"].std(ddof=1))
+    assert row["mean_abs_error_deg"] == pytest.approx(difference.abs().mean())
+    assert f"Agreement of the FPPA with the labels' at {chosen:,} iterations (test frames)" in page
+    assert (layout.report_dir / "fppa_agreement.csv").is_file()
+    # a knee seen in one test frame has no spread: its limits are unknown, not zero
+    one = kinematics[(kinematics["split"] == "test") & (kinematics["snapshot_iteration"] == chosen)].groupby(
+        ["frame_set_size", "quantity"]).head(1)
+    single = fppa_agreement(one, chosen)
+    assert single["frames"].eq(1).all() and single["loa_low_deg"].isna().all()

@@ -92,6 +92,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         kinematic = {"by_iteration": tables.kinematic_error_by_iteration(kinematics),
                      "by_frame_set": tables.kinematic_error_by_frame_set(kinematics, chosen),
                      "test_fppa_deg": tables.fppa_error_deg(kinematics, chosen),
+                     "fppa_agreement": tables.fppa_agreement(kinematics, chosen),
                      "anova": pd.DataFrame([tables.plateau_row(split, result)
                                             for split, result in (fppa_analysis or {}).items() if result["anova"]])}
         if answer is not None:
@@ -102,6 +103,12 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         if to_use is not None:  # what the network to use gets wrong in the knee angle itself
             fppa = tables.fppa_error_deg(kinematics[kinematics["frame_set_size"] == to_use["frame_set_size"]], chosen)
             to_use["test_fppa_error_deg"] = fppa if math.isfinite(fppa) else None
+            agreement = tables.pooled_fppa_agreement(kinematics[kinematics["frame_set_size"] == to_use[
+                "frame_set_size"]], chosen)
+            if agreement is not None and math.isfinite(agreement["loa_low_deg"]):
+                to_use.update({"test_fppa_limits_of_agreement_deg": [agreement["loa_low_deg"],
+                                                                     agreement["loa_high_deg"]],
+                               "test_fppa_labelled_sd_deg": agreement["labelled_sd_deg"]})
     csv_tables = {"learning_check": learned, "errors_by_network_and_snapshot": by_network,
                   "errors_by_iteration": by_iteration,
                   "accuracy_by_network_and_snapshot": snapshot_accuracy, "errors_by_landmark": by_landmark,
@@ -110,7 +117,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
     if kinematic is not None:
         csv_tables.update({"kinematic_errors_by_iteration": kinematic["by_iteration"],
                            "kinematic_errors_by_frame_set": kinematic["by_frame_set"],
-                           "fppa_anova": kinematic["anova"]})
+                           "fppa_anova": kinematic["anova"], "fppa_agreement": kinematic["fppa_agreement"]})
     for name, table in csv_tables.items():
         write_csv_atomic(table, out / f"{name}.csv")
     figure_files = {
@@ -168,6 +175,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
             "test_fppa_error_deg_at_chosen_iteration": kinematic["test_fppa_deg"],
             "kinematic_errors_by_iteration": kinematic["by_iteration"].to_dict(orient="records"),
             "fppa_anova": {row["split"]: row for row in kinematic["anova"].to_dict(orient="records")},
+            "fppa_agreement_at_chosen_iteration": kinematic["fppa_agreement"].to_dict(orient="records"),
         })
     write_json_atomic(layout.summary_file, summary)
     page = _template().render(
@@ -184,6 +192,8 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
             index=["split", "snapshot_iteration"], columns="quantity", values="mean_abs_error").reset_index(),
         kinematic_by_frame_set=None if kinematic is None else kinematic["by_frame_set"].pivot_table(
             index=["split", "frame_set_size"], columns="quantity", values="mean_abs_error").reset_index(),
+        fppa_agreement=None if kinematic is None or not len(kinematic["fppa_agreement"]) else
+        kinematic["fppa_agreement"],
         kinematic_anova=None if kinematic is None or not len(kinematic["anova"]) else
         tables.by_split_columns(kinematic["anova"]),
         software_sentence=software_sentence(context["software"]) if context.get("software") else None,

@@ -267,6 +267,36 @@ def kinematic_error_by_frame_set(kinematics: pd.DataFrame, iteration: int) -> pd
             .rename(columns={"abs_error": "mean_abs_error"}))
 
 
+def fppa_agreement(kinematics: pd.DataFrame, iteration: int, split: str = "test") -> pd.DataFrame:
+    """How each network's FPPA agrees with the labels' at one snapshot, per knee, as a method-comparison study
+    reports it (Bland & Altman, Lancet 1986;1(8476):307-310): the frames, the labelled FPPA's mean and SD over
+    them (the spread between participants and frames the network has to resolve), the bias (mean of predicted -
+    labelled) and the 95% limits of agreement (bias -/+ 1.96 SD of the differences), and the mean absolute error.
+    A mean absolute error alone hid whether a network reads every knee a few degrees too valgus (a bias a lab can
+    correct for) or scatters (which it cannot), and how it compares with the differences the study measures."""
+    at = kinematics[(kinematics["snapshot_iteration"] == iteration) & (kinematics["split"] == split)
+                    & kinematics["quantity"].str.endswith("_fppa_deg")]
+    rows = []
+    for (size, quantity), part in at.groupby(["frame_set_size", "quantity"]):
+        spread = float(part["error"].std(ddof=1)) if len(part) > 1 else float("nan")
+        bias = float(part["error"].mean())
+        rows.append({"frame_set_size": int(size), "knee": quantity.split("_")[0], "frames": len(part),
+                     "labelled_mean_deg": float(part["labelled"].mean()),
+                     "labelled_sd_deg": float(part["labelled"].std(ddof=1)) if len(part) > 1 else float("nan"),
+                     "bias_deg": bias, "loa_low_deg": bias - 1.96 * spread, "loa_high_deg": bias + 1.96 * spread,
+                     "mean_abs_error_deg": float(part["abs_error"].mean())})
+    return pd.DataFrame(rows, columns=["frame_set_size", "knee", "frames", "labelled_mean_deg", "labelled_sd_deg",
+                                       "bias_deg", "loa_low_deg", "loa_high_deg", "mean_abs_error_deg"])
+
+
+def pooled_fppa_agreement(kinematics: pd.DataFrame, iteration: int) -> dict | None:
+    """``fppa_agreement`` of one network over its knees together (the network a lab is told to use); None
+    without a test frame."""
+    fppa = kinematics[kinematics["quantity"].str.endswith("_fppa_deg")].assign(quantity="both_fppa_deg")
+    rows = fppa_agreement(fppa, iteration).to_dict(orient="records")
+    return rows[0] if len(rows) == 1 else None
+
+
 def fppa_error_deg(kinematics: pd.DataFrame, iteration: int, split: str = "test") -> float:
     """Mean absolute FPPA error (deg) over the knees, every network and frame at one snapshot."""
     rows = kinematics[(kinematics["snapshot_iteration"] == iteration) & (kinematics["split"] == split)
