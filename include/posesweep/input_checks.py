@@ -177,15 +177,15 @@ def _no_frame_images(cohort: Cohort) -> CohortError:
     read: its frames saved in another format (TIFF from a high-speed camera's software, a conversion script), or
     not copied with its label files (a project shared without its images, kept out of Git as large files)."""
     files = [path for folder in cohort.videos for path in visible_entries(folder) if path.is_file()]
-    frames = [path for path in files if path.suffix.lower() not in (".h5", ".csv", ".pickle", ".pkl", ".yaml")]
+    others = [path for path in files if path.suffix.lower() not in (".h5", ".csv", ".pickle", ".pkl", ".yaml")]
     where = cohort.root / "labeled-data"
     allowed = ("frames as .png, .jpg or .jpeg files beside the label file that names them (as DeepLabCut's "
                "labeling GUIs open and save them)")
-    if frames:
-        suffixes = sorted({path.suffix.lower() or "(no suffix)" for path in frames})
+    if others:  # the frames, in a format of their own
+        suffixes = sorted({path.suffix.lower() or "(no suffix)" for path in others})
         return CohortError(
             "the labeled-data folders hold no frame in a format DeepLabCut projects use", file=where,
-            found=f"{len(frames)} other file(s) ({', '.join(suffixes)}), e.g. {frames[0].relative_to(cohort.root)}",
+            found=f"{len(others)} other file(s) ({', '.join(suffixes)}), e.g. {others[0].relative_to(cohort.root)}",
             allowed=allowed,
             fix=f"convert the frames to PNG beside them (e.g. in each folder: for f in *{suffixes[0]}; do ffmpeg "
                 f"-v error -i \"$f\" \"${{f%.*}}.png\"; done), name the .png files in each "

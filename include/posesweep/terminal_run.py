@@ -27,7 +27,8 @@ from .errors import WriterBusyError
 from .layout import STUDY_CONFIG_FILE, RunLayout, safe_name
 from .locks import LOCK_FILE, exclusive_writer
 
-CONF_EXAMPLE = "--conf '{\"cohort\": \"reach\", \"frame_set_sizes\": [14, 28]}'"
+CONF_EXAMPLE_JSON = "'{\"cohort\": \"reach\", \"frame_set_sizes\": [14, 28]}'"
+NAME_EQUALS_VALUE = re.compile(r"(\w+)\s*=\s*(\[[^\]]*\]|[^\s,]+)")  # cohort=reach, frame_set_sizes=[20,40]
 RUN_ID_PREFIX = "manual__"  # dag.test's runs: manual__<the run's start, ISO 8601>
 # a run folder's name is its run id made folder-safe (":" and "+" as "_", a hash of the id appended)
 FOLDER_OF_A_RUN_ID = re.compile(r"manual__(\d{4}-\d\d-\d\dT\d\d)_(\d\d)_(\d\d(?:\.\d+)?)_(\d\d)_(\d\d)-[0-9a-f]{8}")
@@ -70,12 +71,10 @@ def not_json_message(text: str, error: json.JSONDecodeError) -> str:
     in make's words: the lab typed ``CONF=``, not ``--conf``."""
     import os
 
-    under_make = "MAKELEVEL" in os.environ
-    name, example = ("CONF", "make study " + CONF_EXAMPLE.replace("--conf ", "CONF=")) if under_make else \
-        ("--conf", CONF_EXAMPLE)
+    name, given_as = ("CONF", "make study CONF=") if "MAKELEVEL" in os.environ else ("--conf", "--conf ")
     meant = _mapping_written_otherwise(text)
     return (f"{name} is not JSON ({error}): give the run's parameters as one JSON object in single quotes, e.g. "
-            f"{example}" + (f"; yours as JSON: {example.split(chr(39))[0]}'{json.dumps(meant)}'" if meant else ""))
+            f"{given_as}{CONF_EXAMPLE_JSON}" + (f"; yours as JSON: {given_as}'{json.dumps(meant)}'" if meant else ""))
 
 
 def _mapping_written_otherwise(text: str) -> dict | None:
@@ -85,8 +84,8 @@ def _mapping_written_otherwise(text: str) -> dict | None:
 
     if re.fullmatch(r"[A-Za-z_][\w.-]*", text.strip()):
         return {"cohort": text.strip()}
-    pairs = re.findall(r"(\w+)\s*=\s*(\[[^\]]*\]|[^\s,]+)", text)
-    if pairs and re.fullmatch(r"[\s,]*", re.sub(r"(\w+)\s*=\s*(\[[^\]]*\]|[^\s,]+)", "", text)):
+    pairs = NAME_EQUALS_VALUE.findall(text)
+    if pairs and re.fullmatch(r"[\s,]*", NAME_EQUALS_VALUE.sub("", text)):
         text = "{" + ", ".join(f"{key}: {value}" for key, value in pairs) + "}"
     try:
         meant = yaml.safe_load(text)

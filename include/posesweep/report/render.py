@@ -101,10 +101,10 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
                        f"{'both knees' if len(knees) == 2 else f'the {knees[0]} knee'}, every network and test "
                        f"frame)")
         if to_use is not None:  # what the network to use gets wrong in the knee angle itself
-            fppa = tables.fppa_error_deg(kinematics[kinematics["frame_set_size"] == to_use["frame_set_size"]], chosen)
+            own = kinematics[kinematics["frame_set_size"] == to_use["frame_set_size"]]
+            fppa = tables.fppa_error_deg(own, chosen)
             to_use["test_fppa_error_deg"] = fppa if math.isfinite(fppa) else None
-            agreement = tables.pooled_fppa_agreement(kinematics[kinematics["frame_set_size"] == to_use[
-                "frame_set_size"]], chosen)
+            agreement = tables.pooled_fppa_agreement(own, chosen)
             if agreement is not None and math.isfinite(agreement["loa_low_deg"]):
                 to_use.update({"test_fppa_limits_of_agreement_deg": [agreement["loa_low_deg"],
                                                                      agreement["loa_high_deg"]],
