@@ -257,13 +257,15 @@ def test_the_report_names_the_labs_landmarks_behind_the_knee_angles_or_says_why_
     summary = json.loads(layout.summary_file.read_text())
     assert "deg (mean absolute over the right knee, every network and test frame)" in summary["recommendation"]
     assert {row["quantity"] for row in summary["kinematic_errors_at_chosen_iteration"]} == {"right_fppa_deg"}
+    assert summary["ratio_agreement_at_chosen_iteration"] == [] and "Agreement of the width ratios" not in page
 
 
 def test_the_report_gives_each_networks_fppa_agreement_with_the_labels_as_bias_and_limits_of_agreement(tmp_path):
     """A mean absolute FPPA error hid whether a network reads every knee a few degrees too valgus (a bias a lab can
     correct for) or scatters, and how that compares with how much the knees differ: the report gives, per network
     and knee on the test frames at the chosen iteration, the labelled FPPA's mean and SD, the bias and the 95%
-    limits of agreement (Bland & Altman), numbers worked here by hand from the frames' own angles."""
+    limits of agreement (Bland & Altman), numbers worked here by hand from the frames' own angles; and the same for
+    the two width ratios per network."""
     from posesweep.kinematics import kinematic_errors
     from posesweep.report.tables import fppa_agreement
     from posesweep.stats import analyse_fppa
@@ -294,3 +296,17 @@ def test_the_report_gives_each_networks_fppa_agreement_with_the_labels_as_bias_a
         ["frame_set_size", "quantity"]).head(1)
     single = fppa_agreement(one, chosen)
     assert single["frames"].eq(1).all() and single["loa_low_deg"].isna().all()
+    # the study's two width ratios, the same way per network
+    ratios = {(r["frame_set_size"], r["ratio"]): r for r in summary["ratio_agreement_at_chosen_iteration"]}
+    assert set(ratios) == {(size, ratio) for size in (10, 20)
+                           for ratio in ("knee_ankle_separation_ratio", "hip_ankle_width_ratio")}
+    frames = kinematics[(kinematics["frame_set_size"] == 10) & (kinematics["quantity"] == "hip_ankle_width_ratio")
+                        & (kinematics["split"] == "test") & (kinematics["snapshot_iteration"] == chosen)]
+    difference = frames["predicted"] - frames["labelled"]
+    row = ratios[(10, "hip_ankle_width_ratio")]
+    assert row["frames"] == len(frames) > 1 and row["bias"] == pytest.approx(difference.mean()) != 0
+    assert (row["loa_low"], row["loa_high"]) == pytest.approx((difference.mean() - 1.96 * difference.std(ddof=1),
+                                                             difference.mean() + 1.96 * difference.std(ddof=1)))
+    assert row["labelled_sd"] == pytest.approx(frames["labelled"].std(ddof=1))
+    assert f"Agreement of the width ratios with the labels' at {chosen:,} iterations (test frames)" in page
+    assert (layout.report_dir / "ratio_agreement.csv").is_file()

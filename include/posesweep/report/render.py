@@ -93,6 +93,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
                      "by_frame_set": tables.kinematic_error_by_frame_set(kinematics, chosen),
                      "test_fppa_deg": tables.fppa_error_deg(kinematics, chosen),
                      "fppa_agreement": tables.fppa_agreement(kinematics, chosen),
+                     "ratio_agreement": tables.ratio_agreement(kinematics, chosen),
                      "anova": pd.DataFrame([tables.plateau_row(split, result)
                                             for split, result in (fppa_analysis or {}).items() if result["anova"]])}
         if answer is not None:
@@ -117,7 +118,8 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
     if kinematic is not None:
         csv_tables.update({"kinematic_errors_by_iteration": kinematic["by_iteration"],
                            "kinematic_errors_by_frame_set": kinematic["by_frame_set"],
-                           "fppa_anova": kinematic["anova"], "fppa_agreement": kinematic["fppa_agreement"]})
+                           "fppa_anova": kinematic["anova"], "fppa_agreement": kinematic["fppa_agreement"],
+                           "ratio_agreement": kinematic["ratio_agreement"]})
     for name, table in csv_tables.items():
         write_csv_atomic(table, out / f"{name}.csv")
     figure_files = {
@@ -176,6 +178,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
             "kinematic_errors_by_iteration": kinematic["by_iteration"].to_dict(orient="records"),
             "fppa_anova": {row["split"]: row for row in kinematic["anova"].to_dict(orient="records")},
             "fppa_agreement_at_chosen_iteration": kinematic["fppa_agreement"].to_dict(orient="records"),
+            "ratio_agreement_at_chosen_iteration": kinematic["ratio_agreement"].to_dict(orient="records"),
         })
     write_json_atomic(layout.summary_file, summary)
     page = _template().render(
@@ -194,6 +197,8 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
             index=["split", "frame_set_size"], columns="quantity", values="mean_abs_error").reset_index(),
         fppa_agreement=None if kinematic is None or not len(kinematic["fppa_agreement"]) else
         kinematic["fppa_agreement"],
+        ratio_agreement=None if kinematic is None or not len(kinematic["ratio_agreement"]) else
+        kinematic["ratio_agreement"],
         kinematic_anova=None if kinematic is None or not len(kinematic["anova"]) else
         tables.by_split_columns(kinematic["anova"]),
         software_sentence=software_sentence(context["software"]) if context.get("software") else None,

@@ -267,26 +267,50 @@ def kinematic_error_by_frame_set(kinematics: pd.DataFrame, iteration: int) -> pd
             .rename(columns={"abs_error": "mean_abs_error"}))
 
 
+def _bland_altman(part: pd.DataFrame) -> dict:
+    """One quantity's agreement with the labels over some frames (Bland & Altman, Lancet 1986;1(8476):307-310):
+    the frames, the labelled values' mean and SD over them (the spread between participants and frames a network
+    has to resolve), the bias (mean of predicted - labelled), the 95% limits of agreement (bias -/+ 1.96 SD of the
+    differences; unknown, not zero, from one frame) and the mean absolute error."""
+    several = len(part) > 1
+    spread = float(part["error"].std(ddof=1)) if several else float("nan")
+    bias = float(part["error"].mean())
+    return {"frames": len(part), "labelled_mean": float(part["labelled"].mean()),
+            "labelled_sd": float(part["labelled"].std(ddof=1)) if several else float("nan"),
+            "bias": bias, "loa_low": bias - 1.96 * spread, "loa_high": bias + 1.96 * spread,
+            "mean_abs_error": float(part["abs_error"].mean())}
+
+
+AGREEMENT_COLUMNS = ["frames", "labelled_mean", "labelled_sd", "bias", "loa_low", "loa_high", "mean_abs_error"]
+
+
+def _rows_at(kinematics: pd.DataFrame, iteration: int, split: str, quantity_ending: str) -> pd.DataFrame:
+    return kinematics[(kinematics["snapshot_iteration"] == iteration) & (kinematics["split"] == split)
+                      & kinematics["quantity"].str.endswith(quantity_ending)]
+
+
 def fppa_agreement(kinematics: pd.DataFrame, iteration: int, split: str = "test") -> pd.DataFrame:
     """How each network's FPPA agrees with the labels' at one snapshot, per knee, as a method-comparison study
-    reports it (Bland & Altman, Lancet 1986;1(8476):307-310): the frames, the labelled FPPA's mean and SD over
-    them (the spread between participants and frames the network has to resolve), the bias (mean of predicted -
-    labelled) and the 95% limits of agreement (bias -/+ 1.96 SD of the differences), and the mean absolute error.
-    A mean absolute error alone hid whether a network reads every knee a few degrees too valgus (a bias a lab can
-    correct for) or scatters (which it cannot), and how it compares with the differences the study measures."""
-    at = kinematics[(kinematics["snapshot_iteration"] == iteration) & (kinematics["split"] == split)
-                    & kinematics["quantity"].str.endswith("_fppa_deg")]
-    rows = []
-    for (size, quantity), part in at.groupby(["frame_set_size", "quantity"]):
-        spread = float(part["error"].std(ddof=1)) if len(part) > 1 else float("nan")
-        bias = float(part["error"].mean())
-        rows.append({"frame_set_size": int(size), "knee": quantity.split("_")[0], "frames": len(part),
-                     "labelled_mean_deg": float(part["labelled"].mean()),
-                     "labelled_sd_deg": float(part["labelled"].std(ddof=1)) if len(part) > 1 else float("nan"),
-                     "bias_deg": bias, "loa_low_deg": bias - 1.96 * spread, "loa_high_deg": bias + 1.96 * spread,
-                     "mean_abs_error_deg": float(part["abs_error"].mean())})
-    return pd.DataFrame(rows, columns=["frame_set_size", "knee", "frames", "labelled_mean_deg", "labelled_sd_deg",
-                                       "bias_deg", "loa_low_deg", "loa_high_deg", "mean_abs_error_deg"])
+    reports it (``_bland_altman``, in degrees). A mean absolute error alone hid whether a network reads every knee a
+    few degrees too valgus (a bias a lab can correct for) or scatters (which it cannot), and how it compares with
+    the differences the study measures."""
+    in_deg = {name: name if name == "frames" else f"{name}_deg" for name in AGREEMENT_COLUMNS}
+    rows = [{"frame_set_size": int(size), "knee": quantity.split("_")[0],
+             **{in_deg[name]: value for name, value in _bland_altman(part).items()}}
+            for (size, quantity), part in _rows_at(kinematics, iteration, split, "_fppa_deg").groupby(
+                ["frame_set_size", "quantity"])]
+    return pd.DataFrame(rows, columns=["frame_set_size", "knee", *in_deg.values()])
+
+
+def ratio_agreement(kinematics: pd.DataFrame, iteration: int, split: str = "test") -> pd.DataFrame:
+    """``fppa_agreement`` for the two width ratios (knee-to-ankle separation, hip-to-ankle width; unitless), per
+    network: the study's other frontal-plane measures, each with its own bias and scatter (a network that finds the
+    knees a little too far apart in every frame reads every knee too varus by the separation ratio). Empty for a
+    one-sided cohort, which has no ratio."""
+    rows = [{"frame_set_size": int(size), "ratio": quantity, **_bland_altman(part)}
+            for (size, quantity), part in _rows_at(kinematics, iteration, split, "_ratio").groupby(
+                ["frame_set_size", "quantity"])]
+    return pd.DataFrame(rows, columns=["frame_set_size", "ratio", *AGREEMENT_COLUMNS])
 
 
 def pooled_fppa_agreement(kinematics: pd.DataFrame, iteration: int) -> dict | None:
@@ -299,6 +323,4 @@ def pooled_fppa_agreement(kinematics: pd.DataFrame, iteration: int) -> dict | No
 
 def fppa_error_deg(kinematics: pd.DataFrame, iteration: int, split: str = "test") -> float:
     """Mean absolute FPPA error (deg) over the knees, every network and frame at one snapshot."""
-    rows = kinematics[(kinematics["snapshot_iteration"] == iteration) & (kinematics["split"] == split)
-                      & kinematics["quantity"].str.endswith("_fppa_deg")]
-    return float(rows["abs_error"].mean())
+    return float(_rows_at(kinematics, iteration, split, "_fppa_deg")["abs_error"].mean())
