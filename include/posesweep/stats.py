@@ -154,7 +154,7 @@ def chosen_iteration(per_split: dict[str, dict], last: int) -> tuple[int, bool]:
     plateaus (both errors must have stabilised); the last snapshot where an error still improves significantly
     there (or a split had too few levels or subjects to tell), or where no split's tests told two levels apart."""
     # a split without an ANOVA (one level, one subject) is no evidence of a plateau either
-    still_improving = any(r["plateau_iteration"] is None and not r.get("no_two_levels_differ")
+    still_improving = any(r["plateau_iteration"] is None and not r["no_two_levels_differ"]
                           for r in per_split.values())
     placed = [r["plateau_iteration"] for r in per_split.values() if r["plateau_iteration"] is not None]
     if still_improving or not placed:
@@ -174,7 +174,8 @@ def analyse(errors: pd.DataFrame) -> dict:
         split_means = split_means[~unlabelled]
         levels = sorted(split_means["snapshot_iteration"].unique())
         if len(levels) < 2 or split_means["subject"].nunique() < 2:
-            out["per_split"][split] = {"anova": None, "pairwise": pd.DataFrame(), "plateau_iteration": None}
+            out["per_split"][split] = {"anova": None, "pairwise": pd.DataFrame(), "plateau_iteration": None,
+                                       "no_two_levels_differ": False}
             continue
         pairwise = pairwise_bonferroni(split_means)
         plateau, no_two_levels_differ = placed_plateau(pairwise, levels)
@@ -245,7 +246,8 @@ def analyse_fppa(kinematic_errors: pd.DataFrame) -> dict:
     for split, split_means in means.groupby("split"):
         levels = sorted(split_means["snapshot_iteration"].unique())
         if len(levels) < 2 or split_means["subject"].nunique() < 2:
-            out[split] = {"anova": None, "pairwise": pd.DataFrame(), "plateau_iteration": None}
+            out[split] = {"anova": None, "pairwise": pd.DataFrame(), "plateau_iteration": None,
+                          "no_two_levels_differ": False}
             continue
         anova = {**rm_anova(split_means), "subjects": "frame_set_size x knee", "dependent": "mean |FPPA error| (deg)"}
         pairwise = pairwise_bonferroni(split_means)

@@ -62,8 +62,7 @@ def port_taken_message(port: int) -> str:
     """What ``make airflow`` says where its port is taken: before, Airflow started without its API server, whose
     "address already in use" scrolled past among a hundred lines, and the address printed led to the other
     program."""
-    others = (candidate for candidate in range(port + 1, port + 100) if not port_in_use(candidate))
-    other = next(others, None)
+    other = next((candidate for candidate in range(port + 1, port + 100) if not port_in_use(candidate)), None)
     return (f"make airflow: port {port} is already in use on this machine (another program listens there: a "
             f"second make airflow, a Jupyter or another web server), so Airflow's API server cannot start there. "
             + (f"Use another port: make airflow AIRFLOW_PORT={other} (free now)" if other else
