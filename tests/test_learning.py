@@ -184,7 +184,7 @@ def test_an_imported_project_is_described_as_imported_and_an_unmatched_video_is_
 
 def test_the_report_shows_fppa_error_by_iterations_and_frame_set_size(tmp_path):
     from posesweep.kinematics import kinematic_errors
-    from posesweep.stats import analyse_fppa
+    from posesweep.stats import analyse_fppa, icc_absolute_agreement
 
     errors = error_table(landmarks=list(FRONTAL_BODYPARTS))
     kinematics = kinematic_errors(errors)
@@ -207,8 +207,10 @@ def test_the_report_shows_fppa_error_by_iterations_and_frame_set_size(tmp_path):
     assert (low, high) == pytest.approx((own_both.mean() - 1.96 * own_both.std(ddof=1),
                                          own_both.mean() + 1.96 * own_both.std(ddof=1)))
     assert best["test_fppa_labelled_sd_deg"] == pytest.approx(own["labelled"].std(ddof=1))
+    assert best["test_fppa_icc_a1"] == pytest.approx(icc_absolute_agreement(own[["labelled", "predicted"]].to_numpy()))
     assert (f", within\n{low:.1f} to\n{high:.1f} deg of the labels' (95% limits of\nagreement, both knees) where the "
-            f"labelled FPPA varies by\n{best['test_fppa_labelled_sd_deg']:.1f} deg (SD))") in page
+            f"labelled FPPA varies by\n{best['test_fppa_labelled_sd_deg']:.1f} deg (SD); ICC(A,1)\n"
+            f"{best['test_fppa_icc_a1']:.2f})") in page
     at = [r for r in summary["kinematic_errors_at_chosen_iteration"] if r["quantity"] == "right_fppa_deg"]
     assert {r["frame_set_size"] for r in at} == {10, 20} and all(r["mean_abs_error"] > 0 for r in at)
     expected = kinematics[(kinematics["snapshot_iteration"] == chosen) & (kinematics["split"] == "test")
@@ -268,7 +270,7 @@ def test_the_report_gives_each_networks_fppa_agreement_with_the_labels_as_bias_a
     the two width ratios per network."""
     from posesweep.kinematics import kinematic_errors
     from posesweep.report.tables import fppa_agreement
-    from posesweep.stats import analyse_fppa
+    from posesweep.stats import analyse_fppa, icc_absolute_agreement
 
     errors = error_table(landmarks=list(FRONTAL_BODYPARTS))
     kinematics = kinematic_errors(errors)
@@ -289,6 +291,8 @@ def test_the_report_gives_each_networks_fppa_agreement_with_the_labels_as_bias_a
                                                                      difference.mean() + half_width))
     assert row["labelled_sd_deg"] == pytest.approx(frames["labelled"].std(ddof=1))
     assert row["mean_abs_error_deg"] == pytest.approx(difference.abs().mean())
+    assert row["icc_a1"] == pytest.approx(icc_absolute_agreement(frames[["labelled", "predicted"]].to_numpy()))
+    assert row["icc_a1"] < 1
     assert f"Agreement of the FPPA with the labels' at {chosen:,} iterations (test frames)" in page
     assert (layout.report_dir / "fppa_agreement.csv").is_file()
     # a knee seen in one test frame has no spread: its limits are unknown, not zero

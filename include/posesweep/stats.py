@@ -127,6 +127,26 @@ def pairwise_bonferroni(means: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def icc_absolute_agreement(ratings: np.ndarray) -> float:
+    """ICC(A,1) of McGraw & Wong (Psychol Methods 1996;1:30-46), Shrout & Fleiss's ICC(2,1): two-way random
+    effects, absolute agreement, one rater's measurement. ``ratings``: one row per target (a frame), one column per
+    rater (the labels, a network). The share of the measurements' variance that lies between targets rather than
+    between raters or in their disagreement: near 1 where a network reads every knee as the labeller did, near 0
+    where its differences from the labels are as large as the knees' from one another; a constant bias lowers it.
+    NaN with fewer than 2 targets, or no variance at all."""
+    ratings = np.asarray(ratings, dtype=float)
+    targets, raters = ratings.shape
+    if targets < 2 or raters < 2:
+        return float("nan")
+    grand = ratings.mean()
+    between_targets = raters * ((ratings.mean(axis=1) - grand) ** 2).sum() / (targets - 1)
+    between_raters = targets * ((ratings.mean(axis=0) - grand) ** 2).sum() / (raters - 1)
+    residual = (((ratings - grand) ** 2).sum() - between_targets * (targets - 1) - between_raters * (raters - 1)) / (
+        (targets - 1) * (raters - 1))
+    denominator = between_targets + (raters - 1) * residual + raters * (between_raters - residual) / targets
+    return float((between_targets - residual) / denominator) if denominator > 0 else float("nan")
+
+
 def plateau_iteration(pairwise: pd.DataFrame, levels: list[int], alpha: float = ALPHA) -> int | None:
     """Smallest level L such that no two levels >= L differ significantly; None if even the last two differ."""
     levels = sorted(levels)

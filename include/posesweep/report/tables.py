@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..config import FRONTAL_BODYPARTS
 from ..learning import MIN_ITERATIONS_TO_JUDGE_A_PLATEAU, STILL_FALLING_FRACTION, learning_check
-from ..stats import study_mean, study_means
+from ..stats import icc_absolute_agreement, study_mean, study_means
 
 PCK_RADII_PX = (2, 5, 10)
 PAPER = {"iterations": 175_000, "frames": 400, "train_error_px": 2.8, "test_error_px": 3.7,
@@ -271,17 +271,22 @@ def _bland_altman(part: pd.DataFrame) -> dict:
     """One quantity's agreement with the labels over some frames (Bland & Altman, Lancet 1986;1(8476):307-310):
     the frames, the labelled values' mean and SD over them (the spread between participants and frames a network
     has to resolve), the bias (mean of predicted - labelled), the 95% limits of agreement (bias -/+ 1.96 SD of the
-    differences; unknown, not zero, from one frame) and the mean absolute error."""
+    differences; unknown, not zero, from one frame), the mean absolute error, and the intraclass correlation of
+    the predicted and labelled values (``stats.icc_absolute_agreement``, as validation studies of 2D kinematics
+    report it beside the limits)."""
     several = len(part) > 1
     spread = float(part["error"].std(ddof=1)) if several else float("nan")
     bias = float(part["error"].mean())
     return {"frames": len(part), "labelled_mean": float(part["labelled"].mean()),
             "labelled_sd": float(part["labelled"].std(ddof=1)) if several else float("nan"),
             "bias": bias, "loa_low": bias - 1.96 * spread, "loa_high": bias + 1.96 * spread,
-            "mean_abs_error": float(part["abs_error"].mean())}
+            "mean_abs_error": float(part["abs_error"].mean()),
+            "icc_a1": icc_absolute_agreement(part[["labelled", "predicted"]].to_numpy())}
 
 
-AGREEMENT_COLUMNS = ["frames", "labelled_mean", "labelled_sd", "bias", "loa_low", "loa_high", "mean_abs_error"]
+AGREEMENT_COLUMNS = ["frames", "labelled_mean", "labelled_sd", "bias", "loa_low", "loa_high", "mean_abs_error",
+                     "icc_a1"]
+UNITLESS = ("frames", "icc_a1")
 
 
 def _rows_at(kinematics: pd.DataFrame, iteration: int, split: str, quantity_ending: str) -> pd.DataFrame:
@@ -294,7 +299,7 @@ def fppa_agreement(kinematics: pd.DataFrame, iteration: int, split: str = "test"
     reports it (``_bland_altman``, in degrees). A mean absolute error alone hid whether a network reads every knee a
     few degrees too valgus (a bias a lab can correct for) or scatters (which it cannot), and how it compares with
     the differences the study measures."""
-    in_deg = {name: name if name == "frames" else f"{name}_deg" for name in AGREEMENT_COLUMNS}
+    in_deg = {name: name if name in UNITLESS else f"{name}_deg" for name in AGREEMENT_COLUMNS}
     rows = [{"frame_set_size": int(size), "knee": quantity.split("_")[0],
              **{in_deg[name]: value for name, value in _bland_altman(part).items()}}
             for (size, quantity), part in _rows_at(kinematics, iteration, split, "_fppa_deg").groupby(
