@@ -208,6 +208,7 @@ def test_the_report_shows_fppa_error_by_iterations_and_frame_set_size(tmp_path):
                                          own_both.mean() + 1.96 * own_both.std(ddof=1)))
     assert best["test_fppa_labelled_sd_deg"] == pytest.approx(own["labelled"].std(ddof=1))
     assert best["test_fppa_icc_a1"] == pytest.approx(icc_absolute_agreement(own[["labelled", "predicted"]].to_numpy()))
+    assert best["test_fppa_icc_a1"] >= 0.5 and best["knee_angle_caution"] is None  # agreement not poor: no caution
     assert (f", within\n{low:.1f} to\n{high:.1f} deg of the labels' (95% limits of\nagreement, both knees) where the "
             f"labelled FPPA varies by\n{best['test_fppa_labelled_sd_deg']:.1f} deg (SD); ICC(A,1)\n"
             f"{best['test_fppa_icc_a1']:.2f})") in page
@@ -219,6 +220,41 @@ def test_the_report_shows_fppa_error_by_iterations_and_frame_set_size(tmp_path):
     assert f"test FPPA error is {expected:.1f} deg" in summary["recommendation"]
     assert summary["fppa_anova"]["test"]["n_levels"] == 4 and summary["fppa_anova"]["test"]["n_subjects"] == 4
     assert (layout.report_dir / "figure_fppa_error.png").stat().st_size > 10_000
+
+
+def test_a_network_to_use_whose_knee_angles_agree_poorly_with_the_labels_gets_a_caution(tmp_path, caplog):
+    """Pixel errors and the recommendation did not show that the demo's network to use (1.4 px) read knee angles
+    with an ICC of 0.24: the report and the log now say so, with the numbers behind it and what lowers it. Here each
+    network reads every knee mirrored about the knees' mean angle, so its angles tell the knees apart not at all."""
+    from posesweep.kinematics import kinematic_errors
+    from posesweep.stats import analyse_fppa, icc_absolute_agreement
+
+    errors = error_table(landmarks=list(FRONTAL_BODYPARTS))
+    kinematics = kinematic_errors(errors)
+    fppa = kinematics["quantity"].str.endswith("_fppa_deg")
+    mean = kinematics[fppa].groupby(["frame_set_size", "snapshot_iteration", "split"])["labelled"].transform("mean")
+    kinematics.loc[fppa, "predicted"] = 2 * mean - kinematics.loc[fppa, "labelled"]
+    kinematics["error"] = kinematics["predicted"] - kinematics["labelled"]
+    kinematics["abs_error"] = kinematics["error"].abs()
+    layout = RunLayout.create(tmp_path, "tiny", "run")
+    networks = _networks(errors, analyse(errors)["chosen_iteration"])
+    page = write_report(layout, analyse(errors), errors, {**context(), "networks": networks}, kinematics,
+                        analyse_fppa(kinematics)).read_text()
+    best = json.loads(layout.summary_file.read_text())["network_to_use"]
+    own = kinematics[fppa & (kinematics["frame_set_size"] == best["frame_set_size"]) & (kinematics["split"] == "test")
+                     & (kinematics["snapshot_iteration"] == best["snapshot_iteration"])]
+    icc = icc_absolute_agreement(own[["labelled", "predicted"]].to_numpy())
+    assert best["test_fppa_icc_a1"] == pytest.approx(icc) and icc < 0
+    caution = best["knee_angle_caution"]
+    assert caution.startswith(f"The knee angles of frame set {best['frame_set_size']}'s network agree poorly with the "
+                              f"labels' (ICC(A,1) {icc:.2f}, below 0.5, over {len(own)} test knee angles; 95% limits")
+    assert "does not yet tell these knees apart" in caution and "more labelled frames" in caution
+    assert f"<div class='warn'>{escape(caution)}</div>" in page
+    from posesweep.stages import say_the_answer
+
+    with caplog.at_level(logging.INFO, logger="posesweep"):
+        say_the_answer(json.loads(layout.summary_file.read_text()))
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [caution]
 
 
 def test_the_report_names_the_labs_landmarks_behind_the_knee_angles_or_says_why_there_are_none(tmp_path):

@@ -110,7 +110,9 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
                 to_use.update({"test_fppa_limits_of_agreement_deg": [agreement["loa_low_deg"],
                                                                      agreement["loa_high_deg"]],
                                "test_fppa_labelled_sd_deg": agreement["labelled_sd_deg"],
-                               "test_fppa_icc_a1": agreement["icc_a1"] if math.isfinite(agreement["icc_a1"]) else None})
+                               "test_fppa_icc_a1": agreement["icc_a1"] if math.isfinite(agreement["icc_a1"]) else None,
+                               "test_fppa_frames": agreement["frames"]})
+                to_use["knee_angle_caution"] = tables.knee_angle_caution(to_use)
     csv_tables = {"learning_check": learned, "errors_by_network_and_snapshot": by_network,
                   "errors_by_iteration": by_iteration,
                   "accuracy_by_network_and_snapshot": snapshot_accuracy, "errors_by_landmark": by_landmark,

@@ -326,6 +326,28 @@ def pooled_fppa_agreement(kinematics: pd.DataFrame, iteration: int) -> dict | No
     return rows[0] if len(rows) == 1 else None
 
 
+# Below this ICC(A,1) agreement is poor (Koo & Li, J Chiropr Med 2016;15:155-163)
+POOR_AGREEMENT_ICC = 0.5
+
+
+def knee_angle_caution(to_use: dict) -> str | None:
+    """Where the network to use reads the FPPA poorly against the labels (ICC(A,1) below ``POOR_AGREEMENT_ICC``), a
+    plain sentence saying so with the numbers behind it and what lowers it; None otherwise. Its pixel errors, and
+    the study's recommendation, did not show it: the demo's network, at 1.4 px, read knee angles with an ICC of
+    0.24, differing from the labels' by about as much as the knees differ from one another."""
+    icc = to_use.get("test_fppa_icc_a1")
+    if icc is None or icc >= POOR_AGREEMENT_ICC:
+        return None
+    low, high = to_use["test_fppa_limits_of_agreement_deg"]
+    return (f"The knee angles of frame set {to_use['frame_set_size']}'s network agree poorly with the labels' "
+            f"(ICC(A,1) {icc:.2f}, below {POOR_AGREEMENT_ICC:g}, over "
+            f"{to_use['test_fppa_frames']} test knee angles; 95% limits of agreement {low:.1f} to {high:.1f} deg "
+            f"where the labelled FPPA varies by {to_use['test_fppa_labelled_sd_deg']:.1f} deg, SD): its FPPA does "
+            f"not yet tell these knees apart, which its pixel errors do not show. Before reading knee angles from "
+            f"it, lower its errors relative to the knees' size in the image (more labelled frames; the knees filmed "
+            f"larger) and judge it on more test frames.")
+
+
 def fppa_error_deg(kinematics: pd.DataFrame, iteration: int, split: str = "test") -> float:
     """Mean absolute FPPA error (deg) over the knees, every network and frame at one snapshot."""
     return float(_rows_at(kinematics, iteration, split, "_fppa_deg")["abs_error"].mean())
