@@ -207,11 +207,13 @@ def test_the_report_shows_fppa_error_by_iterations_and_frame_set_size(tmp_path):
     assert (low, high) == pytest.approx((own_both.mean() - 1.96 * own_both.std(ddof=1),
                                          own_both.mean() + 1.96 * own_both.std(ddof=1)))
     assert best["test_fppa_labelled_sd_deg"] == pytest.approx(own["labelled"].std(ddof=1))
-    assert best["test_fppa_icc_a1"] == pytest.approx(icc_absolute_agreement(own[["labelled", "predicted"]].to_numpy()))
+    icc, low_icc, high_icc = icc_absolute_agreement(own[["labelled", "predicted"]].to_numpy())
+    assert best["test_fppa_icc_a1"] == pytest.approx(icc) and best["test_fppa_icc_a1_ci"] == pytest.approx(
+        [low_icc, high_icc])
     assert best["test_fppa_icc_a1"] >= 0.5 and best["knee_angle_caution"] is None  # agreement not poor: no caution
     assert (f", within\n{low:.1f} to\n{high:.1f} deg of the labels' (95% limits of\nagreement, both knees) where the "
             f"labelled FPPA varies by\n{best['test_fppa_labelled_sd_deg']:.1f} deg (SD); ICC(A,1)\n"
-            f"{best['test_fppa_icc_a1']:.2f})") in page
+            f"{icc:.2f} (95% CI\n{low_icc:.2f} to\n{high_icc:.2f}))") in page
     at = [r for r in summary["kinematic_errors_at_chosen_iteration"] if r["quantity"] == "right_fppa_deg"]
     assert {r["frame_set_size"] for r in at} == {10, 20} and all(r["mean_abs_error"] > 0 for r in at)
     expected = kinematics[(kinematics["snapshot_iteration"] == chosen) & (kinematics["split"] == "test")
@@ -243,11 +245,12 @@ def test_a_network_to_use_whose_knee_angles_agree_poorly_with_the_labels_gets_a_
     best = json.loads(layout.summary_file.read_text())["network_to_use"]
     own = kinematics[fppa & (kinematics["frame_set_size"] == best["frame_set_size"]) & (kinematics["split"] == "test")
                      & (kinematics["snapshot_iteration"] == best["snapshot_iteration"])]
-    icc = icc_absolute_agreement(own[["labelled", "predicted"]].to_numpy())
+    icc, low, high = icc_absolute_agreement(own[["labelled", "predicted"]].to_numpy())
     assert best["test_fppa_icc_a1"] == pytest.approx(icc) and icc < 0
     caution = best["knee_angle_caution"]
     assert caution.startswith(f"The knee angles of frame set {best['frame_set_size']}'s network agree poorly with the "
-                              f"labels' (ICC(A,1) {icc:.2f}, below 0.5, over {len(own)} test knee angles; 95% limits")
+                              f"labels' (ICC(A,1) {icc:.2f}, below 0.5 (95% CI {low:.2f} to {high:.2f}, from "
+                              f"{len(own)} test knee angles); 95% limits")
     assert "does not yet tell these knees apart" in caution and "more labelled frames" in caution
     assert f"<div class='warn'>{escape(caution)}</div>" in page
     from posesweep.stages import say_the_answer
@@ -327,7 +330,8 @@ def test_the_report_gives_each_networks_fppa_agreement_with_the_labels_as_bias_a
                                                                      difference.mean() + half_width))
     assert row["labelled_sd_deg"] == pytest.approx(frames["labelled"].std(ddof=1))
     assert row["mean_abs_error_deg"] == pytest.approx(difference.abs().mean())
-    assert row["icc_a1"] == pytest.approx(icc_absolute_agreement(frames[["labelled", "predicted"]].to_numpy()))
+    assert [row["icc_a1"], row["icc_a1_ci_low"], row["icc_a1_ci_high"]] == pytest.approx(
+        icc_absolute_agreement(frames[["labelled", "predicted"]].to_numpy()))
     assert row["icc_a1"] < 1
     assert f"Agreement of the FPPA with the labels' at {chosen:,} iterations (test frames)" in page
     assert (layout.report_dir / "fppa_agreement.csv").is_file()

@@ -173,13 +173,18 @@ def test_a_test_that_tells_no_two_levels_apart_places_no_plateau_at_the_first_sn
     assert placed_plateau(pairwise_bonferroni(steady), [1, 2, 3, 4, 5, 6]) == (None, False)
 
 
-def test_icc_absolute_agreement_gives_shrout_and_fleiss_published_icc_2_1():
-    """Shrout & Fleiss (Psychol Bull 1979;86:420-428), Table 2: 6 targets rated by 4 judges, ICC(2,1) = 0.29; and
-    what it is for a network against the labels: 1 for a perfect copy, lower for the same readings with a bias."""
+def test_icc_absolute_agreement_gives_shrout_and_fleiss_published_icc_2_1_and_its_interval():
+    """Shrout & Fleiss (Psychol Bull 1979;86:420-428), Table 2: 6 targets rated by 4 judges, ICC(2,1) = 0.29, whose
+    95% interval R's psych::ICC gives as 0.019 to 0.76; and what it is for a network against the labels: 1 for a
+    perfect copy, lower for the same readings with a bias."""
     judges = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]])
-    assert icc_absolute_agreement(judges) == pytest.approx(0.29, abs=0.005)
+    icc, low, high = icc_absolute_agreement(judges)
+    assert icc == pytest.approx(0.29, abs=0.005)
+    assert (low, high) == pytest.approx((0.019, 0.76), abs=0.005)
     labelled = np.array([2.0, -5.0, 11.0, 7.5, 0.0, 14.0])
-    assert icc_absolute_agreement(np.column_stack([labelled, labelled])) == pytest.approx(1.0)
-    biased = icc_absolute_agreement(np.column_stack([labelled, labelled + 6.0]))
-    assert 0.5 < biased < 0.9  # the same differences between knees, read 6 deg too valgus
-    assert np.isnan(icc_absolute_agreement(np.array([[3.0, 4.0]])))  # one frame: unknown
+    assert icc_absolute_agreement(np.column_stack([labelled, labelled]))[0] == pytest.approx(1.0)
+    # the same differences between knees, read 6 deg too valgus, with a little scatter
+    biased, low, high = icc_absolute_agreement(np.column_stack([labelled, labelled + 6.0 + np.array(
+        [0.5, -0.3, 0.2, -0.6, 0.4, -0.2])]))
+    assert 0.5 < biased < 0.9 and low < biased < high
+    assert np.isnan(icc_absolute_agreement(np.array([[3.0, 4.0]]))).all()  # one frame: unknown

@@ -127,24 +127,42 @@ def pairwise_bonferroni(means: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def icc_absolute_agreement(ratings: np.ndarray) -> float:
+def icc_absolute_agreement(ratings: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """ICC(A,1) of McGraw & Wong (Psychol Methods 1996;1:30-46), Shrout & Fleiss's ICC(2,1): two-way random
-    effects, absolute agreement, one rater's measurement. ``ratings``: one row per target (a frame), one column per
-    rater (the labels, a network). The share of the measurements' variance that lies between targets rather than
-    between raters or in their disagreement: near 1 where a network reads every knee as the labeller did, near 0
-    where its differences from the labels are as large as the knees' from one another; a constant bias lowers it.
-    NaN with fewer than 2 targets, or no variance at all."""
+    effects, absolute agreement, one rater's measurement, with its confidence interval (``level``; McGraw & Wong's
+    approximate F interval, as R's psych and irr packages give it). ``ratings``: one row per target (a frame), one
+    column per rater (the labels, a network). The share of the measurements' variance that lies between targets
+    rather than between raters or in their disagreement: near 1 where a network reads every knee as the labeller did,
+    near 0 where its differences from the labels are as large as the knees' from one another; a constant bias lowers
+    it. (ICC, low, high); NaN with fewer than 2 targets, or no variance at all."""
+    from scipy.stats import f as f_dist
+
     ratings = np.asarray(ratings, dtype=float)
-    targets, raters = ratings.shape
-    if targets < 2 or raters < 2:
-        return float("nan")
+    n, k = ratings.shape  # targets, raters
+    unknown = (float("nan"),) * 3
+    if n < 2 or k < 2:
+        return unknown
     grand = ratings.mean()
-    between_targets = raters * ((ratings.mean(axis=1) - grand) ** 2).sum() / (targets - 1)
-    between_raters = targets * ((ratings.mean(axis=0) - grand) ** 2).sum() / (raters - 1)
-    residual = (((ratings - grand) ** 2).sum() - between_targets * (targets - 1) - between_raters * (raters - 1)) / (
-        (targets - 1) * (raters - 1))
-    denominator = between_targets + (raters - 1) * residual + raters * (between_raters - residual) / targets
-    return float((between_targets - residual) / denominator) if denominator > 0 else float("nan")
+    between_targets = k * ((ratings.mean(axis=1) - grand) ** 2).sum() / (n - 1)
+    between_raters = n * ((ratings.mean(axis=0) - grand) ** 2).sum() / (k - 1)
+    residual = (((ratings - grand) ** 2).sum() - between_targets * (n - 1) - between_raters * (k - 1)) / (
+        (n - 1) * (k - 1))
+    denominator = between_targets + (k - 1) * residual + k * (between_raters - residual) / n
+    if denominator <= 0:
+        return unknown
+    icc = float((between_targets - residual) / denominator)
+    if residual <= 0:  # the raters agree exactly: no interval to estimate
+        return icc, float("nan"), float("nan")
+    raters_f = between_raters / residual
+    shared = n * (1 + (k - 1) * icc) - k * icc
+    df = (k - 1) * (n - 1) * (k * icc * raters_f + shared) ** 2 / (
+        (n - 1) * k ** 2 * icc ** 2 * raters_f ** 2 + shared ** 2)
+    upper_f, lower_f = f_dist.ppf((1 + level) / 2, n - 1, df), f_dist.ppf((1 + level) / 2, df, n - 1)
+    spread = k * between_raters + (k * n - k - n) * residual
+    with np.errstate(divide="ignore", invalid="ignore"):  # two targets rated alike: no interval (NaN), no warning
+        low = n * (between_targets - upper_f * residual) / (upper_f * spread + n * between_targets)
+        high = n * (lower_f * between_targets - residual) / (spread + n * lower_f * between_targets)
+    return icc, *(float(bound) if np.isfinite(bound) else float("nan") for bound in (low, high))
 
 
 def plateau_iteration(pairwise: pd.DataFrame, levels: list[int], alpha: float = ALPHA) -> int | None:

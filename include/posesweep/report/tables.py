@@ -272,8 +272,8 @@ def _bland_altman(part: pd.DataFrame) -> dict:
     the frames, the labelled values' mean and SD over them (the spread between participants and frames a network
     has to resolve), the bias (mean of predicted - labelled), the 95% limits of agreement (bias -/+ 1.96 SD of the
     differences; unknown, not zero, from one frame), the mean absolute error, and the intraclass correlation of
-    the predicted and labelled values (``stats.icc_absolute_agreement``, as validation studies of 2D kinematics
-    report it beside the limits)."""
+    the predicted and labelled values with its 95% confidence interval (``stats.icc_absolute_agreement``, as
+    validation studies of 2D kinematics report it beside the limits)."""
     several = len(part) > 1
     spread = float(part["error"].std(ddof=1)) if several else float("nan")
     bias = float(part["error"].mean())
@@ -281,12 +281,13 @@ def _bland_altman(part: pd.DataFrame) -> dict:
             "labelled_sd": float(part["labelled"].std(ddof=1)) if several else float("nan"),
             "bias": bias, "loa_low": bias - 1.96 * spread, "loa_high": bias + 1.96 * spread,
             "mean_abs_error": float(part["abs_error"].mean()),
-            "icc_a1": icc_absolute_agreement(part[["labelled", "predicted"]].to_numpy())}
+            **dict(zip(("icc_a1", "icc_a1_ci_low", "icc_a1_ci_high"),
+                       icc_absolute_agreement(part[["labelled", "predicted"]].to_numpy())))}
 
 
 AGREEMENT_COLUMNS = ["frames", "labelled_mean", "labelled_sd", "bias", "loa_low", "loa_high", "mean_abs_error",
-                     "icc_a1"]
-UNITLESS = ("frames", "icc_a1")
+                     "icc_a1", "icc_a1_ci_low", "icc_a1_ci_high"]
+UNITLESS = ("frames", "icc_a1", "icc_a1_ci_low", "icc_a1_ci_high")
 
 
 def _rows_at(kinematics: pd.DataFrame, iteration: int, split: str, quantity_ending: str) -> pd.DataFrame:
@@ -339,9 +340,11 @@ def knee_angle_caution(to_use: dict) -> str | None:
     if icc is None or icc >= POOR_AGREEMENT_ICC:
         return None
     low, high = to_use["test_fppa_limits_of_agreement_deg"]
+    interval = to_use.get("test_fppa_icc_a1_ci") or [None, None]
+    interval = f"95% CI {interval[0]:.2f} to {interval[1]:.2f}, " if None not in interval else ""
     return (f"The knee angles of frame set {to_use['frame_set_size']}'s network agree poorly with the labels' "
-            f"(ICC(A,1) {icc:.2f}, below {POOR_AGREEMENT_ICC:g}, over "
-            f"{to_use['test_fppa_frames']} test knee angles; 95% limits of agreement {low:.1f} to {high:.1f} deg "
+            f"(ICC(A,1) {icc:.2f}, below {POOR_AGREEMENT_ICC:g} ({interval}from {to_use['test_fppa_frames']} "
+            f"test knee angles); 95% limits of agreement {low:.1f} to {high:.1f} deg "
             f"where the labelled FPPA varies by {to_use['test_fppa_labelled_sd_deg']:.1f} deg, SD): its FPPA does "
             f"not yet tell these knees apart, which its pixel errors do not show. Before reading knee angles from "
             f"it, lower its errors relative to the knees' size in the image (more labelled frames; the knees filmed "
