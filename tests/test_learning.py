@@ -248,11 +248,13 @@ def test_a_network_to_use_whose_knee_angles_agree_poorly_with_the_labels_gets_a_
     icc, low, high = icc_absolute_agreement(own[["labelled", "predicted"]].to_numpy())
     assert best["test_fppa_icc_a1"] == pytest.approx(icc) and icc < 0
     caution = best["knee_angle_caution"]
-    assert caution.startswith(f"The knee angles of frame set {best['frame_set_size']}'s network agree poorly with the "
-                              f"labels' (ICC(A,1) {icc:.2f}, below 0.5 (95% CI {low:.2f} to {high:.2f}, from "
-                              f"{len(own)} test knee angles); 95% limits")
+    assert caution.startswith(f"The knee angles of the network to use (frame set {best['frame_set_size']}) agree "
+                              f"poorly with the labels' (ICC(A,1) {icc:.2f}, below 0.5 (95% CI {low:.2f} to "
+                              f"{high:.2f}, from {len(own)} test knee angles); 95% limits")
     assert "does not yet tell these knees apart" in caution and "more labelled frames" in caution
-    assert f"<div class='warn'>{escape(caution)}</div>" in page
+    # at the top, below the recommendation, where a lab reads the answer
+    assert f"</p>\n<div class='warn'><b>Knee angles.</b> {escape(caution)}</div>" in page
+    assert page.index("<b>Recommendation:</b>") < page.index("<b>Knee angles.</b>") < page.index("Did the networks")
     from posesweep.stages import say_the_answer
 
     with caplog.at_level(logging.INFO, logger="posesweep"):
