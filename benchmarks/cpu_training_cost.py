@@ -100,7 +100,8 @@ def main() -> None:
                 rows.append(measure(Path(tmp), engine, width, height, args.iterations, batch_size))
                 row = rows[-1]
                 print(f"{row['engine']:<10} {row['size']:>9} batch {batch_size}: measured "
-                      f"{row['measured_s_per_iteration']:7.3f} s/iteration, the estimate's table {row['expected_s_per_iteration']:7.3f} "
+                      f"{row['measured_s_per_iteration']:7.3f} s/iteration, the estimate's table "
+                      f"{row['expected_s_per_iteration']:7.3f} "
                       f"(expected / measured {row['expected_over_measured']:.2f})", flush=True)
                 if args.out:
                     write_json_atomic(args.out, rows)

@@ -34,7 +34,6 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -124,9 +123,9 @@ def measure(args: argparse.Namespace, data_root: Path) -> None:
                                    ("posesweep evaluate, all networks, one process", one_s, one_mb),
                                    ("deeplabcut.evaluate_network", dlc_s, dlc_mb)):
         print(f"{name:<46}{seconds:>10.1f}{peak_mb:>10.0f}{images / seconds:>10.1f}{dlc_s / seconds:>9.2f}x")
-    print(f"\nspeed-up over DeepLabCut for {args.snapshots} snapshots of each of {len(sizes)} networks ({sizes} frames; "
-          f"DeepLabCut predicts all {n_frames} labeled images per network): {dlc_s / per_network_s:.2f}x with one "
-          f"process per network, {dlc_s / one_s:.2f}x with all networks in one process")
+    print(f"\nspeed-up over DeepLabCut for {args.snapshots} snapshots of each of {len(sizes)} networks ({sizes} "
+          f"frames; DeepLabCut predicts all {n_frames} labeled images per network): {dlc_s / per_network_s:.2f}x with "
+          f"one process per network, {dlc_s / one_s:.2f}x with all networks in one process")
     print(f"per-landmark errors compared: {len(differences)} (snapshots x splits x landmarks from "
           f"{len(results)} DeepLabCut result files); largest difference {max(differences):.2e} px")
 

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +95,8 @@ def deeplabcut_kmeans(videos: list[Path], work: Path) -> dict:
         "deeplabcut.extract_frames(config, mode='automatic', algo='kmeans', userfeedback=False, crop=False)\n"
         "picked = {}\n"
         "for folder in (Path(config).parent / 'labeled-data').iterdir():\n"
-        "    picked[folder.name] = sorted(int(''.join(c for c in p.stem if c.isdigit())) for p in folder.glob('img*.png'))\n"
+        "    picked[folder.name] = sorted(int(''.join(c for c in p.stem if c.isdigit()))\n"
+        "                                 for p in folder.glob('img*.png'))\n"
         "result = {'picked': picked}\n"
     )
 

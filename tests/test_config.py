@@ -71,8 +71,8 @@ def test_a_cohort_folder_name_that_cannot_be_used_is_refused_with_a_name_that_ca
 
 
 @pytest.mark.parametrize("given, told", [
-    ("/srv/posesweep/cohorts/knee_2026/", "for this one, the data root /srv/posesweep (make study "
-                                          "DATA_ROOT=/srv/posesweep ..., or POSESWEEP_DATA_ROOT) and cohort 'knee_2026'"),
+    ("/srv/posesweep/cohorts/knee_2026/", "for this one, the data root /srv/posesweep (make study DATA_ROOT="
+                                          "/srv/posesweep ..., or POSESWEEP_DATA_ROOT) and cohort 'knee_2026'"),
     ("/home/me/Reaching Mackenzie", "copy this folder there as cohorts/Reaching_Mackenzie (a link to it is refused; "
                                     "links to its videos are read) and give cohort 'Reaching_Mackenzie'"),
     ("C:\\Users\\me\\knee", "copy this folder there as cohorts/knee"),

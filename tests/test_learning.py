@@ -112,7 +112,8 @@ def _networks(errors, iteration):
 def test_networks_that_learned_get_the_studys_answer_and_the_network_to_use(tmp_path, caplog):
     errors = error_table()
     chosen = analyse(errors)["chosen_iteration"]
-    errors.loc[(errors["frame_set_size"] == 10) & (errors["split"] == "test"), "error_px"] *= 0.1  # the smaller set best
+    # the smaller set best
+    errors.loc[(errors["frame_set_size"] == 10) & (errors["split"] == "test"), "error_px"] *= 0.1
     page, summary = _report(tmp_path, errors, networks=_networks(errors, chosen))
     assert summary["networks_learned"] is True and summary["recommendation_made"] is True
     assert "<b>Recommendation:</b>" in page and "did not learn" not in page

@@ -66,8 +66,9 @@ def test_errors_by_network_and_by_landmark_by_hand():
     assert list(by_network.columns) == ["frame_set_size", "test_error_px", "train_error_px"]
     assert by_network.loc[100, "train_error_px"] == pytest.approx(5.5)
     assert by_network.loc[200, "test_error_px"] == pytest.approx(3.0)
-    by_frame_set = pd.DataFrame({"landmark": ["knee", "knee", "ankle", "knee"], "split": ["test", "test", "test", "train"],
-                                 "frame_set_size": [10, 20, 10, 10], "error_px": [4.0, 6.0, 1.0, 2.0]})
+    by_frame_set = pd.DataFrame({"landmark": ["knee", "knee", "ankle", "knee"],
+                                 "split": ["test", "test", "test", "train"], "frame_set_size": [10, 20, 10, 10],
+                                 "error_px": [4.0, 6.0, 1.0, 2.0]})
     per_landmark = errors_by_landmark(by_frame_set).set_index("landmark")
     assert per_landmark.loc["knee", "test_error_px"] == pytest.approx(5.0)
     assert math.isnan(per_landmark.loc["ankle", "train_error_px"])

@@ -369,7 +369,8 @@ def test_a_person_running_posesweep_at_a_terminal_reads_the_errors_paragraph_not
         in text, text
 
 
-def test_a_child_ending_by_os_exit_leaves_no_tensorflow_autograph_files_in_the_temporary_folder(tmp_path, monkeypatch, caplog):
+def test_a_child_ending_by_os_exit_leaves_no_tensorflow_autograph_files_in_the_temporary_folder(tmp_path, monkeypatch,
+                                                                                                  caplog):
     """TensorFlow's autograph writes a source file per converted function to the temporary folder and removes them
     only at a normal exit; a posesweep child that fails ends by ``os._exit`` (``cli.main``), and every failed
     training left them behind in /tmp. The child's temporary folder is its own and goes with it."""

@@ -805,7 +805,7 @@ def test_a_training_whose_step_ran_out_of_gpu_memory_beside_its_frames_retries_w
     from posesweep.gpu_memory import GIB, GpuMemory, step_out_of_memory
 
     run = training_ready_run(tiny_cohort, tmp_path / "data", {**PYTORCH_CONF, "max_iterations": 20,
-                                                                       "snapshot_interval": 10}, "manual__frames_off_gpu")
+                                                              "snapshot_interval": 10}, "manual__frames_off_gpu")
     error = step_out_of_memory(GpuMemory("NVIDIA RTX A5000", 24 * GIB, 23 * GIB, GIB // 2, 5 * GIB), 8, 1920, 1080,
                                "bf16", 12)
     marker = run.layout.frames_on_host_marker(12)

