@@ -131,6 +131,28 @@ def test_kinematic_errors_per_frame_from_predicted_and_labelled_landmarks():
     assert set(table["unit"]) == {"deg", "ratio"}
 
 
+def test_a_network_putting_both_ankles_on_one_pixel_has_no_separation_ratio_there_not_an_infinite_one():
+    import warnings
+
+    rows = []
+    label = {"right_hip": (100, 0), "right_knee": (100, 100), "right_ankle": (100, 200),
+             "left_hip": (300, 0), "left_knee": (300, 100), "left_ankle": (300, 200)}
+    for image, ankles_together in (("img1.png", True), ("img2.png", False)):
+        for landmark, (x, y) in label.items():
+            x_pred = 200 if ankles_together and landmark.endswith("_ankle") else x
+            rows.append({"frame_set_size": 10, "snapshot_iteration": 50, "split": "test", "video": "P1",
+                         "image": image, "landmark": landmark, "x_label_px": x, "y_label_px": y,
+                         "x_pred_px": x_pred, "y_pred_px": y})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no divide-by-zero warning in the task log either
+        table = kinematic_errors(pd.DataFrame(rows))
+    assert np.isfinite(table[["labelled", "predicted", "error"]].to_numpy()).all()
+    separation = table[table["quantity"] == "knee_ankle_separation_ratio"]
+    assert separation["image"].tolist() == ["img2.png"]  # left out only where undefined
+    width = table[(table["quantity"] == "hip_ankle_width_ratio") & (table["image"] == "img1.png")]
+    assert width["predicted"].tolist() == [0.0]  # ankles together: a width ratio of 0, which is defined
+
+
 LAB_NAMES = {"right_hip": "R_ASIS", "right_knee": "RKnee", "right_ankle": "ankle_R", "left_hip": "LeftHip",
              "left_knee": "knee l", "left_ankle": "LAnkle"}
 

@@ -78,9 +78,17 @@ def frame_kinematics(points: dict[str, np.ndarray], camera_view: str = "front") 
                                         camera_view) for side in sides}
     if len(sides) == len(SIDES):
         ankles = _distance(points["right_ankle"], points["left_ankle"])
-        out["knee_ankle_separation_ratio"] = _distance(points["right_knee"], points["left_knee"]) / ankles
-        out["hip_ankle_width_ratio"] = ankles / _distance(points["right_hip"], points["left_hip"])
+        out["knee_ankle_separation_ratio"] = _ratio(_distance(points["right_knee"], points["left_knee"]), ankles)
+        out["hip_ankle_width_ratio"] = _ratio(ankles, _distance(points["right_hip"], points["left_hip"]))
     return out
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, undefined (NaN: the frame is left out of that ratio) where the denominator is 0: a
+    network that puts both ankles on one pixel has no knee-to-ankle separation ratio, not an infinite one that
+    turned every mean and limit of agreement over its frames infinite (with a divide-by-zero warning in the log)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, numerator / denominator, np.nan)
 
 
 SIDE_WORDS = {"right": ("right", "rt", "r"), "left": ("left", "lt", "l")}
