@@ -222,6 +222,13 @@ def test_the_report_shows_fppa_error_by_iterations_and_frame_set_size(tmp_path):
     assert summary["test_fppa_error_deg_at_chosen_iteration"] == pytest.approx(expected)
     assert f"test FPPA error is {expected:.1f} deg" in summary["recommendation"]
     assert summary["fppa_anova"]["test"]["n_levels"] == 4 and summary["fppa_anova"]["test"]["n_subjects"] == 4
+    # JSON that R's jsonlite, JavaScript and jq read: an undefined statistic (Mauchly's test with as many levels as
+    # subjects) is null, not Python's NaN
+    def refuse(constant):
+        raise AssertionError(f"{constant} in summary.json: not JSON")
+
+    strict = json.loads(layout.summary_file.read_text(), parse_constant=refuse)
+    assert strict["fppa_anova"]["test"]["mauchly_p"] is None
     assert (layout.report_dir / "figure_fppa_error.png").stat().st_size > 10_000
 
 

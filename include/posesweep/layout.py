@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 import re
 import tempfile
@@ -249,6 +251,18 @@ def write_text_atomic(target: Path, text: str) -> Path:
 
 def write_json_atomic(target: Path, payload: Any) -> Path:
     return write_text_atomic(target, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def null_where_not_finite(payload: Any) -> Any:
+    """``payload`` with NaN and infinite numbers as None (JSON null), for a file other programs read: Python wrote
+    them as NaN, which is not JSON; R's jsonlite, JavaScript's JSON.parse and jq refuse the whole file."""
+    if isinstance(payload, numbers.Real) and not isinstance(payload, numbers.Integral):
+        return payload if math.isfinite(payload) else None
+    if isinstance(payload, dict):
+        return {key: null_where_not_finite(value) for key, value in payload.items()}
+    if isinstance(payload, (list, tuple)):
+        return [null_where_not_finite(value) for value in payload]
+    return payload
 
 
 def write_csv_atomic(table, target: Path) -> Path:

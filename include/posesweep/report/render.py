@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..cohort import UNMATCHED_FACTS
 from ..config import SPLIT_MODES
-from ..layout import RunLayout, write_csv_atomic, write_json_atomic, write_text_atomic
+from ..layout import RunLayout, null_where_not_finite, write_csv_atomic, write_json_atomic, write_text_atomic
 from ..learning import RULE, landmarks_without_training_labels, learning_check
 from ..networks import analyze_videos_call
 from ..provenance import mixed_software_warning, software_sentence
@@ -185,7 +185,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
             "fppa_agreement_at_chosen_iteration": kinematic["fppa_agreement"].to_dict(orient="records"),
             "ratio_agreement_at_chosen_iteration": kinematic["ratio_agreement"].to_dict(orient="records"),
         })
-    write_json_atomic(layout.summary_file, summary)
+    write_json_atomic(layout.summary_file, null_where_not_finite(summary))  # JSON other programs read
     page = _template().render(
         layout=layout, study=study, summary=summary, chosen=chosen, context=context,
         figures={name: inline_png(path) for name, path in figure_files.items()},
