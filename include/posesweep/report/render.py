@@ -113,7 +113,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
                                "test_fppa_icc_a1": agreement["icc_a1"] if math.isfinite(agreement["icc_a1"]) else None,
                                "test_fppa_icc_a1_ci": [value if math.isfinite(value) else None for value in
                                                        (agreement["icc_a1_ci_low"], agreement["icc_a1_ci_high"])],
-                               "test_fppa_frames": agreement["frames"]})
+                               "test_fppa_knee_angles": agreement["frames"]})  # both knees of its test frames
                 to_use["knee_angle_caution"] = tables.knee_angle_caution(to_use)
     csv_tables = {"learning_check": learned, "errors_by_network_and_snapshot": by_network,
                   "errors_by_iteration": by_iteration,

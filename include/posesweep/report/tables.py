@@ -344,7 +344,7 @@ def knee_angle_caution(to_use: dict) -> str | None:
     interval = f"95% CI {interval[0]:.2f} to {interval[1]:.2f}, " if None not in interval else ""
     return (f"The knee angles of the network to use (frame set {to_use['frame_set_size']}) agree poorly with the "
             f"labels' (ICC(A,1) {icc:.2f}, below {POOR_AGREEMENT_ICC:g} ({interval}from "
-            f"{to_use['test_fppa_frames']} test knee angles); 95% limits of agreement {low:.1f} to {high:.1f} deg "
+            f"{to_use['test_fppa_knee_angles']} test knee angles); 95% limits of agreement {low:.1f} to {high:.1f} deg "
             f"where the labelled FPPA varies by {to_use['test_fppa_labelled_sd_deg']:.1f} deg, SD): its FPPA does "
             f"not yet tell these knees apart, which its pixel errors do not show. Before reading knee angles from "
             f"it, lower its errors relative to the knees' size in the image (more labelled frames; the knees filmed "
