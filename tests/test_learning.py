@@ -211,7 +211,21 @@ def test_the_report_shows_fppa_error_by_iterations_and_frame_set_size(tmp_path):
     icc, low_icc, high_icc = icc_absolute_agreement(own[["labelled", "predicted"]].to_numpy())
     assert best["test_fppa_icc_a1"] == pytest.approx(icc) and best["test_fppa_icc_a1_ci"] == pytest.approx(
         [low_icc, high_icc])
-    assert best["test_fppa_icc_a1"] >= 0.5 and best["knee_angle_caution"] is None  # agreement not poor: no caution
+    # its knee angles agree well; its knee-to-ankle separation ratio does not, and the caution says that alone
+    assert best["test_fppa_icc_a1"] >= 0.5
+    separation = kinematics[(kinematics["frame_set_size"] == best["frame_set_size"]) & (kinematics["split"] == "test")
+                            & (kinematics["snapshot_iteration"] == chosen)
+                            & (kinematics["quantity"] == "knee_ankle_separation_ratio")]
+    separation_icc = icc_absolute_agreement(separation[["labelled", "predicted"]].to_numpy())[0]
+    assert best["test_ratio_icc_a1"]["knee_ankle_separation_ratio"] == pytest.approx(separation_icc)
+    assert separation_icc < 0.5
+    assert best["test_ratio_icc_a1"]["hip_ankle_width_ratio"] >= 0.5
+    assert best["knee_angle_caution"] == (
+        f"The width ratios of the network to use (frame set {best['frame_set_size']}) agree poorly with the labels' "
+        f"(knee ankle separation ratio: ICC(A,1) {separation_icc:.2f}, below 0.5): they do not yet tell these "
+        f"participants' knee and ankle widths apart, which its pixel errors do not show. Before reading knee "
+        f"kinematics from it, lower its errors relative to the knees' size in the image (more labelled frames; the "
+        f"knees filmed larger) and judge it on more test frames.")
     assert (f", within\n{low:.1f} to\n{high:.1f} deg of the labels' (95% limits of\nagreement, both knees) where the "
             f"labelled FPPA varies by\n{best['test_fppa_labelled_sd_deg']:.1f} deg (SD); ICC(A,1)\n"
             f"{icc:.2f} (95% CI\n{low_icc:.2f} to\n{high_icc:.2f}))") in page
@@ -261,8 +275,8 @@ def test_a_network_to_use_whose_knee_angles_agree_poorly_with_the_labels_gets_a_
                               f"{high:.2f}, from {len(own)} test knee angles); 95% limits")
     assert "does not yet tell these knees apart" in caution and "more labelled frames" in caution
     # at the top, below the recommendation, where a lab reads the answer
-    assert f"</p>\n<div class='warn'><b>Knee angles.</b> {escape(caution)}</div>" in page
-    assert page.index("<b>Recommendation:</b>") < page.index("<b>Knee angles.</b>") < page.index("Did the networks")
+    assert f"</p>\n<div class='warn'><b>Knee kinematics.</b> {escape(caution)}</div>" in page
+    assert page.index("<b>Recommendation:</b>") < page.index("<b>Knee kinematics.</b>") < page.index("Did the networks")
     from posesweep.stages import say_the_answer
 
     with caplog.at_level(logging.INFO, logger="posesweep"):

@@ -333,22 +333,35 @@ POOR_AGREEMENT_ICC = 0.5
 
 def knee_angle_caution(to_use: dict) -> str | None:
     """Where the network to use reads the FPPA poorly against the labels (ICC(A,1) below ``POOR_AGREEMENT_ICC``), a
-    plain sentence saying so with the numbers behind it and what lowers it; None otherwise. Its pixel errors, and
-    the study's recommendation, did not show it: the demo's network, at 1.4 px, read knee angles with an ICC of
-    0.24, differing from the labels' by about as much as the knees differ from one another."""
+    plain sentence saying so with the numbers behind it and what lowers it, and which of its width ratios agree
+    poorly too (or alone); None where none does. Its pixel errors, and the study's recommendation, did not show it:
+    the demo's network, at 1.4 px, read knee angles with an ICC of 0.24, differing from the labels' by about as much
+    as the knees differ from one another."""
+    network = f"the network to use (frame set {to_use['frame_set_size']})"
+    said = []
     icc = to_use.get("test_fppa_icc_a1")
-    if icc is None or icc >= POOR_AGREEMENT_ICC:
+    if icc is not None and icc < POOR_AGREEMENT_ICC:
+        low, high = to_use["test_fppa_limits_of_agreement_deg"]
+        interval = to_use.get("test_fppa_icc_a1_ci") or [None, None]
+        interval = f"95% CI {interval[0]:.2f} to {interval[1]:.2f}, " if None not in interval else ""
+        said.append(f"The knee angles of {network} agree poorly with the labels' (ICC(A,1) {icc:.2f}, below "
+                    f"{POOR_AGREEMENT_ICC:g} ({interval}from {to_use['test_fppa_knee_angles']} test knee angles); "
+                    f"95% limits of agreement {low:.1f} to {high:.1f} deg where the labelled FPPA varies by "
+                    f"{to_use['test_fppa_labelled_sd_deg']:.1f} deg, SD): its FPPA does not yet tell these knees "
+                    f"apart, which its pixel errors do not show.")
+    poor_ratios = {name: value for name, value in (to_use.get("test_ratio_icc_a1") or {}).items()
+                   if value < POOR_AGREEMENT_ICC}
+    if poor_ratios:
+        listed = "; ".join(f"{name.replace('_', ' ')}: ICC(A,1) {value:.2f}" for name, value in poor_ratios.items())
+        said.append(f"Its width ratios agree poorly too ({listed})." if said else
+                    f"The width ratios of {network} agree poorly with the labels' ({listed}, below "
+                    f"{POOR_AGREEMENT_ICC:g}): they do not yet tell these participants' knee and ankle widths apart, "
+                    f"which its pixel errors do not show.")
+    if not said:
         return None
-    low, high = to_use["test_fppa_limits_of_agreement_deg"]
-    interval = to_use.get("test_fppa_icc_a1_ci") or [None, None]
-    interval = f"95% CI {interval[0]:.2f} to {interval[1]:.2f}, " if None not in interval else ""
-    return (f"The knee angles of the network to use (frame set {to_use['frame_set_size']}) agree poorly with the "
-            f"labels' (ICC(A,1) {icc:.2f}, below {POOR_AGREEMENT_ICC:g} ({interval}from "
-            f"{to_use['test_fppa_knee_angles']} test knee angles); 95% limits of agreement {low:.1f} to {high:.1f} deg "
-            f"where the labelled FPPA varies by {to_use['test_fppa_labelled_sd_deg']:.1f} deg, SD): its FPPA does "
-            f"not yet tell these knees apart, which its pixel errors do not show. Before reading knee angles from "
-            f"it, lower its errors relative to the knees' size in the image (more labelled frames; the knees filmed "
-            f"larger) and judge it on more test frames.")
+    return " ".join(said) + (" Before reading knee kinematics from it, lower its errors relative to the knees' size "
+                             "in the image (more labelled frames; the knees filmed larger) and judge it on more "
+                             "test frames.")
 
 
 def fppa_error_deg(kinematics: pd.DataFrame, iteration: int, split: str = "test") -> float:
