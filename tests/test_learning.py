@@ -220,7 +220,7 @@ def test_the_report_shows_fppa_error_by_iterations_and_frame_set_size(tmp_path):
     assert best["test_ratio_icc_a1"]["knee_ankle_separation_ratio"] == pytest.approx(separation_icc)
     assert separation_icc < 0.5
     assert best["test_ratio_icc_a1"]["hip_ankle_width_ratio"] >= 0.5
-    assert best["knee_angle_caution"] == (
+    assert best["knee_kinematics_caution"] == (
         f"The width ratios of the network to use (frame set {best['frame_set_size']}) agree poorly with the labels' "
         f"(knee ankle separation ratio: ICC(A,1) {separation_icc:.2f}, below 0.5): they do not yet tell these "
         f"participants' knee and ankle widths apart, which its pixel errors do not show. Before reading knee "
@@ -269,7 +269,7 @@ def test_a_network_to_use_whose_knee_angles_agree_poorly_with_the_labels_gets_a_
                      & (kinematics["snapshot_iteration"] == best["snapshot_iteration"])]
     icc, low, high = icc_absolute_agreement(own[["labelled", "predicted"]].to_numpy())
     assert best["test_fppa_icc_a1"] == pytest.approx(icc) and icc < 0
-    caution = best["knee_angle_caution"]
+    caution = best["knee_kinematics_caution"]
     assert caution.startswith(f"The knee angles of the network to use (frame set {best['frame_set_size']}) agree "
                               f"poorly with the labels' (ICC(A,1) {icc:.2f}, below 0.5 (95% CI {low:.2f} to "
                               f"{high:.2f}, from {len(own)} test knee angles); 95% limits")

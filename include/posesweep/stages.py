@@ -749,7 +749,7 @@ def say_the_answer(summary: dict) -> None:
     of networks that learned nothing (a Reaching run from random weights: "plateau at 10 iterations" at 400 px)."""
     if summary["recommendation_made"]:
         log.info("the study's answer: %s", summary["recommendation"])
-        if caution := (summary.get("network_to_use") or {}).get("knee_angle_caution"):
+        if caution := (summary.get("network_to_use") or {}).get("knee_kinematics_caution"):
             log.warning("%s", caution)
     else:
         log.warning("%s. %s", summary["recommendation"], summary.get("learning_rule", ""))

@@ -331,7 +331,7 @@ def pooled_fppa_agreement(kinematics: pd.DataFrame, iteration: int) -> dict | No
 POOR_AGREEMENT_ICC = 0.5
 
 
-def knee_angle_caution(to_use: dict) -> str | None:
+def knee_kinematics_caution(to_use: dict) -> str | None:
     """Where the network to use reads the FPPA poorly against the labels (ICC(A,1) below ``POOR_AGREEMENT_ICC``), a
     plain sentence saying so with the numbers behind it and what lowers it, and which of its width ratios agree
     poorly too (or alone); None where none does. Its pixel errors, and the study's recommendation, did not show it:
