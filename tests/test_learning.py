@@ -274,6 +274,17 @@ def test_a_network_to_use_whose_knee_angles_agree_poorly_with_the_labels_gets_a_
                               f"poorly with the labels' (ICC(A,1) {icc:.2f}, below 0.5 (95% CI {low:.2f} to "
                               f"{high:.2f}, from {len(own)} test knee angles); 95% limits")
     assert "does not yet tell these knees apart" in caution and "more labelled frames" in caution
+    # no network of the study reads them better: the frame sets do not show how many frames knee angles need
+    by_size = {int(size): icc_absolute_agreement(part[["labelled", "predicted"]].to_numpy())[0] for size, part in
+               kinematics[fppa & (kinematics["split"] == "test")
+                          & (kinematics["snapshot_iteration"] == best["snapshot_iteration"])].groupby("frame_set_size")}
+    assert len(by_size) == 2 and max(by_size.values()) < 0.5
+    assert {int(size): icc for size, icc in best["test_fppa_icc_a1_by_frame_set"].items()} == pytest.approx(by_size)
+    listed = ", ".join(f"{icc:.2f} (frame set {size})" for size, icc in sorted(by_size.items()))
+    assert caution.endswith(
+        f"judge it on more test frames. No network of the study reads the knee angles better than poorly at "
+        f"{best['snapshot_iteration']:,} iterations (ICC(A,1) {listed}): the study cannot yet say how many labelled "
+        f"frames they need; its frame sets answer for pixel errors only.")
     # at the top, below the recommendation, where a lab reads the answer
     assert f"</p>\n<div class='warn'><b>Knee kinematics.</b> {escape(caution)}</div>" in page
     assert page.index("<b>Recommendation:</b>") < page.index("<b>Knee kinematics.</b>") < page.index("Did the networks")
@@ -282,6 +293,54 @@ def test_a_network_to_use_whose_knee_angles_agree_poorly_with_the_labels_gets_a_
     with caplog.at_level(logging.INFO, logger="posesweep"):
         say_the_answer(json.loads(layout.summary_file.read_text()))
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [caution]
+
+
+@pytest.mark.parametrize("split_mode", ["paper", "fixed_test"])
+def test_a_caution_names_another_network_reading_the_knee_angles_well_where_the_one_to_use_reads_them_poorly(
+        tmp_path, split_mode):
+    """The frame-set question asked of the knee angles: where the network with the lowest pixel error reads them
+    poorly and another network reads them well, the caution names that one, and whether the two were judged on
+    the same test frames (fixed_test) or each on its own (the paper's split)."""
+    from posesweep.kinematics import kinematic_errors
+    from posesweep.stats import analyse_fppa, icc_absolute_agreement
+
+    errors = error_table(landmarks=list(FRONTAL_BODYPARTS))
+    chosen = analyse(errors)["chosen_iteration"]
+    networks = _networks(errors, chosen)
+    best_size = tables_network_to_use(errors, networks, chosen)
+    kinematics = kinematic_errors(errors)
+    fppa = kinematics["quantity"].str.endswith("_fppa_deg")
+    mirrored = fppa & (kinematics["frame_set_size"] == best_size)  # only the network to use reads them mirrored
+    mean = kinematics[mirrored].groupby(["snapshot_iteration", "split"])["labelled"].transform("mean")
+    kinematics.loc[mirrored, "predicted"] = 2 * mean - kinematics.loc[mirrored, "labelled"]
+    closer = fppa & ~mirrored  # the other network's knee angles a fifth as far from the labels'
+    labelled = kinematics.loc[closer, "labelled"]
+    kinematics.loc[closer, "predicted"] = labelled + 0.2 * (kinematics.loc[closer, "predicted"] - labelled)
+    kinematics["error"] = kinematics["predicted"] - kinematics["labelled"]
+    kinematics["abs_error"] = kinematics["error"].abs()
+    layout = RunLayout.create(tmp_path, "tiny", "run")
+    study = {**context()["study_config"], "split_mode": split_mode}
+    write_report(layout, analyse(errors), errors, {**context(), "study_config": study, "networks": networks},
+                 kinematics, analyse_fppa(kinematics))
+    best = json.loads(layout.summary_file.read_text())["network_to_use"]
+    assert best["frame_set_size"] == best_size
+    at = kinematics[fppa & (kinematics["split"] == "test") & (kinematics["snapshot_iteration"] == chosen)]
+    by_size = {int(size): icc_absolute_agreement(part[["labelled", "predicted"]].to_numpy())[0]
+               for size, part in at.groupby("frame_set_size")}
+    other = next(size for size in by_size if size != best_size)
+    assert by_size[best_size] < 0.5 <= by_size[other]
+    listed = ", ".join(f"{icc:.2f} (frame set {size})" for size, icc in sorted(by_size.items()))
+    found = f"The network of frame set {other} reads the knee angles with ICC(A,1) {by_size[other]:.2f} ({listed})"
+    assert (f"{found} on the same test frames: read knee angles from it rather than from the network with the lowest "
+            f"pixel error (the agreement table gives each ICC's interval)." if split_mode == "fixed_test" else
+            f"{found}, on its own test frames: compare the two on the same test frames (split_mode fixed_test) "
+            f"before reading knee angles from either.") in best["knee_kinematics_caution"]
+
+
+def tables_network_to_use(errors: pd.DataFrame, networks: list[dict], chosen: int) -> int:
+    from posesweep.report.tables import errors_by_network, network_to_use
+
+    return network_to_use(networks, errors_by_network(errors), chosen, learning_check(errors, chosen))["frame_set_size"]
 
 
 def test_the_report_names_the_labs_landmarks_behind_the_knee_angles_or_says_why_there_are_none(tmp_path):

@@ -114,9 +114,11 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
                                "test_fppa_icc_a1_ci": [value if math.isfinite(value) else None for value in
                                                        (agreement["icc_a1_ci_low"], agreement["icc_a1_ci_high"])],
                                "test_fppa_knee_angles": agreement["frames"]})  # both knees of its test frames
+            to_use["test_fppa_icc_a1_by_frame_set"] = tables.fppa_icc_by_frame_set(kinematics, chosen)
             to_use["test_ratio_icc_a1"] = {row["ratio"]: row["icc_a1"] for row in kinematic["ratio_agreement"].to_dict(
                 orient="records") if row["frame_set_size"] == to_use["frame_set_size"] and math.isfinite(row["icc_a1"])}
-            to_use["knee_kinematics_caution"] = tables.knee_kinematics_caution(to_use)
+            to_use["knee_kinematics_caution"] = tables.knee_kinematics_caution(
+                to_use, shared_test_frames=study["split_mode"] != "paper")
     csv_tables = {"learning_check": learned, "errors_by_network_and_snapshot": by_network,
                   "errors_by_iteration": by_iteration,
                   "accuracy_by_network_and_snapshot": snapshot_accuracy, "errors_by_landmark": by_landmark,

@@ -327,11 +327,22 @@ def pooled_fppa_agreement(kinematics: pd.DataFrame, iteration: int) -> dict | No
     return rows[0] if len(rows) == 1 else None
 
 
+def fppa_icc_by_frame_set(kinematics: pd.DataFrame, iteration: int) -> dict[int, float]:
+    """Each network's ICC(A,1) of the FPPA over its knees together at one snapshot (test frames), by frame-set
+    size; a network whose ICC is undefined (too few test frames) is left out."""
+    by_size = {}
+    for size, own in kinematics.groupby("frame_set_size"):
+        agreement = pooled_fppa_agreement(own, iteration)
+        if agreement is not None and math.isfinite(agreement["icc_a1"]):
+            by_size[int(size)] = agreement["icc_a1"]
+    return by_size
+
+
 # Below this ICC(A,1) agreement is poor (Koo & Li, J Chiropr Med 2016;15:155-163)
 POOR_AGREEMENT_ICC = 0.5
 
 
-def knee_kinematics_caution(to_use: dict) -> str | None:
+def knee_kinematics_caution(to_use: dict, shared_test_frames: bool = False) -> str | None:
     """Where the network to use reads the FPPA poorly against the labels (ICC(A,1) below ``POOR_AGREEMENT_ICC``), a
     plain sentence saying so with the numbers behind it and what lowers it, and which of its width ratios agree
     poorly too (or alone); None where none does. Its pixel errors, and the study's recommendation, did not show it:
@@ -359,9 +370,33 @@ def knee_kinematics_caution(to_use: dict) -> str | None:
                     f"which its pixel errors do not show.")
     if not said:
         return None
-    return " ".join(said) + (" Before reading knee kinematics from it, lower its errors relative to the knees' size "
-                             "in the image (more labelled frames; the knees filmed larger) and judge it on more "
-                             "test frames.")
+    said.append("Before reading knee kinematics from it, lower its errors relative to the knees' size in the image "
+                "(more labelled frames; the knees filmed larger) and judge it on more test frames.")
+    if icc is not None and icc < POOR_AGREEMENT_ICC:
+        said.append(_other_networks_knee_angles(to_use, shared_test_frames))
+    return " ".join(sentence for sentence in said if sentence)
+
+
+def _other_networks_knee_angles(to_use: dict, shared_test_frames: bool) -> str:
+    """Whether another of the study's networks reads the knee angles well where the network to use does not: the
+    frame-set question of the study, asked of the knee angles (empty with one network). ``shared_test_frames``:
+    the networks were tested on the same frames (split modes other than the paper's)."""
+    by_size = to_use.get("test_fppa_icc_a1_by_frame_set") or {}
+    if len(by_size) < 2:
+        return ""
+    listed = ", ".join(f"{icc:.2f} (frame set {size})" for size, icc in sorted(by_size.items()))
+    well = sorted(size for size, icc in by_size.items() if icc >= POOR_AGREEMENT_ICC)
+    if not well:
+        return (f"No network of the study reads the knee angles better than poorly at "
+                f"{to_use['snapshot_iteration']:,} iterations (ICC(A,1) {listed}): the study cannot yet say how many "
+                f"labelled frames they need; its frame sets answer for pixel errors only.")
+    found = (f"The network of frame set {well[0]} reads the knee angles with ICC(A,1) {by_size[well[0]]:.2f} "
+             f"({listed})")
+    if shared_test_frames:
+        return (f"{found} on the same test frames: read knee angles from it rather than from the network with the "
+                f"lowest pixel error (the agreement table gives each ICC's interval).")
+    return (f"{found}, on its own test frames: compare the two on the same test frames (split_mode fixed_test) "
+            f"before reading knee angles from either.")
 
 
 def fppa_error_deg(kinematics: pd.DataFrame, iteration: int, split: str = "test") -> float:
