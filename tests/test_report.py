@@ -58,6 +58,34 @@ def test_anova_table_reads_one_quantity_per_row_with_a_column_per_split():
     assert table.set_index("quantity").loc["plateau_iteration"].tolist() == ["175000", "none"]
 
 
+def test_the_answer_says_how_small_a_difference_between_iteration_levels_its_tests_would_have_found():
+    """"Errors stop improving" rests on tests that found no difference between later levels: the answer says how
+    small a difference they would have found with 80% power (the larger of the splits' from the chosen level on), and
+    where no two levels differ at all, how large one had to be."""
+    from posesweep.report.tables import recommendation
+
+    learned = pd.DataFrame({"frame_set_size": [200, 400], "snapshot_iteration": [175_000] * 2,
+                            "test_error_px": [3.0, 2.5], "mean_pose_error_px": [40.0, 40.0], "learned": [True, True]})
+    test = pd.DataFrame({"iteration_a": [150_000, 150_000, 175_000], "iteration_b": [175_000, 200_000, 200_000],
+                         "p_bonferroni": [0.01, 0.01, 0.5], "detectable_difference_px": [0.9, 0.8, 0.3]})
+    train = test.assign(detectable_difference_px=[0.5, 0.6, 0.42])
+    plateau = {"chosen_iteration": 175_000, "chosen_iteration_is_plateau": True, "minimum_frames": {},
+               "per_split": {"test": {"pairwise": test, "no_two_levels_differ": False},
+                             "train": {"pairwise": train, "no_two_levels_differ": False}}}
+    assert recommendation(plateau, learned) == (
+        "Errors stop improving significantly at 175,000 iterations (later levels' errors differing by 0.42 px or more "
+        "would have been found with 80% power)")
+    subject_means = pd.DataFrame({"split": ["test"] * 4, "subject": ["a", "b"] * 2, "error_px": [13.0, 12.0, 7.0, 6.0],
+                                  "snapshot_iteration": [150_000, 150_000, 200_000, 200_000]})
+    undecided = {"chosen_iteration": 200_000, "chosen_iteration_is_plateau": False, "minimum_frames": {},
+                 "subject_means": subject_means,
+                 "per_split": {split: {"pairwise": table.assign(p_bonferroni=1.0), "no_two_levels_differ": True,
+                                       "anova": {"n_subjects": 2}} for split, table in (("test", test),
+                                                                                        ("train", train))}}
+    assert "tell no snapshot from another (with 80% power they would have found differences of 0.9 px or more only; " \
+           "more frame sets or landmarks give them more)" in recommendation(undecided, learned)
+
+
 def test_errors_by_network_and_by_landmark_by_hand():
     from posesweep.report.tables import errors_by_landmark, errors_by_network, mean_mm_at
 

@@ -4,12 +4,13 @@ it was split into table functions, figures and a template (tests/data/report_gol
 import json
 import math
 
+import pytest
 from report_input import context, error_table, html_tables
 
 from conftest import REPO
 from posesweep.layout import RunLayout
 from posesweep.report import write_report
-from posesweep.stats import analyse
+from posesweep.stats import analyse, detectable_difference_from
 
 GOLDEN = json.loads((REPO / "tests" / "data" / "report_golden.json").read_text())
 
@@ -49,6 +50,17 @@ def test_report_tables_and_summary_are_unchanged(tmp_path):
         if table.get("quantity", [None])[-1] == "plateau_iteration":
             for column in table:
                 table[column] = [*table[column], "no_two_levels_differ" if column == "quantity" else "False"]
+    # and another: each post-hoc comparison gives the difference it would have found with 80% power, and each
+    # split's ANOVA the largest of those from its plateau on (none without a plateau: here the train error's)
+    analysis = analyse(errors)
+    detectable = [table.pop("detectable_difference_px") for table in tables if "detectable_difference_px" in table]
+    assert detectable == [html_column(analysis, split, "detectable_difference_px") for split in ("test", "train")]
+    for table in tables:
+        if table.get("quantity", [None])[-1] == "detectable_difference_after_plateau_px":
+            for column in table:
+                table[column].pop()
+    plateau_difference = detectable_difference_from(analysis["per_split"]["test"]["pairwise"], 150)
+    assert plateau_difference > 0
     # another deliberate change: the paper's rows only for the paper's 10 landmarks (this input has 3)
     paper = [t for t in golden if "paper" in t]
     assert len(paper) == 1 and paper[0] not in tables and "this cohort's landmarks are others" in page
@@ -57,12 +69,23 @@ def test_report_tables_and_summary_are_unchanged(tmp_path):
     summary = json.loads(json.dumps(json.loads(layout.summary_file.read_text()), sort_keys=True, default=str))
     summary["run"] = GOLDEN["summary"]["run"]
     assert [row.pop("no_two_levels_differ") for row in summary["anova"].values()] == [False, False]
+    assert [summary["anova"][split].pop("detectable_difference_after_plateau_px") for split in ("test", "train")] == \
+        [pytest.approx(plateau_difference), None]
+    for split, rows in summary["posthoc"].items():
+        assert [row.pop("detectable_difference_px") for row in rows] == pytest.approx(
+            list(analysis["per_split"][split]["pairwise"]["detectable_difference_px"]))
     # and the minimum frame count's sentence ends with the test errors behind it: its own and the largest set's
     # (the networks' test errors at the chosen iteration, as summary.json lists them)
     assert summary["recommendation"] == GOLDEN["summary"]["recommendation"] + " (16.25 px; 13.14 px with 20)"
     summary["recommendation"] = GOLDEN["summary"]["recommendation"]
     for key in GOLDEN["summary"]:
         assert _same(summary[key], GOLDEN["summary"][key]), key
+
+
+def html_column(analysis: dict, split: str, column: str) -> list[str]:
+    """A post-hoc table's column as the report's HTML writes its cells (4 significant digits)."""
+    return [f"{value:.4g}" if isinstance(value, float) else str(value)
+            for value in analysis["per_split"][split]["pairwise"][column]]
 
 
 def test_the_report_states_the_split_and_seed_a_methods_section_needs(tmp_path):

@@ -188,3 +188,54 @@ def test_icc_absolute_agreement_gives_shrout_and_fleiss_published_icc_2_1_and_it
         [0.5, -0.3, 0.2, -0.6, 0.4, -0.2])]))
     assert 0.5 < biased < 0.9 and low < biased < high
     assert np.isnan(icc_absolute_agreement(np.array([[3.0, 4.0]]))).all()  # one frame: unknown
+
+
+def test_the_effect_size_a_paired_test_detects_with_80_percent_power_holds_for_few_subjects_where_statsmodels_not():
+    """G*Power's and statsmodels' d = 0.660 for 20 subjects at 0.05; for 4 subjects at a Bonferroni level of 0.05 / 15
+    (the demo's FPPA tests), a simulation of that many paired tests rejects in 80% of them at the value returned,
+    where statsmodels' TTestPower.solve_power answer (4.17) has 58% power."""
+    from statsmodels.stats.power import TTestPower
+
+    from posesweep.stats import detectable_effect_size
+
+    assert detectable_effect_size(20, 0.05) == pytest.approx(
+        TTestPower().solve_power(effect_size=None, nobs=20, alpha=0.05, power=0.8), rel=1e-6)
+    assert detectable_effect_size(20, 0.05) == pytest.approx(0.6604, abs=1e-4)
+
+    def simulated_power(effect: float, n: int, alpha: float) -> float:
+        differences = np.random.default_rng(0).normal(effect, 1.0, size=(40_000, n))
+        return float((sps.ttest_1samp(differences, 0.0, axis=1).pvalue < alpha).mean())
+
+    effect = detectable_effect_size(4, 0.05 / 15)
+    assert simulated_power(effect, 4, 0.05 / 15) == pytest.approx(0.8, abs=0.01)
+    statsmodels_effect = TTestPower().solve_power(effect_size=None, nobs=4, alpha=0.05 / 15, power=0.8)
+    assert simulated_power(statsmodels_effect, 4, 0.05 / 15) < 0.7
+    assert np.isnan(detectable_effect_size(1, 0.05))
+
+
+def test_each_level_pair_gives_the_difference_it_would_have_found_and_the_plateau_the_largest_after_it():
+    """A plateau is where later levels no longer differ significantly; how small a difference those tests could
+    see is what a reader of "no longer improves" needs: each pair's detectable difference is the effect size for its
+    subjects and Bonferroni level times the SD of its differences, and the plateau's the largest among later pairs."""
+    from posesweep.stats import detectable_difference_from, detectable_effect_size
+
+    rng = np.random.default_rng(5)
+    matrix = np.array([9.0, 6.0, 5.0, 5.0]) + rng.normal(0, 0.4, (12, 4))
+    levels = [100, 200, 300, 400]
+    pairwise = pairwise_bonferroni(_long(matrix, levels))
+    effect = detectable_effect_size(12, 0.05 / 6)
+    for row in pairwise.itertuples():
+        a, b = levels.index(row.iteration_a), levels.index(row.iteration_b)
+        assert row.detectable_difference_px == pytest.approx(effect * np.std(matrix[:, a] - matrix[:, b], ddof=1))
+    later = pairwise[pairwise["iteration_a"] >= 300]
+    assert len(later) == 1 and detectable_difference_from(pairwise, 300) == pytest.approx(
+        later["detectable_difference_px"].max())
+    assert detectable_difference_from(pairwise, 200) == pytest.approx(
+        pairwise[pairwise["iteration_a"] >= 200]["detectable_difference_px"].max())
+    assert detectable_difference_from(pairwise, 400) is None  # the last level: no pair after it
+    errors = pd.DataFrame([{"frame_set_size": 10, "landmark": f"m{i}", "snapshot_iteration": level, "split": split,
+                            "image": "0", "error_px": value} for split in ("train", "test")
+                           for i, row in enumerate(matrix) for level, value in zip(levels, row)])
+    result = analyse(errors)["per_split"]["test"]
+    assert result["plateau_iteration"] == 300
+    assert result["detectable_difference_after_plateau_px"] == pytest.approx(detectable_difference_from(pairwise, 300))

@@ -15,7 +15,7 @@ from ..layout import RunLayout, null_where_not_finite, write_csv_atomic, write_j
 from ..learning import RULE, landmarks_without_training_labels, learning_check
 from ..networks import analyze_videos_call
 from ..provenance import mixed_software_warning, software_sentence
-from ..stats import errors_by_iteration
+from ..stats import DETECTION_POWER, errors_by_iteration
 from . import figures, tables
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,7 @@ def write_report(layout: RunLayout, analysis: dict, errors: pd.DataFrame, contex
         split_description=SPLIT_MODES[study["split_mode"]],
         unmatched_facts=UNMATCHED_FACTS,  # said as facts, not warnings: analysis-only videos are common
         pck_radii=", ".join(str(r) for r in tables.PCK_RADII_PX), scale_sentence=tables.scale_sentence(scale),
+        detection_power=DETECTION_POWER,
         minimum_frames=tables.minimum_frames_sentence(analysis["minimum_frames"]))
     write_text_atomic(out / "index.html", page)
     log.info("report written: %s", out / "index.html")

@@ -8,7 +8,8 @@ import pandas as pd
 
 from ..config import FRONTAL_BODYPARTS
 from ..learning import MIN_ITERATIONS_TO_JUDGE_A_PLATEAU, STILL_FALLING_FRACTION, learning_check
-from ..stats import icc_absolute_agreement, study_mean, study_means
+from ..stats import (DETECTION_POWER, detectable_difference_from, icc_absolute_agreement, study_mean,
+                     study_means)
 
 PCK_RADII_PX = (2, 5, 10)
 PAPER = {"iterations": 175_000, "frames": 400, "train_error_px": 2.8, "test_error_px": 3.7,
@@ -69,7 +70,8 @@ def plateau_row(split: str, result: dict) -> dict:
     """One split's ANOVA, where its errors plateau, and whether its post-hoc tests told no two levels apart (then
     no plateau is placed: ``stats.placed_plateau``)."""
     return {"split": split, **result["anova"], "plateau_iteration": result["plateau_iteration"],
-            "no_two_levels_differ": bool(result.get("no_two_levels_differ"))}
+            "no_two_levels_differ": bool(result.get("no_two_levels_differ")),
+            **{name: value for name, value in result.items() if name.startswith("detectable_difference_after")}}
 
 
 def posthoc_tables(analysis: dict) -> dict[str, pd.DataFrame]:
@@ -109,14 +111,22 @@ def recommendation(analysis: dict, learned: pd.DataFrame) -> str | None:
     splits = analysis.get("per_split", {})
     undecided = sorted(split for split, result in splits.items() if result.get("no_two_levels_differ"))
     if analysis["chosen_iteration_is_plateau"]:
+        found = _detectable_differences(splits, chosen)
+        remarks = [f"later levels' errors differing by {max(found):.2g} px or more would have been found with "
+                   f"{DETECTION_POWER:.0%} power"] if found else []
+        if len(undecided) == 1:
+            remarks.append(f"the {undecided[0]} error places no plateau: no two of its iteration levels differ "
+                           f"significantly")
         sentence = f"Errors stop improving significantly at {chosen:,} iterations" + (
-            f" (the {undecided[0]} error places no plateau: no two of its iteration levels differ significantly)"
-            if len(undecided) == 1 else "")
+            f" ({'; '.join(remarks)})" if remarks else "")
     elif undecided and len(undecided) == len(splits):
+        found = _detectable_differences(splits, 0)
+        power = (f"with {DETECTION_POWER:.0%} power they would have found differences of {max(found):.2g} px or more "
+                 f"only; " if found else "")
         sentence = f"No two iteration levels' errors differ significantly ({_change(analysis, 'test')}), so the " \
                    f"study places no plateau: its tests, on {splits[undecided[0]]['anova']['n_subjects']} " \
-                   f"(network, landmark) pairs, tell no snapshot from another (more frame sets or landmarks give " \
-                   f"them more); the numbers below are read at the last snapshot ({chosen:,} iterations)"
+                   f"(network, landmark) pairs, tell no snapshot from another ({power}more frame sets or landmarks " \
+                   f"give them more); the numbers below are read at the last snapshot ({chosen:,} iterations)"
     else:
         sentence = (f"Errors were still improving significantly at the last snapshot ({chosen:,} iterations): train "
                     f"longer")
@@ -124,6 +134,12 @@ def recommendation(analysis: dict, learned: pd.DataFrame) -> str | None:
         sentence += (f"; at that point {minimum} frames give a test error not significantly worse than any larger "
                      f"frame set{_smallest_and_largest(analysis, minimum)}")
     return sentence
+
+
+def _detectable_differences(splits: dict[str, dict], level: int) -> list[float]:
+    """Each split's ``stats.detectable_difference_from`` its iteration ``level`` on, where its tests give one."""
+    return [difference for result in splits.values() if len(result.get("pairwise", ()))
+            for difference in [detectable_difference_from(result["pairwise"], level)] if difference is not None]
 
 
 def _smallest_and_largest(analysis: dict, minimum: int) -> str:
