@@ -53,8 +53,15 @@ def test_report_tables_and_summary_are_unchanged(tmp_path):
     # and another: each post-hoc comparison gives the difference it would have found with 80% power, and each
     # split's ANOVA the largest of those from its plateau on (none without a plateau: here the train error's)
     analysis = analyse(errors)
-    detectable = [table.pop("detectable_difference_px") for table in tables if "detectable_difference_px" in table]
+    detectable = [table.pop("detectable_difference_px") for table in tables if "iteration_a" in table]
     assert detectable == [html_column(analysis, split, "detectable_difference_px") for split in ("test", "train")]
+    # so does each frame-set comparison, and the minimum frame count's sentence its tests'
+    comparisons = analysis["frame_set_comparisons"]
+    assert [table.pop("detectable_difference_px") for table in tables if "larger_frame_set_size" in table] == [
+        [f"{value:.4g}" for value in comparisons["detectable_difference_px"]]]
+    minimum_detectable = comparisons[(comparisons["split"] == "test") & (comparisons["frame_set_size"] == 10)][
+        "detectable_difference_px"].max()
+    assert minimum_detectable > 0
     for table in tables:
         if table.get("quantity", [None])[-1] == "detectable_difference_after_plateau_px":
             for column in table:
@@ -76,7 +83,11 @@ def test_report_tables_and_summary_are_unchanged(tmp_path):
             list(analysis["per_split"][split]["pairwise"]["detectable_difference_px"]))
     # and the minimum frame count's sentence ends with the test errors behind it: its own and the largest set's
     # (the networks' test errors at the chosen iteration, as summary.json lists them)
-    assert summary["recommendation"] == GOLDEN["summary"]["recommendation"] + " (16.25 px; 13.14 px with 20)"
+    assert summary["recommendation"] == GOLDEN["summary"]["recommendation"] + (
+        f" (16.25 px; 13.14 px with 20; a test error higher by {minimum_detectable:.2g} px or more would have been "
+        f"found with 80% power)")
+    assert [row.pop("detectable_difference_px") for row in summary["frame_set_comparisons"]] == pytest.approx(
+        list(comparisons["detectable_difference_px"]))
     summary["recommendation"] = GOLDEN["summary"]["recommendation"]
     for key in GOLDEN["summary"]:
         assert _same(summary[key], GOLDEN["summary"][key]), key

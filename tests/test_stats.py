@@ -115,7 +115,7 @@ def test_sphericity_and_greenhouse_geisser_agree_with_pingouin():
 
 
 def test_minimum_frames_is_the_smallest_size_not_worse_than_any_larger_one():
-    from posesweep.stats import compare_frame_sets, minimum_frames
+    from posesweep.stats import compare_frame_sets, detectable_effect_size, minimum_frames
 
     rng = np.random.default_rng(5)
     landmarks = [f"lm{i}" for i in range(10)]
@@ -128,6 +128,11 @@ def test_minimum_frames_is_the_smallest_size_not_worse_than_any_larger_one():
     comparisons = compare_frame_sets(pd.DataFrame(rows))
     assert len(comparisons) == 6
     assert minimum_frames(comparisons, [200, 400, 600, 800]) == 400
+    # each comparison gives the difference it would have found with 80% power: 10 landmarks, 6 pairs
+    wide = pd.DataFrame(rows).pivot(index="landmark", columns="frame_set_size", values="error_px")
+    for row in comparisons.itertuples():
+        spread = np.std(wide[row.frame_set_size] - wide[row.larger_frame_set_size], ddof=1)
+        assert row.detectable_difference_px == pytest.approx(detectable_effect_size(10, 0.05 / 6) * spread)
     improving = pd.DataFrame([{"split": "test", "frame_set_size": s, "landmark": lm, "error_px": b + 10 - s / 100
                                + rng.normal(0, 0.05)} for s in (200, 400, 600, 800) for lm, b in zip(landmarks, base)])
     assert minimum_frames(compare_frame_sets(improving), [200, 400, 600, 800]) == 800

@@ -279,24 +279,28 @@ def analyse(errors: pd.DataFrame) -> dict:
 
 
 def compare_frame_sets(by_frame_set: pd.DataFrame) -> pd.DataFrame:
-    """Each frame-set size against every larger one: paired t-tests over landmarks, Bonferroni per split."""
+    """Each frame-set size against every larger one: paired t-tests over landmarks, Bonferroni per split, each with
+    the difference it would have found with ``DETECTION_POWER`` (as ``pairwise_bonferroni``)."""
     from scipy.stats import ttest_rel
 
     rows = []
     for split, part in by_frame_set.groupby("split"):
         wide = part.pivot(index="landmark", columns="frame_set_size", values="error_px").dropna()
         pairs = list(combinations(sorted(wide.columns), 2))
+        effect = detectable_effect_size(len(wide), ALPHA / max(len(pairs), 1))
         for a, b in pairs:
             difference = wide[a] - wide[b]
             if len(wide) > 1 and difference.std(ddof=1) > 0:
                 t_stat, p_value = ttest_rel(wide[a], wide[b])
+                detectable = effect * float(difference.std(ddof=1))
             else:
-                t_stat, p_value = float("nan"), 1.0
+                t_stat, p_value, detectable = float("nan"), 1.0, float("nan")
             rows.append({"split": split, "frame_set_size": int(a), "larger_frame_set_size": int(b),
                          "mean_difference_px": float(difference.mean()), "t": float(t_stat),
-                         "p_value": float(p_value), "p_bonferroni": float(min(1.0, p_value * len(pairs)))})
+                         "p_value": float(p_value), "p_bonferroni": float(min(1.0, p_value * len(pairs))),
+                         "detectable_difference_px": detectable})
     return pd.DataFrame(rows, columns=["split", "frame_set_size", "larger_frame_set_size", "mean_difference_px",
-                                       "t", "p_value", "p_bonferroni"])
+                                       "t", "p_value", "p_bonferroni", "detectable_difference_px"])
 
 
 def minimum_frames(comparisons: pd.DataFrame, sizes: list[int], alpha: float = ALPHA) -> int:

@@ -144,7 +144,8 @@ def _detectable_differences(splits: dict[str, dict], level: int) -> list[float]:
 
 def _smallest_and_largest(analysis: dict, minimum: int) -> str:
     """The test errors behind the minimum frame count, in parentheses: its own and the largest frame set's (a
-    comparison the tests could not decide, few landmarks for many pairs, reads the same as one of equal errors)."""
+    comparison the tests could not decide, few landmarks for many pairs, reads the same as one of equal errors),
+    and how much higher an error its tests against the larger sets would have found with ``DETECTION_POWER``."""
     by_frame_set = analysis.get("by_frame_set")
     if by_frame_set is None or not len(by_frame_set):
         return ""
@@ -152,7 +153,12 @@ def _smallest_and_largest(analysis: dict, minimum: int) -> str:
     largest = int(test.index.max())
     if minimum not in test.index or largest == minimum:
         return ""
-    return f" ({test[minimum]:.2f} px; {test[largest]:.2f} px with {largest})"
+    comparisons = analysis.get("frame_set_comparisons", pd.DataFrame(columns=["split", "frame_set_size"]))
+    against = comparisons[(comparisons["split"] == "test") & (comparisons["frame_set_size"] == minimum)]
+    detectable = float(against["detectable_difference_px"].max()) if "detectable_difference_px" in against else math.nan
+    power = (f"; a test error higher by {detectable:.2g} px or more would have been found with "
+             f"{DETECTION_POWER:.0%} power" if math.isfinite(detectable) else "")
+    return f" ({test[minimum]:.2f} px; {test[largest]:.2f} px with {largest}{power})"
 
 
 def _change(analysis: dict, split: str) -> str:
