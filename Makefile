@@ -4,7 +4,9 @@ PYTEST_ARGS ?=
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-DATA_ROOT ?= $(CURDIR)/data
+# The data root: DATA_ROOT=..., else POSESWEEP_DATA_ROOT from the environment (as the README and the messages say),
+# else data/ here
+DATA_ROOT ?= $(or $(POSESWEEP_DATA_ROOT),$(CURDIR)/data)
 DEMO_COHORT ?= demo
 # Demo sizes fit a 2-core CPU in minutes: 8 participants x 10 frames, two frame sets, 6 snapshots each.
 # From random weights (nothing may be downloaded) DeepLabCut 3's PyTorch engine learns in these 1,200 iterations;

@@ -46,3 +46,24 @@ def test_the_installed_environment_is_the_one_constraints_pins():
     assert not differ, f"installed versions differ from constraints.txt (pinned, installed): {differ}"
     missing = sorted(_pins(REPO / "requirements.txt").keys() - installed.keys())
     assert not missing, f"requirements.txt's packages not installed: {missing}"
+
+
+def test_the_make_commands_use_the_data_root_the_environment_names_and_data_here_without_one(tmp_path):
+    """The README and the failure paragraphs send a lab to POSESWEEP_DATA_ROOT (its data on a share, a full disk):
+    `make study` and `make airflow` set it from their DATA_ROOT, which ignored it, so the cohort was looked for in
+    the repository's data/ and the disk paragraph's fix did nothing."""
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+
+    def data_root(environment: dict, *arguments: str) -> str:
+        env = {name: value for name, value in os.environ.items() if name not in ("POSESWEEP_DATA_ROOT", "DATA_ROOT")}
+        printed = subprocess.run(["make", "-C", str(repo), "-pn", "study", "CONF={}", *arguments],
+                                 env={**env, **environment}, capture_output=True, text=True, check=True).stdout
+        return re.search(r"^POSESWEEP_DATA_ROOT := (.*)$", printed, re.MULTILINE).group(1)
+
+    assert data_root({"POSESWEEP_DATA_ROOT": str(tmp_path / "share")}) == str(tmp_path / "share")
+    assert data_root({}) == str(repo / "data")
+    assert data_root({"POSESWEEP_DATA_ROOT": str(tmp_path / "share")}, f"DATA_ROOT={tmp_path / 'given'}") == str(
+        tmp_path / "given")
