@@ -197,3 +197,21 @@ def test_the_new_run_a_failure_suggests_has_its_settings_written_as_the_paragrap
         ", a new run: make study CONF='{\"cohort\": \"reach\", \"frame_set_sizes\": [14, 28], "
         "\"allow_random_init\": true, \"bad_video_policy\": \"exclude\"}'")
     assert suggested_run(conf, failures[3:]) is None and suggested_run(conf, []) is None
+
+
+def test_runs_started_in_one_second_each_write_a_log_of_their_own(tmp_path):
+    """Two terminals' `make study` of two cohorts started in one second wrote one `study-<time>.log`, each truncating
+    the other's lines (seen: 14 lines of two runs, interleaved mid-line). Each now has its own, named by cohort."""
+    from datetime import datetime
+
+    from posesweep.terminal_run import new_log_file
+
+    second = datetime(2026, 12, 8, 1, 38, 50)
+    knee, hip = new_log_file(tmp_path / "logs", "knee", second), new_log_file(tmp_path / "logs", "hip", second)
+    again = new_log_file(tmp_path / "logs", "knee", second)  # the same cohort twice in that second
+    assert [path.name for path in (knee, hip, again)] == ["study-knee-20261208T013850.log",
+                                                         "study-hip-20261208T013850.log",
+                                                         "study-knee-20261208T013850-2.log"]
+    knee.write_text("knee's lines\n")
+    assert new_log_file(tmp_path / "logs", "knee", second).name == "study-knee-20261208T013850-3.log"
+    assert knee.read_text() == "knee's lines\n"  # not truncated by the later run

@@ -324,11 +324,26 @@ def _explained(failure: BaseException | None) -> bool:
     return isinstance(failure, (PosesweepError, AirflowFailException))
 
 
+def new_log_file(logs: Path, cohort: str, started: datetime) -> Path:
+    """A log file of this run's own, made empty: the cohort and the second the run started in its name, and a number
+    after that where another terminal's run took the name first (two runs started in one second, of two cohorts,
+    wrote into one file, each truncating the other's lines)."""
+    logs.mkdir(parents=True, exist_ok=True)
+    stem = f"study-{cohort}-{started:%Y%m%dT%H%M%S}"
+    for number in range(1, 1000):
+        log_file = logs / f"{stem}{f'-{number}' if number > 1 else ''}.log"
+        try:
+            log_file.open("x").close()
+            return log_file
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{logs / stem}-*.log: 999 runs' logs of one second")
+
+
 def tee_output(log_file: Path):
     """Everything this process and its children print goes to the terminal and to ``log_file``; returns a closer."""
     import os
 
-    log_file.parent.mkdir(parents=True, exist_ok=True)
     # (a session of its own: Ctrl-C at the terminal stops the study, not its log's copy to the terminal)
     tee = subprocess.Popen(["tee", str(log_file)], stdin=subprocess.PIPE, start_new_session=True)
     saved = os.dup(1)
@@ -402,11 +417,11 @@ def main(study_dag, data_root: Path, failures: list, labels_poke_interval_s: int
     run_id = run_id_started_at(started)
     cohort = conf.get("cohort", "demo")
     layout = RunLayout.create(data_root, cohort, run_id)
-    log_file = data_root / "logs" / f"study-{datetime.now():%Y%m%dT%H%M%S}.log"
     ctrl_c = CtrlC()
     with held_by_this_terminal(layout, run_id):
         if continue_run is not None:
             forget_the_record_of(study_dag.dag_id, run_id)
+        log_file = new_log_file(data_root / "logs", cohort, datetime.now())
         close_log = tee_output(log_file)
         if continue_run is not None:
             print(f"continuing run {run_id} of cohort {cohort} with the parameters it started with: finished steps "
