@@ -244,3 +244,37 @@ def test_each_level_pair_gives_the_difference_it_would_have_found_and_the_platea
     result = analyse(errors)["per_split"]["test"]
     assert result["plateau_iteration"] == 300
     assert result["detectable_difference_after_plateau_px"] == pytest.approx(detectable_difference_from(pairwise, 300))
+
+
+def test_an_error_rising_at_the_last_snapshot_is_told_as_rising_not_as_still_improving():
+    """A test error that rises significantly between the last two snapshots (the networks overfit their training
+    frames) places no plateau, as one still falling does: the report said "still improving: train longer" for both.
+    Each split now says which way its error went there."""
+    from posesweep.report.tables import recommendation
+    from posesweep.stats import change_at_the_end
+
+    rng = np.random.default_rng(2)
+    levels = [100, 200, 300, 400]
+    shapes = {"test": np.array([9.0, 5.0, 5.0, 7.0]), "train": np.array([9.0, 5.0, 4.0, 3.0])}
+    errors = pd.DataFrame([{"frame_set_size": 10, "landmark": f"m{i}", "snapshot_iteration": level, "split": split,
+                            "image": "0", "error_px": value}
+                           for split, shape in shapes.items()
+                           for i, row in enumerate(shape + rng.normal(0, 0.2, (12, 4)))
+                           for level, value in zip(levels, row)])
+    analysis = analyse(errors)
+    test, train = analysis["per_split"]["test"], analysis["per_split"]["train"]
+    assert (test["change_at_the_end"], train["change_at_the_end"]) == ("rising", "falling")
+    assert test["plateau_iteration"] is None and analysis["chosen_iteration"] == 400
+    assert change_at_the_end(test["pairwise"], levels[:3]) is None  # 200 and 300 do not differ
+    learned = pd.DataFrame({"frame_set_size": [10], "snapshot_iteration": [400], "test_error_px": [7.0],
+                            "mean_pose_error_px": [40.0], "learned": [True]})
+    means = analysis["subject_means"]
+    by_level = means[means["split"] == "test"].groupby("snapshot_iteration")["error_px"].mean()
+    said = recommendation(analysis, learned)
+    assert said.startswith(
+        f"The test error rose significantly between the last two snapshots ({by_level[300]:.2f} px at 300 "
+        f"iterations, {by_level[400]:.2f} px at 400): more training made the networks worse on new frames while the "
+        f"train error still falls (overfitting), so the paper's rule places no plateau, and training longer would "
+        f"not help; the test error is lowest at {int(by_level.idxmin()):,} iterations "
+        f"({by_level.min():.2f} px); the numbers below are read at the last snapshot (400 iterations)")
+    assert "train longer" not in said

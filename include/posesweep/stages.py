@@ -709,6 +709,8 @@ def analyse_and_report(run: Run) -> str:
                      a["p_value"], f"plateau at {plateau:,} iterations" if plateau is not None else
                      f"no plateau placed: no two iteration levels differ significantly ({a['n_subjects']} "
                      f"subjects)" if result["no_two_levels_differ"] else
+                     "no plateau: rising significantly at the last snapshot (more training made it worse)"
+                     if result.get("change_at_the_end") == "rising" else
                      "no plateau: still improving significantly at the last snapshot")
     context = {
         "study_config": study.to_json_dict(),

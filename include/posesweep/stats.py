@@ -228,6 +228,20 @@ def placed_plateau(pairwise: pd.DataFrame, levels: list[int], alpha: float = ALP
     return plateau, False
 
 
+def change_at_the_end(pairwise: pd.DataFrame, levels: list[int], column: str = "mean_difference_px") -> str | None:
+    """How a split's error changed between its last two levels, where that change is significant: "falling"
+    (still improving: more training may help) or "rising" (more training made it worse); None where the last two
+    levels do not differ significantly. A split whose error rises at the end places no plateau either (its last two
+    levels differ), and was told "still improving: train longer", the opposite of what it shows."""
+    levels = sorted(levels)
+    if len(levels) < 2 or not len(pairwise):
+        return None
+    last = pairwise[(pairwise["iteration_a"] == levels[-2]) & (pairwise["iteration_b"] == levels[-1])]
+    if not len(last) or not bool(last["significant"].iloc[0]):
+        return None
+    return "falling" if float(last[column].iloc[0]) > 0 else "rising"  # earlier minus later
+
+
 def chosen_iteration(per_split: dict[str, dict], last: int) -> tuple[int, bool]:
     """The iteration the study's answer is read at, and whether it is a plateau: the later of the splits'
     plateaus (both errors must have stabilised); the last snapshot where an error still improves significantly
@@ -265,6 +279,7 @@ def analyse(errors: pd.DataFrame) -> dict:
             "no_two_levels_differ": no_two_levels_differ,
             "detectable_difference_after_plateau_px": None if plateau is None else
             detectable_difference_from(pairwise, plateau),
+            "change_at_the_end": change_at_the_end(pairwise, levels),
         }
     last = int(errors["snapshot_iteration"].max())
     out["chosen_iteration"], out["chosen_iteration_is_plateau"] = chosen_iteration(out["per_split"], last)
@@ -342,5 +357,6 @@ def analyse_fppa(kinematic_errors: pd.DataFrame) -> dict:
                                                            "detectable_difference_px": "detectable_difference_deg"}),
                       "plateau_iteration": plateau, "no_two_levels_differ": no_two_levels_differ,
                       "detectable_difference_after_plateau_deg": None if plateau is None else
-                      detectable_difference_from(pairwise, plateau)}
+                      detectable_difference_from(pairwise, plateau),
+                      "change_at_the_end": change_at_the_end(pairwise, levels)}
     return out

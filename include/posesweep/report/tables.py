@@ -67,11 +67,13 @@ def anova_rows(analysis: dict) -> dict[str, dict]:
 
 
 def plateau_row(split: str, result: dict) -> dict:
-    """One split's ANOVA, where its errors plateau, and whether its post-hoc tests told no two levels apart (then
-    no plateau is placed: ``stats.placed_plateau``)."""
+    """One split's ANOVA, where its errors plateau, whether its post-hoc tests told no two levels apart (then
+    no plateau is placed: ``stats.placed_plateau``), and how its error changed between its last two levels where
+    that differs significantly (``stats.change_at_the_end``)."""
     return {"split": split, **result["anova"], "plateau_iteration": result["plateau_iteration"],
             "no_two_levels_differ": bool(result.get("no_two_levels_differ")),
-            **{name: value for name, value in result.items() if name.startswith("detectable_difference_after")}}
+            **{name: value for name, value in result.items() if name.startswith("detectable_difference_after")},
+            "change_at_the_end": result.get("change_at_the_end")}
 
 
 def posthoc_tables(analysis: dict) -> dict[str, pd.DataFrame]:
@@ -127,6 +129,10 @@ def recommendation(analysis: dict, learned: pd.DataFrame) -> str | None:
                    f"study places no plateau: its tests, on {splits[undecided[0]]['anova']['n_subjects']} " \
                    f"(network, landmark) pairs, tell no snapshot from another ({power}more frame sets or landmarks " \
                    f"give them more); the numbers below are read at the last snapshot ({chosen:,} iterations)"
+    elif rising := sorted((split for split, result in splits.items() if result.get("change_at_the_end") == "rising"),
+                          key=lambda split: split != "test"):
+        sentence = _rising_at_the_end(analysis, rising[0], splits) + (f"; the numbers below are read at the last "
+                                                                      f"snapshot ({chosen:,} iterations)")
     else:
         sentence = (f"Errors were still improving significantly at the last snapshot ({chosen:,} iterations): train "
                     f"longer")
@@ -161,13 +167,33 @@ def _smallest_and_largest(analysis: dict, minimum: int) -> str:
     return f" ({test[minimum]:.2f} px; {test[largest]:.2f} px with {largest}{power})"
 
 
-def _change(analysis: dict, split: str) -> str:
-    """How a split's error went from the first snapshot to the last, in words (mean over its subjects)."""
+def _by_level(analysis: dict, split: str) -> pd.Series:
+    """A split's error by iteration level (mean over its subjects), in level order."""
     means = analysis["subject_means"]
     means = means[(means["split"] == split) & means["error_px"].notna()]
-    by_level = means.groupby("snapshot_iteration")["error_px"].mean().sort_index()
+    return means.groupby("snapshot_iteration")["error_px"].mean().sort_index()
+
+
+def _change(analysis: dict, split: str) -> str:
+    """How a split's error went from the first snapshot to the last, in words (mean over its subjects)."""
+    by_level = _by_level(analysis, split)
     return (f"the {split} error went from {by_level.iloc[0]:.2f} px at {int(by_level.index[0]):,} iterations to "
             f"{by_level.iloc[-1]:.2f} px at {int(by_level.index[-1]):,}")
+
+
+def _rising_at_the_end(analysis: dict, split: str, splits: dict[str, dict]) -> str:
+    """Why no plateau where a split's error rose significantly between the last two snapshots: more training made
+    the networks worse (on new frames while the train error still falls: overfitting), which "train longer" would
+    make worse still."""
+    by_level = _by_level(analysis, split)
+    (before, after), lowest = by_level.index[-2:], by_level.idxmin()
+    what = "new frames" if split == "test" else "the frames they train on"
+    overfitting = (" while the train error still falls (overfitting)" if split == "test" and
+                   (splits.get("train") or {}).get("change_at_the_end") == "falling" else "")
+    return (f"The {split} error rose significantly between the last two snapshots ({by_level[before]:.2f} px at "
+            f"{int(before):,} iterations, {by_level[after]:.2f} px at {int(after):,}): more training made the "
+            f"networks worse on {what}{overfitting}, so the paper's rule places no plateau, and training longer "
+            f"would not help; the {split} error is lowest at {int(lowest):,} iterations ({by_level[lowest]:.2f} px)")
 
 
 def network_to_use(networks: list[dict], by_network: pd.DataFrame, chosen: int, learned: pd.DataFrame) -> dict | None:
