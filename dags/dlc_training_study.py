@@ -59,6 +59,7 @@ def explained(body):
                 raise
             failure = AirflowFailException(error.explain())
             failure.parameters = error.parameters  # a setting that gets past it, for `make study`'s last words
+            failure.first_look_parameters = error.first_look_parameters
             raise failure from None
         except Exception as crash:  # a full disk, from any write: its paragraph, at once
             full = disk_full_from(crash, DATA_ROOT)
@@ -77,7 +78,8 @@ def remember_failure(context, retried: bool = False) -> None:
     text = str(error) if isinstance(error, (PosesweepError, AirflowFailException)) else \
         f"{type(error).__name__}: {error}"
     FAILURES.append(FailureParagraph(f"task {where} failed (try {ti.try_number}){', retried' if retried else ''}:"
-                                     f"\n{text}", retried=retried, parameters=getattr(error, "parameters", None)))
+                                     f"\n{text}", retried=retried, parameters=getattr(error, "parameters", None),
+                                     first_look_parameters=getattr(error, "first_look_parameters", None)))
     print(f"\n{FAILURES[-1]}\n", flush=True)  # the failed task's log ends with what to fix
 
 

@@ -354,6 +354,9 @@ def test_an_operator_states_how_much_faster_the_cpu_trains_and_the_estimate_foll
     glance = re.search(r"about 30 min, .*?: max_iterations=(\d+), snapshot_interval=(\d+)\)",
                        refused.value.explain())
     assert int(glance[1]) == 10 * int(glance[2])
+    # which `make study` offers as a second command (a first look, beside the run of up to a day)
+    assert refused.value.first_look_parameters == {"max_iterations": int(glance[1]),
+                                                   "snapshot_interval": int(glance[2])}
     assert 0.8 * 30 < (3 * int(glance[1]) * per_iteration + scoring_s) / 60 <= 30
     stages.prepare_run(root, {**paper_scale, **shorter}, "within-a-day")
     monkeypatch.setenv("POSESWEEP_CPU_SPEEDUP", "100")

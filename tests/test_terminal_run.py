@@ -103,10 +103,10 @@ def test_sigterm_stops_a_terminal_run_as_ctrl_c_does_after_the_handler_a_tasks_r
             signal.signal(sig, handler)
 
 
-def _study(data_root, *arguments: str) -> subprocess.CompletedProcess:
+def _study(data_root, *arguments: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "dags" / "dlc_training_study.py"), *arguments],
-                          env={**os.environ, "POSESWEEP_DATA_ROOT": str(data_root)}, capture_output=True, text=True,
-                          timeout=300)
+                          env={**os.environ, "POSESWEEP_DATA_ROOT": str(data_root), **(extra_env or {})},
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_continue_while_another_terminal_still_runs_the_run_is_refused_naming_that_process(airflow_db, tmp_path):
@@ -197,6 +197,17 @@ def test_the_new_run_a_failure_suggests_has_its_settings_written_as_the_paragrap
         ", a new run: make study CONF='{\"cohort\": \"reach\", \"frame_set_sizes\": [14, 28], "
         "\"allow_random_init\": true, \"bad_video_policy\": \"exclude\"}'")
     assert suggested_run(conf, failures[3:]) is None and suggested_run(conf, []) is None
+    # a study that would train for days here: the run within a day, and a first look at it in half an hour
+    days = FailureParagraph("task prepare_run failed (try 1): ...", parameters={"max_iterations": 9100,
+                                                                                "snapshot_interval": 910},
+                            first_look_parameters={"max_iterations": 90, "snapshot_interval": 18})
+    assert suggested_run(conf, [failures[0], days]).splitlines() == [
+        "With the setting suggested above (allow_random_init=true, max_iterations=9100, snapshot_interval=910), a new "
+        "run: make study CONF='{\"cohort\": \"reach\", \"frame_set_sizes\": [200, 400], \"allow_random_init\": true, "
+        "\"max_iterations\": 9100, \"snapshot_interval\": 910}'",
+        "A first look at the whole study on this machine in about half an hour, too short for the networks to learn "
+        "(the report says so): make study CONF='{\"cohort\": \"reach\", \"frame_set_sizes\": [200, 400], "
+        "\"allow_random_init\": true, \"max_iterations\": 90, \"snapshot_interval\": 18}'"]
 
 
 def test_runs_started_in_one_second_each_write_a_log_of_their_own(tmp_path):
@@ -215,3 +226,29 @@ def test_runs_started_in_one_second_each_write_a_log_of_their_own(tmp_path):
     knee.write_text("knee's lines\n")
     assert new_log_file(tmp_path / "logs", "knee", second).name == "study-knee-20261208T013850-3.log"
     assert knee.read_text() == "knee's lines\n"  # not truncated by the later run
+
+
+def test_a_study_of_days_on_this_cpu_is_offered_the_run_within_a_day_and_a_first_look_in_half_an_hour(
+        airflow_db, tiny_cohort, tmp_path):
+    """The new run `make study` suggested for a study of days on this CPU trained for up to a day: what a lab trying
+    posesweep on its own data ran next without knowing. The first look prepare_run's paragraph proposes in its
+    middle is now a command of its own, through the DAG's failure callback to the last lines."""
+    import re
+    import shutil
+
+    data_root = shutil.copytree(tiny_cohort, tmp_path / "data")
+    conf = {"cohort": "tiny", "frames_per_video": 60, "frame_set_sizes": [60, 120, 180], "allow_random_init": True}
+    done = _study(data_root, "--conf", json.dumps(conf), extra_env={"POSESWEEP_GPUS": "none"})
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    within_a_day = re.search(r"max_iterations=(\d+), snapshot_interval=(\d+) keep the 10 snapshots", output)
+    first_look = re.search(r"about 30 min, too short to learn from \(the report says so\): max_iterations=(\d+), "
+                           r"snapshot_interval=(\d+)\)", output)
+    last = output.rstrip().splitlines()
+    assert last[-4] == ("With the setting suggested above (max_iterations=%s, snapshot_interval=%s), a new run: "
+                        "make study CONF='%s'" % (*within_a_day.groups(), json.dumps(
+                            {**conf, "max_iterations": int(within_a_day[1]),
+                             "snapshot_interval": int(within_a_day[2])})))
+    assert last[-3] == ("A first look at the whole study on this machine in about half an hour, too short for the "
+                        "networks to learn (the report says so): make study CONF='%s'" % json.dumps(
+                            {**conf, "max_iterations": int(first_look[1]), "snapshot_interval": int(first_look[2])}))

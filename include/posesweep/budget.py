@@ -324,6 +324,7 @@ def cpu_time_problem(budget: Budget, study: StudyConfig) -> StudyConfigError | N
         return StudyConfigError(
             "training would take more than a day on this machine's CPU", found=budget.describe(study),
             allowed=f"at most {MAX_CPU_HOURS:.0f} h on the local backend", parameters=shorter,
+            first_look_parameters=glance or None,
             fix=f"run it on GPUs (POSESWEEP_TRAINING_BACKEND=kubernetes), {lower}, or trigger with "
                 "allow_long_cpu_run=true to train on this CPU anyway" + (
                     " (the estimate is this machine's own earlier training's speed)" if budget.measured is not None

@@ -42,13 +42,17 @@ class PosesweepError(Exception):
 
     def __init__(self, what: str, *, file: str | Path | None = None, where: str | None = None,
                  found: str | None = None, allowed: str | None = None, fix: str | None = None,
-                 details: list[str] | tuple[str, ...] = (), parameters: dict[str, Any] | None = None):
+                 details: list[str] | tuple[str, ...] = (), parameters: dict[str, Any] | None = None,
+                 first_look_parameters: dict[str, Any] | None = None):
         super().__init__(what)
         self.what, self.file, self.where = what, str(file) if file else None, where
         self.found, self.allowed, self.fix, self.details = found, allowed, fix, list(details)
         # run parameters that alone get past this failure, where the paragraph suggests a setting (e.g.
         # {"bad_video_policy": "exclude"}): `make study` prints the new run's command with them
         self.parameters = dict(parameters or {})
+        # where the study would train for days here: the parameters of a run that shows the whole study on the
+        # lab's data in about half an hour instead (too short to learn from), a second command `make study` prints
+        self.first_look_parameters = dict(first_look_parameters or {})
 
     def explain(self) -> str:
         """One paragraph: what failed, in which of the lab's files, what was found and allowed, what to do."""
@@ -70,7 +74,7 @@ class PosesweepError(Exception):
     def to_line(self) -> str:
         """The error as the one line the ``posesweep`` command prints before it exits."""
         fields = {k: getattr(self, k) for k in ("what", "file", "where", "found", "allowed", "fix", "details",
-                                                "no_retry_note", "parameters")}
+                                                "no_retry_note", "parameters", "first_look_parameters")}
         return ERROR_LINE_PREFIX + json.dumps({"kind": getattr(self, "kind", type(self).__name__),
                                                "retryable": self.retryable,
                                                "title": self.title, **fields})
@@ -111,7 +115,7 @@ def together(problems: list[InputError]) -> InputError:
     all before its next try, instead of meeting them one run at a time)."""
     if len(problems) == 1:
         return problems[0]
-    details, parameters = [], {}
+    details, parameters, first_look = [], {}, {}
     for problem in problems:
         details.append(f"{problem.title}: {problem.what}")
         fields = (("File", problem.file), ("Where", problem.where), ("Found", problem.found),
@@ -120,8 +124,10 @@ def together(problems: list[InputError]) -> InputError:
         details += [f"  {line.strip()}" for line in problem.details]
         details += [f"  What to do: {problem.fix}"] if problem.fix else []
         parameters.update(problem.parameters)
+        first_look.update(problem.first_look_parameters)
     return InputError(f"{len(problems)} problems, each with what to do",
                       details=details, parameters=parameters,
+                      first_look_parameters={**parameters, **first_look} if first_look else None,
                       fix="mend every one of them before the next run" + (
                           f" (the parameters suggested above, together: "
                           f"{', '.join(f'{k}={json.dumps(v)}' for k, v in parameters.items())})" if parameters
@@ -294,7 +300,8 @@ class ChildReportedError(PosesweepError):
     def __init__(self, payload: dict[str, Any]):
         super().__init__(payload["what"], **{k: payload.get(k) for k in ("file", "where", "found", "allowed",
                                                                         "fix")},
-                         details=payload.get("details") or (), parameters=payload.get("parameters"))
+                         details=payload.get("details") or (), parameters=payload.get("parameters"),
+                         first_look_parameters=payload.get("first_look_parameters"))
         self.kind, self.retryable, self.title = payload.get("kind", "PosesweepError"), payload["retryable"], \
             payload.get("title", PosesweepError.title)
         self.exit_code = TransientError.exit_code if self.retryable else InputError.exit_code
@@ -305,9 +312,11 @@ class FailureParagraph(str):
     """A failed task's paragraph as the DAG's failure callback printed it (a ``str``), with whether the task was
     retried after it and the run parameters the failure suggests (``PosesweepError.parameters``)."""
 
-    def __new__(cls, text: str, *, retried: bool = False, parameters: dict[str, Any] | None = None):
+    def __new__(cls, text: str, *, retried: bool = False, parameters: dict[str, Any] | None = None,
+                first_look_parameters: dict[str, Any] | None = None):
         paragraph = super().__new__(cls, text)
         paragraph.retried, paragraph.parameters = retried, dict(parameters or {})
+        paragraph.first_look_parameters = dict(first_look_parameters or {})
         return paragraph
 
 

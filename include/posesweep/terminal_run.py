@@ -380,14 +380,22 @@ def what_a_stop_leaves(layout: RunLayout, run_id: str, conf: dict, stopped_by: s
 
 def suggested_run(conf: dict, failures: list) -> str | None:
     """The new run with the parameters the failures' paragraphs suggest (each failure's own ``parameters``), as
-    the paragraphs write them (``allow_random_init=true``); None where none suggests one."""
+    the paragraphs write them (``allow_random_init=true``); None where none suggests one. Where the study would
+    train for days on this machine, also the run of a first look at it (``first_look_parameters``): the suggested
+    one then trains for up to a day, which a lab trying posesweep on its data does not expect of the next command."""
     suggested: dict = {}
+    first_look: dict = {}
     for failure in failures:
         suggested.update(getattr(failure, "parameters", None) or {})
+        first_look.update(getattr(failure, "first_look_parameters", None) or {})
     if not suggested:
         return None
     settings = ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in suggested.items())
-    return f"With the setting suggested above ({settings}), a new run: {new_run_command({**conf, **suggested})}"
+    said = f"With the setting suggested above ({settings}), a new run: {new_run_command({**conf, **suggested})}"
+    if first_look:
+        said += (f"\nA first look at the whole study on this machine in about half an hour, too short for the "
+                 f"networks to learn (the report says so): {new_run_command({**conf, **suggested, **first_look})}")
+    return said
 
 
 def refuse_parameters_out_of_range(conf: dict) -> None:
